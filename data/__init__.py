@@ -1,0 +1,165 @@
+"""Datasets as in-memory uint8 arrays (torch-free): the embedded MNIST sample, IDX folders, image folders.
+
+Training (torch) and ONNX evaluation (no torch) both load data through here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserInputError
+from .idx import has_idx_files, load_idx_split
+from .images import IMAGE_EXTENSIONS, open_image, to_array
+
+SAMPLE_DIR = Path(__file__).parent / "mnist-5k"
+MNIST_SAMPLE = "mnist-sample"
+DIGIT_NAMES = tuple(str(i) for i in range(10))
+FASHION_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+VALIDATION_FRACTION = 0.1
+
+
+@dataclass
+class ImageDataset:
+    """Train and validation images as uint8 (N, C, H, W), labels int64 (N,) or None."""
+
+    name: str
+    train: np.ndarray
+    test: np.ndarray
+    train_labels: np.ndarray | None = None
+    test_labels: np.ndarray | None = None
+    class_names: tuple[str, ...] = ()
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.shape[1:])
+
+    @property
+    def has_labels(self) -> bool:
+        return self.train_labels is not None and len(self.class_names) > 0
+
+
+def _holdout(images, labels, seed: int):
+    """Split off VALIDATION_FRACTION of the data with a fixed seed (for data without a test split)."""
+    n = len(images)
+    if n < 2:
+        raise UserInputError(f"need at least 2 images to hold out a validation set, found {n}")
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, int(round(n * VALIDATION_FRACTION)))
+    val, tr = perm[:n_val], perm[n_val:]
+    pick = (lambda a, i: None if a is None else a[i])
+    return images[tr], pick(labels, tr), images[val], pick(labels, val)
+
+
+def verify_sample_checksums() -> None:
+    """Check the embedded sample against its SHA256SUMS; a damaged install should say so."""
+    for line in (SAMPLE_DIR / "SHA256SUMS").read_text().splitlines():
+        if not line.strip():
+            continue
+        digest, name = line.split()
+        got = hashlib.sha256((SAMPLE_DIR / name.lstrip("*")).read_bytes()).hexdigest()
+        if got != digest:
+            raise UserInputError(f"embedded sample file {name} fails its checksum; reinstall vaectl")
+
+
+def load_mnist_sample() -> ImageDataset:
+    verify_sample_checksums()
+    ds = load_idx_dir(SAMPLE_DIR, seed=0)
+    ds.name = MNIST_SAMPLE
+    return ds
+
+
+def load_idx_dir(directory: Path, seed: int = 0) -> ImageDataset:
+    train = load_idx_split(directory, "train")
+    if train is None:
+        raise UserInputError(f"{directory}: no train-images-idx3-ubyte[.gz] file")
+    test = load_idx_split(directory, "test")
+    x, y = train
+    if test is None:
+        x, y, xt, yt = _holdout(x, y, seed)
+    else:
+        xt, yt = test
+        if xt.shape[1:] != x.shape[1:]:
+            raise UserInputError(f"{directory}: train images are {x.shape[2:]} but test images are {xt.shape[2:]}")
+    names = ()
+    if y is not None:
+        k = int(max(y.max(), yt.max() if yt is not None else 0)) + 1
+        if "fashion" in str(directory).lower() and k == 10:
+            names = FASHION_NAMES
+        else:
+            names = tuple(str(i) for i in range(k))
+    return ImageDataset(directory.name, x, xt, y, yt, names)
+
+
+def load_image_folder(directory: Path, image_size: int | None, channels: int, seed: int = 0) -> ImageDataset:
+    """Every PNG/JPEG/... below `directory`; first-level subfolder names become labels."""
+    files = sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise UserInputError(f"{directory}: no images ({', '.join(IMAGE_EXTENSIONS)}) found")
+    rel_parts = [p.relative_to(directory).parts for p in files]
+    labelled = all(len(parts) > 1 for parts in rel_parts)
+    class_names = tuple(sorted({parts[0] for parts in rel_parts})) if labelled else ()
+    images = [open_image(p) for p in files]
+    sizes = Counter(im.size for im in images)
+    if image_size is None:
+        (w, h), _ = sizes.most_common(1)[0]
+    else:
+        w = h = image_size
+    notes = []
+    if len(sizes) > 1 or (w, h) not in sizes:
+        odd = sum(c for s, c in sizes.items() if s != (w, h))
+        notes.append(f"note: resized {odd} of {len(images)} images of {len(sizes)} different sizes to {w}x{h}")
+    x = np.stack([to_array(im, channels, h, w) for im in images])  # (N, C, H, W)
+    y = np.array([class_names.index(parts[0]) for parts in rel_parts], dtype=np.int64) if labelled else None
+    xtr, ytr, xv, yv = _holdout(x, y, seed)
+    return ImageDataset(directory.name, xtr, xv, ytr, yv, class_names, notes)
+
+
+def load_data(data_dir=None, image_size: int | None = None, channels: int | None = None, seed: int = 0) -> ImageDataset:
+    """The embedded sample (data_dir None), an IDX folder, or an image folder."""
+    if data_dir is None:
+        ds = load_mnist_sample()
+    else:
+        directory = Path(data_dir)
+        if not directory.exists():
+            raise UserInputError(f"{directory}: no such data directory")
+        if not directory.is_dir():
+            raise UserInputError(f"{directory}: not a directory")
+        if not any(directory.iterdir()):
+            raise UserInputError(f"{directory}: data directory is empty")
+        if has_idx_files(directory):
+            ds = load_idx_dir(directory, seed)
+        else:
+            return load_image_folder(directory, image_size, channels or 1, seed)
+    return resize_dataset(ds, image_size, channels)
+
+
+def resize_dataset(ds: ImageDataset, image_size: int | None, channels: int | None) -> ImageDataset:
+    """Bring an in-memory dataset to the requested size and channel count (no-op when they match)."""
+    c, h, w = ds.image_shape
+    want_c = channels or c
+    want_h = want_w = image_size or None
+    if want_c == c and (want_h is None or (want_h, want_w) == (h, w)):
+        return ds
+    from PIL import Image
+
+    def convert(x):
+        out = []
+        for im in x:
+            pil = Image.fromarray(im[0] if c == 1 else im.transpose(1, 2, 0))
+            out.append(to_array(pil, want_c, want_h or h, want_w or w))
+        return np.stack(out)
+
+    ds.train, ds.test = convert(ds.train), convert(ds.test)
+    return ds
+
+
+def print_notes(ds: ImageDataset) -> None:
+    for note in ds.notes:
+        print(note, file=sys.stderr)

@@ -1,0 +1,53 @@
+"""Safe image decoding (torch-free): an allowlist of formats, decompression bombs refused, truncation refused."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+from PIL import Image
+
+from ..errors import UserInputError
+
+# Pillow picks a decoder by magic bytes; we only let it pick among these.
+ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "GIF", "TIFF")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+# Refuse images that declare more pixels than this before decoding them (Pillow's default is ~89M).
+MAX_IMAGE_PIXELS = 64 * 1024 * 1024
+
+
+def open_image(source, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """Open and fully decode an image from a path, file object or PIL image; raise UserInputError otherwise."""
+    if isinstance(source, Image.Image):
+        return source
+    name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "<image>")
+    old_limit = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(source, formats=ALLOWED_FORMATS)
+            img.load()  # decode now: truncated files fail here, not later
+    except FileNotFoundError:
+        raise UserInputError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise UserInputError(f"{name}: is a directory, not an image") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UserInputError(f"{name}: image declares more than {max_pixels:,} pixels (decompression bomb?)") from None
+    except Image.UnidentifiedImageError:
+        raise UserInputError(f"{name}: not an image in an accepted format ({', '.join(ALLOWED_FORMATS)})") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise UserInputError(f"{name}: cannot decode image ({e})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = old_limit
+    return img
+
+
+def to_array(img: Image.Image, channels: int, height: int, width: int) -> np.ndarray:
+    """PIL image of any mode and size -> uint8 (C, H, W) with the model's channels and size."""
+    img = img.convert("L" if channels == 1 else "RGB")
+    if img.size != (width, height):
+        img = img.resize((width, height), Image.BILINEAR)
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr[None] if channels == 1 else arr.transpose(2, 0, 1).copy()

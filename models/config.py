@@ -1,0 +1,96 @@
+"""VAEConfig: everything needed to rebuild a model. Stored in every checkpoint and ONNX graph."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ..errors import UserInputError
+
+ARCHITECTURES = ("mlp", "conv")
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+@dataclass
+class VAEConfig:
+    arch: str = "conv"  # "mlp" (the tutorial's) or "conv"
+    latent_dim: int = 32
+    channels: int = 1
+    height: int = 28
+    width: int = 28
+    hidden: tuple[int, ...] = (512, 256)  # mlp: hidden widths, encoder order (decoder mirrors)
+    conv_channels: tuple[int, ...] = (32, 64, 128)  # conv: one stride-2 stage per entry
+    conv_hidden: int = 512  # conv: width of the dense layer between feature map and latent
+    likelihood: str = "bernoulli"  # "bernoulli" (BCE) or "gaussian" (summed squared error)
+    beta: float = 1.0  # weight on the KL term; 0 gives a plain autoencoder
+    num_classes: int = 0  # > 0: conditional VAE, both encoder and decoder see the label
+    class_names: tuple[str, ...] = ()
+    dataset: str = ""  # name of the training data, for the record
+
+    def __post_init__(self) -> None:
+        # Round-trips through JSON/ONNX metadata turn tuples into lists; normalize.
+        self.hidden = tuple(int(h) for h in self.hidden)
+        self.conv_channels = tuple(int(c) for c in self.conv_channels)
+        self.class_names = tuple(str(c) for c in self.class_names)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise UserInputError for a config no model can be built from."""
+        if self.arch not in ARCHITECTURES:
+            raise UserInputError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+        if self.likelihood not in LIKELIHOODS:
+            raise UserInputError(f"unknown likelihood {self.likelihood!r}; choose one of {', '.join(LIKELIHOODS)}")
+        if self.latent_dim < 1:
+            raise UserInputError(f"latent dimension must be at least 1, got {self.latent_dim}")
+        if self.channels not in (1, 3):
+            raise UserInputError(f"channels must be 1 or 3, got {self.channels}")
+        if self.beta < 0:
+            raise UserInputError(f"beta must be >= 0, got {self.beta}")
+        if any(h < 1 for h in self.hidden) or any(c < 1 for c in self.conv_channels):
+            raise UserInputError("layer widths must be positive")
+        if self.arch == "conv":
+            min_side = 2 ** len(self.conv_channels)
+            if min(self.height, self.width) < min_side:
+                raise UserInputError(
+                    f"the conv model with {len(self.conv_channels)} stages needs images of at least "
+                    f"{min_side}x{min_side} px, got {self.height}x{self.width}"
+                )
+        elif min(self.height, self.width) < 1:
+            raise UserInputError(f"image size must be positive, got {self.height}x{self.width}")
+        if self.num_classes < 0:
+            raise UserInputError("num_classes must be >= 0")
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise UserInputError("class_names must list one name per class")
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.height, self.width)
+
+    @property
+    def num_pixels(self) -> int:
+        return self.channels * self.height * self.width
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able data (lists, not tuples) for checkpoints and metadata."""
+        d = dataclasses.asdict(self)
+        for k, v in d.items():
+            if isinstance(v, tuple):
+                d[k] = list(v)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "VAEConfig":
+        """Build from stored data; unknown keys mean a newer vaectl wrote it."""
+        if not isinstance(d, dict):
+            raise UserInputError("model config is not a mapping")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise UserInputError(
+                f"this vaectl cannot build a model with config keys {', '.join(unknown)}; "
+                "it was written by a newer version"
+            )
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise UserInputError(f"invalid model config: {e}") from None

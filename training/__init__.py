@@ -1,0 +1,5 @@
+"""Training (needs the [train] extra: torch)."""
+
+from .train import Interrupted, TrainConfig, train
+
+__all__ = ["Interrupted", "TrainConfig", "train"]

@@ -1,0 +1,29 @@
+"""The negative ELBO, per image: reconstruction + beta * KL (closed form per latent dimension)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    # KL(N(mu, sigma^2) || N(0, 1)) per dimension = 0.5 * (mu^2 + sigma^2 - 1 - log sigma^2)
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)  # (N, D)
+
+
+def reconstruction_loss(logits: torch.Tensor, x: torch.Tensor, likelihood: str) -> torch.Tensor:
+    """-log p(x | z) up to a constant, summed over pixels: (N, C, H, W) -> (N,)."""
+    if likelihood == "bernoulli":  # binary cross-entropy from logits, stable for any logit
+        per_pixel = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+    elif likelihood == "gaussian":  # the tutorial's squared error on the sigmoid mean
+        per_pixel = (torch.sigmoid(logits) - x).pow(2)
+    else:
+        raise ValueError(f"unknown likelihood {likelihood!r}")
+    return per_pixel.flatten(1).sum(1)
+
+
+def negative_elbo(logits, x, mu, logvar, likelihood: str, beta: float = 1.0):
+    """Returns (loss per image (N,), reconstruction (N,), KL per dimension (N, D))."""
+    recon = reconstruction_loss(logits, x, likelihood)  # (N,)
+    kl = kl_divergence(mu, logvar)  # (N, D)
+    return recon + beta * kl.sum(1), recon, kl

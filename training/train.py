@@ -1,0 +1,375 @@
+"""The training loop. Readable top to bottom; shapes in end-of-line comments.
+
+Data lives on the training device as one uint8 tensor and is batched by index (no DataLoader,
+no per-sample PIL work). The same function runs under `torchrun` with DistributedDataParallel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from .. import __version__
+from ..data import MNIST_SAMPLE, print_notes
+from ..errors import TrainingDivergedError, UserInputError
+from ..files import atomic_write_bytes, save_grid, to_uint8_images
+from ..models import VAEConfig
+from ..models.vae import VAE
+from .checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
+from .data import load_training_data
+from .loss import negative_elbo
+
+ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al.: a dimension is active when Cov_x(E_q[z]) > 0.01
+
+
+@dataclass
+class TrainConfig:
+    out: str = "runs/vae"
+    data: str | None = None  # IDX folder or image folder; None: `dataset`
+    dataset: str = MNIST_SAMPLE
+    cache_dir: str | None = None
+    image_size: int | None = None
+    channels: int | None = None
+    conditional: bool = False
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 2e-3
+    schedule: str = "onecycle"  # "onecycle": 10% linear warm-up then cosine decay; "constant"
+    weight_decay: float = 0.0
+    kl_warmup: float = 0.0  # epochs over which beta ramps linearly from 0
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False  # bf16 autocast
+    compile: bool = False
+    grid_every: int = 1  # write sample/reconstruction PNGs every N epochs (0: never)
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise UserInputError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise UserInputError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise UserInputError(f"--lr must be positive, got {self.lr}")
+        if self.kl_warmup < 0:
+            raise UserInputError(f"--kl-warmup must be >= 0, got {self.kl_warmup}")
+        if self.schedule not in ("onecycle", "constant"):
+            raise UserInputError(f"unknown schedule {self.schedule!r}")
+        if self.image_size is not None and self.image_size < 1:
+            raise UserInputError(f"--image-size must be positive, got {self.image_size}")
+
+
+def lr_at(step: int, total: int, base: float, schedule: str) -> float:
+    """Learning rate for optimizer step `step` of `total` (nanoGPT-style, no scheduler object)."""
+    if schedule == "constant":
+        return base
+    warmup = max(1, total // 10)
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def beta_at(epoch_progress: float, beta: float, warmup_epochs: float) -> float:
+    """Linear KL warm-up: beta * min(1, epochs done / warm-up epochs)."""
+    if warmup_epochs <= 0:
+        return beta
+    return beta * min(1.0, epoch_progress / warmup_epochs)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserInputError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserInputError("--device cuda: CUDA is not available on this machine")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserInputError("--device mps: MPS is not available on this machine")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return device
+
+
+def prepare_out_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserInputError(f"--out {out}: exists and is not a directory")
+    try:
+        (out / "images").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserInputError(f"--out {out}: cannot create directory ({e.strerror})") from None
+
+
+class _Interrupt:
+    """Ctrl-C sets a flag; the loop finishes its step, saves, and exits 130."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = None
+
+    def __enter__(self):
+        if os.getpid() == getattr(os, "getpid")() and hasattr(signal, "SIGINT"):
+            try:
+                self._old = signal.signal(signal.SIGINT, self._handle)
+            except ValueError:  # not the main thread
+                self._old = None
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:  # second Ctrl-C: give up immediately
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+class Interrupted(Exception):
+    """Raised after a Ctrl-C once last.pt is saved; the CLI exits 130."""
+
+
+@torch.no_grad()
+def evaluate(model: VAE, x_u8: torch.Tensor, y: torch.Tensor | None, beta: float, batch_size: int = 1000) -> dict:
+    """Validation: mean negative ELBO (one z sample), its parts, KL per dimension, active units."""
+    cfg = model.config
+    sums = torch.zeros(3, dtype=torch.float64, device=x_u8.device)
+    kl_dims = torch.zeros(cfg.latent_dim, dtype=torch.float64, device=x_u8.device)
+    mus = []
+    for i in range(0, len(x_u8), batch_size):
+        x = x_u8[i : i + batch_size].float().div_(255)  # (B, C, H, W) in [0, 1]
+        yb = None if y is None else y[i : i + batch_size]
+        logits, mu, logvar = model(x, yb)  # (B, C, H, W), (B, D), (B, D)
+        loss, recon, kl = negative_elbo(logits.float(), x, mu.float(), logvar.float(), cfg.likelihood, beta)
+        sums += torch.stack([loss.sum(), recon.sum(), kl.sum()]).double()
+        kl_dims += kl.sum(0).double()
+        mus.append(mu.float())
+    n = len(x_u8)
+    mu_all = torch.cat(mus)  # (N, D)
+    au_var = mu_all.var(0, unbiased=False) if n > 1 else torch.zeros(cfg.latent_dim, device=mu_all.device)
+    loss, recon, kl = (sums / n).tolist()
+    return {
+        "loss": loss, "recon": recon, "kl": kl,
+        "kl_per_dim": [round(v, 5) for v in (kl_dims / n).tolist()],
+        "active_units": int((au_var > ACTIVE_UNIT_THRESHOLD).sum()),
+    }
+
+
+@torch.no_grad()
+def _write_grids(model: VAE, out: Path, epoch: int, x_val: torch.Tensor, y_val, z_fixed: torch.Tensor) -> None:
+    cfg = model.config
+    y_samples = None
+    if cfg.num_classes:  # one row per class (up to 8 per row)
+        y_samples = torch.arange(len(z_fixed), device=z_fixed.device) // 8 % cfg.num_classes
+    samples = torch.sigmoid(model.decoder(z_fixed, y_samples)).float().cpu().numpy()  # (64, C, H, W)
+    save_grid(out / "images" / f"samples_epoch{epoch:03d}.png", to_uint8_images(samples), nrow=8)
+    x = x_val[:8].float() / 255
+    recon = model.reconstruct(x, None if y_val is None else y_val[:8]).float()
+    both = torch.cat([x, recon]).cpu().numpy()  # originals above reconstructions
+    save_grid(out / "images" / f"recon_epoch{epoch:03d}.png", to_uint8_images(both), nrow=len(x))
+
+
+def train(tcfg: TrainConfig, model_overrides: dict | None = None, resume: str | None = None, log=print) -> dict:
+    """Train a VAE; returns a summary. `model_overrides` are VAEConfig fields (arch, latent_dim, ...)."""
+    # --- distributed setup (torchrun sets RANK / WORLD_SIZE / LOCAL_RANK) ---
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    ddp = world > 1
+    ckpt = None
+    if resume is not None:
+        ckpt_path = resolve_checkpoint(resume, last=True)
+        ckpt = load_checkpoint(ckpt_path)
+        saved = TrainConfig(**{k: v for k, v in ckpt["train"].items() if k in {f.name for f in dataclasses.fields(TrainConfig)}})
+        saved.out = str(Path(resume) if Path(resume).is_dir() else Path(resume).parent)
+        saved.epochs = max(tcfg.epochs, saved.epochs) if tcfg.epochs != TrainConfig.epochs else saved.epochs
+        saved.device = tcfg.device
+        tcfg = saved
+    tcfg.validate()
+    device = pick_device(tcfg.device)
+    if ddp:
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if not dist.is_initialized():
+            dist.init_process_group(backend)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+    rank = dist.get_rank() if ddp else 0
+    main_process = rank == 0
+    out = Path(tcfg.out)
+    if main_process:
+        prepare_out_dir(out)
+
+    # --- data: decoded once into uint8 tensors on the device ---
+    ds = load_training_data(tcfg.data, tcfg.dataset, tcfg.image_size, tcfg.channels, tcfg.cache_dir, tcfg.seed)
+    if main_process:
+        print_notes(ds)
+    if tcfg.conditional and not ds.has_labels:
+        raise UserInputError(f"--conditional needs labels, but dataset {ds.name!r} has none "
+                             "(IDX label files, or image subfolders named after classes)")
+    x_train = torch.from_numpy(ds.train).to(device)  # (N, C, H, W) uint8
+    x_val = torch.from_numpy(ds.test).to(device)  # (M, C, H, W) uint8
+    y_train = torch.from_numpy(ds.train_labels).to(device) if tcfg.conditional else None  # (N,) int64
+    y_val = torch.from_numpy(ds.test_labels).to(device) if tcfg.conditional else None  # (M,)
+
+    # --- model ---
+    if ckpt is not None:
+        cfg = ckpt["config"]
+        if tuple(ds.image_shape) != cfg.image_shape:
+            raise UserInputError(f"data images are {ds.image_shape} but the checkpoint's model expects {cfg.image_shape}")
+    else:
+        c, h, w = ds.image_shape
+        fields = dict(channels=c, height=h, width=w, dataset=ds.name)
+        if tcfg.conditional:
+            fields.update(num_classes=len(ds.class_names), class_names=ds.class_names)
+        cfg = VAEConfig(**{**(model_overrides or {}), **fields})
+    torch.manual_seed(tcfg.seed + rank)
+    model = VAE(cfg).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+
+    n_train = len(x_train) // world * world  # equal shards keep DDP ranks in step
+    local_batch = max(1, tcfg.batch_size // world)
+    steps_per_epoch = math.ceil(n_train // world / local_batch)
+    total_steps = steps_per_epoch * tcfg.epochs
+    start_epoch, start_step, global_step, best_val = 0, 0, 0, math.inf
+    epoch_sums = [0.0, 0.0, 0.0, 0]  # loss, recon, kl sums, images seen
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        start_epoch, start_step = ckpt["epoch"], ckpt["step_in_epoch"]
+        global_step, best_val = ckpt["global_step"], ckpt["best_val"]
+        epoch_sums = list(ckpt["epoch_sums"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], device)
+    raw_model = model
+    if tcfg.compile:
+        model = torch.compile(model)
+    if ddp:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tcfg.amp)
+    z_fixed = torch.randn(64, cfg.latent_dim, generator=torch.Generator().manual_seed(tcfg.seed)).to(device)
+
+    def checkpoint_state(epoch, step_in_epoch):
+        return {
+            "vaectl_version": __version__,
+            "config": cfg.to_dict(),
+            "train": dataclasses.asdict(tcfg),
+            "model": {k: v.detach().cpu() for k, v in raw_model.state_dict().items()},
+            "optimizer": opt.state_dict(),
+            "scheduler": {"name": tcfg.schedule, "step": global_step, "total_steps": total_steps},
+            "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
+            "epoch_sums": list(epoch_sums), "best_val": best_val,
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+        }
+
+    if main_process:
+        atomic_write_bytes(out / "config.json", json.dumps(
+            {"model": cfg.to_dict(), "train": dataclasses.asdict(tcfg), "vaectl_version": __version__}, indent=2).encode())
+        if ckpt is None:  # a last.pt exists from the first moment: a crash at any point leaves one to resume
+            save_checkpoint(out / "last.pt", checkpoint_state(0, 0))
+            (out / "metrics.jsonl").unlink(missing_ok=True)
+        log(f"training {cfg.arch} VAE (latent {cfg.latent_dim}, {cfg.likelihood}, beta {cfg.beta}) on {ds.name}: "
+            f"{len(x_train)} train / {len(x_val)} validation images {tuple(ds.image_shape)}, device {device}"
+            + (f", {world} processes" if ddp else ""))
+
+    from tqdm.auto import tqdm
+
+    show_bar = main_process and sys.stderr.isatty()
+    summary = {"out": str(out), "epochs": tcfg.epochs, "best_val": best_val}
+    with _Interrupt() as interrupt:
+        for epoch in range(start_epoch, tcfg.epochs):
+            model.train()
+            t0 = time.perf_counter()
+            perm = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(tcfg.seed * 100_003 + epoch))
+            shard = perm[:n_train][rank::world].to(device)  # (n_train / world,)
+            bar = tqdm(total=steps_per_epoch, initial=start_step, desc=f"epoch {epoch + 1}/{tcfg.epochs}",
+                       disable=not show_bar, leave=False, dynamic_ncols=True)
+            for step in range(start_step, steps_per_epoch):
+                idx = shard[step * local_batch : (step + 1) * local_batch]  # (B,)
+                x = x_train[idx].float().div_(255)  # (B, C, H, W) in [0, 1]
+                y = None if y_train is None else y_train[idx]  # (B,)
+                lr = lr_at(global_step, total_steps, tcfg.lr, tcfg.schedule)
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                beta = beta_at(epoch + step / steps_per_epoch, cfg.beta, tcfg.kl_warmup)
+                with amp:
+                    logits, mu, logvar = model(x, y)  # (B, C, H, W), (B, D), (B, D)
+                loss_i, recon, kl = negative_elbo(logits.float(), x, mu.float(), logvar.float(), cfg.likelihood, beta)
+                loss = loss_i.mean()  # scalar: negative ELBO per image
+                if not torch.isfinite(loss):
+                    raise TrainingDivergedError(
+                        f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; stopped. "
+                        f"The last good checkpoint {out / 'last.pt'} is intact (try a lower --lr)")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                global_step += 1
+                b = len(idx)
+                epoch_sums[0] += loss.item() * b
+                epoch_sums[1] += recon.sum().item()
+                epoch_sums[2] += kl.sum().item()
+                epoch_sums[3] += b
+                if show_bar:
+                    bar.set_postfix(loss=f"{epoch_sums[0] / epoch_sums[3]:.2f}", refresh=False)
+                    bar.update(1)
+                if interrupt.requested:
+                    bar.close()
+                    if main_process:
+                        save_checkpoint(out / "last.pt", checkpoint_state(epoch, step + 1))
+                    raise Interrupted(f"interrupted at epoch {epoch + 1}, step {step + 1}; saved {out / 'last.pt'}; "
+                                      f"continue with: vaectl train --resume {out}")
+            bar.close()
+            seconds = time.perf_counter() - t0
+            start_step = 0
+
+            # --- validation, metrics, checkpoints, grids: rank 0 only ---
+            if main_process:
+                raw_model.eval()
+                val = evaluate(raw_model, x_val, y_val, cfg.beta)
+                seen = epoch_sums[3]
+                record = {
+                    "epoch": epoch + 1, "step": global_step, "lr": lr, "beta": beta,
+                    "train_loss": epoch_sums[0] / seen, "train_recon": epoch_sums[1] / seen, "train_kl": epoch_sums[2] / seen,
+                    "val_loss": val["loss"], "val_recon": val["recon"], "val_kl": val["kl"],
+                    "kl_per_dim": val["kl_per_dim"], "active_units": val["active_units"],
+                    "seconds": round(seconds, 3), "images_per_sec": round(seen * world / seconds, 1),
+                }
+                if not math.isfinite(val["loss"]):
+                    raise TrainingDivergedError(f"validation loss became {val['loss']} after epoch {epoch + 1}; stopped. "
+                                                f"The last good checkpoint {out / 'last.pt'} is intact")
+                with open(out / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                epoch_sums = [0.0, 0.0, 0.0, 0]
+                improved = val["loss"] < best_val
+                best_val = min(best_val, val["loss"])
+                state = checkpoint_state(epoch + 1, 0)
+                save_checkpoint(out / "last.pt", state)
+                if improved:
+                    save_checkpoint(out / "best.pt", state)
+                if tcfg.grid_every and ((epoch + 1) % tcfg.grid_every == 0 or epoch + 1 == tcfg.epochs):
+                    _write_grids(raw_model, out, epoch + 1, x_val, y_val, z_fixed)
+                log(f"epoch {epoch + 1}/{tcfg.epochs}  train {record['train_loss']:.2f}  val {val['loss']:.2f} "
+                    f"(recon {val['recon']:.2f} + kl {val['kl']:.2f})  active units {val['active_units']}/{cfg.latent_dim}  "
+                    f"{record['images_per_sec']:.0f} img/s" + ("  *best" if improved else ""))
+            else:
+                epoch_sums = [0.0, 0.0, 0.0, 0]
+            if ddp:
+                dist.barrier()
+    summary["best_val"] = best_val
+    if ddp:
+        dist.destroy_process_group()
+    return summary
