@@ -118,5 +118,15 @@ def train(data_dir, dataset, cache_dir, image_size, channels, out, resume, prese
     click.echo(f"done: best validation loss {summary['best_val']:.2f}; checkpoints in {summary['out']}", err=True)
 
 
+# ----------------------------------------------------------------------------- export
+# (export command goes here)
+
+# ----------------------------------------------------------------------------- inference
+# (generate, reconstruct, interpolate, traverse, info go here)
+
+# ----------------------------------------------------------------------------- eval
+# (eval goes here)
+
+
 if __name__ == "__main__":
     main()
