@@ -81,6 +81,15 @@ def load_idx_dir(directory: Path, seed: int = 0) -> ImageDataset:
         raise UserInputError(f"{directory}: no train-images-idx3-ubyte[.gz] file")
     test = load_idx_split(directory, "test")
     x, y = train
+    if len(x) == 0:
+        raise UserInputError(f"{directory}: the training IDX file holds no images")
+    notes = []
+    if test is not None and (y is None) != (test[1] is None):
+        # conditional training needs labels on both splits; unlabelled training ignores them anyway
+        notes.append(f"note: {directory}: only one split has a label file; ignoring labels")
+        y, test = None, (test[0], None)
+    if test is not None and len(test[0]) == 0:
+        test = None  # an empty test file: hold out part of the training data instead
     if test is None:
         x, y, xt, yt = _holdout(x, y, seed)
     else:
@@ -94,14 +103,23 @@ def load_idx_dir(directory: Path, seed: int = 0) -> ImageDataset:
             names = FASHION_NAMES
         else:
             names = tuple(str(i) for i in range(k))
-    return ImageDataset(directory.name, x, xt, y, yt, names)
+    return ImageDataset(directory.name, x, xt, y, yt, names, notes)
 
 
-def load_image_folder(directory: Path, image_size: int | None, channels: int, seed: int = 0) -> ImageDataset:
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
+def load_image_folder(directory: Path, image_size: int | None, channels: int | None, seed: int = 0) -> ImageDataset:
     """Every PNG/JPEG/... below `directory`; first-level subfolder names become labels."""
-    files = sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    all_files = sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = [p for p in all_files if p.suffix.lower() in IMAGE_EXTENSIONS]
     if not files:
         raise UserInputError(f"{directory}: no images ({', '.join(IMAGE_EXTENSIONS)}) found")
+    notes = []
+    if len(files) < len(all_files):
+        skipped = [p for p in all_files if p.suffix.lower() not in IMAGE_EXTENSIONS]
+        notes.append(f"note: skipped {len(skipped)} files that are not images by their extension, e.g. "
+                     f"{skipped[0].relative_to(directory)}")
     rel_parts = [p.relative_to(directory).parts for p in files]
     labelled = all(len(parts) > 1 for parts in rel_parts)
     class_names = tuple(sorted({parts[0] for parts in rel_parts})) if labelled else ()
@@ -111,7 +129,8 @@ def load_image_folder(directory: Path, image_size: int | None, channels: int, se
         (w, h), _ = sizes.most_common(1)[0]
     else:
         w = h = image_size
-    notes = []
+    if channels is None:  # grey unless some image has colour
+        channels = 1 if all(im.mode in GREY_MODES for im in images) else 3
     if len(sizes) > 1 or (w, h) not in sizes:
         odd = sum(c for s, c in sizes.items() if s != (w, h))
         notes.append(f"note: resized {odd} of {len(images)} images of {len(sizes)} different sizes to {w}x{h}")
@@ -136,7 +155,7 @@ def load_data(data_dir=None, image_size: int | None = None, channels: int | None
         if has_idx_files(directory):
             ds = load_idx_dir(directory, seed)
         else:
-            return load_image_folder(directory, image_size, channels or 1, seed)
+            return load_image_folder(directory, image_size, channels, seed)
     return resize_dataset(ds, image_size, channels)
 
 

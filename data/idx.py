@@ -37,7 +37,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         raise UserInputError(
             f"{path}: truncated or padded IDX file (header promises {expected:,} bytes of data, found {len(raw) - header:,})"
         )
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+    # a copy: frombuffer's view is read-only, which torch.from_numpy warns about on stderr
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
 
 
 def find_idx_file(directory: Path, stem: str) -> Path | None:
@@ -68,7 +69,10 @@ def load_idx_split(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray 
     lbl_path = find_idx_file(directory, lbl_stem)
     labels = None
     if lbl_path is not None:
-        labels = read_idx(lbl_path).astype(np.int64)
-        if labels.shape != (images.shape[0],):
-            raise UserInputError(f"{lbl_path}: {labels.shape[0]} labels for {images.shape[0]} images")
+        labels = read_idx(lbl_path)
+        if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+            raise UserInputError(f"{lbl_path}: labels of shape {labels.shape} for {images.shape[0]} images")
+        if np.issubdtype(labels.dtype, np.floating) or (len(labels) and labels.min() < 0):
+            raise UserInputError(f"{lbl_path}: labels must be non-negative integers")
+        labels = labels.astype(np.int64)
     return images[:, None], labels

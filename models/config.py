@@ -49,6 +49,8 @@ class VAEConfig:
         if any(h < 1 for h in self.hidden) or any(c < 1 for c in self.conv_channels):
             raise UserInputError("layer widths must be positive")
         if self.arch == "conv":
+            if not self.conv_channels:
+                raise UserInputError("the conv model needs at least one conv stage (conv_channels)")
             min_side = 2 ** len(self.conv_channels)
             if min(self.height, self.width) < min_side:
                 raise UserInputError(
@@ -92,5 +94,5 @@ class VAEConfig:
             )
         try:
             return cls(**d)
-        except TypeError as e:
+        except (TypeError, ValueError) as e:  # wrong field types, e.g. a string where widths belong
             raise UserInputError(f"invalid model config: {e}") from None

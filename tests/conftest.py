@@ -39,3 +39,109 @@ def tiny_conv_run(tmp_path_factory) -> Path:
     train(TrainConfig(out=str(out), epochs=1, batch_size=256, seed=0, grid_every=0),
           dict(arch="conv", latent_dim=6, conv_channels=(8, 16), conv_hidden=32), log=lambda m: None)
     return out
+
+
+def write_idx(path, array) -> Path:
+    """Write a uint8 array as an IDX file (gzipped when the name ends in .gz), as MNIST is distributed."""
+    import gzip
+
+    import numpy as np
+
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    raw = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape) + array.tobytes()
+    path = Path(path)
+    path.write_bytes(gzip.compress(raw) if path.suffix == ".gz" else raw)
+    return path
+
+
+def make_tiny_idx_dir(directory, n_train: int = 64, n_test: int = 32, gz: bool = True) -> Path:
+    """An IDX folder holding the first images of the embedded MNIST sample: tiny epochs for fast tests."""
+    from vaectl.data import SAMPLE_DIR
+    from vaectl.data.idx import read_idx
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    ext = ".gz" if gz else ""
+    for split, n, prefix in (("train", n_train, "train"), ("test", n_test, "t10k")):
+        write_idx(directory / f"{prefix}-images-idx3-ubyte{ext}", read_idx(SAMPLE_DIR / f"{prefix}-images-idx3-ubyte.gz")[:n])
+        write_idx(directory / f"{prefix}-labels-idx1-ubyte{ext}", read_idx(SAMPLE_DIR / f"{prefix}-labels-idx1-ubyte.gz")[:n])
+    return directory
+
+
+@pytest.fixture
+def tiny_idx_dir(tmp_path) -> Path:
+    return make_tiny_idx_dir(tmp_path / "tiny-idx")
+
+
+def export_run(run_dir, out_dir, fp16: bool = False, int8: bool = False) -> Path:
+    """Export a run's encoder.onnx and decoder.onnx (+ variants) into out_dir, as `vaectl export` does."""
+    out_dir = Path(out_dir)
+    try:
+        from vaectl.export import export_model
+    except ImportError:  # export/ still in progress: same graphs from its lower-level export_graph
+        export_model = None
+    if export_model is not None:
+        export_model(run_dir, out_dir, fp16=fp16, int8=int8, log=lambda m: None)
+        return out_dir
+    from vaectl.export.graphs import DEFAULT_OPSET, export_graph
+    from vaectl.training.checkpoint import file_sha256, load_model, resolve_checkpoint
+
+    import onnx
+
+    model, _ = load_model(run_dir)
+    sha = file_sha256(resolve_checkpoint(run_dir))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for role in ("encoder", "decoder"):
+        onnx.save(export_graph(model, role, DEFAULT_OPSET, sha), str(out_dir / f"{role}.onnx"))
+    return out_dir
+
+
+@pytest.fixture(scope="session")
+def mlp_graphs(tiny_mlp_run, tmp_path_factory) -> Path:
+    """encoder.onnx, decoder.onnx and decoder.fp16.onnx of the tiny MLP run."""
+    return export_run(tiny_mlp_run, tmp_path_factory.mktemp("mlp_graphs"), fp16=True)
+
+
+@pytest.fixture(scope="session")
+def conv_graphs(tiny_conv_run, tmp_path_factory) -> Path:
+    return export_run(tiny_conv_run, tmp_path_factory.mktemp("conv_graphs"))
+
+
+@pytest.fixture(scope="session")
+def tiny_conditional_run(tmp_path_factory) -> Path:
+    """A run directory from 1 quick epoch of a small conditional MLP VAE (10 digit classes)."""
+    pytest.importorskip("torch")
+    from vaectl.training import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("tiny_conditional_run")
+    train(TrainConfig(out=str(out), epochs=1, batch_size=256, seed=0, conditional=True, grid_every=0),
+          dict(arch="mlp", latent_dim=4, hidden=(64,)), log=lambda m: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def conditional_graphs(tiny_conditional_run, tmp_path_factory) -> Path:
+    return export_run(tiny_conditional_run, tmp_path_factory.mktemp("conditional_graphs"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """`slow` tests run only when asked for with -m (as the marker's description in pyproject says)."""
+    if config.getoption("markexpr"):
+        return
+    skip_slow = pytest.mark.skip(reason="slow: run with -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip_slow)
+
+
+def run_vaectl_in_process(*args) -> tuple[int, str]:
+    """`vaectl ARGS` through click in this process: (exit code, stderr). Saves the seconds of a torch import;
+    use run_vaectl where a fresh interpreter matters. Exceptions the CLI lets escape are re-raised."""
+    from click.testing import CliRunner
+
+    from vaectl.cli import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stderr

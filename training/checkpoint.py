@@ -43,6 +43,15 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         raise UserInputError(f"{path}: no such checkpoint file")
     if path.stat().st_size == 0:
         raise UserInputError(f"{path}: checkpoint file is empty (0 bytes)")
+    # save_checkpoint always writes torch's zip format. Anything else (text, images, raw pickles) is
+    # refused before unpickling: torch's weights-only unpickler raises KeyError/IndexError on junk.
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise UserInputError(f"{path}: cannot read checkpoint ({e.strerror or e})") from None
+    if magic != b"PK\x03\x04":
+        raise UserInputError(f"{path}: not a vaectl checkpoint (not a PyTorch zip archive)")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:

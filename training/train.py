@@ -6,6 +6,7 @@ no per-sample PIL work). The same function runs under `torchrun` with Distribute
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -66,6 +67,8 @@ class TrainConfig:
             raise UserInputError(f"unknown schedule {self.schedule!r}")
         if self.image_size is not None and self.image_size < 1:
             raise UserInputError(f"--image-size must be positive, got {self.image_size}")
+        if self.grid_every < 0:
+            raise UserInputError(f"--grid-every must be >= 0, got {self.grid_every}")
 
 
 def lr_at(step: int, total: int, base: float, schedule: str) -> float:
@@ -84,6 +87,27 @@ def beta_at(epoch_progress: float, beta: float, warmup_epochs: float) -> float:
     if warmup_epochs <= 0:
         return beta
     return beta * min(1.0, epoch_progress / warmup_epochs)
+
+
+def gather_batch(x_u8: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """The fast path: index the in-memory uint8 images, convert only the batch. (B,) -> (B, C, H, W) in [0, 1]."""
+    return x_u8[idx].float().div_(255)
+
+
+def batch_loss(model, x: torch.Tensor, y: torch.Tensor | None, likelihood: str, beta: float, amp=None):
+    """(mean negative ELBO, reconstruction (B,), KL (B, D)) of one batch; `model` may be DDP-wrapped."""
+    with amp if amp is not None else contextlib.nullcontext():
+        logits, mu, logvar = model(x, y)  # (B, C, H, W), (B, D), (B, D)
+    loss_i, recon, kl = negative_elbo(logits.float(), x, mu.float(), logvar.float(), likelihood, beta)
+    return loss_i.mean(), recon, kl
+
+
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, lr: float) -> None:
+    for group in opt.param_groups:
+        group["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
 
 
 def pick_device(name: str) -> torch.device:
@@ -106,13 +130,41 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-def prepare_out_dir(out: Path) -> None:
+def prepare_out_dir(out: Path, create: bool = True) -> None:
     if out.exists() and not out.is_dir():
         raise UserInputError(f"--out {out}: exists and is not a directory")
+    if not create:
+        return
     try:
         (out / "images").mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserInputError(f"--out {out}: cannot create directory ({e.strerror})") from None
+    # temp files of saves that a crash (SIGKILL, power loss) cut short; atomic_write names them .NAME.*.tmp
+    for stale in [*out.glob(".*.tmp"), *(out / "images").glob(".*.tmp")]:
+        stale.unlink(missing_ok=True)
+
+
+def trim_metrics(path: Path, epochs_done: int) -> None:
+    """On resume: keep the records of the epochs the checkpoint holds, drop a torn last line or records of a
+    redone epoch (a crash between appending the record and saving last.pt)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("epoch"), int) and record["epoch"] <= epochs_done:
+            kept.append(line + "\n")
+    atomic_write_bytes(path, "".join(kept).encode())
+
+
+def all_reduce_sums(sums: list) -> list:
+    """Sum the running [loss, recon, kl, images] sums over all DDP ranks."""
+    t = torch.tensor(sums, dtype=torch.float64)
+    dist.all_reduce(t)
+    return [*t[:3].tolist(), int(t[3])]
 
 
 class _Interrupt:
@@ -123,7 +175,7 @@ class _Interrupt:
         self._old = None
 
     def __enter__(self):
-        if os.getpid() == getattr(os, "getpid")() and hasattr(signal, "SIGINT"):
+        if hasattr(signal, "SIGINT"):
             try:
                 self._old = signal.signal(signal.SIGINT, self._handle)
             except ValueError:  # not the main thread
@@ -148,7 +200,7 @@ class Interrupted(Exception):
 def evaluate(model: VAE, x_u8: torch.Tensor, y: torch.Tensor | None, beta: float, batch_size: int = 1000) -> dict:
     """Validation: mean negative ELBO (one z sample), its parts, KL per dimension, active units."""
     cfg = model.config
-    sums = torch.zeros(3, dtype=torch.float64, device=x_u8.device)
+    sums = torch.zeros(4, dtype=torch.float64, device=x_u8.device)
     kl_dims = torch.zeros(cfg.latent_dim, dtype=torch.float64, device=x_u8.device)
     mus = []
     for i in range(0, len(x_u8), batch_size):
@@ -156,15 +208,16 @@ def evaluate(model: VAE, x_u8: torch.Tensor, y: torch.Tensor | None, beta: float
         yb = None if y is None else y[i : i + batch_size]
         logits, mu, logvar = model(x, yb)  # (B, C, H, W), (B, D), (B, D)
         loss, recon, kl = negative_elbo(logits.float(), x, mu.float(), logvar.float(), cfg.likelihood, beta)
-        sums += torch.stack([loss.sum(), recon.sum(), kl.sum()]).double()
+        sums += torch.stack([loss.sum(), recon.sum(), kl.sum(), logvar.float().exp().mean(1).sum()]).double()
         kl_dims += kl.sum(0).double()
         mus.append(mu.float())
     n = len(x_u8)
     mu_all = torch.cat(mus)  # (N, D)
     au_var = mu_all.var(0, unbiased=False) if n > 1 else torch.zeros(cfg.latent_dim, device=mu_all.device)
-    loss, recon, kl = (sums / n).tolist()
+    loss, recon, kl, posterior_var = (sums / n).tolist()
     return {
         "loss": loss, "recon": recon, "kl": kl,
+        "posterior_var": posterior_var,  # mean sigma^2 of q(z|x): collapses towards 0 when beta = 0
         "kl_per_dim": [round(v, 5) for v in (kl_dims / n).tolist()],
         "active_units": int((au_var > ACTIVE_UNIT_THRESHOLD).sum()),
     }
@@ -184,8 +237,13 @@ def _write_grids(model: VAE, out: Path, epoch: int, x_val: torch.Tensor, y_val, 
     save_grid(out / "images" / f"recon_epoch{epoch:03d}.png", to_uint8_images(both), nrow=len(x))
 
 
-def train(tcfg: TrainConfig, model_overrides: dict | None = None, resume: str | None = None, log=print) -> dict:
-    """Train a VAE; returns a summary. `model_overrides` are VAEConfig fields (arch, latent_dim, ...)."""
+def train(tcfg: TrainConfig, model_overrides: dict | None = None, resume: str | None = None, log=print,
+          resume_epochs: int | None = None) -> dict:
+    """Train a VAE; returns a summary. `model_overrides` are VAEConfig fields (arch, latent_dim, ...).
+
+    With `resume` (a run directory or checkpoint), the run's own settings are used, except `tcfg.device`;
+    the run trains to `resume_epochs` epochs in total when given, else to its own epoch count.
+    """
     # --- distributed setup (torchrun sets RANK / WORLD_SIZE / LOCAL_RANK) ---
     world = int(os.environ.get("WORLD_SIZE", "1"))
     ddp = world > 1
@@ -193,9 +251,16 @@ def train(tcfg: TrainConfig, model_overrides: dict | None = None, resume: str | 
     if resume is not None:
         ckpt_path = resolve_checkpoint(resume, last=True)
         ckpt = load_checkpoint(ckpt_path)
-        saved = TrainConfig(**{k: v for k, v in ckpt["train"].items() if k in {f.name for f in dataclasses.fields(TrainConfig)}})
-        saved.out = str(Path(resume) if Path(resume).is_dir() else Path(resume).parent)
-        saved.epochs = max(tcfg.epochs, saved.epochs) if tcfg.epochs != TrainConfig.epochs else saved.epochs
+        try:
+            saved = TrainConfig(**{k: v for k, v in ckpt["train"].items() if k in {f.name for f in dataclasses.fields(TrainConfig)}})
+            done = int(ckpt["epoch"])
+        except (KeyError, TypeError, ValueError):
+            raise UserInputError(f"{ckpt_path}: checkpoint has no resumable training state") from None
+        saved.out = str(ckpt_path.parent)
+        if resume_epochs is not None:
+            if resume_epochs < done:
+                raise UserInputError(f"--epochs {resume_epochs}: the run in {saved.out} has already trained {done} epochs")
+            saved.epochs = resume_epochs
         saved.device = tcfg.device
         tcfg = saved
     tcfg.validate()
@@ -209,8 +274,7 @@ def train(tcfg: TrainConfig, model_overrides: dict | None = None, resume: str | 
     rank = dist.get_rank() if ddp else 0
     main_process = rank == 0
     out = Path(tcfg.out)
-    if main_process:
-        prepare_out_dir(out)
+    prepare_out_dir(out, create=main_process)  # every rank checks, so none waits on a rank 0 that failed
 
     # --- data: decoded once into uint8 tensors on the device ---
     ds = load_training_data(tcfg.data, tcfg.dataset, tcfg.image_size, tcfg.channels, tcfg.cache_dir, tcfg.seed)
@@ -254,6 +318,11 @@ def train(tcfg: TrainConfig, model_overrides: dict | None = None, resume: str | 
         torch.set_rng_state(ckpt["rng"]["torch"])
         if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"], device)
+        if rank > 0:  # the checkpoint holds rank 0's state; other ranks keep drawing different noise
+            epoch_sums = [0.0, 0.0, 0.0, 0]  # rank 0's saved sums already cover all ranks
+            torch.manual_seed(tcfg.seed + 1_000_003 * rank + global_step)
+            if device.type == "cuda":
+                torch.cuda.manual_seed(tcfg.seed + 1_000_003 * rank + global_step)
     raw_model = model
     if tcfg.compile:
         model = torch.compile(model)
@@ -280,8 +349,11 @@ def train(tcfg: TrainConfig, model_overrides: dict | None = None, resume: str | 
         atomic_write_bytes(out / "config.json", json.dumps(
             {"model": cfg.to_dict(), "train": dataclasses.asdict(tcfg), "vaectl_version": __version__}, indent=2).encode())
         if ckpt is None:  # a last.pt exists from the first moment: a crash at any point leaves one to resume
+            (out / "best.pt").unlink(missing_ok=True)  # a previous run's, in a reused directory
             save_checkpoint(out / "last.pt", checkpoint_state(0, 0))
             (out / "metrics.jsonl").unlink(missing_ok=True)
+        else:
+            trim_metrics(out / "metrics.jsonl", start_epoch)
         log(f"training {cfg.arch} VAE (latent {cfg.latent_dim}, {cfg.likelihood}, beta {cfg.beta}) on {ds.name}: "
             f"{len(x_train)} train / {len(x_val)} validation images {tuple(ds.image_shape)}, device {device}"
             + (f", {world} processes" if ddp else ""))
@@ -298,25 +370,28 @@ def train(tcfg: TrainConfig, model_overrides: dict | None = None, resume: str | 
             shard = perm[:n_train][rank::world].to(device)  # (n_train / world,)
             bar = tqdm(total=steps_per_epoch, initial=start_step, desc=f"epoch {epoch + 1}/{tcfg.epochs}",
                        disable=not show_bar, leave=False, dynamic_ncols=True)
+            # what the metrics record says when a resumed epoch has no steps left
+            lr = lr_at(max(0, global_step - 1), total_steps, tcfg.lr, tcfg.schedule)
+            beta = beta_at(epoch + (steps_per_epoch - 1) / steps_per_epoch, cfg.beta, tcfg.kl_warmup)
             for step in range(start_step, steps_per_epoch):
                 idx = shard[step * local_batch : (step + 1) * local_batch]  # (B,)
-                x = x_train[idx].float().div_(255)  # (B, C, H, W) in [0, 1]
+                x = gather_batch(x_train, idx)  # (B, C, H, W) in [0, 1]
                 y = None if y_train is None else y_train[idx]  # (B,)
                 lr = lr_at(global_step, total_steps, tcfg.lr, tcfg.schedule)
-                for group in opt.param_groups:
-                    group["lr"] = lr
                 beta = beta_at(epoch + step / steps_per_epoch, cfg.beta, tcfg.kl_warmup)
-                with amp:
-                    logits, mu, logvar = model(x, y)  # (B, C, H, W), (B, D), (B, D)
-                loss_i, recon, kl = negative_elbo(logits.float(), x, mu.float(), logvar.float(), cfg.likelihood, beta)
-                loss = loss_i.mean()  # scalar: negative ELBO per image
-                if not torch.isfinite(loss):
+                loss, recon, kl = batch_loss(model, x, y, cfg.likelihood, beta, amp)  # scalar, (B,), (B, D)
+                finite = bool(torch.isfinite(loss))
+                stop_requested = interrupt.requested
+                if ddp:  # every rank must take the same branch, or the others hang in the gradient all-reduce
+                    flags = torch.tensor([float(not finite), float(stop_requested)], device=device)
+                    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+                    finite, stop_requested = flags[0].item() == 0, flags[1].item() > 0
+                if not finite:
                     raise TrainingDivergedError(
-                        f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; stopped. "
-                        f"The last good checkpoint {out / 'last.pt'} is intact (try a lower --lr)")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                        f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}"
+                        + (" (on some process)" if ddp and math.isfinite(loss.item()) else "")
+                        + f"; stopped. The last good checkpoint {out / 'last.pt'} is intact (try a lower --lr)")
+                optimizer_step(opt, loss, lr)
                 global_step += 1
                 b = len(idx)
                 epoch_sums[0] += loss.item() * b
@@ -326,8 +401,10 @@ def train(tcfg: TrainConfig, model_overrides: dict | None = None, resume: str | 
                 if show_bar:
                     bar.set_postfix(loss=f"{epoch_sums[0] / epoch_sums[3]:.2f}", refresh=False)
                     bar.update(1)
-                if interrupt.requested:
+                if stop_requested:
                     bar.close()
+                    if ddp:  # the checkpoint holds the whole epoch's running sums so far
+                        epoch_sums = all_reduce_sums(epoch_sums)
                     if main_process:
                         save_checkpoint(out / "last.pt", checkpoint_state(epoch, step + 1))
                     raise Interrupted(f"interrupted at epoch {epoch + 1}, step {step + 1}; saved {out / 'last.pt'}; "
@@ -335,41 +412,48 @@ def train(tcfg: TrainConfig, model_overrides: dict | None = None, resume: str | 
             bar.close()
             seconds = time.perf_counter() - t0
             start_step = 0
+            if ddp:  # train metrics over all ranks' shards, not rank 0's alone
+                epoch_sums = all_reduce_sums(epoch_sums)
 
             # --- validation, metrics, checkpoints, grids: rank 0 only ---
+            val_finite = True
             if main_process:
                 raw_model.eval()
                 val = evaluate(raw_model, x_val, y_val, cfg.beta)
+                val_finite = math.isfinite(val["loss"])
                 seen = epoch_sums[3]
                 record = {
                     "epoch": epoch + 1, "step": global_step, "lr": lr, "beta": beta,
                     "train_loss": epoch_sums[0] / seen, "train_recon": epoch_sums[1] / seen, "train_kl": epoch_sums[2] / seen,
                     "val_loss": val["loss"], "val_recon": val["recon"], "val_kl": val["kl"],
-                    "kl_per_dim": val["kl_per_dim"], "active_units": val["active_units"],
-                    "seconds": round(seconds, 3), "images_per_sec": round(seen * world / seconds, 1),
+                    "kl_per_dim": val["kl_per_dim"], "active_units": val["active_units"], "posterior_var": val["posterior_var"],
+                    "seconds": round(seconds, 3), "images_per_sec": round(seen / seconds, 1),
                 }
-                if not math.isfinite(val["loss"]):
-                    raise TrainingDivergedError(f"validation loss became {val['loss']} after epoch {epoch + 1}; stopped. "
-                                                f"The last good checkpoint {out / 'last.pt'} is intact")
+            if ddp:  # also the barrier that holds the other ranks while rank 0 validates and saves
+                flag = torch.tensor([float(not val_finite)], device=device)
+                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                val_finite = flag.item() == 0
+            if not val_finite:
+                raise TrainingDivergedError(f"validation loss became non-finite after epoch {epoch + 1}; stopped. "
+                                            f"The last good checkpoint {out / 'last.pt'} is intact")
+            epoch_sums = [0.0, 0.0, 0.0, 0]
+            if main_process:
                 with open(out / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(record) + "\n")
-                epoch_sums = [0.0, 0.0, 0.0, 0]
                 improved = val["loss"] < best_val
                 best_val = min(best_val, val["loss"])
                 state = checkpoint_state(epoch + 1, 0)
-                save_checkpoint(out / "last.pt", state)
-                if improved:
+                if improved:  # best.pt before last.pt: a crash between them redoes this epoch and rewrites both
                     save_checkpoint(out / "best.pt", state)
+                save_checkpoint(out / "last.pt", state)
                 if tcfg.grid_every and ((epoch + 1) % tcfg.grid_every == 0 or epoch + 1 == tcfg.epochs):
                     _write_grids(raw_model, out, epoch + 1, x_val, y_val, z_fixed)
                 log(f"epoch {epoch + 1}/{tcfg.epochs}  train {record['train_loss']:.2f}  val {val['loss']:.2f} "
                     f"(recon {val['recon']:.2f} + kl {val['kl']:.2f})  active units {val['active_units']}/{cfg.latent_dim}  "
+                    f"posterior var {val['posterior_var']:.3g}  "
                     f"{record['images_per_sec']:.0f} img/s" + ("  *best" if improved else ""))
-            else:
-                epoch_sums = [0.0, 0.0, 0.0, 0]
-            if ddp:
-                dist.barrier()
     summary["best_val"] = best_val
     if ddp:
+        dist.barrier()  # rank 0 may still be saving the last epoch
         dist.destroy_process_group()
     return summary

@@ -1,0 +1,190 @@
+"""export_model: checkpoint -> verified encoder.onnx, decoder.onnx (and decoder variants) in one directory.
+
+Export, then validate, then publish: every graph is first written to a hidden temp file in the output
+directory, checked and compared there (so what was verified is byte for byte what gets published),
+and only when every check of every graph passed are the temp files renamed into place with os.replace.
+On any failure the temp files are removed and existing files are left untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import secrets
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import onnx
+
+from ..errors import UserInputError, VerificationError
+from ..training.checkpoint import file_sha256, load_model
+from .graphs import check_opset, export_graph
+from .variants import to_fp16, to_int8
+from .verify import VERIFY_BATCH_SIZES, Report, verify_against_torch, verify_variant
+
+ROLES = ("encoder", "decoder")
+
+
+@dataclass
+class ExportResult:
+    encoder: Path
+    decoder: Path
+    variants: dict[str, Path] = field(default_factory=dict)  # {"fp16": .../decoder.fp16.onnx, "int8": ...}
+    max_abs_diff: dict[str, float] = field(default_factory=dict)  # "encoder.mu", "decoder.image", "decoder.int8.image", ...
+
+
+def _prepare_out_dir(out_dir: Path) -> bool:
+    """Create the directory if needed and prove it is writable. Returns True if it was created here."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserInputError(f"{out_dir}: exists and is not a directory")
+    created = not out_dir.exists()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".vaectl-write-test-", dir=out_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UserInputError(f"{out_dir}: cannot write the export here ({e.strerror or e})") from None
+    return created
+
+
+def _stage(model: onnx.ModelProto, final: Path) -> Path:
+    """Serialize to a hidden temp file beside `final`, fsynced. The caller renames or deletes it."""
+    tmp = final.parent / f".{final.name}.{secrets.token_hex(6)}.tmp"
+    try:
+        # os.open with 0o666 rather than mkstemp (always 0600): the published graphs get the umask's permissions
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as e:
+        raise UserInputError(f"{final.parent}: cannot write the export here ({e.strerror or e})") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(model.SerializeToString())
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:  # e.g. a full disk
+        tmp.unlink(missing_ok=True)
+        raise UserInputError(f"{final}: writing failed ({e.strerror or e})") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+class _DropQuantizerAdvice(logging.Filter):
+    # quantize_dynamic logs "Please consider to run pre-processing..." on the root logger every time;
+    # its pre-processing (symbolic shape inference, graph optimization) does nothing for these graphs.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "consider to run pre-processing" not in record.getMessage()
+
+
+def _make_variant(variant: str, decoder: onnx.ModelProto) -> onnx.ModelProto:
+    if variant == "fp16":
+        return to_fp16(decoder)
+    root, quiet = logging.getLogger(), _DropQuantizerAdvice()
+    root.addFilter(quiet)
+    try:
+        return to_int8(decoder)
+    finally:
+        root.removeFilter(quiet)
+
+
+def _sample_images(config):
+    """Real images from the embedded MNIST sample when the model takes that shape, else None (random)."""
+    from ..data import load_mnist_sample
+
+    if config.image_shape != (1, 28, 28):
+        return None
+    return load_mnist_sample().test[: max(VERIFY_BATCH_SIZES)]
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the renames durable (best effort: not every platform can open a directory)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _mb(path: Path) -> str:
+    return f"{path.stat().st_size / 1e6:.2f} MB"
+
+
+def export_model(source, out_dir, *, last: bool = False, opset: int | None = None, atol: float = 1e-4,
+                 fp16: bool = False, int8: bool = False, log: Callable[[str], None] = print) -> ExportResult:
+    """Export a checkpoint (or run directory) to verified ONNX graphs in `out_dir`.
+
+    Raises UserInputError for bad input (nothing written) and VerificationError when a graph fails a
+    check (every failure listed; nothing written, existing files untouched).
+    """
+    opset = check_opset(opset)
+    if not isinstance(atol, (int, float)) or not math.isfinite(atol) or atol < 0:
+        raise UserInputError(f"--atol must be a finite number >= 0, got {atol}")
+    model, ckpt = load_model(source, last=last)
+    config, ckpt_path = model.config, Path(ckpt["path"])
+    out_dir = Path(out_dir)
+    created = _prepare_out_dir(out_dir)
+    checkpoint_sha256 = file_sha256(ckpt_path)
+    log(f"exporting {ckpt_path} ({config.arch}, latent {config.latent_dim}, image {'x'.join(map(str, config.image_shape))}"
+        f"{f', {config.num_classes} classes' if config.num_classes else ''}) with opset {opset}")
+
+    finals = {role: out_dir / f"{role}.onnx" for role in ROLES}
+    wanted = [v for v, on in (("fp16", fp16), ("int8", int8)) if on]
+    finals.update({f"decoder.{v}": out_dir / f"decoder.{v}.onnx" for v in wanted})
+    staged: dict[str, Path] = {}
+    report = Report()
+    published = False
+    try:
+        graphs = {role: export_graph(model, role, opset, checkpoint_sha256) for role in ROLES}
+        real_images = _sample_images(config)
+        for role in ROLES:
+            staged[role] = _stage(graphs[role], finals[role])
+            verify_against_torch(model, role, staged[role], atol, real_images, report)
+        decoder_ok = not any(f.startswith("decoder") for f in report.failures)
+        if wanted and not decoder_ok:
+            log(f"  skipping {' and '.join(wanted)}: the float32 decoder they derive from failed verification")
+        for variant in wanted if decoder_ok else ():
+            key = f"decoder.{variant}"
+            try:
+                staged[key] = _stage(_make_variant(variant, graphs["decoder"]), finals[key])
+            except ValueError as e:  # a weight float16 cannot hold
+                report.failures.append(f"{key}: {e}")
+                continue
+            verify_variant(config, variant, staged[key], staged["decoder"], report)
+
+        for key, diff in report.max_abs_diff.items():
+            against, bound = report.compared_with[key]
+            log(f"  {key:<19} max abs diff vs {against}: {diff:.2e} (tolerance {bound:g}; N = {' and '.join(map(str, VERIFY_BATCH_SIZES))})")
+        if report.failures:
+            for failure in report.failures:
+                log(f"  FAILED {failure}")
+            raise VerificationError(
+                f"export failed verification ({len(report.failures)} problem{'s' if len(report.failures) > 1 else ''}: "
+                f"{'; '.join(report.failures)}); nothing was written to {out_dir}")
+
+        for key, tmp in staged.items():
+            os.replace(tmp, finals[key])
+        published = True
+        _fsync_dir(out_dir)
+    finally:
+        if not published:
+            for tmp in staged.values():
+                tmp.unlink(missing_ok=True)
+            if created:
+                try:
+                    out_dir.rmdir()  # only succeeds if empty: never removes anything of the user's
+                except OSError:
+                    pass
+
+    result = ExportResult(encoder=finals["encoder"], decoder=finals["decoder"],
+                          variants={v: finals[f"decoder.{v}"] for v in wanted}, max_abs_diff=dict(report.max_abs_diff))
+    log("wrote " + ", ".join(f"{p.name} ({_mb(p)})" for p in finals.values()) + f" to {out_dir}")
+    return result

@@ -1,0 +1,20 @@
+"""Torch-free inference on exported graphs: onnxruntime, numpy and Pillow only.
+
+    from vaectl.infer import Decoder, VAEPair
+    dec = Decoder("export/decoder.onnx")
+    images = dec.sample(64, seed=0)                 # uint8 (64, 28, 28)
+    save_image_grid("grid.png", images, nrow=8)
+    pair = VAEPair.load("export/encoder.onnx", "export/decoder.onnx")
+    strip = pair.interpolate("a.png", "b.png", steps=10, method="slerp")
+"""
+
+from .inputs import prepare_images
+from .latent import interpolate_latents, lerp, slerp, traverse_latents
+from .models import Decoder, Encoder, VAEPair, describe_model
+from .output import save_image_batches, save_image_grid
+from .safe_load import check_model_bytes, read_model_bytes
+
+__all__ = [
+    "Decoder", "Encoder", "VAEPair", "describe_model", "prepare_images", "interpolate_latents", "lerp", "slerp", "traverse_latents",
+    "save_image_batches", "save_image_grid", "check_model_bytes", "read_model_bytes",
+]

@@ -1,0 +1,66 @@
+"""Turn whatever the user gives as images (paths, PIL images, arrays) into the model's float input."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image
+
+from ..data.images import open_image, to_array
+from ..errors import UserInputError
+
+
+def _array_to_pil(arr: np.ndarray, name: str) -> Image.Image:
+    """One image as an array: (H, W) or (H, W, 3|4); uint8 0..255, or float in [0, 1]."""
+    a = np.asarray(arr)
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)) or a.size == 0:
+        raise UserInputError(f"{name}: expected an image array (H, W) or (H, W, 3|4), got shape {arr.shape}")
+    if a.dtype != np.uint8:
+        if not np.issubdtype(a.dtype, np.floating) and not np.issubdtype(a.dtype, np.integer):
+            raise UserInputError(f"{name}: image array has unsupported dtype {a.dtype}")
+        a = a.astype(np.float64)
+        if not np.isfinite(a).all():
+            raise UserInputError(f"{name}: image array contains NaN or inf")
+        scale = 255.0 if np.issubdtype(arr.dtype, np.floating) else 1.0  # floats are [0, 1], ints 0..255
+        a = np.clip(np.rint(a * scale), 0, 255).astype(np.uint8)
+    return Image.fromarray(a)
+
+
+def _one(source, index: int, shape: tuple[int, int, int]) -> np.ndarray:
+    c, h, w = shape
+    if isinstance(source, np.ndarray):
+        img = _array_to_pil(source, f"image {index}")
+    elif isinstance(source, (Image.Image, str, os.PathLike)) or hasattr(source, "read"):
+        img = open_image(source)
+    else:
+        raise UserInputError(f"image {index}: expected a path, PIL image or array, got {type(source).__name__}")
+    return to_array(img, c, h, w)
+
+
+def prepare_images(images, shape: tuple[int, int, int]) -> np.ndarray:
+    """Images -> float32 (N, C, H, W) in [0, 1] at the model's channels and size.
+
+    `images` is one image (path, PIL image, file object, (H, W) or (H, W, 3|4) array) or a sequence
+    of them, or a batch array: (N, C, H, W) at the model's shape, (N, H, W, 3|4), or (N, H, W) as
+    `Decoder.sample` returns them. Arrays are uint8 0..255 or float in [0, 1].
+    """
+    if isinstance(images, np.ndarray) and images.ndim == 3 and images.shape[-1] not in (3, 4):
+        batch = list(images)  # (N, H, W) grayscale stack
+    elif isinstance(images, np.ndarray) and images.ndim == 4:
+        if tuple(images.shape[1:]) == tuple(shape):
+            if images.dtype == np.uint8:
+                return images.astype(np.float32) / 255.0
+            x = np.asarray(images, dtype=np.float32)
+            if not np.isfinite(x).all():
+                raise UserInputError("image batch contains NaN or inf")
+            return np.clip(x, 0.0, 1.0)
+        batch = list(images)
+    elif isinstance(images, (list, tuple)):
+        batch = list(images)
+    else:
+        batch = [images]
+    if not batch:
+        raise UserInputError("no images given")
+    out = np.stack([_one(src, i, shape) for i, src in enumerate(batch)])
+    return out.astype(np.float32) / 255.0

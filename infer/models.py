@@ -1,0 +1,342 @@
+"""Decoder, Encoder and VAEPair: onnxruntime sessions over vaectl's exported graphs (no torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import UserInputError
+from ..files import to_uint8_images
+from ..metadata import GraphInfo, parse_metadata
+from .inputs import prepare_images
+from .latent import interpolate_latents, traverse_latents
+from .safe_load import create_session, read_model_bytes
+
+DEFAULT_BATCH_SIZE = 256
+ALL_LABELS = "all"
+
+
+class _Graph:
+    """One exported graph: checked bytes -> session -> metadata and signature."""
+
+    role = ""  # "encoder" or "decoder"
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+
+    def __init__(self, path, threads: int | None = None):
+        self.path = Path(path)
+        source = str(self.path)
+        self.session = create_session(read_model_bytes(self.path, self.role), source, threads)
+        self.info: GraphInfo = parse_metadata(self.session.get_modelmeta().custom_metadata_map, source)
+        if self.info.role != self.role:
+            raise UserInputError(
+                f"{source} is an exported {self.info.role}, but a {self.role} is expected here "
+                f"(check the order of the --encoder/--decoder/--onnx arguments)"
+            )
+        self._check_signature()
+
+    def _check_signature(self) -> None:
+        have_in = {i.name for i in self.session.get_inputs()}
+        have_out = {o.name for o in self.session.get_outputs()}
+        want_in = set(self.inputs) | ({"label"} if self.info.num_classes else set())
+        if have_in != want_in or not set(self.outputs) <= have_out:
+            raise UserInputError(
+                f"{self.path}: its metadata says {self.role}, but its inputs {sorted(have_in)} and outputs "
+                f"{sorted(have_out)} are not a vaectl {self.role}'s ({sorted(want_in)} -> {list(self.outputs)})"
+            )
+
+    @property
+    def latent_dim(self) -> int:
+        return self.info.latent_dim
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.info.image_shape
+
+    @property
+    def num_classes(self) -> int:
+        return self.info.num_classes
+
+    @property
+    def conditional(self) -> bool:
+        return self.info.num_classes > 0
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.info.class_names or tuple(str(i) for i in range(self.info.num_classes))
+
+    def label_index(self, label) -> int:
+        """A class index from an index or a class name (as typed on the command line)."""
+        if not self.conditional:
+            raise UserInputError(
+                f"--label given, but {self.path} is an unconditional {self.role} (trained without --conditional)"
+            )
+        names = self.class_names
+        if isinstance(label, str):
+            if label in names:
+                return names.index(label)
+            folded = [n.casefold() for n in names]
+            if label.casefold() in folded:
+                return folded.index(label.casefold())
+            try:
+                index = int(label)
+            except ValueError:
+                raise UserInputError(f"unknown class {label!r}; this model's classes are: {', '.join(names)}") from None
+        elif isinstance(label, (int, np.integer)) and not isinstance(label, bool):
+            index = int(label)
+        else:
+            raise UserInputError(f"a label is a class index or name, got {type(label).__name__}")
+        if not 0 <= index < self.num_classes:
+            raise UserInputError(
+                f"label {index} is out of range: this model has {self.num_classes} classes (0..{self.num_classes - 1})"
+            )
+        return index
+
+    def labels_for(self, label, n: int) -> np.ndarray | None:
+        """int64 (n,) labels for the graph's `label` input, or None for an unconditional graph."""
+        if label is None:
+            if self.conditional:
+                raise UserInputError(f"{self.path} is a conditional {self.role}: give a --label "
+                                     f"(one of {', '.join(self.class_names)})")
+            return None
+        if isinstance(label, np.ndarray) and np.issubdtype(label.dtype, np.integer):
+            if not self.conditional:
+                self.label_index(0)  # raises the "unconditional" error
+            labels = label.astype(np.int64).reshape(-1)
+            bad = labels[(labels < 0) | (labels >= self.num_classes)]
+            if len(bad):
+                self.label_index(int(bad[0]))  # raises the out-of-range error
+        elif isinstance(label, (list, tuple, np.ndarray)):
+            labels = np.array([self.label_index(v.item() if isinstance(v, np.generic) else v) for v in label],
+                              dtype=np.int64)
+        else:
+            return np.full(n, self.label_index(label), dtype=np.int64)
+        if len(labels) != n:
+            raise UserInputError(f"got {len(labels)} labels for {n} images")
+        return labels
+
+
+class Decoder(_Graph):
+    """`decoder.onnx`: z (N, D) [+ label (N,)] -> image (N, C, H, W) in [0, 1]."""
+
+    role = "decoder"
+    inputs = ("z",)
+    outputs = ("image",)
+
+    def decode_float(self, z, label=None, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        """float32 (N, C, H, W) in [0, 1]; refuses non-finite output."""
+        z = np.asarray(z, dtype=np.float32)
+        if z.ndim == 1:
+            z = z[None]
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise UserInputError(f"expected latents of shape (N, {self.latent_dim}), got {z.shape}")
+        if not np.isfinite(z).all():
+            raise UserInputError("latents contain NaN or inf")
+        labels = self.labels_for(label, len(z))
+        out = []
+        for start in range(0, len(z), batch_size):
+            feed = {"z": z[start:start + batch_size]}
+            if labels is not None:
+                feed["label"] = labels[start:start + batch_size]
+            (images,) = self.session.run(["image"], feed)
+            if images.shape[1:] != self.image_shape:
+                raise UserInputError(f"{self.path}: decoder returned images of shape {images.shape[1:]}, "
+                                     f"its metadata says {self.image_shape}")
+            if not np.isfinite(images).all():
+                raise UserInputError(f"{self.path}: the decoder produced NaN or inf pixels; refusing to write them")
+            out.append(images)
+        return np.concatenate(out) if out else np.zeros((0, *self.image_shape), np.float32)
+
+    def decode(self, z, label=None, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        """uint8 images (N, H, W) or (N, H, W, 3) decoded from latents z (N, D)."""
+        return to_uint8_images(self.decode_float(z, label, batch_size))
+
+    def latents(self, n: int, seed: int | None = None, temperature: float = 1.0) -> np.ndarray:
+        """(n, D) float32 draws from N(0, temperature^2 I)."""
+        _check_count(n)
+        _check_temperature(temperature)
+        return (_rng(seed).standard_normal((n, self.latent_dim)) * temperature).astype(np.float32)
+
+    def sample_count(self, n: int, label=None) -> int:
+        """How many images `sample(n, label=label)` returns: n, or n per class with label="all"."""
+        return n * self.num_classes if _is_all(label) else n
+
+    def iter_sample(self, n: int, seed: int | None = None, temperature: float = 1.0, label=None,
+                    same_z: bool = False, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[np.ndarray]:
+        """Like `sample`, in uint8 batches of at most `batch_size` images: memory stays flat for any n.
+
+        The latents come from one numpy Generator stream, so the images do not depend on batch_size.
+        """
+        _check_count(n)
+        _check_temperature(temperature)
+        if batch_size < 1:
+            raise UserInputError(f"batch size must be at least 1, got {batch_size}")
+        every_class = _is_all(label)
+        if every_class and not self.conditional:
+            self.label_index(0)  # raises the "unconditional decoder" error
+        if same_z and not every_class:
+            raise UserInputError("--same-z goes with --label all (the same latents drawn for every class)")
+        fixed = None if every_class or label is None else self.label_index(label)
+        total = self.sample_count(n, label)
+        rng = _rng(seed)
+        z_shared = rng.standard_normal((n, self.latent_dim)) if same_z else None
+        for start in range(0, total, batch_size):
+            idx = np.arange(start, min(start + batch_size, total))
+            z = z_shared[idx % n] if same_z else rng.standard_normal((len(idx), self.latent_dim))
+            z = (z * temperature).astype(np.float32)
+            if not self.conditional:
+                labels = None
+            elif every_class:
+                labels = idx // n  # class-major: n images of class 0, then n of class 1, ...
+            elif fixed is not None:
+                labels = np.full(len(idx), fixed)
+            else:
+                labels = idx % self.num_classes  # no label asked for: cycle through the classes
+            yield self.decode(z, None if labels is None else labels.astype(np.int64), batch_size)
+
+    def sample(self, n: int, seed: int | None = None, temperature: float = 1.0, label=None,
+               same_z: bool = False) -> np.ndarray:
+        """uint8 images decoded from z ~ N(0, temperature^2 I).
+
+        label: None (a conditional decoder cycles through its classes), a class index or name, or
+        "all": n images per class, class-major; with same_z=True every class gets the same n latents,
+        so each column shows one style across classes.
+        """
+        return np.concatenate(list(self.iter_sample(n, seed, temperature, label, same_z)))
+
+    def interpolate(self, z_a, z_b, steps: int, method: str = "slerp", label=None) -> np.ndarray:
+        """uint8 images decoded along the path from latent z_a to z_b (both included)."""
+        return self.decode(interpolate_latents(z_a, z_b, steps, method), label)
+
+    def traverse(self, z0=None, dims=None, span: float = 3.0, steps: int = 9, label=None,
+                 seed: int | None = None) -> np.ndarray:
+        """uint8 images, one row of `steps` per dim in `dims` (None: all): that latent component
+        sweeps -span..span, the others stay at z0 (default: 0, the prior's mean; or, given `seed`,
+        a draw from N(0, I))."""
+        if z0 is None:  # the prior's mean, or a random point when a seed is given
+            z0 = np.zeros(self.latent_dim, np.float32) if seed is None else self.latents(1, seed)[0]
+        z0 = np.asarray(z0, dtype=np.float32).reshape(-1)
+        if z0.shape[0] != self.latent_dim:
+            raise UserInputError(f"z0 has {z0.shape[0]} components, the decoder takes {self.latent_dim}")
+        return self.decode(traverse_latents(z0, dims, span, steps), label)
+
+
+class Encoder(_Graph):
+    """`encoder.onnx`: image (N, C, H, W) in [0, 1] [+ label (N,)] -> mu, logvar (N, D)."""
+
+    role = "encoder"
+    inputs = ("image",)
+    outputs = ("mu", "logvar")
+
+    def prepare(self, images) -> np.ndarray:
+        """Paths, PIL images or arrays of any size and mode -> float32 (N, C, H, W) for this encoder."""
+        return prepare_images(images, self.image_shape)
+
+    def encode(self, images, label=None, batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[np.ndarray, np.ndarray]:
+        """(mu, logvar), each float32 (N, D), for images in any form `prepare` accepts."""
+        x = self.prepare(images)
+        labels = self.labels_for(label, len(x))
+        mus, logvars = [], []
+        for start in range(0, len(x), batch_size):
+            feed = {"image": x[start:start + batch_size]}
+            if labels is not None:
+                feed["label"] = labels[start:start + batch_size]
+            mu, logvar = self.session.run(["mu", "logvar"], feed)
+            mus.append(mu)
+            logvars.append(logvar)
+        mu, logvar = np.concatenate(mus), np.concatenate(logvars)
+        if mu.shape[1] != self.latent_dim or not np.isfinite(mu).all():
+            raise UserInputError(f"{self.path}: the encoder produced latents of the wrong size or NaN/inf")
+        return mu, logvar
+
+
+class VAEPair:
+    """An encoder and a decoder exported from the same model."""
+
+    def __init__(self, encoder: Encoder, decoder: Decoder):
+        e, d = encoder, decoder
+        if e.latent_dim != d.latent_dim:
+            raise UserInputError(f"encoder {e.path} has {e.latent_dim} latent dimensions but decoder {d.path} has "
+                                 f"{d.latent_dim}: they come from different models")
+        if e.image_shape != d.image_shape or e.num_classes != d.num_classes:
+            raise UserInputError(f"encoder {e.path} (images {e.image_shape}, {e.num_classes} classes) and decoder "
+                                 f"{d.path} (images {d.image_shape}, {d.num_classes} classes) come from different models")
+        sha_e, sha_d = e.info.checkpoint_sha256, d.info.checkpoint_sha256
+        if sha_e and sha_d and sha_e != sha_d:
+            raise UserInputError(f"encoder {e.path} and decoder {d.path} were exported from different checkpoints "
+                                 f"({sha_e[:12]} vs {sha_d[:12]}); re-export both from one run")
+        self.encoder, self.decoder = e, d
+
+    @classmethod
+    def load(cls, encoder_path, decoder_path, threads: int | None = None) -> "VAEPair":
+        return cls(Encoder(encoder_path, threads), Decoder(decoder_path, threads))
+
+    def reconstruct(self, images, label=None) -> np.ndarray:
+        """uint8 reconstructions through the posterior mean: decode(mu(x))."""
+        mu, _ = self.encoder.encode(images, label)
+        return self.decoder.decode(mu, label)
+
+    def interpolate(self, a, b, steps: int, method: str = "slerp", label=None) -> np.ndarray:
+        """uint8 images along the latent path between the posterior means of images a and b."""
+        mu, _ = self.encoder.encode([a, b], label)
+        return self.decoder.interpolate(mu[0], mu[1], steps, method, label)
+
+    def traverse(self, z0, dims=None, span: float = 3.0, steps: int = 9, label=None) -> np.ndarray:
+        """Decoder.traverse from z0: a latent vector (D,), or an image whose posterior mean is used."""
+        z = np.asarray(z0) if isinstance(z0, np.ndarray) and z0.ndim == 1 else self.encoder.encode(z0, label)[0][0]
+        return self.decoder.traverse(z, dims, span, steps, label)
+
+
+def _rng(seed) -> np.random.Generator:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise UserInputError(f"a seed is a non-negative integer, got {seed!r}")
+    return np.random.default_rng(seed)
+
+
+def _check_count(n) -> None:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise UserInputError(f"-n must be a positive number of images, got {n}")
+
+
+def _check_temperature(t) -> None:
+    if not np.isfinite(t) or t < 0:
+        raise UserInputError(f"--temperature must be a finite number >= 0, got {t}")
+
+
+def _is_all(label) -> bool:
+    return isinstance(label, str) and label == ALL_LABELS
+
+
+def describe_model(path) -> dict:
+    """What `vaectl info` prints: role, vaectl metadata, and input/output names, types and shapes.
+
+    Works on any self-contained ONNX file; files without vaectl metadata get role "unknown".
+    """
+    path = Path(path)
+    data = read_model_bytes(path)
+    session = create_session(data, str(path))
+    meta = session.get_modelmeta()
+    props = dict(meta.custom_metadata_map)
+    info = parse_metadata(props, str(path)) if "vaectl.role" in props else None
+
+    def tensors(args):
+        return [{"name": a.name, "type": a.type, "shape": [d if isinstance(d, int) else (d or "?") for d in a.shape]}
+                for a in args]
+
+    return {
+        "path": str(path),
+        "bytes": len(data),
+        "role": info.role if info else "unknown",
+        "vaectl": info is not None,
+        "variant": info.variant if info else None,
+        "latent_dim": info.latent_dim if info else None,
+        "image_shape": list(info.image_shape) if info else None,
+        "class_names": list(info.class_names) if info else None,
+        "checkpoint_sha256": info.checkpoint_sha256 if info else None,
+        "producer": meta.producer_name,
+        "metadata": dict(sorted(props.items())),
+        "inputs": tensors(session.get_inputs()),
+        "outputs": tensors(session.get_outputs()),
+    }

@@ -1,0 +1,182 @@
+"""vaectl eval: the IWAE bound, ELBO parts and active units, against brute force and on trained models."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from vaectl.errors import UserInputError
+from vaectl.infer.evaluate import bernoulli_entropy_floor, evaluate, log_likelihood
+
+from conftest import run_vaectl
+
+
+def _sigmoid(a):
+    return 1.0 / (1.0 + np.exp(-a))
+
+
+def _tiny_model(w=np.array([2.0, -1.5]), b=np.array([0.3, 0.1]), mu=0.4, logvar=-0.7):
+    """1-D latent, 2-pixel images: p(x_i = 1 | z) = sigmoid(w_i z + b_i); q(z | x) = N(mu, exp(logvar))."""
+
+    def encode(x, y):
+        n = len(x)
+        return np.full((n, 1), mu, np.float32), np.full((n, 1), logvar, np.float32)
+
+    def decode(z, y):
+        return _sigmoid(z.astype(np.float64) @ w[None] + b).reshape(len(z), 1, 1, 2)
+
+    return encode, decode
+
+
+def _brute_force_nll(x_bits, w, b):
+    """-log p(x) = -log integral N(z; 0, 1) p(x | z) dz on a dense grid."""
+    z = np.linspace(-12, 12, 200_001)
+    p = _sigmoid(z[:, None] * w + b)
+    px_z = np.prod(np.where(x_bits == 1, p, 1 - p), axis=1)
+    prior = np.exp(-0.5 * z**2) / math.sqrt(2 * math.pi)
+    return -math.log(np.trapezoid(prior * px_z, z))
+
+
+def test_iwae_converges_to_the_exact_nll_and_elbo_parts_match_closed_forms():
+    w, b, mu, logvar = np.array([2.0, -1.5]), np.array([0.3, 0.1]), 0.4, -0.7
+    encode, decode = _tiny_model(w, b, mu, logvar)
+    x = np.array([[[[255, 0]]]], dtype=np.uint8)  # one binary image (exact bernoulli NLL)
+    exact = _brute_force_nll(np.array([1, 0]), w, b)
+    report = evaluate(encode, decode, x, None, likelihood="bernoulli", k=200_000, seed=0)
+    assert report.iwae_nll == pytest.approx(exact, abs=5e-3)
+    assert report.neg_elbo >= exact - 5e-3  # the ELBO is a lower bound on log p(x)
+    closed_kl = 0.5 * (mu**2 + math.exp(logvar) - 1 - logvar)
+    assert report.kl == pytest.approx(closed_kl, rel=1e-6)
+    # reconstruction term by quadrature over q(z | x)
+    z = np.linspace(mu - 12, mu + 12, 200_001)
+    q = np.exp(-0.5 * (z - mu) ** 2 / math.exp(logvar)) / math.sqrt(2 * math.pi * math.exp(logvar))
+    p = _sigmoid(z[:, None] * w + b)
+    exact_recon = -np.trapezoid(q * (np.log(p[:, 0]) + np.log(1 - p[:, 1])), z)
+    assert report.recon == pytest.approx(exact_recon, abs=1e-2)
+    assert report.bits_per_dim == pytest.approx(report.iwae_nll / (2 * math.log(2)))
+
+
+def test_log_likelihood_closed_forms():
+    x = np.array([[0.0, 1.0, 0.25]])
+    mean = np.array([[0.1, 0.8, 0.5]])
+    bce = -(x * np.log(mean) + (1 - x) * np.log(1 - mean)).sum()
+    assert log_likelihood(x, mean, "bernoulli")[0] == pytest.approx(-bce)
+    sse = ((x - mean) ** 2).sum()
+    assert log_likelihood(x, mean, "gaussian")[0] == pytest.approx(-sse - 1.5 * math.log(math.pi))
+    # saturated decoder outputs stay finite
+    assert np.isfinite(log_likelihood(np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]]), "bernoulli")).all()
+
+
+def test_entropy_floor_is_below_any_models_cross_entropy():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (20, 1, 4, 4)).astype(np.float64) / 255
+    floor = bernoulli_entropy_floor(x)
+    for mean in (x, np.clip(x + 0.1, 0, 1), np.full_like(x, 0.5)):
+        ce = -log_likelihood(x.reshape(20, -1), mean.reshape(20, -1), "bernoulli").mean()
+        assert ce >= floor - 1e-4
+    assert -log_likelihood(x.reshape(20, -1), x.reshape(20, -1), "bernoulli").mean() == pytest.approx(floor, abs=1e-3)
+
+
+def test_active_units_zero_when_the_encoder_ignores_its_input():
+    encode, decode = _tiny_model()
+    x = np.random.default_rng(0).integers(0, 256, (50, 1, 1, 2)).astype(np.uint8)
+    report = evaluate(encode, decode, x, None, likelihood="bernoulli", k=4)
+    assert report.active_units == 0
+    assert report.kl_per_dim[0] == pytest.approx(report.kl, rel=1e-4)
+
+
+def test_k_zero_is_refused():
+    encode, decode = _tiny_model()
+    with pytest.raises(UserInputError):
+        evaluate(encode, decode, np.zeros((1, 1, 1, 2), np.uint8), None, likelihood="bernoulli", k=0)
+
+
+def test_iwae_bound_tightens_with_k_on_a_trained_model(tiny_mlp_run):
+    from vaectl.training.eval_checkpoint import evaluate_checkpoint
+
+    reports = {k: evaluate_checkpoint(tiny_mlp_run, k=k, n=200, seed=0) for k in (1, 10, 100)}
+    # k = 1 is the ELBO with a one-sample KL instead of the closed form: equal up to Monte Carlo noise
+    assert reports[1].iwae_nll == pytest.approx(reports[1].neg_elbo, abs=2.0)
+    assert all(r.active_units >= 1 for r in reports.values())
+    assert reports[100].iwae_nll < reports[10].iwae_nll + 0.2
+    assert reports[10].iwae_nll < reports[1].iwae_nll + 0.2
+    assert reports[100].iwae_nll < reports[1].iwae_nll  # strictly better with 100 samples on a real model
+    assert reports[100].iwae_nll < reports[100].neg_elbo
+
+
+def test_eval_cli_json(tiny_mlp_run):
+    result = run_vaectl("eval", tiny_mlp_run, "--k", "8", "--n", "40", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["n"] == 40 and report["k"] == 8 and report["likelihood"] == "bernoulli"
+    assert report["iwae_nll"] <= report["neg_elbo"] + 1.0
+    assert report["bits_per_dim"] == pytest.approx(report["iwae_nll"] / (784 * math.log(2)))
+    assert len(report["kl_per_dim"]) == 4
+    assert report["entropy_floor"] < report["iwae_nll"]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--k", "0"], "--k"),
+    (["--n", "0"], "--n"),
+])
+def test_eval_cli_bad_numbers(tiny_mlp_run, args, needle):
+    result = run_vaectl("eval", tiny_mlp_run, *args)
+    assert result.returncode == 2
+    assert needle in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_eval_cli_refuses_data_of_the_wrong_shape(tiny_mlp_run, tmp_path):
+    from PIL import Image
+
+    for i in range(4):
+        Image.fromarray(np.full((32, 32), i * 40, np.uint8)).save(tmp_path / f"{i}.png")
+    result = run_vaectl("eval", tiny_mlp_run, "--data", tmp_path, "--k", "2")
+    assert result.returncode == 2
+    assert "shape" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_mlp_onnx(tiny_mlp_run, tmp_path_factory):
+    from vaectl.export import export_model
+
+    result = export_model(tiny_mlp_run, tmp_path_factory.mktemp("eval_onnx"), log=lambda m: None)
+    return result.encoder, result.decoder
+
+
+def test_onnx_and_pytorch_paths_agree(tiny_mlp_run, tiny_mlp_onnx):
+    from vaectl.infer.evaluate import evaluate_onnx
+    from vaectl.training.eval_checkpoint import evaluate_checkpoint
+
+    # same seed -> same draws: the two paths differ only by float32 rounding, far below Monte Carlo noise
+    onnx_report = evaluate_onnx(*tiny_mlp_onnx, k=16, n=100, seed=3)
+    torch_report = evaluate_checkpoint(tiny_mlp_run, k=16, n=100, seed=3)
+    assert onnx_report.iwae_nll == pytest.approx(torch_report.iwae_nll, abs=0.05)
+    assert onnx_report.neg_elbo == pytest.approx(torch_report.neg_elbo, abs=0.05)
+    assert onnx_report.kl == pytest.approx(torch_report.kl, abs=1e-3)
+    assert onnx_report.active_units == torch_report.active_units
+    # a different seed moves the estimate only by Monte Carlo noise
+    other = evaluate_onnx(*tiny_mlp_onnx, k=16, n=100, seed=4)
+    assert other.iwae_nll == pytest.approx(torch_report.iwae_nll, abs=2.0)
+
+
+def test_eval_cli_onnx_path(tiny_mlp_onnx):
+    encoder, decoder = tiny_mlp_onnx
+    result = run_vaectl("eval", "--encoder", encoder, "--decoder", decoder, "--k", "4", "--n", "20", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["n"] == 20
+    bad = run_vaectl("eval", "--encoder", encoder, "--decoder", decoder, "--k", "0")
+    assert bad.returncode == 2 and "--k" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_eval_cli_refuses_a_pair_from_different_exports(tiny_mlp_onnx, tiny_conv_run, tmp_path):
+    from vaectl.export import export_model
+
+    other = export_model(tiny_conv_run, tmp_path, log=lambda m: None)
+    result = run_vaectl("eval", "--encoder", tiny_mlp_onnx[0], "--decoder", other.decoder, "--k", "2")
+    assert result.returncode == 2
+    assert "different" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

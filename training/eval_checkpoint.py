@@ -1,0 +1,55 @@
+"""`vaectl eval` on a PyTorch checkpoint: the shared numpy scorer (infer/evaluate.py) with torch callables."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import UserInputError
+from ..infer.evaluate import EvalReport, evaluate
+from .checkpoint import load_model
+from .data import load_training_data
+
+
+def eval_dataset(ckpt: dict, data_dir=None, dataset: str | None = None):
+    """The data to score: what the user named, else what the checkpoint was trained on."""
+    cfg, train = ckpt["config"], ckpt.get("train", {})
+    if data_dir is None and dataset is None:
+        data_dir, dataset = train.get("data"), train.get("dataset", "mnist-sample")
+    ds = load_training_data(data_dir, dataset or "mnist-sample", None, None, train.get("cache_dir"), train.get("seed", 0))
+    if tuple(ds.image_shape) != cfg.image_shape:
+        raise UserInputError(f"dataset {ds.name!r} has images of shape {tuple(ds.image_shape)}, "
+                             f"but the model expects {cfg.image_shape}")
+    return ds
+
+
+def evaluate_checkpoint(source, *, data_dir=None, dataset=None, k: int = 1000, n: int | None = None, seed: int = 0,
+                        binarize: bool = False, last: bool = False, progress=None) -> EvalReport:
+    if k < 1:
+        raise UserInputError(f"--k must be at least 1, got {k}")
+    if n is not None and n < 1:
+        raise UserInputError(f"--n must be at least 1, got {n}")
+    model, ckpt = load_model(source, last=last)
+    cfg = ckpt["config"]
+    ds = eval_dataset(ckpt, data_dir, dataset)
+    images = ds.test[:n]
+    labels = None
+    if cfg.num_classes:
+        if ds.test_labels is None:
+            raise UserInputError("this conditional model needs labelled evaluation data")
+        labels = ds.test_labels[:n]
+
+    def as_label(y):
+        return None if y is None else torch.from_numpy(np.asarray(y, dtype=np.int64))
+
+    @torch.no_grad()
+    def encode(x, y):
+        mu, logvar = model.encoder(torch.from_numpy(x), as_label(y))
+        return mu.numpy(), logvar.numpy()
+
+    @torch.no_grad()
+    def decode(z, y):
+        return torch.sigmoid(model.decoder(torch.from_numpy(z), as_label(y))).numpy()
+
+    return evaluate(encode, decode, images, labels, likelihood=cfg.likelihood, k=k, seed=seed,
+                    binarize=binarize, progress=progress)
