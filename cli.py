@@ -231,6 +231,8 @@ def generate(decoder_path, n, seed, temperature, label, same_z, out, out_dir, nr
         raise UserInputError("give one of --out FILE.png (one grid) or --out-dir DIR (one PNG per image)")
     if n < 1:
         raise UserInputError(f"-n must be a positive number of images, got {n}")
+    if nrow < 1:
+        raise UserInputError(f"--nrow must be at least 1, got {nrow}")
     if out is not None:
         check_output_file(out)
     decoder = Decoder(decoder_path, threads)

@@ -11,8 +11,9 @@ from PIL import Image
 from ..errors import UserInputError
 
 # Pillow picks a decoder by magic bytes; we only let it pick among these.
-ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "GIF", "TIFF")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+# No TIFF: libtiff is a large attack surface for files users did not make.
+ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "GIF")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
 # Refuse images that declare more pixels than this before decoding them (Pillow's default is ~89M).
 # Memory budget: an accepted image costs at most 4 bytes per pixel (256 MiB) to decode; a larger one
 # (such as a 12 KB PNG declaring 100 megapixels) is refused from its header, before any pixel is

@@ -1,6 +1,6 @@
 """Torch-free inference on exported graphs: onnxruntime, numpy and Pillow only.
 
-    from vaectl.infer import Decoder, VAEPair
+    from vaectl.infer import Decoder, VAEPair, save_image_grid
     dec = Decoder("export/decoder.onnx")
     images = dec.sample(64, seed=0)                 # uint8 (64, 28, 28)
     save_image_grid("grid.png", images, nrow=8)
@@ -15,6 +15,7 @@ from .output import save_image_batches, save_image_grid
 from .safe_load import check_model_bytes, read_model_bytes
 
 __all__ = [
-    "Decoder", "Encoder", "VAEPair", "describe_model", "prepare_images", "interpolate_latents", "lerp", "slerp", "traverse_latents",
+    "Decoder", "Encoder", "VAEPair", "describe_model", "prepare_images",
+    "interpolate_latents", "lerp", "slerp", "traverse_latents",
     "save_image_batches", "save_image_grid", "check_model_bytes", "read_model_bytes",
 ]

@@ -73,27 +73,12 @@ def tiny_idx_dir(tmp_path) -> Path:
     return make_tiny_idx_dir(tmp_path / "tiny-idx")
 
 
-def export_run(run_dir, out_dir, fp16: bool = False, int8: bool = False) -> Path:
-    """Export a run's encoder.onnx and decoder.onnx (+ variants) into out_dir, as `vaectl export` does."""
-    out_dir = Path(out_dir)
-    try:
-        from vaectl.export import export_model
-    except ImportError:  # export/ still in progress: same graphs from its lower-level export_graph
-        export_model = None
-    if export_model is not None:
-        export_model(run_dir, out_dir, fp16=fp16, int8=int8, log=lambda m: None)
-        return out_dir
-    from vaectl.export.graphs import DEFAULT_OPSET, export_graph
-    from vaectl.training.checkpoint import file_sha256, load_model, resolve_checkpoint
+def export_run(run_dir, out_dir, fp16: bool = False) -> Path:
+    """Export a run's encoder.onnx and decoder.onnx (+ decoder.fp16.onnx) into out_dir, as `vaectl export` does."""
+    from vaectl.export import export_model
 
-    import onnx
-
-    model, _ = load_model(run_dir)
-    sha = file_sha256(resolve_checkpoint(run_dir))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for role in ("encoder", "decoder"):
-        onnx.save(export_graph(model, role, DEFAULT_OPSET, sha), str(out_dir / f"{role}.onnx"))
-    return out_dir
+    export_model(run_dir, out_dir, fp16=fp16, log=lambda m: None)
+    return Path(out_dir)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from PIL import Image
 
 from vaectl.cli import main
@@ -31,7 +31,7 @@ def cell(grid: np.ndarray, row: int, col: int, side: int = 28) -> np.ndarray:
     return grid[y:y + side, x:x + side]
 
 
-def cli(*args) -> "click.testing.Result":  # noqa: F821
+def cli(*args) -> Result:
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -55,8 +56,10 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe content"
-        raise UserInputError(f"{path}: refused to load checkpoint: it holds more than tensors and plain data ({first})") from None
+        # torch's message goes on to suggest weights_only=False: exactly wrong advice here, so keep only what it found
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        what = f" (it asks to import {found.group(1)})" if found else ""
+        raise UserInputError(f"{path}: refused to load checkpoint: it holds more than tensors and plain data{what}") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserInputError(f"{path}: not a readable checkpoint (truncated or corrupt?): {msg}") from None

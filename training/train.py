@@ -140,8 +140,10 @@ def prepare_out_dir(out: Path, create: bool = True) -> None:
     except OSError as e:
         raise UserInputError(f"--out {out}: cannot create directory ({e.strerror})") from None
     # temp files of saves that a crash (SIGKILL, power loss) cut short; atomic_write names them .NAME.*.tmp
-    for stale in [*out.glob(".*.tmp"), *(out / "images").glob(".*.tmp")]:
-        stale.unlink(missing_ok=True)
+    names = ("last.pt", "best.pt", "config.json", "metrics.jsonl")
+    stale = [p for name in names for p in out.glob(f".{name}.*.tmp")] + list((out / "images").glob(".*_epoch*.png.*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
 
 
 def trim_metrics(path: Path, epochs_done: int) -> None:
@@ -160,9 +162,9 @@ def trim_metrics(path: Path, epochs_done: int) -> None:
     atomic_write_bytes(path, "".join(kept).encode())
 
 
-def all_reduce_sums(sums: list) -> list:
-    """Sum the running [loss, recon, kl, images] sums over all DDP ranks."""
-    t = torch.tensor(sums, dtype=torch.float64)
+def all_reduce_sums(sums: list, device: torch.device) -> list:
+    """Sum the running [loss, recon, kl, images] sums over all DDP ranks (on `device`: nccl needs CUDA tensors)."""
+    t = torch.tensor(sums, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return [*t[:3].tolist(), int(t[3])]
 
@@ -404,7 +406,7 @@ def train(tcfg: TrainConfig, model_overrides: dict | None = None, resume: str | 
                 if stop_requested:
                     bar.close()
                     if ddp:  # the checkpoint holds the whole epoch's running sums so far
-                        epoch_sums = all_reduce_sums(epoch_sums)
+                        epoch_sums = all_reduce_sums(epoch_sums, device)
                     if main_process:
                         save_checkpoint(out / "last.pt", checkpoint_state(epoch, step + 1))
                     raise Interrupted(f"interrupted at epoch {epoch + 1}, step {step + 1}; saved {out / 'last.pt'}; "
@@ -413,7 +415,7 @@ def train(tcfg: TrainConfig, model_overrides: dict | None = None, resume: str | 
             seconds = time.perf_counter() - t0
             start_step = 0
             if ddp:  # train metrics over all ranks' shards, not rank 0's alone
-                epoch_sums = all_reduce_sums(epoch_sums)
+                epoch_sums = all_reduce_sums(epoch_sums, device)
 
             # --- validation, metrics, checkpoints, grids: rank 0 only ---
             val_finite = True

@@ -1,0 +1,195 @@
+"""Training throughput: vaectl's in-memory loop vs the same model fed by a torchvision DataLoader.
+
+    python bench/train_speed.py [--data DIR] [--epochs 1] [--repeats 2] [--workers 0] [--device cpu]
+
+Both loops train the mlp VAE (vaectl's default mlp config) on 60,000 28x28 images at batch 128 with the
+same step code (vaectl.training.train.batch_loss / optimizer_step); they differ only in how a batch
+reaches the model:
+  vaectl:      the images sit in one uint8 tensor on the device; a batch is an index gather + one
+               float conversion (vaectl.training.train.gather_batch), as in `vaectl train`.
+  DataLoader:  torchvision's FashionMNIST __getitem__ (PIL image per sample) + ToTensor, collated by a
+               torch.utils.data.DataLoader (shuffle=True, num_workers=--workers).
+Data: Fashion-MNIST from Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist) when present,
+otherwise random images of the same shape. Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+BATCH = 128
+
+
+def load_images(data_dir: Path | None) -> tuple[np.ndarray, np.ndarray, str]:
+    """uint8 (60000, 28, 28) images, int64 labels, and where they came from."""
+    directory = data_dir or FASHION_DIR
+    if directory.is_dir():
+        from vaectl.data import load_data
+
+        ds = load_data(directory)
+        if ds.train.shape[1:] == (1, 28, 28) and len(ds.train) >= 60_000:
+            return ds.train[:60_000, 0], ds.train_labels[:60_000], f"Fashion-MNIST train split from {directory}"
+        print(f"note: {directory} does not hold 60,000 28x28 images; using synthetic data", file=sys.stderr)
+    rng = np.random.default_rng(0)
+    return (rng.integers(0, 256, (60_000, 28, 28), dtype=np.uint8), rng.integers(0, 10, 60_000),
+            "synthetic uint8 images (60,000 x 28 x 28)")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def new_model(device, seed: int = 0):
+    import torch
+
+    from vaectl.models import VAEConfig
+    from vaectl.models.vae import VAE
+
+    torch.manual_seed(seed)
+    model = VAE(VAEConfig(arch="mlp")).to(device).train()
+    return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+
+
+def vaectl_loop(images, device, epochs: int, warmup_steps: int):
+    """vaectl's fast path: one uint8 tensor on the device, batches gathered by index."""
+    import torch
+
+    from vaectl.training.train import batch_loss, gather_batch, optimizer_step
+
+    model, opt = new_model(device)
+    x_u8 = torch.from_numpy(images[:, None]).to(device)  # (N, 1, 28, 28) uint8, decoded once
+    n, seen = len(x_u8), 0
+    for i in range(warmup_steps):
+        loss, _, _ = batch_loss(model, gather_batch(x_u8, torch.arange(i * BATCH, (i + 1) * BATCH, device=device)),
+                                None, "bernoulli", 1.0)
+        optimizer_step(opt, loss, 1e-3)
+    sync(device)
+    t0 = time.perf_counter()
+    for epoch in range(epochs):
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(epoch)).to(device)
+        for start in range(0, n, BATCH):
+            x = gather_batch(x_u8, perm[start : start + BATCH])  # (B, 1, 28, 28) in [0, 1]
+            loss, _, _ = batch_loss(model, x, None, "bernoulli", 1.0)
+            optimizer_step(opt, loss, 1e-3)
+            loss.item()  # the training loop reads the loss every step (finiteness check, running mean)
+            seen += len(x)
+    sync(device)
+    return seen, time.perf_counter() - t0
+
+
+def dataloader_loop(images, labels, device, epochs: int, warmup_steps: int, workers: int):
+    """The same model and step, fed by torchvision's per-sample PIL + ToTensor path."""
+    import torch
+    import torchvision
+    from torch.utils.data import DataLoader
+    from torchvision.transforms import ToTensor
+
+    from vaectl.training.train import batch_loss, optimizer_step
+
+    class InMemoryFashionMNIST(torchvision.datasets.FashionMNIST):
+        """torchvision's own FashionMNIST.__getitem__ (Image.fromarray + transform), without its file loading."""
+
+        def __init__(self, data, targets, transform):
+            self.data, self.targets = data, targets
+            self.transform, self.target_transform = transform, None
+
+    dataset = InMemoryFashionMNIST(torch.from_numpy(images), torch.from_numpy(np.asarray(labels)), ToTensor())
+    model, opt = new_model(device)
+
+    def epoch_batches(seed):
+        loader = DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=workers,
+                            generator=torch.Generator().manual_seed(seed), pin_memory=device.type == "cuda")
+        for x, _ in loader:
+            yield x.to(device, non_blocking=True)
+
+    for i, x in enumerate(epoch_batches(-1)):
+        if i == warmup_steps:
+            break
+        loss, _, _ = batch_loss(model, x, None, "bernoulli", 1.0)
+        optimizer_step(opt, loss, 1e-3)
+    sync(device)
+    seen = 0
+    t0 = time.perf_counter()
+    for epoch in range(epochs):
+        for x in epoch_batches(epoch):
+            loss, _, _ = batch_loss(model, x, None, "bernoulli", 1.0)
+            optimizer_step(opt, loss, 1e-3)
+            loss.item()
+            seen += len(x)
+    sync(device)
+    return seen, time.perf_counter() - t0
+
+
+def sync(device):
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=None, help=f"IDX folder [{FASHION_DIR}, else synthetic]")
+    parser.add_argument("--epochs", type=int, default=1, help="timed epochs per loop and repeat [1]")
+    parser.add_argument("--repeats", type=int, default=2, help="alternate the two loops this many times [2]")
+    parser.add_argument("--warmup-steps", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader num_workers [0]")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, ... [cpu]")
+    args = parser.parse_args(argv)
+
+    import torch
+    import torchvision
+
+    device = torch.device(args.device)
+    images, labels, source = load_images(args.data)
+    print("vaectl training throughput benchmark (bench/train_speed.py)")
+    print(f"  data:      {source}")
+    print(f"  model:     mlp VAE, vaectl defaults (hidden 512,256, latent 32, bernoulli), Adam, batch {BATCH}")
+    print(f"  machine:   {cpu_model()}, {os.cpu_count()} logical CPUs "
+          f"({len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'} usable), "
+          f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())} at start")
+    print(f"  software:  Python {platform.python_version()}, torch {torch.__version__}, "
+          f"torchvision {torchvision.__version__}, torch threads {torch.get_num_threads()}, device {device}")
+    print(f"  timing:    {args.epochs} epoch(s) of {len(images):,} images per loop, {args.repeats} alternating "
+          f"repeat(s) after {args.warmup_steps} warm-up steps; DataLoader num_workers={args.workers}")
+    print(flush=True)
+
+    results = {"vaectl in-memory loop": [], f"DataLoader + ToTensor (workers={args.workers})": []}
+    names = list(results)
+    for _ in range(args.repeats):
+        seen, secs = vaectl_loop(images, device, args.epochs, args.warmup_steps)
+        results[names[0]].append(seen / secs)
+        seen, secs = dataloader_loop(images, labels, device, args.epochs, args.warmup_steps, args.workers)
+        results[names[1]].append(seen / secs)
+
+    base = statistics.median(results[names[1]])
+    width = max(map(len, names))
+    print(f"{'loop':<{width}}  {'median img/s':>12}  {'runs (img/s)':<24}  {'vs DataLoader':>13}")
+    print(f"{'-' * width}  {'-' * 12}  {'-' * 24}  {'-' * 13}")
+    for name in names:
+        med = statistics.median(results[name])
+        runs = ", ".join(f"{v:,.0f}" for v in results[name])
+        print(f"{name:<{width}}  {med:>12,.0f}  {runs:<24}  {med / base:>12.2f}x")
+    ratio = statistics.median(results[names[0]]) / base
+    print()
+    print(f"vaectl loop / DataLoader loop = {ratio:.2f}x (target >= 2x); "
+          f"load average now {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
