@@ -5,7 +5,8 @@
     python bench/infer_speed.py --base-venv /tmp/base    # also size a base-only venv:
         python3 -m venv /tmp/base && /tmp/base/bin/pip install .
     python bench/infer_speed.py --base-venv /tmp/base --cpu-torch-venv /tmp/cputorch   # against a real CPU-only torch:
-        python3 -m venv /tmp/cputorch && /tmp/cputorch/bin/pip install torch --index-url https://download.pytorch.org/whl/cpu numpy pillow
+        python3 -m venv /tmp/cputorch && /tmp/cputorch/bin/pip install CPU_ONLY_TORCH_WHEEL numpy pillow
+        (the "+cpu" torch wheel from PyTorch's CPU package index; on this machine /opt/wheels/torch-2.13.0+cpu-*.whl)
 
 Measures (one run, prints figures; not a timed test):
   1. decoder latency at batch 1 (median) and throughput at batch 256, for the exported float32, fp16
