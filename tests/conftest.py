@@ -109,16 +109,6 @@ def conditional_graphs(tiny_conditional_run, tmp_path_factory) -> Path:
     return export_run(tiny_conditional_run, tmp_path_factory.mktemp("conditional_graphs"))
 
 
-def pytest_collection_modifyitems(config, items):
-    """`slow` tests run only when asked for with -m (as the marker's description in pyproject says)."""
-    if config.getoption("markexpr"):
-        return
-    skip_slow = pytest.mark.skip(reason="slow: run with -m slow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip_slow)
-
-
 def run_vaectl_in_process(*args) -> tuple[int, str]:
     """`vaectl ARGS` through click in this process: (exit code, stderr). Saves the seconds of a torch import;
     use run_vaectl where a fresh interpreter matters. Exceptions the CLI lets escape are re-raised."""

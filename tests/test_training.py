@@ -367,10 +367,5 @@ def _crash_safety(tmp_path, kills: int):
     assert not list(run.rglob(".*.tmp"))  # the resume swept the temp files the kills left
 
 
-def test_sigkill_at_random_moments_leaves_a_resumable_last_pt(tmp_path):
-    _crash_safety(tmp_path, kills=4)
-
-
-@pytest.mark.slow
 def test_sigkill_at_20_random_moments_leaves_a_resumable_last_pt(tmp_path):
     _crash_safety(tmp_path, kills=20)
