@@ -337,24 +337,95 @@ def interpolate(encoder_path, decoder_path, images, seed_a, seed_b, steps, metho
 @click.option("--steps", type=int, default=9, show_default=True, help="Images per row.")
 @click.option("--seed", type=int, default=None, help="Fix the other components at a random draw [0, the prior's mean].")
 @click.option("--label", default=None, help=f"{_LABEL_HELP}, held fixed.")
+@click.option("--encoder", "encoder_path", type=click.Path(dir_okay=False), default=None,
+              help="encoder.onnx, with --image: start from that image's posterior mean.")
+@click.option("--image", type=click.Path(dir_okay=False), default=None,
+              help="Start from this image's encoding (the tutorial's 8 that morphs into a 3); needs --encoder.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG grid, one row per dimension.")
 @_THREADS
 @handle_errors
-def traverse(decoder_path, dims, all_dims, span, steps, seed, label, out, threads):
-    """Vary one latent component at a time while the others stay fixed."""
+def traverse(decoder_path, dims, all_dims, span, steps, seed, label, encoder_path, image, out, threads):
+    """Vary one latent component at a time while the others stay fixed.
+
+    The varied component sweeps from -span to +span; the others stay at 0 (the prior's mean), at a
+    --seed draw, or at an --image's encoding.
+    """
     from .errors import UserInputError
-    from .infer import Decoder
+    from .infer import Decoder, Encoder, VAEPair
     from .infer.output import check_output_file, save_image_grid
 
     if dims and all_dims:
         raise UserInputError("give --dim or --all, not both")
     if steps < 2:
         raise UserInputError(f"--steps must be at least 2, got {steps}")
+    if (encoder_path is None) != (image is None):
+        raise UserInputError("--image and --encoder go together")
+    if image is not None and seed is not None:
+        raise UserInputError("give --image or --seed, not both")
     check_output_file(out)
     decoder = Decoder(decoder_path, threads)
-    grid = decoder.traverse(None, list(dims) or None, span, steps, label, seed)
+    if image is not None:
+        pair = VAEPair(Encoder(encoder_path, threads), decoder)
+        grid = pair.traverse(image, list(dims) or None, span, steps, label)
+    else:
+        grid = decoder.traverse(None, list(dims) or None, span, steps, label, seed)
     save_image_grid(out, grid, nrow=steps)
     _wrote(f"{len(grid) // steps} rows of {steps}", out)
+
+
+@main.command("data-images")
+@click.option("--data", "data_dir", type=click.Path(), default=None, help="IDX folder or image folder [the embedded mnist-sample].")
+@click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
+@click.option("--label", default=None, help="Only images of this class (index or name).")
+@click.option("-n", "count", type=int, default=8, show_default=True, help="How many images (the first N that match).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write one PNG grid.")
+@click.option("--out-dir", type=click.Path(file_okay=False), default=None,
+              help="Write one PNG per image, named SPLIT_INDEX_LABEL.png (created if missing).")
+@handle_errors
+def data_images(data_dir, split, label, count, out, out_dir):
+    """Write images from a dataset as PNGs: e.g. an 8 and a 3 to interpolate or traverse from (no torch needed)."""
+    import numpy as np
+
+    from .data import load_data
+    from .errors import UserInputError
+    from .files import save_png
+    from .infer.output import check_output_file, prepare_output_dir, save_image_grid
+
+    if (out is None) == (out_dir is None):
+        raise UserInputError("give --out or --out-dir")
+    if count < 1:
+        raise UserInputError(f"-n must be at least 1, got {count}")
+    if out is not None:
+        check_output_file(out)
+    ds = load_data(data_dir)
+    images = ds.train if split == "train" else ds.test  # (N, C, H, W) uint8
+    labels = ds.train_labels if split == "train" else ds.test_labels
+    index = np.arange(len(images))
+    if label is not None:
+        if labels is None or not ds.class_names:
+            raise UserInputError(f"dataset {ds.name!r} has no labels")
+        if label in ds.class_names:
+            wanted = ds.class_names.index(label)
+        elif label.isdigit() and int(label) < len(ds.class_names):
+            wanted = int(label)
+        else:
+            raise UserInputError(f"unknown label {label!r}; classes: {', '.join(ds.class_names)}")
+        index = index[labels == wanted]
+    index = index[:count]
+    if len(index) == 0:
+        raise UserInputError(f"no images of class {label!r} in the {split} split of {ds.name!r}")
+    picked = images[index]
+    picked = picked[:, 0] if picked.shape[1] == 1 else picked.transpose(0, 2, 3, 1)  # (N, H, W[, 3])
+    if out is not None:
+        save_image_grid(out, picked)
+        _wrote(f"{len(picked)} images", out)
+        return
+    directory = prepare_output_dir(out_dir)
+    for i, image in zip(index, picked):
+        tag = "" if labels is None else "_" + ds.class_names[labels[i]].replace("/", "-").replace(" ", "-")
+        path = directory / f"{split}_{i:05d}{tag}.png"
+        save_png(path, image)
+        click.echo(str(path))
 
 
 @main.command()

@@ -60,6 +60,10 @@ COMMANDS = {
     "traverse": lambda d, g, c: ["traverse", "--onnx", g / "decoder.onnx", "--dim", 1, "--seed", 0, "--out", d / "t.png"],
     "traverse-all-label": lambda d, g, c: ["traverse", "--onnx", c / "decoder.onnx", "--all", "--label", 3,
                                            "--out", d / "ta.png"],
+    "traverse-image": lambda d, g, c: ["traverse", "--onnx", g / "decoder.onnx", "--encoder", g / "encoder.onnx",
+                                       "--image", d / "img0.png", "--dim", 0, "--steps", 5, "--out", d / "ti.png"],
+    "data-images-grid": lambda d, g, c: ["data-images", "--label", 8, "-n", 8, "--out", d / "di.png"],
+    "data-images-dir": lambda d, g, c: ["data-images", "--split", "train", "-n", 5, "--out-dir", d / "di_dir"],
     "info": lambda d, g, c: ["info", g / "decoder.onnx"],
 }
 
@@ -92,7 +96,7 @@ def test_the_blocker_really_blocks(tmp_path):
 def test_inference_modules_import_without_the_training_stack():
     probe = PRELUDE.split("sys.argv")[0] + (
         "import vaectl.infer, vaectl.infer.models, vaectl.infer.safe_load, vaectl.metadata, vaectl.files, "
-        "vaectl.data.images, vaectl.cli, vaectl.models\n"
+        "vaectl.data, vaectl.data.images, vaectl.cli, vaectl.models\n"
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {BLOCKED!r}))\n"
     )
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)

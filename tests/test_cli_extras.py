@@ -1,0 +1,192 @@
+"""`vaectl data-images` (dataset images as PNGs) and `vaectl traverse --encoder --image` (start from an image)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+from PIL import Image
+
+from vaectl.cli import main
+from vaectl.data import load_mnist_sample
+from vaectl.infer import Decoder, Encoder
+
+from conftest import make_tiny_idx_dir
+
+PAD = 2  # make_grid's padding
+
+
+def cli(*args) -> Result:
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def read_png(path) -> np.ndarray:
+    return np.asarray(Image.open(path))
+
+
+def grid_shape(rows: int, cols: int, side: int = 28) -> tuple[int, int]:
+    return rows * (side + PAD) + PAD, cols * (side + PAD) + PAD
+
+
+def cells(grid: np.ndarray, rows: int, cols: int, side: int = 28) -> np.ndarray:
+    """(rows * cols, side, side) cells of a make_grid PNG, row-major."""
+    return np.stack([grid[PAD + r * (side + PAD):PAD + r * (side + PAD) + side,
+                          PAD + c * (side + PAD):PAD + c * (side + PAD) + side]
+                     for r in range(rows) for c in range(cols)])
+
+
+def expect_usage_error(result, fragment: str) -> None:
+    assert result.exit_code == 2, (result.exit_code, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return load_mnist_sample()
+
+
+# ----------------------------------------------------------------------------- data-images
+
+
+def test_data_images_label_out_dir_writes_the_first_test_images_of_that_class(sample, tmp_path):
+    out = tmp_path / "eights"
+    r = cli("data-images", "--label", 8, "-n", 2, "--out-dir", out)
+    assert r.exit_code == 0, r.stderr
+    files = sorted(out.glob("*.png"))
+    assert len(files) == 2 and sorted(out.iterdir()) == files
+    first, second = np.flatnonzero(sample.test_labels == 8)[:2]
+    assert [f.name for f in files] == [f"test_{first:05d}_8.png", f"test_{second:05d}_8.png"]
+    assert np.array_equal(read_png(files[0]), sample.test[first, 0])
+    assert np.array_equal(read_png(files[1]), sample.test[second, 0])
+    assert r.stdout.split() == [str(f) for f in files]  # the paths, one per line, to feed other commands
+
+
+def test_data_images_grid_and_train_split(sample, tmp_path):
+    grid = tmp_path / "grid.png"
+    r = cli("data-images", "-n", 10, "--out", grid)
+    assert r.exit_code == 0, r.stderr
+    png = read_png(grid)
+    assert png.shape == grid_shape(2, 8)  # 8 per row
+    assert np.array_equal(cells(png, 2, 8)[:10], sample.test[:10, 0])
+    assert not cells(png, 2, 8)[10:].any()  # the unused cells of the last row stay black
+
+    threes = tmp_path / "threes.png"
+    r = cli("data-images", "--split", "train", "--label", 3, "-n", 4, "--out", threes)
+    assert r.exit_code == 0, r.stderr
+    want = sample.train[sample.train_labels == 3][:4, 0]
+    assert np.array_equal(cells(read_png(threes), 1, 4), want)
+    assert not np.array_equal(want, sample.test[sample.test_labels == 3][:4, 0])  # the split matters
+
+
+def test_data_images_from_a_labelled_image_folder_by_class_name(tmp_path):
+    for name, shade in (("cat", 30), ("dog", 220)):
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+        for i in range(10):
+            Image.new("L", (6, 6), shade + i).save(tmp_path / "imgs" / name / f"{i}.png")
+    out = tmp_path / "dogs"
+    r = cli("data-images", "--data", tmp_path / "imgs", "--split", "train", "--label", "dog", "-n", 50, "--out-dir", out)
+    assert r.exit_code == 0, r.stderr
+    files = sorted(out.glob("*.png"))
+    from vaectl.data import load_data
+
+    ds = load_data(tmp_path / "imgs")
+    assert len(files) == int((ds.train_labels == ds.class_names.index("dog")).sum()) >= 5  # every dog, no cat
+    assert all(f.name.endswith("_dog.png") for f in files)
+    assert all(read_png(f).min() >= 220 for f in files)
+
+
+def test_data_images_bad_input_is_one_line_exit_2(tmp_path):
+    tiny = make_tiny_idx_dir(tmp_path / "tiny", n_train=16, n_test=8)  # its 8 test digits hold no 9
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i in range(4):
+        Image.new("L", (8, 8), 40 * i).save(flat / f"{i}.png")
+    out, out_dir = tmp_path / "g.png", tmp_path / "d"
+    cases = [
+        (["--label", 10, "--out", out], "unknown label '10'"),
+        (["--label", "Sneaker", "--out", out], "unknown label 'Sneaker'"),
+        (["--label", -1, "--out-dir", out_dir], "unknown label"),
+        (["-n", 0, "--out", out], "-n"),
+        (["-n", -3, "--out-dir", out_dir], "-n"),
+        (["-n", 2], "--out"),
+        (["-n", 2, "--out", out, "--out-dir", out_dir], "--out"),
+        (["--data", flat, "--label", 1, "--out", out], "no labels"),
+        (["--data", tiny, "--label", 9, "--out", out], "no images of class"),
+        (["--data", tiny, "--label", 9, "--out-dir", out_dir], "no images of class"),
+        (["--data", tmp_path / "missing", "--out", out], "no such data directory"),
+        (["--out", tmp_path / "nope" / "g.png"], "does not exist"),
+    ]
+    for args, fragment in cases:
+        expect_usage_error(cli("data-images", *args), fragment)
+    assert not out.exists() and not out_dir.exists()
+
+
+# ----------------------------------------------------------------------------- traverse from an image
+
+
+@pytest.fixture(scope="module")
+def eight(sample, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("eight") / "eight.png"
+    Image.fromarray(sample.test[np.flatnonzero(sample.test_labels == 8)[0], 0]).save(path)
+    return path
+
+
+def test_traverse_from_an_image_starts_at_its_posterior_mean(mlp_graphs, eight, tmp_path):
+    enc, dec = Encoder(mlp_graphs / "encoder.onnx"), Decoder(mlp_graphs / "decoder.onnx")
+    mu = enc.encode(eight)[0][0]
+    out = tmp_path / "t.png"
+    r = cli("traverse", "--onnx", mlp_graphs / "decoder.onnx", "--encoder", mlp_graphs / "encoder.onnx",
+            "--image", eight, "--dim", 0, "--steps", 5, "--out", out)
+    assert r.exit_code == 0, r.stderr
+    grid = read_png(out)
+    assert grid.shape == grid_shape(1, 5)
+    z = np.tile(mu, (5, 1))  # components 1.. stay at the encoder's mu; component 0 sweeps -3..3
+    z[:, 0] = np.linspace(-3, 3, 5)
+    assert np.array_equal(cells(grid, 1, 5), dec.decode(z))
+    prior = dec.decode(np.stack([np.r_[v, np.zeros(3, np.float32)] for v in np.linspace(-3, 3, 5)]))
+    assert not np.array_equal(cells(grid, 1, 5), prior)  # not the default start at the prior's mean
+
+    every = tmp_path / "all.png"
+    r = cli("traverse", "--onnx", mlp_graphs / "decoder.onnx", "--encoder", mlp_graphs / "encoder.onnx",
+            "--image", eight, "--all", "--span", 2, "--steps", 3, "--out", every)
+    assert r.exit_code == 0, r.stderr
+    got = cells(read_png(every), 4, 3).reshape(4, 3, 28, 28)
+    for d in range(4):
+        z = np.tile(mu, (3, 1))
+        z[:, d] = [-2, 0, 2]
+        assert np.array_equal(got[d], dec.decode(z)), d
+
+
+def test_traverse_from_an_image_with_a_conditional_pair(conditional_graphs, eight, tmp_path):
+    enc, dec = Encoder(conditional_graphs / "encoder.onnx"), Decoder(conditional_graphs / "decoder.onnx")
+    mu = enc.encode(eight, label=8)[0][0]
+    out = tmp_path / "t.png"
+    r = cli("traverse", "--onnx", conditional_graphs / "decoder.onnx", "--encoder", conditional_graphs / "encoder.onnx",
+            "--image", eight, "--label", 8, "--dim", 2, "--steps", 4, "--out", out)
+    assert r.exit_code == 0, r.stderr
+    z = np.tile(mu, (4, 1))
+    z[:, 2] = np.linspace(-3, 3, 4)
+    assert np.array_equal(cells(read_png(out), 1, 4), dec.decode(z, label=8))
+
+
+def test_traverse_image_bad_combinations_are_one_line_exit_2(mlp_graphs, eight, tmp_path):
+    dec, enc = mlp_graphs / "decoder.onnx", mlp_graphs / "encoder.onnx"
+    out = tmp_path / "t.png"
+    notes = tmp_path / "notes.png"
+    notes.write_text("not an image")
+    cases = [
+        (["--image", eight], "--encoder"),
+        (["--encoder", enc], "--image"),
+        (["--encoder", enc, "--image", eight, "--seed", 0], "--seed"),
+        (["--encoder", dec, "--image", eight], "is an exported decoder"),
+        (["--encoder", enc, "--image", notes], "notes.png"),
+        (["--encoder", enc, "--image", tmp_path / "missing.png"], "no such file"),
+    ]
+    for args, fragment in cases:
+        expect_usage_error(cli("traverse", "--onnx", dec, "--dim", 0, *args, "--out", out), fragment)
+    assert not out.exists()

@@ -1,0 +1,256 @@
+"""Issue 6, conditional VAE: label inputs in the exported graphs, per-label generation through the CLI, and the
+issue's bad inputs through the CLI (exit 2, one `error:` line, no traceback).
+
+Already covered elsewhere and not repeated here: ONNX vs PyTorch per label (test_export), Decoder.sample's
+label/same_z API (test_infer), `--conditional` on an unlabelled image folder in-process (test_cli_train).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+from PIL import Image
+
+from vaectl.cli import main
+from vaectl.infer import Decoder, Encoder
+
+from conftest import export_run, run_vaectl
+
+PAD = 2  # make_grid's padding
+CLASS_NAMES = ("cat", "dog", "eel")
+
+
+def cli(*args) -> Result:
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def read_png(path) -> np.ndarray:
+    return np.asarray(Image.open(path))
+
+
+def grid_shape(rows: int, cols: int, side: int = 28) -> tuple[int, int]:
+    return rows * (side + PAD) + PAD, cols * (side + PAD) + PAD
+
+
+def grid_rows(grid: np.ndarray, rows: int, cols: int, side: int = 28) -> np.ndarray:
+    """(rows * cols, side, side) cells of a make_grid PNG, row-major."""
+    return np.stack([grid[PAD + r * (side + PAD):PAD + r * (side + PAD) + side,
+                          PAD + c * (side + PAD):PAD + c * (side + PAD) + side]
+                     for r in range(rows) for c in range(cols)])
+
+
+def expect_usage_error(result, fragment: str) -> None:
+    assert result.exit_code == 2, (result.exit_code, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def named_run(tmp_path_factory) -> Path:
+    """1 epoch of a tiny conditional MLP on an image folder whose subfolders (cat, dog, eel) are the labels."""
+    pytest.importorskip("torch")
+    from vaectl.training import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("named")
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(CLASS_NAMES):
+        (root / "imgs" / name).mkdir(parents=True)
+        for i in range(8):
+            pixels = rng.integers(0, 60, (12, 12)) + 80 * k
+            Image.fromarray(pixels.astype(np.uint8)).save(root / "imgs" / name / f"{i}.png")
+    train(TrainConfig(out=str(root / "run"), data=str(root / "imgs"), epochs=1, batch_size=8, seed=0,
+                      conditional=True, grid_every=0),
+          dict(arch="mlp", latent_dim=3, hidden=(16,)), log=lambda m: None)
+    return root / "run"
+
+
+@pytest.fixture(scope="module")
+def named_graphs(named_run, tmp_path_factory) -> Path:
+    pytest.importorskip("onnx")
+    return export_run(named_run, tmp_path_factory.mktemp("named_graphs"))
+
+
+@pytest.fixture(scope="module")
+def cdec(conditional_graphs) -> Decoder:
+    return Decoder(conditional_graphs / "decoder.onnx")
+
+
+# ----------------------------------------------------------------------------- exported graphs
+
+
+def test_exported_encoder_and_decoder_take_an_int64_label(conditional_graphs, mlp_graphs):
+    for role, cls, first in (("encoder", Encoder, ("image", "tensor(float)")), ("decoder", Decoder, ("z", "tensor(float)"))):
+        graph = cls(conditional_graphs / f"{role}.onnx")
+        inputs = {i.name: i for i in graph.session.get_inputs()}
+        assert set(inputs) == {first[0], "label"}
+        assert inputs[first[0]].type == first[1]
+        assert inputs["label"].type == "tensor(int64)"
+        assert len(inputs["label"].shape) == 1 and not isinstance(inputs["label"].shape[0], int)  # dynamic [N]
+        assert graph.num_classes == 10 and graph.class_names == tuple(str(i) for i in range(10))
+        # an int32 label is a type error in the graph itself: the input really is typed int64
+        feed = {first[0]: np.zeros((2, *graph.image_shape) if role == "encoder" else (2, 4), np.float32),
+                "label": np.zeros(2, np.int32)}
+        with pytest.raises(Exception, match="(?i)int64|type"):
+            graph.session.run(None, feed)
+    # unconditional exports are unchanged: no label input
+    for role in ("encoder", "decoder"):
+        names = {i.name for i in (Encoder if role == "encoder" else Decoder)(mlp_graphs / f"{role}.onnx").session.get_inputs()}
+        assert names == {"image" if role == "encoder" else "z"}
+
+
+def test_image_folder_subfolders_become_the_class_names(named_run, named_graphs):
+    from vaectl.training.checkpoint import load_model
+
+    config = load_model(named_run)[0].config
+    assert config.num_classes == 3 and config.class_names == CLASS_NAMES
+    for role, cls in (("encoder", Encoder), ("decoder", Decoder)):
+        graph = cls(named_graphs / f"{role}.onnx")
+        assert graph.num_classes == 3 and graph.class_names == CLASS_NAMES
+    r = cli("info", named_graphs / "decoder.onnx")
+    assert r.exit_code == 0 and "classes     cat, dog, eel" in r.stdout
+
+
+# ----------------------------------------------------------------------------- generation through the CLI
+
+
+def test_cli_generate_label_is_byte_identical_for_a_seed(conditional_graphs, cdec, tmp_path):
+    dec = conditional_graphs / "decoder.onnx"
+    outs = {}
+    for name, label, seed in (("a", 7, 0), ("b", 7, 0), ("other_seed", 7, 1), ("other_label", 3, 0)):
+        outs[name] = tmp_path / f"{name}.png"
+        r = cli("generate", "--onnx", dec, "--label", label, "--seed", seed, "-n", 6, "--out", outs[name])
+        assert r.exit_code == 0, r.stderr
+    data = {k: p.read_bytes() for k, p in outs.items()}
+    assert data["a"] == data["b"]
+    assert data["a"] != data["other_seed"] and data["a"] != data["other_label"]
+    # the pixels are seed-0 latents decoded with label 7, built here without Decoder.sample
+    z = np.random.default_rng(0).standard_normal((6, 4)).astype(np.float32)
+    grid = read_png(outs["a"])
+    assert grid.shape == grid_shape(1, 6)
+    assert np.array_equal(grid_rows(grid, 1, 6), cdec.decode(z, label=np.full(6, 7, np.int64)))
+
+
+def test_cli_generate_label_in_a_fresh_process_is_byte_identical(conditional_graphs, tmp_path):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    for out in (a, b):
+        r = run_vaectl("generate", "--onnx", conditional_graphs / "decoder.onnx", "--label", 7, "--seed", 0,
+                       "--out", out, timeout=120)
+        assert r.returncode == 0, r.stderr
+    assert a.read_bytes() == b.read_bytes()
+    assert read_png(a).shape == grid_shape(8, 8)  # -n 64 by default, 8 per row
+
+
+def test_cli_label_by_class_name(named_graphs, tmp_path):
+    dec = Decoder(named_graphs / "decoder.onnx")
+    outs = {}
+    for label in ("dog", "DOG", "1", "cat"):
+        outs[label] = tmp_path / f"{label}.png"
+        r = cli("generate", "--onnx", named_graphs / "decoder.onnx", "--label", label, "--seed", 5, "-n", 4,
+                "--out", outs[label])
+        assert r.exit_code == 0, r.stderr
+    assert outs["dog"].read_bytes() == outs["1"].read_bytes() == outs["DOG"].read_bytes()
+    assert outs["dog"].read_bytes() != outs["cat"].read_bytes()
+    z = np.random.default_rng(5).standard_normal((4, 3)).astype(np.float32)
+    cells = grid_rows(read_png(outs["dog"]), 1, 4, side=12)
+    assert np.array_equal(cells, dec.decode(z, label=np.ones(4, np.int64)))
+
+
+@pytest.mark.parametrize("same_z", [True, False])
+def test_cli_label_all_has_one_row_per_class(conditional_graphs, cdec, tmp_path, same_z):
+    n = 4
+    out = tmp_path / "all.png"
+    r = cli("generate", "--onnx", conditional_graphs / "decoder.onnx", "--label", "all", *(["--same-z"] if same_z else []),
+            "-n", n, "--seed", 0, "--out", out)
+    assert r.exit_code == 0, r.stderr
+    grid = read_png(out)
+    assert grid.shape == grid_shape(10, n)
+    cells = grid_rows(grid, 10, n).reshape(10, n, 28, 28)
+    rng = np.random.default_rng(0)
+    if same_z:  # every row decodes the same n latents, with its own label
+        z = np.tile(rng.standard_normal((n, 4)), (10, 1)).astype(np.float32)
+    else:  # row k: the next n draws of the stream, label k
+        z = rng.standard_normal((10 * n, 4)).astype(np.float32)
+    expected = cdec.decode(z, label=np.repeat(np.arange(10), n).astype(np.int64)).reshape(10, n, 28, 28)
+    assert np.array_equal(cells, expected)
+    assert len({row.tobytes() for row in cells}) == 10  # the label changes every row
+
+
+def test_cli_label_all_uses_the_models_class_count(named_graphs, tmp_path):
+    out = tmp_path / "all.png"
+    r = cli("generate", "--onnx", named_graphs / "decoder.onnx", "--label", "all", "--same-z", "-n", 5, "--out", out)
+    assert r.exit_code == 0, r.stderr
+    assert read_png(out).shape == grid_shape(3, 5, side=12)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_bad_labels_through_the_cli_are_one_line_exit_2(mlp_graphs, conditional_graphs, named_graphs, tmp_path):
+    img = tmp_path / "digit.png"
+    Image.new("L", (28, 28), 90).save(img)
+    enc, dec = mlp_graphs / "encoder.onnx", mlp_graphs / "decoder.onnx"
+    cenc, cdec_ = conditional_graphs / "encoder.onnx", conditional_graphs / "decoder.onnx"
+    out = tmp_path / "o.png"
+    cases = [
+        # --label on an unconditional decoder, for every command that takes --label
+        (["generate", "--onnx", dec, "--label", "all", "--out", out], "unconditional"),
+        (["traverse", "--onnx", dec, "--label", 3, "--out", out], "unconditional"),
+        (["interpolate", "--decoder", dec, "--seed-a", 1, "--seed-b", 2, "--label", 3, "--out", out], "unconditional"),
+        (["reconstruct", "--encoder", enc, "--decoder", dec, img, "--label", 3, "--out", out], "unconditional"),
+        # a label index out of range
+        (["generate", "--onnx", cdec_, "--label", -1, "--out", out], "out of range"),
+        (["traverse", "--onnx", cdec_, "--label", 10, "--out", out], "out of range"),
+        (["generate", "--onnx", named_graphs / "decoder.onnx", "--label", 3, "--out", out], "out of range"),
+        (["reconstruct", "--encoder", cenc, "--decoder", cdec_, img, "--label", 12, "--out", out], "out of range"),
+        # an unknown class name
+        (["generate", "--onnx", named_graphs / "decoder.onnx", "--label", "Sneaker", "--out", out],
+         "unknown class 'Sneaker'"),
+        (["traverse", "--onnx", named_graphs / "decoder.onnx", "--label", "bird", "--out", out], "cat, dog, eel"),
+        # a conditional model used without --label
+        (["traverse", "--onnx", cdec_, "--dim", 0, "--out", out], "give a --label"),
+        (["traverse", "--onnx", cdec_, "--all", "--seed", 0, "--out", out], "give a --label"),
+        (["interpolate", "--decoder", cdec_, "--seed-a", 1, "--seed-b", 2, "--out", out], "give a --label"),
+        (["reconstruct", "--encoder", cenc, "--decoder", cdec_, img, "--out", out], "give a --label"),
+        (["traverse", "--onnx", cdec_, "--encoder", cenc, "--image", img, "--out", out], "give a --label"),
+        # --same-z without --label all; a conditional encoder with an unconditional decoder
+        (["generate", "--onnx", cdec_, "--label", 3, "--same-z", "--out", out], "--same-z"),
+        (["reconstruct", "--encoder", cenc, "--decoder", dec, img, "--out", out], "different models"),
+    ]
+    for args, fragment in cases:
+        expect_usage_error(cli(*args), fragment)
+    assert not out.exists()
+
+
+def test_issue_bad_inputs_in_a_fresh_process(mlp_graphs, conditional_graphs, tmp_path):
+    """As a user runs them: a real interpreter, stderr exactly one line."""
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i in range(6):
+        Image.new("L", (8, 8), 40 * i).save(flat / f"{i}.png")
+    out = tmp_path / "o.png"
+    cases = [
+        (["generate", "--onnx", mlp_graphs / "decoder.onnx", "--label", 7, "--out", out], "unconditional"),
+        (["generate", "--onnx", conditional_graphs / "decoder.onnx", "--label", 10, "--out", out], "out of range"),
+        (["generate", "--onnx", conditional_graphs / "decoder.onnx", "--label", "Sneaker", "--out", out],
+         "unknown class"),
+        (["traverse", "--onnx", conditional_graphs / "decoder.onnx", "--dim", 0, "--out", out], "give a --label"),
+    ]
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        pass
+    else:  # the training stack is installed: --conditional on an image folder without subfolders
+        cases.append((["train", "--data", flat, "--conditional", "--epochs", 1, "--arch", "mlp", "--hidden", 16,
+                       "--latent-dim", 2, "--grid-every", 0, "--out", tmp_path / "run"], "needs labels"))
+    for args, fragment in cases:
+        r = run_vaectl(*args, timeout=300)
+        assert r.returncode == 2, (args, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], r.stderr
+        assert "Traceback" not in r.stderr
+    assert not out.exists() and not (tmp_path / "run" / "last.pt").exists()
