@@ -1,6 +1,6 @@
 """onnxruntime vs PyTorch on the CPU, same weights: decoder speed, whole-process cost, install size.
 
-    python bench/infer_speed.py                          # trains a 1-epoch default (conv) model first
+    python bench/infer_speed.py                          # trains a 1-epoch conv model first (--arch mlp: the default MLP)
     python bench/infer_speed.py --run runs/vae           # an existing run directory
     python bench/infer_speed.py --base-venv /tmp/base    # also size a base-only venv:
         python3 -m venv /tmp/base && /tmp/base/bin/pip install .
