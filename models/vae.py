@@ -25,6 +25,15 @@ def _conv_sizes(side: int, stages: int) -> list[int]:
     return sizes
 
 
+def _relu_mlp(width: int, hidden) -> list[nn.Module]:
+    """Linear + ReLU for each width in `hidden`, starting from `width` inputs."""
+    layers = []
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    return layers
+
+
 class _OneHot(nn.Module):
     """Label -> one-hot rows. A Gather from an identity matrix: exports to plain ONNX."""
 
@@ -43,12 +52,9 @@ class Encoder(nn.Module):
         k = c.num_classes
         self.onehot = _OneHot(k) if k else None
         if c.arch == "mlp":
-            layers, width = [], c.num_pixels + k
-            for h in c.hidden:
-                layers += [nn.Linear(width, h), nn.ReLU()]
-                width = h
             self.features = nn.Identity()
-            self.body = nn.Sequential(*layers)
+            self.body = nn.Sequential(*_relu_mlp(c.num_pixels + k, c.hidden))
+            width = c.hidden[-1] if c.hidden else c.num_pixels + k
         else:
             convs, cin = [], c.channels
             for cout in c.conv_channels:
@@ -77,12 +83,9 @@ class Decoder(nn.Module):
         k = c.num_classes
         self.onehot = _OneHot(k) if k else None
         if c.arch == "mlp":
-            layers, width = [], c.latent_dim + k
-            for h in reversed(c.hidden):
-                layers += [nn.Linear(width, h), nn.ReLU()]
-                width = h
-            layers.append(nn.Linear(width, c.num_pixels))
-            self.body = nn.Sequential(*layers)
+            hidden = tuple(reversed(c.hidden))
+            width = hidden[-1] if hidden else c.latent_dim + k
+            self.body = nn.Sequential(*_relu_mlp(c.latent_dim + k, hidden), nn.Linear(width, c.num_pixels))
             self.upsample = None
         else:
             n = len(c.conv_channels)

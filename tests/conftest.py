@@ -120,3 +120,44 @@ def run_vaectl_in_process(*args) -> tuple[int, str]:
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result.exit_code, result.stderr
+
+
+GRID_PAD = 2  # files.make_grid's padding
+
+
+def cli(*args):
+    """`vaectl ARGS` through click's CliRunner in this process (exceptions propagate)."""
+    from click.testing import CliRunner
+
+    from vaectl.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def read_png(path):
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(path))
+
+
+def grid_shape(rows: int, cols: int, side: int = 28) -> tuple[int, int]:
+    return rows * (side + GRID_PAD) + GRID_PAD, cols * (side + GRID_PAD) + GRID_PAD
+
+
+def grid_cells(grid, rows: int, cols: int, side: int = 28):
+    """(rows * cols, side, side) cells of a make_grid PNG, row-major."""
+    import numpy as np
+
+    p = GRID_PAD
+    return np.stack([grid[p + r * (side + p):p + r * (side + p) + side, p + c * (side + p):p + c * (side + p) + side]
+                     for r in range(rows) for c in range(cols)])
+
+
+def expect_usage_error(result, fragment: str) -> None:
+    """Exit code 2, exactly one 'error: ...' line on stderr containing `fragment`, no traceback."""
+    assert result.exit_code == 2, (result.exit_code, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    assert fragment in lines[0], lines[0]

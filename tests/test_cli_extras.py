@@ -6,43 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
 from PIL import Image
 
-from vaectl.cli import main
 from vaectl.data import load_mnist_sample
 from vaectl.infer import Decoder, Encoder
 
-from conftest import make_tiny_idx_dir
-
-PAD = 2  # make_grid's padding
-
-
-def cli(*args) -> Result:
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def read_png(path) -> np.ndarray:
-    return np.asarray(Image.open(path))
-
-
-def grid_shape(rows: int, cols: int, side: int = 28) -> tuple[int, int]:
-    return rows * (side + PAD) + PAD, cols * (side + PAD) + PAD
-
-
-def cells(grid: np.ndarray, rows: int, cols: int, side: int = 28) -> np.ndarray:
-    """(rows * cols, side, side) cells of a make_grid PNG, row-major."""
-    return np.stack([grid[PAD + r * (side + PAD):PAD + r * (side + PAD) + side,
-                          PAD + c * (side + PAD):PAD + c * (side + PAD) + side]
-                     for r in range(rows) for c in range(cols)])
-
-
-def expect_usage_error(result, fragment: str) -> None:
-    assert result.exit_code == 2, (result.exit_code, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    assert fragment in lines[0], lines[0]
+from conftest import cli, expect_usage_error, grid_cells, grid_shape, make_tiny_idx_dir, read_png
 
 
 @pytest.fixture(scope="module")
@@ -72,14 +41,14 @@ def test_data_images_grid_and_train_split(sample, tmp_path):
     assert r.exit_code == 0, r.stderr
     png = read_png(grid)
     assert png.shape == grid_shape(2, 8)  # 8 per row
-    assert np.array_equal(cells(png, 2, 8)[:10], sample.test[:10, 0])
-    assert not cells(png, 2, 8)[10:].any()  # the unused cells of the last row stay black
+    assert np.array_equal(grid_cells(png, 2, 8)[:10], sample.test[:10, 0])
+    assert not grid_cells(png, 2, 8)[10:].any()  # the unused cells of the last row stay black
 
     threes = tmp_path / "threes.png"
     r = cli("data-images", "--split", "train", "--label", 3, "-n", 4, "--out", threes)
     assert r.exit_code == 0, r.stderr
     want = sample.train[sample.train_labels == 3][:4, 0]
-    assert np.array_equal(cells(read_png(threes), 1, 4), want)
+    assert np.array_equal(grid_cells(read_png(threes), 1, 4), want)
     assert not np.array_equal(want, sample.test[sample.test_labels == 3][:4, 0])  # the split matters
 
 
@@ -147,15 +116,15 @@ def test_traverse_from_an_image_starts_at_its_posterior_mean(mlp_graphs, eight, 
     assert grid.shape == grid_shape(1, 5)
     z = np.tile(mu, (5, 1))  # components 1.. stay at the encoder's mu; component 0 sweeps -3..3
     z[:, 0] = np.linspace(-3, 3, 5)
-    assert np.array_equal(cells(grid, 1, 5), dec.decode(z))
+    assert np.array_equal(grid_cells(grid, 1, 5), dec.decode(z))
     prior = dec.decode(np.stack([np.r_[v, np.zeros(3, np.float32)] for v in np.linspace(-3, 3, 5)]))
-    assert not np.array_equal(cells(grid, 1, 5), prior)  # not the default start at the prior's mean
+    assert not np.array_equal(grid_cells(grid, 1, 5), prior)  # not the default start at the prior's mean
 
     every = tmp_path / "all.png"
     r = cli("traverse", "--onnx", mlp_graphs / "decoder.onnx", "--encoder", mlp_graphs / "encoder.onnx",
             "--image", eight, "--all", "--span", 2, "--steps", 3, "--out", every)
     assert r.exit_code == 0, r.stderr
-    got = cells(read_png(every), 4, 3).reshape(4, 3, 28, 28)
+    got = grid_cells(read_png(every), 4, 3).reshape(4, 3, 28, 28)
     for d in range(4):
         z = np.tile(mu, (3, 1))
         z[:, d] = [-2, 0, 2]
@@ -171,7 +140,7 @@ def test_traverse_from_an_image_with_a_conditional_pair(conditional_graphs, eigh
     assert r.exit_code == 0, r.stderr
     z = np.tile(mu, (4, 1))
     z[:, 2] = np.linspace(-3, 3, 4)
-    assert np.array_equal(cells(read_png(out), 1, 4), dec.decode(z, label=8))
+    assert np.array_equal(grid_cells(read_png(out), 1, 4), dec.decode(z, label=8))
 
 
 def test_traverse_image_bad_combinations_are_one_line_exit_2(mlp_graphs, eight, tmp_path):

@@ -11,43 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
 from PIL import Image
 
-from vaectl.cli import main
 from vaectl.infer import Decoder, Encoder
 
-from conftest import export_run, run_vaectl
+from conftest import cli, expect_usage_error, export_run, grid_cells, grid_shape, read_png, run_vaectl
 
-PAD = 2  # make_grid's padding
 CLASS_NAMES = ("cat", "dog", "eel")
-
-
-def cli(*args) -> Result:
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def read_png(path) -> np.ndarray:
-    return np.asarray(Image.open(path))
-
-
-def grid_shape(rows: int, cols: int, side: int = 28) -> tuple[int, int]:
-    return rows * (side + PAD) + PAD, cols * (side + PAD) + PAD
-
-
-def grid_rows(grid: np.ndarray, rows: int, cols: int, side: int = 28) -> np.ndarray:
-    """(rows * cols, side, side) cells of a make_grid PNG, row-major."""
-    return np.stack([grid[PAD + r * (side + PAD):PAD + r * (side + PAD) + side,
-                          PAD + c * (side + PAD):PAD + c * (side + PAD) + side]
-                     for r in range(rows) for c in range(cols)])
-
-
-def expect_usage_error(result, fragment: str) -> None:
-    assert result.exit_code == 2, (result.exit_code, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +102,7 @@ def test_cli_generate_label_is_byte_identical_for_a_seed(conditional_graphs, cde
     z = np.random.default_rng(0).standard_normal((6, 4)).astype(np.float32)
     grid = read_png(outs["a"])
     assert grid.shape == grid_shape(1, 6)
-    assert np.array_equal(grid_rows(grid, 1, 6), cdec.decode(z, label=np.full(6, 7, np.int64)))
+    assert np.array_equal(grid_cells(grid, 1, 6), cdec.decode(z, label=np.full(6, 7, np.int64)))
 
 
 def test_cli_generate_label_in_a_fresh_process_is_byte_identical(conditional_graphs, tmp_path):
@@ -156,7 +126,7 @@ def test_cli_label_by_class_name(named_graphs, tmp_path):
     assert outs["dog"].read_bytes() == outs["1"].read_bytes() == outs["DOG"].read_bytes()
     assert outs["dog"].read_bytes() != outs["cat"].read_bytes()
     z = np.random.default_rng(5).standard_normal((4, 3)).astype(np.float32)
-    cells = grid_rows(read_png(outs["dog"]), 1, 4, side=12)
+    cells = grid_cells(read_png(outs["dog"]), 1, 4, side=12)
     assert np.array_equal(cells, dec.decode(z, label=np.ones(4, np.int64)))
 
 
@@ -169,7 +139,7 @@ def test_cli_label_all_has_one_row_per_class(conditional_graphs, cdec, tmp_path,
     assert r.exit_code == 0, r.stderr
     grid = read_png(out)
     assert grid.shape == grid_shape(10, n)
-    cells = grid_rows(grid, 10, n).reshape(10, n, 28, 28)
+    cells = grid_cells(grid, 10, n).reshape(10, n, 28, 28)
     rng = np.random.default_rng(0)
     if same_z:  # every row decodes the same n latents, with its own label
         z = np.tile(rng.standard_normal((n, 4)), (10, 1)).astype(np.float32)
