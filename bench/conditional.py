@@ -106,7 +106,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default="auto", help="comma-separated: mnist-sample,fashion-mnist [auto: both if present]")
     ap.add_argument("--epochs", type=int, default=30, help="VAE epochs on mnist-sample")
-    ap.add_argument("--fashion-epochs", type=int, default=10, help="VAE epochs on Fashion-MNIST")
+    ap.add_argument("--fashion-epochs", type=int, default=30, help="VAE epochs on Fashion-MNIST")
     ap.add_argument("--per-class", type=int, default=1000)
     ap.add_argument("--train-flags", default="", help="extra `vaectl train` flags, e.g. '--latent-dim 16'")
     args = ap.parse_args()
