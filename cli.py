@@ -40,16 +40,14 @@ def handle_errors(fn):
 
 
 class TerminalProgress:
-    """A click progress bar, created on the first update (when the total is known), shown only on a TTY."""
+    """`_progress`'s bar for work whose total is known only once it starts: created on the first update."""
 
     def __init__(self, label: str):
         self.label, self.bar = label, None
 
     def __call__(self, done: int, total: int) -> None:
-        if not sys.stderr.isatty():
-            return
         if self.bar is None:
-            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
+            self.bar = _progress(total, self.label)
             self.bar.__enter__()
         self.bar.update(done)
 
