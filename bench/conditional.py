@@ -87,8 +87,11 @@ def run(name: str, data_args: list[str], epochs: int, clf_epochs: int, per_class
     t0 = time.perf_counter()
     vaectl("train", *data_args, "--conditional", "--epochs", epochs, "--out", run_dir, "--grid-every", 0, *train_flags)
     train_s = time.perf_counter() - t0
-    vaectl("export", run_dir, "--out", onnx_dir)
+    # the final weights: best.pt is chosen on the validation split, which for these datasets is the test split
+    vaectl("export", run_dir, "--out", onnx_dir, "--last")
     clf, clf_acc = train_classifier(ds, clf_epochs)
+    real_pred = predict(clf, ds.test)
+    real_per_label = [float((real_pred[ds.test_labels == c] == c).mean()) for c in range(len(ds.class_names))]
     decoder = Decoder(onnx_dir / "decoder.onnx")
     hits, per_label = 0, []
     for label in range(len(ds.class_names)):
@@ -99,6 +102,7 @@ def run(name: str, data_args: list[str], epochs: int, clf_epochs: int, per_class
         hits += ok * per_class
     return {"dataset": name, "vae_epochs": epochs, "vae_train_s": train_s, "classifier_test_acc": clf_acc,
             "label_accuracy": hits / (per_class * len(ds.class_names)), "per_label": per_label,
+            "real_per_label": real_per_label,
             "class_names": ds.class_names, "target": TARGETS[name]}
 
 
@@ -108,6 +112,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=30, help="VAE epochs on mnist-sample")
     ap.add_argument("--fashion-epochs", type=int, default=30, help="VAE epochs on Fashion-MNIST")
     ap.add_argument("--per-class", type=int, default=1000)
+    ap.add_argument("--classifier-epochs", type=int, default=8,
+                    help="classifier training epochs (4 underfit Fashion-MNIST: 90.3%% test accuracy against 91.7%% at 8)")
     ap.add_argument("--train-flags", default="", help="extra `vaectl train` flags, e.g. '--latent-dim 16'")
     args = ap.parse_args()
     names = ["mnist-sample"] + (["fashion-mnist"] if FASHION_DIR.is_dir() else []) if args.datasets == "auto" else args.datasets.split(",")
@@ -117,11 +123,11 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             if name == "mnist-sample":
-                rows.append(run(name, [], args.epochs, 8, args.per_class, Path(tmp), args.train_flags.split()))
+                rows.append(run(name, [], args.epochs, args.classifier_epochs, args.per_class, Path(tmp), args.train_flags.split()))
             elif name == "fashion-mnist":
                 if not FASHION_DIR.is_dir():
                     sys.exit(f"{FASHION_DIR} missing: apt-get install dataset-fashion-mnist")
-                rows.append(run(name, ["--data", str(FASHION_DIR)], args.fashion_epochs, 4, args.per_class, Path(tmp),
+                rows.append(run(name, ["--data", str(FASHION_DIR)], args.fashion_epochs, args.classifier_epochs, args.per_class, Path(tmp),
                                 args.train_flags.split()))
             else:
                 sys.exit(f"unknown dataset {name}")
@@ -131,7 +137,9 @@ def main():
         status = "ok" if r["label_accuracy"] >= r["target"] else "MISSED"
         print(f"{r['dataset']:14s} {r['vae_epochs']:10d} {r['vae_train_s']:8.0f} {r['classifier_test_acc']:20.2%} "
               f"{r['label_accuracy']:31.2%} {r['target']:6.0%} {status}")
-        print("  per class: " + ", ".join(f"{n}: {a:.0%}" for n, a in zip(r["class_names"], r["per_label"])))
+        print("  per class, generated: " + ", ".join(f"{n}: {a:.0%}" for n, a in zip(r["class_names"], r["per_label"])))
+        print("  per class, real test images (the classifier's own accuracy): "
+              + ", ".join(f"{n}: {a:.0%}" for n, a in zip(r["class_names"], r["real_per_label"])))
 
 
 if __name__ == "__main__":
