@@ -123,14 +123,14 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             if name == "mnist-sample":
-                rows.append(run(name, [], args.epochs, args.classifier_epochs, args.per_class, Path(tmp), args.train_flags.split()))
+                data_args, epochs = [], args.epochs
             elif name == "fashion-mnist":
                 if not FASHION_DIR.is_dir():
                     sys.exit(f"{FASHION_DIR} missing: apt-get install dataset-fashion-mnist")
-                rows.append(run(name, ["--data", str(FASHION_DIR)], args.fashion_epochs, args.classifier_epochs, args.per_class, Path(tmp),
-                                args.train_flags.split()))
+                data_args, epochs = ["--data", str(FASHION_DIR)], args.fashion_epochs
             else:
                 sys.exit(f"unknown dataset {name}")
+            rows.append(run(name, data_args, epochs, args.classifier_epochs, args.per_class, Path(tmp), args.train_flags.split()))
     print()
     print(f"{'dataset':14s} {'VAE epochs':>10s} {'train s':>8s} {'classifier test acc':>20s} {'generated with requested label':>31s} {'target':>7s}")
     for r in rows:
