@@ -59,10 +59,11 @@ def new_model(device, seed: int = 0):
 
     from vaectl.models import VAEConfig
     from vaectl.models.vae import VAE
+    from vaectl.training.train import make_optimizer
 
     torch.manual_seed(seed)
     model = VAE(VAEConfig(arch="mlp")).to(device).train()
-    return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+    return model, make_optimizer(model, 1e-3, 0.0, torch.device(device))
 
 
 def vaectl_loop(images, device, epochs: int, warmup_steps: int):

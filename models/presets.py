@@ -13,6 +13,6 @@ PRESETS: dict[str, dict] = {
     # with a larger latent, larger in-memory batches under the one-cycle schedule, and KL warm-up.
     "quality": {
         "model": {"arch": "mlp", "hidden": (1024, 512), "latent_dim": 64},
-        "train": {"batch_size": 256, "lr": 2e-3, "kl_warmup": 3.0},
+        "train": {"batch_size": 256, "lr": 4e-3, "kl_warmup": 10.0},
     },
 }

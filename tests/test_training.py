@@ -169,6 +169,23 @@ def test_cli_resume_extends_a_finished_run(tmp_path, tiny_idx_dir):
     assert code == 2 and stderr.startswith("error:") and "already trained 2 epochs" in stderr
 
 
+def test_cli_preset_sets_model_and_training_flags_and_explicit_flags_win(tmp_path, tiny_idx_dir):
+    from vaectl.models.presets import PRESETS
+
+    recipe = PRESETS["quality"]
+    # --hidden and --batch-size given: they beat the preset; everything else comes from it
+    code, stderr = cli_in_process("train", "--preset", "quality", "--data", tiny_idx_dir, "--out", tmp_path / "run",
+                                  "--epochs", 1, "--grid-every", 0, "--hidden", "16", "--batch-size", 8)
+    assert code == 0, stderr
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["model"]["hidden"] == [16] and cfg["train"]["batch_size"] == 8
+    assert cfg["model"]["latent_dim"] == recipe["model"]["latent_dim"]
+    assert cfg["train"]["lr"] == recipe["train"]["lr"] and cfg["train"]["kl_warmup"] == recipe["train"]["kl_warmup"]
+    # resumes, checkpoints and the optimizer state all come from the run's own (fused) Adam
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert state["optimizer"]["param_groups"][0]["fused"] is True
+
+
 def test_resume_drops_a_torn_metrics_line_and_a_redone_epoch(tmp_path, tiny_idx_dir):
     """A crash can land between appending an epoch's record and saving last.pt, or mid-append."""
 
