@@ -83,6 +83,9 @@ from .models.presets import PRESETS  # noqa: E402  (torch-free)
 @click.option("--latent-dim", type=int, default=None, help="Latent dimensions [32; 2 with --conditional].")
 @click.option("--hidden", default=None, help="MLP hidden widths, comma-separated [512,256].")
 @click.option("--conv-channels", default=None, help="Conv channels per stride-2 stage, comma-separated [32,64,128].")
+@click.option("--context-channels", type=int, default=None,
+              help="Row-autoregressive decoder: hidden channels of a convolution over the rows above each row (0: off) [0; 16 with --preset quality].")
+@click.option("--context-kernel", type=int, default=None, help="Row context size: sees K//2 rows above, K//2 columns either side [7].")
 @click.option("--likelihood", type=click.Choice(["bernoulli", "gaussian"]), default=None,
               help="bernoulli: BCE; gaussian: summed squared error (the tutorial's MSE) [bernoulli].")
 @click.option("--beta", type=float, default=None, help="Weight on the KL term; 0 is a plain autoencoder [1.0].")
@@ -100,7 +103,7 @@ from .models.presets import PRESETS  # noqa: E402  (torch-free)
 @click.option("--grid-every", type=int, default=1, show_default=True, help="Write sample/reconstruction grids every N epochs (0: never).")
 @handle_errors
 def train(data_dir, dataset, cache_dir, image_size, channels, out, resume, preset, arch, latent_dim, hidden,
-          conv_channels, likelihood, beta, conditional, epochs, batch_size, lr, schedule, kl_warmup, seed, device,
+          conv_channels, context_channels, context_kernel, likelihood, beta, conditional, epochs, batch_size, lr, schedule, kl_warmup, seed, device,
           amp, compile_, grid_every):
     """Train a VAE (needs the [train] extra)."""
     from .errors import UserInputError
@@ -122,6 +125,7 @@ def train(data_dir, dataset, cache_dir, image_size, channels, out, resume, prese
             flags[name] = value
     batch_size, lr, kl_warmup, epochs = flags["batch_size"], flags["lr"], flags["kl_warmup"], flags["epochs"]
     given = dict(arch=arch, latent_dim=latent_dim, likelihood=likelihood, beta=beta,
+                 context_channels=context_channels, context_kernel=context_kernel,
                  hidden=int_list("--hidden", hidden) if hidden else None,
                  conv_channels=int_list("--conv-channels", conv_channels) if conv_channels else None)
     overrides.update({k: v for k, v in given.items() if v is not None})

@@ -3,6 +3,10 @@
 Interface (the inference side relies on it):
   encoder: image float32 [N, C, H, W] in [0, 1] (+ label int64 [N]) -> mu, logvar float32 [N, D]
   decoder: z float32 [N, D] (+ label int64 [N]) -> image float32 [N, C, H, W] = sigmoid(logits)
+A row-autoregressive model (config.context_channels > 0) has one more output on each graph, for scoring:
+  encoder: ... -> context_logits [N, C, H, W], each pixel's logit term from the real rows above it
+  decoder: ... -> base_logits [N, C, H, W], the logit term from z alone
+  so p(x | z) = Bernoulli(sigmoid(base_logits(z) + context_logits(x))); `image` is still generated from z alone.
 
 Exporter choice: the TorchScript-based exporter (torch.onnx.export(..., dynamo=False)). Both paths were
 tried on these models (torch 2.14): they give the same operators (Gemm, Conv, ConvTranspose, Relu,
@@ -39,25 +43,35 @@ RANDOM_OPS = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUnifor
 
 
 class EncoderGraph(nn.Module):
-    """image (+ label) -> (mu, logvar). No sampling: drawing z is the runtime's job."""
+    """image (+ label) -> (mu, logvar) [+ context_logits]. No sampling: drawing z is the runtime's job."""
 
-    def __init__(self, encoder: nn.Module):
+    def __init__(self, model: nn.Module):
         super().__init__()
-        self.encoder = encoder
+        self.encoder, self.context = model.encoder, model.decoder.context
 
     def forward(self, image: torch.Tensor, label: torch.Tensor | None = None):
-        return self.encoder(image, label)  # (N, D), (N, D)
+        mu, logvar = self.encoder(image, label)  # (N, D), (N, D)
+        if self.context is None:
+            return mu, logvar
+        return mu, logvar, self.context(image)  # ..., (N, C, H, W)
 
 
 class DecoderGraph(nn.Module):
-    """z (+ label) -> image in [0, 1]: the decoder's pixel logits through a sigmoid."""
+    """z (+ label) -> image in [0, 1]: the decoder's pixel logits through a sigmoid [+ base_logits]."""
 
-    def __init__(self, decoder: nn.Module):
+    def __init__(self, model: nn.Module):
         super().__init__()
-        self.decoder = decoder
+        self.decoder = model.decoder
 
     def forward(self, z: torch.Tensor, label: torch.Tensor | None = None):
-        return torch.sigmoid(self.decoder(z, label))  # (N, C, H, W)
+        image = torch.sigmoid(self.decoder(z, label))  # (N, C, H, W)
+        if self.decoder.context is None:
+            return image
+        return image, self.decoder.base_logits(z, label)  # ..., (N, C, H, W)
+
+
+def graph_module(model: nn.Module, role: str) -> nn.Module:
+    return EncoderGraph(model) if role == "encoder" else DecoderGraph(model)
 
 
 def check_opset(opset: int | None) -> int:
@@ -76,6 +90,8 @@ def io_spec(config: VAEConfig, role: str) -> tuple[dict[str, tuple], dict[str, t
     else:
         inputs = {"z": (onnx.TensorProto.FLOAT, (BATCH, d))}
         outputs = {"image": (onnx.TensorProto.FLOAT, image)}
+    if config.context_channels:
+        outputs["context_logits" if role == "encoder" else "base_logits"] = (onnx.TensorProto.FLOAT, image)
     if config.num_classes > 0:
         inputs["label"] = (onnx.TensorProto.INT64, (BATCH,))
     return inputs, outputs
@@ -126,7 +142,7 @@ def _set_value_info(value: onnx.ValueInfoProto, elem_type: int, shape: tuple) ->
 def export_graph(model: nn.Module, role: str, opset: int, checkpoint_sha256: str) -> onnx.ModelProto:
     """One ONNX graph (role 'encoder' or 'decoder') from a VAE, with interface and metadata set."""
     config = model.config
-    module = EncoderGraph(model.encoder) if role == "encoder" else DecoderGraph(model.decoder)
+    module = graph_module(model, role)
     module.eval()
     param_bytes = sum(p.numel() * p.element_size() for p in module.parameters())
     if param_bytes > PROTOBUF_LIMIT:

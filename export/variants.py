@@ -64,8 +64,9 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
         if value.type.tensor_type.elem_type != TensorProto.FLOAT:
             continue
         inner = f"{value.name}_fp16"
-        for node in graph.node:
+        for node in graph.node:  # the producer, and any node that reads the output inside the graph
             node.output[:] = [inner if name == value.name else name for name in node.output]
+            node.input[:] = [inner if name == value.name else name for name in node.input]
         casts_out.append(helper.make_node("Cast", [inner], [value.name], name=f"cast_{value.name}_to_fp32", to=TensorProto.FLOAT))
     nodes = casts_in + list(graph.node) + casts_out
     del graph.node[:]

@@ -4,6 +4,9 @@ The math runs on numpy in float64 and takes the model as two callables, so the P
 and the ONNX graphs are scored by the same code on the same random draws:
     encode(x float32 (B, C, H, W), y int64 (B,) | None) -> (mu, logvar) float (B, D)
     decode(z float32 (B, D), y | None) -> pixel means in [0, 1], float (B, C, H, W)
+A row-context model (pixels depend on the rows above them, not only on z) gives one more array each way:
+    encode(x, y) -> (mu, logvar, context_logits (B, C, H, W)), the term from x's real rows above each pixel
+    decode(z, y, context_logits) -> pixel means sigmoid(base_logits(z) + context_logits)
 All figures are per image, in nats.
 """
 
@@ -91,7 +94,9 @@ def evaluate(encode: Callable, decode: Callable, images: np.ndarray, labels: np.
     for start in range(0, n, batch_size):
         x = x_all[start : start + batch_size]  # (B, C, H, W)
         y = None if labels is None else labels[start : start + batch_size]
-        mu, logvar = (np.asarray(a, dtype=np.float64) for a in encode(x, y))  # (B, D), (B, D)
+        encoded = encode(x, y)
+        mu, logvar = (np.asarray(a, dtype=np.float64) for a in encoded[:2])  # (B, D), (B, D)
+        context = encoded[2] if len(encoded) > 2 else None  # (B, C, H, W) or None
         b, d = mu.shape
         std = np.exp(0.5 * logvar)
         x_flat = x.reshape(b, -1).astype(np.float64)  # (B, P)
@@ -103,7 +108,12 @@ def evaluate(encode: Callable, decode: Callable, images: np.ndarray, labels: np.
             eps = rng.standard_normal((kc, b, d))  # (kc, B, D)
             z = mu + std * eps  # (kc, B, D)
             y_rep = None if y is None else np.tile(y, kc)
-            mean = np.asarray(decode(z.reshape(kc * b, d).astype(np.float32), y_rep)).reshape(kc, b, -1)
+            z_rows = z.reshape(kc * b, d).astype(np.float32)
+            if context is None:
+                mean = decode(z_rows, y_rep)
+            else:  # draw j of image i sits at row j * b + i, like z_rows
+                mean = decode(z_rows, y_rep, np.tile(context, (kc, 1, 1, 1)))
+            mean = np.asarray(mean).reshape(kc, b, -1)
             lp = log_likelihood(x_flat, mean, likelihood)  # (kc, B)
             log_pz = -0.5 * (z**2 + LOG_2PI).sum(-1)  # (kc, B)
             log_qz = -0.5 * (eps**2 + logvar + LOG_2PI).sum(-1)  # (kc, B)
@@ -128,6 +138,10 @@ def evaluate(encode: Callable, decode: Callable, images: np.ndarray, labels: np.
         entropy_floor=bernoulli_entropy_floor(x_all) if likelihood == "bernoulli" else None,
         binarized=binarize, seed=seed,
     )
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * logits))  # = 1 / (1 + exp(-logits)), without overflow warnings
 
 
 def format_report(r: EvalReport) -> str:
@@ -173,10 +187,15 @@ def evaluate_onnx(encoder_path, decoder_path, *, data_dir=None, dataset: str | N
         labels = ds.test_labels[:n]
 
     def encode(x, y):
-        return pair.encoder.encode(x, label=y)
+        mu, logvar = pair.encoder.encode(x, label=y)
+        if not cfg.context_channels:
+            return mu, logvar
+        return mu, logvar, pair.encoder.context_logits(x, label=y)
 
-    def decode(z, y):
-        return pair.decoder.decode_float(z, label=y)
+    def decode(z, y, context=None):
+        if context is None:
+            return pair.decoder.decode_float(z, label=y)
+        return _sigmoid(pair.decoder.base_logits(z, label=y) + context)
 
     return evaluate(encode, decode, ds.test[:n], labels, likelihood=cfg.likelihood, k=k, seed=seed,
                     binarize=binarize, progress=progress)

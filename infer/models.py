@@ -149,6 +149,15 @@ class Decoder(_Graph):
             out.append(images)
         return np.concatenate(out) if out else np.zeros((0, *self.image_shape), np.float32)
 
+    def base_logits(self, z, label=None) -> np.ndarray:
+        """A row-context decoder's pixel-logit term from z alone, float32 (N, C, H, W) (for scoring)."""
+        _require_context(self)
+        feed = {"z": np.asarray(z, dtype=np.float32)}
+        labels = self.labels_for(label, len(feed["z"]))
+        if labels is not None:
+            feed["label"] = labels
+        return self.session.run(["base_logits"], feed)[0]
+
     def decode(self, z, label=None, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """uint8 images (N, H, W) or (N, H, W, 3) decoded from latents z (N, D)."""
         return to_uint8_images(self.decode_float(z, label, batch_size))
@@ -251,6 +260,16 @@ class Encoder(_Graph):
             raise UserInputError(f"{self.path}: the encoder produced latents of the wrong size or NaN/inf")
         return mu, logvar
 
+    def context_logits(self, images, label=None) -> np.ndarray:
+        """A row-context model's pixel-logit term from the real rows above each pixel, float32 (N, C, H, W)."""
+        _require_context(self)
+        x = self.prepare(images)
+        feed = {"image": x}
+        labels = self.labels_for(label, len(x))
+        if labels is not None:
+            feed["label"] = labels
+        return self.session.run(["context_logits"], feed)[0]
+
 
 class VAEPair:
     """An encoder and a decoder exported from the same model."""
@@ -287,6 +306,11 @@ class VAEPair:
         """Decoder.traverse from z0: a latent vector (D,), or an image whose posterior mean is used."""
         z = np.asarray(z0) if isinstance(z0, np.ndarray) and z0.ndim == 1 else self.encoder.encode(z0, label)[0][0]
         return self.decoder.traverse(z, dims, span, steps, label)
+
+
+def _require_context(graph: _Graph) -> None:
+    if not graph.info.config.context_channels:
+        raise UserInputError(f"{graph.path}: this model has no row context (trained without --context-channels)")
 
 
 def _rng(seed) -> np.random.Generator:

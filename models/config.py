@@ -23,6 +23,9 @@ class VAEConfig:
     hidden: tuple[int, ...] = (512, 256)  # mlp: hidden widths, encoder order (decoder mirrors)
     conv_channels: tuple[int, ...] = (32, 64, 128)  # conv: one stride-2 stage per entry
     conv_hidden: int = 512  # conv: width of the dense layer between feature map and latent
+    # > 0: row-autoregressive decoder; hidden channels of the convolution over the rows above each row
+    context_channels: int = 0
+    context_kernel: int = 7  # row context: sees kernel // 2 rows above, kernel // 2 columns either side
     likelihood: str = "bernoulli"  # "bernoulli" (BCE) or "gaussian" (summed squared error)
     beta: float = 1.0  # weight on the KL term; 0 gives a plain autoencoder
     num_classes: int = 0  # > 0: conditional VAE, both encoder and decoder see the label
@@ -61,6 +64,13 @@ class VAEConfig:
                 )
         elif min(self.height, self.width) < 1:
             raise UserInputError(f"image size must be positive, got {self.height}x{self.width}")
+        if self.context_channels < 0:
+            raise UserInputError(f"context channels must be >= 0, got {self.context_channels}")
+        if self.context_kernel < 3 or self.context_kernel % 2 == 0:
+            raise UserInputError(f"the context kernel must be an odd size >= 3, got {self.context_kernel}")
+        if self.context_channels and self.height < self.context_kernel // 2:
+            raise UserInputError(f"a context kernel of {self.context_kernel} needs images at least "
+                                 f"{self.context_kernel // 2} px high, got {self.height}")
         if self.num_classes < 0:
             raise UserInputError("num_classes must be >= 0")
         if self.class_names and len(self.class_names) != self.num_classes:

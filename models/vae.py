@@ -2,11 +2,17 @@
 
 No I/O here. Both modules take an optional integer label `y` when `config.num_classes > 0`
 (a conditional VAE): the label enters as a one-hot vector concatenated to the features.
+
+With `config.context_channels > 0` the decoder is row-autoregressive (PixelVAE-style, local): each row's
+logits are the z part plus a small convolution of the rows just above it, so pixels are no longer
+independent given z. Scoring uses the real rows above (teacher forcing); generating runs row by row,
+feeding back the generated pixel means.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import VAEConfig
@@ -76,12 +82,42 @@ class Encoder(nn.Module):
         return self.mu(h), self.logvar(h)  # (N, D), (N, D)
 
 
+class RowContext(nn.Module):
+    """Logit correction for each pixel row from the `kernel // 2` rows above it (none from its own row).
+
+    A (kernel // 2) x kernel convolution to `hidden` channels, ReLU, and a 1x1 convolution back to the image's
+    channels. Row i's output depends on rows i - kernel//2 .. i - 1 only (zeros above the top).
+    """
+
+    def __init__(self, channels: int, hidden: int, kernel: int):
+        super().__init__()
+        self.rows = kernel // 2
+        self.conv = nn.Conv2d(channels, hidden, (self.rows, kernel), padding=(0, kernel // 2))  # zero columns at the sides
+        self.out = nn.Conv2d(hidden, channels, 1)
+        nn.init.zeros_(self.out.weight)  # start as the plain decoder: the context term is 0
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing: every row's correction from the real rows above, (N, C, H, W) -> (N, C, H, W)."""
+        # rows of zeros on top, last row dropped: output row i sees input rows i - rows .. i - 1.
+        # (torch.cat, not F.pad: the ONNX exporter turns F.pad into a reversing Slice it warns about.)
+        above = torch.cat([torch.zeros_like(x[:, :, : self.rows]), x[:, :, :-1]], dim=2)  # (N, C, H + rows - 1, W)
+        return self.step(above)
+
+    def step(self, above: torch.Tensor) -> torch.Tensor:
+        """Corrections for R rows from the `rows` rows above each: (N, C, rows + R - 1, W) -> (N, C, R, W).
+
+        Generation calls it with R = 1: the last `rows` rows made so far give the next row's correction."""
+        return self.out(F.relu(self.conv(above)))
+
+
 class Decoder(nn.Module):
     def __init__(self, config: VAEConfig):
         super().__init__()
         self.config = c = config
         k = c.num_classes
         self.onehot = _OneHot(k) if k else None
+        self.context = RowContext(c.channels, c.context_channels, c.context_kernel) if c.context_channels else None
         if c.arch == "mlp":
             hidden = tuple(reversed(c.hidden))
             width = hidden[-1] if hidden else c.latent_dim + k
@@ -109,8 +145,26 @@ class Decoder(nn.Module):
                 cin = cout
             self.upsample = nn.Sequential(*ups)
 
-    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Pixel logits (N, C, H, W); `torch.sigmoid` of them is the image in [0, 1]."""
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None, x: torch.Tensor | None = None) -> torch.Tensor:
+        """Pixel logits (N, C, H, W); `torch.sigmoid` of them is the image in [0, 1].
+
+        With a row context: given the real images x, the logits that score x (teacher forcing);
+        without x, the logits of an image generated row by row from z.
+        """
+        logits = self.base_logits(z, y)  # (N, C, H, W)
+        if self.context is None:
+            return logits
+        if x is not None:
+            return logits + self.context(x)
+        rows, above = [], torch.zeros_like(logits[:, :, : self.context.rows])  # (N, C, rows, W): zeros above the top
+        for i in range(self.config.height):
+            row = logits[:, :, i : i + 1] + self.context.step(above)  # (N, C, 1, W)
+            rows.append(row)
+            above = torch.cat([above[:, :, 1:], torch.sigmoid(row)], dim=2)  # feed back the pixel means
+        return torch.cat(rows, dim=2)  # (N, C, H, W)
+
+    def base_logits(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The part of the pixel logits that depends on z (and y) alone: all of them without a row context."""
         if self.onehot is not None:
             z = torch.cat([z, self.onehot(y)], dim=1)  # (N, D + K)
         h = self.body(z)
@@ -130,7 +184,7 @@ class VAE(nn.Module):
         """One stochastic pass: (pixel logits, mu, logvar) for the negative ELBO."""
         mu, logvar = self.encoder(x, y)  # (N, D), (N, D)
         z = reparameterize(mu, logvar)  # (N, D)
-        return self.decoder(z, y), mu, logvar  # (N, C, H, W), (N, D), (N, D)
+        return self.decoder(z, y, x), mu, logvar  # (N, C, H, W), (N, D), (N, D)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

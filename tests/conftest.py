@@ -41,6 +41,22 @@ def tiny_conv_run(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_context_run(tmp_path_factory) -> Path:
+    """A run directory from 3 quick epochs of a small MLP VAE with a row-autoregressive decoder."""
+    pytest.importorskip("torch")
+    from vaectl.training import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("tiny_context_run")
+    train(TrainConfig(out=str(out), **TINY_CONTEXT_TRAINING), dict(TINY_CONTEXT_MODEL, context_channels=8), log=lambda m: None)
+    return out
+
+
+# tiny_context_run's settings, for tests that train the same model without the row context
+TINY_CONTEXT_TRAINING = dict(epochs=3, batch_size=64, seed=0, grid_every=0)
+TINY_CONTEXT_MODEL = dict(arch="mlp", latent_dim=4, hidden=(64,))
+
+
 def write_idx(path, array) -> Path:
     """Write a uint8 array as an IDX file (gzipped when the name ends in .gz), as MNIST is distributed."""
     import gzip

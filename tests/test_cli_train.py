@@ -63,6 +63,8 @@ def bad_inputs(tmp_path, tiny_mlp_run):
         ("zero batch size", ["--data", idx, *out, "--batch-size", "0"], "--batch-size"),
         ("data and dataset", ["--data", idx, "--dataset", "mnist", *out], "either --data or --dataset"),
         ("bad hidden list", ["--data", idx, *out, "--hidden", "64,x"], "comma-separated integers"),
+        ("even context kernel", ["--data", idx, *out, "--context-channels", "8", "--context-kernel", "4"], "odd size >= 3"),
+        ("negative context channels", ["--data", idx, *out, "--context-channels", "-1"], "context channels must be >= 0"),
         ("conditional without labels", ["--data", imgs.parent / "imgs_ok", *out, "--conditional"], "needs labels"),
     ]
     ok = imgs.parent / "imgs_ok"

@@ -202,6 +202,54 @@ def test_reference_evaluator_agrees(checkpoint, tmp_path):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
 
 
+# ----------------------------------------------------------------------------- row context
+
+
+def _switch_on_context(state) -> None:
+    """Fresh context models start with the context term at zero; give it weights so the tests can see it."""
+    g = torch.Generator().manual_seed(1)
+    for name in ("decoder.context.out.weight", "decoder.context.out.bias"):
+        state[name] = torch.randn(state[name].shape, generator=g)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_row_context_export_generates_and_scores_like_pytorch(arch, tmp_path, capfd):
+    source = save_tiny_checkpoint(tmp_path / "ctx.pt", edit=_switch_on_context, arch=arch, channels=3, height=20,
+                                  width=18, context_channels=4, context_kernel=5)
+    result = export_model(source, tmp_path / "onnx", fp16=True, **QUIET)
+    assert set(result.max_abs_diff) == {"encoder.mu", "encoder.logvar", "encoder.context_logits", "decoder.image",
+                                        "decoder.base_logits", "decoder.fp16.image"}
+    model = load_torch_model(source)
+    image = ["N", 3, 20, 18]
+    enc, dec = onnx.load(str(result.encoder)), onnx.load(str(result.decoder))
+    assert {v.name: dims(v) for v in enc.graph.output} == {"mu": ["N", 3], "logvar": ["N", 3], "context_logits": image}
+    assert {v.name: dims(v) for v in dec.graph.output} == {"image": image, "base_logits": image}
+
+    capfd.readouterr()
+    for n in (1, 5):
+        x, z = random_feeds(model.config, "encoder", n)["image"], random_feeds(model.config, "decoder", n)["z"]
+        mu, logvar, context = session(result.encoder, severity=2).run(None, {"image": x})
+        generated, base = session(result.decoder, severity=2).run(None, {"z": z})
+        with torch.no_grad():
+            want_generated = torch.sigmoid(model.decoder(torch.from_numpy(z))).numpy()
+            want_scored = torch.sigmoid(model.decoder(torch.from_numpy(z), x=torch.from_numpy(x))).numpy()
+        np.testing.assert_allclose(generated, want_generated, rtol=0, atol=1e-5)
+        # what `vaectl eval` computes from the two graphs is PyTorch's teacher-forced likelihood
+        np.testing.assert_allclose(1 / (1 + np.exp(-(base + context))), want_scored, rtol=0, atol=1e-5)
+        assert np.abs(want_scored - want_generated).max() > 1e-2  # the real rows above do change the scores
+        (fp16,) = session(result.variants["fp16"], severity=2).run(["image"], {"z": z})
+        assert np.abs(fp16 - generated).max() <= 1e-2
+    err = capfd.readouterr().err
+    assert "[W:onnxruntime" not in err and "[E:onnxruntime" not in err, err[-2000:]
+
+
+def test_int8_is_refused_for_a_row_context_model(tmp_path):
+    source = save_tiny_checkpoint(tmp_path / "ctx.pt", context_channels=4)
+    result = run_vaectl("export", source, "--out", tmp_path / "onnx", "--int8")
+    assert result.returncode == 2 and "--int8 is not available" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "onnx").exists()
+
+
 # ----------------------------------------------------------------------------- conditional
 
 

@@ -93,6 +93,69 @@ def test_config_refuses_unknown_keys_and_bad_values():
     for bad, match in [(dict(latent_dim=0), "latent dimension"), (dict(arch="rnn"), "architecture"),
                        (dict(likelihood="poisson"), "likelihood"), (dict(channels=2), "channels"),
                        (dict(beta=-1.0), "beta"), (dict(hidden=(0,)), "positive"),
-                       (dict(num_classes=2, class_names=("a",)), "one name per class")]:
+                       (dict(num_classes=2, class_names=("a",)), "one name per class"),
+                       (dict(context_channels=-1), "context channels"), (dict(context_kernel=4), "odd size"),
+                       (dict(context_kernel=1), "odd size"),
+                       (dict(context_channels=4, context_kernel=9, height=3), "at least 4 px high")]:
         with pytest.raises(UserInputError, match=match):
             VAEConfig(**bad)
+
+
+# ----------------------------------------------------------------------------- row context
+
+
+def _context_model(seed: int = 0, **overrides) -> VAE:
+    """A tiny row-context VAE whose context term is switched on (its output layer starts at zero)."""
+    cfg = VAEConfig(**{**SMALL, "context_channels": 4, "context_kernel": 5, **overrides})
+    torch.manual_seed(seed)
+    model = VAE(cfg).eval()
+    with torch.no_grad():
+        model.decoder.context.out.weight.normal_(0, 1.0)
+        model.decoder.context.out.bias.normal_(0, 0.1)
+    return model
+
+
+def test_row_context_sees_only_the_rows_above():
+    model = _context_model()
+    ctx = model.decoder.context
+    x = torch.rand(3, 1, 28, 28)
+    base = ctx(x)
+    for row in (0, 9, 27):
+        changed = x.clone()
+        changed[:, :, row:] = torch.rand_like(changed[:, :, row:])  # this row and everything below it
+        got = ctx(changed)
+        torch.testing.assert_close(got[:, :, : row + 1], base[:, :, : row + 1], rtol=0, atol=0)
+        if row + 1 < 28:  # the row just below does see the change
+            assert not torch.equal(got[:, :, row + 1], base[:, :, row + 1])
+    # more than kernel // 2 rows up is out of reach: changing row 0 leaves rows 3.. alone
+    changed = x.clone()
+    changed[:, :, 0] = 1 - changed[:, :, 0]
+    torch.testing.assert_close(ctx(changed)[:, :, 3:], base[:, :, 3:], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_generated_image_is_the_fixed_point_of_teacher_forcing(arch):
+    """decoder(z) builds the image row by row; scoring that image with its own rows above gives the same logits."""
+    model = _context_model(arch=arch, channels=3, height=20, width=17)
+    z = torch.randn(4, model.config.latent_dim)
+    with torch.no_grad():
+        generated = model.decoder(z)  # (4, 3, 20, 17)
+        forced = model.decoder(z, x=torch.sigmoid(generated))
+        assert generated.shape == (4, 3, 20, 17)
+        torch.testing.assert_close(forced, generated, rtol=0, atol=1e-5)
+        # and the context matters: without it the logits differ
+        assert (generated - model.decoder.base_logits(z)).abs().max() > 0.1
+
+
+def test_a_fresh_context_model_starts_as_the_plain_decoder():
+    cfg = VAEConfig(**SMALL, context_channels=4)
+    model = VAE(cfg)
+    z, x = torch.randn(2, cfg.latent_dim), torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(model.decoder(z), model.decoder.base_logits(z))
+        torch.testing.assert_close(model.decoder(z, x=x), model.decoder.base_logits(z))
+
+
+def test_context_model_shapes_and_gradients():
+    _check_shapes(VAEConfig(**SMALL, context_channels=3, context_kernel=3, channels=3, height=16, width=16))
+    _check_shapes(VAEConfig(**SMALL, context_channels=3, num_classes=2), y=torch.tensor([0, 1]))

@@ -180,6 +180,7 @@ def test_cli_preset_sets_model_and_training_flags_and_explicit_flags_win(tmp_pat
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["model"]["hidden"] == [16] and cfg["train"]["batch_size"] == 8
     assert cfg["model"]["latent_dim"] == recipe["model"]["latent_dim"]
+    assert cfg["model"]["context_channels"] == 16 and cfg["model"]["context_kernel"] == 7  # the row context
     assert cfg["train"]["lr"] == recipe["train"]["lr"] and cfg["train"]["kl_warmup"] == recipe["train"]["kl_warmup"]
     # the saved optimizer state is the fused Adam's (make_optimizer), which a resume reloads
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)

@@ -45,11 +45,15 @@ def evaluate_checkpoint(source, *, data_dir=None, dataset=None, k: int = 1000, n
     @torch.no_grad()
     def encode(x, y):
         mu, logvar = model.encoder(torch.from_numpy(x), as_label(y))
-        return mu.numpy(), logvar.numpy()
+        if model.decoder.context is None:
+            return mu.numpy(), logvar.numpy()
+        return mu.numpy(), logvar.numpy(), model.decoder.context(torch.from_numpy(x)).numpy()
 
     @torch.no_grad()
-    def decode(z, y):
-        return torch.sigmoid(model.decoder(torch.from_numpy(z), as_label(y))).numpy()
+    def decode(z, y, context=None):
+        if context is None:
+            return torch.sigmoid(model.decoder(torch.from_numpy(z), as_label(y))).numpy()
+        return torch.sigmoid(model.decoder.base_logits(torch.from_numpy(z), as_label(y)) + torch.from_numpy(context)).numpy()
 
     return evaluate(encode, decode, images, labels, likelihood=cfg.likelihood, k=k, seed=seed,
                     binarize=binarize, progress=progress)
