@@ -367,7 +367,8 @@ def train(tcfg: TrainConfig, model_overrides: dict | None = None, resume: str | 
             (out / "metrics.jsonl").unlink(missing_ok=True)
         else:
             trim_metrics(out / "metrics.jsonl", start_epoch)
-        log(f"training {cfg.arch} VAE (latent {cfg.latent_dim}, {cfg.likelihood}, beta {cfg.beta}) on {ds.name}: "
+        context = f", row context of {cfg.context_channels} channels, kernel {cfg.context_kernel}" if cfg.context_channels else ""
+        log(f"training {cfg.arch} VAE (latent {cfg.latent_dim}, {cfg.likelihood}, beta {cfg.beta}{context}) on {ds.name}: "
             f"{len(x_train)} train / {len(x_val)} validation images {tuple(ds.image_shape)}, device {device}"
             + (f", {world} processes" if ddp else ""))
 
