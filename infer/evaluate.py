@@ -187,10 +187,9 @@ def evaluate_onnx(encoder_path, decoder_path, *, data_dir=None, dataset: str | N
         labels = ds.test_labels[:n]
 
     def encode(x, y):
-        mu, logvar = pair.encoder.encode(x, label=y)
-        if not cfg.context_channels:
-            return mu, logvar
-        return mu, logvar, pair.encoder.context_logits(x, label=y)
+        if cfg.context_channels:
+            return pair.encoder.encode_with_context(x, label=y)
+        return pair.encoder.encode(x, label=y)
 
     def decode(z, y, context=None):
         if context is None:

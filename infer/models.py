@@ -47,6 +47,17 @@ class _Graph:
                 f"{sorted(have_out)} are not a vaectl {self.role}'s ({sorted(want_in)} -> {list(self.outputs)})"
             )
 
+    def _run(self, first: np.ndarray, labels: np.ndarray | None, names: list[str],
+             batch_size: int = DEFAULT_BATCH_SIZE) -> list[np.ndarray]:
+        """The named outputs for `first` (the graph's image or z input) and labels, in batches, concatenated."""
+        parts = []
+        for start in range(0, len(first), batch_size):
+            feed = {self.inputs[0]: first[start:start + batch_size]}
+            if labels is not None:
+                feed["label"] = labels[start:start + batch_size]
+            parts.append(self.session.run(names, feed))
+        return [np.concatenate(arrays) for arrays in zip(*parts)]
+
     @property
     def latent_dim(self) -> int:
         return self.info.latent_dim
@@ -152,11 +163,8 @@ class Decoder(_Graph):
     def base_logits(self, z, label=None) -> np.ndarray:
         """A row-context decoder's pixel-logit term from z alone, float32 (N, C, H, W) (for scoring)."""
         _require_context(self)
-        feed = {"z": np.asarray(z, dtype=np.float32)}
-        labels = self.labels_for(label, len(feed["z"]))
-        if labels is not None:
-            feed["label"] = labels
-        return self.session.run(["base_logits"], feed)[0]
+        z = np.asarray(z, dtype=np.float32)
+        return self._run(z, self.labels_for(label, len(z)), ["base_logits"])[0]
 
     def decode(self, z, label=None, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """uint8 images (N, H, W) or (N, H, W, 3) decoded from latents z (N, D)."""
@@ -245,30 +253,23 @@ class Encoder(_Graph):
 
     def encode(self, images, label=None, batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[np.ndarray, np.ndarray]:
         """(mu, logvar), each float32 (N, D), for images in any form `prepare` accepts."""
-        x = self.prepare(images)
-        labels = self.labels_for(label, len(x))
-        mus, logvars = [], []
-        for start in range(0, len(x), batch_size):
-            feed = {"image": x[start:start + batch_size]}
-            if labels is not None:
-                feed["label"] = labels[start:start + batch_size]
-            mu, logvar = self.session.run(["mu", "logvar"], feed)
-            mus.append(mu)
-            logvars.append(logvar)
-        mu, logvar = np.concatenate(mus), np.concatenate(logvars)
-        if mu.shape[1] != self.latent_dim or not np.isfinite(mu).all():
-            raise UserInputError(f"{self.path}: the encoder produced latents of the wrong size or NaN/inf")
+        mu, logvar = self._encode(images, label, ["mu", "logvar"], batch_size)
         return mu, logvar
 
-    def context_logits(self, images, label=None) -> np.ndarray:
-        """A row-context model's pixel-logit term from the real rows above each pixel, float32 (N, C, H, W)."""
+    def encode_with_context(self, images, label=None, batch_size: int = DEFAULT_BATCH_SIZE):
+        """A row-context model's (mu, logvar, context_logits) in one pass; context_logits (N, C, H, W) is each
+        pixel's logit term from the real rows above it (for scoring)."""
         _require_context(self)
+        mu, logvar, context = self._encode(images, label, ["mu", "logvar", "context_logits"], batch_size)
+        return mu, logvar, context
+
+    def _encode(self, images, label, names: list[str], batch_size: int) -> list[np.ndarray]:
         x = self.prepare(images)
-        feed = {"image": x}
-        labels = self.labels_for(label, len(x))
-        if labels is not None:
-            feed["label"] = labels
-        return self.session.run(["context_logits"], feed)[0]
+        outputs = self._run(x, self.labels_for(label, len(x)), names, batch_size)
+        mu = outputs[0]
+        if mu.shape[1] != self.latent_dim or not np.isfinite(mu).all():
+            raise UserInputError(f"{self.path}: the encoder produced latents of the wrong size or NaN/inf")
+        return outputs
 
 
 class VAEPair:
