@@ -40,14 +40,19 @@ def handle_errors(fn):
 
 
 class TerminalProgress:
-    """`_progress`'s bar for work whose total is known only once it starts: created on the first update."""
+    """A progress bar on stderr for long work (1,000+ items) on a terminal; nothing otherwise (logs stay clean).
+
+    Called as progress(done_now, total): the bar is made on the first call, once the total is known.
+    """
 
     def __init__(self, label: str):
         self.label, self.bar = label, None
 
     def __call__(self, done: int, total: int) -> None:
         if self.bar is None:
-            self.bar = _progress(total, self.label)
+            if total < 1000 or not sys.stderr.isatty():
+                return
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
             self.bar.__enter__()
         self.bar.update(done)
 
@@ -66,83 +71,73 @@ def main():
 # ----------------------------------------------------------------------------- train
 
 from .models.presets import PRESETS  # noqa: E402  (torch-free)
+from .training.config import default  # noqa: E402  (torch-free: the defaults shown in --help)
+
+
+def _d(name: str) -> str:
+    value = default(name)
+    return f"[{','.join(map(str, value)) if isinstance(value, tuple) else value}]"
+
+
+def _int_list(flag: str, text: str) -> tuple[int, ...]:
+    from .errors import UserInputError
+
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise UserInputError(f"{flag} takes comma-separated integers, got {text!r}") from None
 
 
 @main.command()
-@click.option("--data", "data_dir", type=click.Path(), default=None,
+@click.option("--data", "data", type=click.Path(), default=None,
               help="IDX folder (train-images-idx3-ubyte[.gz], ...) or a folder of images (subfolders = labels).")
-@click.option("--dataset", default="mnist-sample", show_default=True,
-              help="mnist-sample (embedded, offline) or a torchvision dataset: mnist, fashion-mnist, kmnist, cifar10 (downloads).")
+@click.option("--dataset", default=None,
+              help=f"mnist-sample (embedded, offline) or a torchvision dataset: mnist, fashion-mnist, kmnist, cifar10 (downloads) {_d('dataset')}.")
 @click.option("--cache-dir", type=click.Path(), default=None, help="Download cache for --dataset [~/.cache/vaectl/datasets].")
 @click.option("--image-size", type=int, default=None, help="Resize images to this square size.")
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None, help="Convert images to 1 or 3 channels.")
-@click.option("--out", default="runs/vae", show_default=True, type=click.Path(), help="Run directory for checkpoints, metrics and grids.")
+@click.option("--out", type=click.Path(), default=None, help=f"Run directory for checkpoints, metrics and grids {_d('out')}.")
 @click.option("--resume", type=click.Path(), default=None, help="Continue the run in this directory (its last.pt).")
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None, help="A named recipe: tutorial (MLP, MSE, beta 3, 2-D latent) or quality (the recommended recipe); explicit flags win.")
-@click.option("--arch", type=click.Choice(["mlp", "conv"]), default=None, help="Model architecture [mlp].")
-@click.option("--latent-dim", type=int, default=None, help="Latent dimensions [32; 2 with --conditional].")
-@click.option("--hidden", default=None, help="MLP hidden widths, comma-separated [512,256].")
-@click.option("--conv-channels", default=None, help="Conv channels per stride-2 stage, comma-separated [32,64,128].")
+@click.option("--arch", type=click.Choice(["mlp", "conv"]), default=None, help=f"Model architecture {_d('arch')}.")
+@click.option("--latent-dim", type=int, default=None, help=f"Latent dimensions {_d('latent_dim')}; 2 with --conditional.")
+@click.option("--hidden", default=None, help=f"MLP hidden widths, comma-separated {_d('hidden')}.")
+@click.option("--conv-channels", default=None, help=f"Conv channels per stride-2 stage, comma-separated {_d('conv_channels')}.")
 @click.option("--context-channels", type=int, default=None,
-              help="Row-autoregressive decoder: hidden channels of a convolution over the rows above each row (0: off) [0; 16 with --preset quality].")
-@click.option("--context-kernel", type=int, default=None, help="Row context size: sees K//2 rows above, K//2 columns either side [7].")
+              help=f"Row-autoregressive decoder: hidden channels of a convolution over the rows above each row (0: off) {_d('context_channels')}; 16 with --preset quality.")
+@click.option("--context-kernel", type=int, default=None, help=f"Row context size: sees K//2 rows above, K//2 columns either side {_d('context_kernel')}.")
 @click.option("--likelihood", type=click.Choice(["bernoulli", "gaussian"]), default=None,
-              help="bernoulli: BCE; gaussian: summed squared error (the tutorial's MSE) [bernoulli].")
-@click.option("--beta", type=float, default=None, help="Weight on the KL term; 0 is a plain autoencoder [1.0].")
-@click.option("--conditional", is_flag=True, help="Condition encoder and decoder on the labels (generate a chosen class); z then defaults to 2-D style.")
-@click.option("--epochs", type=int, default=None,
-              help="Epochs to train [20]; with --resume, the run's new total [the run's own].")
-@click.option("--batch-size", type=int, default=128, show_default=True, help="Global batch size (split across processes).")
-@click.option("--lr", type=float, default=2e-3, show_default=True, help="Peak learning rate (Adam).")
-@click.option("--schedule", type=click.Choice(["onecycle", "constant"]), default="onecycle", show_default=True)
-@click.option("--kl-warmup", type=float, default=0.0, show_default=True, help="Epochs over which beta ramps up from 0.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps.")
-@click.option("--amp", is_flag=True, help="bf16 autocast (CUDA).")
-@click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
-@click.option("--grid-every", type=int, default=1, show_default=True, help="Write sample/reconstruction grids every N epochs (0: never).")
+              help=f"bernoulli: BCE; gaussian: summed squared error (the tutorial's MSE) {_d('likelihood')}.")
+@click.option("--beta", type=float, default=None, help=f"Weight on the KL term; 0 is a plain autoencoder {_d('beta')}.")
+@click.option("--conditional", is_flag=True, default=None, help="Condition encoder and decoder on the labels (generate a chosen class); z then defaults to 2-D style.")
+@click.option("--epochs", type=int, default=None, help=f"Epochs to train {_d('epochs')}; with --resume, the run's new total [the run's own].")
+@click.option("--batch-size", type=int, default=None, help=f"Global batch size (split across processes) {_d('batch_size')}.")
+@click.option("--lr", type=float, default=None, help=f"Peak learning rate (Adam) {_d('lr')}.")
+@click.option("--schedule", type=click.Choice(["onecycle", "constant"]), default=None, help=f"Learning-rate schedule {_d('schedule')}.")
+@click.option("--kl-warmup", type=float, default=None, help=f"Epochs over which beta ramps up from 0 {_d('kl_warmup')}.")
+@click.option("--seed", type=int, default=None, help=f"Random seed {_d('seed')}.")
+@click.option("--device", default=None, help=f"auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps {_d('device')}.")
+@click.option("--amp", is_flag=True, default=None, help="bf16 autocast (CUDA).")
+@click.option("--compile", "compile", is_flag=True, default=None, help="torch.compile the model.")
+@click.option("--grid-every", type=int, default=None, help=f"Write sample/reconstruction grids every N epochs (0: never) {_d('grid_every')}.")
 @handle_errors
-def train(data_dir, dataset, cache_dir, image_size, channels, out, resume, preset, arch, latent_dim, hidden,
-          conv_channels, context_channels, context_kernel, likelihood, beta, conditional, epochs, batch_size, lr, schedule, kl_warmup, seed, device,
-          amp, compile_, grid_every):
+def train(resume, preset, epochs, hidden, conv_channels, channels, **flags):
     """Train a VAE (needs the [train] extra)."""
-    from .errors import UserInputError
-    from .training import Interrupted, TrainConfig
+    from .training import Interrupted
     from .training import train as run_training
 
-    def int_list(flag, text):
-        try:
-            return tuple(int(v) for v in text.split(","))
-        except ValueError:
-            raise UserInputError(f"{flag} takes comma-separated integers, got {text!r}") from None
-
-    recipe = PRESETS[preset] if preset else {"model": {}, "train": {}}
-    overrides = dict(recipe["model"])
-    ctx = click.get_current_context()
-    flags = dict(batch_size=batch_size, lr=lr, kl_warmup=kl_warmup, epochs=epochs)
-    for name, value in recipe["train"].items():  # preset training flags, unless given on the command line
-        if ctx.get_parameter_source(name) == click.core.ParameterSource.DEFAULT:
-            flags[name] = value
-    batch_size, lr, kl_warmup, epochs = flags["batch_size"], flags["lr"], flags["kl_warmup"], flags["epochs"]
-    given = dict(arch=arch, latent_dim=latent_dim, likelihood=likelihood, beta=beta,
-                 context_channels=context_channels, context_kernel=context_kernel,
-                 hidden=int_list("--hidden", hidden) if hidden else None,
-                 conv_channels=int_list("--conv-channels", conv_channels) if conv_channels else None)
-    overrides.update({k: v for k, v in given.items() if v is not None})
-    if data_dir is not None and dataset != "mnist-sample":
-        raise UserInputError("give either --data or --dataset, not both")
-    tcfg = TrainConfig(out=out, data=data_dir, dataset=dataset, cache_dir=cache_dir, image_size=image_size,
-                       channels=int(channels) if channels else None, conditional=conditional,
-                       epochs=TrainConfig.epochs if epochs is None else epochs,
-                       batch_size=batch_size, lr=lr, schedule=schedule, kl_warmup=kl_warmup, seed=seed,
-                       device=device, amp=amp, compile=compile_, grid_every=grid_every)
-    if resume is None:
-        tcfg.validate()
-    elif epochs is not None and epochs < 1:
-        raise UserInputError(f"--epochs must be at least 1, got {epochs}")
+    given = {name: value for name, value in flags.items() if value is not None}  # only what was typed
+    if hidden is not None:
+        given["hidden"] = _int_list("--hidden", hidden)
+    if conv_channels is not None:
+        given["conv_channels"] = _int_list("--conv-channels", conv_channels)
+    if channels is not None:
+        given["channels"] = int(channels)
+    if resume is None and epochs is not None:
+        given["epochs"] = epochs
     try:
-        summary = run_training(tcfg, overrides, resume=resume, log=lambda m: click.echo(m, err=True),
-                               resume_epochs=epochs)
+        summary = run_training(preset=preset, resume=resume, resume_epochs=epochs if resume else None,
+                               log=lambda m: click.echo(m, err=True), **given)
     except Interrupted as e:
         click.echo(str(e), err=True)
         sys.exit(130)
@@ -153,7 +148,6 @@ def train(data_dir, dataset, cache_dir, image_size, channels, out, resume, prese
 
 
 # ----------------------------------------------------------------------------- export
-# (export command goes here)
 
 
 @main.command()
@@ -175,29 +169,10 @@ def export(source, out_dir, last, opset, atol, fp16, int8):
     for path in (result.encoder, result.decoder, *result.variants.values()):
         click.echo(str(path))
 
-# ----------------------------------------------------------------------------- inference
-# (generate, reconstruct, interpolate, traverse, info go here)
+# ----------------------------------------------------------------------------- inference (no torch)
 
 _THREADS = click.option("--threads", type=int, default=None, help="onnxruntime intra-op threads [all cores].")
 _LABEL_HELP = "Conditional models: a class index or name"
-
-
-class _NoProgress:
-    def update(self, n):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _progress(total: int, label: str):
-    """A progress bar on stderr for long runs on a terminal; nothing otherwise (logs stay clean)."""
-    if total >= 1000 and sys.stderr.isatty():
-        return click.progressbar(length=total, label=label, file=sys.stderr)
-    return _NoProgress()
 
 
 def _wrote(what: str, where) -> None:
@@ -221,38 +196,14 @@ def _wrote(what: str, where) -> None:
 @handle_errors
 def generate(decoder_path, n, seed, temperature, label, same_z, out, out_dir, nrow, threads):
     """Draw new images from a decoder (no torch needed)."""
-    import itertools
+    from .infer import commands
 
-    import numpy as np
-
-    from .errors import UserInputError
-    from .infer import Decoder
-    from .infer.output import MAX_GRID_IMAGES, check_output_file, prepare_output_dir, save_image_batches, save_image_grid
-
-    if (out is None) == (out_dir is None):
-        raise UserInputError("give one of --out FILE.png (one grid) or --out-dir DIR (one PNG per image)")
-    if n < 1:
-        raise UserInputError(f"-n must be a positive number of images, got {n}")
-    if nrow < 1:
-        raise UserInputError(f"--nrow must be at least 1, got {nrow}")
-    if out is not None:
-        check_output_file(out)
-    decoder = Decoder(decoder_path, threads)
-    total = decoder.sample_count(n, label)
-    if out is not None and total > MAX_GRID_IMAGES:
-        raise UserInputError(f"{total:,} images is too many for one grid (at most {MAX_GRID_IMAGES:,}); use --out-dir")
-    batches = decoder.iter_sample(n, seed, temperature, label, same_z)
-    batches = itertools.chain([next(batches)], batches)  # bad --label etc. fail before anything is created
-    with _progress(total, "generating") as bar:
-        if out is not None:
-            images = []
-            for batch in batches:
-                images.append(batch)
-                bar.update(len(batch))
-            save_image_grid(out, np.concatenate(images), nrow=n if label == "all" else nrow)
-        else:
-            prepare_output_dir(out_dir)
-            save_image_batches(out_dir, batches, total, on_batch=bar.update)
+    bar = TerminalProgress("generating")
+    try:
+        total = commands.generate(decoder_path, n, seed=seed, temperature=temperature, label=label, same_z=same_z,
+                                  out=out, out_dir=out_dir, nrow=nrow, threads=threads, progress=bar)
+    finally:
+        bar.close()
     _wrote(f"{total} images", out or out_dir)
 
 
@@ -267,27 +218,10 @@ def generate(decoder_path, n, seed, temperature, label, same_z, out, out_dir, nr
 @handle_errors
 def reconstruct(encoder_path, decoder_path, images, out, label, nrow, threads):
     """Encode images and decode their posterior means; originals above reconstructions."""
-    import numpy as np
+    from .infer import commands
 
-    from .errors import UserInputError
-    from .files import to_uint8_images
-    from .infer import VAEPair
-    from .infer.output import check_output_file, save_image_grid
-
-    if nrow < 1:
-        raise UserInputError(f"--nrow must be at least 1, got {nrow}")
-    check_output_file(out)
-    pair = VAEPair.load(encoder_path, decoder_path, threads)
-    x = pair.encoder.prepare(list(images))
-    originals, recons = to_uint8_images(x), pair.reconstruct(x, label)
-    rows = []
-    for start in range(0, len(x), nrow):  # row pairs: originals, then their reconstructions
-        for block in (originals, recons):
-            row = block[start:start + nrow]
-            pad = np.zeros((nrow - len(row), *row.shape[1:]), np.uint8) if len(x) > nrow else row[:0]
-            rows.append(np.concatenate([row, pad]))
-    save_image_grid(out, np.concatenate(rows), nrow=min(nrow, len(x)))
-    _wrote(f"{len(x)} reconstructions", out)
+    count = commands.reconstruct(encoder_path, decoder_path, images, out, label=label, nrow=nrow, threads=threads)
+    _wrote(f"{count} reconstructions", out)
 
 
 @main.command()
@@ -306,35 +240,17 @@ def reconstruct(encoder_path, decoder_path, images, out, label, nrow, threads):
 @handle_errors
 def interpolate(encoder_path, decoder_path, images, seed_a, seed_b, steps, method, label, out, threads):
     """Decode a path between two images (A.png B.png) or two random latent points (--seed-a/--seed-b)."""
-    from .errors import UserInputError
-    from .infer import Decoder, Encoder, VAEPair
-    from .infer.output import check_output_file, save_image_grid
+    from .infer import commands
 
-    if steps < 2:
-        raise UserInputError(f"--steps must be at least 2 (the two endpoints), got {steps}")
-    if encoder_path is not None:
-        if len(images) != 2 or seed_a is not None or seed_b is not None:
-            raise UserInputError("with --encoder, give exactly two images A B (and no --seed-a/--seed-b)")
-    elif images:
-        raise UserInputError("interpolating between images needs --encoder encoder.onnx")
-    elif seed_a is None or seed_b is None:
-        raise UserInputError("give --encoder and two images, or --seed-a and --seed-b for two random latent points")
-    check_output_file(out)
-    if encoder_path is not None:
-        strip = VAEPair(Encoder(encoder_path, threads), Decoder(decoder_path, threads)).interpolate(
-            images[0], images[1], steps, method, label)
-    else:
-        decoder = Decoder(decoder_path, threads)
-        z_a, z_b = decoder.latents(1, seed_a)[0], decoder.latents(1, seed_b)[0]
-        strip = decoder.interpolate(z_a, z_b, steps, method, label)
-    save_image_grid(out, strip, nrow=steps)
-    _wrote(f"{steps} images", out)
+    count = commands.interpolate(decoder_path, out, encoder=encoder_path, images=images, seeds=(seed_a, seed_b),
+                                 steps=steps, method=method, label=label, threads=threads)
+    _wrote(f"{count} images", out)
 
 
 @main.command()
 @click.option("--onnx", "decoder_path", required=True, type=click.Path(dir_okay=False), help="decoder.onnx")
-@click.option("--dim", "dims", type=int, multiple=True, help="Latent dimension to vary (repeatable) [all].")
-@click.option("--all", "all_dims", is_flag=True, help="One row per latent dimension.")
+@click.option("--dim", "dims", type=int, multiple=True, help="Latent dimension to vary (repeatable) [the informative ones].")
+@click.option("--all", "all_dims", is_flag=True, help="One row for every latent dimension [only those that carry information].")
 @click.option("--span", type=float, default=3.0, show_default=True, help="Sweep the component from -span to +span.")
 @click.option("--steps", type=int, default=9, show_default=True, help="Images per row.")
 @click.option("--seed", type=int, default=None, help="Fix the other components at a random draw [0, the prior's mean].")
@@ -350,29 +266,14 @@ def traverse(decoder_path, dims, all_dims, span, steps, seed, label, encoder_pat
     """Vary one latent component at a time while the others stay fixed.
 
     The varied component sweeps from -span to +span; the others stay at 0 (the prior's mean), at a
-    --seed draw, or at an --image's encoding.
+    --seed draw, or at an --image's encoding. Without --dim or --all: the dimensions that carry
+    information (KL to the prior above 0.05 nats when the model was exported), else all of them.
     """
-    from .errors import UserInputError
-    from .infer import Decoder, Encoder, VAEPair
-    from .infer.output import check_output_file, save_image_grid
+    from .infer import commands
 
-    if dims and all_dims:
-        raise UserInputError("give --dim or --all, not both")
-    if steps < 2:
-        raise UserInputError(f"--steps must be at least 2, got {steps}")
-    if (encoder_path is None) != (image is None):
-        raise UserInputError("--image and --encoder go together")
-    if image is not None and seed is not None:
-        raise UserInputError("give --image or --seed, not both")
-    check_output_file(out)
-    decoder = Decoder(decoder_path, threads)
-    if image is not None:
-        pair = VAEPair(Encoder(encoder_path, threads), decoder)
-        grid = pair.traverse(image, list(dims) or None, span, steps, label)
-    else:
-        grid = decoder.traverse(None, list(dims) or None, span, steps, label, seed)
-    save_image_grid(out, grid, nrow=steps)
-    _wrote(f"{len(grid) // steps} rows of {steps}", out)
+    chosen = commands.traverse(decoder_path, out, dims=dims, all_dims=all_dims, span=span, steps=steps, seed=seed,
+                               label=label, encoder=encoder_path, image=image, threads=threads)
+    _wrote(f"{len(chosen)} rows of {steps} (latent dimensions {', '.join(map(str, chosen))})", out)
 
 
 @main.command("data-images")
@@ -386,47 +287,13 @@ def traverse(decoder_path, dims, all_dims, span, steps, seed, label, encoder_pat
 @handle_errors
 def data_images(data_dir, split, label, count, out, out_dir):
     """Write images from a dataset as PNGs: e.g. an 8 and a 3 to interpolate or traverse from (no torch needed)."""
-    import numpy as np
+    from .infer import commands
 
-    from .data import load_data
-    from .errors import UserInputError
-    from .files import save_png
-    from .infer.output import check_output_file, prepare_output_dir, save_image_grid
-
-    if (out is None) == (out_dir is None):
-        raise UserInputError("give --out or --out-dir")
-    if count < 1:
-        raise UserInputError(f"-n must be at least 1, got {count}")
+    written, paths = commands.data_images(data_dir, split=split, label=label, count=count, out=out, out_dir=out_dir)
     if out is not None:
-        check_output_file(out)
-    ds = load_data(data_dir)
-    images = ds.train if split == "train" else ds.test  # (N, C, H, W) uint8
-    labels = ds.train_labels if split == "train" else ds.test_labels
-    index = np.arange(len(images))
-    if label is not None:
-        if labels is None or not ds.class_names:
-            raise UserInputError(f"dataset {ds.name!r} has no labels")
-        if label in ds.class_names:
-            wanted = ds.class_names.index(label)
-        elif label.isdigit() and int(label) < len(ds.class_names):
-            wanted = int(label)
-        else:
-            raise UserInputError(f"unknown label {label!r}; classes: {', '.join(ds.class_names)}")
-        index = index[labels == wanted]
-    index = index[:count]
-    if len(index) == 0:
-        raise UserInputError(f"no images of class {label!r} in the {split} split of {ds.name!r}")
-    picked = images[index]
-    picked = picked[:, 0] if picked.shape[1] == 1 else picked.transpose(0, 2, 3, 1)  # (N, H, W[, 3])
-    if out is not None:
-        save_image_grid(out, picked)
-        _wrote(f"{len(picked)} images", out)
+        _wrote(f"{written} images", out)
         return
-    directory = prepare_output_dir(out_dir)
-    for i, image in zip(index, picked):
-        tag = "" if labels is None else "_" + ds.class_names[labels[i]].replace("/", "-").replace(" ", "-")
-        path = directory / f"{split}_{i:05d}{tag}.png"
-        save_png(path, image)
+    for path in paths:
         click.echo(str(path))
 
 
@@ -438,29 +305,10 @@ def info(model, as_json):
     """Print an ONNX graph's role, vaectl metadata, and input/output names and shapes."""
     import json
 
-    from .infer import describe_model
+    from .infer import describe_model, format_description
 
     d = describe_model(model)
-    if as_json:
-        click.echo(json.dumps(d, indent=2))
-        return
-
-    def sig(t):
-        return f"{t['name']}: {t['type']} [{', '.join(map(str, t['shape']))}]"
-
-    lines = [f"model       {d['path']} ({d['bytes']:,} bytes; {d['producer'] or 'unknown producer'})"]
-    if d["vaectl"]:
-        lines += [f"role        {d['role']} (variant {d['variant']})",
-                  f"latent_dim  {d['latent_dim']}",
-                  f"image       {'x'.join(map(str, d['image_shape']))} (channels x height x width)",
-                  f"classes     {', '.join(d['class_names']) or 'none (unconditional)'}",
-                  f"checkpoint  sha256 {d['checkpoint_sha256'] or '?'}"]
-    else:
-        lines.append("role        unknown: no vaectl metadata (not made by `vaectl export`)")
-    lines += [f"input       {sig(t)}" for t in d["inputs"]]
-    lines += [f"output      {sig(t)}" for t in d["outputs"]]
-    lines += [f"metadata    {k} = {v}" for k, v in d["metadata"].items()]
-    click.echo("\n".join(lines))
+    click.echo(json.dumps(d, indent=2) if as_json else format_description(d))
 
 # ----------------------------------------------------------------------------- eval
 @main.command("eval")
@@ -486,13 +334,11 @@ def eval_(source, encoder_path, decoder_path, data_dir, dataset, k, n_images, bi
     import json
 
     from .errors import UserInputError
-    from .infer.evaluate import format_report
+    from .scoring import format_report
 
     onnx_path = encoder_path is not None or decoder_path is not None
     if onnx_path == (source is not None):
         raise UserInputError("give either a run directory/checkpoint, or --encoder and --decoder")
-    if k < 1:
-        raise UserInputError(f"--k must be at least 1, got {k}")
     progress = TerminalProgress("scoring")
     try:
         if onnx_path:

@@ -1,9 +1,11 @@
-"""Torch-free file helpers: atomic writes and PNG grids."""
+"""Torch-free file helpers: the one atomic writer, the one output-directory check, PNG grids."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import secrets
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -11,6 +13,42 @@ from typing import Callable
 import numpy as np
 
 from .errors import UserInputError
+
+
+def temp_path_beside(path: Path) -> Path:
+    """A fresh hidden name beside `path` for a write in progress: .NAME.XXXXXXXX.tmp."""
+    return path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+
+
+def remove_stale_temp_files(directory: Path, names) -> None:
+    """Delete temp files of writes of `names` (glob patterns allowed) that a crash (SIGKILL, power loss) cut short."""
+    for name in names:
+        for path in directory.glob(f".{name}.*.tmp"):
+            path.unlink(missing_ok=True)
+
+
+def write_temp_beside(path, write: Callable[[io.BufferedWriter], None], fsync: bool = True) -> Path:
+    """Write through `write(f)` into a new temp file beside `path` (fsynced) and return its name.
+
+    The caller publishes it with os.replace or deletes it; on any failure here nothing is left behind.
+    The file gets the permissions open() would give (mkstemp's 0600 would surprise users).
+    """
+    path = Path(path)
+    tmp = temp_path_beside(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _new_file_mode(path))
+    except OSError as e:
+        raise UserInputError(f"{path}: cannot write here ({e.strerror or e})") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], None], fsync: bool = True) -> None:
@@ -24,26 +62,42 @@ def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], N
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise UserInputError(f"{path}: directory {directory} does not exist")
+    tmp = write_temp_beside(path, write, fsync)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as e:
-        raise UserInputError(f"{path}: cannot write here ({e.strerror})") from None
-    try:
-        os.fchmod(fd, _new_file_mode(path))  # mkstemp makes 0600; give what open() would have given
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            if fsync:
-                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        tmp.unlink(missing_ok=True)
         raise
     if fsync:
         fsync_dir(directory)
+
+
+def prepare_out_dir(path, *, parents: bool = False, what: str = "output directory") -> bool:
+    """Create `path` if missing and prove it writable; returns True when it was created here.
+
+    The one place that decides whether vaectl may write into a directory: `train --out`, `export --out`
+    and `generate --out-dir` all come through here. parents=True also creates missing parents.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserInputError(f"{path}: exists and is not a directory")
+    created = not path.exists()
+    if created and not parents:
+        parent = path.parent if str(path.parent) else Path(".")
+        if not parent.is_dir():
+            raise UserInputError(f"{path}: parent directory {parent} does not exist")
+    try:
+        path.mkdir(parents=parents, exist_ok=True)
+    except OSError as e:
+        raise UserInputError(f"{path}: cannot write the {what} here ({e.strerror or e})") from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".vaectl-write-test-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UserInputError(f"{path}: cannot write the {what} here: the directory is not writable "
+                             f"({e.strerror or e})") from None
+    return created
 
 
 def _new_file_mode(path: Path) -> int:
@@ -66,6 +120,14 @@ def fsync_dir(directory) -> None:
             os.close(dfd)
     except OSError:
         pass
+
+
+def file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def atomic_write_bytes(path, data: bytes, fsync: bool = True) -> None:

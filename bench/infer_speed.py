@@ -14,7 +14,7 @@ Measures (one run, prints figures; not a timed test):
   2. whole-process wall time and peak RSS of `vaectl generate -n 64 --out grid.png` versus a script
      that loads the checkpoint with torch and saves the same grid;
   3. site-packages size of the base install versus torch (+ torchvision and their dependencies).
-Targets (issue 4): ORT float32 >= 2x PyTorch at batch 1 and >= 1.2x at batch 256; whole process <= 0.3x
+Targets: ORT float32 >= 2x PyTorch at batch 1 and >= 1.2x at batch 256; whole process <= 0.3x
 PyTorch's wall time and peak memory; base install <= 1/5 of a CPU-only torch install.
 """
 
@@ -36,7 +36,7 @@ import numpy as np
 
 TORCH_SCRIPT = """
 import sys, torch
-from vaectl.training.checkpoint import load_model
+from vaectl.models.checkpoint import load_model
 from vaectl.files import save_grid, to_uint8_images
 model, _ = load_model(sys.argv[1])
 z = torch.randn(64, model.config.latent_dim, generator=torch.Generator().manual_seed(0))
@@ -83,7 +83,7 @@ def decoder_speed(graphs: dict[str, Path], run_dir: Path, latent_dim: int, secon
     import torch
 
     from vaectl.infer import Decoder
-    from vaectl.training.checkpoint import load_model
+    from vaectl.models.checkpoint import load_model
 
     rng = np.random.default_rng(0)
     z1, z256 = rng.standard_normal((1, latent_dim), np.float32), rng.standard_normal((256, latent_dim), np.float32)

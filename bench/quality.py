@@ -9,7 +9,7 @@ Measured in one run on one machine, bernoulli likelihood on continuous pixels in
       Adam lr 1e-3, batch 128, torchvision DataLoader with ToTensor, 10 epochs), reimplemented here;
   (b) vaectl's default model (`vaectl train` with no model flags) trained for the reference's wall time;
   (c) vaectl's recommended recipe (`--preset quality`) trained for at most --recipe-minutes.
-Each is scored with the same code (vaectl.infer.evaluate): IWAE NLL bound with k importance samples on
+Each is scored with the same code (vaectl.scoring): IWAE NLL bound with k importance samples on
 the test images, plus the entropy floor (mean summed binary entropy of the test pixels), which no model
 can go below. Targets: (b) at least 3 nats better than (a); (c) at most 230 nats on Fashion-MNIST.
 Prints figures; not a timed test.
@@ -32,8 +32,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from vaectl.data import load_data
-from vaectl.infer.evaluate import bernoulli_entropy_floor, evaluate
-from vaectl.training import TrainConfig, train
+from vaectl.scoring import bernoulli_entropy_floor, score
+from vaectl.training import train
 from vaectl.training.eval_checkpoint import evaluate_checkpoint
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
@@ -106,23 +106,24 @@ def score_reference(model: ReferenceVAE, images, k: int, seed: int):
     def decode(z, y):
         return model.decode(torch.from_numpy(z)).numpy()
 
-    return evaluate(encode, decode, images, None, likelihood="bernoulli", k=k, seed=seed)
+    return score(encode, decode, images, None, likelihood="bernoulli", k=k, seed=seed)
 
 
 # ----------------------------------------------------------------------------- (b), (c): vaectl
-def train_vaectl_for(seconds: float, data_arg: str | None, out: Path, overrides: dict, train_flags: dict, seed: int):
-    """Train for about `seconds` of wall time: time one epoch, then run the whole schedule for as many epochs as fit.
+def train_vaectl_for(seconds: float, data_arg: str | None, out: Path, preset: str | None, seed: int):
+    """Train `vaectl train [--preset P]` for about `seconds` of wall time: time one epoch, then run the whole
+    schedule for as many epochs as fit.
 
     The run's final weights (last.pt) are scored: best.pt is chosen on the validation split, which for these
     datasets is the test split the score is computed on."""
-    base = dict(data=data_arg, seed=seed, grid_every=0, **train_flags)
+    base = dict(preset=preset, data=data_arg, seed=seed, grid_every=0, log=lambda m: None)
     t0 = time.perf_counter()
-    train(TrainConfig(out=str(out / "calibrate"), epochs=1, **base), overrides, log=lambda m: None)
+    train(out=str(out / "calibrate"), epochs=1, **base)
     per_epoch = time.perf_counter() - t0
     # 5% margin: epoch times vary (a 4-minute run measured 22.5 s per epoch after a 21.4 s calibration epoch)
     epochs = max(1, int(0.95 * seconds // per_epoch))
     t0 = time.perf_counter()
-    train(TrainConfig(out=str(out / "run"), epochs=epochs, **base), overrides, log=lambda m: None)
+    train(out=str(out / "run"), epochs=epochs, **base)
     return out / "run", epochs, time.perf_counter() - t0
 
 
@@ -149,8 +150,6 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", default=None, help="keep the trained vaectl runs in this directory [a temporary one]")
     args = ap.parse_args()
-    from vaectl.models.presets import PRESETS
-
     data_arg = args.data or (FASHION_DIR if Path(FASHION_DIR).is_dir() else "mnist-sample")
     data_arg = None if data_arg == "mnist-sample" else data_arg
     ds = load_data(data_arg)
@@ -169,14 +168,12 @@ def main():
             print(f"  (a) done: {ref_seconds:.0f} s, IWAE {r.iwae_nll:.2f}", flush=True)
         if "default" in only:
             budget = ref_seconds or 120.0
-            run, epochs, secs = train_vaectl_for(budget, data_arg, tmp / "default", {}, {}, args.seed)
+            run, epochs, secs = train_vaectl_for(budget, data_arg, tmp / "default", None, args.seed)
             r = evaluate_checkpoint(run / "last.pt", data_dir=data_arg, k=args.k, n=args.n, seed=args.seed)
             rows.append(("(b) vaectl default, same wall time", f"{epochs} epochs", secs, r))
             print(f"  (b) done: {secs:.0f} s, IWAE {r.iwae_nll:.2f}", flush=True)
         if "recipe" in only:
-            recipe = PRESETS["quality"]
-            run, epochs, secs = train_vaectl_for(args.recipe_minutes * 60, data_arg, tmp / "recipe", dict(recipe["model"]),
-                                                 dict(recipe["train"]), args.seed)
+            run, epochs, secs = train_vaectl_for(args.recipe_minutes * 60, data_arg, tmp / "recipe", "quality", args.seed)
             r = evaluate_checkpoint(run / "last.pt", data_dir=data_arg, k=args.k, n=args.n, seed=args.seed)
             rows.append(("(c) vaectl --preset quality", f"{epochs} epochs", secs, r))
             print(f"  (c) done: {secs:.0f} s, IWAE {r.iwae_nll:.2f}", flush=True)

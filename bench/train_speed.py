@@ -3,10 +3,10 @@
     python bench/train_speed.py [--data DIR] [--epochs 1] [--repeats 2] [--workers 0] [--device cpu]
 
 Both loops train the mlp VAE (vaectl's default mlp config) on 60,000 28x28 images at batch 128 with the
-same step code (vaectl.training.train.batch_loss / optimizer_step); they differ only in how a batch
+same step code (vaectl.training.loop.batch_loss / optimizer_step); they differ only in how a batch
 reaches the model:
   vaectl:      the images sit in one uint8 tensor on the device; a batch is an index gather + one
-               float conversion (vaectl.training.train.gather_batch), as in `vaectl train`.
+               float conversion (vaectl.training.loop.gather_batch), as in `vaectl train`.
   DataLoader:  torchvision's FashionMNIST __getitem__ (PIL image per sample) + ToTensor, collated by a
                torch.utils.data.DataLoader (shuffle=True, num_workers=--workers).
 Data: Fashion-MNIST from Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist) when present,
@@ -59,7 +59,7 @@ def new_model(device, seed: int = 0):
 
     from vaectl.models import VAEConfig
     from vaectl.models.vae import VAE
-    from vaectl.training.train import make_optimizer
+    from vaectl.training.loop import make_optimizer
 
     torch.manual_seed(seed)
     model = VAE(VAEConfig(arch="mlp")).to(device).train()
@@ -70,7 +70,7 @@ def vaectl_loop(images, device, epochs: int, warmup_steps: int):
     """vaectl's fast path: one uint8 tensor on the device, batches gathered by index."""
     import torch
 
-    from vaectl.training.train import batch_loss, gather_batch, optimizer_step
+    from vaectl.training.loop import batch_loss, gather_batch, optimizer_step
 
     model, opt = new_model(device)
     x_u8 = torch.from_numpy(images[:, None]).to(device)  # (N, 1, 28, 28) uint8, decoded once
@@ -100,7 +100,7 @@ def dataloader_loop(images, labels, device, epochs: int, warmup_steps: int, work
     from torch.utils.data import DataLoader
     from torchvision.transforms import ToTensor
 
-    from vaectl.training.train import batch_loss, optimizer_step
+    from vaectl.training.loop import batch_loss, optimizer_step
 
     class InMemoryFashionMNIST(torchvision.datasets.FashionMNIST):
         """torchvision's own FashionMNIST.__getitem__ (Image.fromarray + transform), without its file loading."""

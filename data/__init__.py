@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserInputError
+from ..models.config import class_index
 from .idx import has_idx_files, load_idx_split
 from .images import IMAGE_EXTENSIONS, open_image, to_array
 
 SAMPLE_DIR = Path(__file__).parent / "mnist-5k"
 MNIST_SAMPLE = "mnist-sample"
-DIGIT_NAMES = tuple(str(i) for i in range(10))
 FASHION_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 VALIDATION_FRACTION = 0.1
 
@@ -182,3 +182,31 @@ def resize_dataset(ds: ImageDataset, image_size: int | None, channels: int | Non
 def print_notes(ds: ImageDataset) -> None:
     for note in ds.notes:
         print(note, file=sys.stderr)
+
+
+def pick_images(ds: ImageDataset, split: str, label=None, count: int = 8) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The first `count` images of a split (of one class, given `label`), for `vaectl data-images`.
+
+    Returns (indices (n,), uint8 images (n, H, W) or (n, H, W, 3), file names SPLIT_INDEX[_CLASS].png).
+    """
+    if split not in ("train", "test"):
+        raise UserInputError(f"unknown split {split!r}; choose train or test")
+    if count < 1:
+        raise UserInputError(f"-n must be at least 1, got {count}")
+    images = ds.train if split == "train" else ds.test  # (N, C, H, W) uint8
+    labels = ds.train_labels if split == "train" else ds.test_labels
+    index = np.arange(len(images))
+    if label is not None:
+        if labels is None or not ds.class_names:
+            raise UserInputError(f"dataset {ds.name!r} has no labels")
+        index = index[labels == class_index(label, ds.class_names)]
+    index = index[:count]
+    if len(index) == 0:
+        raise UserInputError(f"no images of class {label!r} in the {split} split of {ds.name!r}")
+    picked = images[index]
+    picked = picked[:, 0] if picked.shape[1] == 1 else picked.transpose(0, 2, 3, 1)  # (n, H, W[, 3])
+    names = []
+    for i in index:
+        tag = "" if labels is None else "_" + ds.class_names[labels[i]].replace("/", "-").replace(" ", "-")
+        names.append(f"{split}_{i:05d}{tag}.png")
+    return index, picked, names

@@ -1,12 +1,7 @@
-"""PyTorch modules -> ONNX ModelProtos: one encoder graph and one decoder graph with a fixed interface.
+"""PyTorch modules -> ONNX ModelProtos: one encoder graph and one decoder graph.
 
-Interface (the inference side relies on it):
-  encoder: image float32 [N, C, H, W] in [0, 1] (+ label int64 [N]) -> mu, logvar float32 [N, D]
-  decoder: z float32 [N, D] (+ label int64 [N]) -> image float32 [N, C, H, W] = sigmoid(logits)
-A row-autoregressive model (config.context_channels > 0) has one more output on each graph, for scoring:
-  encoder: ... -> context_logits [N, C, H, W], each pixel's logit term from the real rows above it
-  decoder: ... -> base_logits [N, C, H, W], the logit term from z alone
-  so p(x | z) = Bernoulli(sigmoid(base_logits(z) + context_logits(x))); `image` is still generated from z alone.
+The graphs' inputs, outputs and metadata are the contract's (vaectl/contract.py); this module only
+produces them from a VAE.
 
 Exporter choice: the TorchScript-based exporter (torch.onnx.export(..., dynamo=False)). Both paths were
 tried on these models (torch 2.14): they give the same operators (Gemm, Conv, ConvTranspose, Relu,
@@ -28,7 +23,8 @@ import torch
 from torch import nn
 
 from ..errors import UserInputError
-from ..metadata import build_metadata
+from .. import contract
+from ..contract import build_metadata
 from ..models import VAEConfig
 
 # Opset 17 is implemented completely by every onnxruntime the base install allows (>= 1.24; ORT has
@@ -37,41 +33,43 @@ DEFAULT_OPSET = 17
 MIN_OPSET = 13  # Flatten/Reshape/Gemm/Sigmoid in their current forms; dynamic quantization needs >= 11
 MAX_OPSET = 20  # the TorchScript exporter's ceiling in torch 2.10-2.14
 
-BATCH = "N"
 PROTOBUF_LIMIT = 2**31 - 1  # a single-file ONNX model (weights embedded) cannot exceed 2 GB
 RANDOM_OPS = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli", "Dropout"}
 
 
-class EncoderGraph(nn.Module):
+class EncoderForExport(nn.Module):
     """image (+ label) -> (mu, logvar) [+ context_logits]. No sampling: drawing z is the runtime's job."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.encoder, self.context = model.encoder, model.decoder.context
+        self.row_context = model.config.row_context
 
     def forward(self, image: torch.Tensor, label: torch.Tensor | None = None):
         mu, logvar = self.encoder(image, label)  # (N, D), (N, D)
-        if self.context is None:
+        if not self.row_context:
             return mu, logvar
         return mu, logvar, self.context(image)  # ..., (N, C, H, W)
 
 
-class DecoderGraph(nn.Module):
+class DecoderForExport(nn.Module):
     """z (+ label) -> image in [0, 1]: the decoder's pixel logits through a sigmoid [+ base_logits]."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.decoder = model.decoder
+        self.row_context = model.config.row_context
 
     def forward(self, z: torch.Tensor, label: torch.Tensor | None = None):
         image = torch.sigmoid(self.decoder(z, label))  # (N, C, H, W)
-        if self.decoder.context is None:
+        if not self.row_context:
             return image
         return image, self.decoder.base_logits(z, label)  # ..., (N, C, H, W)
 
 
-def graph_module(model: nn.Module, role: str) -> nn.Module:
-    return EncoderGraph(model) if role == "encoder" else DecoderGraph(model)
+def module_for_export(model: nn.Module, role: str) -> nn.Module:
+    """The torch module whose inputs and outputs are the contract's graph of `role`."""
+    return EncoderForExport(model) if role == "encoder" else DecoderForExport(model)
 
 
 def check_opset(opset: int | None) -> int:
@@ -81,20 +79,15 @@ def check_opset(opset: int | None) -> int:
     return opset
 
 
+ONNX_TYPES = {"float32": onnx.TensorProto.FLOAT, "int64": onnx.TensorProto.INT64}
+
+
 def io_spec(config: VAEConfig, role: str) -> tuple[dict[str, tuple], dict[str, tuple]]:
-    """Graph inputs and outputs as {name: (onnx elem type, shape)}, 'N' being the dynamic batch."""
-    d, image = config.latent_dim, (BATCH, *config.image_shape)
-    if role == "encoder":
-        inputs = {"image": (onnx.TensorProto.FLOAT, image)}
-        outputs = {"mu": (onnx.TensorProto.FLOAT, (BATCH, d)), "logvar": (onnx.TensorProto.FLOAT, (BATCH, d))}
-    else:
-        inputs = {"z": (onnx.TensorProto.FLOAT, (BATCH, d))}
-        outputs = {"image": (onnx.TensorProto.FLOAT, image)}
-    if config.context_channels:
-        outputs["context_logits" if role == "encoder" else "base_logits"] = (onnx.TensorProto.FLOAT, image)
-    if config.num_classes > 0:
-        inputs["label"] = (onnx.TensorProto.INT64, (BATCH,))
-    return inputs, outputs
+    """The contract's inputs and outputs as {name: (onnx elem type, shape)}, in graph order."""
+    def as_onnx(specs):
+        return {t.name: (ONNX_TYPES[t.dtype], t.shape) for t in specs}
+
+    return as_onnx(contract.graph_inputs(config, role)), as_onnx(contract.graph_outputs(config, role))
 
 
 def example_inputs(config: VAEConfig, role: str, n: int = 2) -> tuple[torch.Tensor, ...]:
@@ -102,7 +95,7 @@ def example_inputs(config: VAEConfig, role: str, n: int = 2) -> tuple[torch.Tens
     g = torch.Generator().manual_seed(0)
     first = (torch.rand(n, *config.image_shape, generator=g) if role == "encoder"
              else torch.randn(n, config.latent_dim, generator=g))
-    if config.num_classes > 0:
+    if config.conditional:
         return first, torch.arange(n, dtype=torch.int64) % config.num_classes
     return (first,)
 
@@ -117,7 +110,7 @@ def _torch_to_onnx(module: nn.Module, args: tuple, input_names, output_names, op
             torch.onnx.export(
                 module, args, str(path), dynamo=False, opset_version=opset, export_params=True,
                 input_names=list(input_names), output_names=list(output_names),
-                dynamic_axes={name: {0: BATCH} for name in (*input_names, *output_names)},
+                dynamic_axes={name: {0: contract.BATCH} for name in (*input_names, *output_names)},
             )
         # load_external_data=False: a file beside it would mean weights were not embedded; checked below
         model = onnx.load(str(path), load_external_data=False)
@@ -139,10 +132,10 @@ def _set_value_info(value: onnx.ValueInfoProto, elem_type: int, shape: tuple) ->
             dim.dim_value = size
 
 
-def export_graph(model: nn.Module, role: str, opset: int, checkpoint_sha256: str) -> onnx.ModelProto:
+def export_graph(model: nn.Module, role: str, opset: int, checkpoint_sha256: str, kl_per_dim=None) -> onnx.ModelProto:
     """One ONNX graph (role 'encoder' or 'decoder') from a VAE, with interface and metadata set."""
     config = model.config
-    module = graph_module(model, role)
+    module = module_for_export(model, role)
     module.eval()
     param_bytes = sum(p.numel() * p.element_size() for p in module.parameters())
     if param_bytes > PROTOBUF_LIMIT:
@@ -158,5 +151,5 @@ def export_graph(model: nn.Module, role: str, opset: int, checkpoint_sha256: str
         _set_value_info(value, *outputs[value.name])
     graph.name = f"vaectl_{role}"
     graph_model.doc_string = f"vaectl {role}: see the vaectl.* metadata_props"
-    onnx.helper.set_model_props(graph_model, build_metadata(config, role, checkpoint_sha256, "fp32"))
+    onnx.helper.set_model_props(graph_model, build_metadata(config, role, checkpoint_sha256, "fp32", kl_per_dim))
     return graph_model

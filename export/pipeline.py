@@ -11,22 +11,19 @@ from __future__ import annotations
 import logging
 import math
 import os
-import secrets
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import onnx
 
+from ..contract import ROLES
 from ..errors import UserInputError, VerificationError
-from ..training.checkpoint import file_sha256, load_model
+from ..files import file_sha256, fsync_dir, prepare_out_dir, write_temp_beside
+from ..models.checkpoint import load_model
 from .graphs import check_opset, export_graph
 from .variants import to_fp16, to_int8
 from .verify import VERIFY_BATCH_SIZES, Report, verify_against_torch, verify_variant
-
-ROLES = ("encoder", "decoder")
-
 
 @dataclass
 class ExportResult:
@@ -36,41 +33,12 @@ class ExportResult:
     max_abs_diff: dict[str, float] = field(default_factory=dict)  # "encoder.mu", "decoder.image", "decoder.int8.image", ...
 
 
-def _prepare_out_dir(out_dir: Path) -> bool:
-    """Create the directory if needed and prove it is writable. Returns True if it was created here."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserInputError(f"{out_dir}: exists and is not a directory")
-    created = not out_dir.exists()
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".vaectl-write-test-", dir=out_dir)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise UserInputError(f"{out_dir}: cannot write the export here ({e.strerror or e})") from None
-    return created
-
-
 def _stage(model: onnx.ModelProto, final: Path) -> Path:
     """Serialize to a hidden temp file beside `final`, fsynced. The caller renames or deletes it."""
-    tmp = final.parent / f".{final.name}.{secrets.token_hex(6)}.tmp"
     try:
-        # os.open with 0o666 rather than mkstemp (always 0600): the published graphs get the umask's permissions
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except OSError as e:
-        raise UserInputError(f"{final.parent}: cannot write the export here ({e.strerror or e})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(model.SerializeToString())
-            f.flush()
-            os.fsync(f.fileno())
+        return write_temp_beside(final, lambda f: f.write(model.SerializeToString()))
     except OSError as e:  # e.g. a full disk
-        tmp.unlink(missing_ok=True)
         raise UserInputError(f"{final}: writing failed ({e.strerror or e})") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
 
 
 class _DropQuantizerAdvice(logging.Filter):
@@ -100,20 +68,6 @@ def _sample_images(config):
     return load_mnist_sample().test[: max(VERIFY_BATCH_SIZES)]
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make the renames durable (best effort: not every platform can open a directory)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _mb(path: Path) -> str:
     return f"{path.stat().st_size / 1e6:.2f} MB"
 
@@ -130,13 +84,13 @@ def export_model(source, out_dir, *, last: bool = False, opset: int | None = Non
         raise UserInputError(f"--atol must be a finite number >= 0, got {atol}")
     model, ckpt = load_model(source, last=last)
     config, ckpt_path = model.config, Path(ckpt["path"])
-    if int8 and config.context_channels:
+    if int8 and config.row_context:
         # the generated rows feed back into the next, so the per-batch activation quantization compounds:
         # the --preset quality model measured 0.25 max pixel error against float32 (bound 0.1)
         raise UserInputError("--int8 is not available for a row-autoregressive model (--context-channels): its "
                              "quantization error compounds row by row; use --fp16")
     out_dir = Path(out_dir)
-    created = _prepare_out_dir(out_dir)
+    created = prepare_out_dir(out_dir, parents=True, what="export")
     checkpoint_sha256 = file_sha256(ckpt_path)
     log(f"exporting {ckpt_path} ({config.arch}, latent {config.latent_dim}, image {'x'.join(map(str, config.image_shape))}"
         f"{f', {config.num_classes} classes' if config.num_classes else ''}) with opset {opset}")
@@ -148,7 +102,7 @@ def export_model(source, out_dir, *, last: bool = False, opset: int | None = Non
     report = Report()
     published = False
     try:
-        graphs = {role: export_graph(model, role, opset, checkpoint_sha256) for role in ROLES}
+        graphs = {role: export_graph(model, role, opset, checkpoint_sha256, ckpt.get("kl_per_dim")) for role in ROLES}
         real_images = _sample_images(config)
         for role in ROLES:
             staged[role] = _stage(graphs[role], finals[role])
@@ -178,7 +132,7 @@ def export_model(source, out_dir, *, last: bool = False, opset: int | None = Non
         for key, tmp in staged.items():
             os.replace(tmp, finals[key])
         published = True
-        _fsync_dir(out_dir)
+        fsync_dir(out_dir)
     finally:
         if not published:
             for tmp in staged.values():

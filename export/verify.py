@@ -13,8 +13,10 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from .. import contract
+from ..contract import BATCH
 from ..models import VAEConfig
-from .graphs import BATCH, RANDOM_OPS, graph_module, io_spec
+from .graphs import RANDOM_OPS, io_spec, module_for_export
 
 VERIFY_BATCH_SIZES = (1, 64)
 # Variants are compared with the float32 graph on [0, 1] pixels. The bounds catch broken graphs
@@ -41,11 +43,11 @@ def make_inputs(config: VAEConfig, role: str, n: int, real_images: np.ndarray | 
             first = real_images[:n].astype(np.float32) / 255.0
         else:
             first = rng.random((n, *config.image_shape), dtype=np.float32)
-        feeds = {"image": first}
     else:
-        feeds = {"z": rng.standard_normal((n, config.latent_dim), dtype=np.float32)}
-    if config.num_classes > 0:
-        feeds["label"] = (np.arange(n) % config.num_classes).astype(np.int64)  # every class once n >= K
+        first = rng.standard_normal((n, config.latent_dim), dtype=np.float32)
+    feeds = {contract.PRIMARY_INPUT[role]: first}
+    if config.conditional:
+        feeds[contract.LABEL] = (np.arange(n) % config.num_classes).astype(np.int64)  # every class once n >= K
     return feeds
 
 
@@ -53,7 +55,7 @@ def torch_outputs(model, role: str, feeds: dict[str, np.ndarray]) -> dict[str, n
     """The reference: the PyTorch model itself, float32, through the same wrappers that were exported."""
     _, outputs = io_spec(model.config, role)
     with torch.no_grad():
-        got = graph_module(model, role)(*(torch.from_numpy(v) for v in feeds.values()))
+        got = module_for_export(model, role)(*(torch.from_numpy(v) for v in feeds.values()))
     got = got if isinstance(got, tuple) else (got,)
     return {name: t.numpy() for name, t in zip(outputs, got)}
 
@@ -143,7 +145,7 @@ def verify_variant(config: VAEConfig, variant: str, path: Path, fp32_path: Path,
         return
     # The bounds are for [0, 1] pixels; a row-context decoder's base_logits output serves scoring, which
     # the float32 graph is for, so only the image is held to them.
-    outputs = {"image": io_spec(config, "decoder")[1]["image"]}
+    outputs = {contract.IMAGE: io_spec(config, "decoder")[1][contract.IMAGE]}
     for i, n in enumerate(VERIFY_BATCH_SIZES):
         feeds = make_inputs(config, "decoder", n, None, seed=i)
         got, want = _run(sess, feeds, label, report), _run(reference, feeds, "decoder", report)

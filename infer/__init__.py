@@ -6,16 +6,18 @@
     save_image_grid("grid.png", images, nrow=8)
     pair = VAEPair.load("export/encoder.onnx", "export/decoder.onnx")
     strip = pair.interpolate("a.png", "b.png", steps=10, method="slerp")
+The CLI's commands, one function each: vaectl.infer.commands (generate, reconstruct, interpolate, traverse,
+data_images) and vaectl.infer.evaluate.evaluate_onnx.
 """
 
 from .inputs import prepare_images
 from .latent import interpolate_latents, lerp, slerp, traverse_latents
-from .models import Decoder, Encoder, VAEPair, describe_model
 from .output import save_image_batches, save_image_grid
 from .safe_load import check_model_bytes, read_model_bytes
+from .sessions import Decoder, Encoder, VAEPair, describe_model, format_description
 
 __all__ = [
-    "Decoder", "Encoder", "VAEPair", "describe_model", "prepare_images",
+    "Decoder", "Encoder", "VAEPair", "describe_model", "format_description", "prepare_images",
     "interpolate_latents", "lerp", "slerp", "traverse_latents",
     "save_image_batches", "save_image_grid", "check_model_bytes", "read_model_bytes",
 ]

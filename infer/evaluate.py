@@ -1,176 +1,23 @@
-"""Putting a number on a model (torch-free): negative ELBO, importance-weighted NLL, active units.
-
-The math runs on numpy in float64 and takes the model as two callables, so the PyTorch checkpoint
-and the ONNX graphs are scored by the same code on the same random draws:
-    encode(x float32 (B, C, H, W), y int64 (B,) | None) -> (mu, logvar) float (B, D)
-    decode(z float32 (B, D), y | None) -> pixel means in [0, 1], float (B, C, H, W)
-A row-context model (pixels depend on the rows above them, not only on z) gives one more array each way:
-    encode(x, y) -> (mu, logvar, context_logits (B, C, H, W)), the term from x's real rows above each pixel
-    decode(z, y, context_logits) -> pixel means sigmoid(base_logits(z) + context_logits)
-All figures are per image, in nats.
-"""
+"""`vaectl eval --encoder E --decoder D`: the core's scorer (vaectl/scoring.py) on exported graphs, no torch."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
-from typing import Callable
-
-import numpy as np
-
+from ..data import MNIST_SAMPLE, load_data
 from ..errors import UserInputError
-
-ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): active when Cov_x(E_q[z | x]) > 0.01
-PROB_EPS = 1e-7  # decoder outputs are float32 sigmoids: keep log(p) and log(1 - p) finite
-GAUSSIAN_VARIANCE = 0.5  # summed squared error == -log N(x; mean, 1/2) - (D/2) log(pi)
-LOG_2PI = math.log(2 * math.pi)
-
-CONVENTIONS = {
-    "bernoulli": "bernoulli likelihood: pixels in [0, 1] scored with binary cross-entropy summed over pixels "
-                 "(exact NLL on binarized data; on continuous data a score bounded below by the pixels' entropy)",
-    "gaussian": f"gaussian likelihood with fixed variance {GAUSSIAN_VARIANCE} per pixel "
-                "(log-density: minus summed squared error minus (D/2) log(pi))",
-}
-
-
-@dataclass
-class EvalReport:
-    n: int
-    k: int
-    likelihood: str
-    convention: str
-    latent_dim: int
-    num_pixels: int
-    neg_elbo: float  # reconstruction + KL (beta = 1)
-    recon: float  # E_q[-log p(x | z)], Monte Carlo over the k draws
-    kl: float  # KL(q(z | x) || N(0, I)), closed form
-    iwae_nll: float  # -log (1/k sum_k p(x, z_k) / q(z_k | x)), an upper bound on -log p(x)
-    bits_per_dim: float  # iwae_nll / (num_pixels * ln 2)
-    active_units: int
-    posterior_var: float  # mean sigma^2 of q(z | x); near 0 means the posterior collapsed to a point (beta = 0)
-    kl_per_dim: list[float] = field(default_factory=list)
-    entropy_floor: float | None = None  # bernoulli: mean summed binary entropy of the pixels
-    binarized: bool = False
-    seed: int = 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def log_likelihood(x: np.ndarray, mean: np.ndarray, likelihood: str) -> np.ndarray:
-    """log p(x | z) summed over pixels: x (B, P), mean (..., B, P) -> (..., B), float64."""
-    mean = mean.astype(np.float64)
-    if likelihood == "bernoulli":
-        p = np.clip(mean, PROB_EPS, 1 - PROB_EPS)
-        return (x * np.log(p) + (1 - x) * np.log1p(-p)).sum(-1)
-    if likelihood == "gaussian":
-        return -((x - mean) ** 2).sum(-1) / (2 * GAUSSIAN_VARIANCE) - 0.5 * x.shape[-1] * math.log(2 * math.pi * GAUSSIAN_VARIANCE)
-    raise UserInputError(f"unknown likelihood {likelihood!r}")
-
-
-def bernoulli_entropy_floor(x: np.ndarray) -> float:
-    """Mean over images of sum_i H(x_i): no Bernoulli model's cross-entropy can go below it."""
-    x = x.reshape(len(x), -1).astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        h = -(np.where(x > 0, x * np.log(x), 0.0) + np.where(x < 1, (1 - x) * np.log1p(-x), 0.0))
-    return float(h.sum(1).mean())
-
-
-def evaluate(encode: Callable, decode: Callable, images: np.ndarray, labels: np.ndarray | None, *,
-             likelihood: str, k: int = 1000, seed: int = 0, binarize: bool = False,
-             batch_size: int = 64, max_rows: int = 8192, progress: Callable[[int, int], None] | None = None) -> EvalReport:
-    """Score uint8 images (N, C, H, W). `max_rows` bounds the decoder batch (images x draws)."""
-    if k < 1:
-        raise UserInputError(f"--k must be at least 1, got {k}")
-    if len(images) == 0:
-        raise UserInputError("no images to evaluate")
-    rng = np.random.default_rng(seed)
-    x_all = images.astype(np.float32) / 255.0  # (N, C, H, W)
-    if binarize:  # a fixed stochastic binarization: pixel ~ Bernoulli(intensity)
-        x_all = (np.random.default_rng(seed + 1).random(x_all.shape) < x_all).astype(np.float32)
-    n, num_pixels = len(x_all), int(np.prod(x_all.shape[1:]))
-    sums = np.zeros(4)  # recon, kl, iwae, posterior variance
-    kl_dims, mus = None, []
-    for start in range(0, n, batch_size):
-        x = x_all[start : start + batch_size]  # (B, C, H, W)
-        y = None if labels is None else labels[start : start + batch_size]
-        encoded = encode(x, y)
-        mu, logvar = (np.asarray(a, dtype=np.float64) for a in encoded[:2])  # (B, D), (B, D)
-        context = encoded[2] if len(encoded) > 2 else None  # (B, C, H, W) or None
-        b, d = mu.shape
-        std = np.exp(0.5 * logvar)
-        x_flat = x.reshape(b, -1).astype(np.float64)  # (B, P)
-        log_w = np.empty((k, b))  # log p(x, z_k) - log q(z_k | x)
-        log_px = np.empty((k, b))
-        chunk = max(1, max_rows // b)
-        for k0 in range(0, k, chunk):
-            kc = min(chunk, k - k0)
-            eps = rng.standard_normal((kc, b, d))  # (kc, B, D)
-            z = mu + std * eps  # (kc, B, D)
-            y_rep = None if y is None else np.tile(y, kc)
-            z_rows = z.reshape(kc * b, d).astype(np.float32)
-            if context is None:
-                mean = decode(z_rows, y_rep)
-            else:  # draw j of image i sits at row j * b + i, like z_rows
-                mean = decode(z_rows, y_rep, np.tile(context, (kc, 1, 1, 1)))
-            mean = np.asarray(mean).reshape(kc, b, -1)
-            lp = log_likelihood(x_flat, mean, likelihood)  # (kc, B)
-            log_pz = -0.5 * (z**2 + LOG_2PI).sum(-1)  # (kc, B)
-            log_qz = -0.5 * (eps**2 + logvar + LOG_2PI).sum(-1)  # (kc, B)
-            log_px[k0 : k0 + kc] = lp
-            log_w[k0 : k0 + kc] = lp + log_pz - log_qz
-        kl = 0.5 * (mu**2 + np.exp(logvar) - 1.0 - logvar)  # (B, D), closed form
-        m = log_w.max(0)
-        iwae = -(m + np.log(np.exp(log_w - m).mean(0)))  # (B,), log-sum-exp in float64
-        sums += [-log_px.mean(0).sum(), kl.sum(), iwae.sum(), np.exp(logvar).mean(1).sum()]
-        kl_dims = kl.sum(0) if kl_dims is None else kl_dims + kl.sum(0)
-        mus.append(mu)
-        if progress:
-            progress(b, n)
-    recon, kl, iwae, posterior_var = sums / n
-    mu_all = np.concatenate(mus)  # (N, D)
-    active = int((mu_all.var(0) > ACTIVE_UNIT_THRESHOLD).sum()) if n > 1 else 0
-    return EvalReport(
-        n=n, k=k, likelihood=likelihood, convention=CONVENTIONS[likelihood], latent_dim=int(mu_all.shape[1]),
-        num_pixels=num_pixels, neg_elbo=recon + kl, recon=recon, kl=kl, iwae_nll=iwae,
-        bits_per_dim=iwae / (num_pixels * math.log(2)), active_units=active, posterior_var=posterior_var,
-        kl_per_dim=[round(float(v), 5) for v in kl_dims / n],
-        entropy_floor=bernoulli_entropy_floor(x_all) if likelihood == "bernoulli" else None,
-        binarized=binarize, seed=seed,
-    )
-
-
-def _sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * logits))  # = 1 / (1 + exp(-logits)), without overflow warnings
-
-
-def format_report(r: EvalReport) -> str:
-    lines = [
-        f"evaluated {r.n} images, k = {r.k} importance samples (seed {r.seed}){', binarized' if r.binarized else ''}",
-        f"convention: {r.convention}",
-        f"negative ELBO        {r.neg_elbo:10.3f} nats  (reconstruction {r.recon:.3f} + KL {r.kl:.3f})",
-        f"IWAE NLL bound (k={r.k}) {r.iwae_nll:8.3f} nats  ({r.bits_per_dim:.4f} bits/dim)",
-        f"active units         {r.active_units:6d} / {r.latent_dim}   (mean posterior variance {r.posterior_var:.3g})",
-        "KL per dimension     " + " ".join(f"{v:.2f}" for v in r.kl_per_dim),
-    ]
-    if r.entropy_floor is not None and not r.binarized:
-        lines.append(f"entropy floor        {r.entropy_floor:10.3f} nats  (no bernoulli model scores below this on these pixels)")
-    return "\n".join(lines)
+from ..scoring import EvalReport, score, sigmoid
+from .sessions import VAEPair
 
 
 def evaluate_onnx(encoder_path, decoder_path, *, data_dir=None, dataset: str | None = None, k: int = 1000,
                   n: int | None = None, seed: int = 0, binarize: bool = False, threads: int | None = None,
                   progress=None) -> EvalReport:
     """`vaectl eval --encoder E --decoder D`: the same scorer on exported graphs, no torch."""
-    from ..data import MNIST_SAMPLE, load_data
-    from .models import VAEPair
-
     if k < 1:
         raise UserInputError(f"--k must be at least 1, got {k}")
     if n is not None and n < 1:
         raise UserInputError(f"--n must be at least 1, got {n}")
     pair = VAEPair.load(encoder_path, decoder_path, threads)
-    cfg = pair.decoder.info.config
+    cfg = pair.decoder.config
     if data_dir is None:
         wanted = dataset or cfg.dataset
         if wanted != MNIST_SAMPLE:
@@ -187,14 +34,14 @@ def evaluate_onnx(encoder_path, decoder_path, *, data_dir=None, dataset: str | N
         labels = ds.test_labels[:n]
 
     def encode(x, y):
-        if cfg.context_channels:
+        if cfg.row_context:
             return pair.encoder.encode_with_context(x, label=y)
         return pair.encoder.encode(x, label=y)
 
     def decode(z, y, context=None):
         if context is None:
             return pair.decoder.decode_float(z, label=y)
-        return _sigmoid(pair.decoder.base_logits(z, label=y) + context)
+        return sigmoid(pair.decoder.base_logits(z, label=y) + context)
 
-    return evaluate(encode, decode, ds.test[:n], labels, likelihood=cfg.likelihood, k=k, seed=seed,
-                    binarize=binarize, progress=progress)
+    return score(encode, decode, ds.test[:n], labels, likelihood=cfg.likelihood, row_context=cfg.row_context,
+                 k=k, seed=seed, binarize=binarize, progress=progress)

@@ -1,4 +1,5 @@
-"""Writing results: one PNG grid, or one PNG per image into a directory, never half-written."""
+"""Writing results: one PNG grid, or one PNG per image into a directory (checked by files.prepare_out_dir),
+never half-written."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ..errors import UserInputError
-from ..files import fsync_dir, make_grid, save_png
+from ..files import fsync_dir, make_grid, prepare_out_dir, save_png
 
 # A grid is built in memory; past this many images, write a directory instead.
 MAX_GRID_IMAGES = 10_000
@@ -32,20 +33,23 @@ def check_output_file(path) -> Path:
 
 def prepare_output_dir(path) -> Path:
     """Create the output directory (its parent must exist) and check that it is writable."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UserInputError(f"{path}: exists and is not a directory")
-    if not path.exists():
-        parent = path.parent if str(path.parent) else Path(".")
-        if not parent.is_dir():
-            raise UserInputError(f"{path}: parent directory {parent} does not exist")
-        try:
-            path.mkdir()
-        except OSError as e:
-            raise UserInputError(f"{path}: cannot create directory ({e.strerror})") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise UserInputError(f"{path}: directory is not writable")
-    return path
+    prepare_out_dir(path)
+    return Path(path)
+
+
+def originals_above_reconstructions(originals: np.ndarray, recons: np.ndarray, nrow: int) -> tuple[np.ndarray, int]:
+    """uint8 stacks (N, H, W[, 3]) -> (tiles, columns) for one grid: each row of up to `nrow` originals
+    is followed by a row of their reconstructions (short last rows padded with black tiles)."""
+    if nrow < 1:
+        raise UserInputError(f"--nrow must be at least 1, got {nrow}")
+    n = len(originals)
+    rows = []
+    for start in range(0, n, nrow):
+        for block in (originals, recons):
+            row = block[start:start + nrow]
+            pad = np.zeros((nrow - len(row), *row.shape[1:]), np.uint8) if n > nrow else row[:0]
+            rows.append(np.concatenate([row, pad]))
+    return np.concatenate(rows), min(nrow, n)
 
 
 def save_image_grid(path, images: np.ndarray, nrow: int = 8) -> None:

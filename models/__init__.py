@@ -2,12 +2,13 @@
 
 from .config import ARCHITECTURES, LIKELIHOODS, VAEConfig
 
-__all__ = ["ARCHITECTURES", "LIKELIHOODS", "VAEConfig", "VAE", "Encoder", "Decoder", "build_vae"]
+_TORCH_NAMES = ("VAE", "Encoder", "Decoder", "reparameterize")
+__all__ = ["ARCHITECTURES", "LIKELIHOODS", "VAEConfig", *_TORCH_NAMES]
 
 
 def __getattr__(name):  # lazy: keeps `vaectl.models.VAEConfig` importable without torch
-    if name in ("VAE", "Encoder", "Decoder", "build_vae", "reparameterize", "kl_divergence"):
+    if name in _TORCH_NAMES:
         from . import vae
 
         return getattr(vae, name)
-    raise AttributeError(name)
+    raise AttributeError(f"module 'vaectl.models' has no attribute {name!r}")

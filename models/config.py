@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..errors import UserInputError
 
 ARCHITECTURES = ("mlp", "conv")
@@ -81,6 +83,15 @@ class VAEConfig:
         return (self.channels, self.height, self.width)
 
     @property
+    def row_context(self) -> bool:
+        """A row-autoregressive decoder: each row's logits also see the rows above it."""
+        return self.context_channels > 0
+
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0
+
+    @property
     def num_pixels(self) -> int:
         return self.channels * self.height * self.width
 
@@ -108,3 +119,25 @@ class VAEConfig:
             return cls(**d)
         except (TypeError, ValueError) as e:  # wrong field types, e.g. a string where widths belong
             raise UserInputError(f"invalid model config: {e}") from None
+
+
+def class_index(label, class_names: tuple[str, ...]) -> int:
+    """A class index from what a user typed or passed: an index, or a class name (case-insensitive)."""
+    names = tuple(class_names)
+    if isinstance(label, str):
+        if label in names:
+            return names.index(label)
+        folded = [n.casefold() for n in names]
+        if label.casefold() in folded:
+            return folded.index(label.casefold())
+        try:
+            index = int(label)
+        except ValueError:
+            raise UserInputError(f"unknown class {label!r}; the classes are: {', '.join(names)}") from None
+    elif isinstance(label, (int, np.integer)) and not isinstance(label, bool):
+        index = int(label)
+    else:
+        raise UserInputError(f"a label is a class index or name, got {type(label).__name__}")
+    if not 0 <= index < len(names):
+        raise UserInputError(f"label {index} is out of range: there are {len(names)} classes (0..{len(names) - 1})")
+    return index

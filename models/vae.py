@@ -3,7 +3,7 @@
 No I/O here. Both modules take an optional integer label `y` when `config.num_classes > 0`
 (a conditional VAE): the label enters as a one-hot vector concatenated to the features.
 
-With `config.context_channels > 0` the decoder is row-autoregressive (PixelVAE-style, local): each row's
+With `config.row_context` (context_channels > 0) the decoder is row-autoregressive (PixelVAE-style, local): each row's
 logits are the z part plus a small convolution of the rows just above it, so pixels are no longer
 independent given z. Scoring uses the real rows above (teacher forcing); generating runs row by row,
 feeding back the generated pixel means.
@@ -198,7 +198,3 @@ class VAE(nn.Module):
         p = next(self.parameters())
         z = torch.randn(n, self.config.latent_dim, generator=generator, device=generator.device if generator else p.device)
         return torch.sigmoid(self.decoder(z.to(p.device), y))
-
-
-def build_vae(config: VAEConfig) -> VAE:
-    return VAE(config)

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from vaectl.metadata import build_metadata
+from vaectl.contract import build_metadata
 from vaectl.models import VAEConfig
 
 LATENT_DIM = 4

@@ -77,9 +77,9 @@ def test_data_images_bad_input_is_one_line_exit_2(tmp_path):
         Image.new("L", (8, 8), 40 * i).save(flat / f"{i}.png")
     out, out_dir = tmp_path / "g.png", tmp_path / "d"
     cases = [
-        (["--label", 10, "--out", out], "unknown label '10'"),
-        (["--label", "Sneaker", "--out", out], "unknown label 'Sneaker'"),
-        (["--label", -1, "--out-dir", out_dir], "unknown label"),
+        (["--label", 10, "--out", out], "label 10 is out of range"),
+        (["--label", "Sneaker", "--out", out], "unknown class 'Sneaker'"),
+        (["--label", -1, "--out-dir", out_dir], "out of range"),
         (["-n", 0, "--out", out], "-n"),
         (["-n", -3, "--out-dir", out_dir], "-n"),
         (["-n", 2], "--out"),

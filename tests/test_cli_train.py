@@ -21,7 +21,7 @@ FAST = ["--epochs", "1", "--batch-size", "16", "--grid-every", "0", "--arch", "m
 
 
 def bad_inputs(tmp_path, tiny_mlp_run):
-    """(name, argv, phrase the error line must contain) for each bad input in issue 2's list and a few more."""
+    """(name, argv, phrase the error line must contain) for each bad input the README lists, and a few more."""
     d = tmp_path
     (d / "empty").mkdir()
     (d / "a_file").write_text("not a directory")

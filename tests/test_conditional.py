@@ -1,5 +1,5 @@
-"""Issue 6, conditional VAE: label inputs in the exported graphs, per-label generation through the CLI, and the
-issue's bad inputs through the CLI (exit 2, one `error:` line, no traceback).
+"""The conditional VAE: label inputs in the exported graphs, per-label generation through the CLI, and
+bad label inputs through the CLI (exit 2, one `error:` line, no traceback).
 
 Already covered elsewhere and not repeated here: ONNX vs PyTorch per label (test_export), Decoder.sample's
 label/same_z API (test_infer), `--conditional` on an unlabelled image folder in-process (test_cli_train).
@@ -74,7 +74,7 @@ def test_exported_encoder_and_decoder_take_an_int64_label(conditional_graphs, ml
 
 
 def test_image_folder_subfolders_become_the_class_names(named_run, named_graphs):
-    from vaectl.training.checkpoint import load_model
+    from vaectl.models.checkpoint import load_model
 
     config = load_model(named_run)[0].config
     assert config.num_classes == 3 and config.class_names == CLASS_NAMES

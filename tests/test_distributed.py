@@ -52,7 +52,7 @@ torch.nn.parallel.DistributedDataParallel = RecordingDDP
 
 nan_rank, nan_step = os.environ.get("TEST_NAN_RANK"), int(os.environ.get("TEST_NAN_STEP", "0"))
 if nan_rank is not None and int(nan_rank) == rank:  # this rank alone sees a NaN loss at step TEST_NAN_STEP
-    train_module = importlib.import_module("vaectl.training.train")
+    train_module = importlib.import_module("vaectl.training.loop")
     real_batch_loss, calls = train_module.batch_loss, []
 
     def batch_loss(*args, **kwargs):

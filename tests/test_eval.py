@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vaectl.errors import UserInputError
-from vaectl.infer.evaluate import bernoulli_entropy_floor, evaluate, log_likelihood
+from vaectl.scoring import bernoulli_entropy_floor, log_likelihood, score
 
 from conftest import TINY_CONTEXT_MODEL, TINY_CONTEXT_TRAINING, run_vaectl
 
@@ -45,7 +45,7 @@ def test_iwae_converges_to_the_exact_nll_and_elbo_parts_match_closed_forms():
     encode, decode = _tiny_model(w, b, mu, logvar)
     x = np.array([[[[255, 0]]]], dtype=np.uint8)  # one binary image (exact bernoulli NLL)
     exact = _brute_force_nll(np.array([1, 0]), w, b)
-    report = evaluate(encode, decode, x, None, likelihood="bernoulli", k=200_000, seed=0)
+    report = score(encode, decode, x, None, likelihood="bernoulli", k=200_000, seed=0)
     assert report.iwae_nll == pytest.approx(exact, abs=5e-3)
     assert report.neg_elbo >= exact - 5e-3  # the ELBO is a lower bound on log p(x)
     closed_kl = 0.5 * (mu**2 + math.exp(logvar) - 1 - logvar)
@@ -83,7 +83,7 @@ def test_entropy_floor_is_below_any_models_cross_entropy():
 def test_active_units_zero_when_the_encoder_ignores_its_input():
     encode, decode = _tiny_model()
     x = np.random.default_rng(0).integers(0, 256, (50, 1, 1, 2)).astype(np.uint8)
-    report = evaluate(encode, decode, x, None, likelihood="bernoulli", k=4)
+    report = score(encode, decode, x, None, likelihood="bernoulli", k=4)
     assert report.active_units == 0
     assert report.kl_per_dim[0] == pytest.approx(report.kl, rel=1e-4)
 
@@ -91,7 +91,7 @@ def test_active_units_zero_when_the_encoder_ignores_its_input():
 def test_k_zero_is_refused():
     encode, decode = _tiny_model()
     with pytest.raises(UserInputError):
-        evaluate(encode, decode, np.zeros((1, 1, 1, 2), np.uint8), None, likelihood="bernoulli", k=0)
+        score(encode, decode, np.zeros((1, 1, 1, 2), np.uint8), None, likelihood="bernoulli", k=0)
 
 
 def test_iwae_bound_tightens_with_k_on_a_trained_model(tiny_mlp_run):

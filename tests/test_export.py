@@ -22,10 +22,11 @@ from vaectl.cli import main  # noqa: E402
 from vaectl.errors import VerificationError  # noqa: E402
 from vaectl.export import ExportResult, export_model  # noqa: E402
 from vaectl.export.graphs import DEFAULT_OPSET, RANDOM_OPS  # noqa: E402
-from vaectl.metadata import parse_metadata  # noqa: E402
+from vaectl.contract import parse_metadata  # noqa: E402
 from vaectl.models import VAEConfig  # noqa: E402
 from vaectl.models.vae import VAE  # noqa: E402
-from vaectl.training.checkpoint import file_sha256, save_checkpoint  # noqa: E402
+from vaectl.files import file_sha256
+from vaectl.models.checkpoint import save_checkpoint  # noqa: E402
 
 from conftest import run_vaectl  # noqa: E402
 
@@ -51,7 +52,7 @@ def save_tiny_checkpoint(path, seed: int = 0, edit=None, **overrides) -> Path:
 
 
 def load_torch_model(path):
-    from vaectl.training.checkpoint import load_model
+    from vaectl.models.checkpoint import load_model
 
     return load_model(path)[0]
 

@@ -104,7 +104,7 @@ def test_large_runs_stream_in_batches(dec, tmp_path):
 
 def test_decode_matches_pytorch(dec, tiny_mlp_run):
     torch = pytest.importorskip("torch")
-    from vaectl.training.checkpoint import load_model
+    from vaectl.models.checkpoint import load_model
 
     model, _ = load_model(tiny_mlp_run)
     z = dec.latents(16, seed=3)
@@ -361,6 +361,26 @@ def test_cli_traverse_one_dim_and_all(mlp_graphs, tmp_path, dec):
     assert np.array_equal(cell(read_png(one), 0, 8), expected[8])
     assert cli("traverse", "--onnx", mlp_graphs / "decoder.onnx", "--all", "--steps", 5, "--out", every).exit_code == 0
     assert read_png(every).shape == grid_shape(4, 5)
+
+
+def test_cli_traverse_shows_the_informative_dims_by_default_and_every_dim_with_all(mlp_graphs, tmp_path):
+    """The export records KL per dimension; without --dim or --all, traverse skips those that carry nothing."""
+    import onnx
+
+    from conftest import grid_cells
+
+    model = onnx.load(str(mlp_graphs / "decoder.onnx"))
+    props = {p.key: p.value for p in model.metadata_props}
+    props["vaectl.kl_per_dim"] = "[0.0, 2.5, 0.001, 1.25]"  # dims 1 and 3 informative
+    onnx.helper.set_model_props(model, props)
+    onnx.save(model, str(tmp_path / "decoder.onnx"))
+    dec = Decoder(tmp_path / "decoder.onnx")
+    default, every = tmp_path / "default.png", tmp_path / "all.png"
+    r = cli("traverse", "--onnx", tmp_path / "decoder.onnx", "--steps", 5, "--out", default)
+    assert r.exit_code == 0 and "latent dimensions 1, 3" in r.output
+    assert np.array_equal(grid_cells(read_png(default), 2, 5), dec.traverse(None, [1, 3], 3.0, 5))
+    assert cli("traverse", "--onnx", tmp_path / "decoder.onnx", "--all", "--steps", 5, "--out", every).exit_code == 0
+    assert np.array_equal(grid_cells(read_png(every), 4, 5), dec.traverse(None, None, 3.0, 5))
 
 
 def test_cli_info(mlp_graphs, conditional_graphs):

@@ -23,10 +23,12 @@ def _check_shapes(cfg: VAEConfig, n: int = 2, y=None):
     assert mu.shape == logvar.shape == (n, cfg.latent_dim)
     logits, mu2, logvar2 = model(x, y)
     assert logits.shape == (n, cfg.channels, cfg.height, cfg.width)
-    recon = model.reconstruct(x, y)
-    assert recon.shape == x.shape and recon.min() >= 0 and recon.max() <= 1
-    samples = model.sample(n, y)
-    assert samples.shape == x.shape and samples.min() >= 0 and samples.max() <= 1
+    recon = model.reconstruct(x, y)  # deterministic: the decoded posterior mean, not a sample
+    assert recon.shape == x.shape
+    assert torch.equal(recon, torch.sigmoid(model.decoder(mu, y))) and torch.equal(recon, model.reconstruct(x, y))
+    samples = model.sample(n, y, generator=torch.Generator().manual_seed(3))  # z ~ N(0, I), decoded
+    z = torch.randn(n, cfg.latent_dim, generator=torch.Generator().manual_seed(3))
+    assert samples.shape == x.shape and torch.equal(samples, torch.sigmoid(model.decoder(z, y)))
     # gradients reach every parameter
     logits.sum().backward()
     assert all(p.grad is not None for p in model.parameters())

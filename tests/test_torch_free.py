@@ -95,8 +95,9 @@ def test_the_blocker_really_blocks(tmp_path):
 
 def test_inference_modules_import_without_the_training_stack():
     probe = PRELUDE.split("sys.argv")[0] + (
-        "import vaectl.infer, vaectl.infer.models, vaectl.infer.safe_load, vaectl.metadata, vaectl.files, "
-        "vaectl.data, vaectl.data.images, vaectl.cli, vaectl.models\n"
+        "import vaectl.infer, vaectl.infer.sessions, vaectl.scoring, vaectl.contract, vaectl.infer.safe_load, vaectl.files, "
+        "vaectl.data, vaectl.data.images, vaectl.cli, vaectl.models, vaectl.models.presets, vaectl.training, "
+        "vaectl.training.config, vaectl.infer.evaluate\n"
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {BLOCKED!r}))\n"
     )
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)

@@ -26,9 +26,9 @@ from vaectl.files import atomic_write  # noqa: E402
 from vaectl.models import VAEConfig  # noqa: E402
 from vaectl.models.vae import VAE  # noqa: E402
 from vaectl.training import TrainConfig, train  # noqa: E402
-from vaectl.training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from vaectl.models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 
-train_module = importlib.import_module("vaectl.training.train")
+train_module = importlib.import_module("vaectl.training.loop")
 MODEL = dict(arch="mlp", latent_dim=4, hidden=(32,))
 MODEL_FLAGS = ["--arch", "mlp", "--latent-dim", "4", "--hidden", "32"]
 TIMING_FIELDS = ("seconds", "images_per_sec")  # the only metrics allowed to differ between identical runs
@@ -102,9 +102,10 @@ def test_run_directory_holds_checkpoints_config_and_grids(tmp_path, tiny_idx_dir
 
 
 def test_checkpoints_load_with_weights_only(tiny_mlp_run):
-    for name in ("last.pt", "best.pt"):
+    best_epoch = min(read_metrics(tiny_mlp_run), key=lambda r: r["val_loss"])["epoch"]
+    for name, epoch in (("last.pt", 2), ("best.pt", best_epoch)):
         ckpt = torch.load(tiny_mlp_run / name, map_location="cpu", weights_only=True)
-        assert ckpt["epoch"] == (2 if name == "last.pt" else ckpt["epoch"]) and {"optimizer", "rng", "scheduler"} <= set(ckpt)
+        assert ckpt["epoch"] == epoch and {"optimizer", "rng", "scheduler"} <= set(ckpt)
         model = VAE(VAEConfig.from_dict(ckpt["config"]))
         model.load_state_dict(ckpt["model"])  # strict: every weight present, shapes right
 
@@ -179,9 +180,9 @@ def test_cli_preset_sets_model_and_training_flags_and_explicit_flags_win(tmp_pat
     assert code == 0, stderr
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["model"]["hidden"] == [16] and cfg["train"]["batch_size"] == 8
-    assert cfg["model"]["latent_dim"] == recipe["model"]["latent_dim"]
+    assert cfg["model"]["latent_dim"] == recipe.model["latent_dim"]
     assert cfg["model"]["context_channels"] == 16 and cfg["model"]["context_kernel"] == 7  # the row context
-    assert cfg["train"]["lr"] == recipe["train"]["lr"] and cfg["train"]["kl_warmup"] == recipe["train"]["kl_warmup"]
+    assert cfg["train"]["lr"] == recipe.train["lr"] and cfg["train"]["kl_warmup"] == recipe.train["kl_warmup"]
     # the saved optimizer state is the fused Adam's (make_optimizer), which a resume reloads
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert state["optimizer"]["param_groups"][0]["fused"] is True
@@ -329,7 +330,7 @@ def test_ctrl_c_saves_exits_130_and_resume_matches_an_uninterrupted_run(tmp_path
 SLOW_SAVES = '''\
 """`vaectl train` whose checkpoint saves pause half-written, so a SIGKILL can land mid-save."""
 import io, sys, time
-import vaectl.files, vaectl.training.checkpoint
+import vaectl.files, vaectl.models.checkpoint
 from vaectl.cli import main
 
 real_atomic_write = vaectl.files.atomic_write
@@ -345,7 +346,7 @@ def slow_atomic_write(path, write):
         f.write(data[len(data) // 2 :])
     real_atomic_write(path, write_slowly)
 
-vaectl.training.checkpoint.atomic_write = slow_atomic_write
+vaectl.models.checkpoint.atomic_write = slow_atomic_write
 sys.argv[0] = "vaectl"
 main()
 '''

@@ -1,5 +1,13 @@
-"""Training (needs the [train] extra: torch)."""
+"""Training (needs the [train] extra: torch). `TrainConfig` and `resolve` are torch-free."""
 
-from .train import Interrupted, TrainConfig, train
+from .config import TrainConfig, resolve
 
-__all__ = ["Interrupted", "TrainConfig", "train"]
+__all__ = ["Interrupted", "TrainConfig", "resolve", "train"]
+
+
+def __getattr__(name):  # lazy: the CLI reads TrainConfig's defaults without importing torch
+    if name in ("train", "Interrupted"):
+        from . import loop
+
+        return getattr(loop, name)
+    raise AttributeError(f"module 'vaectl.training' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""`vaectl eval` on a PyTorch checkpoint: the shared numpy scorer (infer/evaluate.py) with torch callables."""
+"""`vaectl eval` on a PyTorch checkpoint: the core's numpy scorer (vaectl/scoring.py) with torch callables."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import torch
 
 from ..errors import UserInputError
-from ..infer.evaluate import EvalReport, evaluate
-from .checkpoint import load_model
+from ..models.checkpoint import load_model
+from ..scoring import EvalReport, score
 from .data import load_training_data
 
 
@@ -45,7 +45,7 @@ def evaluate_checkpoint(source, *, data_dir=None, dataset=None, k: int = 1000, n
     @torch.no_grad()
     def encode(x, y):
         mu, logvar = model.encoder(torch.from_numpy(x), as_label(y))
-        if model.decoder.context is None:
+        if not cfg.row_context:
             return mu.numpy(), logvar.numpy()
         return mu.numpy(), logvar.numpy(), model.decoder.context(torch.from_numpy(x)).numpy()
 
@@ -55,5 +55,5 @@ def evaluate_checkpoint(source, *, data_dir=None, dataset=None, k: int = 1000, n
             return torch.sigmoid(model.decoder(torch.from_numpy(z), as_label(y))).numpy()
         return torch.sigmoid(model.decoder.base_logits(torch.from_numpy(z), as_label(y)) + torch.from_numpy(context)).numpy()
 
-    return evaluate(encode, decode, images, labels, likelihood=cfg.likelihood, k=k, seed=seed,
-                    binarize=binarize, progress=progress)
+    return score(encode, decode, images, labels, likelihood=cfg.likelihood, row_context=cfg.row_context, k=k,
+                 seed=seed, binarize=binarize, progress=progress)

@@ -1,4 +1,7 @@
-"""Decoder, Encoder and VAEPair: onnxruntime sessions over vaectl's exported graphs (no torch)."""
+"""Decoder, Encoder and VAEPair: onnxruntime sessions over vaectl's exported graphs (no torch).
+
+What each graph takes and gives is the contract's (vaectl/contract.py); these classes only run them.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +10,11 @@ from typing import Iterator
 
 import numpy as np
 
+from .. import contract
+from ..contract import GraphInfo, parse_metadata
 from ..errors import UserInputError
 from ..files import to_uint8_images
-from ..metadata import GraphInfo, parse_metadata
+from ..models.config import VAEConfig, class_index
 from .inputs import prepare_images
 from .latent import interpolate_latents, traverse_latents
 from .safe_load import create_session, read_model_bytes
@@ -18,12 +23,10 @@ DEFAULT_BATCH_SIZE = 256
 ALL_LABELS = "all"
 
 
-class _Graph:
-    """One exported graph: checked bytes -> session -> metadata and signature."""
+class _Session:
+    """One exported graph in onnxruntime: checked bytes -> session -> metadata -> signature checked."""
 
     role = ""  # "encoder" or "decoder"
-    inputs: tuple[str, ...] = ()
-    outputs: tuple[str, ...] = ()
 
     def __init__(self, path, threads: int | None = None):
         self.path = Path(path)
@@ -40,11 +43,12 @@ class _Graph:
     def _check_signature(self) -> None:
         have_in = {i.name for i in self.session.get_inputs()}
         have_out = {o.name for o in self.session.get_outputs()}
-        want_in = set(self.inputs) | ({"label"} if self.info.num_classes else set())
-        if have_in != want_in or not set(self.outputs) <= have_out:
+        want_in = {t.name for t in contract.graph_inputs(self.config, self.role)}
+        want_out = [t.name for t in contract.graph_outputs(self.config, self.role)]
+        if have_in != want_in or not set(want_out) <= have_out:
             raise UserInputError(
                 f"{self.path}: its metadata says {self.role}, but its inputs {sorted(have_in)} and outputs "
-                f"{sorted(have_out)} are not a vaectl {self.role}'s ({sorted(want_in)} -> {list(self.outputs)})"
+                f"{sorted(have_out)} are not a vaectl {self.role}'s ({sorted(want_in)} -> {want_out})"
             )
 
     def _run(self, first: np.ndarray, labels: np.ndarray | None, names: list[str],
@@ -52,31 +56,35 @@ class _Graph:
         """The named outputs for `first` (the graph's image or z input) and labels, in batches, concatenated."""
         parts = []
         for start in range(0, len(first), batch_size):
-            feed = {self.inputs[0]: first[start:start + batch_size]}
+            feed = {contract.PRIMARY_INPUT[self.role]: first[start:start + batch_size]}
             if labels is not None:
-                feed["label"] = labels[start:start + batch_size]
+                feed[contract.LABEL] = labels[start:start + batch_size]
             parts.append(self.session.run(names, feed))
         return [np.concatenate(arrays) for arrays in zip(*parts)]
 
     @property
+    def config(self) -> VAEConfig:
+        return self.info.config
+
+    @property
     def latent_dim(self) -> int:
-        return self.info.latent_dim
+        return self.config.latent_dim
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        return self.info.image_shape
+        return self.config.image_shape
 
     @property
     def num_classes(self) -> int:
-        return self.info.num_classes
+        return self.config.num_classes
 
     @property
     def conditional(self) -> bool:
-        return self.info.num_classes > 0
+        return self.config.conditional
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        return self.info.class_names or tuple(str(i) for i in range(self.info.num_classes))
+        return self.config.class_names or tuple(str(i) for i in range(self.num_classes))
 
     def label_index(self, label) -> int:
         """A class index from an index or a class name (as typed on the command line)."""
@@ -84,26 +92,7 @@ class _Graph:
             raise UserInputError(
                 f"--label given, but {self.path} is an unconditional {self.role} (trained without --conditional)"
             )
-        names = self.class_names
-        if isinstance(label, str):
-            if label in names:
-                return names.index(label)
-            folded = [n.casefold() for n in names]
-            if label.casefold() in folded:
-                return folded.index(label.casefold())
-            try:
-                index = int(label)
-            except ValueError:
-                raise UserInputError(f"unknown class {label!r}; this model's classes are: {', '.join(names)}") from None
-        elif isinstance(label, (int, np.integer)) and not isinstance(label, bool):
-            index = int(label)
-        else:
-            raise UserInputError(f"a label is a class index or name, got {type(label).__name__}")
-        if not 0 <= index < self.num_classes:
-            raise UserInputError(
-                f"label {index} is out of range: this model has {self.num_classes} classes (0..{self.num_classes - 1})"
-            )
-        return index
+        return class_index(label, self.class_names)
 
     def labels_for(self, label, n: int) -> np.ndarray | None:
         """int64 (n,) labels for the graph's `label` input, or None for an unconditional graph."""
@@ -129,12 +118,10 @@ class _Graph:
         return labels
 
 
-class Decoder(_Graph):
+class Decoder(_Session):
     """`decoder.onnx`: z (N, D) [+ label (N,)] -> image (N, C, H, W) in [0, 1]."""
 
     role = "decoder"
-    inputs = ("z",)
-    outputs = ("image",)
 
     def decode_float(self, z, label=None, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """float32 (N, C, H, W) in [0, 1]; refuses non-finite output."""
@@ -145,26 +132,21 @@ class Decoder(_Graph):
             raise UserInputError(f"expected latents of shape (N, {self.latent_dim}), got {z.shape}")
         if not np.isfinite(z).all():
             raise UserInputError("latents contain NaN or inf")
-        labels = self.labels_for(label, len(z))
-        out = []
-        for start in range(0, len(z), batch_size):
-            feed = {"z": z[start:start + batch_size]}
-            if labels is not None:
-                feed["label"] = labels[start:start + batch_size]
-            (images,) = self.session.run(["image"], feed)
-            if images.shape[1:] != self.image_shape:
-                raise UserInputError(f"{self.path}: decoder returned images of shape {images.shape[1:]}, "
-                                     f"its metadata says {self.image_shape}")
-            if not np.isfinite(images).all():
-                raise UserInputError(f"{self.path}: the decoder produced NaN or inf pixels; refusing to write them")
-            out.append(images)
-        return np.concatenate(out) if out else np.zeros((0, *self.image_shape), np.float32)
+        if len(z) == 0:
+            return np.zeros((0, *self.image_shape), np.float32)
+        (images,) = self._run(z, self.labels_for(label, len(z)), [contract.IMAGE], batch_size)
+        if images.shape[1:] != self.image_shape:
+            raise UserInputError(f"{self.path}: decoder returned images of shape {images.shape[1:]}, "
+                                 f"its metadata says {self.image_shape}")
+        if not np.isfinite(images).all():
+            raise UserInputError(f"{self.path}: the decoder produced NaN or inf pixels; refusing to write them")
+        return images
 
     def base_logits(self, z, label=None) -> np.ndarray:
         """A row-context decoder's pixel-logit term from z alone, float32 (N, C, H, W) (for scoring)."""
         _require_context(self)
         z = np.asarray(z, dtype=np.float32)
-        return self._run(z, self.labels_for(label, len(z)), ["base_logits"])[0]
+        return self._run(z, self.labels_for(label, len(z)), [contract.BASE_LOGITS])[0]
 
     def decode(self, z, label=None, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """uint8 images (N, H, W) or (N, H, W, 3) decoded from latents z (N, D)."""
@@ -240,12 +222,10 @@ class Decoder(_Graph):
         return self.decode(traverse_latents(z0, dims, span, steps), label)
 
 
-class Encoder(_Graph):
+class Encoder(_Session):
     """`encoder.onnx`: image (N, C, H, W) in [0, 1] [+ label (N,)] -> mu, logvar (N, D)."""
 
     role = "encoder"
-    inputs = ("image",)
-    outputs = ("mu", "logvar")
 
     def prepare(self, images) -> np.ndarray:
         """Paths, PIL images or arrays of any size and mode -> float32 (N, C, H, W) for this encoder."""
@@ -253,14 +233,14 @@ class Encoder(_Graph):
 
     def encode(self, images, label=None, batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[np.ndarray, np.ndarray]:
         """(mu, logvar), each float32 (N, D), for images in any form `prepare` accepts."""
-        mu, logvar = self._encode(images, label, ["mu", "logvar"], batch_size)
+        mu, logvar = self._encode(images, label, [contract.MU, contract.LOGVAR], batch_size)
         return mu, logvar
 
     def encode_with_context(self, images, label=None, batch_size: int = DEFAULT_BATCH_SIZE):
         """A row-context model's (mu, logvar, context_logits) in one pass; context_logits (N, C, H, W) is each
         pixel's logit term from the real rows above it (for scoring)."""
         _require_context(self)
-        mu, logvar, context = self._encode(images, label, ["mu", "logvar", "context_logits"], batch_size)
+        mu, logvar, context = self._encode(images, label, [contract.MU, contract.LOGVAR, contract.CONTEXT_LOGITS], batch_size)
         return mu, logvar, context
 
     def _encode(self, images, label, names: list[str], batch_size: int) -> list[np.ndarray]:
@@ -309,8 +289,8 @@ class VAEPair:
         return self.decoder.traverse(z, dims, span, steps, label)
 
 
-def _require_context(graph: _Graph) -> None:
-    if not graph.info.config.context_channels:
+def _require_context(graph: _Session) -> None:
+    if not graph.config.row_context:
         raise UserInputError(f"{graph.path}: this model has no row context (trained without --context-channels)")
 
 
@@ -356,12 +336,34 @@ def describe_model(path) -> dict:
         "role": info.role if info else "unknown",
         "vaectl": info is not None,
         "variant": info.variant if info else None,
-        "latent_dim": info.latent_dim if info else None,
-        "image_shape": list(info.image_shape) if info else None,
-        "class_names": list(info.class_names) if info else None,
+        "latent_dim": info.config.latent_dim if info else None,
+        "image_shape": list(info.config.image_shape) if info else None,
+        "class_names": list(info.config.class_names) if info else None,
+        "config": info.config.to_dict() if info else None,
+        "kl_per_dim": list(info.kl_per_dim) if info and info.kl_per_dim is not None else None,
         "checkpoint_sha256": info.checkpoint_sha256 if info else None,
         "producer": meta.producer_name,
         "metadata": dict(sorted(props.items())),
         "inputs": tensors(session.get_inputs()),
         "outputs": tensors(session.get_outputs()),
     }
+
+
+def format_description(d: dict) -> str:
+    """`describe_model`'s dict as the lines `vaectl info` prints."""
+    def sig(t):
+        return f"{t['name']}: {t['type']} [{', '.join(map(str, t['shape']))}]"
+
+    lines = [f"model       {d['path']} ({d['bytes']:,} bytes; {d['producer'] or 'unknown producer'})"]
+    if d["vaectl"]:
+        lines += [f"role        {d['role']} (variant {d['variant']})",
+                  f"latent_dim  {d['latent_dim']}",
+                  f"image       {'x'.join(map(str, d['image_shape']))} (channels x height x width)",
+                  f"classes     {', '.join(d['class_names']) or 'none (unconditional)'}",
+                  f"checkpoint  sha256 {d['checkpoint_sha256'] or '?'}"]
+    else:
+        lines.append("role        unknown: no vaectl metadata (not made by `vaectl export`)")
+    lines += [f"input       {sig(t)}" for t in d["inputs"]]
+    lines += [f"output      {sig(t)}" for t in d["outputs"]]
+    lines += [f"metadata    {k} = {v}" for k, v in d["metadata"].items()]
+    return "\n".join(lines)

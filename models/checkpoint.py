@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import re
 import zipfile
@@ -69,14 +68,6 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         raise UserInputError(f"{path}: checkpoint format {ckpt['format_version']} is newer than this vaectl supports")
     ckpt["config"] = VAEConfig.from_dict(ckpt.get("config", {}))
     return ckpt
-
-
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_model(path, map_location="cpu", last: bool = False):

@@ -1,0 +1,97 @@
+"""TrainConfig and the one place where a preset, the conditional defaults and explicit values meet.
+
+Torch-free, so the CLI can show the defaults in its help without importing torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+from ..data import MNIST_SAMPLE
+from ..errors import UserInputError
+from ..models.config import VAEConfig
+from ..models.presets import CONDITIONAL, PRESETS
+
+# Fields of VAEConfig that come from the data, never from the user: image shape, classes, dataset name.
+DATA_FIELDS = ("channels", "height", "width", "num_classes", "class_names", "dataset")
+
+
+@dataclass
+class TrainConfig:
+    out: str = "runs/vae"
+    data: str | None = None  # IDX folder or image folder; None: `dataset`
+    dataset: str = MNIST_SAMPLE
+    cache_dir: str | None = None
+    image_size: int | None = None
+    channels: int | None = None
+    conditional: bool = False
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 2e-3
+    schedule: str = "onecycle"  # "onecycle": 10% linear warm-up then cosine decay; "constant"
+    weight_decay: float = 0.0
+    kl_warmup: float = 0.0  # epochs over which beta ramps linearly from 0
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False  # bf16 autocast
+    compile: bool = False
+    grid_every: int = 1  # write sample/reconstruction PNGs every N epochs (0: never)
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise UserInputError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise UserInputError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise UserInputError(f"--lr must be positive, got {self.lr}")
+        if self.kl_warmup < 0:
+            raise UserInputError(f"--kl-warmup must be >= 0, got {self.kl_warmup}")
+        if self.schedule not in ("onecycle", "constant"):
+            raise UserInputError(f"unknown schedule {self.schedule!r}")
+        if self.image_size is not None and self.image_size < 1:
+            raise UserInputError(f"--image-size must be positive, got {self.image_size}")
+        if self.grid_every < 0:
+            raise UserInputError(f"--grid-every must be >= 0, got {self.grid_every}")
+        if self.data is not None and self.dataset != MNIST_SAMPLE:
+            raise UserInputError("give either --data or --dataset, not both")
+
+
+TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(VAEConfig) if f.name not in DATA_FIELDS)
+
+
+def default(name: str):
+    """The default of a TrainConfig or VAEConfig field, for help texts."""
+    for cls in (TrainConfig, VAEConfig):
+        for f in dataclasses.fields(cls):
+            if f.name == name:
+                return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    raise KeyError(name)
+
+
+def resolve(preset: str | None = None, model: Mapping | None = None, tcfg: TrainConfig | None = None,
+            **fields) -> tuple[dict, TrainConfig]:
+    """(model fields, TrainConfig) for a new run: the conditional defaults, under the preset, under what is given.
+
+    `fields` are TrainConfig or VAEConfig field names (the CLI passes only the flags a user typed);
+    `tcfg`, when given, replaces the preset's training fields. The model stays a field mapping until the
+    data is loaded, because the data decides the image shape and the classes.
+    """
+    if preset is not None and preset not in PRESETS:
+        raise UserInputError(f"unknown preset {preset!r}; choose one of {', '.join(sorted(PRESETS))}")
+    unknown = sorted(set(fields) - set(TRAIN_FIELDS) - set(MODEL_FIELDS))
+    if unknown:
+        raise UserInputError(f"unknown training or model setting(s): {', '.join(unknown)}")
+    recipe = PRESETS[preset] if preset else None
+    given_model = {**dict(model or {}), **{k: v for k, v in fields.items() if k in MODEL_FIELDS}}
+    given_train = {k: v for k, v in fields.items() if k in TRAIN_FIELDS}
+    base = dataclasses.asdict(tcfg) if tcfg is not None else dict(recipe.train if recipe else {})
+    train_cfg = TrainConfig(**{**base, **given_train})
+    model_fields = {**(recipe.model if recipe else {}), **given_model}
+    if train_cfg.conditional:
+        model_fields = {**CONDITIONAL.model, **(recipe.model if recipe else {}), **given_model}
+    train_cfg.validate()
+    return model_fields, train_cfg
