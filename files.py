@@ -27,7 +27,7 @@ def remove_stale_temp_files(directory: Path, names) -> None:
             path.unlink(missing_ok=True)
 
 
-def write_temp_beside(path, write: Callable[[io.BufferedWriter], None], fsync: bool = True) -> Path:
+def write_temp_beside(path, write: Callable[[io.BufferedWriter], object], fsync: bool = True) -> Path:
     """Write through `write(f)` into a new temp file beside `path` (fsynced) and return its name.
 
     The caller publishes it with os.replace or deletes it; on any failure here nothing is left behind.
@@ -51,7 +51,7 @@ def write_temp_beside(path, write: Callable[[io.BufferedWriter], None], fsync: b
     return tmp
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], None], fsync: bool = True) -> None:
+def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], object], fsync: bool = True) -> None:
     """Write through `write(f)` into a temp file beside `path`, fsync, then os.replace.
 
     A crash or an exception at any point leaves the old file byte-identical and no temp file behind.

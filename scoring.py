@@ -90,7 +90,7 @@ def score(encode: Callable, decode: Callable, images: np.ndarray, labels: np.nda
         x_all = (np.random.default_rng(seed + 1).random(x_all.shape) < x_all).astype(np.float32)
     n, num_pixels = len(x_all), int(np.prod(x_all.shape[1:]))
     sums = np.zeros(4)  # recon, kl, iwae, posterior variance
-    kl_dims, mus = None, []
+    kl_dims, mus = np.zeros(0), []
     for start in range(0, n, batch_size):
         x = x_all[start : start + batch_size]  # (B, C, H, W)
         y = None if labels is None else labels[start : start + batch_size]
@@ -123,7 +123,7 @@ def score(encode: Callable, decode: Callable, images: np.ndarray, labels: np.nda
         m = log_w.max(0)
         iwae = -(m + np.log(np.exp(log_w - m).mean(0)))  # (B,), log-sum-exp in float64
         sums += [-log_px.mean(0).sum(), kl.sum(), iwae.sum(), np.exp(logvar).mean(1).sum()]
-        kl_dims = kl.sum(0) if kl_dims is None else kl_dims + kl.sum(0)
+        kl_dims = kl.sum(0) if start == 0 else kl_dims + kl.sum(0)
         mus.append(mu)
         if progress:
             progress(b, n)

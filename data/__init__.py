@@ -96,7 +96,7 @@ def load_idx_dir(directory: Path, seed: int = 0) -> ImageDataset:
         xt, yt = test
         if xt.shape[1:] != x.shape[1:]:
             raise UserInputError(f"{directory}: train images are {x.shape[2:]} but test images are {xt.shape[2:]}")
-    names = ()
+    names: tuple[str, ...] = ()
     if y is not None:
         k = int(max(y.max(), yt.max() if yt is not None else 0)) + 1
         if "fashion" in str(directory).lower() and k == 10:

@@ -52,6 +52,6 @@ def to_array(img: Image.Image, channels: int, height: int, width: int) -> np.nda
     """PIL image of any mode and size -> uint8 (C, H, W) with the model's channels and size."""
     img = img.convert("L" if channels == 1 else "RGB")
     if img.size != (width, height):
-        img = img.resize((width, height), Image.BILINEAR)
+        img = img.resize((width, height), Image.Resampling.BILINEAR)
     arr = np.asarray(img, dtype=np.uint8)
     return arr[None] if channels == 1 else arr.transpose(2, 0, 1).copy()

@@ -69,6 +69,7 @@ def _fields(buf: memoryview, start: int, end: int):
         field, wire = key >> 3, key & 7
         if field == 0:
             raise _Malformed("field number 0")
+        value: int | tuple[int, int] | None
         if wire == 0:
             value, pos = _varint(buf, pos, end)
         elif wire == 1:

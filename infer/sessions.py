@@ -180,7 +180,7 @@ class Decoder(_Session):
         fixed = None if every_class or label is None else self.label_index(label)
         total = self.sample_count(n, label)
         rng = _rng(seed)
-        z_shared = rng.standard_normal((n, self.latent_dim)) if same_z else None
+        z_shared = rng.standard_normal((n, self.latent_dim)) if same_z else np.zeros(0)
         for start in range(0, total, batch_size):
             idx = np.arange(start, min(start + batch_size, total))
             z = z_shared[idx % n] if same_z else rng.standard_normal((len(idx), self.latent_dim))
