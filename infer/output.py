@@ -152,7 +152,7 @@ LATENT_FORMATS = (".npy", ".csv")
 
 def latent_dtype(latent_dim: int, logvar: bool, label: bool) -> np.dtype:
     """The .npy layout of `vaectl encode`: one record per image, fields mu [, logvar] [, label]."""
-    fields = [("mu", "<f4", (latent_dim,))]
+    fields: list[tuple] = [("mu", "<f4", (latent_dim,))]
     if logvar:
         fields.append(("logvar", "<f4", (latent_dim,)))
     if label:
@@ -189,16 +189,17 @@ def write_latents(path, batches: Iterable[np.ndarray], total: int, dtype: np.dty
 
 
 def _csv_columns(dtype: np.dtype) -> list[str]:
-    columns = []
-    for name in dtype.names:
+    columns: list[str] = []
+    for name in dtype.names or ():
         shape = dtype[name].shape
         columns += [f"{name}_{i}" for i in range(shape[0])] if shape else [name]
     return columns
 
 
 def _write_csv_rows(f, batch: np.ndarray) -> None:
-    columns, formats = [], []
-    for name in batch.dtype.names:
+    columns: list[np.ndarray] = []
+    formats: list[str] = []
+    for name in batch.dtype.names or ():
         values = batch[name].reshape(len(batch), -1).astype(np.float64)  # float32 and int64 labels are exact here
         columns.append(values)
         formats += ["%.9g" if batch.dtype[name].base.kind == "f" else "%d"] * values.shape[1]
