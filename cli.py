@@ -179,7 +179,7 @@ _FPS = click.option("--fps", type=float, default=8.0, show_default=True, help="F
 _DEMO = click.option("--demo", is_flag=True, help="Use the demo model shipped with vaectl (2-D latent, conditional, mnist-sample).")
 
 
-def _model(path, demo: bool, role: str, flag: str, needed: bool = True):
+def _model(path, demo: bool, role: str, flag: str):
     """The graph a command runs: the path given with `flag`, or the shipped demo's with --demo."""
     from .errors import UserInputError
 
@@ -189,7 +189,7 @@ def _model(path, demo: bool, role: str, flag: str, needed: bool = True):
         from .demo import demo_path
 
         return demo_path(role)
-    if path is None and needed:
+    if path is None:
         raise UserInputError(f"give {flag} {role}.onnx (or --demo for the demo model shipped with vaectl)")
     return path
 

@@ -18,9 +18,8 @@ from ..data import load_data, pick_images
 from ..errors import UserInputError
 from ..files import save_png, to_uint8_images
 from .output import (LATENT_FORMATS, MAX_GRID_IMAGES, animation_frames, check_fps, check_output_file, check_scale,
-                     latent_dtype, write_latents,
-                     originals_above_reconstructions, prepare_output_dir, save_gif, save_image_batches, save_image_grid,
-                     upscale)
+                     latent_dtype, originals_above_reconstructions, prepare_output_dir, save_gif, save_image_batches,
+                     save_image_grid, upscale, write_latents)
 from .sessions import DEFAULT_BATCH_SIZE, Decoder, Encoder, VAEPair
 
 Progress = Callable[[int, int], None]  # (images done now, total)
@@ -183,7 +182,7 @@ def encode(encoder, images=(), out=None, *, data_dir=None, split: str = "test", 
            batch_size: int = DEFAULT_BATCH_SIZE, threads: int | None = None, progress: Progress | None = None) -> int:
     """Posterior means (and with `logvar` the log-variances) of images into `out` (.npy or .csv); returns the rows.
 
-    The images: files/arrays in `images`, else the `split` of the dataset in `data_dir` (default: the
+    The images: `images` (paths, PIL images, arrays, or one batch array as Encoder.encode takes), else the `split` of the dataset in `data_dir` (default: the
     embedded mnist-sample), brought to the encoder's channels and size. Labels are written when the data
     has them, or when `label` (for a conditional encoder: the class of every image) is given; a conditional
     encoder needs one or the other. Encoded `batch_size` images at a time, streamed to disk (flat memory).
@@ -195,10 +194,11 @@ def encode(encoder, images=(), out=None, *, data_dir=None, split: str = "test", 
     if batch_size < 1:
         raise UserInputError(f"batch size must be at least 1, got {batch_size}")
     enc = _encoder(encoder, threads)
-    images = list(images)
-    if images and data_dir is not None:
+    if not isinstance(images, np.ndarray):  # a batch array is sliced as it is; anything else becomes a list
+        images = [images] if isinstance(images, (str, Path)) else list(images)
+    if len(images) and data_dir is not None:
         raise UserInputError("give image files or --data DIR, not both")
-    if images:
+    if len(images):
         source, labels = images, None
     else:
         source, labels = _dataset_split(enc, data_dir, split)

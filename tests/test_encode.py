@@ -131,3 +131,13 @@ def test_bad_input_is_one_line_exit_2_and_leaves_old_output(mlp_graphs, conditio
         expect_usage_error(cli("encode", *args), fragment)
     assert out.read_bytes() == b"old"  # a failure part-way (notes.png is the 6th image) wrote nothing
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.png", "z.npy"]
+
+
+def test_python_api_takes_a_batch_array(mlp_graphs, tmp_path):
+    x = load_data().test[:7]  # uint8 (7, 1, 28, 28)
+    enc = Encoder(mlp_graphs / "encoder.onnx")
+    assert encode(enc, x, tmp_path / "z.npy", logvar=True, batch_size=3) == 7
+    latents = np.load(tmp_path / "z.npy")
+    mu, logvar = enc.encode(x)
+    np.testing.assert_allclose(latents["mu"], mu, atol=1e-6)
+    np.testing.assert_allclose(latents["logvar"], logvar, atol=1e-6)
