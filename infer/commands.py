@@ -182,8 +182,9 @@ def encode(encoder, images=(), out=None, *, data_dir=None, split: str = "test", 
            batch_size: int = DEFAULT_BATCH_SIZE, threads: int | None = None, progress: Progress | None = None) -> int:
     """Posterior means (and with `logvar` the log-variances) of images into `out` (.npy or .csv); returns the rows.
 
-    The images: `images` (paths, PIL images, arrays, or one batch array as Encoder.encode takes), else the `split` of the dataset in `data_dir` (default: the
-    embedded mnist-sample), brought to the encoder's channels and size. Labels are written when the data
+    The images: `images` (paths, PIL images, arrays, or one batch array as Encoder.encode takes), else the
+    `split` of the dataset in `data_dir` (default: the embedded mnist-sample), brought to the encoder's
+    channels and size. Labels are written when the data
     has them, or when `label` (for a conditional encoder: the class of every image) is given; a conditional
     encoder needs one or the other. Encoded `batch_size` images at a time, streamed to disk (flat memory).
     Layout: output.write_latents.

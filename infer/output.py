@@ -17,6 +17,7 @@ from ..files import atomic_write, atomic_write_bytes, fsync_dir, make_grid, prep
 MAX_GRID_IMAGES = 10_000
 # An upscaled grid or GIF frame may hold at most this many pixels (the same cap as an input image).
 MAX_OUTPUT_PIXELS = 64 * 1024 * 1024
+MAX_ANIMATION_PIXELS = 4 * MAX_OUTPUT_PIXELS  # all frames of a GIF together, before encoding
 MIN_FPS, MAX_FPS = 0.1, 50.0
 GIF_TICK_MS = 10
 
@@ -102,7 +103,11 @@ def animation_frames(rows: np.ndarray, forth_and_back: bool = False, scale: int 
     order = list(range(rows.shape[1]))
     if forth_and_back:
         order += order[-2:0:-1]
-    return [upscale(make_grid(rows[:, k], nrow=len(rows)), scale) for k in order]
+    first = upscale(make_grid(rows[:, 0], nrow=len(rows)), scale)
+    if first.size * len(order) > MAX_ANIMATION_PIXELS:
+        raise UserInputError(f"{len(order)} frames of {first.shape[1]}x{first.shape[0]} pixels is more than "
+                             f"{MAX_ANIMATION_PIXELS:,} pixels in all; use fewer --steps or a smaller --scale")
+    return [first] + [upscale(make_grid(rows[:, k], nrow=len(rows)), scale) for k in order[1:]]
 
 
 def frame_duration_ms(fps: float) -> int:

@@ -138,6 +138,7 @@ def test_bad_scale_fps_and_gif_targets_are_one_line_exit_2(mlp_graphs, digit_fil
         (["data-images", "--out", gif], "interpolate and traverse"),
         (["traverse", "--onnx", decp, "--out", tmp_path / "o.jpg"], ".png or .gif"),
         (["generate", "--onnx", decp, "-n", 1, "--scale", 10_000, "--out", png], "smaller --scale"),
+        (["traverse", "--onnx", decp, "--dim", 0, "--steps", 2000, "--scale", 64, "--out", gif], "fewer --steps"),
     ]
     for args, fragment in cases:
         expect_usage_error(cli(*args), fragment)
