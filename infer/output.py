@@ -15,7 +15,7 @@ from ..files import atomic_write, atomic_write_bytes, fsync_dir, make_grid, prep
 
 # A grid is built in memory; past this many images, write a directory instead.
 MAX_GRID_IMAGES = 10_000
-# An upscaled grid or GIF frame may hold at most this many pixels (the same cap as an input image).
+# An upscaled (--scale > 1) grid or GIF frame may hold at most this many pixels (the cap on an input image).
 MAX_OUTPUT_PIXELS = 64 * 1024 * 1024
 MAX_ANIMATION_PIXELS = 4 * MAX_OUTPUT_PIXELS  # all frames of a GIF together, before encoding
 MIN_FPS, MAX_FPS = 0.1, 50.0
@@ -58,13 +58,12 @@ def check_fps(fps) -> float:
 
 def upscale(image: np.ndarray, scale: int) -> np.ndarray:
     """Nearest-neighbour upscaling: each pixel becomes a scale x scale block (crisp, no smoothing)."""
-    check_scale(scale)
+    if check_scale(scale) == 1:
+        return image  # unchanged, whatever its size: the default writes what vaectl always wrote
     h, w = image.shape[:2]
     if h * w * scale * scale > MAX_OUTPUT_PIXELS:
         raise UserInputError(f"--scale {scale} makes a {w * scale}x{h * scale} image, more than "
                              f"{MAX_OUTPUT_PIXELS:,} pixels; use a smaller --scale")
-    if scale == 1:
-        return image
     return np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
 
 
