@@ -2,7 +2,8 @@
 
     from vaectl.infer.commands import generate
     generate("onnx/decoder.onnx", 64, seed=0, out="grid.png")
-Arguments that name graphs take a path or an already loaded Decoder/Encoder.
+Arguments that name graphs take a path or an already loaded Decoder/Encoder. `scale` upscales the
+written images (nearest neighbour); `interpolate` and `traverse` write an animated GIF when `out` ends in .gif.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ import numpy as np
 from ..data import load_data, pick_images
 from ..errors import UserInputError
 from ..files import save_png, to_uint8_images
-from .output import (MAX_GRID_IMAGES, check_output_file, originals_above_reconstructions, prepare_output_dir,
-                     save_image_batches, save_image_grid)
-from .sessions import Decoder, Encoder, VAEPair
+from .output import (LATENT_FORMATS, MAX_GRID_IMAGES, animation_frames, check_fps, check_output_file, check_scale,
+                     latent_dtype, originals_above_reconstructions, prepare_output_dir, save_gif, save_image_batches,
+                     save_image_grid, upscale, write_latents)
+from .sessions import DEFAULT_BATCH_SIZE, Decoder, Encoder, VAEPair
 
 Progress = Callable[[int, int], None]  # (images done now, total)
+DEFAULT_FPS = 8.0
+GRID_OR_GIF = (".png", ".gif")
 
 
 def _decoder(decoder, threads) -> Decoder:
@@ -40,8 +44,9 @@ def _one_target(out, out_dir) -> None:
 
 def generate(decoder, n: int = 64, *, seed: int | None = None, temperature: float = 1.0, label=None,
              same_z: bool = False, out=None, out_dir=None, nrow: int = 8, threads: int | None = None,
-             progress: Progress | None = None) -> int:
+             progress: Progress | None = None, scale: int = 1) -> int:
     """Draw n images (n per class with label="all") into one PNG grid `out` or one PNG each in `out_dir`."""
+    check_scale(scale)
     _one_target(out, out_dir)
     if nrow < 1:
         raise UserInputError(f"--nrow must be at least 1, got {nrow}")
@@ -61,26 +66,34 @@ def generate(decoder, n: int = 64, *, seed: int | None = None, temperature: floa
         for batch in batches:
             images.append(batch)
             tick(len(batch))
-        save_image_grid(out, np.concatenate(images), nrow=n if label == "all" else nrow)
+        save_image_grid(out, np.concatenate(images), nrow=n if label == "all" else nrow, scale=scale)
     else:
         prepare_output_dir(out_dir)
-        save_image_batches(out_dir, batches, total, on_batch=tick)
+        save_image_batches(out_dir, batches, total, on_batch=tick, scale=scale)
     return total
 
 
-def reconstruct(encoder, decoder, images, out, *, label=None, nrow: int = 8, threads: int | None = None) -> int:
+def reconstruct(encoder, decoder, images, out, *, label=None, nrow: int = 8, threads: int | None = None,
+                scale: int = 1) -> int:
     """Encode images, decode their posterior means; one PNG with each row of originals above its reconstructions."""
+    check_scale(scale)
     check_output_file(out)
     pair = VAEPair(_encoder(encoder, threads), _decoder(decoder, threads))
     x = pair.encoder.prepare(list(images))
     tiles, columns = originals_above_reconstructions(to_uint8_images(x), pair.reconstruct(x, label), nrow)
-    save_image_grid(out, tiles, nrow=columns)
+    save_image_grid(out, tiles, nrow=columns, scale=scale)
     return len(x)
 
 
 def interpolate(decoder, out, *, encoder=None, images=(), seeds=(None, None), steps: int = 10,
-                method: str = "slerp", label=None, threads: int | None = None) -> int:
-    """A strip of `steps` images from image A to image B (with an encoder) or between the latents of two seeds."""
+                method: str = "slerp", label=None, threads: int | None = None, scale: int = 1,
+                fps: float = DEFAULT_FPS) -> int:
+    """A strip of `steps` images from image A to image B (with an encoder) or between the latents of two seeds.
+
+    `out` ending in .gif: an animation, one frame per step in order, looping.
+    """
+    check_scale(scale)
+    check_fps(fps)
     if steps < 2:
         raise UserInputError(f"--steps must be at least 2 (the two endpoints), got {steps}")
     seed_a, seed_b = seeds
@@ -91,24 +104,31 @@ def interpolate(decoder, out, *, encoder=None, images=(), seeds=(None, None), st
         raise UserInputError("interpolating between images needs --encoder encoder.onnx")
     elif seed_a is None or seed_b is None:
         raise UserInputError("give --encoder and two images, or --seed-a and --seed-b for two random latent points")
-    check_output_file(out)
+    check_output_file(out, GRID_OR_GIF)
     dec = _decoder(decoder, threads)
     if encoder is not None:
         strip = VAEPair(_encoder(encoder, threads), dec).interpolate(images[0], images[1], steps, method, label)
     else:
         z_a, z_b = dec.latents(1, seed_a)[0], dec.latents(1, seed_b)[0]
         strip = dec.interpolate(z_a, z_b, steps, method, label)
-    save_image_grid(out, strip, nrow=steps)
+    if _is_gif(out):
+        save_gif(out, animation_frames(strip[None], scale=scale), fps)
+    else:
+        save_image_grid(out, strip, nrow=steps, scale=scale)
     return steps
 
 
 def traverse(decoder, out, *, dims=None, all_dims: bool = False, span: float = 3.0, steps: int = 9,
-             seed: int | None = None, label=None, encoder=None, image=None, threads: int | None = None) -> list[int]:
+             seed: int | None = None, label=None, encoder=None, image=None, threads: int | None = None,
+             scale: int = 1, fps: float = DEFAULT_FPS) -> list[int]:
     """One row of `steps` images per latent dimension, that component swept from -span to +span; returns the dims.
 
     Which dimensions: `dims`; or all of them (`all_dims`); by default those that carry information
-    (the export's KL per dimension), or all when the graph does not record it.
+    (the export's KL per dimension), or all when the graph does not record it. `out` ending in .gif: an
+    animation whose frame k shows step k of every dimension side by side, running forth and back.
     """
+    check_scale(scale)
+    check_fps(fps)
     if dims and all_dims:
         raise UserInputError("give --dim or --all, not both")
     if steps < 2:
@@ -117,7 +137,7 @@ def traverse(decoder, out, *, dims=None, all_dims: bool = False, span: float = 3
         raise UserInputError("--image and --encoder go together")
     if image is not None and seed is not None:
         raise UserInputError("give --image or --seed, not both")
-    check_output_file(out)
+    check_output_file(out, GRID_OR_GIF)
     dec = _decoder(decoder, threads)
     if dims:
         chosen = [int(d) for d in dims]
@@ -129,26 +149,100 @@ def traverse(decoder, out, *, dims=None, all_dims: bool = False, span: float = 3
         grid = VAEPair(_encoder(encoder, threads), dec).traverse(image, chosen, span, steps, label)
     else:
         grid = dec.traverse(None, chosen, span, steps, label, seed)
-    save_image_grid(out, grid, nrow=steps)
+    if _is_gif(out):
+        save_gif(out, animation_frames(grid.reshape(len(chosen), steps, *grid.shape[1:]), True, scale), fps)
+    else:
+        save_image_grid(out, grid, nrow=steps, scale=scale)
     return chosen
 
 
 def data_images(data_dir=None, *, split: str = "test", label=None, count: int = 8, out=None,
-                out_dir=None) -> tuple[int, list[Path]]:
+                out_dir=None, scale: int = 1) -> tuple[int, list[Path]]:
     """Dataset images as PNGs: one grid `out`, or SPLIT_INDEX_CLASS.png files in `out_dir`.
 
     Returns (images written, the files written).
     """
+    check_scale(scale)
     if (out is None) == (out_dir is None):
         raise UserInputError("give --out or --out-dir")
     if out is not None:
         check_output_file(out)
     _, picked, names = pick_images(load_data(data_dir), split, label, count)
     if out is not None:
-        save_image_grid(out, picked)
+        save_image_grid(out, picked, scale=scale)
         return len(picked), [Path(out)]
     directory = prepare_output_dir(out_dir)
     paths = [directory / name for name in names]
     for path, image in zip(paths, picked):
-        save_png(path, image)
+        save_png(path, upscale(image, scale))
     return len(picked), paths
+
+
+def encode(encoder, images=(), out=None, *, data_dir=None, split: str = "test", logvar: bool = False, label=None,
+           batch_size: int = DEFAULT_BATCH_SIZE, threads: int | None = None, progress: Progress | None = None) -> int:
+    """Posterior means (and with `logvar` the log-variances) of images into `out` (.npy or .csv); returns the rows.
+
+    The images: `images` (paths, PIL images, arrays, or one batch array as Encoder.encode takes), else the
+    `split` of the dataset in `data_dir` (default: the embedded mnist-sample), brought to the encoder's
+    channels and size. Labels are written when the data
+    has them, or when `label` (for a conditional encoder: the class of every image) is given; a conditional
+    encoder needs one or the other. Encoded `batch_size` images at a time, streamed to disk (flat memory).
+    Layout: output.write_latents.
+    """
+    if out is None:
+        raise UserInputError("give --out latents.npy or --out latents.csv")
+    check_output_file(out, LATENT_FORMATS)
+    if batch_size < 1:
+        raise UserInputError(f"batch size must be at least 1, got {batch_size}")
+    enc = _encoder(encoder, threads)
+    if not isinstance(images, np.ndarray):  # a batch array is sliced as it is; anything else becomes a list
+        images = [images] if isinstance(images, (str, Path)) else list(images)
+    if len(images) and data_dir is not None:
+        raise UserInputError("give image files or --data DIR, not both")
+    if len(images):
+        source, labels = images, None
+    else:
+        source, labels = _dataset_split(enc, data_dir, split)
+        if labels is not None and label is not None:
+            raise UserInputError("--label is for unlabelled images; this data labels each image itself")
+    if label is not None:
+        labels = np.full(len(source), enc.label_index(label), dtype=np.int64)
+    elif enc.conditional and labels is None:
+        enc.labels_for(None, 1)  # raises "conditional: give a --label"
+    dtype = latent_dtype(enc.latent_dim, logvar, labels is not None)
+
+    def records():
+        for start in range(0, len(source), batch_size):
+            batch_labels = None if labels is None else labels[start:start + batch_size]
+            mu, lv = enc.encode(source[start:start + batch_size], batch_labels if enc.conditional else None,
+                                batch_size)
+            rows = np.empty(len(mu), dtype)
+            rows["mu"] = mu
+            if logvar:
+                rows["logvar"] = lv
+            if batch_labels is not None:
+                rows["label"] = batch_labels
+            if progress is not None:
+                progress(len(rows), len(source))
+            yield rows
+
+    write_latents(out, records(), len(source), dtype)
+    return len(source)
+
+
+def _dataset_split(enc: Encoder, data_dir, split: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """uint8 (N, C, H, W) images of a dataset split at the encoder's shape, and their labels (or None)."""
+    if split not in ("train", "test"):
+        raise UserInputError(f"unknown split {split!r}; choose train or test")
+    c, h, w = enc.image_shape
+    ds = load_data(data_dir, image_size=h if h == w else None, channels=c)
+    if tuple(ds.image_shape) != (c, h, w):
+        raise UserInputError(f"dataset {ds.name!r} has images of shape {tuple(ds.image_shape)}, "
+                             f"but the encoder expects {(c, h, w)}")
+    if split == "train":
+        return ds.train, ds.train_labels
+    return ds.test, ds.test_labels
+
+
+def _is_gif(out) -> bool:
+    return Path(out).suffix.lower() == ".gif"

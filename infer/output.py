@@ -1,8 +1,9 @@
-"""Writing results: one PNG grid, or one PNG per image into a directory (checked by files.prepare_out_dir),
-never half-written."""
+"""Writing results: one PNG grid, a GIF animation, or one PNG per image into a directory (checked by
+files.prepare_out_dir), never half-written; --scale upscales them (nearest neighbour)."""
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Callable, Iterable
@@ -10,25 +11,60 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ..errors import UserInputError
-from ..files import fsync_dir, make_grid, prepare_out_dir, save_png
+from ..files import atomic_write, atomic_write_bytes, fsync_dir, make_grid, prepare_out_dir, save_png
 
 # A grid is built in memory; past this many images, write a directory instead.
 MAX_GRID_IMAGES = 10_000
+# An upscaled (--scale > 1) grid or GIF frame may hold at most this many pixels (the cap on an input image).
+MAX_OUTPUT_PIXELS = 64 * 1024 * 1024
+MAX_ANIMATION_PIXELS = 4 * MAX_OUTPUT_PIXELS  # all frames of a GIF together, before encoding
+MIN_FPS, MAX_FPS = 0.1, 50.0
+GIF_TICK_MS = 10
 
 
-def check_output_file(path) -> Path:
-    """Fail early (before any work) when `path` cannot be written: missing or unwritable directory."""
+def check_output_file(path, allowed: tuple[str, ...] = (".png",)) -> Path:
+    """Fail early (before any work) when `path` cannot be written: missing or unwritable directory, or a
+    file type this command does not write (`allowed`: lower-case suffixes)."""
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
-        raise UserInputError(f"{path}: is a directory; give a file name such as {path / 'grid.png'}")
+        raise UserInputError(f"{path}: is a directory; give a file name such as {path / ('out' + allowed[0])}")
     if not directory.is_dir():
         raise UserInputError(f"{path}: directory {directory} does not exist")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise UserInputError(f"{path}: directory {directory} is not writable")
-    if path.suffix.lower() != ".png":
-        raise UserInputError(f"{path}: output images are PNG; give a file name ending in .png")
+    suffix = path.suffix.lower()
+    if suffix not in allowed:
+        if allowed == (".png",):
+            hint = " (GIF animations: interpolate and traverse only)" if suffix == ".gif" else ""
+            raise UserInputError(f"{path}: output images are PNG here{hint}; give a file name ending in .png")
+        raise UserInputError(f"{path}: give a file name ending in {' or '.join(allowed)}")
     return path
+
+
+def check_scale(scale) -> int:
+    """--scale: a whole number of screen pixels per image pixel, at least 1."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
+        raise UserInputError(f"--scale must be a whole number >= 1, got {scale}")
+    return int(scale)
+
+
+def check_fps(fps) -> float:
+    """--fps of a GIF: its frame delay is stored in 10 ms ticks, and browsers slow delays under 20 ms down."""
+    if not isinstance(fps, (int, float, np.number)) or not MIN_FPS <= fps <= MAX_FPS:
+        raise UserInputError(f"--fps must be between {MIN_FPS:g} and {MAX_FPS:g}, got {fps}")
+    return float(fps)
+
+
+def upscale(image: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour upscaling: each pixel becomes a scale x scale block (crisp, no smoothing)."""
+    if check_scale(scale) == 1:
+        return image  # unchanged, whatever its size: the default writes what vaectl always wrote
+    h, w = image.shape[:2]
+    if h * w * scale * scale > MAX_OUTPUT_PIXELS:
+        raise UserInputError(f"--scale {scale} makes a {w * scale}x{h * scale} image, more than "
+                             f"{MAX_OUTPUT_PIXELS:,} pixels; use a smaller --scale")
+    return np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
 
 
 def prepare_output_dir(path) -> Path:
@@ -52,11 +88,42 @@ def originals_above_reconstructions(originals: np.ndarray, recons: np.ndarray, n
     return np.concatenate(rows), min(nrow, n)
 
 
-def save_image_grid(path, images: np.ndarray, nrow: int = 8) -> None:
-    """uint8 (N, H, W[, 3]) -> one PNG with `nrow` images per row, written atomically."""
+def save_image_grid(path, images: np.ndarray, nrow: int = 8, scale: int = 1) -> None:
+    """uint8 (N, H, W[, 3]) -> one PNG with `nrow` images per row, upscaled `scale` times, written atomically."""
     if nrow < 1:
         raise UserInputError(f"--nrow must be at least 1, got {nrow}")
-    save_png(path, make_grid(images, nrow=nrow))
+    save_png(path, upscale(make_grid(images, nrow=nrow), scale))
+
+
+def animation_frames(rows: np.ndarray, forth_and_back: bool = False, scale: int = 1) -> list[np.ndarray]:
+    """uint8 (R, S, H, W[, 3]): R rows of S steps -> S frames, frame k the k-th image of every row side by side
+    (a make_grid of R images, border included); forth_and_back appends steps S-2 .. 1, so a looping GIF
+    sweeps back without showing an endpoint twice."""
+    order = list(range(rows.shape[1]))
+    if forth_and_back:
+        order += order[-2:0:-1]
+    first = upscale(make_grid(rows[:, 0], nrow=len(rows)), scale)
+    if first.size * len(order) > MAX_ANIMATION_PIXELS:
+        raise UserInputError(f"{len(order)} frames of {first.shape[1]}x{first.shape[0]} pixels is more than "
+                             f"{MAX_ANIMATION_PIXELS:,} pixels in all; use fewer --steps or a smaller --scale")
+    return [first] + [upscale(make_grid(rows[:, k], nrow=len(rows)), scale) for k in order[1:]]
+
+
+def frame_duration_ms(fps: float) -> int:
+    """The delay of one frame at `fps`, rounded to GIF's 10 ms ticks."""
+    return GIF_TICK_MS * max(1, round(1000 / check_fps(fps) / GIF_TICK_MS))
+
+
+def save_gif(path, frames: list[np.ndarray], fps: float = 8.0) -> None:
+    """uint8 frames (H, W) or (H, W, 3) -> a looping GIF, written atomically. Grey frames are exact;
+    colour frames are reduced to GIF's 256-colour palette by Pillow."""
+    from PIL import Image
+
+    duration = frame_duration_ms(fps)
+    images = [Image.fromarray(frame) for frame in frames]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def image_names(total: int) -> Callable[[int], str]:
@@ -65,7 +132,7 @@ def image_names(total: int) -> Callable[[int], str]:
 
 
 def save_image_batches(out_dir, batches: Iterable[np.ndarray], total: int,
-                       on_batch: Callable[[int], None] | None = None) -> int:
+                       on_batch: Callable[[int], None] | None = None, scale: int = 1) -> int:
     """Write each image of each uint8 batch as out_dir/000000.png, 000001.png, ...; returns the count.
 
     Only one batch is in memory at a time. Each file is written to a temp file and renamed; one
@@ -76,9 +143,68 @@ def save_image_batches(out_dir, batches: Iterable[np.ndarray], total: int,
     written = 0
     for batch in batches:
         for image in batch:
-            save_png(out_dir / name(written), image, fsync=False)
+            save_png(out_dir / name(written), upscale(image, scale), fsync=False)
             written += 1
         if on_batch is not None:
             on_batch(len(batch))
     fsync_dir(out_dir)
     return written
+
+
+LATENT_FORMATS = (".npy", ".csv")
+
+
+def latent_dtype(latent_dim: int, logvar: bool, label: bool) -> np.dtype:
+    """The .npy layout of `vaectl encode`: one record per image, fields mu [, logvar] [, label]."""
+    fields: list[tuple] = [("mu", "<f4", (latent_dim,))]
+    if logvar:
+        fields.append(("logvar", "<f4", (latent_dim,)))
+    if label:
+        fields.append(("label", "<i8"))
+    return np.dtype(fields)
+
+
+def write_latents(path, batches: Iterable[np.ndarray], total: int, dtype: np.dtype) -> None:
+    """Stream record batches (of `dtype`, `total` rows in all) into a .npy or .csv file, written atomically.
+
+    .npy: a structured array, np.load(path)["mu"] -> float32 (N, D). .csv: a header row (mu_0, ...,
+    logvar_0, ..., label), floats with 9 significant digits (float32 round-trips exactly).
+    Only one batch is in memory at a time; an error part-way leaves no file (and any old one untouched).
+    """
+    as_csv = Path(path).suffix.lower() == ".csv"
+
+    def write(f) -> None:
+        if as_csv:
+            f.write((",".join(_csv_columns(dtype)) + "\n").encode())
+        else:
+            header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (total,)}
+            np.lib.format.write_array_header_1_0(f, header)
+        written = 0
+        for batch in batches:
+            if as_csv:
+                _write_csv_rows(f, batch)
+            else:
+                f.write(np.ascontiguousarray(batch, dtype=dtype).tobytes())
+            written += len(batch)
+        if written != total:  # the .npy header promised `total` rows
+            raise ValueError(f"wrote {written} latent rows, expected {total}")
+
+    atomic_write(path, write)
+
+
+def _csv_columns(dtype: np.dtype) -> list[str]:
+    columns: list[str] = []
+    for name in dtype.names or ():
+        shape = dtype[name].shape
+        columns += [f"{name}_{i}" for i in range(shape[0])] if shape else [name]
+    return columns
+
+
+def _write_csv_rows(f, batch: np.ndarray) -> None:
+    columns: list[np.ndarray] = []
+    formats: list[str] = []
+    for name in batch.dtype.names or ():
+        values = batch[name].reshape(len(batch), -1).astype(np.float64)  # float32 and int64 labels are exact here
+        columns.append(values)
+        formats += ["%.9g" if batch.dtype[name].base.kind == "f" else "%d"] * values.shape[1]
+    np.savetxt(f, np.concatenate(columns, axis=1), fmt=formats, delimiter=",")

@@ -1,0 +1,123 @@
+"""The demo model shipped in vaectl/demo/: its files match the manifest, its metadata the recipe, and the
+--demo commands use it."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+
+import numpy as np
+import pytest
+
+from vaectl import __version__, demo
+from vaectl.data import MNIST_SAMPLE, load_data
+from vaectl.errors import VaectlError
+from vaectl.files import file_sha256
+from vaectl.infer import Decoder, Encoder
+
+from conftest import REPO, cli, expect_usage_error, read_png
+
+
+def load_make_demo():
+    spec = importlib.util.spec_from_file_location("make_demo", REPO / "tools" / "make_demo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def flag(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+def test_shipped_files_match_the_manifest_checksums():
+    manifest = demo.manifest()
+    assert sorted(manifest["sha256"]) == ["decoder.onnx", "encoder.onnx"]
+    for name, digest in manifest["sha256"].items():
+        assert file_sha256(demo.DEMO_DIR / name) == digest, name
+        assert (demo.DEMO_DIR / name).stat().st_size == manifest["bytes"][name]
+    assert demo.demo_dir() == demo.DEMO_DIR  # verify() passes
+    assert sum(manifest["bytes"].values()) < 2.5e6  # small enough to ship in the base install
+
+
+def test_metadata_matches_the_recipe_seed_and_version():
+    manifest = demo.manifest()
+    assert manifest["recipe"] == load_make_demo().RECIPE  # the manifest describes the script's recipe
+    train = manifest["recipe"]["train"]
+    assert train[:2] == ["vaectl", "train"] and "--conditional" in train
+    assert int(flag(train, "--seed")) == manifest["seed"]
+    enc, dec = Encoder(demo.demo_path("encoder")), Decoder(demo.demo_path("decoder"))
+    for graph in (enc, dec):
+        cfg = graph.config
+        assert cfg.latent_dim == 2 and cfg.dataset == flag(train, "--dataset") == MNIST_SAMPLE
+        assert graph.conditional and graph.class_names == tuple(str(i) for i in range(10))
+        assert graph.info.variant == "fp16"
+        assert graph.info.vaectl_version == manifest["vaectl_version"]
+    assert enc.info.checkpoint_sha256 == dec.info.checkpoint_sha256  # one checkpoint, one export
+    assert manifest["vaectl_version"] == __version__, "re-run tools/make_demo.py after a version bump"
+
+
+def test_weights_digest_matches_the_manifest():
+    pytest.importorskip("onnx")  # the digest reads initializers with onnx (the [train] extra)
+    make_demo = load_make_demo()
+    for name, digest in demo.manifest()["weights_sha256"].items():
+        assert make_demo.weights_sha256(demo.DEMO_DIR / name) == digest
+
+
+def test_the_demo_latent_is_used_and_reconstructs_digits():
+    """Both latent dimensions spread the test set out (the map shows the whole latent), and decoding the posterior
+    means with the true labels stays close to the images (a trained model, not random weights)."""
+    ds = load_data()
+    x, y = ds.test[:500], ds.test_labels[:500]
+    enc, dec = Encoder(demo.demo_path("encoder")), Decoder(demo.demo_path("decoder"))
+    mu, logvar = enc.encode(x, y)
+    assert (mu.std(axis=0) > 0.5).all()
+    assert (np.exp(logvar).mean(axis=0) < 0.2).all()  # informative: posterior much narrower than the prior
+    recon = dec.decode_float(mu, y)
+    assert np.abs(recon - x / 255.0).mean() < 0.12
+
+
+def test_generate_with_demo_equals_generate_with_its_file(tmp_path):
+    r = cli("generate", "--demo", "-n", 10, "--seed", 0, "--out", tmp_path / "a.png")
+    assert r.exit_code == 0, r.stderr
+    assert cli("generate", "--onnx", demo.demo_path("decoder"), "-n", 10, "--seed", 0,
+               "--out", tmp_path / "b.png").exit_code == 0
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    assert read_png(tmp_path / "a.png").shape == (62, 242)
+
+
+def test_demo_on_the_other_commands(tmp_path):
+    digits = load_data().test
+    from PIL import Image
+
+    for i in (0, 1):
+        Image.fromarray(digits[i, 0]).save(tmp_path / f"d{i}.png")
+    ims = [tmp_path / "d0.png", tmp_path / "d1.png"]
+    runs = [
+        ["traverse", "--demo", "--label", 8, "--all", "--steps", 5, "--out", tmp_path / "t.gif"],
+        ["traverse", "--demo", "--label", 8, "--image", ims[0], "--dim", 0, "--out", tmp_path / "ti.png"],
+        ["interpolate", "--demo", "--label", 3, "--seed-a", 1, "--seed-b", 2, "--out", tmp_path / "i.png"],
+        ["interpolate", "--demo", "--label", 3, *ims, "--out", tmp_path / "ii.png"],
+        ["reconstruct", "--demo", "--label", 7, *ims, "--out", tmp_path / "r.png"],
+        ["encode", "--demo", "--out", tmp_path / "z.npy"],
+    ]
+    for args in runs:
+        r = cli(*args)
+        assert r.exit_code == 0, (args, r.stderr)
+    assert np.load(tmp_path / "z.npy")["mu"].shape == (len(digits), 2)
+    expect_usage_error(cli("generate", "--demo", "--onnx", demo.demo_path("decoder"), "--out", tmp_path / "x.png"),
+                       "not both")
+    expect_usage_error(cli("generate", "--out", tmp_path / "x.png"), "--demo")
+    expect_usage_error(cli("traverse", "--demo", "--out", tmp_path / "x.png"), "--label")
+
+
+def test_a_damaged_demo_file_is_reported(tmp_path, monkeypatch):
+    copy = tmp_path / "demo"
+    shutil.copytree(demo.DEMO_DIR, copy, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    data = bytearray((copy / "decoder.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy / "decoder.onnx").write_bytes(bytes(data))
+    monkeypatch.setattr(demo, "DEMO_DIR", copy)
+    with pytest.raises(VaectlError, match="decoder.onnx is missing or fails its checksum"):
+        demo.demo_dir()
+    r = cli("generate", "--demo", "--out", tmp_path / "x.png")
+    assert r.exit_code == 1 and "reinstall vaectl" in r.stderr

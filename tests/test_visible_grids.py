@@ -1,0 +1,145 @@
+"""Grids people can see: --scale (nearest neighbour) on every PNG-writing command, GIF animations from
+interpolate and traverse (read back with Pillow)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageSequence
+
+from vaectl.data import load_data, pick_images
+from vaectl.files import make_grid, png_bytes
+from vaectl.infer import Decoder, VAEPair
+
+from conftest import cli, expect_usage_error, read_png
+
+
+@pytest.fixture(scope="module")
+def dec(mlp_graphs) -> Decoder:
+    return Decoder(mlp_graphs / "decoder.onnx")
+
+
+@pytest.fixture(scope="module")
+def digit_files(tmp_path_factory):
+    data = load_data()
+    out = tmp_path_factory.mktemp("grid_digits")
+    paths = []
+    for i in range(3):
+        paths.append(out / f"d{i}.png")
+        Image.fromarray(data.test[i, 0]).save(paths[-1])
+    return paths
+
+
+def upscaled(image: np.ndarray, n: int) -> np.ndarray:
+    return np.kron(image, np.ones((n, n), dtype=np.uint8))
+
+
+def gif_frames(path) -> tuple[list[np.ndarray], list[int], Image.Image]:
+    gif = Image.open(path)
+    frames, durations = [], []
+    for frame in ImageSequence.Iterator(gif):
+        frames.append(np.asarray(frame.convert("L")))
+        durations.append(frame.info["duration"])
+    return frames, durations, gif
+
+
+def test_scale_1_is_byte_identical_to_the_unscaled_writer(mlp_graphs, dec, tmp_path):
+    """The default writes what vaectl wrote before --scale existed: make_grid + PNG, same bytes."""
+    assert cli("generate", "--onnx", mlp_graphs / "decoder.onnx", "-n", 12, "--seed", 0, "--out", tmp_path / "g.png",
+               "--nrow", 6).exit_code == 0
+    assert (tmp_path / "g.png").read_bytes() == png_bytes(make_grid(dec.sample(12, seed=0), nrow=6))
+    assert cli("data-images", "--label", 3, "-n", 4, "--out", tmp_path / "d.png").exit_code == 0
+    _, picked, _ = pick_images(load_data(), "test", 3, 4)
+    assert (tmp_path / "d.png").read_bytes() == png_bytes(make_grid(picked, nrow=8))
+    assert cli("traverse", "--onnx", mlp_graphs / "decoder.onnx", "--dim", 1, "--steps", 5,
+               "--out", tmp_path / "t.png").exit_code == 0
+    assert (tmp_path / "t.png").read_bytes() == png_bytes(make_grid(dec.traverse(None, [1], 3.0, 5), nrow=5))
+
+
+def test_scaled_pixels_are_the_unscaled_grid_repeated(mlp_graphs, digit_files, tmp_path):
+    enc, decp = mlp_graphs / "encoder.onnx", mlp_graphs / "decoder.onnx"
+    commands = {
+        "generate": ["generate", "--onnx", decp, "-n", 6, "--seed", 1],
+        "reconstruct": ["reconstruct", "--encoder", enc, "--decoder", decp, *digit_files],
+        "interpolate": ["interpolate", "--decoder", decp, "--seed-a", 1, "--seed-b", 2, "--steps", 4],
+        "traverse": ["traverse", "--onnx", decp, "--all", "--steps", 3, "--seed", 0],
+        "data-images": ["data-images", "-n", 5],
+    }
+    for name, args in commands.items():
+        for scale in (1, 3):
+            r = cli(*args, "--scale", scale, "--out", tmp_path / f"{name}{scale}.png")
+            assert r.exit_code == 0, (name, r.stderr)
+        plain, big = read_png(tmp_path / f"{name}1.png"), read_png(tmp_path / f"{name}3.png")
+        assert big.shape == (3 * plain.shape[0], 3 * plain.shape[1]), name
+        np.testing.assert_array_equal(big, upscaled(plain, 3), err_msg=name)
+        np.testing.assert_array_equal(big, plain.repeat(3, axis=0).repeat(3, axis=1), err_msg=name)
+
+
+def test_scale_applies_to_each_file_of_an_out_dir(mlp_graphs, tmp_path):
+    decp = mlp_graphs / "decoder.onnx"
+    assert cli("generate", "--onnx", decp, "-n", 3, "--seed", 0, "--out-dir", tmp_path / "a").exit_code == 0
+    assert cli("generate", "--onnx", decp, "-n", 3, "--seed", 0, "--scale", 2, "--out-dir", tmp_path / "b").exit_code == 0
+    for name in ("000000.png", "000001.png", "000002.png"):
+        np.testing.assert_array_equal(read_png(tmp_path / "b" / name), upscaled(read_png(tmp_path / "a" / name), 2))
+    assert cli("data-images", "-n", 2, "--scale", 2, "--out-dir", tmp_path / "c").exit_code == 0
+    assert {read_png(p).shape for p in (tmp_path / "c").iterdir()} == {(56, 56)}
+
+
+def test_interpolate_gif_has_one_frame_per_step_in_order(mlp_graphs, dec, tmp_path):
+    out = tmp_path / "path.gif"
+    r = cli("interpolate", "--decoder", mlp_graphs / "decoder.onnx", "--seed-a", 1, "--seed-b", 2, "--steps", 6,
+            "--fps", 10, "--out", out)
+    assert r.exit_code == 0, r.stderr
+    frames, durations, gif = gif_frames(out)
+    strip = dec.interpolate(dec.latents(1, 1)[0], dec.latents(1, 2)[0], 6)
+    assert len(frames) == 6 and gif.info["loop"] == 0
+    assert durations == [100] * 6  # 10 fps
+    for frame, image in zip(frames, strip):  # each frame: that step's tile, with the grid's 2-pixel border
+        np.testing.assert_array_equal(frame, make_grid(image[None], nrow=1))
+
+
+def test_interpolate_gif_between_images_with_scale(mlp_graphs, digit_files, tmp_path):
+    out = tmp_path / "ab.gif"
+    assert cli("interpolate", "--encoder", mlp_graphs / "encoder.onnx", "--decoder", mlp_graphs / "decoder.onnx",
+               *digit_files[:2], "--steps", 4, "--scale", 2, "--out", out).exit_code == 0
+    pair = VAEPair.load(mlp_graphs / "encoder.onnx", mlp_graphs / "decoder.onnx")
+    strip = pair.interpolate(digit_files[0], digit_files[1], 4)
+    frames, durations, _ = gif_frames(out)
+    assert durations == [120] * 4  # the default 8 fps: 125 ms, in GIF's 10 ms ticks
+    for frame, image in zip(frames, strip):
+        np.testing.assert_array_equal(frame, upscaled(make_grid(image[None], nrow=1), 2))
+
+
+def test_traverse_gif_runs_forth_and_back_with_every_dim_side_by_side(mlp_graphs, dec, tmp_path):
+    out = tmp_path / "t.gif"
+    r = cli("traverse", "--onnx", mlp_graphs / "decoder.onnx", "--all", "--steps", 5, "--seed", 0, "--fps", 4,
+            "--out", out)
+    assert r.exit_code == 0, r.stderr
+    rows = dec.traverse(None, [0, 1, 2, 3], 3.0, 5, seed=0).reshape(4, 5, 28, 28)
+    frames, durations, _ = gif_frames(out)
+    order = [0, 1, 2, 3, 4, 3, 2, 1]  # forth, then back without repeating the endpoints
+    assert len(frames) == len(order) and durations == [250] * len(order)
+    for frame, k in zip(frames, order):
+        np.testing.assert_array_equal(frame, make_grid(rows[:, k], nrow=4))
+
+
+def test_bad_scale_fps_and_gif_targets_are_one_line_exit_2(mlp_graphs, digit_files, tmp_path):
+    decp, enc = mlp_graphs / "decoder.onnx", mlp_graphs / "encoder.onnx"
+    png, gif = tmp_path / "o.png", tmp_path / "o.gif"
+    cases = [
+        (["generate", "--onnx", decp, "--scale", 0, "--out", png], "--scale"),
+        (["generate", "--onnx", decp, "--scale", -2, "--out-dir", tmp_path / "d"], "--scale"),
+        (["data-images", "--scale", 0, "--out", png], "--scale"),
+        (["reconstruct", "--encoder", enc, "--decoder", decp, *digit_files, "--scale", 0, "--out", png], "--scale"),
+        (["traverse", "--onnx", decp, "--fps", 0, "--out", gif], "--fps"),
+        (["interpolate", "--decoder", decp, "--seed-a", 1, "--seed-b", 2, "--fps", 500, "--out", gif], "--fps"),
+        (["generate", "--onnx", decp, "--out", gif], "interpolate and traverse"),
+        (["reconstruct", "--encoder", enc, "--decoder", decp, *digit_files, "--out", gif], "interpolate and traverse"),
+        (["data-images", "--out", gif], "interpolate and traverse"),
+        (["traverse", "--onnx", decp, "--out", tmp_path / "o.jpg"], ".png or .gif"),
+        (["generate", "--onnx", decp, "-n", 1, "--scale", 10_000, "--out", png], "smaller --scale"),
+        (["traverse", "--onnx", decp, "--dim", 0, "--steps", 2000, "--scale", 64, "--out", gif], "fewer --steps"),
+    ]
+    for args, fragment in cases:
+        expect_usage_error(cli(*args), fragment)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
