@@ -238,12 +238,13 @@ def check_cuda(driver: str | None, torch_cuda_build: str | None, cuda_devices: i
                  f"({TORCH_INSTALL_HELP}) or update the driver")
 
 
-def _load_model(path, device: str):
+def _load_model(path):
+    """(VAE on the CPU, checkpoint dict)."""
     try:  # issue 13 moves checkpoints to models/
         from .models.checkpoint import load_model
     except ImportError:
         from .training.checkpoint import load_model
-    return load_model(path, map_location=device)
+    return load_model(path, map_location="cpu")
 
 
 def smoke_run(device: str, amp: bool, workdir: Path) -> Check:
@@ -270,7 +271,7 @@ def smoke_run(device: str, amp: bool, workdir: Path) -> Check:
         z = decoder.latents(SMOKE_IMAGES, seed=0)  # (16, D)
         onnx_images = decoder.decode_float(z)  # (16, 1, 28, 28) in [0, 1]
         times["generate"] = time.perf_counter() - t0
-        model, _ = _load_model(run / "best.pt", device)
+        model = _load_model(run / "best.pt")[0].to(device)  # the export's checkpoint, back on the training device
         with torch.no_grad():
             torch_images = torch.sigmoid(model.decoder(torch.from_numpy(z).to(device), None)).float().cpu().numpy()
     except Exception as e:  # the smoke run reports what broke; a traceback would hide the other checks
