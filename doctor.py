@@ -89,6 +89,18 @@ def package_version(dist: str, module) -> str:
         return str(getattr(module, "__version__", "unknown"))
 
 
+def requirement(dist: str) -> str:
+    """vaectl's own requirement on `dist` ("onnxruntime>=1.24.3"), quoted for a shell; the bare name if none."""
+    try:
+        for req in importlib.metadata.requires("vaectl") or []:
+            spec = req.split(";")[0].strip()
+            if re.match(rf"{re.escape(dist)}\b", spec, re.IGNORECASE):
+                return f"'{spec}'"
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    return dist
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -177,11 +189,11 @@ def check_onnxruntime() -> Check:
         (got,) = create_session(data, "tiny graph").run(["image"], {"z": z})
     except Exception as e:  # any failure of the runtime is this check's finding, not a crash of the report
         return Check("onnxruntime", FAIL, f"cannot run a tiny graph: {str(e).splitlines()[0][:200]}",
-                     "reinstall it: pip install --force-reinstall 'onnxruntime>=1.24.3'")
+                     f"reinstall it: pip install --force-reinstall {requirement('onnxruntime')}")
     diff = float(np.abs(got - 1 / (1 + np.exp(-(z.astype(np.float64) @ weights)))).max())
     ok = diff < 1e-5
     return Check("onnxruntime", PASS if ok else FAIL, f"a tiny graph runs on the CPU provider (max diff vs numpy {diff:.1e})",
-                 "" if ok else "onnxruntime computes wrong results: pip install --force-reinstall 'onnxruntime>=1.24.3'",
+                 "" if ok else f"onnxruntime computes wrong results: pip install --force-reinstall {requirement('onnxruntime')}",
                  round(time.perf_counter() - t0, 2))
 
 
@@ -195,7 +207,8 @@ def check_demo() -> Check:
 
     t0 = time.perf_counter()
     try:
-        decoder = next(iter(sorted(Path(demo_dir()).glob("decoder*.onnx"))), None)
+        graphs = sorted(Path(demo_dir()).glob("decoder*.onnx"), key=lambda p: p.name != "decoder.onnx")
+        decoder = graphs[0] if graphs else None
         if decoder is None:
             return Check("demo model", SKIP, f"no decoder graph in {demo_dir()}")
         images = Decoder(decoder).sample(SMOKE_IMAGES, seed=0)
@@ -276,10 +289,11 @@ def smoke_run(device: str, amp: bool, workdir: Path) -> Check:
             torch_images = torch.sigmoid(model.decoder(torch.from_numpy(z).to(device), None)).float().cpu().numpy()
     except Exception as e:  # the smoke run reports what broke; a traceback would hide the other checks
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        flags = " --amp" if amp else ""
-        return Check(name, FAIL, f"{type(e).__name__}: {first}",
-                     f"reproduce: vaectl train --device {device}{flags} --epochs 1 --out runs/check && "
-                     f"vaectl export runs/check --out runs/check/onnx")
+        advice = (f"reproduce: vaectl train --device {device}{' --amp' if amp else ''} --epochs 1 --out runs/check && "
+                  f"vaectl export runs/check --out runs/check/onnx")
+        if "no kernel image" in first or "driver version is insufficient" in first:  # wheel built for other GPUs/drivers
+            advice = f"this torch build does not support this GPU or driver: install the matching build ({TORCH_INSTALL_HELP})"
+        return Check(name, FAIL, f"{type(e).__name__}: {first}", advice)
     diff = float(np.abs(onnx_images - torch_images).max())
     export_diff = max(exported.max_abs_diff.values())
     ok = diff <= SMOKE_PIXEL_TOL
@@ -301,15 +315,11 @@ def run_doctor(smoke: bool = True, progress=None) -> Report:
     report.versions["python"] = platform.python_version()
     report.python_executable = sys.executable
     report.versions["vaectl"] = __version__
-    found, problems = {}, {}
-    modules = {}
+    modules, problems = {}, {}
     for dist, module in BASE + EXTRAS["train"] + EXTRAS["dev"]:
-        mod, problem = probe_module(module)
-        modules[dist] = mod
-        found[dist] = package_version(dist, mod) if mod is not None else None
-        if problem:
-            problems[dist] = problem
-        report.versions[dist] = found[dist]
+        modules[dist], problems[dist] = probe_module(module)
+        report.versions[dist] = package_version(dist, modules[dist]) if modules[dist] is not None else None
+    found = report.versions
     ort, torch = modules["onnxruntime"], modules["torch"]
     if ort is not None:
         report.onnxruntime_providers = list(ort.get_available_providers())
@@ -322,9 +332,9 @@ def run_doctor(smoke: bool = True, progress=None) -> Report:
 
     base_broken = [d for d, _ in BASE if found[d] is None]
     if base_broken:
-        why = ", ".join(f"{d} ({problems.get(d, 'not installed')})" for d in base_broken)
+        why = ", ".join(f"{d} ({problems[d] or 'not installed'})" for d in base_broken)
         report.checks.append(Check("base install", FAIL, f"cannot import {why}",
-                                   f"pip install --force-reinstall {' '.join(base_broken)}"))
+                                   f"pip install --force-reinstall {' '.join(map(requirement, base_broken))}"))
     else:
         report.checks.append(Check("base install", PASS, ", ".join(f"{d} {found[d]}" for d, _ in BASE)))
     if ort is not None:

@@ -135,6 +135,15 @@ def test_incomplete_train_extra_fails_with_its_advice():
     assert rows["smoke runs"][0] == "–"  # not run without onnx; its cause is the failed check above
 
 
+def test_missing_onnxruntime_fails_the_base_install_with_its_pip_line():
+    r = run_blocked({**BASE_INSTALL, "onnxruntime": "missing"}, "doctor")
+    assert r.returncode == 1, r.stdout + r.stderr
+    rows = check_lines(r.stdout)
+    assert rows["base install"] == ("✗", "cannot import onnxruntime (not installed)")
+    assert "→ pip install --force-reinstall 'onnxruntime>=1.24.3'" in r.stdout  # vaectl's own requirement
+    assert "onnxruntime" not in rows and "Traceback" not in r.stderr
+
+
 def test_broken_torch_fails_with_reinstall_advice():
     r = run_blocked({"torch": "libcudnn.so.9: cannot open shared object file", "torchvision": "missing"}, "doctor", "--json")
     assert r.returncode == 1, r.stderr
