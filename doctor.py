@@ -299,7 +299,7 @@ def smoke_run(device: str, amp: bool, workdir: Path) -> Check:
     ok = diff <= SMOKE_PIXEL_TOL
     where = "exported on the CPU, " if device != "cpu" else ""
     detail = (f"trained 1 epoch in {times['train']:.2f} s, {where}exported in {times['export']:.2f} s (ONNX vs PyTorch "
-              f"{export_diff:.1e}), generated {SMOKE_IMAGES} images in {times['generate']:.2f} s (vs PyTorch on {device} {diff:.1e})")
+              f"{export_diff:.1e}), generated {SMOKE_IMAGES} images in {times['generate'] * 1000:.0f} ms (vs PyTorch on {device} {diff:.1e})")
     return Check(name, PASS if ok else FAIL, detail,
                  "" if ok else f"ONNX and PyTorch on {device} disagree beyond {SMOKE_PIXEL_TOL}: report it with this output",
                  round(sum(times.values()), 2))
