@@ -10,8 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import cli, run_vaectl
 from vaectl import doctor
+
+from conftest import cli, run_vaectl
 
 # Like tests/test_torch_free.py's prelude, but a blocked package looks as a really absent one does (no finder
 # finds it: importlib.util.find_spec gives None, import raises ModuleNotFoundError naming it), or as a broken
