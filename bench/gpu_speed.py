@@ -98,9 +98,14 @@ def epoch_figures(records: list[dict]) -> dict:
 
 
 def train_run(out: Path, data: Path, arch: str, mode: str, args) -> dict:
+    import torch
+
     from vaectl.training import TrainConfig, train
 
     amp, compile_ = MODES[mode]
+    # every run compiles afresh, as its own `vaectl train` process would: the compiled graphs of earlier runs
+    # would otherwise count towards dynamo's recompile limit, past which it silently runs eagerly
+    torch._dynamo.reset()
     train(TrainConfig(out=str(out), data=str(data), epochs=args.epochs, batch_size=args.batch_size, seed=0,
                       device=args.device, amp=amp, compile=compile_, grid_every=0), {"arch": arch}, log=lambda m: None)
     return epoch_figures(read_metrics(out))
