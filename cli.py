@@ -432,5 +432,23 @@ def eval_(source, encoder_path, decoder_path, data_dir, dataset, k, n_images, bi
     click.echo(json.dumps(report.to_dict()) if as_json else format_report(report))
 
 
+# ----------------------------------------------------------------------------- doctor
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+@click.option("--no-smoke", is_flag=True, help="Versions, devices and install checks only (no training run).")
+@handle_errors
+def doctor(as_json, no_smoke):
+    """What this machine can do with vaectl: versions, devices, and a short train -> export -> generate run
+    on each device. Exits 0 when every check that applies passed, 1 otherwise."""
+    import json
+
+    from .doctor import format_report, run_doctor
+
+    report = run_doctor(smoke=not no_smoke, progress=lambda m: click.echo(m, err=True))
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else format_report(report))
+    sys.exit(0 if report.ok else 1)
+
+
 if __name__ == "__main__":
     main()

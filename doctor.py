@@ -1,0 +1,346 @@
+"""`vaectl doctor`: what this machine can do with vaectl (versions, devices, a smoke run per device).
+
+Torch-free at import, like the rest of the base install: torch, torchvision and onnx are imported
+inside the functions that need them, and only when they are installed (the smoke run itself, which
+needs torch, is training/smoke.py). On the base install the
+report says "inference only"; that is not a failed check.
+
+    from vaectl.doctor import run_doctor, format_report
+    report = run_doctor(smoke=True)
+    print(format_report(report)); exit(0 if report.ok else 1)
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+
+PASS, FAIL, SKIP = "pass", "fail", "skip"
+MARKS = {PASS: "✔", FAIL: "✗", SKIP: "–"}
+BASE = (("numpy", "numpy"), ("Pillow", "PIL"), ("click", "click"), ("onnxruntime", "onnxruntime"))  # (dist, module)
+EXTRAS = {"train": (("torch", "torch"), ("torchvision", "torchvision"), ("onnx", "onnx"), ("tqdm", "tqdm")),
+          "dev": (("pytest", "pytest"),)}
+NVIDIA_DRIVER_FILE = Path("/proc/driver/nvidia/version")
+TORCH_INSTALL_HELP = "https://pytorch.org/get-started/locally/"
+DEMO_IMAGES = 16
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  # PASS, FAIL or SKIP (does not apply here; never makes the report fail)
+    detail: str
+    advice: str = ""  # one line, for a failed check
+    seconds: float | None = None
+
+
+@dataclass
+class Report:
+    versions: dict = field(default_factory=dict)  # name -> version string, None when not installed
+    python_executable: str = ""
+    onnxruntime_providers: list = field(default_factory=list)
+    torch_build: dict | None = None  # {"cuda": "13.0" | None, "cudnn": int | None}
+    extras: dict = field(default_factory=dict)  # base/train/dev -> installed (every module imports)
+    devices: dict = field(default_factory=dict)
+    checks: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status != FAIL for c in self.checks)
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "vaectl": __version__, **asdict(self)}
+
+
+# ----------------------------------------------------------------------------- versions and devices
+
+def probe_module(module: str):
+    """(module, None) when it imports; (None, None) when it is not installed; (None, why) when it is broken."""
+    try:
+        return importlib.import_module(module), None
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] == module:
+            return None, None
+        return None, f"{type(e).__name__}: {e}"  # installed, but something it needs is missing
+    except Exception as e:  # a broken install raises anything: ImportError, OSError on a missing .so, ...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        return None, f"{type(e).__name__}: {first[:200]}"
+
+
+def package_version(dist: str, module) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return str(getattr(module, "__version__", "unknown"))
+
+
+def requirement(dist: str) -> str:
+    """vaectl's own requirement on `dist` ("onnxruntime>=1.24.3"), quoted for a shell; the bare name if none."""
+    try:
+        for req in importlib.metadata.requires("vaectl") or []:
+            spec = req.split(";")[0].strip()
+            if re.match(rf"{re.escape(dist)}\b", spec, re.IGNORECASE):
+                return f"'{spec}'"
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    return dist
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def nvidia_driver() -> str | None:
+    """The NVIDIA kernel driver's version when one is loaded (Linux), else None."""
+    try:
+        text = NVIDIA_DRIVER_FILE.read_text()
+    except OSError:
+        return None
+    found = re.search(r"Kernel Module\s+(?:for \S+\s+)?([\d.]+)", text)
+    return found.group(1) if found else text.strip().splitlines()[0][:80]
+
+
+def collect_devices(torch) -> dict:
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    devices = {"cpu": {"name": cpu_name(), "logical_cores": os.cpu_count(), "usable_cores": usable,
+                       "torch_threads": torch.get_num_threads() if torch else None},
+               "nvidia_driver": nvidia_driver(), "cuda": [], "mps": None}
+    if torch is None:
+        return devices
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            p = torch.cuda.get_device_properties(i)
+            devices["cuda"].append({"index": i, "name": p.name, "memory_gib": round(p.total_memory / 2**30, 1),
+                                    "capability": f"{p.major}.{p.minor}",
+                                    "bf16": p.major >= 8})  # bf16 tensor cores: Ampere (8.0) and newer
+    mps = getattr(torch.backends, "mps", None)
+    devices["mps"] = bool(mps is not None and mps.is_available())
+    return devices
+
+
+# ----------------------------------------------------------------------------- checks
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, value) -> bytes:
+    """One protobuf field: an int as a varint, bytes/str length-delimited."""
+    if isinstance(value, int):
+        return _varint(number << 3) + _varint(value)
+    data = value.encode() if isinstance(value, str) else value
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
+def tiny_onnx_graph(weights: np.ndarray) -> bytes:
+    """ONNX bytes of image = Sigmoid(z @ weights), z float32 [N, D]; hand-encoded (field numbers from
+    onnx.proto) because the base install has no `onnx` package."""
+    d, p = weights.shape
+
+    def value_info(name, width):
+        dims = _field(1, _field(2, "N")) + _field(1, _field(1, width))  # Dimension: dim_param / dim_value
+        return _field(1, name) + _field(2, _field(1, _field(1, 1) + _field(2, dims)))  # TypeProto.tensor_type, FLOAT
+
+    tensor = (_field(1, d) + _field(1, p) + _field(2, 1) + _field(8, "w")  # dims, data_type FLOAT, name
+              + _field(9, weights.astype("<f4").tobytes()))  # raw_data, little-endian
+    graph = (_field(1, _field(1, "z") + _field(1, "w") + _field(2, "h") + _field(4, "MatMul"))
+             + _field(1, _field(1, "h") + _field(2, "image") + _field(4, "Sigmoid"))
+             + _field(2, "vaectl_doctor") + _field(5, tensor)
+             + _field(11, value_info("z", d)) + _field(12, value_info("image", p)))
+    return _field(1, 8) + _field(2, "vaectl-doctor") + _field(7, graph) + _field(8, _field(1, "") + _field(2, 17))
+
+
+def check_onnxruntime() -> Check:
+    """onnxruntime runs a small decoder-shaped graph through vaectl's session setup and matches numpy."""
+    from .infer.safe_load import check_model_bytes, create_session
+
+    t0 = time.perf_counter()
+    weights = np.linspace(-1, 1, 4 * 16, dtype=np.float32).reshape(4, 16)
+    z = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    try:
+        data = tiny_onnx_graph(weights)
+        check_model_bytes(data, "tiny graph")
+        (got,) = create_session(data, "tiny graph").run(["image"], {"z": z})
+    except Exception as e:  # any failure of the runtime is this check's finding, not a crash of the report
+        return Check("onnxruntime", FAIL, f"cannot run a tiny graph: {str(e).splitlines()[0][:200]}",
+                     f"reinstall it: pip install --force-reinstall {requirement('onnxruntime')}")
+    diff = float(np.abs(got - 1 / (1 + np.exp(-(z.astype(np.float64) @ weights)))).max())
+    ok = diff < 1e-5
+    return Check("onnxruntime", PASS if ok else FAIL, f"a tiny graph runs on the CPU provider (max diff vs numpy {diff:.1e})",
+                 "" if ok else f"onnxruntime computes wrong results: pip install --force-reinstall {requirement('onnxruntime')}",
+                 round(time.perf_counter() - t0, 2))
+
+
+def check_demo() -> Check:
+    """Generate from the demo model shipped in the package, when this vaectl has one."""
+    try:
+        from .demo import demo_dir
+    except ImportError:
+        return Check("demo model", SKIP, "this vaectl ships no demo model")
+    from .infer import Decoder
+
+    t0 = time.perf_counter()
+    try:
+        graphs = sorted(Path(demo_dir()).glob("decoder*.onnx"), key=lambda p: p.name != "decoder.onnx")
+        decoder = graphs[0] if graphs else None
+        if decoder is None:
+            return Check("demo model", SKIP, f"no decoder graph in {demo_dir()}")
+        images = Decoder(decoder).sample(DEMO_IMAGES, seed=0)
+    except Exception as e:
+        return Check("demo model", FAIL, f"generating from the demo model failed: {str(e).splitlines()[0][:200]}",
+                     "reinstall vaectl: pip install --force-reinstall vaectl")
+    return Check("demo model", PASS, f"{len(images)} images generated from {decoder.name}", seconds=round(time.perf_counter() - t0, 2))
+
+
+def check_extra(name: str, found: dict, problems: dict) -> Check:
+    mods = [dist for dist, _ in EXTRAS[name]]
+    broken = [f"{d} ({problems[d]})" for d in mods if problems.get(d)]
+    missing = [d for d in mods if found.get(d) is None and not problems.get(d)]
+    label = f"[{name}] extra"
+    if broken:
+        advice = f"reinstall: pip install --force-reinstall 'vaectl[{name}]'"
+        if problems.get("torch") and name == "train":  # a torch wheel that does not fit the machine
+            advice = f"reinstall torch for this machine ({TORCH_INSTALL_HELP}), then pip install 'vaectl[train]'"
+        return Check(label, FAIL, f"installed but broken: {'; '.join(broken)}", advice)
+    if len(missing) == len(mods):
+        what = "inference only: train/export need it" if name == "train" else "not needed to use vaectl"
+        return Check(label, SKIP, f"not installed ({what}; pip install 'vaectl[{name}]')")
+    if missing:
+        return Check(label, FAIL, f"incomplete: {', '.join(missing)} missing", f"pip install 'vaectl[{name}]'")
+    return Check(label, PASS, ", ".join(f"{d} {found[d]}" for d in mods))
+
+
+def check_cuda(driver: str | None, torch_cuda_build: str | None, cuda_devices: int) -> Check:
+    """Does torch see the NVIDIA GPU this machine has? Applies only where a driver is loaded or torch sees one."""
+    if cuda_devices:
+        return Check("CUDA", PASS, f"torch (CUDA {torch_cuda_build} build) sees {cuda_devices} device(s)"
+                     + (f"; driver {driver}" if driver else ""))
+    if driver is None:
+        return Check("CUDA", SKIP, "no NVIDIA GPU driver loaded: training runs on the CPU")
+    if torch_cuda_build is None:
+        return Check("CUDA", FAIL, f"NVIDIA driver {driver} is loaded, but this torch is a CPU-only build",
+                     f"install a CUDA build of torch that your driver supports ({TORCH_INSTALL_HELP})")
+    return Check("CUDA", FAIL, f"NVIDIA driver {driver} is loaded, but torch (CUDA {torch_cuda_build} build) sees no device",
+                 f"`nvidia-smi` shows the newest CUDA your driver supports: install the torch build for it "
+                 f"({TORCH_INSTALL_HELP}) or update the driver")
+
+
+# ----------------------------------------------------------------------------- the report
+
+def run_doctor(smoke: bool = True, progress=None) -> Report:
+    """Versions, devices and checks; smoke runs on every available device unless smoke=False.
+    `progress(message)` is told when a slow step starts."""
+    say = progress or (lambda message: None)
+    report = Report()
+    report.versions["python"] = platform.python_version()
+    report.python_executable = sys.executable
+    report.versions["vaectl"] = __version__
+    modules, problems = {}, {}
+    for dist, module in BASE + EXTRAS["train"] + EXTRAS["dev"]:
+        modules[dist], problems[dist] = probe_module(module)
+        report.versions[dist] = package_version(dist, modules[dist]) if modules[dist] is not None else None
+    found = report.versions
+    ort, torch = modules["onnxruntime"], modules["torch"]
+    if ort is not None:
+        report.onnxruntime_providers = list(ort.get_available_providers())
+    if torch is not None:
+        cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+        report.torch_build = {"cuda": torch.version.cuda, "cudnn": cudnn}
+    report.extras = {"base": all(found[d] for d, _ in BASE),
+                     **{name: all(found[d] for d, _ in mods) for name, mods in EXTRAS.items()}}
+    report.devices = collect_devices(torch)
+
+    base_broken = [d for d, _ in BASE if found[d] is None]
+    if base_broken:
+        why = ", ".join(f"{d} ({problems[d] or 'not installed'})" for d in base_broken)
+        report.checks.append(Check("base install", FAIL, f"cannot import {why}",
+                                   f"pip install --force-reinstall {' '.join(map(requirement, base_broken))}"))
+    else:
+        report.checks.append(Check("base install", PASS, ", ".join(f"{d} {found[d]}" for d, _ in BASE)))
+    if ort is not None:
+        report.checks.append(check_onnxruntime())
+        if smoke:
+            report.checks.append(check_demo())
+    for name in EXTRAS:
+        report.checks.append(check_extra(name, found, problems))
+    if torch is None:
+        return report
+    report.checks.append(check_cuda(report.devices["nvidia_driver"], torch.version.cuda, len(report.devices["cuda"])))
+    if not smoke:
+        return report
+    if not report.extras["train"]:
+        report.checks.append(Check("smoke runs", SKIP, "need the complete [train] extra"))
+        return report
+    targets = [("cpu", False)]
+    if report.devices["cuda"]:
+        targets.append(("cuda:0", report.devices["cuda"][0]["bf16"]))
+    if report.devices["mps"]:
+        targets.append(("mps", False))
+    from .training.smoke import smoke_run
+
+    with tempfile.TemporaryDirectory(prefix="vaectl-doctor-") as tmp:
+        for device, amp in targets:
+            say(f"smoke run on {device}: train 1 epoch, export, generate ...")
+            report.checks.append(smoke_run(device, amp, Path(tmp)))
+    return report
+
+
+def format_report(report: Report) -> str:
+    v, dev = report.versions, report.devices
+    lines = ["versions"]
+    for name, version in v.items():
+        extra = ""
+        if name == "onnxruntime" and report.onnxruntime_providers:
+            extra = f"  (providers: {', '.join(report.onnxruntime_providers)})"
+        if name == "torch" and report.torch_build:
+            build = report.torch_build
+            extra = f"  ({'CUDA ' + build['cuda'] if build['cuda'] else 'CPU-only'} build" + (
+                f", cuDNN {build['cudnn']})" if build["cudnn"] else ")")
+        if name == "python":
+            extra = f"  ({report.python_executable})"
+        lines.append(f"  {name:<13}{version or 'not installed'}{extra}")
+    lines.append(f"  {'extras':<13}" + "  ".join(f"[{k}] {'✔' if on else '–'}" for k, on in report.extras.items()))
+    cpu = dev["cpu"]
+    lines += ["devices", f"  {'cpu':<13}{cpu['name']}: {cpu['usable_cores']} usable of {cpu['logical_cores']} logical cores"
+              + (f", torch uses {cpu['torch_threads']} threads" if cpu["torch_threads"] else "")]
+    for c in dev["cuda"]:
+        lines.append(f"  {'cuda:' + str(c['index']):<13}{c['name']}, {c['memory_gib']} GiB, compute capability "
+                     f"{c['capability']}, bf16 {'yes' if c['bf16'] else 'no'}")
+    if not dev["cuda"]:
+        lines.append(f"  {'cuda':<13}" + ("none visible to torch" if report.torch_build else "not checked (no torch)")
+                     + (f"; NVIDIA driver {dev['nvidia_driver']}" if dev["nvidia_driver"] else ""))
+    lines.append(f"  {'mps':<13}" + {None: "not checked (no torch)", True: "available", False: "not available"}[dev["mps"]])
+    lines.append("checks")
+    width = max(len(c.name) for c in report.checks)
+    for c in report.checks:
+        lines.append(f"  {MARKS[c.status]} {c.name:<{width}}  {c.detail}")
+        if c.status == FAIL:
+            lines.append(f"    {'':<{width}}→ {c.advice}")
+    failed = sum(c.status == FAIL for c in report.checks)
+    applied = sum(c.status != SKIP for c in report.checks)
+    mode = "" if report.extras.get("train") else " (inference only: the [train] extra is not installed)"
+    lines.append(f"{applied - failed} of {applied} checks passed" + ("" if failed else ": ready") + mode)
+    return "\n".join(lines)

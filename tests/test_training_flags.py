@@ -1,0 +1,92 @@
+"""The GPU flags on the CPU: `--amp` (bf16 autocast) and `--compile` (torch.compile, inductor with the system C
+compiler) each train 2 short epochs through the CLI, as a user would, and the runs export and generate."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import cli, make_tiny_idx_dir, run_vaectl
+
+torch = pytest.importorskip("torch")
+
+TINY = ["--latent-dim", "4", "--hidden", "64", "--batch-size", "256", "--epochs", "2", "--grid-every", "0",
+        "--device", "cpu", "--seed", "0"]
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def fp32_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("fp32")
+    result = cli("train", *TINY, "--out", out)
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+def export_and_generate(run: Path, out: Path) -> np.ndarray:
+    """Export through the CLI (which verifies ONNX against PyTorch) and decode through onnxruntime."""
+    from vaectl.infer import Decoder
+
+    result = cli("export", run, "--out", out)
+    assert result.exit_code == 0, result.stderr
+    assert "decoder.image       max abs diff vs PyTorch" in result.stderr
+    return Decoder(out / "decoder.onnx").sample(8, seed=0)
+
+
+def assert_fp32_weights_like(run: Path, reference: Path) -> None:
+    """The checkpoint holds the eager model's parameter names and float32 tensors, whatever the flags were."""
+    got = torch.load(run / "last.pt", weights_only=True)["model"]
+    want = torch.load(reference / "last.pt", weights_only=True)["model"]
+    assert list(got) == list(want)  # no `_orig_mod.` (compile) or `module.` (DDP) prefixes
+    assert all(t.dtype == torch.float32 for t in got.values())
+
+
+def test_amp_trains_two_epochs_in_bf16_and_exports(fp32_run, tmp_path):
+    run = tmp_path / "amp"
+    result = cli("train", *TINY, "--amp", "--out", run)
+    assert result.exit_code == 0, result.stderr
+    amp, fp32 = metrics(run), metrics(fp32_run)
+    assert [m["epoch"] for m in amp] == [1, 2]
+    assert amp[1]["val_loss"] < amp[0]["val_loss"]  # it learns
+    # bf16 autocast really ran: the same seed gives different numbers than fp32, yet close to them
+    assert amp[1]["train_loss"] != fp32[1]["train_loss"]
+    assert abs(amp[1]["val_loss"] - fp32[1]["val_loss"]) < 0.02 * fp32[1]["val_loss"]
+    assert_fp32_weights_like(run, fp32_run)
+    images = export_and_generate(run, tmp_path / "onnx")
+    assert images.shape == (8, 28, 28) and images.std() > 0
+
+
+def test_amp_conv_model_trains_and_exports(tmp_path):
+    """bf16 convolutions and transposed convolutions on the CPU (the conv model is the GPU recommendation)."""
+    data = make_tiny_idx_dir(tmp_path / "idx", n_train=256, n_test=64)
+    run = tmp_path / "amp-conv"
+    result = cli("train", "--data", data, "--arch", "conv", "--conv-channels", "8,16", "--latent-dim", "4", "--amp",
+                 "--batch-size", "64", "--epochs", "2", "--grid-every", "0", "--device", "cpu", "--out", run)
+    assert result.exit_code == 0, result.stderr
+    assert all(np.isfinite(m["val_loss"]) for m in metrics(run))
+    assert export_and_generate(run, tmp_path / "onnx").shape == (8, 28, 28)
+
+
+def test_compiled_run_trains_and_its_checkpoint_exports(fp32_run, tmp_path):
+    # a fresh process, as a user runs it: torch.compile's state stays out of the test process. An empty
+    # inductor cache of its own shows that inductor compiled (C++ kernels with the system compiler), not just
+    # that a flag was accepted
+    run, cache = tmp_path / "compiled", tmp_path / "inductor-cache"
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache)}
+    r = run_vaectl("train", *TINY, "--compile", "--out", run, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert list(cache.rglob("*.so")) and list(cache.rglob("*.py")), sorted(p.name for p in cache.rglob("*"))
+    compiled, fp32 = metrics(run), metrics(fp32_run)
+    assert [m["epoch"] for m in compiled] == [1, 2]
+    # the compiled graph computes the same model: same seed, same data order, float32 rounding apart
+    assert abs(compiled[1]["val_loss"] - fp32[1]["val_loss"]) < 0.01 * fp32[1]["val_loss"]
+    assert_fp32_weights_like(run, fp32_run)
+    images = export_and_generate(run, tmp_path / "onnx")
+    assert images.shape == (8, 28, 28) and images.std() > 0
