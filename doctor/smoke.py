@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..doctor import FAIL, PASS, TORCH_INSTALL_HELP, Check
+from . import FAIL, PASS, TORCH_INSTALL_HELP, Check
 
 # the embedded 4,000 training digits, one epoch of a small MLP
 SMOKE_MODEL = dict(arch="mlp", latent_dim=4, hidden=(64,))
@@ -22,10 +22,8 @@ SMOKE_PIXEL_TOL = 1e-3  # ONNX on the CPU vs PyTorch on the training device, pix
 
 def _load_model(path):
     """(VAE on the CPU, checkpoint dict)."""
-    try:  # issue 13 moves checkpoints to models/
-        from ..models.checkpoint import load_model
-    except ImportError:
-        from .checkpoint import load_model
+    from ..models.checkpoint import load_model
+
     return load_model(path, map_location="cpu")
 
 
@@ -34,7 +32,7 @@ def smoke_run(device: str, amp: bool, workdir: Path) -> Check:
     through onnxruntime, and compare those images with the trained model's own on `device`."""
     from ..export import export_model
     from ..infer import Decoder
-    from .train import TrainConfig, train
+    from ..training import TrainConfig, train
 
     name = f"smoke {device}" + (" (bf16 amp)" if amp else "")
     run, times = workdir / device.replace(":", ""), {}

@@ -2,7 +2,7 @@
 
 Torch-free at import, like the rest of the base install: torch, torchvision and onnx are imported
 inside the functions that need them, and only when they are installed (the smoke run itself, which
-needs torch, is training/smoke.py). On the base install the
+needs torch, is doctor/smoke.py). On the base install the
 report says "inference only"; that is not a failed check.
 
     from vaectl.doctor import run_doctor, format_report
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from .. import __version__
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 MARKS = {PASS: "✔", FAIL: "✗", SKIP: "–"}
@@ -175,7 +175,7 @@ def tiny_onnx_graph(weights: np.ndarray) -> bytes:
 
 def check_onnxruntime() -> Check:
     """onnxruntime runs a small decoder-shaped graph through vaectl's session setup and matches numpy."""
-    from .infer.safe_load import check_model_bytes, create_session
+    from ..infer.safe_load import check_model_bytes, create_session
 
     t0 = time.perf_counter()
     weights = np.linspace(-1, 1, 4 * 16, dtype=np.float32).reshape(4, 16)
@@ -197,10 +197,10 @@ def check_onnxruntime() -> Check:
 def check_demo() -> Check:
     """Generate from the demo model shipped in the package, when this vaectl has one."""
     try:
-        from .demo import demo_dir
+        from ..demo import demo_dir
     except ImportError:
         return Check("demo model", SKIP, "this vaectl ships no demo model")
-    from .infer import Decoder
+    from ..infer import Decoder
 
     t0 = time.perf_counter()
     try:
@@ -299,7 +299,7 @@ def run_doctor(smoke: bool = True, progress=None) -> Report:
         targets.append(("cuda:0", report.devices["cuda"][0]["bf16"]))
     if report.devices["mps"]:
         targets.append(("mps", False))
-    from .training.smoke import smoke_run
+    from .smoke import smoke_run
 
     with tempfile.TemporaryDirectory(prefix="vaectl-doctor-") as tmp:
         for device, amp in targets:
