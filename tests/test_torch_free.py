@@ -65,6 +65,7 @@ COMMANDS = {
     "data-images-grid": lambda d, g, c: ["data-images", "--label", 8, "-n", 8, "--out", d / "di.png"],
     "data-images-dir": lambda d, g, c: ["data-images", "--split", "train", "-n", 5, "--out-dir", d / "di_dir"],
     "info": lambda d, g, c: ["info", g / "decoder.onnx"],
+    "explore-site": lambda d, g, c: ["explore", g, "--site", d / "site"],
 }
 
 
@@ -80,6 +81,8 @@ def test_command_runs_without_torch_torchvision_or_onnx(name, inputs):
     if "--out" in args:
         out = Path(args[args.index("--out") + 1])
         assert out.is_file() and Image.open(out).size[0] > 28
+    elif "--site" in args:  # explore: the map was encoded, the page written
+        assert (Path(args[args.index("--site") + 1]) / "api" / "map.json").stat().st_size > 10_000
     elif "--out-dir" in args:
         assert len(list(Path(args[args.index("--out-dir") + 1]).glob("*.png"))) == 5
     else:
@@ -96,7 +99,7 @@ def test_the_blocker_really_blocks(tmp_path):
 def test_inference_modules_import_without_the_training_stack():
     probe = PRELUDE.split("sys.argv")[0] + (
         "import vaectl.infer, vaectl.infer.models, vaectl.infer.safe_load, vaectl.metadata, vaectl.files, "
-        "vaectl.data, vaectl.data.images, vaectl.cli, vaectl.models\n"
+        "vaectl.data, vaectl.data.images, vaectl.cli, vaectl.models, vaectl.explore\n"
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {BLOCKED!r}))\n"
     )
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
