@@ -91,6 +91,7 @@ async function main() {
   await model.useVariant(info.variants[0].variant);
   $('model-card').textContent = modelCard(info, model.variant);
   await showMain();
+  window.vaectl.firstImageMs = performance.now();  // since navigation started
   status('ready');
   window.vaectl.ready = true;
 
@@ -111,7 +112,7 @@ async function main() {
 
 // Test and console hooks: the last decoded image, and decode/encode on demand.
 window.vaectl = {
-  ready: false, settled: false, decodes: 0, last: null, lastGrid: null, lastUpload: null, app: null,
+  ready: false, settled: false, decodes: 0, firstImageMs: null, last: null, lastGrid: null, lastUpload: null, app: null,
   decode: async (z, n, labels) => Array.from(await window.vaectl.app.model.decode(Float32Array.from(z), n, labels)),
   setZ: z => { window.vaectl.app.z.set(z); window.vaectl.app.zChanged('hook'); },
 };
