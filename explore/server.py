@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import ipaddress
 import json
+import socket
 import sys
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -218,8 +219,11 @@ def make_server(model: ExploreModel, host: str = "127.0.0.1", port: int = 0) -> 
     """A server bound to host:port (0: a free port), not yet serving: call serve_forever()."""
     handler = type("Handler", (ExploreHandler,), {"routes": build_routes(model),
                                                   "image_shape": tuple(model.info["image_shape"])})
+    server_class = ExploreServer
+    if ":" in host:  # an IPv6 address
+        server_class = type("ExploreServer6", (ExploreServer,), {"address_family": socket.AF_INET6})
     try:
-        server = ExploreServer((host, port), handler)
+        server = server_class((host, port), handler)
     except OSError as e:
         raise UserInputError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
     handler.host_ok = staticmethod(allowed_hosts(host, server.server_address[1]))

@@ -4,7 +4,7 @@ import { PALETTE } from './draw.mjs';
 // series: [{ name, values: [number|null per epoch] }]; log: a log y axis (posterior variance spans decades)
 export function lineChart(canvas, title, series, { log = false } = {}) {
   const ctx = canvas.getContext('2d');
-  const W = canvas.width, H = canvas.height, L = 48, R = 8, T = 22, B = 24;
+  const W = canvas.width, H = canvas.height, L = 48, R = 8, T = 34, B = 24;
   ctx.clearRect(0, 0, W, H);
   ctx.font = '11px system-ui, sans-serif';
   ctx.fillStyle = '#1d2330';
@@ -40,7 +40,7 @@ export function lineChart(canvas, title, series, { log = false } = {}) {
     });
     ctx.stroke();
     ctx.fillStyle = PALETTE[k];
-    ctx.fillText(s.name, L + 8 + k * 90, T + 12);
+    ctx.fillText(`— ${s.name}`, L + k * 95, 27);  // the legend, between the title and the plot
   });
 }
 

@@ -111,6 +111,7 @@ export function setupUpload(app) {
     const recon = await app.model.decode(mu, 1, [app.label]);
     drawImages($('upload-original'), x, 1, info.image_shape);
     drawImages($('upload-recon'), recon, 1, info.image_shape);
+    $('upload-result').hidden = false;
     window.vaectl.lastUpload = { input: Array.from(x), mu: Array.from(mu), recon: Array.from(recon) };
   };
   const go = file => send(file).catch(e => { message.textContent = e.message; });
