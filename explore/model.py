@@ -15,6 +15,7 @@ from .. import __version__
 from ..errors import UserInputError
 from ..infer import Decoder, Encoder, VAEPair, describe_model
 
+# variant -> the file name in an export, and the page's URL models/NAME whatever the file is called
 VARIANTS = (("fp32", "decoder.onnx"), ("fp16", "decoder.fp16.onnx"), ("int8", "decoder.int8.onnx"))
 MAP_IMAGES = 500  # test images encoded for the latent map (posterior means)
 MAX_DRAWS = 4096  # the most N(0, I) rows one /api/normals.json request returns
@@ -115,9 +116,9 @@ def build_info(model: ExploreModel, dec: Decoder) -> dict:
         "guidance": {"shape": guidance["shape"]} if guidance else None,
         "decoder": card,
         "encoder": _card(model.encoder) if model.encoder else None,
-        "variants": [{"variant": v, "file": f"models/{p.name}", "bytes": p.stat().st_size}
+        "variants": [{"variant": v, "file": f"models/{dict(VARIANTS)[v]}", "bytes": p.stat().st_size}
                      for v, p in model.decoders.items()],
-        "encoder_file": f"models/{model.encoder.name}" if model.encoder else None,
+        "encoder_file": "models/encoder.onnx" if model.encoder else None,
         "order": order, "order_by": order_by, "kl_per_dim": kl,
         "map": {k: model.map[k] for k in ("available", "reason", "method", "count", "explained") if k in model.map},
         "run": {"available": bool(model.run), "epochs": len(model.run.get("metrics", [])),

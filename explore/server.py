@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import UserInputError
 from ..infer import prepare_images
-from .model import ExploreModel, normals
+from .model import VARIANTS, ExploreModel, normals
 
 STATIC = Path(__file__).parent / "static"
 VENDOR = Path(__file__).parent / "vendor"
@@ -62,8 +62,10 @@ def build_routes(model: ExploreModel) -> dict[str, Route]:
     for name, entry in runtime_files().items():
         routes[f"/ort/{name}"] = Route(TYPES[Path(name).suffix], VENDOR / entry["stored_as"],
                                        gzipped=entry["stored_as"].endswith(".gz"))
-    for path in [*model.decoders.values(), *([model.encoder] if model.encoder else [])]:
-        routes[f"/models/{path.name}"] = Route(TYPES[".onnx"], path)
+    for variant, path in model.decoders.items():  # fixed names: the page starts loading decoder.onnx first thing
+        routes[f"/models/{dict(VARIANTS)[variant]}"] = Route(TYPES[".onnx"], path)
+    if model.encoder:
+        routes["/models/encoder.onnx"] = Route(TYPES[".onnx"], model.encoder)
     for name, path in model.run_grids.items():
         routes[f"/run/{name}"] = Route(TYPES[".png"], path)
     info, the_map, run = _json(model.info), _json(model.map), _json(model.run)
@@ -117,6 +119,7 @@ class ExploreHandler(BaseHTTPRequestHandler):
     server_version = "vaectl-explore"
     sys_version = ""
     protocol_version = "HTTP/1.1"
+    timeout = 60  # seconds: a client that stops sending mid-request frees its thread
     routes: dict[str, Route] = {}
     host_ok: Callable[[str], bool] = staticmethod(lambda h: False)
     image_shape: tuple = ()

@@ -15,11 +15,11 @@ from pathlib import Path
 
 from ..errors import UserInputError
 from ..files import atomic_write_bytes
-from .model import ExploreModel, normals
+from .model import VARIANTS, ExploreModel, normals
 from .server import PAGE_FILES, STATIC, VENDOR, runtime_files
 
 SITE_SEEDS = tuple(range(8))  # the seeds the static page offers (the server takes any)
-SITE_GRID_DRAWS = 64  # rows per seed: the page's largest grid
+SITE_GRID_DRAWS = 64  # rows per seed: the page's largest grid ("all classes, same z" takes 8)
 
 
 def write_site(model: ExploreModel, out_dir) -> list[Path]:
@@ -40,12 +40,13 @@ def write_site(model: ExploreModel, out_dir) -> list[Path]:
     for name, entry in runtime_files().items():
         data = (VENDOR / entry["stored_as"]).read_bytes()
         put(f"ort/{name}", gzip.decompress(data) if entry["stored_as"].endswith(".gz") else data)
-    for path in [*model.decoders.values(), *([model.encoder] if model.encoder else [])]:
-        put(f"models/{path.name}", path.read_bytes())
+    for variant, path in model.decoders.items():
+        put(f"models/{dict(VARIANTS)[variant]}", path.read_bytes())
+    if model.encoder:
+        put("models/encoder.onnx", model.encoder.read_bytes())
     for name, path in model.run_grids.items():
         put(f"run/{name}", path.read_bytes())
-    count = SITE_GRID_DRAWS * max(1, model.info["num_classes"])  # "all classes" draws n per class
-    seeds = {str(s): normals(model.latent_dim, s, count) for s in SITE_SEEDS}
+    seeds = {str(s): normals(model.latent_dim, s, SITE_GRID_DRAWS) for s in SITE_SEEDS}
     info = dict(model.info, upload=False, seeds=list(SITE_SEEDS))
     for name, obj in (("info", info), ("map", model.map), ("run", model.run), ("seeds", seeds)):
         put(f"api/{name}.json", json.dumps(obj, separators=(",", ":")).encode())

@@ -5,6 +5,11 @@ ort.env.wasm.numThreads = 1;
 ort.env.wasm.proxy = false;
 ort.env.wasm.wasmPaths = new URL('ort/', document.baseURI).href;  // the vendored files, nowhere else
 
+// The fp32 decoder is always models/decoder.onnx: start the runtime and that session now, while the
+// page fetches info.json (the first image comes sooner).
+const firstDecoder = ort.InferenceSession.create('models/decoder.onnx', { executionProviders: ['wasm'] });
+firstDecoder.catch(() => {});  // awaited in useVariant('fp32'), which reports a failure
+
 // One session runs one thing at a time: every run waits for the previous one.
 let queue = Promise.resolve();
 function serialized(fn) {
@@ -27,7 +32,8 @@ export class Model {
 
   async useVariant(variant) {
     const entry = this.info.variants.find(v => v.variant === variant);
-    this.decoder = await ort.InferenceSession.create(entry.file, { executionProviders: ['wasm'] });
+    this.decoder = entry.file === 'models/decoder.onnx' ? await firstDecoder
+      : await ort.InferenceSession.create(entry.file, { executionProviders: ['wasm'] });
     this.variant = variant;
   }
 
