@@ -5,6 +5,7 @@ The page itself runs in a real browser in tests/test_explore_browser.py.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import http.client
@@ -143,7 +144,7 @@ def test_map_is_the_pca_of_the_posterior_means(mlp_server, mlp_graphs):
     mu, logvar = Encoder(mlp_graphs / "encoder.onnx").encode(ds.test[:MAP_IMAGES])
     np.testing.assert_allclose(np.array(the_map["mu"]), mu, atol=1e-6)
     assert the_map["labels"] == ds.test_labels[:MAP_IMAGES].tolist()
-    images = np.frombuffer(__import__("base64").b64decode(the_map["images"]), np.uint8).reshape(-1, 1, 28, 28)
+    images = np.frombuffer(base64.b64decode(the_map["images"]), np.uint8).reshape(-1, 1, 28, 28)
     assert np.array_equal(images, ds.test[:MAP_IMAGES])
     kl = (0.5 * (mu.astype(np.float64) ** 2 + np.exp(logvar) - logvar - 1)).mean(0)
     np.testing.assert_allclose(the_map["kl_per_dim"], kl, atol=1e-4)

@@ -6,16 +6,16 @@ same inputs. Every page must finish without a console error or a failed request.
 
 from __future__ import annotations
 
+import base64
 import functools
 import http.server
-import io
 import threading
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
-from PIL import Image
 from playwright.sync_api import sync_playwright
 
 from conftest import cli, export_run, grid_cells, read_png
@@ -107,20 +107,14 @@ def context_graphs(tiny_context_run, tmp_path_factory):
 @pytest.fixture(scope="module")
 def pages(browser, mlp_graphs, conditional_graphs, context_graphs):
     """One served page per model: {name: (Page, export dir)}, closed (and checked) at the end."""
-    opened = {}
-    servers = []
-    for name, graphs in (("plain", mlp_graphs), ("conditional", conditional_graphs), ("context", context_graphs)):
-        ctx = serving(load_explore_model(graphs))
-        port = ctx.__enter__()
-        servers.append(ctx)
-        opened[name] = (Page(browser, f"http://127.0.0.1:{port}/"), graphs)
-    yield opened
-    try:
+    with ExitStack() as servers:
+        opened = {}
+        for name, graphs in (("plain", mlp_graphs), ("conditional", conditional_graphs), ("context", context_graphs)):
+            port = servers.enter_context(serving(load_explore_model(graphs)))
+            opened[name] = (Page(browser, f"http://127.0.0.1:{port}/"), graphs)
+        yield opened
         for page, _ in opened.values():
             page.close()
-    finally:
-        for ctx in servers:
-            ctx.__exit__(None, None, None)
 
 
 @pytest.mark.parametrize("name", ["plain", "conditional", "context"])
@@ -201,8 +195,8 @@ def test_map_has_one_point_per_image_coloured_by_label_and_a_click_decodes_it(pa
     page.wait("mu => window.vaectl.last.z.every((v, k) => v === mu[k])", mu.tolist())
     last = page.js("window.vaectl.last")
     assert np.abs(np.array(last["image"]) - python_decode(graphs / "decoder.onnx", mu[None]).ravel()).max() <= ATOL
-    assert np.array_equal(page.canvas("#map-original"), np.frombuffer(
-        __import__("base64").b64decode(the_map["images"]), np.uint8).reshape(-1, 28, 28)[i])
+    originals = np.frombuffer(base64.b64decode(the_map["images"]), np.uint8).reshape(-1, 28, 28)
+    assert np.array_equal(page.canvas("#map-original"), originals[i])
 
 
 def grid_matches(got: np.ndarray, want: np.ndarray) -> None:
@@ -219,9 +213,11 @@ def test_sample_grid_for_a_seed_is_vaectl_generates(pages, tmp_path, name, label
     page, graphs = pages[name]
     if label == "3":
         page.page.select_option("#class", "3")
-    page.page.set_checked("#same-z", same_z) if name == "conditional" else None
+    if name == "conditional":
+        page.page.set_checked("#same-z", same_z)
     page.page.fill("#seed", "5")
-    page.wait("l => window.vaectl.lastGrid.seed === 5 && String(window.vaectl.lastGrid.label) === l", str(label or None).replace("None", "null"))
+    page.wait("l => window.vaectl.lastGrid.seed === 5 && String(window.vaectl.lastGrid.label) === l",
+              "null" if label is None else label)
     args = ["generate", "--onnx", graphs / "decoder.onnx", "--seed", "5", "--out", tmp_path / "g.png"]
     args += ["-n", "8", "--label", "all", "--same-z"] if same_z else ["-n", "64"] + (["--label", label] if label else [])
     assert cli(*args).exit_code == 0
