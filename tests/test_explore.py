@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import cli, expect_usage_error
+from conftest import cli, expect_usage_error, make_tiny_idx_dir
 from test_untrusted import png_bomb
 
 from vaectl.data import load_data
@@ -155,6 +155,15 @@ def test_map_is_the_pca_of_the_posterior_means(mlp_server, mlp_graphs):
     np.testing.assert_allclose([cov[0, 0], cov[1, 1]], eig[:2], rtol=1e-3)
     assert abs(cov[0, 1]) < 1e-3 * eig[0]
     np.testing.assert_allclose(the_map["explained"], eig[:2] / eig.sum(), atol=1e-3)
+
+
+def test_map_of_another_data_folder_and_no_map_without_an_encoder(mlp_graphs, tmp_path):
+    model = load_explore_model(mlp_graphs, data_dir=make_tiny_idx_dir(tmp_path / "idx", n_test=32))
+    assert model.map["count"] == len(model.map["labels"]) == 32 and model.info["map"]["available"]
+    alone = load_explore_model(decoder=mlp_graphs / "decoder.onnx")
+    assert alone.map == {"available": False, "reason": "no encoder.onnx: the map needs the encoder to place images"}
+    assert alone.info["encoder"] is None and alone.info["order"] == [0, 1, 2, 3]
+    assert alone.info["order_by"] == "latent index" and list(alone.decoders) == ["fp32"]
 
 
 def test_normals_are_numpys_draws_for_the_seed(mlp_server, mlp_graphs):

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from PIL import Image
 from playwright.sync_api import sync_playwright
 
 from conftest import cli, export_run, grid_cells, read_png
@@ -224,6 +225,28 @@ def test_sample_grid_for_a_seed_is_vaectl_generates(pages, tmp_path, name, label
     grid_matches(page.canvas("#grid"), read_png(tmp_path / "g.png"))
 
 
+def test_interpolation_and_traversal_are_vaectls(pages, tmp_path):
+    page, graphs = pages["plain"]
+    decoder = graphs / "decoder.onnx"
+    page.wait("window.vaectl.lastStrip && window.vaectl.lastStrip.from === 'seeds'")  # seeds 0 and 1, slerp, 10 steps
+    assert cli("interpolate", "--decoder", decoder, "--seed-a", 0, "--seed-b", 1, "--steps", 10,
+               "--out", tmp_path / "i.png").exit_code == 0
+    grid_matches(page.canvas("#strip"), read_png(tmp_path / "i.png"))
+    page.page.click("#zero")
+    page.wait("window.vaectl.lastTraversal && window.vaectl.lastTraversal.z0.every(v => v === 0)")
+    dim = page.js("window.vaectl.lastTraversal.dim")
+    assert cli("traverse", "--onnx", decoder, "--dim", dim, "--span", 3, "--steps", 9, "--out", tmp_path / "t.png").exit_code == 0
+    grid_matches(page.canvas("#traversal"), read_png(tmp_path / "t.png"))
+
+
+def test_save_png_is_the_view_scaled_up_without_smoothing(pages, tmp_path):
+    page, _ = pages["plain"]
+    with page.page.expect_download() as download:
+        page.page.click("#save-view")
+    saved = np.asarray(Image.open(download.value.path()).convert("L"))
+    assert np.array_equal(saved, np.kron(page.canvas("#main-image"), np.ones((8, 8), np.uint8)))
+
+
 def test_upload_reconstructs_as_vaectl_reconstruct_and_refuses_bad_files(pages, tmp_path):
     page, graphs = pages["plain"]
     image = (np.random.default_rng(2).random((36, 30, 3)) * 255).astype(np.uint8)
@@ -283,3 +306,13 @@ def test_static_site_works_from_a_plain_static_server(browser, mlp_graphs, tmp_p
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_decoder_alone_has_no_map_and_the_page_says_why(browser, mlp_graphs):
+    with serving(load_explore_model(decoder=mlp_graphs / "decoder.onnx")) as port:
+        page = Page(browser, f"http://127.0.0.1:{port}/")
+        assert page.page.inner_text("#map-note") == "No map: no encoder.onnx: the map needs the encoder to place images."
+        assert "Needs encoder.onnx" in page.page.inner_text("#upload-note")
+        z = np.zeros((1, 4), np.float32)
+        assert np.abs(np.array(page.js("window.vaectl.last.image")) - python_decode(mlp_graphs / "decoder.onnx", z).ravel()).max() <= ATOL
+        page.close()

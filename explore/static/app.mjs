@@ -112,7 +112,8 @@ async function main() {
 
 // Test and console hooks: the last decoded image, and decode/encode on demand.
 window.vaectl = {
-  ready: false, settled: false, decodes: 0, firstImageMs: null, last: null, lastGrid: null, lastUpload: null, app: null,
+  ready: false, settled: false, decodes: 0, firstImageMs: null, app: null,
+  last: null, lastGrid: null, lastStrip: null, lastTraversal: null, lastUpload: null,
   decode: async (z, n, labels) => Array.from(await window.vaectl.app.model.decode(Float32Array.from(z), n, labels)),
   setZ: z => { window.vaectl.app.z.set(z); window.vaectl.app.zChanged('hook'); },
 };

@@ -66,12 +66,14 @@ export function setupPaths(app) {
     const z = (method.value === 'slerp' ? slerp : lerp)(a, b, k);
     const out = await app.model.decode(z, k, new Array(k).fill(app.label));
     drawImages($('strip'), out, k, info.image_shape, k, 2, 2);
+    window.vaectl.lastStrip = { from: from.value, method: method.value, steps: k };
   };
   const trav = async () => {
     const k = Math.max(2, Math.min(32, parseInt(tsteps.value, 10) || 2));
     const z = traverse(app.z, parseInt(dim.value, 10), parseFloat(span.value) || 3, k);
     const out = await app.model.decode(z, k, new Array(k).fill(app.label));
     drawImages($('traversal'), out, k, info.image_shape, k, 2, 2);
+    window.vaectl.lastTraversal = { z0: Array.from(app.z), dim: parseInt(dim.value, 10), steps: k };
   };
   const runStrip = () => app.stripJobs.run(() => strip().catch(e => app.status(e.message, true)));
   const runTrav = () => app.travJobs.run(() => trav().catch(e => app.status(e.message, true)));
