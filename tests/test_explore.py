@@ -305,3 +305,13 @@ def test_cli_writes_a_site(mlp_graphs, tmp_path):
     assert result.exit_code == 0 and "static site" in result.stderr
     assert (tmp_path / "site/index.html").read_bytes() == (Path(__file__).parents[1] / "explore/static/index.html").read_bytes()
     assert not os.path.exists(tmp_path / "site/run")
+
+
+def test_no_model_argument_opens_the_demo_model(mlp_graphs, tmp_path, monkeypatch):
+    import types
+
+    monkeypatch.setitem(sys.modules, "vaectl.demo", types.SimpleNamespace(demo_dir=lambda: mlp_graphs))
+    assert cli("explore", "--site", tmp_path / "site").exit_code == 0
+    assert (tmp_path / "site/models/decoder.onnx").read_bytes() == (mlp_graphs / "decoder.onnx").read_bytes()
+    monkeypatch.setitem(sys.modules, "vaectl.demo", None)  # an install without the demo model: import fails
+    expect_usage_error(cli("explore", "--site", tmp_path / "site2"), "no demo model")

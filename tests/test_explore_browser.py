@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import functools
 import http.server
+import shutil
 import threading
 from contextlib import ExitStack
 from pathlib import Path
@@ -315,4 +316,25 @@ def test_a_decoder_alone_has_no_map_and_the_page_says_why(browser, mlp_graphs):
         assert "Needs encoder.onnx" in page.page.inner_text("#upload-note")
         z = np.zeros((1, 4), np.float32)
         assert np.abs(np.array(page.js("window.vaectl.last.image")) - python_decode(mlp_graphs / "decoder.onnx", z).ravel()).max() <= ATOL
+        page.close()
+
+
+def test_a_run_directory_draws_its_curves_and_sample_grids(browser, tiny_mlp_run, mlp_graphs, tmp_path):
+    run = tmp_path / "run"
+    (run / "images").mkdir(parents=True)
+    shutil.copy(tiny_mlp_run / "metrics.jsonl", run)
+    for epoch, shade in ((1, 60), (2, 200)):
+        (run / "images" / f"samples_epoch{epoch:03d}.png").write_bytes(png_bytes(np.full((62, 62), shade, np.uint8)))
+    shutil.copytree(mlp_graphs, run / "export")
+    with serving(load_explore_model(run)) as port:
+        page = Page(browser, f"http://127.0.0.1:{port}/")
+        assert page.page.is_visible("#run-card")
+        for canvas in ("#curves-loss", "#curves-units", "#curves-var"):
+            ink = page.rgba(canvas)[..., 3]
+            assert (ink > 0).mean() > 0.01, canvas  # lines, axes and labels were drawn
+        assert page.js("document.getElementById('run-grid').src").endswith("run/samples_epoch002.png")
+        page.page.fill("#run-epoch", "0")
+        page.wait("document.getElementById('run-grid').src.endsWith('samples_epoch001.png')")
+        page.wait("document.getElementById('run-grid').complete && document.getElementById('run-grid').naturalWidth === 62")
+        assert page.page.inner_text("#run-epoch-name") == "1"
         page.close()
