@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import ipaddress
 import json
+import re
 import socket
 import sys
 from http import HTTPStatus
@@ -79,7 +80,7 @@ def build_routes(model: ExploreModel) -> dict[str, Route]:
 
 def _int_param(query: dict, name: str) -> int:
     values = query.get(name, [])
-    if len(values) != 1 or not values[0].isdigit() or len(values[0]) > 12:
+    if len(values) != 1 or not re.fullmatch(r"[0-9]{1,12}", values[0]):
         raise UserInputError(f"{name} must be one non-negative integer")
     return int(values[0])
 
@@ -169,6 +170,9 @@ class ExploreHandler(BaseHTTPRequestHandler):
             body = route.body(parse_qs(query, keep_blank_values=True))
         except UserInputError as e:
             self._error(HTTPStatus.BAD_REQUEST, str(e))
+            return
+        except OSError as e:  # a graph deleted or unreadable while serving
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"cannot read {route.path.name}: {e.strerror or e}")
             return
         self._send(HTTPStatus.OK, body, route.content_type, route.gzipped, head)
 

@@ -171,7 +171,8 @@ def test_normals_are_numpys_draws_for_the_seed(mlp_server, mlp_graphs):
     assert np.array_equal(np.array(rows), np.random.default_rng(7).standard_normal((5, 4)))
     # Decoder.latents (what generate and interpolate --seed-a use) is these rows rounded to float32
     assert np.array_equal(np.array(rows, np.float32), Decoder(mlp_graphs / "decoder.onnx").latents(5, 7))
-    for query in ("seed=-1&count=5", "seed=x&count=5", "count=5", "seed=1&count=0", "seed=1&count=100000", "seed=1&seed=2&count=1"):
+    for query in ("seed=-1&count=5", "seed=x&count=5", "count=5", "seed=1&count=0", "seed=1&count=100000", "seed=1&seed=2&count=1",
+                  "seed=%C2%B2&count=1"):  # a superscript two: a digit to str.isdigit, not to int()
         status, _, body = request(mlp_server, f"/api/normals.json?{query}")
         assert status == 400 and len(body.decode().strip().splitlines()) == 1, query
 

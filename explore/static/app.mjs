@@ -59,7 +59,12 @@ async function main() {
   $('variant').innerHTML = info.variants.map(v => `<option value="${v.variant}">${v.file.split('/')[1]}</option>`).join('');
   $('variant').addEventListener('change', async () => {
     status(`loading ${$('variant').value}…`);
-    await model.useVariant($('variant').value);
+    try {
+      await model.useVariant($('variant').value);
+    } catch (e) {
+      status(`error: ${e.message}`, true);
+      return;
+    }
     $('model-card').textContent = modelCard(info, model.variant);
     app.onVariant.forEach(f => f());
     app.mainJobs.run(showMain);
