@@ -69,6 +69,7 @@ COMMANDS = {
     "traverse-gif": lambda d, g, c: ["traverse", "--onnx", g / "decoder.onnx", "--all", "--steps", 3, "--out", d / "t.gif"],
     "encode": lambda d, g, c: ["encode", "--encoder", g / "encoder.onnx", d / "img0.png", "--out", d / "z.npy"],
     "encode-data-demo": lambda d, g, c: ["encode", "--demo", "--logvar", "--out", d / "zd.csv"],
+    "explore-site": lambda d, g, c: ["explore", g, "--site", d / "site"],
 }
 
 
@@ -86,6 +87,8 @@ def test_command_runs_without_torch_torchvision_or_onnx(name, inputs):
     elif "--out" in args:
         out = Path(args[args.index("--out") + 1])
         assert out.is_file() and Image.open(out).size[0] > 28
+    elif "--site" in args:  # explore: the map was encoded, the page written
+        assert (Path(args[args.index("--site") + 1]) / "api" / "map.json").stat().st_size > 10_000
     elif "--out-dir" in args:
         assert len(list(Path(args[args.index("--out-dir") + 1]).glob("*.png"))) == 5
     else:
@@ -103,7 +106,7 @@ def test_inference_modules_import_without_the_training_stack():
     probe = PRELUDE.split("sys.argv")[0] + (
         "import vaectl.infer, vaectl.infer.sessions, vaectl.scoring, vaectl.contract, vaectl.infer.safe_load, vaectl.files, "
         "vaectl.data, vaectl.data.images, vaectl.cli, vaectl.models, vaectl.models.presets, vaectl.training, "
-        "vaectl.training.config, vaectl.infer.evaluate, vaectl.demo\n"
+        "vaectl.training.config, vaectl.infer.evaluate, vaectl.demo, vaectl.explore\n"
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {BLOCKED!r}))\n"
     )
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)

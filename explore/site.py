@@ -1,0 +1,55 @@
+"""`vaectl explore --site OUT_DIR`: the same page as a static folder any static host can serve.
+
+The folder mirrors the server's routes (index.html, ort/, models/, api/*.json, run/), so the page
+runs unchanged. The .wasm is written uncompressed: a plain static host sends files as they are,
+without Content-Encoding, and the browser must receive raw WebAssembly (hosts that compress do so
+themselves). The host must send .mjs as JavaScript and .wasm as application/wasm; file:// does not work.
+Image upload needs the server's image loader, so the static page turns it off and says so.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+from ..errors import UserInputError
+from ..files import atomic_write_bytes
+from .model import VARIANTS, ExploreModel, normals
+from .server import PAGE_FILES, STATIC, VENDOR, runtime_files
+
+SITE_SEEDS = tuple(range(8))  # the seeds the static page offers (the server takes any)
+SITE_GRID_DRAWS = 64  # rows per seed: the page's largest grid ("all classes, same z" takes 8)
+
+
+def write_site(model: ExploreModel, out_dir) -> list[Path]:
+    """Write the static site into out_dir (created; must be empty or absent). Returns the files written."""
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserInputError(f"{out}: exists and is not an empty directory (the site needs a folder of its own)")
+    for sub in ("ort", "models", "api", "run"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    written = []
+
+    def put(rel: str, data: bytes) -> None:
+        atomic_write_bytes(out / rel, data, fsync=False)
+        written.append(out / rel)
+
+    for name in PAGE_FILES:
+        put(name, (STATIC / name).read_bytes())
+    for name, entry in runtime_files().items():
+        data = (VENDOR / entry["stored_as"]).read_bytes()
+        put(f"ort/{name}", gzip.decompress(data) if entry["stored_as"].endswith(".gz") else data)
+    for variant, path in model.decoders.items():
+        put(f"models/{dict(VARIANTS)[variant]}", path.read_bytes())
+    if model.encoder:
+        put("models/encoder.onnx", model.encoder.read_bytes())
+    for name, path in model.run_grids.items():
+        put(f"run/{name}", path.read_bytes())
+    seeds = {str(s): normals(model.latent_dim, s, SITE_GRID_DRAWS) for s in SITE_SEEDS}
+    info = dict(model.info, upload=False, seeds=list(SITE_SEEDS))
+    for name, obj in (("info", info), ("map", model.map), ("run", model.run), ("seeds", seeds)):
+        put(f"api/{name}.json", json.dumps(obj, separators=(",", ":")).encode())
+    if not model.run_grids:
+        (out / "run").rmdir()
+    return written

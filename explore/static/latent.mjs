@@ -1,0 +1,63 @@
+// Latent-space arithmetic, as vaectl's numpy code does it (float64, then rounded to float32).
+
+const f32 = Math.fround;
+
+// np.linspace(start, stop, steps): start + i * step, the last point exactly stop
+export function linspace(start, stop, steps) {
+  const step = (stop - start) / (steps - 1);
+  return Array.from({ length: steps }, (_, i) => (i === steps - 1 ? stop : start + i * step));
+}
+
+export function lerp(a, b, steps) {  // infer/latent.py lerp
+  const out = new Float32Array(steps * a.length);
+  linspace(0, 1, steps).forEach((t, i) => {
+    for (let j = 0; j < a.length; j++) out[i * a.length + j] = (1 - t) * a[j] + t * b[j];
+  });
+  out.set(a, 0);
+  out.set(b, (steps - 1) * a.length);
+  return out;
+}
+
+export function slerp(a, b, steps) {  // infer/latent.py slerp: the great-circle arc, lerp where undefined
+  const norm = v => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
+  const na = norm(a), nb = norm(b);
+  if (na === 0 || nb === 0) return lerp(a, b, steps);
+  let cos = 0;
+  for (let j = 0; j < a.length; j++) cos += (a[j] / na) * (b[j] / nb);
+  const omega = Math.acos(Math.min(1, Math.max(-1, cos)));
+  if (Math.sin(omega) < 1e-6) return lerp(a, b, steps);
+  const out = new Float32Array(steps * a.length);
+  linspace(0, 1, steps).forEach((t, i) => {
+    const wa = Math.sin((1 - t) * omega), wb = Math.sin(t * omega);
+    for (let j = 0; j < a.length; j++) out[i * a.length + j] = (wa * a[j] + wb * b[j]) / Math.sin(omega);
+  });
+  out.set(a, 0);
+  out.set(b, (steps - 1) * a.length);
+  return out;
+}
+
+// Decoder.traverse: `steps` copies of z0 with component `dim` swept from -span to span
+export function traverse(z0, dim, span, steps) {
+  const out = new Float32Array(steps * z0.length);
+  linspace(-span, span, steps).forEach((v, i) => {
+    out.set(z0, i * z0.length);
+    out[i * z0.length + dim] = f32(v);
+  });
+  return out;
+}
+
+// Decoder.iter_sample's latents and labels from numpy's N(0, I) rows (float64) of the same seed:
+// label null cycles through the classes, a number fixes it, 'all' gives n per class (class-major),
+// sameZ with 'all' repeats the first n rows for every class.
+export function sampleLatents(normals, n, temperature, dim, numClasses, label, sameZ) {
+  const every = label === 'all';
+  const total = every ? n * numClasses : n;
+  const z = new Float32Array(total * dim);
+  const labels = [];
+  for (let i = 0; i < total; i++) {
+    const row = normals[sameZ && every ? i % n : i];
+    for (let j = 0; j < dim; j++) z[i * dim + j] = f32(row[j] * temperature);
+    if (numClasses) labels.push(every ? Math.floor(i / n) : label === null ? i % numClasses : label);
+  }
+  return { z, labels, total };
+}
