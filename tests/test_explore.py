@@ -162,8 +162,10 @@ def test_map_of_another_data_folder_and_no_map_without_an_encoder(mlp_graphs, tm
     assert model.map["count"] == len(model.map["labels"]) == 32 and model.info["map"]["available"]
     alone = load_explore_model(decoder=mlp_graphs / "decoder.onnx")
     assert alone.map == {"available": False, "reason": "no encoder.onnx: the map needs the encoder to place images"}
-    assert alone.info["encoder"] is None and alone.info["order"] == [0, 1, 2, 3]
-    assert alone.info["order_by"] == "latent index" and list(alone.decoders) == ["fp32"]
+    # without the map's encodings, the sliders follow the KL per dimension the export recorded
+    kl = Decoder(mlp_graphs / "decoder.onnx").info.kl_per_dim
+    assert alone.info["encoder"] is None and alone.info["order"] == list(np.argsort(-np.asarray(kl), kind="stable"))
+    assert alone.info["order_by"] == "KL per dimension (recorded at export)" and list(alone.decoders) == ["fp32"]
 
 
 def test_normals_are_numpys_draws_for_the_seed(mlp_server, mlp_graphs):
