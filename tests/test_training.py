@@ -230,7 +230,7 @@ def test_atomic_write_that_raises_midway_leaves_no_trace(tmp_path):
         written.extend(p.name for p in tmp_path.iterdir() if p.name != "best.pt")
         raise OSError(28, "No space left on device")
 
-    with pytest.raises(WriteFailedError, match="No space left on device; the previous best.pt is unchanged"):
+    with pytest.raises(WriteFailedError, match=r"cannot write \(No space left on device\); the previous best.pt is unchanged"):
         atomic_write(target, half_then_fail)
     assert written and written[0].endswith(".tmp")  # the write really went to a temp file beside the target
     assert target.read_bytes() == b"old contents"
