@@ -253,3 +253,38 @@ def test_a_read_only_filesystem_is_refused_before_any_work(small_tmpfs, tiny_mlp
     assert code == 2 and "not writable" in one_error_line(stderr)
     code, stderr = cli_in_process("generate", "--onnx", mlp_graphs / "decoder.onnx", "--out", small_tmpfs / "g.png")
     assert code == 2 and "not writable" in one_error_line(stderr)
+
+
+# ----------------------------------------------------------------------------- the exit codes hold in every command
+
+
+def test_ctrl_c_in_generate_exits_130_with_every_written_image_complete(mlp_graphs, tmp_path, monkeypatch):
+    import vaectl.infer.output as output
+
+    real_save_png, calls = output.save_png, []
+
+    def save_png_then_ctrl_c(path, image, fsync=True):
+        calls.append(path)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        real_save_png(path, image, fsync)
+
+    monkeypatch.setattr(output, "save_png", save_png_then_ctrl_c)
+    out = tmp_path / "samples"
+    code, stderr = cli_in_process("generate", "--onnx", mlp_graphs / "decoder.onnx", "-n", 10, "--seed", 0,
+                                  "--out-dir", out)
+    assert code == 130 and stderr.strip() == "interrupted" and "Traceback" not in stderr
+    assert sorted(p.name for p in out.iterdir()) == [f"{i:06d}.png" for i in range(3)]
+    assert all(read_png(p).shape == (28, 28) for p in out.iterdir())
+
+
+def test_an_os_error_outside_the_writers_is_still_one_line_and_exit_2(mlp_graphs, monkeypatch):
+    import vaectl.infer as infer
+
+    def unreadable(path):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(infer, "describe_model", unreadable)
+    code, stderr = cli_in_process("info", mlp_graphs / "decoder.onnx")
+    assert code == 2
+    assert one_error_line(stderr) == f"error: {mlp_graphs / 'decoder.onnx'}: Permission denied"
