@@ -8,6 +8,7 @@ survived, never the mapping itself.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -30,10 +31,8 @@ def remove_stale_temp_files(directory: Path, names) -> None:
     """Delete temp files of writes of `names` (glob patterns allowed) that a crash (SIGKILL, power loss) cut short."""
     for name in names:
         for path in directory.glob(f".{name}.*.tmp"):
-            try:
+            with contextlib.suppress(OSError):  # best effort: a read-only directory is reported by the next write
                 path.unlink(missing_ok=True)
-            except OSError:  # best effort: a read-only directory is reported by the write that follows
-                pass
 
 
 def os_error_reason(e: OSError) -> str:
@@ -77,10 +76,8 @@ def write_temp_beside(path, write: Callable[[io.BufferedWriter], None], fsync: b
 
 
 def _unlink_quietly(path: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):
         path.unlink(missing_ok=True)
-    except OSError:
-        pass
 
 
 def append_text(path, text: str) -> None:
@@ -98,10 +95,8 @@ def append_text(path, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
     except OSError as e:
-        try:
+        with contextlib.suppress(OSError):
             os.truncate(path, size)
-        except OSError:
-            pass
         raise WriteFailedError(path, os_error_reason(e), "the lines before are unchanged") from None
 
 

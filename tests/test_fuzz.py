@@ -181,7 +181,7 @@ def real_png(tmp_path_factory) -> Path:
 def test_onnx_mutants(mlp_graphs, tmp_path):
     decoder = mlp_graphs / "decoder.onnx"
     problems, outcomes = [], []
-    for i, (what, data) in enumerate(mutants(decoder, 150, protobuf_length_fields(decoder.read_bytes()))):
+    for what, data in mutants(decoder, 150, protobuf_length_fields(decoder.read_bytes())):
         m = tmp_path / "decoder.onnx"
         m.write_bytes(data)
         outcomes.append(check_in_process(problems, what, "info", m))

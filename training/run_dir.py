@@ -3,6 +3,7 @@ whether a new run may use the directory (an earlier run there is refused, or cle
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -54,10 +55,8 @@ def clear_previous_run(out: Path, files: list[Path], log) -> None:
     for sub in {p.parent for p in files if p.parent != out}:
         remove_stale_temp_files(sub, ["*"])
         if sub != out / "images":
-            try:
-                sub.rmdir()  # only when empty: never removes anything of the user's
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):  # rmdir only succeeds when empty: never removes the user's files
+                sub.rmdir()
     kept = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir()
                   if p.name != "images" and not p.name.startswith("."))
     log(f"--overwrite: removed the previous run in {out} ({_summary(out, files)})"
