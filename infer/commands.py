@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from ..data import load_data, pick_images
-from ..errors import UserInputError
+from ..errors import UserInputError, WriteFailedError
 from ..files import save_png, to_uint8_images
 from .output import (MAX_GRID_IMAGES, check_output_file, originals_above_reconstructions, prepare_output_dir,
                      save_image_batches, save_image_grid)
@@ -149,6 +149,10 @@ def data_images(data_dir=None, *, split: str = "test", label=None, count: int = 
         return len(picked), [Path(out)]
     directory = prepare_output_dir(out_dir)
     paths = [directory / name for name in names]
-    for path, image in zip(paths, picked):
-        save_png(path, image)
+    for i, (path, image) in enumerate(zip(paths, picked)):
+        try:
+            save_png(path, image)
+        except WriteFailedError as e:
+            raise e.but(f"the {i} images before it are complete; free space and run again" if i else
+                        "no image was written") from None
     return len(picked), paths

@@ -288,3 +288,12 @@ def test_an_os_error_outside_the_writers_is_still_one_line_and_exit_2(mlp_graphs
     code, stderr = cli_in_process("info", mlp_graphs / "decoder.onnx")
     assert code == 2
     assert one_error_line(stderr) == f"error: {mlp_graphs / 'decoder.onnx'}: Permission denied"
+
+
+def test_data_images_out_dir_names_the_images_already_complete(tmp_path, monkeypatch):
+    SimulatedDisk(monkeypatch, tmp_path, lambda n, k: len(list((tmp_path / "digits").glob("*.png"))) == 2)
+    code, stderr = cli_in_process("data-images", "-n", 5, "--out-dir", tmp_path / "digits")
+    assert code == 2
+    assert one_error_line(stderr).endswith("cannot write (No space left on device); the 2 images before it are "
+                                           "complete; free space and run again")
+    assert all(read_png(p).shape == (28, 28) for p in (tmp_path / "digits").iterdir())
