@@ -126,7 +126,9 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         raise UserInputError(f"{path}: not a readable checkpoint (truncated or corrupt?): {msg}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserInputError(f"{path}: not a vaectl checkpoint")
-    if not isinstance(ckpt.get("format_version", 0), int) or ckpt.get("format_version", 0) > FORMAT_VERSION:
+    if not isinstance(ckpt.get("format_version", 0), int):
+        raise UserInputError(f"{path}: not a vaectl checkpoint (format_version {ckpt['format_version']!r})")
+    if ckpt.get("format_version", 0) > FORMAT_VERSION:
         raise UserInputError(f"{path}: checkpoint format {ckpt['format_version']} is newer than this vaectl supports")
     check_digest(path, ckpt)
     ckpt["config"] = VAEConfig.from_dict(ckpt.get("config", {}))
