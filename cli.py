@@ -35,6 +35,13 @@ def handle_errors(fn):
             raise
         except VaectlError as e:
             _fail(str(e), e.exit_code)
+        except OSError as e:  # a path the library did not expect to fail (files.py maps every write it makes)
+            from .files import os_error_reason
+
+            _fail(f"{e.filename + ': ' if e.filename else ''}{os_error_reason(e)}", 2)
+        except KeyboardInterrupt:  # Ctrl-C: every file written so far is complete (atomic writes)
+            click.echo("interrupted", err=True)
+            sys.exit(130)
 
     return wrapper
 
@@ -98,6 +105,9 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None, help="Convert images to 1 or 3 channels.")
 @click.option("--out", type=click.Path(), default=None, help=f"Run directory for checkpoints, metrics and grids {_d('out')}.")
 @click.option("--resume", type=click.Path(), default=None, help="Continue the run in this directory (its last.pt).")
+@click.option("--overwrite", is_flag=True, default=False,
+              help="Start a new run in an --out that holds one: first delete that run's files (checkpoints, "
+                   "config.json, metrics.jsonl, epoch grids, graphs exported into a subdirectory); nothing else.")
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None, help="A named recipe: tutorial (MLP, MSE, beta 3, 2-D latent) or quality (the recommended recipe); explicit flags win.")
 @click.option("--arch", type=click.Choice(["mlp", "conv"]), default=None, help=f"Model architecture {_d('arch')}.")
 @click.option("--latent-dim", type=int, default=None, help=f"Latent dimensions {_d('latent_dim')}; 2 with --conditional.")
@@ -121,7 +131,7 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
 @click.option("--compile", "compile", is_flag=True, default=None, help="torch.compile the model.")
 @click.option("--grid-every", type=int, default=None, help=f"Write sample/reconstruction grids every N epochs (0: never) {_d('grid_every')}.")
 @handle_errors
-def train(resume, preset, epochs, hidden, conv_channels, channels, **flags):
+def train(resume, overwrite, preset, epochs, hidden, conv_channels, channels, **flags):
     """Train a VAE (needs the [train] extra)."""
     from .training import Interrupted
     from .training import train as run_training
@@ -137,7 +147,7 @@ def train(resume, preset, epochs, hidden, conv_channels, channels, **flags):
         given["epochs"] = epochs
     try:
         summary = run_training(preset=preset, resume=resume, resume_epochs=epochs if resume else None,
-                               log=lambda m: click.echo(m, err=True), **given)
+                               overwrite=overwrite, log=lambda m: click.echo(m, err=True), **given)
     except Interrupted as e:
         click.echo(str(e), err=True)
         sys.exit(130)

@@ -33,3 +33,25 @@ class TrainingDivergedError(VaectlError):
     """The loss became NaN or inf. Exit 1; the last good checkpoint is left intact."""
 
     exit_code = 1
+
+
+class WriteFailedError(UserInputError):
+    """Writing a file failed for a reason outside vaectl: a full disk, a read-only filesystem, no permission.
+
+    Exit 2 (an unusable path). `survived` says what the user still has ("the previous file is unchanged",
+    "last.pt from epoch 3 is intact; free space and --resume runs/x"); callers that know more replace it.
+    """
+
+    exit_code = 2
+
+    def __init__(self, path, reason: str, survived: str):
+        self.path, self.reason, self.survived = str(path), reason, survived
+        super().__init__(f"{self.path}: cannot write ({reason}); {survived}")
+
+    def but(self, survived: str) -> "WriteFailedError":
+        """The same failure, saying what survived in the caller's terms."""
+        return WriteFailedError(self.path, self.reason, survived)
+
+
+class CorruptCheckpointError(UserInputError):
+    """A checkpoint's contents do not match the digest stored in it. Exit 2."""

@@ -1,7 +1,14 @@
-"""Torch-free file helpers: the one atomic writer, the one output-directory check, PNG grids."""
+"""Torch-free file helpers: the one atomic writer, the one output-directory check, PNG grids.
+
+Every file vaectl writes goes through write_temp_beside (then os.replace) or append_text, and this is
+where an OSError of the filesystem (no space, read-only, no permission, quota) becomes one WriteFailedError
+naming the file and what survived it; callers that know more (training, generate --out-dir) reword what
+survived, never the mapping itself.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -12,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import UserInputError
+from .errors import UserInputError, WriteFailedError
 
 
 def temp_path_beside(path: Path) -> Path:
@@ -24,7 +31,20 @@ def remove_stale_temp_files(directory: Path, names) -> None:
     """Delete temp files of writes of `names` (glob patterns allowed) that a crash (SIGKILL, power loss) cut short."""
     for name in names:
         for path in directory.glob(f".{name}.*.tmp"):
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # best effort: a read-only directory is reported by the next write
+                path.unlink(missing_ok=True)
+
+
+def os_error_reason(e: OSError) -> str:
+    """'No space left on device', 'Read-only file system', ...: what the OS said, without the path."""
+    return e.strerror or str(e) or type(e).__name__
+
+
+def write_failed(path, e: OSError) -> WriteFailedError:
+    """The one mapping of a failed write: what the OS said, and that the previous file (if any) is unchanged."""
+    path = Path(path)
+    survived = f"the previous {path.name} is unchanged" if path.exists() else "nothing was written"
+    return WriteFailedError(path, os_error_reason(e), survived)
 
 
 def write_temp_beside(path, write: Callable[[io.BufferedWriter], object], fsync: bool = True) -> Path:
@@ -32,23 +52,52 @@ def write_temp_beside(path, write: Callable[[io.BufferedWriter], object], fsync:
 
     The caller publishes it with os.replace or deletes it; on any failure here nothing is left behind.
     The file gets the permissions open() would give (mkstemp's 0600 would surprise users).
+    An OSError while writing (a full disk at write, flush, fsync or close) raises WriteFailedError.
     """
     path = Path(path)
     tmp = temp_path_beside(path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _new_file_mode(path))
     except OSError as e:
-        raise UserInputError(f"{path}: cannot write here ({e.strerror or e})") from None
+        raise write_failed(path, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             if fsync:
                 os.fsync(f.fileno())
+    except OSError as e:
+        _unlink_quietly(tmp)
+        raise write_failed(path, e) from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _unlink_quietly(tmp)
         raise
     return tmp
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
+
+
+def append_text(path, text: str) -> None:
+    """Append `text` to a log such as metrics.jsonl, fsynced. On failure the file is cut back to its old length
+    (best effort), so no torn line is left; raises WriteFailedError."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _new_file_mode(path))
+    except OSError as e:
+        raise write_failed(path, e) from None
+    size = os.fstat(fd).st_size
+    try:
+        with os.fdopen(fd, "ab") as f:
+            f.write(text.encode())
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.truncate(path, size)
+        raise WriteFailedError(path, os_error_reason(e), "the lines before are unchanged") from None
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], object], fsync: bool = True) -> None:
@@ -65,8 +114,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], o
     tmp = write_temp_beside(path, write, fsync)
     try:
         os.replace(tmp, path)
+    except OSError as e:
+        _unlink_quietly(tmp)
+        raise write_failed(path, e) from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _unlink_quietly(tmp)
         raise
     if fsync:
         fsync_dir(directory)

@@ -18,8 +18,8 @@ from typing import Callable
 import onnx
 
 from ..contract import ROLES
-from ..errors import UserInputError, VerificationError
-from ..files import file_sha256, fsync_dir, prepare_out_dir, write_temp_beside
+from ..errors import UserInputError, VerificationError, WriteFailedError
+from ..files import file_sha256, fsync_dir, os_error_reason, prepare_out_dir, write_temp_beside
 from ..models.checkpoint import load_model
 from .graphs import check_opset, export_graph
 from .variants import to_fp16, to_int8
@@ -34,11 +34,25 @@ class ExportResult:
 
 
 def _stage(model: onnx.ModelProto, final: Path) -> Path:
-    """Serialize to a hidden temp file beside `final`, fsynced. The caller renames or deletes it."""
+    """Serialize to a hidden temp file beside `final`, fsynced. The caller renames or deletes it.
+    A full disk raises WriteFailedError (files.py): nothing has been published at that point."""
     try:
         return write_temp_beside(final, lambda f: f.write(model.SerializeToString()))
-    except OSError as e:  # e.g. a full disk
-        raise UserInputError(f"{final}: writing failed ({e.strerror or e})") from None
+    except WriteFailedError as e:
+        raise e.but(f"nothing was written to {final.parent} (existing files are unchanged)") from None
+
+
+def _publish(staged: dict[str, Path], finals: dict[str, Path]) -> None:
+    """Rename every staged graph into place; a rename that fails names what was already replaced."""
+    done = []
+    for key, tmp in staged.items():
+        try:
+            os.replace(tmp, finals[key])
+        except OSError as e:
+            survived = (f"{', '.join(done)} already replaced, the other files unchanged" if done
+                        else "nothing was replaced")
+            raise WriteFailedError(finals[key], os_error_reason(e), survived) from None
+        done.append(finals[key].name)
 
 
 class _DropQuantizerAdvice(logging.Filter):
@@ -129,8 +143,7 @@ def export_model(source, out_dir, *, last: bool = False, opset: int | None = Non
                 f"export failed verification ({len(report.failures)} problem{'s' if len(report.failures) > 1 else ''}: "
                 f"{'; '.join(report.failures)}); nothing was written to {out_dir}")
 
-        for key, tmp in staged.items():
-            os.replace(tmp, finals[key])
+        _publish(staged, finals)
         published = True
         fsync_dir(out_dir)
     finally:

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from ..data import load_data, pick_images
-from ..errors import UserInputError
+from ..errors import UserInputError, WriteFailedError
 from ..files import save_png, to_uint8_images
 from .output import (LATENT_FORMATS, MAX_GRID_IMAGES, animation_frames, check_fps, check_output_file, check_scale,
                      latent_dtype, originals_above_reconstructions, prepare_output_dir, save_gif, save_image_batches,
@@ -173,8 +173,12 @@ def data_images(data_dir=None, *, split: str = "test", label=None, count: int = 
         return len(picked), [Path(out)]
     directory = prepare_output_dir(out_dir)
     paths = [directory / name for name in names]
-    for path, image in zip(paths, picked):
-        save_png(path, upscale(image, scale))
+    for i, (path, image) in enumerate(zip(paths, picked)):
+        try:
+            save_png(path, upscale(image, scale))
+        except WriteFailedError as e:
+            raise e.but(f"the {i} images before it are complete; free space and run again" if i else
+                        "no image was written") from None
     return len(picked), paths
 
 

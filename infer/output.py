@@ -10,7 +10,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ..errors import UserInputError
+from ..errors import UserInputError, WriteFailedError
 from ..files import atomic_write, atomic_write_bytes, fsync_dir, make_grid, prepare_out_dir, save_png
 
 # A grid is built in memory; past this many images, write a directory instead.
@@ -137,16 +137,23 @@ def save_image_batches(out_dir, batches: Iterable[np.ndarray], total: int,
 
     Only one batch is in memory at a time. Each file is written to a temp file and renamed; one
     fsync of the directory at the end instead of two per file (which would dominate large runs).
+    A failed write (full disk, ...) raises WriteFailedError naming the images already complete.
     """
     out_dir = Path(out_dir)
     name = image_names(total)
     written = 0
-    for batch in batches:
-        for image in batch:
-            save_png(out_dir / name(written), upscale(image, scale), fsync=False)
-            written += 1
-        if on_batch is not None:
-            on_batch(len(batch))
+    try:
+        for batch in batches:
+            for image in batch:
+                save_png(out_dir / name(written), upscale(image, scale), fsync=False)
+                written += 1
+            if on_batch is not None:
+                on_batch(len(batch))
+    except WriteFailedError as e:
+        fsync_dir(out_dir)
+        done = f"the {written} images before it ({name(0)} to {name(written - 1)}) are complete" if written else \
+            "no image was written"
+        raise e.but(f"{done}; free space and run again") from None
     fsync_dir(out_dir)
     return written
 

@@ -138,3 +138,16 @@ def test_nan_on_one_rank_stops_both(tmp_path):
     ckpt = torch.load(out / "last.pt", weights_only=True)
     assert (ckpt["epoch"], ckpt["step_in_epoch"]) == (1, 0)
     assert all(torch.isfinite(t).all() for t in ckpt["model"].values())
+
+
+def test_a_run_directory_that_holds_a_run_stops_both_ranks_untouched(tmp_path):
+    """Each rank checks before rank 0 writes anything, and a refusal on one stops all (none waits in a collective)."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    r = torchrun(tmp_path, [*common_args(tmp_path), "--out", out, "--epochs", 2], timeout=240)
+    assert r.returncode != 0
+    refusals = [line for line in r.stderr.splitlines() if line.startswith("error:") and "already holds a training run" in line]
+    assert len(refusals) == 2, r.stderr  # one per rank, each exiting 2
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.jsonl"]
+    assert (out / "metrics.jsonl").read_text() == '{"epoch": 1}\n'

@@ -21,7 +21,7 @@ torch = pytest.importorskip("torch")
 from conftest import make_tiny_idx_dir, run_vaectl, run_vaectl_in_process as cli_in_process  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from vaectl.errors import TrainingDivergedError  # noqa: E402
+from vaectl.errors import TrainingDivergedError, WriteFailedError  # noqa: E402
 from vaectl.files import atomic_write  # noqa: E402
 from vaectl.models import VAEConfig  # noqa: E402
 from vaectl.models.vae import VAE  # noqa: E402
@@ -230,7 +230,7 @@ def test_atomic_write_that_raises_midway_leaves_no_trace(tmp_path):
         written.extend(p.name for p in tmp_path.iterdir() if p.name != "best.pt")
         raise OSError(28, "No space left on device")
 
-    with pytest.raises(OSError):
+    with pytest.raises(WriteFailedError, match=r"cannot write \(No space left on device\); the previous best.pt is unchanged"):
         atomic_write(target, half_then_fail)
     assert written and written[0].endswith(".tmp")  # the write really went to a temp file beside the target
     assert target.read_bytes() == b"old contents"

@@ -20,7 +20,7 @@ import torch
 
 from .. import __version__
 from ..data import print_notes
-from ..errors import TrainingDivergedError, UserInputError
+from ..errors import TrainingDivergedError, UserInputError, WriteFailedError
 from ..models import VAEConfig
 from ..models.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from ..models.vae import VAE
@@ -28,7 +28,7 @@ from ..scoring import ACTIVE_UNIT_THRESHOLD
 from .config import TrainConfig, resolve
 from .data import load_training_data
 from .loss import negative_elbo
-from .run_dir import append_metrics, prepare_run_dir, trim_metrics, write_config, write_grids
+from .run_dir import SavedCheckpoint, append_metrics, check_run_dir, trim_metrics, write_config, write_grids
 from .runtime import CtrlC, Interrupted, Processes, all_reduce_sums, any_rank, start_processes, stop_processes
 
 # Seeds derived from --seed. The shuffle of epoch e depends on (seed, e) alone, so a resumed run draws the
@@ -229,15 +229,27 @@ def epoch_line(epoch: int, epochs: int, record: dict, latent_dim: int, improved:
 
 
 def train(tcfg: TrainConfig | None = None, model: Mapping | None = None, *, preset: str | None = None,
-          resume=None, log=print, resume_epochs: int | None = None, **fields) -> dict:
+          resume=None, log=print, resume_epochs: int | None = None, overwrite: bool = False, **fields) -> dict:
     """Train a VAE; returns {"out", "epochs", "best_val"}.
 
     train(TrainConfig(out="runs/a"), {"latent_dim": 8}); train(preset="quality", out="runs/q", epochs=5);
     `fields` are TrainConfig or VAEConfig field names and win over the preset (training/config.py).
     With `resume` (a run directory or checkpoint) the run's own settings are used, except the device; it
     trains to `resume_epochs` epochs in total when given, else to its own epoch count.
+    A new run refuses a directory that holds an earlier run unless overwrite=True (training/run_dir.py).
+    A failed write (full disk, ...) raises WriteFailedError saying which last.pt survived and how to resume.
     """
+    saved = SavedCheckpoint()
+    try:
+        return _train(tcfg, model, preset, resume, log, resume_epochs, overwrite, saved, fields)
+    except WriteFailedError as e:  # full disk, read-only filesystem, ...: what survived, and how to go on
+        raise e.but(saved.survivor()) from None
+
+
+def _train(tcfg, model, preset, resume, log, resume_epochs, overwrite, saved, fields) -> dict:
     # --- set up: settings, processes, data, model, optimizer ---
+    if resume is not None and overwrite:
+        raise UserInputError("--overwrite starts a new run; it cannot be combined with --resume")
     if resume is not None:
         ckpt, tcfg = load_resume(resume, resume_epochs, fields.get("device", tcfg.device if tcfg else "auto"))
         model_fields = None
@@ -247,7 +259,7 @@ def train(tcfg: TrainConfig | None = None, model: Mapping | None = None, *, pres
     procs = start_processes(tcfg.device)
     device, world, rank = procs.device, procs.world, procs.rank
     out = Path(tcfg.out)
-    prepare_run_dir(out, create=procs.main)
+    check_run_dir(out, procs, new_run=ckpt is None, overwrite=overwrite, log=log)
     ds, x_train, y_train, x_val, y_val = load_data_on_device(tcfg, procs)
     cfg = model_config(ds, tcfg, model_fields, ckpt)
     torch.manual_seed(tcfg.seed + rank)
@@ -268,15 +280,18 @@ def train(tcfg: TrainConfig | None = None, model: Mapping | None = None, *, pres
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tcfg.amp)
     z_fixed = torch.randn(64, cfg.latent_dim, generator=torch.Generator().manual_seed(tcfg.seed)).to(device)
 
+    if ckpt is not None:
+        saved.last_pt(out, progress)
+
     def save(name: str) -> None:
         save_checkpoint(out / name, checkpoint_state(cfg, tcfg, raw_model, opt, progress, total_steps, device))
+        if name == "last.pt":
+            saved.last_pt(out, progress)
 
     if procs.main:
         write_config(out, {"model": cfg.to_dict(), "train": dataclasses.asdict(tcfg), "vaectl_version": __version__})
         if ckpt is None:  # a last.pt exists from the first moment: a crash at any point leaves one to resume
-            (out / "best.pt").unlink(missing_ok=True)  # a previous run's, in a reused directory
             save("last.pt")
-            (out / "metrics.jsonl").unlink(missing_ok=True)
         else:
             trim_metrics(out / "metrics.jsonl", progress.epoch)
         log(describe_run(cfg, ds, x_train, x_val, procs))

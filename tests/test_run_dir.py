@@ -1,0 +1,126 @@
+"""A run directory that already holds a run: refused before anything is touched, or cleared by --overwrite."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+from conftest import expect_usage_error, run_vaectl_in_process as cli_in_process  # noqa: E402
+
+from vaectl.models.checkpoint import load_checkpoint  # noqa: E402
+from vaectl.training import TrainConfig, train  # noqa: E402
+
+MODEL_FLAGS = ["--arch", "mlp", "--latent-dim", "4", "--hidden", "32", "--batch-size", "16"]
+
+
+def snapshot(directory: Path) -> dict[str, str]:
+    """Every file under `directory` (hidden ones too) -> SHA-256 of its bytes."""
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def finished_run(tmp_path, tiny_idx_dir) -> Path:
+    """A 2-epoch run with grids, a graph export in onnx/ (as `vaectl export run --out run/onnx` makes) and a
+    file of the user's, in a directory of its own."""
+    run = tmp_path / "run"
+    train(TrainConfig(out=str(run), data=str(tiny_idx_dir), epochs=2, batch_size=16, seed=0, device="cpu"),
+          dict(arch="mlp", latent_dim=4, hidden=(32,)), log=lambda m: None)
+    assert cli_in_process("export", run, "--out", run / "onnx")[0] == 0
+    (run / "notes.txt").write_text("my notes on this run\n")
+    (run / "onnx" / "README.txt").write_text("exported for the demo\n")
+    return run
+
+
+def result(args):
+    from click.testing import CliRunner
+
+    from vaectl.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_training_again_into_a_run_is_refused_and_touches_nothing(finished_run, tiny_idx_dir):
+    before = snapshot(finished_run)
+    r = result(["train", "--data", tiny_idx_dir, "--out", finished_run, "--epochs", 1, *MODEL_FLAGS])
+    expect_usage_error(r, "already holds a training run")
+    line = r.stderr.strip()
+    for fragment in ("--resume", "--overwrite", "last.pt", "best.pt", "config.json", "metrics.jsonl",
+                     "4 grids in images/", "onnx/"):
+        assert fragment in line, (fragment, line)
+    assert snapshot(finished_run) == before  # byte for byte, hidden files included: nothing was touched
+
+
+@pytest.mark.parametrize("leftover", ["config.json", "metrics.jsonl", "images/recon_epoch001.png", "onnx/decoder.onnx"])
+def test_any_file_of_a_run_counts(tmp_path, tiny_idx_dir, leftover):
+    """A run cut short before its first checkpoint, or one whose checkpoints were moved away, is still a run."""
+    out = tmp_path / "out"
+    (out / leftover).parent.mkdir(parents=True, exist_ok=True)
+    (out / leftover).write_bytes(b"from an earlier run")
+    r = result(["train", "--data", tiny_idx_dir, "--out", out, "--epochs", 1, *MODEL_FLAGS])
+    expect_usage_error(r, "--overwrite")
+    assert (out / leftover).read_bytes() == b"from an earlier run"
+
+
+def test_a_directory_without_a_run_is_used_as_it_is(tmp_path, tiny_idx_dir):
+    out = tmp_path / "out"
+    (out / "images").mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")
+    (out / "images" / "cover.png").write_bytes(b"mine too")
+    code, stderr = cli_in_process("train", "--data", tiny_idx_dir, "--out", out, "--epochs", 1, "--grid-every", 0,
+                                  *MODEL_FLAGS)
+    assert code == 0, stderr
+    assert (out / "last.pt").is_file() and (out / "notes.txt").read_text() == "mine"
+    assert (out / "images" / "cover.png").read_bytes() == b"mine too"
+
+
+def test_overwrite_removes_the_runs_files_and_nothing_else(finished_run, tiny_idx_dir):
+    old_grids = sorted(p.name for p in (finished_run / "images").iterdir())
+    assert old_grids == ["recon_epoch001.png", "recon_epoch002.png", "samples_epoch001.png", "samples_epoch002.png"]
+    code, stderr = cli_in_process("train", "--data", tiny_idx_dir, "--out", finished_run, "--epochs", 1,
+                                  "--grid-every", 0, "--overwrite", *MODEL_FLAGS)
+    assert code == 0, stderr
+    assert f"--overwrite: removed the previous run in {finished_run}" in stderr
+    assert "kept what vaectl did not write: notes.txt, onnx/" in stderr
+    assert load_checkpoint(finished_run / "last.pt")["epoch"] == 1  # the new run's
+    assert not (finished_run / "best.pt").exists() or load_checkpoint(finished_run / "best.pt")["epoch"] == 1
+    assert [r for r in (finished_run / "metrics.jsonl").read_text().splitlines()][0].startswith('{"epoch": 1,')
+    assert len((finished_run / "metrics.jsonl").read_text().splitlines()) == 1
+    assert list((finished_run / "images").iterdir()) == []  # the old run's grids are gone (this run writes none)
+    # the old export is gone (its graphs came from the deleted checkpoint); the user's files stay
+    assert sorted(p.name for p in (finished_run / "onnx").iterdir()) == ["README.txt"]
+    assert (finished_run / "notes.txt").read_text() == "my notes on this run\n"
+
+
+def test_overwrite_removes_an_export_directory_it_empties(finished_run, tiny_idx_dir):
+    (finished_run / "onnx" / "README.txt").unlink()
+    code, stderr = cli_in_process("train", "--data", tiny_idx_dir, "--out", finished_run, "--epochs", 1,
+                                  "--grid-every", 0, "--overwrite", *MODEL_FLAGS)
+    assert code == 0, stderr
+    assert not (finished_run / "onnx").exists()
+
+
+def test_overwrite_cannot_be_combined_with_resume(finished_run):
+    before = snapshot(finished_run)
+    expect_usage_error(result(["train", "--resume", finished_run, "--overwrite"]), "cannot be combined with --resume")
+    assert snapshot(finished_run) == before
+
+
+def test_resume_is_not_refused(finished_run):
+    code, stderr = cli_in_process("train", "--resume", finished_run, "--epochs", 3)
+    assert code == 0, stderr
+    assert load_checkpoint(finished_run / "last.pt")["epoch"] == 3
+
+
+def test_library_train_refuses_too_and_overwrite_is_an_argument(finished_run, tiny_idx_dir):
+    from vaectl.errors import UserInputError
+
+    tcfg = TrainConfig(out=str(finished_run), data=str(tiny_idx_dir), epochs=1, batch_size=16, grid_every=0)
+    with pytest.raises(UserInputError, match="already holds a training run"):
+        train(tcfg, dict(arch="mlp", latent_dim=4, hidden=(32,)), log=lambda m: None)
+    train(tcfg, dict(arch="mlp", latent_dim=4, hidden=(32,)), log=lambda m: None, overwrite=True)
+    assert load_checkpoint(finished_run / "last.pt")["epoch"] == 1
