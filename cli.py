@@ -186,22 +186,25 @@ def _wrote(what: str, where) -> None:
 @click.option("--seed", type=int, default=None, help="Random seed; the same seed gives byte-identical PNGs [random].")
 @click.option("--temperature", type=float, default=1.0, show_default=True,
               help="z ~ N(0, t^2 I): below 1 is cleaner but less varied.")
-@click.option("--label", default=None, help=f"{_LABEL_HELP}, or 'all' for one row per class [cycle through classes].")
+@click.option("--label", default=None, help=f"{_LABEL_HELP}, or 'all' for one row per class [cycle through classes]; "
+              "a guided model also takes 'none' (unconditional).")
 @click.option("--same-z", is_flag=True, help="With --label all: the same latents in every row, so style carries across classes.")
+@click.option("--guidance", type=float, default=None,
+              help="Guided conditional models: the pull towards the label (0 unconditional, 1 plain conditional) [the model's].")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write one PNG grid.")
 @click.option("--out-dir", type=click.Path(file_okay=False), default=None,
               help="Write one PNG per image into this directory (created if missing); memory stays flat for any -n.")
 @click.option("--nrow", type=int, default=8, show_default=True, help="Images per grid row (--label all: -n).")
 @_THREADS
 @handle_errors
-def generate(decoder_path, n, seed, temperature, label, same_z, out, out_dir, nrow, threads):
+def generate(decoder_path, n, seed, temperature, label, same_z, guidance, out, out_dir, nrow, threads):
     """Draw new images from a decoder (no torch needed)."""
     from .infer import commands
 
     bar = TerminalProgress("generating")
     try:
         total = commands.generate(decoder_path, n, seed=seed, temperature=temperature, label=label, same_z=same_z,
-                                  out=out, out_dir=out_dir, nrow=nrow, threads=threads, progress=bar)
+                                  guidance=guidance, out=out, out_dir=out_dir, nrow=nrow, threads=threads, progress=bar)
     finally:
         bar.close()
     _wrote(f"{total} images", out or out_dir)
