@@ -110,6 +110,10 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
               help=f"bernoulli: BCE; gaussian: summed squared error (the tutorial's MSE) {_d('likelihood')}.")
 @click.option("--beta", type=float, default=None, help=f"Weight on the KL term; 0 is a plain autoencoder {_d('beta')}.")
 @click.option("--conditional", is_flag=True, default=None, help="Condition encoder and decoder on the labels (generate a chosen class); z then defaults to 2-D style.")
+@click.option("--label-dropout", type=float, default=None,
+              help="Conditional: train this fraction of images without their label, for guidance (0: off) [see README].")
+@click.option("--guidance", type=float, default=None,
+              help="Conditional with label dropout: the guidance weight generate uses unless told [see README].")
 @click.option("--epochs", type=int, default=None, help=f"Epochs to train {_d('epochs')}; with --resume, the run's new total [the run's own].")
 @click.option("--batch-size", type=int, default=None, help=f"Global batch size (split across processes) {_d('batch_size')}.")
 @click.option("--lr", type=float, default=None, help=f"Peak learning rate (Adam) {_d('lr')}.")

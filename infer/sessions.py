@@ -364,15 +364,25 @@ def describe_model(path) -> dict:
         "checkpoint_sha256": info.checkpoint_sha256 if info else None,
         "producer": meta.producer_name,
         "metadata": dict(sorted(props.items())),
-        "inputs": tensors(session.get_inputs()),
+        # inputs backed by an initializer (a guided decoder's guidance) are listed apart by onnxruntime
+        "inputs": tensors(session.get_inputs()) + [dict(t, default=_initializer_default(info, t["name"]))
+                                                   for t in tensors(session.get_overridable_initializers())],
         "outputs": tensors(session.get_outputs()),
     }
+
+
+def _initializer_default(info: GraphInfo | None, name: str) -> float | None:
+    """The contract's default for an input backed by an initializer (None for a graph vaectl did not make)."""
+    if info is None:
+        return None
+    return next((t.default for t in contract.graph_inputs(info.config, info.role) if t.name == name), None)
 
 
 def format_description(d: dict) -> str:
     """`describe_model`'s dict as the lines `vaectl info` prints."""
     def sig(t):
-        return f"{t['name']}: {t['type']} [{', '.join(map(str, t['shape']))}]"
+        default = f" (default {t['default']:g}, may be overridden)" if t.get("default") is not None else ""
+        return f"{t['name']}: {t['type']} [{', '.join(map(str, t['shape']))}]{default}"
 
     lines = [f"model       {d['path']} ({d['bytes']:,} bytes; {d['producer'] or 'unknown producer'})"]
     if d["vaectl"]:
