@@ -109,7 +109,7 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
 @click.option("--likelihood", type=click.Choice(["bernoulli", "gaussian"]), default=None,
               help=f"bernoulli: BCE; gaussian: summed squared error (the tutorial's MSE) {_d('likelihood')}.")
 @click.option("--beta", type=float, default=None, help=f"Weight on the KL term; 0 is a plain autoencoder {_d('beta')}.")
-@click.option("--conditional", is_flag=True, default=None, help="Condition encoder and decoder on the labels (generate a chosen class); z then defaults to 2-D style.")
+@click.option("--conditional", is_flag=True, default=None, help="Condition encoder and decoder on the labels (generate a chosen class); defaults then: 2-D latent, beta 3.")
 @click.option("--label-dropout", type=float, default=None,
               help="Conditional: train this fraction of images without their label, for guidance (0: off) [see README].")
 @click.option("--guidance", type=float, default=None,

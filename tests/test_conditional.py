@@ -297,3 +297,13 @@ def test_a_graph_from_a_newer_export_format_is_refused_in_one_line(conditional_g
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and f"export format {FORMAT_VERSION + 1} is newer" in lines[0]
     assert not out.exists()
+
+
+def test_conditional_defaults_and_what_overrides_them():
+    from vaectl.training.config import resolve
+
+    assert resolve(conditional=True)[0] == {"latent_dim": 2, "beta": 3.0}
+    assert resolve(conditional=True, beta=1.0, latent_dim=8)[0] == {"latent_dim": 8, "beta": 1.0}
+    assert resolve(conditional=True, label_dropout=0.2)[0] == {"latent_dim": 2, "beta": 3.0, "label_dropout": 0.2}
+    assert resolve(preset="quality", conditional=True)[0]["latent_dim"] == 64  # a preset's own choice wins
+    assert resolve()[0] == {}  # unconditional runs are untouched
