@@ -307,3 +307,12 @@ def test_conditional_defaults_and_what_overrides_them():
     assert resolve(conditional=True, label_dropout=0.2)[0] == {"latent_dim": 2, "beta": 3.0, "label_dropout": 0.2}
     assert resolve(preset="quality", conditional=True)[0]["latent_dim"] == 64  # a preset's own choice wins
     assert resolve()[0] == {}  # unconditional runs are untouched
+
+
+def test_bad_label_dropout_through_the_cli_is_one_line_exit_2(tmp_path):
+    pytest.importorskip("torch")
+    common = ["train", "--epochs", 1, "--hidden", 16, "--grid-every", 0, "--out", tmp_path / "run"]
+    expect_usage_error(cli(*common, "--conditional", "--label-dropout", 1.5), "label dropout must be in [0, 1)")
+    expect_usage_error(cli(*common, "--label-dropout", 0.2), "needs a conditional model")
+    expect_usage_error(cli(*common, "--conditional", "--label-dropout", 0.2, "--guidance", -2), "finite number >= 0")
+    assert not (tmp_path / "run" / "last.pt").exists()
