@@ -119,7 +119,11 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
 @click.option("--likelihood", type=click.Choice(["bernoulli", "gaussian"]), default=None,
               help=f"bernoulli: BCE; gaussian: summed squared error (the tutorial's MSE) {_d('likelihood')}.")
 @click.option("--beta", type=float, default=None, help=f"Weight on the KL term; 0 is a plain autoencoder {_d('beta')}.")
-@click.option("--conditional", is_flag=True, default=None, help="Condition encoder and decoder on the labels (generate a chosen class); z then defaults to 2-D style.")
+@click.option("--conditional", is_flag=True, default=None, help="Condition encoder and decoder on the labels (generate a chosen class); defaults then: 2-D latent, beta 3.")
+@click.option("--label-dropout", type=float, default=None,
+              help="Conditional: train this fraction of images without their label, for guidance (0: off) [see README].")
+@click.option("--guidance", type=float, default=None,
+              help="Conditional with label dropout: the guidance weight generate uses unless told [see README].")
 @click.option("--epochs", type=int, default=None, help=f"Epochs to train {_d('epochs')}; with --resume, the run's new total [the run's own].")
 @click.option("--batch-size", type=int, default=None, help=f"Global batch size (split across processes) {_d('batch_size')}.")
 @click.option("--lr", type=float, default=None, help=f"Peak learning rate (Adam) {_d('lr')}.")
@@ -216,8 +220,11 @@ def _wrote(what: str, where) -> None:
 @click.option("--seed", type=int, default=None, help="Random seed; the same seed gives byte-identical PNGs [random].")
 @click.option("--temperature", type=float, default=1.0, show_default=True,
               help="z ~ N(0, t^2 I): below 1 is cleaner but less varied.")
-@click.option("--label", default=None, help=f"{_LABEL_HELP}, or 'all' for one row per class [cycle through classes].")
+@click.option("--label", default=None, help=f"{_LABEL_HELP}, or 'all' for one row per class [cycle through classes]; "
+              "a guided model also takes 'none' (unconditional).")
 @click.option("--same-z", is_flag=True, help="With --label all: the same latents in every row, so style carries across classes.")
+@click.option("--guidance", type=float, default=None,
+              help="Guided conditional models: the pull towards the label (0 unconditional, 1 plain conditional) [the model's].")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write one PNG grid.")
 @click.option("--out-dir", type=click.Path(file_okay=False), default=None,
               help="Write one PNG per image into this directory (created if missing); memory stays flat for any -n.")
@@ -225,7 +232,7 @@ def _wrote(what: str, where) -> None:
 @_SCALE
 @_THREADS
 @handle_errors
-def generate(decoder_path, demo, n, seed, temperature, label, same_z, out, out_dir, nrow, scale, threads):
+def generate(decoder_path, demo, n, seed, temperature, label, same_z, guidance, out, out_dir, nrow, scale, threads):
     """Draw new images from a decoder (no torch needed)."""
     from .infer import commands
 
@@ -233,7 +240,8 @@ def generate(decoder_path, demo, n, seed, temperature, label, same_z, out, out_d
     bar = TerminalProgress("generating")
     try:
         total = commands.generate(decoder_path, n, seed=seed, temperature=temperature, label=label, same_z=same_z,
-                                  out=out, out_dir=out_dir, nrow=nrow, threads=threads, progress=bar, scale=scale)
+                                  guidance=guidance, out=out, out_dir=out_dir, nrow=nrow, threads=threads, progress=bar,
+                                  scale=scale)
     finally:
         bar.close()
     _wrote(f"{total} images", out or out_dir)

@@ -5,7 +5,11 @@ explorer (its info.json). Nothing else states the tensor names or the metadata k
 
   encoder.onnx: image float32 [N, C, H, W] in [0, 1] (+ label int64 [N]) -> mu, logvar float32 [N, D]
   decoder.onnx: z float32 [N, D] (+ label int64 [N]) -> image float32 [N, C, H, W] in [0, 1]
-A conditional model (config.num_classes > 0) adds the `label` input to both graphs. A row-context model
+A conditional model (config.num_classes > 0) adds the `label` input to both graphs. A guided model
+(config.guided: trained with label dropout) takes label K (= num_classes) as "no label", and its decoder
+has one more input, `guidance` float32 [1]: the weight w of l_u + w * (l_c - l_u), backed by an initializer
+holding config.guidance, so a caller may leave it out (ONNX Runtime lists it as an overridable initializer).
+A row-context model
 (config.row_context) adds one output to each, for scoring:
   encoder: context_logits [N, C, H, W], each pixel's logit term from the real rows above it
   decoder: base_logits [N, C, H, W], the logit term from z alone
@@ -27,10 +31,10 @@ from .models.config import VAEConfig
 FORMAT_VERSION = 1
 ROLES = ("encoder", "decoder")
 VARIANTS = ("fp32", "fp16", "int8")
-BATCH = "N"  # the dynamic batch dimension, first in every input and output
+BATCH = "N"  # the dynamic batch dimension, first in every input and output but `guidance`
 
 # tensor names
-IMAGE, Z, LABEL = "image", "z", "label"
+IMAGE, Z, LABEL, GUIDANCE = "image", "z", "label", "guidance"
 MU, LOGVAR = "mu", "logvar"
 CONTEXT_LOGITS, BASE_LOGITS = "context_logits", "base_logits"
 
@@ -50,16 +54,20 @@ _LOOSE_KEYS = ("latent_dim", "channels", "height", "width", "likelihood", "arch"
 class TensorSpec:
     name: str
     dtype: str  # "float32" or "int64"
-    shape: tuple  # BATCH first, then fixed sizes
+    shape: tuple  # BATCH first, then fixed sizes (guidance: (1,), no batch)
+    default: float | None = None  # an input backed by an initializer of this value, which a caller may override
 
 
 def graph_inputs(config: VAEConfig, role: str) -> tuple[TensorSpec, ...]:
     _check_role(role)
     first = (TensorSpec(IMAGE, "float32", (BATCH, *config.image_shape)) if role == "encoder"
              else TensorSpec(Z, "float32", (BATCH, config.latent_dim)))
+    inputs = [first]
     if config.num_classes > 0:
-        return first, TensorSpec(LABEL, "int64", (BATCH,))
-    return (first,)
+        inputs.append(TensorSpec(LABEL, "int64", (BATCH,)))
+    if config.guided and role == "decoder":
+        inputs.append(TensorSpec(GUIDANCE, "float32", (1,), default=config.guidance))
+    return tuple(inputs)
 
 
 def graph_outputs(config: VAEConfig, role: str) -> tuple[TensorSpec, ...]:

@@ -18,7 +18,9 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import numpy as np
 import onnx
+import onnx.numpy_helper
 import torch
 from torch import nn
 
@@ -53,15 +55,17 @@ class EncoderForExport(nn.Module):
 
 
 class DecoderForExport(nn.Module):
-    """z (+ label) -> image in [0, 1]: the decoder's pixel logits through a sigmoid [+ base_logits]."""
+    """z (+ label) (+ guidance) -> image in [0, 1]: the decoder's pixel logits through a sigmoid [+ base_logits].
+
+    A guided decoder's image is made with the guided logits; base_logits (for scoring) stay the conditional ones."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.decoder = model.decoder
         self.row_context = model.config.row_context
 
-    def forward(self, z: torch.Tensor, label: torch.Tensor | None = None):
-        image = torch.sigmoid(self.decoder(z, label))  # (N, C, H, W)
+    def forward(self, z: torch.Tensor, label: torch.Tensor | None = None, guidance: torch.Tensor | None = None):
+        image = torch.sigmoid(self.decoder(z, label, guidance=guidance))  # (N, C, H, W)
         if not self.row_context:
             return image
         return image, self.decoder.base_logits(z, label)  # ..., (N, C, H, W)
@@ -95,12 +99,16 @@ def example_inputs(config: VAEConfig, role: str, n: int = 2) -> tuple[torch.Tens
     g = torch.Generator().manual_seed(0)
     first = (torch.rand(n, *config.image_shape, generator=g) if role == "encoder"
              else torch.randn(n, config.latent_dim, generator=g))
+    inputs = [first]
     if config.conditional:
-        return first, torch.arange(n, dtype=torch.int64) % config.num_classes
-    return (first,)
+        inputs.append(torch.arange(n, dtype=torch.int64) % config.num_classes)
+    if config.guided and role == "decoder":
+        inputs.append(torch.tensor([config.guidance]))
+    return tuple(inputs)
 
 
-def _torch_to_onnx(module: nn.Module, args: tuple, input_names, output_names, opset: int) -> onnx.ModelProto:
+def _torch_to_onnx(module: nn.Module, args: tuple, input_names, output_names, opset: int,
+                   batched: set[str]) -> onnx.ModelProto:
     with tempfile.TemporaryDirectory(prefix="vaectl-export-") as tmp:
         path = Path(tmp) / "graph.onnx"
         with warnings.catch_warnings():
@@ -110,7 +118,7 @@ def _torch_to_onnx(module: nn.Module, args: tuple, input_names, output_names, op
             torch.onnx.export(
                 module, args, str(path), dynamo=False, opset_version=opset, export_params=True,
                 input_names=list(input_names), output_names=list(output_names),
-                dynamic_axes={name: {0: contract.BATCH} for name in (*input_names, *output_names)},
+                dynamic_axes={name: {0: contract.BATCH} for name in (*input_names, *output_names) if name in batched},
             )
         # load_external_data=False: a file beside it would mean weights were not embedded; checked below
         model = onnx.load(str(path), load_external_data=False)
@@ -141,9 +149,13 @@ def export_graph(model: nn.Module, role: str, opset: int, checkpoint_sha256: str
     if param_bytes > PROTOBUF_LIMIT:
         raise UserInputError(f"the {role} has {param_bytes / 2**30:.1f} GiB of weights; a single-file ONNX graph holds at most 2 GiB")
     inputs, outputs = io_spec(config, role)
+    batched = {name for name, (_, shape) in {**inputs, **outputs}.items() if shape[0] == contract.BATCH}
     with torch.no_grad():
-        graph_model = _torch_to_onnx(module, example_inputs(config, role), inputs, outputs, opset)
+        graph_model = _torch_to_onnx(module, example_inputs(config, role), inputs, outputs, opset, batched)
     graph = graph_model.graph
+    for spec in contract.graph_inputs(config, role):
+        if spec.default is not None:  # an input with a default: an initializer of the same name backs it
+            graph.initializer.append(onnx.numpy_helper.from_array(np.full(spec.shape, spec.default, np.float32), spec.name))
     # The tracer leaves symbolic names for non-batch output dims (e.g. 'Sigmoidimage_dim_2'); pin them.
     for value in graph.input:
         _set_value_info(value, *inputs[value.name])

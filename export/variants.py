@@ -48,8 +48,9 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     fp16 = onnx.ModelProto()
     fp16.CopyFrom(model)
     graph = fp16.graph
+    graph_inputs = {value.name for value in graph.input}
     for i, init in enumerate(graph.initializer):
-        if init.data_type == TensorProto.FLOAT:
+        if init.data_type == TensorProto.FLOAT and init.name not in graph_inputs:  # an input's default stays float32
             graph.initializer[i].CopyFrom(_fp16_tensor(init))
     for node in graph.node:
         for attr in node.attribute:

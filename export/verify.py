@@ -19,6 +19,7 @@ from ..models import VAEConfig
 from .graphs import RANDOM_OPS, io_spec, module_for_export
 
 VERIFY_BATCH_SIZES = (1, 64)
+VERIFY_GUIDANCE = (0.0, 1.0, 3.0)  # a guided decoder is also checked at these weights (unconditional, plain, strong)
 # Variants are compared with the float32 graph on [0, 1] pixels. The bounds catch broken graphs
 # (overflow, a wrong cast, saturated int8 kernels), not rounding: measured max fp16 ~1e-4, int8 ~5e-3.
 VARIANT_ATOL = {"fp16": 1e-2, "int8": 1e-1}
@@ -35,8 +36,11 @@ class Report:
         self.compared_with[key] = (against, atol)
 
 
-def make_inputs(config: VAEConfig, role: str, n: int, real_images: np.ndarray | None, seed: int) -> dict[str, np.ndarray]:
-    """Deterministic inputs: real images when given (shape must match), else uniform [0, 1]; z ~ N(0, I)."""
+def make_inputs(config: VAEConfig, role: str, n: int, real_images: np.ndarray | None, seed: int,
+                guidance: float | None = None) -> dict[str, np.ndarray]:
+    """Deterministic inputs: real images when given (shape must match), else uniform [0, 1]; z ~ N(0, I).
+
+    A guided decoder gets `guidance` fed when given; left out, the graph's default is its weight."""
     rng = np.random.default_rng(seed)
     if role == "encoder":
         if real_images is not None and len(real_images) >= n:
@@ -48,19 +52,24 @@ def make_inputs(config: VAEConfig, role: str, n: int, real_images: np.ndarray | 
     feeds = {contract.PRIMARY_INPUT[role]: first}
     if config.conditional:
         feeds[contract.LABEL] = (np.arange(n) % config.num_classes).astype(np.int64)  # every class once n >= K
+    if guidance is not None:
+        feeds[contract.GUIDANCE] = np.array([guidance], np.float32)
     return feeds
 
 
 def torch_outputs(model, role: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The reference: the PyTorch model itself, float32, through the same wrappers that were exported."""
     _, outputs = io_spec(model.config, role)
+    args = [torch.from_numpy(v) for v in feeds.values()]
+    if model.config.guided and role == "decoder" and contract.GUIDANCE not in feeds:  # the graph's default weight
+        args.append(torch.tensor([model.config.guidance]))
     with torch.no_grad():
-        got = module_for_export(model, role)(*(torch.from_numpy(v) for v in feeds.values()))
+        got = module_for_export(model, role)(*args)
     got = got if isinstance(got, tuple) else (got,)
     return {name: t.numpy() for name, t in zip(outputs, got)}
 
 
-def check_graph_file(path: Path, label: str, report: Report) -> bool:
+def check_graph_file(path: Path, label: str, report: Report, unbatched: tuple[str, ...] = ()) -> bool:
     """onnx.checker (full, with strict shape inference) and structural rules. False if unusable."""
     try:
         onnx.checker.check_model(str(path), full_check=True)
@@ -74,6 +83,8 @@ def check_graph_file(path: Path, label: str, report: Report) -> bool:
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
         report.failures.append(f"{label}: weights are stored outside the file")
     for value in (*model.graph.input, *model.graph.output):
+        if value.name in unbatched:
+            continue
         dims = value.type.tensor_type.shape.dim
         if not dims or dims[0].dim_param != BATCH:
             report.failures.append(f"{label}: {value.name} does not have the dynamic batch dimension {BATCH!r} first")
@@ -82,7 +93,9 @@ def check_graph_file(path: Path, label: str, report: Report) -> bool:
 
 def session(path: Path, label: str, report: Report) -> ort.InferenceSession | None:
     try:
-        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3  # not the warning that an input (guidance) has an initializer: it is meant to
+        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own untyped errors (Fail, InvalidGraph, ...)
         report.failures.append(f"{label}: onnxruntime cannot load it: {str(e).strip().splitlines()[0]}")
         return None
@@ -122,23 +135,30 @@ def compare(got: dict[str, np.ndarray], want: dict[str, np.ndarray], expected: d
 
 def verify_against_torch(model, role: str, path: Path, atol: float, real_images, report: Report) -> None:
     config = model.config
-    if not check_graph_file(path, role, report):
+    if not check_graph_file(path, role, report, _unbatched(config, role)):
         return
     sess = session(path, role, report)
     if sess is None:
         return
     _, outputs = io_spec(config, role)
+    weights = (None, *VERIFY_GUIDANCE) if config.guided and role == "decoder" else (None,)
     for i, n in enumerate(VERIFY_BATCH_SIZES):
-        feeds = make_inputs(config, role, n, real_images, seed=i)
-        got = _run(sess, feeds, role, report)
-        if got is not None:
-            compare(got, torch_outputs(model, role, feeds), outputs, atol, role, n, report)
+        for guidance in weights:  # None: the graph's default
+            feeds = make_inputs(config, role, n, real_images, seed=i, guidance=guidance)
+            got = _run(sess, feeds, role, report)
+            if got is not None:
+                compare(got, torch_outputs(model, role, feeds), outputs, atol, role, n, report)
+
+
+def _unbatched(config: VAEConfig, role: str) -> tuple[str, ...]:
+    """The contract's inputs without the batch dimension (a guided decoder's guidance)."""
+    return tuple(t.name for t in contract.graph_inputs(config, role) if t.shape[0] != BATCH)
 
 
 def verify_variant(config: VAEConfig, variant: str, path: Path, fp32_path: Path, report: Report) -> None:
     """A decoder variant against the verified float32 decoder, same inputs."""
     label = f"decoder.{variant}"
-    if not check_graph_file(path, label, report):
+    if not check_graph_file(path, label, report, _unbatched(config, "decoder")):
         return
     sess, reference = session(path, label, report), session(fp32_path, "decoder", report)
     if sess is None or reference is None:
@@ -147,7 +167,7 @@ def verify_variant(config: VAEConfig, variant: str, path: Path, fp32_path: Path,
     # the float32 graph is for, so only the image is held to them.
     outputs = {contract.IMAGE: io_spec(config, "decoder")[1][contract.IMAGE]}
     for i, n in enumerate(VERIFY_BATCH_SIZES):
-        feeds = make_inputs(config, "decoder", n, None, seed=i)
+        feeds = make_inputs(config, "decoder", n, None, seed=i, guidance=VERIFY_GUIDANCE[-1] if config.guided else None)
         got, want = _run(sess, feeds, label, report), _run(reference, feeds, "decoder", report)
         if got is not None and want is not None:
             compare(got, want, outputs, VARIANT_ATOL[variant], label, n, report, against="the float32 graph")

@@ -43,9 +43,11 @@ def _one_target(out, out_dir) -> None:
 
 
 def generate(decoder, n: int = 64, *, seed: int | None = None, temperature: float = 1.0, label=None,
-             same_z: bool = False, out=None, out_dir=None, nrow: int = 8, threads: int | None = None,
-             progress: Progress | None = None, scale: int = 1) -> int:
-    """Draw n images (n per class with label="all") into one PNG grid `out` or one PNG each in `out_dir`."""
+             same_z: bool = False, guidance: float | None = None, out=None, out_dir=None, nrow: int = 8,
+             threads: int | None = None, progress: Progress | None = None, scale: int = 1) -> int:
+    """Draw n images (n per class with label="all") into one PNG grid `out` or one PNG each in `out_dir`.
+
+    guidance: a guided decoder's weight (Decoder.sample) [the graph's default]."""
     check_scale(scale)
     _one_target(out, out_dir)
     if nrow < 1:
@@ -54,7 +56,7 @@ def generate(decoder, n: int = 64, *, seed: int | None = None, temperature: floa
     total = dec.sample_count(n, label)
     if out is not None and total > MAX_GRID_IMAGES:
         raise UserInputError(f"{total:,} images is too many for one grid (at most {MAX_GRID_IMAGES:,}); use --out-dir")
-    batches = dec.iter_sample(n, seed, temperature, label, same_z)
+    batches = dec.iter_sample(n, seed, temperature, label, same_z, guidance=guidance)
     batches = itertools.chain([next(batches)], batches)  # bad --label etc. fail before anything is created
 
     def tick(k: int) -> None:

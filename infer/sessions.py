@@ -14,13 +14,14 @@ from .. import contract
 from ..contract import GraphInfo, parse_metadata
 from ..errors import UserInputError
 from ..files import to_uint8_images
-from ..models.config import VAEConfig, class_index
+from ..models.config import VAEConfig, check_guidance, class_index
 from .inputs import prepare_images
 from .latent import interpolate_latents, traverse_latents
 from .safe_load import create_session, read_model_bytes
 
 DEFAULT_BATCH_SIZE = 256
 ALL_LABELS = "all"
+NO_LABEL = "none"  # a guided model's unconditional class (index num_classes)
 
 
 class _Session:
@@ -41,7 +42,8 @@ class _Session:
         self._check_signature()
 
     def _check_signature(self) -> None:
-        have_in = {i.name for i in self.session.get_inputs()}
+        # an input backed by an initializer (guidance) is listed apart, as an overridable initializer
+        have_in = {i.name for i in (*self.session.get_inputs(), *self.session.get_overridable_initializers())}
         have_out = {o.name for o in self.session.get_outputs()}
         want_in = {t.name for t in contract.graph_inputs(self.config, self.role)}
         want_out = [t.name for t in contract.graph_outputs(self.config, self.role)]
@@ -52,11 +54,12 @@ class _Session:
             )
 
     def _run(self, first: np.ndarray, labels: np.ndarray | None, names: list[str],
-             batch_size: int = DEFAULT_BATCH_SIZE) -> list[np.ndarray]:
-        """The named outputs for `first` (the graph's image or z input) and labels, in batches, concatenated."""
+             batch_size: int = DEFAULT_BATCH_SIZE, extra: dict | None = None) -> list[np.ndarray]:
+        """The named outputs for `first` (the graph's image or z input) and labels, in batches, concatenated;
+        `extra` inputs (guidance) go with every batch."""
         parts = []
         for start in range(0, len(first), batch_size):
-            feed = {contract.PRIMARY_INPUT[self.role]: first[start:start + batch_size]}
+            feed = {contract.PRIMARY_INPUT[self.role]: first[start:start + batch_size], **(extra or {})}
             if labels is not None:
                 feed[contract.LABEL] = labels[start:start + batch_size]
             parts.append(self.session.run(names, feed))
@@ -87,11 +90,14 @@ class _Session:
         return self.config.class_names or tuple(str(i) for i in range(self.num_classes))
 
     def label_index(self, label) -> int:
-        """A class index from an index or a class name (as typed on the command line)."""
+        """A class index from an index or a class name (as typed on the command line); a guided model
+        also takes "none" (or index num_classes), its unconditional class."""
         if not self.conditional:
             raise UserInputError(
                 f"--label given, but {self.path} is an unconditional {self.role} (trained without --conditional)"
             )
+        if self.config.guided and (label == NO_LABEL or (not isinstance(label, (str, bool)) and label == self.num_classes)):
+            return self.num_classes
         return class_index(label, self.class_names)
 
     def labels_for(self, label, n: int) -> np.ndarray | None:
@@ -105,7 +111,7 @@ class _Session:
             if not self.conditional:
                 self.label_index(0)  # raises the "unconditional" error
             labels = label.astype(np.int64).reshape(-1)
-            bad = labels[(labels < 0) | (labels >= self.num_classes)]
+            bad = labels[(labels < 0) | (labels >= self.config.label_slots)]
             if len(bad):
                 self.label_index(int(bad[0]))  # raises the out-of-range error
         elif isinstance(label, (list, tuple, np.ndarray)):
@@ -123,8 +129,19 @@ class Decoder(_Session):
 
     role = "decoder"
 
-    def decode_float(self, z, label=None, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
-        """float32 (N, C, H, W) in [0, 1]; refuses non-finite output."""
+    def guidance_feed(self, guidance) -> dict[str, np.ndarray]:
+        """The graph's guidance input for weight `guidance`; {} for None (the graph's default weight)."""
+        if guidance is None:
+            return {}
+        if not self.config.guided:
+            raise UserInputError(f"--guidance given, but {self.path} was not trained with guidance "
+                                 "(a conditional model with label dropout, `vaectl train --conditional`)")
+        return {contract.GUIDANCE: np.array([check_guidance(guidance)], np.float32)}
+
+    def decode_float(self, z, label=None, batch_size: int = DEFAULT_BATCH_SIZE, guidance=None) -> np.ndarray:
+        """float32 (N, C, H, W) in [0, 1]; refuses non-finite output. guidance: a guided decoder's weight
+        w (0 unconditional, 1 plain conditional) [None: the weight stored in the graph]."""
+        extra = self.guidance_feed(guidance)
         z = np.asarray(z, dtype=np.float32)
         if z.ndim == 1:
             z = z[None]
@@ -134,7 +151,7 @@ class Decoder(_Session):
             raise UserInputError("latents contain NaN or inf")
         if len(z) == 0:
             return np.zeros((0, *self.image_shape), np.float32)
-        (images,) = self._run(z, self.labels_for(label, len(z)), [contract.IMAGE], batch_size)
+        (images,) = self._run(z, self.labels_for(label, len(z)), [contract.IMAGE], batch_size, extra)
         if images.shape[1:] != self.image_shape:
             raise UserInputError(f"{self.path}: decoder returned images of shape {images.shape[1:]}, "
                                  f"its metadata says {self.image_shape}")
@@ -148,9 +165,9 @@ class Decoder(_Session):
         z = np.asarray(z, dtype=np.float32)
         return self._run(z, self.labels_for(label, len(z)), [contract.BASE_LOGITS])[0]
 
-    def decode(self, z, label=None, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+    def decode(self, z, label=None, batch_size: int = DEFAULT_BATCH_SIZE, guidance=None) -> np.ndarray:
         """uint8 images (N, H, W) or (N, H, W, 3) decoded from latents z (N, D)."""
-        return to_uint8_images(self.decode_float(z, label, batch_size))
+        return to_uint8_images(self.decode_float(z, label, batch_size, guidance))
 
     def latents(self, n: int, seed: int | None = None, temperature: float = 1.0) -> np.ndarray:
         """(n, D) float32 draws from N(0, temperature^2 I)."""
@@ -163,7 +180,7 @@ class Decoder(_Session):
         return n * self.num_classes if _is_all(label) else n
 
     def iter_sample(self, n: int, seed: int | None = None, temperature: float = 1.0, label=None,
-                    same_z: bool = False, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[np.ndarray]:
+                    same_z: bool = False, batch_size: int = DEFAULT_BATCH_SIZE, guidance=None) -> Iterator[np.ndarray]:
         """Like `sample`, in uint8 batches of at most `batch_size` images: memory stays flat for any n.
 
         The latents come from one numpy Generator stream, so the images do not depend on batch_size.
@@ -172,6 +189,7 @@ class Decoder(_Session):
         _check_temperature(temperature)
         if batch_size < 1:
             raise UserInputError(f"batch size must be at least 1, got {batch_size}")
+        self.guidance_feed(guidance)  # a bad weight fails before the first batch
         every_class = _is_all(label)
         if every_class and not self.conditional:
             self.label_index(0)  # raises the "unconditional decoder" error
@@ -193,17 +211,19 @@ class Decoder(_Session):
                 labels = np.full(len(idx), fixed)
             else:
                 labels = idx % self.num_classes  # no label asked for: cycle through the classes
-            yield self.decode(z, None if labels is None else labels.astype(np.int64), batch_size)
+            yield self.decode(z, None if labels is None else labels.astype(np.int64), batch_size, guidance)
 
     def sample(self, n: int, seed: int | None = None, temperature: float = 1.0, label=None,
-               same_z: bool = False) -> np.ndarray:
+               same_z: bool = False, guidance=None) -> np.ndarray:
         """uint8 images decoded from z ~ N(0, temperature^2 I).
 
         label: None (a conditional decoder cycles through its classes), a class index or name, or
         "all": n images per class, class-major; with same_z=True every class gets the same n latents,
-        so each column shows one style across classes.
+        so each column shows one style across classes; a guided decoder also takes "none" (unconditional).
+        guidance: a guided decoder's weight (0 unconditional, 1 plain conditional, > 1 a stronger pull to
+        the label) [None: the weight stored in the graph, `vaectl info` shows it].
         """
-        return np.concatenate(list(self.iter_sample(n, seed, temperature, label, same_z)))
+        return np.concatenate(list(self.iter_sample(n, seed, temperature, label, same_z, guidance=guidance)))
 
     def interpolate(self, z_a, z_b, steps: int, method: str = "slerp", label=None) -> np.ndarray:
         """uint8 images decoded along the path from latent z_a to z_b (both included)."""
@@ -344,15 +364,25 @@ def describe_model(path) -> dict:
         "checkpoint_sha256": info.checkpoint_sha256 if info else None,
         "producer": meta.producer_name,
         "metadata": dict(sorted(props.items())),
-        "inputs": tensors(session.get_inputs()),
+        # inputs backed by an initializer (a guided decoder's guidance) are listed apart by onnxruntime
+        "inputs": tensors(session.get_inputs()) + [dict(t, default=_initializer_default(info, t["name"]))
+                                                   for t in tensors(session.get_overridable_initializers())],
         "outputs": tensors(session.get_outputs()),
     }
+
+
+def _initializer_default(info: GraphInfo | None, name: str) -> float | None:
+    """The contract's default for an input backed by an initializer (None for a graph vaectl did not make)."""
+    if info is None:
+        return None
+    return next((t.default for t in contract.graph_inputs(info.config, info.role) if t.name == name), None)
 
 
 def format_description(d: dict) -> str:
     """`describe_model`'s dict as the lines `vaectl info` prints."""
     def sig(t):
-        return f"{t['name']}: {t['type']} [{', '.join(map(str, t['shape']))}]"
+        default = f" (default {t['default']:g}, may be overridden)" if t.get("default") is not None else ""
+        return f"{t['name']}: {t['type']} [{', '.join(map(str, t['shape']))}]{default}"
 
     lines = [f"model       {d['path']} ({d['bytes']:,} bytes; {d['producer'] or 'unknown producer'})"]
     if d["vaectl"]:

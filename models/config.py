@@ -32,6 +32,11 @@ class VAEConfig:
     beta: float = 1.0  # weight on the KL term; 0 gives a plain autoencoder
     num_classes: int = 0  # > 0: conditional VAE, both encoder and decoder see the label
     class_names: tuple[str, ...] = ()
+    # > 0 (conditional only): guidance. In training this fraction of the images get the "no label" class K
+    # instead of theirs (one-hot of size K + 1), so one model is conditional and unconditional; sampling
+    # mixes the two decoders' pixel logits as l_u + w * (l_c - l_u). 0: the plain conditional VAE.
+    label_dropout: float = 0.0
+    guidance: float = 1.0  # the weight w a guided decoder samples at unless told otherwise (1: plain conditional)
     dataset: str = ""  # name of the training data, for the record
 
     def __post_init__(self) -> None:
@@ -77,6 +82,11 @@ class VAEConfig:
             raise UserInputError("num_classes must be >= 0")
         if self.class_names and len(self.class_names) != self.num_classes:
             raise UserInputError("class_names must list one name per class")
+        if not 0 <= self.label_dropout < 1:
+            raise UserInputError(f"label dropout must be in [0, 1), got {self.label_dropout}")
+        if self.label_dropout and not self.num_classes:
+            raise UserInputError("label dropout (guidance) needs a conditional model (--conditional)")
+        check_guidance(self.guidance)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -92,12 +102,27 @@ class VAEConfig:
         return self.num_classes > 0
 
     @property
+    def guided(self) -> bool:
+        """Trained with label dropout: the decoder takes a guidance weight, and label K means "no label"."""
+        return self.label_dropout > 0
+
+    @property
+    def label_slots(self) -> int:
+        """Width of the label's one-hot: the classes, plus the "no label" class of a guided model."""
+        return self.num_classes + (1 if self.guided else 0)
+
+    @property
     def num_pixels(self) -> int:
         return self.channels * self.height * self.width
 
     def to_dict(self) -> dict:
-        """Plain JSON-able data (lists, not tuples) for checkpoints and metadata."""
+        """Plain JSON-able data (lists, not tuples) for checkpoints and metadata.
+
+        The guidance fields are left out of an unguided model's: its checkpoints and graphs stay as they were
+        before guidance existed, and older vaectl versions still read them."""
         d = dataclasses.asdict(self)
+        if not self.guided:
+            del d["label_dropout"], d["guidance"]
         for k, v in d.items():
             if isinstance(v, tuple):
                 d[k] = list(v)
@@ -119,6 +144,14 @@ class VAEConfig:
             return cls(**d)
         except (TypeError, ValueError) as e:  # wrong field types, e.g. a string where widths belong
             raise UserInputError(f"invalid model config: {e}") from None
+
+
+def check_guidance(weight) -> float:
+    """A guidance weight: a finite number >= 0 (0: unconditional, 1: plain conditional, > 1: stronger)."""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(weight) or weight < 0:
+        raise UserInputError(f"--guidance must be a finite number >= 0, got {weight!r}")
+    return float(weight)
 
 
 def class_index(label, class_names: tuple[str, ...]) -> int:

@@ -2,6 +2,9 @@
 
 No I/O here. Both modules take an optional integer label `y` when `config.num_classes > 0`
 (a conditional VAE): the label enters as a one-hot vector concatenated to the features.
+A guided model (`config.label_dropout > 0`) also knows a "no label" class K, given in training to a
+random fraction of the images; sampling with weight w then mixes the conditional and unconditional pixel
+logits as l_u + w * (l_c - l_u) (classifier-free guidance; w = 1 is the plain conditional decoder).
 
 With `config.row_context` (context_channels > 0) the decoder is row-autoregressive (PixelVAE-style, local): each row's
 logits are the z part plus a small convolution of the rows just above it, so pixels are no longer
@@ -55,7 +58,7 @@ class Encoder(nn.Module):
     def __init__(self, config: VAEConfig):
         super().__init__()
         self.config = c = config
-        k = c.num_classes
+        k = c.label_slots
         self.onehot = _OneHot(k) if k else None
         if c.arch == "mlp":
             self.features = nn.Identity()
@@ -115,7 +118,7 @@ class Decoder(nn.Module):
     def __init__(self, config: VAEConfig):
         super().__init__()
         self.config = c = config
-        k = c.num_classes
+        k = c.label_slots
         self.onehot = _OneHot(k) if k else None
         self.context = RowContext(c.channels, c.context_channels, c.context_kernel) if c.context_channels else None
         if c.arch == "mlp":
@@ -145,13 +148,16 @@ class Decoder(nn.Module):
                 cin = cout
             self.upsample = nn.Sequential(*ups)
 
-    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None, x: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None, x: torch.Tensor | None = None,
+                guidance: torch.Tensor | None = None) -> torch.Tensor:
         """Pixel logits (N, C, H, W); `torch.sigmoid` of them is the image in [0, 1].
 
         With a row context: given the real images x, the logits that score x (teacher forcing);
         without x, the logits of an image generated row by row from z.
+        guidance (a guided model): the weight w, a (1,) tensor, of the guided logits.
         """
-        logits = self.base_logits(z, y)  # (N, C, H, W)
+        # The row context's term depends on neither label, so guiding the z part guides every row's logits.
+        logits = self.base_logits(z, y) if guidance is None else self.guided_logits(z, y, guidance)  # (N, C, H, W)
         if self.context is None:
             return logits
         if x is not None:
@@ -162,6 +168,15 @@ class Decoder(nn.Module):
             rows.append(row)
             above = torch.cat([above[:, :, 1:], torch.sigmoid(row)], dim=2)  # feed back the pixel means
         return torch.cat(rows, dim=2)  # (N, C, H, W)
+
+    def guided_logits(self, z: torch.Tensor, y: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
+        """l_u + w * (l_c - l_u): the unconditional logits moved w times the label's pull away from them.
+
+        Computed as l_c + (w - 1) * (l_c - l_u), the same sum, so that w = 1 is the conditional logits exactly."""
+        # two passes, not one over 2N rows: a matrix product's rounding depends on its row count
+        conditional = self.base_logits(z, y)
+        unconditional = self.base_logits(z, torch.full_like(y, self.config.num_classes))
+        return conditional + (guidance - 1) * (conditional - unconditional)
 
     def base_logits(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """The part of the pixel logits that depends on z (and y) alone: all of them without a row context."""
@@ -182,6 +197,9 @@ class VAE(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
         """One stochastic pass: (pixel logits, mu, logvar) for the negative ELBO."""
+        if self.training and self.config.guided:  # a random fraction of the images train the "no label" class
+            dropped = torch.rand(y.shape, device=y.device) < self.config.label_dropout
+            y = torch.where(dropped, torch.full_like(y, self.config.num_classes), y)
         mu, logvar = self.encoder(x, y)  # (N, D), (N, D)
         z = reparameterize(mu, logvar)  # (N, D)
         return self.decoder(z, y, x), mu, logvar  # (N, C, H, W), (N, D), (N, D)
@@ -194,7 +212,8 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, y: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n images decoded from z ~ N(0, I), pixels in [0, 1]."""
+        """n images decoded from z ~ N(0, I), pixels in [0, 1] (a guided model: at its default weight)."""
         p = next(self.parameters())
         z = torch.randn(n, self.config.latent_dim, generator=generator, device=generator.device if generator else p.device)
-        return torch.sigmoid(self.decoder(z.to(p.device), y))
+        guidance = torch.tensor([self.config.guidance], device=p.device) if self.config.guided and y is not None else None
+        return torch.sigmoid(self.decoder(z.to(p.device), y, guidance=guidance))

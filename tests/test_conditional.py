@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vaectl.errors import UserInputError
 from vaectl.infer import Decoder, Encoder
 
 from conftest import cli, expect_usage_error, export_run, grid_cells, grid_shape, read_png, run_vaectl
@@ -224,3 +225,94 @@ def test_issue_bad_inputs_in_a_fresh_process(mlp_graphs, conditional_graphs, tmp
         assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], r.stderr
         assert "Traceback" not in r.stderr
     assert not out.exists() and not (tmp_path / "run" / "last.pt").exists()
+
+
+# ----------------------------------------------------------------------------- guidance
+
+
+def test_cli_guidance_weights_and_the_unconditional_label(guided_graphs, tmp_path):
+    dec = Decoder(guided_graphs / "decoder.onnx")
+    assert dec.config.guided and dec.config.guidance == 2.0
+    info = cli("info", guided_graphs / "decoder.onnx")
+    assert info.exit_code == 0 and "input       guidance: tensor(float) [1] (default 2, may be overridden)" in info.stdout
+    grids = {}
+    for w in (None, "1", "2", "3.5", "0"):
+        out = tmp_path / f"g{w}.png"
+        args = ["generate", "--onnx", guided_graphs / "decoder.onnx", "-n", 8, "--seed", 5, "--label", 7, "--out", out]
+        r = cli(*args, *([] if w is None else ["--guidance", w]))
+        assert r.exit_code == 0, r.stderr
+        grids[w] = read_png(out)
+    assert np.array_equal(grids[None], grids["2"])  # the model's own weight when none is given
+    assert not np.array_equal(grids["1"], grids["2"]) and not np.array_equal(grids["2"], grids["3.5"])
+    # the same images from Python, and weight 1 is the plain conditional decoder: l_c exactly
+    z = dec.latents(8, seed=5)
+    sampled = dec.sample(8, seed=5, label=7, guidance=3.5)
+    assert np.array_equal(sampled, dec.decode(z, 7, guidance=3.5))
+    assert np.array_equal(grid_cells(grids["3.5"], 1, 8), sampled)
+    # weight 0 and label "none" are both the unconditional decoder
+    unconditional = dec.sample(8, seed=5, label="none")
+    assert np.array_equal(dec.sample(8, seed=5, label=7, guidance=0.0), dec.sample(8, seed=5, label=7, guidance=0.0))
+    assert np.abs(dec.sample(8, seed=5, label=7, guidance=0.0).astype(int) - unconditional).max() <= 1
+    r = cli("generate", "--onnx", guided_graphs / "decoder.onnx", "-n", 4, "--seed", 5, "--label", "none",
+            "--out", tmp_path / "none.png")
+    assert r.exit_code == 0, r.stderr
+    assert np.array_equal(grid_cells(read_png(tmp_path / "none.png"), 1, 4), unconditional[:4])
+
+
+def test_guidance_bad_inputs_are_one_line_exit_2(guided_graphs, conditional_graphs, mlp_graphs, tmp_path):
+    out = tmp_path / "o.png"
+    cases = [
+        (mlp_graphs, ["--guidance", 2], "not trained with guidance"),
+        (conditional_graphs, ["--label", 3, "--guidance", 2], "not trained with guidance"),
+        (conditional_graphs, ["--label", "none"], "unknown class 'none'"),
+        (guided_graphs, ["--label", 3, "--guidance", -1], "finite number >= 0"),
+        (guided_graphs, ["--label", 3, "--guidance", "nan"], "finite number >= 0"),
+        (guided_graphs, ["--label", 3, "--guidance", "inf"], "finite number >= 0"),
+        (guided_graphs, ["--label", 11, "--guidance", 2], "out of range"),
+    ]
+    for graphs, extra, fragment in cases:
+        expect_usage_error(cli("generate", "--onnx", graphs / "decoder.onnx", "--out", out, *extra), fragment)
+    assert not out.exists()
+    dec = Decoder(guided_graphs / "decoder.onnx")
+    with pytest.raises(UserInputError, match="finite number"):
+        dec.sample(2, label=1, guidance=float("-inf"))
+    with pytest.raises(UserInputError, match="not trained with guidance"):
+        Decoder(conditional_graphs / "decoder.onnx").sample(2, label=1, guidance=1.0)
+
+
+def test_a_graph_from_a_newer_export_format_is_refused_in_one_line(conditional_graphs, tmp_path):
+    import onnx
+
+    from vaectl.contract import FORMAT_VERSION
+
+    model = onnx.load(str(conditional_graphs / "decoder.onnx"))
+    for prop in model.metadata_props:
+        if prop.key == "vaectl.format_version":
+            prop.value = str(FORMAT_VERSION + 1)
+    newer = tmp_path / "decoder.onnx"
+    onnx.save(model, str(newer))
+    out = tmp_path / "o.png"
+    r = run_vaectl("generate", "--onnx", newer, "--label", 3, "--out", out, timeout=300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and f"export format {FORMAT_VERSION + 1} is newer" in lines[0]
+    assert not out.exists()
+
+
+def test_conditional_defaults_and_what_overrides_them():
+    from vaectl.training.config import resolve
+
+    assert resolve(conditional=True)[0] == {"latent_dim": 2, "beta": 3.0}
+    assert resolve(conditional=True, beta=1.0, latent_dim=8)[0] == {"latent_dim": 8, "beta": 1.0}
+    assert resolve(conditional=True, label_dropout=0.2)[0] == {"latent_dim": 2, "beta": 3.0, "label_dropout": 0.2}
+    assert resolve(preset="quality", conditional=True)[0]["latent_dim"] == 64  # a preset's own choice wins
+    assert resolve()[0] == {}  # unconditional runs are untouched
+
+
+def test_bad_label_dropout_through_the_cli_is_one_line_exit_2(tmp_path):
+    pytest.importorskip("torch")
+    common = ["train", "--epochs", 1, "--hidden", 16, "--grid-every", 0, "--out", tmp_path / "run"]
+    expect_usage_error(cli(*common, "--conditional", "--label-dropout", 1.5), "label dropout must be in [0, 1)")
+    expect_usage_error(cli(*common, "--label-dropout", 0.2), "needs a conditional model")
+    expect_usage_error(cli(*common, "--conditional", "--label-dropout", 0.2, "--guidance", -2), "finite number >= 0")
+    assert not (tmp_path / "run" / "last.pt").exists()

@@ -547,3 +547,56 @@ def test_malicious_raw_pickle_is_refused_and_never_runs(tmp_path):
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
     assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
     assert not marker.exists()
+
+
+# ----------------------------------------------------------------------------- guidance
+
+
+@pytest.mark.parametrize("context_channels", [0, 4])
+def test_guided_decoder_has_a_guidance_input_with_a_default_and_matches_pytorch(context_channels, tmp_path):
+    from vaectl.infer import Decoder
+
+    ckpt = save_tiny_checkpoint(tmp_path / "guided.pt", num_classes=3, class_names=CLASS_NAMES, label_dropout=0.2,
+                                guidance=2.0, context_channels=context_channels, context_kernel=5)
+    result = export_model(ckpt, tmp_path / "onnx", fp16=True, **QUIET)
+    assert {k for k in result.max_abs_diff if k.startswith("decoder")} >= {"decoder.image", "decoder.fp16.image"}
+    graph = onnx.load(str(result.decoder)).graph
+    guidance = {v.name: v for v in graph.input}["guidance"]
+    assert guidance.type.tensor_type.elem_type == TensorProto.FLOAT and dims(guidance) == [1]
+    (default,) = [t for t in graph.initializer if t.name == "guidance"]
+    assert onnx.numpy_helper.to_array(default).tolist() == [2.0]  # the model's weight, which a caller may override
+    assert "guidance" not in {v.name for v in onnx.load(str(result.encoder)).graph.input}
+
+    model = load_torch_model(ckpt)
+    sess = session(result.decoder)
+    feeds = random_feeds(model.config, "decoder", 6)
+    z, y = (torch.from_numpy(feeds[k]) for k in ("z", "label"))
+    for w in (0.0, 1.0, 2.0, 4.5):
+        (image,) = sess.run(["image"], {**feeds, "guidance": np.array([w], np.float32)})
+        with torch.no_grad():
+            want = torch.sigmoid(model.decoder(z, y, guidance=torch.tensor([w]))).numpy()
+        np.testing.assert_allclose(image, want, rtol=0, atol=1e-5)
+        if w == 2.0:  # left out, the input takes its initializer's value
+            np.testing.assert_array_equal(sess.run(["image"], feeds)[0], image)
+    # the unconditional label (K = 3) and the fp16 variant take the same inputs
+    unconditional = sess.run(["image"], {"z": feeds["z"], "label": np.full(6, 3, np.int64)})[0]
+    with torch.no_grad():
+        want = torch.sigmoid(model.decoder(z, torch.full_like(y, 3))).numpy()
+    np.testing.assert_allclose(unconditional, want, rtol=0, atol=1e-5)
+    half = session(result.variants["fp16"]).run(["image"], {**feeds, "guidance": np.array([4.5], np.float32)})[0]
+    np.testing.assert_allclose(half, image, rtol=0, atol=1e-2)
+    # the torch-free side sees the input and the model's default
+    decoder = Decoder(result.decoder)
+    np.testing.assert_array_equal(decoder.decode_float(feeds["z"], feeds["label"]),
+                                  decoder.decode_float(feeds["z"], feeds["label"], guidance=2.0))
+
+
+def test_a_plain_conditional_decoder_is_unchanged_by_the_guidance_fields(tmp_path):
+    """label_dropout = 0 (the default): no guidance input, the same graph as before guidance existed."""
+    ckpt = save_tiny_checkpoint(tmp_path / "cond.pt", num_classes=3, class_names=CLASS_NAMES)
+    result = export_model(ckpt, tmp_path / "onnx", **QUIET)
+    graph = onnx.load(str(result.decoder)).graph
+    assert [v.name for v in graph.input] == ["z", "label"]
+    assert "guidance" not in {t.name for t in graph.initializer}
+    # nor in the metadata: a vaectl that predates guidance still reads it
+    assert not {"label_dropout", "guidance"} & set(json.loads(metadata(result.decoder)["vaectl.config"]))

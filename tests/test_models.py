@@ -170,3 +170,75 @@ def test_every_name_the_models_package_promises_resolves():
         assert getattr(models, name) is not None, name
     with pytest.raises(AttributeError):
         models.kl_divergence  # noqa: B018  (the loss lives in training/loss.py, beside the training loop)
+
+
+# ----------------------------------------------------------------------------- guidance (label dropout)
+
+
+def _guided(arch: str = "mlp", seed: int = 0, **overrides) -> VAE:
+    cfg = VAEConfig(arch=arch, num_classes=3, **{**SMALL, "label_dropout": 0.2, **overrides})
+    torch.manual_seed(seed)
+    return VAE(cfg).eval()
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_guided_logits_are_the_classifier_free_mix(arch):
+    model = _guided(arch)
+    assert model.decoder.onehot.eye.shape == (4, 4)  # K classes + the "no label" class
+    z, y = torch.randn(5, 3, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 1, 2, 1, 0])
+    with torch.no_grad():
+        conditional = model.decoder.base_logits(z, y)
+        unconditional = model.decoder.base_logits(z, torch.full_like(y, 3))  # label K: no label
+        for w in (0.0, 0.5, 2.5, 7.0):
+            got = model.decoder(z, y, guidance=torch.tensor([w]))
+            torch.testing.assert_close(got, unconditional + w * (conditional - unconditional), rtol=0, atol=1e-5)
+        # weight 1 is the conditional decoder exactly, not just closely
+        assert torch.equal(model.decoder(z, y, guidance=torch.tensor([1.0])), model.decoder(z, y))
+    assert not torch.allclose(conditional, unconditional)
+
+
+def test_guidance_applies_at_every_row_of_a_row_context_decoder():
+    model = _guided(context_channels=4, context_kernel=5)
+    with torch.no_grad():
+        model.decoder.context.out.weight.normal_(0, 1.0)
+        z, y = torch.randn(3, 3, generator=torch.Generator().manual_seed(2)), torch.tensor([0, 1, 2])
+        assert torch.equal(model.decoder(z, y, guidance=torch.tensor([1.0])), model.decoder(z, y))
+        # weight 0: each row generated from the unconditional logits (the rows above fed back as they came out)
+        torch.testing.assert_close(model.decoder(z, y, guidance=torch.tensor([0.0])),
+                                   model.decoder(z, torch.full_like(y, 3)), rtol=0, atol=1e-5)
+        # weight w: the row loop on the guided z part; the row context's term is the same for both labels
+        w = torch.tensor([3.0])
+        guided = model.decoder.guided_logits(z, y, w)
+        rows, above = [], torch.zeros(3, 1, 2, 28)
+        for i in range(28):
+            row = guided[:, :, i : i + 1] + model.decoder.context.step(above)
+            rows.append(row)
+            above = torch.cat([above[:, :, 1:], torch.sigmoid(row)], dim=2)
+        torch.testing.assert_close(model.decoder(z, y, guidance=w), torch.cat(rows, dim=2), rtol=0, atol=1e-5)
+
+
+def test_label_dropout_gives_a_fraction_of_training_images_the_no_label_class():
+    model = _guided(label_dropout=0.5)
+    seen = []
+    model.encoder.register_forward_pre_hook(lambda module, args: seen.append(args[1].clone()))
+    y = torch.zeros(4000, dtype=torch.long)
+    x = torch.rand(4000, 1, 28, 28)
+    torch.manual_seed(0)
+    model.train()(x, y)
+    model.eval()(x, y)
+    dropped = (seen[0] == 3).float().mean().item()
+    assert 0.45 < dropped < 0.55 and set(seen[0].tolist()) == {0, 3}
+    assert torch.equal(seen[1], y)  # evaluation and scoring use the label given
+
+
+def test_guidance_config_is_checked():
+    for bad, match in [(dict(label_dropout=0.2), "needs a conditional model"),
+                       (dict(num_classes=2, label_dropout=1.0), r"\[0, 1\)"),
+                       (dict(num_classes=2, label_dropout=-0.1), r"\[0, 1\)"),
+                       (dict(num_classes=2, label_dropout=0.2, guidance=-1.0), "finite number >= 0"),
+                       (dict(num_classes=2, label_dropout=0.2, guidance=float("nan")), "finite number >= 0")]:
+        with pytest.raises(UserInputError, match=match):
+            VAEConfig(**bad)
+    plain = VAEConfig(num_classes=2)
+    assert not plain.guided and plain.label_slots == 2
+    assert VAEConfig(num_classes=2, label_dropout=0.1).label_slots == 3

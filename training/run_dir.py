@@ -152,7 +152,8 @@ def write_grids(model, out: Path, epoch: int, x_val: torch.Tensor, y_val, z_fixe
     y_samples = None
     if cfg.conditional:  # one row per class (up to 8 per row)
         y_samples = torch.arange(len(z_fixed), device=z_fixed.device) // 8 % cfg.num_classes
-    samples = torch.sigmoid(model.decoder(z_fixed, y_samples)).float().cpu().numpy()  # (64, C, H, W)
+    guidance = torch.tensor([cfg.guidance], device=z_fixed.device) if cfg.guided else None  # the default weight
+    samples = torch.sigmoid(model.decoder(z_fixed, y_samples, guidance=guidance)).float().cpu().numpy()  # (64, C, H, W)
     save_grid(out / "images" / f"samples_epoch{epoch:03d}.png", to_uint8_images(samples), nrow=8)
     x = x_val[:8].float() / 255
     recon = model.reconstruct(x, None if y_val is None else y_val[:8]).float()
