@@ -69,6 +69,10 @@ class TerminalProgress:
             self.bar = None
 
 
+def _wrote(what: str, where) -> None:
+    click.echo(f"wrote {what} to {where}", err=True)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vaectl")
 def main():
@@ -182,225 +186,6 @@ def export(source, out_dir, last, opset, atol, fp16, int8):
                           log=lambda m: click.echo(m, err=True))
     for path in (result.encoder, result.decoder, *result.variants.values()):
         click.echo(str(path))
-
-# ----------------------------------------------------------------------------- inference (no torch)
-
-_THREADS = click.option("--threads", type=int, default=None, help="onnxruntime intra-op threads [all cores].")
-_LABEL_HELP = "Conditional models: a class index or name"
-_SCALE = click.option("--scale", type=int, default=1, show_default=True,
-                      help="Upscale the written images N times (nearest neighbour: crisp pixels).")
-_FPS = click.option("--fps", type=float, default=8.0, show_default=True, help="Frames per second of a .gif --out.")
-_DEMO = click.option("--demo", is_flag=True, help="Use the demo model shipped with vaectl (2-D latent, conditional, mnist-sample).")
-
-
-def _model(path, demo: bool, role: str, flag: str):
-    """The graph a command runs: the path given with `flag`, or the shipped demo's with --demo."""
-    from .errors import UserInputError
-
-    if demo and path is not None:
-        raise UserInputError(f"give {flag} or --demo, not both")
-    if demo:
-        from .demo import demo_path
-
-        return demo_path(role)
-    if path is None:
-        raise UserInputError(f"give {flag} {role}.onnx (or --demo for the demo model shipped with vaectl)")
-    return path
-
-
-def _wrote(what: str, where) -> None:
-    click.echo(f"wrote {what} to {where}", err=True)
-
-
-@main.command()
-@click.option("--onnx", "decoder_path", default=None, type=click.Path(dir_okay=False),
-              help="decoder.onnx (or its .fp16/.int8 variant) from `vaectl export`.")
-@_DEMO
-@click.option("-n", "n", type=int, default=64, show_default=True, help="Images to draw (per class with --label all).")
-@click.option("--seed", type=int, default=None, help="Random seed; the same seed gives byte-identical PNGs [random].")
-@click.option("--temperature", type=float, default=1.0, show_default=True,
-              help="z ~ N(0, t^2 I): below 1 is cleaner but less varied.")
-@click.option("--label", default=None, help=f"{_LABEL_HELP}, or 'all' for one row per class [cycle through classes]; "
-              "a guided model also takes 'none' (unconditional).")
-@click.option("--same-z", is_flag=True, help="With --label all: the same latents in every row, so style carries across classes.")
-@click.option("--guidance", type=float, default=None,
-              help="Guided conditional models: the pull towards the label (0 unconditional, 1 plain conditional) [the model's].")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write one PNG grid.")
-@click.option("--out-dir", type=click.Path(file_okay=False), default=None,
-              help="Write one PNG per image into this directory (created if missing); memory stays flat for any -n.")
-@click.option("--nrow", type=int, default=8, show_default=True, help="Images per grid row (--label all: -n).")
-@_SCALE
-@_THREADS
-@handle_errors
-def generate(decoder_path, demo, n, seed, temperature, label, same_z, guidance, out, out_dir, nrow, scale, threads):
-    """Draw new images from a decoder (no torch needed)."""
-    from .infer import commands
-
-    decoder_path = _model(decoder_path, demo, "decoder", "--onnx")
-    bar = TerminalProgress("generating")
-    try:
-        total = commands.generate(decoder_path, n, seed=seed, temperature=temperature, label=label, same_z=same_z,
-                                  guidance=guidance, out=out, out_dir=out_dir, nrow=nrow, threads=threads, progress=bar,
-                                  scale=scale)
-    finally:
-        bar.close()
-    _wrote(f"{total} images", out or out_dir)
-
-
-@main.command()
-@click.option("--encoder", "encoder_path", default=None, type=click.Path(dir_okay=False), help="encoder.onnx")
-@click.option("--decoder", "decoder_path", default=None, type=click.Path(dir_okay=False), help="decoder.onnx")
-@_DEMO
-@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG grid: originals above reconstructions.")
-@click.option("--label", default=None, help=f"{_LABEL_HELP}: the class of the input images.")
-@click.option("--nrow", type=int, default=8, show_default=True, help="Images per row.")
-@_SCALE
-@_THREADS
-@handle_errors
-def reconstruct(encoder_path, decoder_path, demo, images, out, label, nrow, scale, threads):
-    """Encode images and decode their posterior means; originals above reconstructions."""
-    from .infer import commands
-
-    encoder_path = _model(encoder_path, demo, "encoder", "--encoder")
-    decoder_path = _model(decoder_path, demo, "decoder", "--decoder")
-    count = commands.reconstruct(encoder_path, decoder_path, images, out, label=label, nrow=nrow, threads=threads,
-                                 scale=scale)
-    _wrote(f"{count} reconstructions", out)
-
-
-@main.command()
-@click.option("--encoder", "encoder_path", default=None, type=click.Path(dir_okay=False),
-              help="encoder.onnx, to interpolate between two images.")
-@click.option("--decoder", "decoder_path", default=None, type=click.Path(dir_okay=False), help="decoder.onnx")
-@_DEMO
-@click.argument("images", nargs=-1, type=click.Path(dir_okay=False))
-@click.option("--seed-a", type=int, default=None, help="Without images: the seed of the first random latent point.")
-@click.option("--seed-b", type=int, default=None, help="Without images: the seed of the second random latent point.")
-@click.option("--steps", type=int, default=10, show_default=True, help="Images in the strip, endpoints included.")
-@click.option("--method", type=click.Choice(["slerp", "lerp"]), default="slerp", show_default=True,
-              help="slerp keeps points at typical norms under the N(0, I) prior; lerp is the straight line.")
-@click.option("--label", default=None, help=f"{_LABEL_HELP}, held fixed along the path.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False),
-              help="PNG strip, or .gif: an animation, one frame per step.")
-@_SCALE
-@_FPS
-@_THREADS
-@handle_errors
-def interpolate(encoder_path, decoder_path, demo, images, seed_a, seed_b, steps, method, label, out, scale, fps,
-                threads):
-    """Decode a path between two images (A.png B.png) or two random latent points (--seed-a/--seed-b)."""
-    from .infer import commands
-
-    if demo and images and encoder_path is None:
-        encoder_path = _model(None, demo, "encoder", "--encoder")
-    decoder_path = _model(decoder_path, demo, "decoder", "--decoder")
-    count = commands.interpolate(decoder_path, out, encoder=encoder_path, images=images, seeds=(seed_a, seed_b),
-                                 steps=steps, method=method, label=label, threads=threads, scale=scale, fps=fps)
-    _wrote(f"{count} images", out)
-
-
-@main.command()
-@click.option("--onnx", "decoder_path", default=None, type=click.Path(dir_okay=False), help="decoder.onnx")
-@_DEMO
-@click.option("--dim", "dims", type=int, multiple=True, help="Latent dimension to vary (repeatable) [the informative ones].")
-@click.option("--all", "all_dims", is_flag=True, help="One row for every latent dimension [only those that carry information].")
-@click.option("--span", type=float, default=3.0, show_default=True, help="Sweep the component from -span to +span.")
-@click.option("--steps", type=int, default=9, show_default=True, help="Images per row.")
-@click.option("--seed", type=int, default=None, help="Fix the other components at a random draw [0, the prior's mean].")
-@click.option("--label", default=None, help=f"{_LABEL_HELP}, held fixed.")
-@click.option("--encoder", "encoder_path", type=click.Path(dir_okay=False), default=None,
-              help="encoder.onnx, with --image: start from that image's posterior mean.")
-@click.option("--image", type=click.Path(dir_okay=False), default=None,
-              help="Start from this image's encoding (the tutorial's 8 that morphs into a 3); needs --encoder.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False),
-              help="PNG grid, one row per dimension; or .gif: frame k shows step k of every dimension side by side, "
-                   "running forth and back.")
-@_SCALE
-@_FPS
-@_THREADS
-@handle_errors
-def traverse(decoder_path, demo, dims, all_dims, span, steps, seed, label, encoder_path, image, out, scale, fps,
-             threads):
-    """Vary one latent component at a time while the others stay fixed.
-
-    The varied component sweeps from -span to +span; the others stay at 0 (the prior's mean), at a
-    --seed draw, or at an --image's encoding. Without --dim or --all: the dimensions that carry
-    information (KL to the prior above 0.05 nats when the model was exported), else all of them.
-    """
-    from .infer import commands
-
-    if demo and image is not None and encoder_path is None:
-        encoder_path = _model(None, demo, "encoder", "--encoder")
-    decoder_path = _model(decoder_path, demo, "decoder", "--onnx")
-    chosen = commands.traverse(decoder_path, out, dims=dims, all_dims=all_dims, span=span, steps=steps, seed=seed,
-                               label=label, encoder=encoder_path, image=image, threads=threads, scale=scale, fps=fps)
-    _wrote(f"{len(chosen)} rows of {steps} (latent dimensions {', '.join(map(str, chosen))})", out)
-
-
-@main.command("data-images")
-@click.option("--data", "data_dir", type=click.Path(), default=None, help="IDX folder or image folder [the embedded mnist-sample].")
-@click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
-@click.option("--label", default=None, help="Only images of this class (index or name).")
-@click.option("-n", "count", type=int, default=8, show_default=True, help="How many images (the first N that match).")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write one PNG grid.")
-@click.option("--out-dir", type=click.Path(file_okay=False), default=None,
-              help="Write one PNG per image, named SPLIT_INDEX_LABEL.png (created if missing).")
-@_SCALE
-@handle_errors
-def data_images(data_dir, split, label, count, out, out_dir, scale):
-    """Write images from a dataset as PNGs: e.g. an 8 and a 3 to interpolate or traverse from (no torch needed)."""
-    from .infer import commands
-
-    written, paths = commands.data_images(data_dir, split=split, label=label, count=count, out=out, out_dir=out_dir,
-                                          scale=scale)
-    if out is not None:
-        _wrote(f"{written} images", out)
-        return
-    for path in paths:
-        click.echo(str(path))
-
-
-@main.command()
-@click.option("--encoder", "encoder_path", default=None, type=click.Path(dir_okay=False), help="encoder.onnx")
-@_DEMO
-@click.argument("images", nargs=-1, type=click.Path(dir_okay=False))
-@click.option("--data", "data_dir", type=click.Path(), default=None,
-              help="IDX folder or image folder to encode (instead of IMAGES) [no IMAGES: the embedded mnist-sample].")
-@click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True, help="Split of the data.")
-@click.option("--out", default=None, type=click.Path(dir_okay=False),
-              help="latents.npy (structured: np.load(f)['mu']) or latents.csv (with a header).")
-@click.option("--logvar", is_flag=True, help="Also write the posterior log-variances.")
-@click.option("--label", default=None, help=f"{_LABEL_HELP}: the class of unlabelled input images.")
-@click.option("--batch-size", type=int, default=256, show_default=True, help="Images encoded at a time.")
-@_THREADS
-@handle_errors
-def encode(encoder_path, demo, images, data_dir, split, out, logvar, label, batch_size, threads):
-    """Write the posterior means (deterministic embeddings) of images or a dataset as .npy or .csv."""
-    from .infer import commands
-
-    encoder_path = _model(encoder_path, demo, "encoder", "--encoder")
-    bar = TerminalProgress("encoding")
-    try:
-        rows = commands.encode(encoder_path, images, out, data_dir=data_dir, split=split, logvar=logvar, label=label,
-                               batch_size=batch_size, threads=threads, progress=bar)
-    finally:
-        bar.close()
-    _wrote(f"{rows} latent rows", out)
-
-
-@main.command()
-@click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@handle_errors
-def info(model, as_json):
-    """Print an ONNX graph's role, vaectl metadata, and input/output names and shapes."""
-    import json
-
-    from .infer import describe_model, format_description
-
-    d = describe_model(model)
-    click.echo(json.dumps(d, indent=2) if as_json else format_description(d))
 
 # ----------------------------------------------------------------------------- eval
 @main.command("eval")
@@ -520,5 +305,13 @@ def explore(source, decoder_path, encoder_path, data_dir, host, port, no_browser
         server.server_close()
 
 
-if __name__ == "__main__":
-    main()
+# ----------------------------------------------------------------------------- inference (no torch)
+if __name__ == "__main__":  # `python -m vaectl.cli`: run the package's module, where the commands are registered
+    from vaectl.cli import main as registered_main
+
+    registered_main()
+else:
+    from .cli_inference import COMMANDS  # after the helpers above, which that module imports
+
+    for _command in COMMANDS:
+        main.add_command(_command)
