@@ -12,10 +12,17 @@ from .cli import TerminalProgress, _wrote, handle_errors
 
 _THREADS = click.option("--threads", type=int, default=None, help="onnxruntime intra-op threads [all cores].")
 _LABEL_HELP = "Conditional models: a class index or name"
-_SCALE = click.option("--scale", type=int, default=1, show_default=True,
-                      help="Upscale the written images N times (nearest neighbour: crisp pixels).")
+_SCALE = click.option(
+    "--scale",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Upscale the written images N times (nearest neighbour: crisp pixels).",
+)
 _FPS = click.option("--fps", type=float, default=8.0, show_default=True, help="Frames per second of a .gif --out.")
-_DEMO = click.option("--demo", is_flag=True, help="Use the demo model shipped with vaectl (2-D latent, conditional, mnist-sample).")
+_DEMO = click.option(
+    "--demo", is_flag=True, help="Use the demo model shipped with vaectl (2-D latent, conditional, mnist-sample)."
+)
 
 
 def _model(path, demo: bool, role: str, flag: str):
@@ -34,21 +41,45 @@ def _model(path, demo: bool, role: str, flag: str):
 
 
 @click.command()
-@click.option("--onnx", "decoder_path", default=None, type=click.Path(dir_okay=False),
-              help="decoder.onnx (or its .fp16/.int8 variant) from `vaectl export`.")
+@click.option(
+    "--onnx",
+    "decoder_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="decoder.onnx (or its .fp16/.int8 variant) from `vaectl export`.",
+)
 @_DEMO
 @click.option("-n", "n", type=int, default=64, show_default=True, help="Images to draw (per class with --label all).")
 @click.option("--seed", type=int, default=None, help="Random seed; the same seed gives byte-identical PNGs [random].")
-@click.option("--temperature", type=float, default=1.0, show_default=True,
-              help="z ~ N(0, t^2 I): below 1 is cleaner but less varied.")
-@click.option("--label", default=None, help=f"{_LABEL_HELP}, or 'all' for one row per class [cycle through classes]; "
-              "a guided model also takes 'none' (unconditional).")
-@click.option("--same-z", is_flag=True, help="With --label all: the same latents in every row, so style carries across classes.")
-@click.option("--guidance", type=float, default=None,
-              help="Guided conditional models: the pull towards the label (0 unconditional, 1 plain conditional) [the model's].")
+@click.option(
+    "--temperature",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="z ~ N(0, t^2 I): below 1 is cleaner but less varied.",
+)
+@click.option(
+    "--label",
+    default=None,
+    help=f"{_LABEL_HELP}, or 'all' for one row per class [cycle through classes]; "
+    "a guided model also takes 'none' (unconditional).",
+)
+@click.option(
+    "--same-z", is_flag=True, help="With --label all: the same latents in every row, so style carries across classes."
+)
+@click.option(
+    "--guidance",
+    type=float,
+    default=None,
+    help="Guided conditional models: the pull towards the label (0 unconditional, 1 plain conditional) [the model's].",
+)
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write one PNG grid.")
-@click.option("--out-dir", type=click.Path(file_okay=False), default=None,
-              help="Write one PNG per image into this directory (created if missing); memory stays flat for any -n.")
+@click.option(
+    "--out-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write one PNG per image into this directory (created if missing); memory stays flat for any -n.",
+)
 @click.option("--nrow", type=int, default=8, show_default=True, help="Images per grid row (--label all: -n).")
 @_SCALE
 @_THREADS
@@ -60,9 +91,21 @@ def generate(decoder_path, demo, n, seed, temperature, label, same_z, guidance, 
     decoder_path = _model(decoder_path, demo, "decoder", "--onnx")
     bar = TerminalProgress("generating")
     try:
-        total = commands.generate(decoder_path, n, seed=seed, temperature=temperature, label=label, same_z=same_z,
-                                  guidance=guidance, out=out, out_dir=out_dir, nrow=nrow, threads=threads, progress=bar,
-                                  scale=scale)
+        total = commands.generate(
+            decoder_path,
+            n,
+            seed=seed,
+            temperature=temperature,
+            label=label,
+            same_z=same_z,
+            guidance=guidance,
+            out=out,
+            out_dir=out_dir,
+            nrow=nrow,
+            threads=threads,
+            progress=bar,
+            scale=scale,
+        )
     finally:
         bar.close()
     _wrote(f"{total} images", out or out_dir)
@@ -73,7 +116,9 @@ def generate(decoder_path, demo, n, seed, temperature, label, same_z, guidance, 
 @click.option("--decoder", "decoder_path", default=None, type=click.Path(dir_okay=False), help="decoder.onnx")
 @_DEMO
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG grid: originals above reconstructions.")
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False), help="PNG grid: originals above reconstructions."
+)
 @click.option("--label", default=None, help=f"{_LABEL_HELP}: the class of the input images.")
 @click.option("--nrow", type=int, default=8, show_default=True, help="Images per row.")
 @_SCALE
@@ -85,64 +130,109 @@ def reconstruct(encoder_path, decoder_path, demo, images, out, label, nrow, scal
 
     encoder_path = _model(encoder_path, demo, "encoder", "--encoder")
     decoder_path = _model(decoder_path, demo, "decoder", "--decoder")
-    count = commands.reconstruct(encoder_path, decoder_path, images, out, label=label, nrow=nrow, threads=threads,
-                                 scale=scale)
+    count = commands.reconstruct(
+        encoder_path, decoder_path, images, out, label=label, nrow=nrow, threads=threads, scale=scale
+    )
     _wrote(f"{count} reconstructions", out)
 
 
 @click.command()
-@click.option("--encoder", "encoder_path", default=None, type=click.Path(dir_okay=False),
-              help="encoder.onnx, to interpolate between two images.")
+@click.option(
+    "--encoder",
+    "encoder_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="encoder.onnx, to interpolate between two images.",
+)
 @click.option("--decoder", "decoder_path", default=None, type=click.Path(dir_okay=False), help="decoder.onnx")
 @_DEMO
 @click.argument("images", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--seed-a", type=int, default=None, help="Without images: the seed of the first random latent point.")
 @click.option("--seed-b", type=int, default=None, help="Without images: the seed of the second random latent point.")
 @click.option("--steps", type=int, default=10, show_default=True, help="Images in the strip, endpoints included.")
-@click.option("--method", type=click.Choice(["slerp", "lerp"]), default="slerp", show_default=True,
-              help="slerp keeps points at typical norms under the N(0, I) prior; lerp is the straight line.")
+@click.option(
+    "--method",
+    type=click.Choice(["slerp", "lerp"]),
+    default="slerp",
+    show_default=True,
+    help="slerp keeps points at typical norms under the N(0, I) prior; lerp is the straight line.",
+)
 @click.option("--label", default=None, help=f"{_LABEL_HELP}, held fixed along the path.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False),
-              help="PNG strip, or .gif: an animation, one frame per step.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="PNG strip, or .gif: an animation, one frame per step.",
+)
 @_SCALE
 @_FPS
 @_THREADS
 @handle_errors
-def interpolate(encoder_path, decoder_path, demo, images, seed_a, seed_b, steps, method, label, out, scale, fps,
-                threads):
+def interpolate(
+    encoder_path, decoder_path, demo, images, seed_a, seed_b, steps, method, label, out, scale, fps, threads
+):
     """Decode a path between two images (A.png B.png) or two random latent points (--seed-a/--seed-b)."""
     from .infer import commands
 
     if demo and images and encoder_path is None:
         encoder_path = _model(None, demo, "encoder", "--encoder")
     decoder_path = _model(decoder_path, demo, "decoder", "--decoder")
-    count = commands.interpolate(decoder_path, out, encoder=encoder_path, images=images, seeds=(seed_a, seed_b),
-                                 steps=steps, method=method, label=label, threads=threads, scale=scale, fps=fps)
+    count = commands.interpolate(
+        decoder_path,
+        out,
+        encoder=encoder_path,
+        images=images,
+        seeds=(seed_a, seed_b),
+        steps=steps,
+        method=method,
+        label=label,
+        threads=threads,
+        scale=scale,
+        fps=fps,
+    )
     _wrote(f"{count} images", out)
 
 
 @click.command()
 @click.option("--onnx", "decoder_path", default=None, type=click.Path(dir_okay=False), help="decoder.onnx")
 @_DEMO
-@click.option("--dim", "dims", type=int, multiple=True, help="Latent dimension to vary (repeatable) [the informative ones].")
-@click.option("--all", "all_dims", is_flag=True, help="One row for every latent dimension [only those that carry information].")
+@click.option(
+    "--dim", "dims", type=int, multiple=True, help="Latent dimension to vary (repeatable) [the informative ones]."
+)
+@click.option(
+    "--all", "all_dims", is_flag=True, help="One row for every latent dimension [only those that carry information]."
+)
 @click.option("--span", type=float, default=3.0, show_default=True, help="Sweep the component from -span to +span.")
 @click.option("--steps", type=int, default=9, show_default=True, help="Images per row.")
 @click.option("--seed", type=int, default=None, help="Fix the other components at a random draw [0, the prior's mean].")
 @click.option("--label", default=None, help=f"{_LABEL_HELP}, held fixed.")
-@click.option("--encoder", "encoder_path", type=click.Path(dir_okay=False), default=None,
-              help="encoder.onnx, with --image: start from that image's posterior mean.")
-@click.option("--image", type=click.Path(dir_okay=False), default=None,
-              help="Start from this image's encoding (the tutorial's 8 that morphs into a 3); needs --encoder.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False),
-              help="PNG grid, one row per dimension; or .gif: frame k shows step k of every dimension side by side, "
-                   "running forth and back.")
+@click.option(
+    "--encoder",
+    "encoder_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="encoder.onnx, with --image: start from that image's posterior mean.",
+)
+@click.option(
+    "--image",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Start from this image's encoding (the tutorial's 8 that morphs into a 3); needs --encoder.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="PNG grid, one row per dimension; or .gif: frame k shows step k of every dimension side by side, "
+    "running forth and back.",
+)
 @_SCALE
 @_FPS
 @_THREADS
 @handle_errors
-def traverse(decoder_path, demo, dims, all_dims, span, steps, seed, label, encoder_path, image, out, scale, fps,
-             threads):
+def traverse(
+    decoder_path, demo, dims, all_dims, span, steps, seed, label, encoder_path, image, out, scale, fps, threads
+):
     """Vary one latent component at a time while the others stay fixed.
 
     The varied component sweeps from -span to +span; the others stay at 0 (the prior's mean), at a
@@ -154,27 +244,51 @@ def traverse(decoder_path, demo, dims, all_dims, span, steps, seed, label, encod
     if demo and image is not None and encoder_path is None:
         encoder_path = _model(None, demo, "encoder", "--encoder")
     decoder_path = _model(decoder_path, demo, "decoder", "--onnx")
-    chosen = commands.traverse(decoder_path, out, dims=dims, all_dims=all_dims, span=span, steps=steps, seed=seed,
-                               label=label, encoder=encoder_path, image=image, threads=threads, scale=scale, fps=fps)
+    chosen = commands.traverse(
+        decoder_path,
+        out,
+        dims=dims,
+        all_dims=all_dims,
+        span=span,
+        steps=steps,
+        seed=seed,
+        label=label,
+        encoder=encoder_path,
+        image=image,
+        threads=threads,
+        scale=scale,
+        fps=fps,
+    )
     _wrote(f"{len(chosen)} rows of {steps} (latent dimensions {', '.join(map(str, chosen))})", out)
 
 
 @click.command("data-images")
-@click.option("--data", "data_dir", type=click.Path(), default=None, help="IDX folder or image folder [the embedded mnist-sample].")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(),
+    default=None,
+    help="IDX folder or image folder [the embedded mnist-sample].",
+)
 @click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
 @click.option("--label", default=None, help="Only images of this class (index or name).")
 @click.option("-n", "count", type=int, default=8, show_default=True, help="How many images (the first N that match).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write one PNG grid.")
-@click.option("--out-dir", type=click.Path(file_okay=False), default=None,
-              help="Write one PNG per image, named SPLIT_INDEX_LABEL.png (created if missing).")
+@click.option(
+    "--out-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write one PNG per image, named SPLIT_INDEX_LABEL.png (created if missing).",
+)
 @_SCALE
 @handle_errors
 def data_images(data_dir, split, label, count, out, out_dir, scale):
     """Write images from a dataset as PNGs: e.g. an 8 and a 3 to interpolate or traverse from (no torch needed)."""
     from .infer import commands
 
-    written, paths = commands.data_images(data_dir, split=split, label=label, count=count, out=out, out_dir=out_dir,
-                                          scale=scale)
+    written, paths = commands.data_images(
+        data_dir, split=split, label=label, count=count, out=out, out_dir=out_dir, scale=scale
+    )
     if out is not None:
         _wrote(f"{written} images", out)
         return
@@ -186,11 +300,22 @@ def data_images(data_dir, split, label, count, out, out_dir, scale):
 @click.option("--encoder", "encoder_path", default=None, type=click.Path(dir_okay=False), help="encoder.onnx")
 @_DEMO
 @click.argument("images", nargs=-1, type=click.Path(dir_okay=False))
-@click.option("--data", "data_dir", type=click.Path(), default=None,
-              help="IDX folder or image folder to encode (instead of IMAGES) [no IMAGES: the embedded mnist-sample].")
-@click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True, help="Split of the data.")
-@click.option("--out", default=None, type=click.Path(dir_okay=False),
-              help="latents.npy (structured: np.load(f)['mu']) or latents.csv (with a header).")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(),
+    default=None,
+    help="IDX folder or image folder to encode (instead of IMAGES) [no IMAGES: the embedded mnist-sample].",
+)
+@click.option(
+    "--split", type=click.Choice(["train", "test"]), default="test", show_default=True, help="Split of the data."
+)
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="latents.npy (structured: np.load(f)['mu']) or latents.csv (with a header).",
+)
 @click.option("--logvar", is_flag=True, help="Also write the posterior log-variances.")
 @click.option("--label", default=None, help=f"{_LABEL_HELP}: the class of unlabelled input images.")
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Images encoded at a time.")
@@ -203,8 +328,18 @@ def encode(encoder_path, demo, images, data_dir, split, out, logvar, label, batc
     encoder_path = _model(encoder_path, demo, "encoder", "--encoder")
     bar = TerminalProgress("encoding")
     try:
-        rows = commands.encode(encoder_path, images, out, data_dir=data_dir, split=split, logvar=logvar, label=label,
-                               batch_size=batch_size, threads=threads, progress=bar)
+        rows = commands.encode(
+            encoder_path,
+            images,
+            out,
+            data_dir=data_dir,
+            split=split,
+            logvar=logvar,
+            label=label,
+            batch_size=batch_size,
+            threads=threads,
+            progress=bar,
+        )
     finally:
         bar.close()
     _wrote(f"{rows} latent rows", out)

@@ -47,7 +47,17 @@ SCORING_OUTPUT = {"encoder": CONTEXT_LOGITS, "decoder": BASE_LOGITS}
 INFORMATIVE_KL = 0.05
 
 # readable copies of config fields, written beside vaectl.config (never parsed)
-_LOOSE_KEYS = ("latent_dim", "channels", "height", "width", "likelihood", "arch", "dataset", "num_classes", "class_names")
+_LOOSE_KEYS = (
+    "latent_dim",
+    "channels",
+    "height",
+    "width",
+    "likelihood",
+    "arch",
+    "dataset",
+    "num_classes",
+    "class_names",
+)
 
 
 @dataclass(frozen=True)
@@ -60,8 +70,11 @@ class TensorSpec:
 
 def graph_inputs(config: VAEConfig, role: str) -> tuple[TensorSpec, ...]:
     _check_role(role)
-    first = (TensorSpec(IMAGE, "float32", (BATCH, *config.image_shape)) if role == "encoder"
-             else TensorSpec(Z, "float32", (BATCH, config.latent_dim)))
+    first = (
+        TensorSpec(IMAGE, "float32", (BATCH, *config.image_shape))
+        if role == "encoder"
+        else TensorSpec(Z, "float32", (BATCH, config.latent_dim))
+    )
     inputs = [first]
     if config.num_classes > 0:
         inputs.append(TensorSpec(LABEL, "int64", (BATCH,)))
@@ -74,7 +87,10 @@ def graph_outputs(config: VAEConfig, role: str) -> tuple[TensorSpec, ...]:
     _check_role(role)
     image = (BATCH, *config.image_shape)
     if role == "encoder":
-        outputs = [TensorSpec(MU, "float32", (BATCH, config.latent_dim)), TensorSpec(LOGVAR, "float32", (BATCH, config.latent_dim))]
+        outputs = [
+            TensorSpec(MU, "float32", (BATCH, config.latent_dim)),
+            TensorSpec(LOGVAR, "float32", (BATCH, config.latent_dim)),
+        ]
     else:
         outputs = [TensorSpec(IMAGE, "float32", image)]
     if config.row_context:
@@ -103,14 +119,16 @@ class GraphInfo:
         return [d for d, kl in enumerate(self.kl_per_dim) if kl > INFORMATIVE_KL]
 
 
-def build_metadata(config: VAEConfig, role: str, checkpoint_sha256: str, variant: str = "fp32",
-                   kl_per_dim=None) -> dict[str, str]:
+def build_metadata(
+    config: VAEConfig, role: str, checkpoint_sha256: str, variant: str = "fp32", kl_per_dim=None
+) -> dict[str, str]:
     _check_role(role)
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}")
     fields = config.to_dict()
-    loose = {f"vaectl.{key}": fields[key] if isinstance(fields[key], str) else json.dumps(fields[key])
-             for key in _LOOSE_KEYS}
+    loose = {
+        f"vaectl.{key}": fields[key] if isinstance(fields[key], str) else json.dumps(fields[key]) for key in _LOOSE_KEYS
+    }
     props = {
         "vaectl.format_version": str(FORMAT_VERSION),
         "vaectl.role": role,
@@ -139,8 +157,9 @@ def parse_metadata(props: dict[str, str], source: str = "model") -> GraphInfo:
     except ValueError:
         raise UserInputError(f"{source}: malformed vaectl.format_version") from None
     if version > FORMAT_VERSION:
-        raise UserInputError(f"{source}: export format {version} is newer than this vaectl reads ({FORMAT_VERSION}); "
-                             "upgrade vaectl")
+        raise UserInputError(
+            f"{source}: export format {version} is newer than this vaectl reads ({FORMAT_VERSION}); upgrade vaectl"
+        )
     role = props["vaectl.role"]
     if role not in ROLES:
         raise UserInputError(f"{source}: unknown role {role!r}")

@@ -18,8 +18,7 @@ class MissingExtraError(UserInputError):
 
     def __init__(self, extra: str = "train", module: str = "torch"):
         super().__init__(
-            f"this command needs {module}, which comes with the [{extra}] extra: "
-            f"pip install 'vaectl[{extra}]'"
+            f"this command needs {module}, which comes with the [{extra}] extra: pip install 'vaectl[{extra}]'"
         )
 
 

@@ -14,8 +14,8 @@ import io
 import os
 import secrets
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -147,8 +147,9 @@ def prepare_out_dir(path, *, parents: bool = False, what: str = "output director
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise UserInputError(f"{path}: cannot write the {what} here: the directory is not writable "
-                             f"({e.strerror or e})") from None
+        raise UserInputError(
+            f"{path}: cannot write the {what} here: the directory is not writable ({e.strerror or e})"
+        ) from None
     return created
 
 

@@ -13,8 +13,8 @@ All figures are per image, in nats.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -27,9 +27,9 @@ LOG_2PI = math.log(2 * math.pi)
 
 CONVENTIONS = {
     "bernoulli": "bernoulli likelihood: pixels in [0, 1] scored with binary cross-entropy summed over pixels "
-                 "(exact NLL on binarized data; on continuous data a score bounded below by the pixels' entropy)",
+    "(exact NLL on binarized data; on continuous data a score bounded below by the pixels' entropy)",
     "gaussian": f"gaussian likelihood with fixed variance {GAUSSIAN_VARIANCE} per pixel "
-                "(log-density: minus summed squared error minus (D/2) log(pi))",
+    "(log-density: minus summed squared error minus (D/2) log(pi))",
 }
 
 
@@ -64,7 +64,9 @@ def log_likelihood(x: np.ndarray, mean: np.ndarray, likelihood: str) -> np.ndarr
         p = np.clip(mean, PROB_EPS, 1 - PROB_EPS)
         return (x * np.log(p) + (1 - x) * np.log1p(-p)).sum(-1)
     if likelihood == "gaussian":
-        return -((x - mean) ** 2).sum(-1) / (2 * GAUSSIAN_VARIANCE) - 0.5 * x.shape[-1] * math.log(2 * math.pi * GAUSSIAN_VARIANCE)
+        return -((x - mean) ** 2).sum(-1) / (2 * GAUSSIAN_VARIANCE) - 0.5 * x.shape[-1] * math.log(
+            2 * math.pi * GAUSSIAN_VARIANCE
+        )
     raise UserInputError(f"unknown likelihood {likelihood!r}")
 
 
@@ -76,9 +78,21 @@ def bernoulli_entropy_floor(x: np.ndarray) -> float:
     return float(h.sum(1).mean())
 
 
-def score(encode: Callable, decode: Callable, images: np.ndarray, labels: np.ndarray | None, *,
-             likelihood: str, row_context: bool = False, k: int = 1000, seed: int = 0, binarize: bool = False,
-             batch_size: int = 64, max_rows: int = 8192, progress: Callable[[int, int], None] | None = None) -> EvalReport:
+def score(
+    encode: Callable,
+    decode: Callable,
+    images: np.ndarray,
+    labels: np.ndarray | None,
+    *,
+    likelihood: str,
+    row_context: bool = False,
+    k: int = 1000,
+    seed: int = 0,
+    binarize: bool = False,
+    batch_size: int = 64,
+    max_rows: int = 8192,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvalReport:
     """Score uint8 images (N, C, H, W). `max_rows` bounds the decoder batch (images x draws)."""
     if k < 1:
         raise UserInputError(f"--k must be at least 1, got {k}")
@@ -131,12 +145,23 @@ def score(encode: Callable, decode: Callable, images: np.ndarray, labels: np.nda
     mu_all = np.concatenate(mus)  # (N, D)
     active = int((mu_all.var(0) > ACTIVE_UNIT_THRESHOLD).sum()) if n > 1 else 0
     return EvalReport(
-        n=n, k=k, likelihood=likelihood, convention=CONVENTIONS[likelihood], latent_dim=int(mu_all.shape[1]),
-        num_pixels=num_pixels, neg_elbo=recon + kl, recon=recon, kl=kl, iwae_nll=iwae,
-        bits_per_dim=iwae / (num_pixels * math.log(2)), active_units=active, posterior_var=posterior_var,
+        n=n,
+        k=k,
+        likelihood=likelihood,
+        convention=CONVENTIONS[likelihood],
+        latent_dim=int(mu_all.shape[1]),
+        num_pixels=num_pixels,
+        neg_elbo=recon + kl,
+        recon=recon,
+        kl=kl,
+        iwae_nll=iwae,
+        bits_per_dim=iwae / (num_pixels * math.log(2)),
+        active_units=active,
+        posterior_var=posterior_var,
         kl_per_dim=[round(float(v), 5) for v in kl_dims / n],
         entropy_floor=bernoulli_entropy_floor(x_all) if likelihood == "bernoulli" else None,
-        binarized=binarize, seed=seed,
+        binarized=binarize,
+        seed=seed,
     )
 
 
@@ -154,5 +179,7 @@ def format_report(r: EvalReport) -> str:
         "KL per dimension     " + " ".join(f"{v:.2f}" for v in r.kl_per_dim),
     ]
     if r.entropy_floor is not None and not r.binarized:
-        lines.append(f"entropy floor        {r.entropy_floor:10.3f} nats  (no bernoulli model scores below this on these pixels)")
+        lines.append(
+            f"entropy floor        {r.entropy_floor:10.3f} nats  (no bernoulli model scores below this on these pixels)"
+        )
     return "\n".join(lines)

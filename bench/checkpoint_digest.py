@@ -38,9 +38,16 @@ def quality_payload() -> dict:
     logits, mu, logvar = model(x, None)
     (logits.square().mean() + mu.square().mean() + logvar.square().mean()).backward()
     opt.step()  # Adam's two moments per weight now exist, as in every saved checkpoint
-    return {"format": "vaectl.checkpoint", "format_version": 1, "config": config.to_dict(),
-            "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
-            "optimizer": opt.state_dict(), "epoch": 1, "best_val": 250.0, "rng": {"torch": torch.get_rng_state()}}
+    return {
+        "format": "vaectl.checkpoint",
+        "format_version": 1,
+        "config": config.to_dict(),
+        "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "optimizer": opt.state_dict(),
+        "epoch": 1,
+        "best_val": 250.0,
+        "rng": {"torch": torch.get_rng_state()},
+    }
 
 
 def median_seconds(fn, repeats: int) -> float:
@@ -70,13 +77,17 @@ def main() -> None:
             "torch.load": median_seconds(lambda: torch.load(path, weights_only=True), args.repeats),
             "load": median_seconds(lambda: load_checkpoint(path), args.repeats),
         }
-    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"median of {args.repeats}")
+    print(
+        f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"median of {args.repeats}"
+    )
     print(f"--preset quality checkpoint (28x28x1, Adam state): {size / 1e6:.1f} MB")
     for name, seconds in timings.items():
         print(f"  {name:<11} {seconds * 1e3:8.1f} ms")
-    print(f"  digest = {timings['digest'] / timings['save']:.0%} of save, {timings['digest'] / timings['load']:.0%} of load; "
-          f"{size / timings['digest'] / 1e9:.2f} GB/s")
+    print(
+        f"  digest = {timings['digest'] / timings['save']:.0%} of save, {timings['digest'] / timings['load']:.0%} of load; "
+        f"{size / timings['digest'] / 1e9:.2f} GB/s"
+    )
 
 
 if __name__ == "__main__":

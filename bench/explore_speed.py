@@ -36,8 +36,11 @@ def train_and_export(work: Path, name: str, flags: list[str], epochs: int) -> Pa
     run = work / name.replace(" ", "_")
     out = run / "export"
     vaectl = [sys.executable, "-m", "vaectl.cli"]
-    subprocess.run(vaectl + ["train", *flags, "--epochs", str(epochs), "--out", str(run), "--grid-every", "1"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        vaectl + ["train", *flags, "--epochs", str(epochs), "--out", str(run), "--grid-every", "1"],
+        check=True,
+        capture_output=True,
+    )
     subprocess.run(vaectl + ["export", str(run), "--out", str(out)], check=True, capture_output=True)
     return run  # a run directory holding its export: the page also draws the training curves
 
@@ -48,14 +51,18 @@ def measure(browser, url: str, loads: int, moves: int) -> dict:
         context = browser.new_context(viewport={"width": 1280, "height": 1000})
         page = context.new_page()
         bytes_in = []
-        page.on("requestfinished", lambda r: bytes_in.append(r.sizes()["responseBodySize"] + r.sizes()["responseHeadersSize"]))
+        page.on(
+            "requestfinished",
+            lambda r, sink=bytes_in: sink.append(r.sizes()["responseBodySize"] + r.sizes()["responseHeadersSize"]),
+        )
         page.goto(url)
         page.wait_for_function("window.vaectl.settled === true", timeout=120_000)
         page.wait_for_timeout(300)  # the last views' requests finish
         first.append(page.evaluate("window.vaectl.firstImageMs"))
         sent.append(sum(bytes_in))
         if k == loads - 1:
-            times = page.evaluate("""async moves => {
+            times = page.evaluate(
+                """async moves => {
                 const d = window.vaectl.app.info.order[0];
                 const slider = document.querySelector(`input[data-dim="${d}"]`);
                 const out = [];
@@ -67,10 +74,16 @@ def measure(browser, url: str, loads: int, moves: int) -> dict:
                   out.push(window.vaectl.last.ms);
                 }
                 return out;
-            }""", moves)
+            }""",
+                moves,
+            )
         context.close()
-    return {"first": first, "decode": statistics.median(times), "decode_p90": sorted(times)[int(0.9 * len(times))],
-            "bytes": sent[0]}
+    return {
+        "first": first,
+        "decode": statistics.median(times),
+        "decode_p90": sorted(times)[int(0.9 * len(times))],
+        "bytes": sent[0],
+    }
 
 
 def main() -> None:
@@ -78,12 +91,17 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--loads", type=int, default=3)
     ap.add_argument("--moves", type=int, default=100)
-    ap.add_argument("--screenshot", default=None,
-                    help="Also save a full-page PNG of the page for a default MLP trained --screenshot-epochs epochs.")
+    ap.add_argument(
+        "--screenshot",
+        default=None,
+        help="Also save a full-page PNG of the page for a default MLP trained --screenshot-epochs epochs.",
+    )
     ap.add_argument("--screenshot-epochs", type=int, default=15)
     args = ap.parse_args()
-    print(f"machine: {os.cpu_count()} CPUs, load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}; "
-          f"Chromium {CHROMIUM}, onnxruntime-web 1.30.0 WASM, 1 thread")
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}; "
+        f"Chromium {CHROMIUM}, onnxruntime-web 1.30.0 WASM, 1 thread"
+    )
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         for name, flags in MODELS.items():
@@ -98,10 +116,12 @@ def main() -> None:
                 server.server_close()
             size = model.decoders["fp32"].stat().st_size
             target = 5 if name == "default MLP" else 20
-            print(f"{name:15s} decoder.onnx {size / 1e6:.2f} MB, latent {model.latent_dim}: "
-                  f"first image {statistics.median(r['first']):.0f} ms (loads: {', '.join(f'{t:.0f}' for t in r['first'])}; "
-                  f"target <= 1500)  decode per move {r['decode']:.2f} ms median, p90 {r['decode_p90']:.2f} "
-                  f"(target <= {target})  first load {r['bytes'] / 1e6:.2f} MB transferred")
+            print(
+                f"{name:15s} decoder.onnx {size / 1e6:.2f} MB, latent {model.latent_dim}: "
+                f"first image {statistics.median(r['first']):.0f} ms (loads: {', '.join(f'{t:.0f}' for t in r['first'])}; "
+                f"target <= 1500)  decode per move {r['decode']:.2f} ms median, p90 {r['decode_p90']:.2f} "
+                f"(target <= {target})  first load {r['bytes'] / 1e6:.2f} MB transferred"
+            )
         if args.screenshot:  # a model trained long enough that its samples look like digits
             run = train_and_export(Path(tmp), "screenshot", [], args.screenshot_epochs)
             server = make_server(load_explore_model(run))

@@ -43,7 +43,12 @@ import numpy as np
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 CPU_RECIPE_NLL = 223.01  # README, bench/quality.py (c): --preset quality, 45 epochs, 866 s on 2 CPU cores
-MODES = {"fp32": (False, False), "amp": (True, False), "compile": (False, True), "amp+compile": (True, True)}  # (amp, compile)
+MODES = {
+    "fp32": (False, False),
+    "amp": (True, False),
+    "compile": (False, True),
+    "amp+compile": (True, True),
+}  # (amp, compile)
 PARTS = ("speed", "amp", "export", "ddp", "quality")
 
 
@@ -77,10 +82,19 @@ def prepare_data(work: Path, n: int, real) -> tuple[Path, str]:
         arrays, source = (x[:n], y[:n], xt[:n_test], yt[:n_test]), f"Fashion-MNIST, first {n:,} train / {n_test:,} test"
     else:
         rng = np.random.default_rng(0)
-        arrays = (rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n, dtype=np.uint8),
-                  rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8), rng.integers(0, 10, n_test, dtype=np.uint8))
+        arrays = (
+            rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
+            rng.integers(0, 10, n, dtype=np.uint8),
+            rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+            rng.integers(0, 10, n_test, dtype=np.uint8),
+        )
         source = f"synthetic uint8 28x28 images, {n:,} train / {n_test:,} test"
-    names = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+    names = (
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    )
     for name, array in zip(names, arrays):
         write_idx(out / name, array)
     return out, source
@@ -93,8 +107,12 @@ def read_metrics(run: Path) -> list[dict]:
 def epoch_figures(records: list[dict]) -> dict:
     """First epoch (start-up, compilation) apart; the median of the others is the steady-state figure."""
     later = records[1:] or records
-    return {"first_s": records[0]["seconds"], "epoch_s": statistics.median(r["seconds"] for r in later),
-            "img_s": statistics.median(r["images_per_sec"] for r in later), "val_loss": records[-1]["val_loss"]}
+    return {
+        "first_s": records[0]["seconds"],
+        "epoch_s": statistics.median(r["seconds"] for r in later),
+        "img_s": statistics.median(r["images_per_sec"] for r in later),
+        "val_loss": records[-1]["val_loss"],
+    }
 
 
 def train_run(out: Path, data: Path, arch: str, mode: str, args) -> dict:
@@ -106,8 +124,21 @@ def train_run(out: Path, data: Path, arch: str, mode: str, args) -> dict:
     # every run compiles afresh, as its own `vaectl train` process would: the compiled graphs of earlier runs
     # would otherwise count towards dynamo's recompile limit, past which it silently runs eagerly
     torch._dynamo.reset()
-    train(TrainConfig(out=str(out), data=str(data), epochs=args.epochs, batch_size=args.batch_size, seed=0,
-                      device=args.device, amp=amp, compile=compile_, grid_every=0), {"arch": arch}, log=lambda m: None)
+    train(
+        TrainConfig(
+            out=str(out),
+            data=str(data),
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            seed=0,
+            device=args.device,
+            amp=amp,
+            compile=compile_,
+            grid_every=0,
+        ),
+        {"arch": arch},
+        log=lambda m: None,
+    )
     return epoch_figures(read_metrics(out))
 
 
@@ -124,26 +155,36 @@ def part_speed(work: Path, data: Path, args) -> dict:
         for mode in args.modes:
             print(f"training {arch} {mode} ...", file=sys.stderr, flush=True)
             results[arch, mode] = train_run(work / f"{arch}-{mode}", data, arch, mode, args)
-    rows = [(f"{arch} {mode}", f"{r['first_s']:.2f}", f"{r['epoch_s']:.3f}", f"{r['img_s']:,.0f}", f"{r['val_loss']:.2f}")
-            for (arch, mode), r in results.items()]
-    print(f"speed: {args.epochs} epochs per row at batch {args.batch_size}; epoch s and img/s are the median of epochs 2..")
+    rows = [
+        (f"{arch} {mode}", f"{r['first_s']:.2f}", f"{r['epoch_s']:.3f}", f"{r['img_s']:,.0f}", f"{r['val_loss']:.2f}")
+        for (arch, mode), r in results.items()
+    ]
+    print(
+        f"speed: {args.epochs} epochs per row at batch {args.batch_size}; epoch s and img/s are the median of epochs 2.."
+    )
     print_table(rows, ("model / flags", "epoch 1 s", "epoch s", "img/s", "val loss"))
     if ("mlp", "fp32") in results:
         best = min(r["epoch_s"] for (arch, _), r in results.items() if arch == "mlp")
         scale = 60_000 / args.images
-        print(f"default MLP: fastest epoch {best:.3f} s on {args.images:,} images (x{scale:.2f} -> {best * scale:.3f} s "
-              f"for 60,000; target < 1 s on one H100-class GPU)\n")
+        print(
+            f"default MLP: fastest epoch {best:.3f} s on {args.images:,} images (x{scale:.2f} -> {best * scale:.3f} s "
+            f"for 60,000; target < 1 s on one H100-class GPU)\n"
+        )
     return results
 
 
 def part_amp(results: dict, args, real: bool) -> None:
-    print("amp: validation loss after the last epoch, --amp against fp32 (target |diff| <= 0.5 nats)"
-          + ("" if real else "; synthetic data, so only a smoke test of the comparison"))
+    print(
+        "amp: validation loss after the last epoch, --amp against fp32 (target |diff| <= 0.5 nats)"
+        + ("" if real else "; synthetic data, so only a smoke test of the comparison")
+    )
     rows = []
     for arch in args.archs:
         if (arch, "fp32") in results and (arch, "amp") in results:
             fp32, amp = results[arch, "fp32"]["val_loss"], results[arch, "amp"]["val_loss"]
-            rows.append((arch, f"{fp32:.2f}", f"{amp:.2f}", f"{amp - fp32:+.2f}", "yes" if abs(amp - fp32) <= 0.5 else "NO"))
+            rows.append(
+                (arch, f"{fp32:.2f}", f"{amp:.2f}", f"{amp - fp32:+.2f}", "yes" if abs(amp - fp32) <= 0.5 else "NO")
+            )
     print_table(rows, ("model", "fp32", "amp", "diff", "within 0.5"))
 
 
@@ -156,8 +197,13 @@ def part_export(work: Path, args) -> None:
             continue
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
         t0 = time.perf_counter()
-        r = subprocess.run([sys.executable, "-m", "vaectl.cli", "export", str(run), "--out", str(run / "onnx")],
-                           capture_output=True, text=True, env=env, timeout=600)
+        r = subprocess.run(
+            [sys.executable, "-m", "vaectl.cli", "export", str(run), "--out", str(run / "onnx")],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
         seconds = time.perf_counter() - t0
         print(f"  {arch}: exit {r.returncode} in {seconds:.1f} s (child process, torch import included)")
         for line in (r.stderr + r.stdout).splitlines():
@@ -175,10 +221,31 @@ def part_ddp(work: Path, data: Path, args, single: dict) -> None:
     rows = []
     for arch in args.archs:
         out = work / f"ddp-{arch}"
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.ddp_procs),
-               "-m", "vaectl.cli", "train", "--data", str(data), "--arch", arch, "--epochs", str(args.epochs),
-               "--batch-size", str(args.batch_size), "--device", args.device.split(":")[0], "--grid-every", "0",
-               "--out", str(out)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            str(args.ddp_procs),
+            "-m",
+            "vaectl.cli",
+            "train",
+            "--data",
+            str(data),
+            "--arch",
+            arch,
+            "--epochs",
+            str(args.epochs),
+            "--batch-size",
+            str(args.batch_size),
+            "--device",
+            args.device.split(":")[0],
+            "--grid-every",
+            "0",
+            "--out",
+            str(out),
+        ]
         print(f"training {arch} under torchrun ...", file=sys.stderr, flush=True)
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
@@ -187,8 +254,15 @@ def part_ddp(work: Path, data: Path, args, single: dict) -> None:
             continue
         f = epoch_figures(read_metrics(out))
         one = single.get((arch, "fp32"))
-        rows.append((arch, f"{f['epoch_s']:.3f}", f"{f['img_s']:,.0f}", f"{f['val_loss']:.2f}",
-                     f"{f['img_s'] / one['img_s']:.2f}x" if one else "-"))
+        rows.append(
+            (
+                arch,
+                f"{f['epoch_s']:.3f}",
+                f"{f['img_s']:,.0f}",
+                f"{f['val_loss']:.2f}",
+                f"{f['img_s'] / one['img_s']:.2f}x" if one else "-",
+            )
+        )
     print_table(rows, ("model", "epoch s", "img/s", "val loss", "vs 1 process"))
 
 
@@ -199,19 +273,40 @@ def part_quality(work: Path, args) -> None:
     from vaectl.training.eval_checkpoint import evaluate_checkpoint
 
     preset = PRESETS["quality"]
-    print(f"quality: --preset quality on {args.device}, full Fashion-MNIST ({directory}); IWAE k={args.k} on all "
-          f"test images, last.pt; the CPU recipe reached {CPU_RECIPE_NLL} in 45 epochs, 866 s on 2 CPU cores")
+    print(
+        f"quality: --preset quality on {args.device}, full Fashion-MNIST ({directory}); IWAE k={args.k} on all "
+        f"test images, last.pt; the CPU recipe reached {CPU_RECIPE_NLL} in 45 epochs, 866 s on 2 CPU cores"
+    )
     rows = []
     for epochs in args.quality_epochs:
         out = work / f"quality-{epochs}"
         print(f"training --preset quality for {epochs} epochs ...", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
-        train(TrainConfig(out=str(out), data=str(directory), epochs=epochs, device=args.device, amp=args.quality_amp,
-                          grid_every=0, seed=0, **preset["train"]), dict(preset["model"]), log=lambda m: None)
+        train(
+            TrainConfig(
+                out=str(out),
+                data=str(directory),
+                epochs=epochs,
+                device=args.device,
+                amp=args.quality_amp,
+                grid_every=0,
+                seed=0,
+                **preset["train"],
+            ),
+            dict(preset["model"]),
+            log=lambda m: None,
+        )
         wall = time.perf_counter() - t0
         report = evaluate_checkpoint(out, k=args.k, last=True)
-        rows.append((f"{epochs} epochs" + (" amp" if args.quality_amp else ""), f"{wall:.0f}", f"{report.neg_elbo:.2f}",
-                     f"{report.iwae_nll:.2f}", "yes" if report.iwae_nll <= CPU_RECIPE_NLL else "no"))
+        rows.append(
+            (
+                f"{epochs} epochs" + (" amp" if args.quality_amp else ""),
+                f"{wall:.0f}",
+                f"{report.neg_elbo:.2f}",
+                f"{report.iwae_nll:.2f}",
+                "yes" if report.iwae_nll <= CPU_RECIPE_NLL else "no",
+            )
+        )
     print_table(rows, ("run", "wall s", "-ELBO", f"IWAE k={args.k}", f"<= {CPU_RECIPE_NLL}"))
 
 
@@ -241,8 +336,10 @@ def main(argv=None) -> int:
     import torch
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print(f"gpu_speed: skipped: no CUDA device here (torch {torch.__version__}). Run it on a CUDA machine, "
-              "or `--device cpu --images 2000 --epochs 2` for a dry run of the same code on the CPU.")
+        print(
+            f"gpu_speed: skipped: no CUDA device here (torch {torch.__version__}). Run it on a CUDA machine, "
+            "or `--device cpu --images 2000 --epochs 2` for a dry run of the same code on the CPU."
+        )
         return 0
     if args.ddp_procs is None:
         args.ddp_procs = torch.cuda.device_count() if args.device.startswith("cuda") else 1
@@ -252,12 +349,16 @@ def main(argv=None) -> int:
     print("vaectl GPU training benchmark (bench/gpu_speed.py)")
     if args.device.startswith("cuda"):
         p = torch.cuda.get_device_properties(torch.device(args.device))
-        print(f"  device:    {p.name}, {p.total_memory / 2**30:.0f} GiB, compute capability {p.major}.{p.minor}; "
-              f"{torch.cuda.device_count()} visible GPU(s)")
+        print(
+            f"  device:    {p.name}, {p.total_memory / 2**30:.0f} GiB, compute capability {p.major}.{p.minor}; "
+            f"{torch.cuda.device_count()} visible GPU(s)"
+        )
     else:
         print(f"  device:    {args.device} (a dry run of the CUDA benchmark's code; figures are not GPU figures)")
-    print(f"  software:  Python {platform.python_version()}, torch {torch.__version__} (CUDA {torch.version.cuda}), "
-          f"onnxruntime {onnxruntime.__version__}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(
+        f"  software:  Python {platform.python_version()}, torch {torch.__version__} (CUDA {torch.version.cuda}), "
+        f"onnxruntime {onnxruntime.__version__}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
     with tempfile.TemporaryDirectory(prefix="vaectl-gpu-bench-") as tmp:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -272,7 +373,9 @@ def main(argv=None) -> int:
             part_ddp(work, data, args, results)
         if "quality" in parts:
             if real is None:
-                print("quality: skipped: needs real Fashion-MNIST (--data DIR, or apt-get install dataset-fashion-mnist)")
+                print(
+                    "quality: skipped: needs real Fashion-MNIST (--data DIR, or apt-get install dataset-fashion-mnist)"
+                )
             else:
                 part_quality(work, args)
     return 0

@@ -91,9 +91,9 @@ def decoder_speed(graphs: dict[str, Path], run_dir: Path, latent_dim: int, secon
     model, _ = load_model(run_dir)
     t1, t256 = torch.from_numpy(z1), torch.from_numpy(z256)
 
-    def eager(z):
+    def eager(z, decoder=model.decoder):
         with torch.inference_mode():
-            return torch.sigmoid(model.decoder(z))
+            return torch.sigmoid(decoder(z))
 
     lat = time_call(lambda: eager(t1), seconds, 200)
     thr = time_call(lambda: eager(t256), seconds, 10)
@@ -101,8 +101,8 @@ def decoder_speed(graphs: dict[str, Path], run_dir: Path, latent_dim: int, secon
     del model
     for name, path in graphs.items():
         sess = Decoder(path).session
-        lat = time_call(lambda: sess.run(["image"], {"z": z1}), seconds, 200)
-        thr = time_call(lambda: sess.run(["image"], {"z": z256}), seconds, 10)
+        lat = time_call(lambda s=sess: s.run(["image"], {"z": z1}), seconds, 200)
+        thr = time_call(lambda s=sess: s.run(["image"], {"z": z256}), seconds, 10)
         results[f"onnxruntime {name}"] = (statistics.median(lat) * 1e3, min(lat) * 1e3, 256 / statistics.median(thr))
         del sess
         gc.collect()
@@ -136,8 +136,21 @@ def run_measured(cmd: list[str], cwd: Path) -> tuple[float, float]:
 
 
 def whole_process(decoder: Path, run_dir: Path, vaectl_bins: dict[str, str], repeats: int, work: Path) -> dict:
-    cmds = {f"vaectl generate ({label})": [exe, "generate", "--onnx", str(decoder), "-n", "64", "--seed", "0",
-                                            "--out", "grid.png"] for label, exe in vaectl_bins.items()}
+    cmds = {
+        f"vaectl generate ({label})": [
+            exe,
+            "generate",
+            "--onnx",
+            str(decoder),
+            "-n",
+            "64",
+            "--seed",
+            "0",
+            "--out",
+            "grid.png",
+        ]
+        for label, exe in vaectl_bins.items()
+    }
     cmds["torch script"] = [sys.executable, "-c", TORCH_SCRIPT, str(run_dir), "grid_torch.png"]
     samples = {k: [] for k in cmds}
     for _ in range(repeats):  # interleaved, so background load hits every contender alike
@@ -191,31 +204,49 @@ def venv_size(venv: Path, skip: tuple[str, ...] = ()) -> int:
     """Bytes in a venv's site-packages, without pip/setuptools (and any `skip` top-level names)."""
     site = next((venv / "lib").glob("python3*/site-packages"))
     drop = ("pip", "setuptools", "pkg_resources", "_distutils_hack") + skip
-    return du(site) - sum(du(p) if p.is_dir() else p.stat().st_size for p in site.iterdir()
-                          if p.name.split("-")[0].lower() in drop)
+    return du(site) - sum(
+        du(p) if p.is_dir() else p.stat().st_size for p in site.iterdir() if p.name.split("-")[0].lower() in drop
+    )
 
 
 def sizes(base_venv: Path | None, cpu_torch_venv: Path | None = None) -> list[tuple[str, float]]:
     mib = 1024**2
     rows = []
     if base_venv is not None:
-        rows.append((f"base install: site-packages of {base_venv} (without pip/setuptools)", venv_size(base_venv) / mib))
+        rows.append(
+            (f"base install: site-packages of {base_venv} (without pip/setuptools)", venv_size(base_venv) / mib)
+        )
     if cpu_torch_venv is not None:  # a real CPU-only torch wheel, the fair comparison
-        rows.append((f"CPU-only torch wheel + numpy + Pillow (what the torch script needs): {cpu_torch_venv}",
-                     venv_size(cpu_torch_venv) / mib))
+        rows.append(
+            (
+                f"CPU-only torch wheel + numpy + Pillow (what the torch script needs): {cpu_torch_venv}",
+                venv_size(cpu_torch_venv) / mib,
+            )
+        )
         return rows
     closure = torch_closure()
     cpu_side = [d for d in closure if not d.startswith(CUDA_DISTS)]
     cuda_side = [d for d in closure if d.startswith(CUDA_DISTS)]
     torch_lib = Path(sysconfig.get_paths()["purelib"]) / "torch" / "lib"
     cuda_in_torch = sum(p.stat().st_size for p in torch_lib.glob("*cuda*")) + sum(
-        p.stat().st_size for p in torch_lib.glob("*nvshmem*"))
+        p.stat().st_size for p in torch_lib.glob("*nvshmem*")
+    )
     cpu_total = sum(dist_size(d) for d in cpu_side)
-    rows.append((f"torch+torchvision+deps, this venv's CUDA build, CUDA wheels excluded ({len(cpu_side)} dists)",
-                 cpu_total / mib))
-    rows.append(("  same, minus the CUDA libraries inside torch/lib (~ a CPU-only torch install)",
-                 (cpu_total - cuda_in_torch) / mib))
-    rows.append((f"  (CUDA wheels it also pulled in: {len(cuda_side)} dists)", sum(dist_size(d) for d in cuda_side) / mib))
+    rows.append(
+        (
+            f"torch+torchvision+deps, this venv's CUDA build, CUDA wheels excluded ({len(cpu_side)} dists)",
+            cpu_total / mib,
+        )
+    )
+    rows.append(
+        (
+            "  same, minus the CUDA libraries inside torch/lib (~ a CPU-only torch install)",
+            (cpu_total - cuda_in_torch) / mib,
+        )
+    )
+    rows.append(
+        (f"  (CUDA wheels it also pulled in: {len(cuda_side)} dists)", sum(dist_size(d) for d in cuda_side) / mib)
+    )
     return rows
 
 
@@ -224,8 +255,12 @@ def main() -> None:
     ap.add_argument("--run", type=Path, default=None, help="A run directory; default: train a 1-epoch model.")
     ap.add_argument("--arch", choices=["conv", "mlp"], default="conv", help="Architecture of the trained model.")
     ap.add_argument("--base-venv", type=Path, default=None, help="A venv with only `pip install vaectl` in it.")
-    ap.add_argument("--cpu-torch-venv", type=Path, default=None,
-                    help="A venv with a CPU-only torch wheel (+ numpy, Pillow) to compare install sizes against.")
+    ap.add_argument(
+        "--cpu-torch-venv",
+        type=Path,
+        default=None,
+        help="A venv with a CPU-only torch wheel (+ numpy, Pillow) to compare install sizes against.",
+    )
     ap.add_argument("--seconds", type=float, default=2.0, help="Time per speed measurement.")
     ap.add_argument("--repeats", type=int, default=5, help="Whole-process runs per contender (median).")
     args = ap.parse_args()
@@ -245,7 +280,9 @@ def main() -> None:
             run_dir = tmp / "run"
             model = dict(arch="conv") if args.arch == "conv" else dict(arch="mlp", latent_dim=2, hidden=(512, 256))
             print(f"training a 1-epoch {args.arch} model on mnist-sample ...", file=sys.stderr)
-            train(TrainConfig(out=str(run_dir), epochs=1, grid_every=0, seed=0, device="cpu"), model, log=lambda m: None)
+            train(
+                TrainConfig(out=str(run_dir), epochs=1, grid_every=0, seed=0, device="cpu"), model, log=lambda m: None
+            )
         out = tmp / "onnx"
         notes = []
         try:
@@ -265,18 +302,24 @@ def main() -> None:
         proc = whole_process(res.decoder, run_dir, bins, args.repeats, tmp)
         size_rows = sizes(args.base_venv, args.cpu_torch_venv)
 
-    print(f"\nvaectl {__version__}; onnxruntime {onnxruntime.__version__}; torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads); Python {platform.python_version()}")
+    print(
+        f"\nvaectl {__version__}; onnxruntime {onnxruntime.__version__}; torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads); Python {platform.python_version()}"
+    )
     print(f"machine: {machine()}")
-    print(f"model: {args.run or f'1-epoch {args.arch} on mnist-sample'}; latent {latent_dim}; decoder files: {graph_sizes}")
+    print(
+        f"model: {args.run or f'1-epoch {args.arch} on mnist-sample'}; latent {latent_dim}; decoder files: {graph_sizes}"
+    )
     print("\n| decoder | batch 1 latency, median (ms) | batch 1, fastest (ms) | batch 256 throughput (images/s) |")
     print("|---|---:|---:|---:|")
     for name, (lat, fastest, thr) in speed.items():
         print(f"| {name} | {lat:.3f} | {fastest:.3f} | {thr:,.0f} |")
     ref_lat, _, ref_thr = speed["pytorch eager fp32"]
     ort_lat, _, ort_thr = speed["onnxruntime fp32"]
-    print(f"\nonnxruntime fp32 vs PyTorch: {ref_lat / ort_lat:.2f}x at batch 1 (target >= 2x), "
-          f"{ort_thr / ref_thr:.2f}x at batch 256 (target >= 1.2x)")
+    print(
+        f"\nonnxruntime fp32 vs PyTorch: {ref_lat / ort_lat:.2f}x at batch 1 (target >= 2x), "
+        f"{ort_thr / ref_thr:.2f}x at batch 256 (target >= 1.2x)"
+    )
     print(f"\n| whole process: 64 samples -> grid.png | wall time (s, median of {args.repeats}) | peak RSS (MiB) |")
     print("|---|---:|---:|")
     for name, (wall, rss) in proc.items():
@@ -284,8 +327,10 @@ def main() -> None:
     t_wall, t_rss = proc["torch script"]
     for name, (wall, rss) in proc.items():
         if name != "torch script":
-            print(f"{name}: {wall / t_wall:.2f}x the torch script's wall time, {rss / t_rss:.2f}x its peak memory "
-                  "(targets <= 0.3x)")
+            print(
+                f"{name}: {wall / t_wall:.2f}x the torch script's wall time, {rss / t_rss:.2f}x its peak memory "
+                "(targets <= 0.3x)"
+            )
     print("\n| install | site-packages (MiB) |")
     print("|---|---:|")
     for name, mib in size_rows:

@@ -21,7 +21,6 @@ import argparse
 import math
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -130,10 +129,11 @@ def train_vaectl_for(seconds: float, data_arg: str | None, out: Path, preset: st
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
     except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}"
@@ -164,7 +164,9 @@ def main():
         if "reference" in only:
             model, ref_seconds = train_reference(ds.train, args.reference_epochs, args.seed)
             r = score_reference(model, test, args.k, args.seed)
-            rows.append(("(a) reference: pytorch/examples VAE, DataLoader", f"{args.reference_epochs} epochs", ref_seconds, r))
+            rows.append(
+                ("(a) reference: pytorch/examples VAE, DataLoader", f"{args.reference_epochs} epochs", ref_seconds, r)
+            )
             print(f"  (a) done: {ref_seconds:.0f} s, IWAE {r.iwae_nll:.2f}", flush=True)
         if "default" in only:
             budget = ref_seconds or 120.0
@@ -173,7 +175,9 @@ def main():
             rows.append(("(b) vaectl default, same wall time", f"{epochs} epochs", secs, r))
             print(f"  (b) done: {secs:.0f} s, IWAE {r.iwae_nll:.2f}", flush=True)
         if "recipe" in only:
-            run, epochs, secs = train_vaectl_for(args.recipe_minutes * 60, data_arg, tmp / "recipe", "quality", args.seed)
+            run, epochs, secs = train_vaectl_for(
+                args.recipe_minutes * 60, data_arg, tmp / "recipe", "quality", args.seed
+            )
             r = evaluate_checkpoint(run / "last.pt", data_dir=data_arg, k=args.k, n=args.n, seed=args.seed)
             rows.append(("(c) vaectl --preset quality", f"{epochs} epochs", secs, r))
             print(f"  (c) done: {secs:.0f} s, IWAE {r.iwae_nll:.2f}", flush=True)
@@ -181,7 +185,9 @@ def main():
     print(f"| model | training | wall time | -ELBO | IWAE NLL (k={args.k}) | bits/dim | active units |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for name, epochs, secs, r in rows:
-        print(f"| {name} | {epochs} | {secs:.0f} s | {r.neg_elbo:.2f} | {r.iwae_nll:.2f} | {r.bits_per_dim:.4f} | {r.active_units}/{r.latent_dim} |")
+        print(
+            f"| {name} | {epochs} | {secs:.0f} s | {r.neg_elbo:.2f} | {r.iwae_nll:.2f} | {r.bits_per_dim:.4f} | {r.active_units}/{r.latent_dim} |"
+        )
     print(f"| entropy floor of the test pixels | | | | {floor:.2f} | {floor / (784 * math.log(2)):.4f} | |")
     by = {name[:3]: r.iwae_nll for name, _, _, r in rows}
     if "(a)" in by and "(b)" in by:

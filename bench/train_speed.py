@@ -40,8 +40,11 @@ def load_images(data_dir: Path | None) -> tuple[np.ndarray, np.ndarray, str]:
             return ds.train[:60_000, 0], ds.train_labels[:60_000], f"Fashion-MNIST train split from {directory}"
         print(f"note: {directory} does not hold 60,000 28x28 images; using synthetic data", file=sys.stderr)
     rng = np.random.default_rng(0)
-    return (rng.integers(0, 256, (60_000, 28, 28), dtype=np.uint8), rng.integers(0, 10, 60_000),
-            "synthetic uint8 images (60,000 x 28 x 28)")
+    return (
+        rng.integers(0, 256, (60_000, 28, 28), dtype=np.uint8),
+        rng.integers(0, 10, 60_000),
+        "synthetic uint8 images (60,000 x 28 x 28)",
+    )
 
 
 def cpu_model() -> str:
@@ -76,8 +79,9 @@ def vaectl_loop(images, device, epochs: int, warmup_steps: int):
     x_u8 = torch.from_numpy(images[:, None]).to(device)  # (N, 1, 28, 28) uint8, decoded once
     n, seen = len(x_u8), 0
     for i in range(warmup_steps):
-        loss, _, _ = batch_loss(model, gather_batch(x_u8, torch.arange(i * BATCH, (i + 1) * BATCH, device=device)),
-                                None, "bernoulli", 1.0)
+        loss, _, _ = batch_loss(
+            model, gather_batch(x_u8, torch.arange(i * BATCH, (i + 1) * BATCH, device=device)), None, "bernoulli", 1.0
+        )
         optimizer_step(opt, loss, 1e-3)
     sync(device)
     t0 = time.perf_counter()
@@ -113,8 +117,14 @@ def dataloader_loop(images, labels, device, epochs: int, warmup_steps: int, work
     model, opt = new_model(device)
 
     def epoch_batches(seed):
-        loader = DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=workers,
-                            generator=torch.Generator().manual_seed(seed), pin_memory=device.type == "cuda")
+        loader = DataLoader(
+            dataset,
+            batch_size=BATCH,
+            shuffle=True,
+            num_workers=workers,
+            generator=torch.Generator().manual_seed(seed),
+            pin_memory=device.type == "cuda",
+        )
         for x, _ in loader:
             yield x.to(device, non_blocking=True)
 
@@ -161,13 +171,19 @@ def main(argv=None) -> None:
     print("vaectl training throughput benchmark (bench/train_speed.py)")
     print(f"  data:      {source}")
     print(f"  model:     mlp VAE, vaectl defaults (hidden 512,256, latent 32, bernoulli), Adam, batch {BATCH}")
-    print(f"  machine:   {cpu_model()}, {os.cpu_count()} logical CPUs "
-          f"({len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'} usable), "
-          f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())} at start")
-    print(f"  software:  Python {platform.python_version()}, torch {torch.__version__}, "
-          f"torchvision {torchvision.__version__}, torch threads {torch.get_num_threads()}, device {device}")
-    print(f"  timing:    {args.epochs} epoch(s) of {len(images):,} images per loop, {args.repeats} alternating "
-          f"repeat(s) after {args.warmup_steps} warm-up steps; DataLoader num_workers={args.workers}")
+    print(
+        f"  machine:   {cpu_model()}, {os.cpu_count()} logical CPUs "
+        f"({len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'} usable), "
+        f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())} at start"
+    )
+    print(
+        f"  software:  Python {platform.python_version()}, torch {torch.__version__}, "
+        f"torchvision {torchvision.__version__}, torch threads {torch.get_num_threads()}, device {device}"
+    )
+    print(
+        f"  timing:    {args.epochs} epoch(s) of {len(images):,} images per loop, {args.repeats} alternating "
+        f"repeat(s) after {args.warmup_steps} warm-up steps; DataLoader num_workers={args.workers}"
+    )
     print(flush=True)
 
     results = {"vaectl in-memory loop": [], f"DataLoader + ToTensor (workers={args.workers})": []}
@@ -188,8 +204,10 @@ def main(argv=None) -> None:
         print(f"{name:<{width}}  {med:>12,.0f}  {runs:<24}  {med / base:>12.2f}x")
     ratio = statistics.median(results[names[0]]) / base
     print()
-    print(f"vaectl loop / DataLoader loop = {ratio:.2f}x (target >= 2x); "
-          f"load average now {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(
+        f"vaectl loop / DataLoader loop = {ratio:.2f}x (target >= 2x); "
+        f"load average now {' '.join(f'{v:.2f}' for v in os.getloadavg())}"
+    )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,18 @@ from .images import IMAGE_EXTENSIONS, open_image, to_array
 
 SAMPLE_DIR = Path(__file__).parent / "mnist-5k"
 MNIST_SAMPLE = "mnist-sample"
-FASHION_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_NAMES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 VALIDATION_FRACTION = 0.1
 
 
@@ -53,7 +64,10 @@ def _holdout(images, labels, seed: int):
     perm = np.random.default_rng(seed).permutation(n)
     n_val = max(1, int(round(n * VALIDATION_FRACTION)))
     val, tr = perm[:n_val], perm[n_val:]
-    pick = (lambda a, i: None if a is None else a[i])
+
+    def pick(a, i):
+        return None if a is None else a[i]
+
     return images[tr], pick(labels, tr), images[val], pick(labels, val)
 
 
@@ -118,8 +132,10 @@ def load_image_folder(directory: Path, image_size: int | None, channels: int | N
     notes = []
     if len(files) < len(all_files):
         skipped = [p for p in all_files if p.suffix.lower() not in IMAGE_EXTENSIONS]
-        notes.append(f"note: skipped {len(skipped)} files that are not images by their extension, e.g. "
-                     f"{skipped[0].relative_to(directory)}")
+        notes.append(
+            f"note: skipped {len(skipped)} files that are not images by their extension, e.g. "
+            f"{skipped[0].relative_to(directory)}"
+        )
     rel_parts = [p.relative_to(directory).parts for p in files]
     labelled = all(len(parts) > 1 for parts in rel_parts)
     class_names = tuple(sorted({parts[0] for parts in rel_parts})) if labelled else ()

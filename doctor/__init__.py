@@ -30,8 +30,10 @@ from .. import __version__
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 MARKS = {PASS: "✔", FAIL: "✗", SKIP: "–"}
 BASE = (("numpy", "numpy"), ("Pillow", "PIL"), ("click", "click"), ("onnxruntime", "onnxruntime"))  # (dist, module)
-EXTRAS = {"train": (("torch", "torch"), ("torchvision", "torchvision"), ("onnx", "onnx"), ("tqdm", "tqdm")),
-          "dev": (("pytest", "pytest"),)}
+EXTRAS = {
+    "train": (("torch", "torch"), ("torchvision", "torchvision"), ("onnx", "onnx"), ("tqdm", "tqdm")),
+    "dev": (("pytest", "pytest"),),
+}
 NVIDIA_DRIVER_FILE = Path("/proc/driver/nvidia/version")
 TORCH_INSTALL_HELP = "https://pytorch.org/get-started/locally/"
 DEMO_IMAGES = 16
@@ -65,6 +67,7 @@ class Report:
 
 
 # ----------------------------------------------------------------------------- versions and devices
+
 
 def probe_module(module: str):
     """(module, None) when it imports; (None, None) when it is not installed; (None, why) when it is broken."""
@@ -120,23 +123,38 @@ def nvidia_driver() -> str | None:
 
 def collect_devices(torch) -> dict:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    devices = {"cpu": {"name": cpu_name(), "logical_cores": os.cpu_count(), "usable_cores": usable,
-                       "torch_threads": torch.get_num_threads() if torch else None},
-               "nvidia_driver": nvidia_driver(), "cuda": [], "mps": None}
+    devices = {
+        "cpu": {
+            "name": cpu_name(),
+            "logical_cores": os.cpu_count(),
+            "usable_cores": usable,
+            "torch_threads": torch.get_num_threads() if torch else None,
+        },
+        "nvidia_driver": nvidia_driver(),
+        "cuda": [],
+        "mps": None,
+    }
     if torch is None:
         return devices
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)
-            devices["cuda"].append({"index": i, "name": p.name, "memory_gib": round(p.total_memory / 2**30, 1),
-                                    "capability": f"{p.major}.{p.minor}",
-                                    "bf16": p.major >= 8})  # bf16 tensor cores: Ampere (8.0) and newer
+            devices["cuda"].append(
+                {
+                    "index": i,
+                    "name": p.name,
+                    "memory_gib": round(p.total_memory / 2**30, 1),
+                    "capability": f"{p.major}.{p.minor}",
+                    "bf16": p.major >= 8,
+                }
+            )  # bf16 tensor cores: Ampere (8.0) and newer
     mps = getattr(torch.backends, "mps", None)
     devices["mps"] = bool(mps is not None and mps.is_available())
     return devices
 
 
 # ----------------------------------------------------------------------------- checks
+
 
 def _varint(n: int) -> bytes:
     out = bytearray()
@@ -164,12 +182,21 @@ def tiny_onnx_graph(weights: np.ndarray) -> bytes:
         dims = _field(1, _field(2, "N")) + _field(1, _field(1, width))  # Dimension: dim_param / dim_value
         return _field(1, name) + _field(2, _field(1, _field(1, 1) + _field(2, dims)))  # TypeProto.tensor_type, FLOAT
 
-    tensor = (_field(1, d) + _field(1, p) + _field(2, 1) + _field(8, "w")  # dims, data_type FLOAT, name
-              + _field(9, weights.astype("<f4").tobytes()))  # raw_data, little-endian
-    graph = (_field(1, _field(1, "z") + _field(1, "w") + _field(2, "h") + _field(4, "MatMul"))
-             + _field(1, _field(1, "h") + _field(2, "image") + _field(4, "Sigmoid"))
-             + _field(2, "vaectl_doctor") + _field(5, tensor)
-             + _field(11, value_info("z", d)) + _field(12, value_info("image", p)))
+    tensor = (
+        _field(1, d)
+        + _field(1, p)
+        + _field(2, 1)
+        + _field(8, "w")  # dims, data_type FLOAT, name
+        + _field(9, weights.astype("<f4").tobytes())
+    )  # raw_data, little-endian
+    graph = (
+        _field(1, _field(1, "z") + _field(1, "w") + _field(2, "h") + _field(4, "MatMul"))
+        + _field(1, _field(1, "h") + _field(2, "image") + _field(4, "Sigmoid"))
+        + _field(2, "vaectl_doctor")
+        + _field(5, tensor)
+        + _field(11, value_info("z", d))
+        + _field(12, value_info("image", p))
+    )
     return _field(1, 8) + _field(2, "vaectl-doctor") + _field(7, graph) + _field(8, _field(1, "") + _field(2, 17))
 
 
@@ -185,13 +212,21 @@ def check_onnxruntime() -> Check:
         check_model_bytes(data, "tiny graph")
         (got,) = create_session(data, "tiny graph").run(["image"], {"z": z})
     except Exception as e:  # any failure of the runtime is this check's finding, not a crash of the report
-        return Check("onnxruntime", FAIL, f"cannot run a tiny graph: {str(e).splitlines()[0][:200]}",
-                     f"reinstall it: pip install --force-reinstall {requirement('onnxruntime')}")
+        return Check(
+            "onnxruntime",
+            FAIL,
+            f"cannot run a tiny graph: {str(e).splitlines()[0][:200]}",
+            f"reinstall it: pip install --force-reinstall {requirement('onnxruntime')}",
+        )
     diff = float(np.abs(got - 1 / (1 + np.exp(-(z.astype(np.float64) @ weights)))).max())
     ok = diff < 1e-5
-    return Check("onnxruntime", PASS if ok else FAIL, f"a tiny graph runs on the CPU provider (max diff vs numpy {diff:.1e})",
-                 "" if ok else f"onnxruntime computes wrong results: pip install --force-reinstall {requirement('onnxruntime')}",
-                 round(time.perf_counter() - t0, 2))
+    return Check(
+        "onnxruntime",
+        PASS if ok else FAIL,
+        f"a tiny graph runs on the CPU provider (max diff vs numpy {diff:.1e})",
+        "" if ok else f"onnxruntime computes wrong results: pip install --force-reinstall {requirement('onnxruntime')}",
+        round(time.perf_counter() - t0, 2),
+    )
 
 
 def check_demo() -> Check:
@@ -210,9 +245,18 @@ def check_demo() -> Check:
             return Check("demo model", SKIP, f"no decoder graph in {demo_dir()}")
         images = Decoder(decoder).sample(DEMO_IMAGES, seed=0)
     except Exception as e:
-        return Check("demo model", FAIL, f"generating from the demo model failed: {str(e).splitlines()[0][:200]}",
-                     "reinstall vaectl: pip install --force-reinstall vaectl")
-    return Check("demo model", PASS, f"{len(images)} images generated from {decoder.name}", seconds=round(time.perf_counter() - t0, 2))
+        return Check(
+            "demo model",
+            FAIL,
+            f"generating from the demo model failed: {str(e).splitlines()[0][:200]}",
+            "reinstall vaectl: pip install --force-reinstall vaectl",
+        )
+    return Check(
+        "demo model",
+        PASS,
+        f"{len(images)} images generated from {decoder.name}",
+        seconds=round(time.perf_counter() - t0, 2),
+    )
 
 
 def check_extra(name: str, found: dict, problems: dict) -> Check:
@@ -236,19 +280,32 @@ def check_extra(name: str, found: dict, problems: dict) -> Check:
 def check_cuda(driver: str | None, torch_cuda_build: str | None, cuda_devices: int) -> Check:
     """Does torch see the NVIDIA GPU this machine has? Applies only where a driver is loaded or torch sees one."""
     if cuda_devices:
-        return Check("CUDA", PASS, f"torch (CUDA {torch_cuda_build} build) sees {cuda_devices} device(s)"
-                     + (f"; driver {driver}" if driver else ""))
+        return Check(
+            "CUDA",
+            PASS,
+            f"torch (CUDA {torch_cuda_build} build) sees {cuda_devices} device(s)"
+            + (f"; driver {driver}" if driver else ""),
+        )
     if driver is None:
         return Check("CUDA", SKIP, "no NVIDIA GPU driver loaded: training runs on the CPU")
     if torch_cuda_build is None:
-        return Check("CUDA", FAIL, f"NVIDIA driver {driver} is loaded, but this torch is a CPU-only build",
-                     f"install a CUDA build of torch that your driver supports ({TORCH_INSTALL_HELP})")
-    return Check("CUDA", FAIL, f"NVIDIA driver {driver} is loaded, but torch (CUDA {torch_cuda_build} build) sees no device",
-                 f"`nvidia-smi` shows the newest CUDA your driver supports: install the torch build for it "
-                 f"({TORCH_INSTALL_HELP}) or update the driver")
+        return Check(
+            "CUDA",
+            FAIL,
+            f"NVIDIA driver {driver} is loaded, but this torch is a CPU-only build",
+            f"install a CUDA build of torch that your driver supports ({TORCH_INSTALL_HELP})",
+        )
+    return Check(
+        "CUDA",
+        FAIL,
+        f"NVIDIA driver {driver} is loaded, but torch (CUDA {torch_cuda_build} build) sees no device",
+        f"`nvidia-smi` shows the newest CUDA your driver supports: install the torch build for it "
+        f"({TORCH_INSTALL_HELP}) or update the driver",
+    )
 
 
 # ----------------------------------------------------------------------------- the report
+
 
 def run_doctor(smoke: bool = True, progress=None) -> Report:
     """Versions, devices and checks; smoke runs on every available device unless smoke=False.
@@ -269,15 +326,23 @@ def run_doctor(smoke: bool = True, progress=None) -> Report:
     if torch is not None:
         cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
         report.torch_build = {"cuda": torch.version.cuda, "cudnn": cudnn}
-    report.extras = {"base": all(found[d] for d, _ in BASE),
-                     **{name: all(found[d] for d, _ in mods) for name, mods in EXTRAS.items()}}
+    report.extras = {
+        "base": all(found[d] for d, _ in BASE),
+        **{name: all(found[d] for d, _ in mods) for name, mods in EXTRAS.items()},
+    }
     report.devices = collect_devices(torch)
 
     base_broken = [d for d, _ in BASE if found[d] is None]
     if base_broken:
         why = ", ".join(f"{d} ({problems[d] or 'not installed'})" for d in base_broken)
-        report.checks.append(Check("base install", FAIL, f"cannot import {why}",
-                                   f"pip install --force-reinstall {' '.join(map(requirement, base_broken))}"))
+        report.checks.append(
+            Check(
+                "base install",
+                FAIL,
+                f"cannot import {why}",
+                f"pip install --force-reinstall {' '.join(map(requirement, base_broken))}",
+            )
+        )
     else:
         report.checks.append(Check("base install", PASS, ", ".join(f"{d} {found[d]}" for d, _ in BASE)))
     if ort is not None:
@@ -318,21 +383,32 @@ def format_report(report: Report) -> str:
         if name == "torch" and report.torch_build:
             build = report.torch_build
             extra = f"  ({'CUDA ' + build['cuda'] if build['cuda'] else 'CPU-only'} build" + (
-                f", cuDNN {build['cudnn']})" if build["cudnn"] else ")")
+                f", cuDNN {build['cudnn']})" if build["cudnn"] else ")"
+            )
         if name == "python":
             extra = f"  ({report.python_executable})"
         lines.append(f"  {name:<13}{version or 'not installed'}{extra}")
     lines.append(f"  {'extras':<13}" + "  ".join(f"[{k}] {'✔' if on else '–'}" for k, on in report.extras.items()))
     cpu = dev["cpu"]
-    lines += ["devices", f"  {'cpu':<13}{cpu['name']}: {cpu['usable_cores']} usable of {cpu['logical_cores']} logical cores"
-              + (f", torch uses {cpu['torch_threads']} threads" if cpu["torch_threads"] else "")]
+    lines += [
+        "devices",
+        f"  {'cpu':<13}{cpu['name']}: {cpu['usable_cores']} usable of {cpu['logical_cores']} logical cores"
+        + (f", torch uses {cpu['torch_threads']} threads" if cpu["torch_threads"] else ""),
+    ]
     for c in dev["cuda"]:
-        lines.append(f"  {'cuda:' + str(c['index']):<13}{c['name']}, {c['memory_gib']} GiB, compute capability "
-                     f"{c['capability']}, bf16 {'yes' if c['bf16'] else 'no'}")
+        lines.append(
+            f"  {'cuda:' + str(c['index']):<13}{c['name']}, {c['memory_gib']} GiB, compute capability "
+            f"{c['capability']}, bf16 {'yes' if c['bf16'] else 'no'}"
+        )
     if not dev["cuda"]:
-        lines.append(f"  {'cuda':<13}" + ("none visible to torch" if report.torch_build else "not checked (no torch)")
-                     + (f"; NVIDIA driver {dev['nvidia_driver']}" if dev["nvidia_driver"] else ""))
-    lines.append(f"  {'mps':<13}" + {None: "not checked (no torch)", True: "available", False: "not available"}[dev["mps"]])
+        lines.append(
+            f"  {'cuda':<13}"
+            + ("none visible to torch" if report.torch_build else "not checked (no torch)")
+            + (f"; NVIDIA driver {dev['nvidia_driver']}" if dev["nvidia_driver"] else "")
+        )
+    lines.append(
+        f"  {'mps':<13}" + {None: "not checked (no torch)", True: "available", False: "not available"}[dev["mps"]]
+    )
     lines.append("checks")
     width = max(len(c.name) for c in report.checks)
     for c in report.checks:

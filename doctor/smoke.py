@@ -38,8 +38,11 @@ def smoke_run(device: str, amp: bool, workdir: Path) -> Check:
     run, times = workdir / device.replace(":", ""), {}
     try:
         t0 = time.perf_counter()
-        train(TrainConfig(out=str(run), epochs=1, batch_size=SMOKE_BATCH, seed=0, device=device, amp=amp, grid_every=0),
-              dict(SMOKE_MODEL), log=lambda m: None)
+        train(
+            TrainConfig(out=str(run), epochs=1, batch_size=SMOKE_BATCH, seed=0, device=device, amp=amp, grid_every=0),
+            dict(SMOKE_MODEL),
+            log=lambda m: None,
+        )
         times["train"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         exported = export_model(run, run / "onnx", log=lambda m: None)  # loads the checkpoint on the CPU
@@ -54,17 +57,27 @@ def smoke_run(device: str, amp: bool, workdir: Path) -> Check:
             torch_images = torch.sigmoid(model.decoder(torch.from_numpy(z).to(device), None)).float().cpu().numpy()
     except Exception as e:  # the smoke run reports what broke; a traceback would hide the other checks
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        advice = (f"reproduce: vaectl train --device {device}{' --amp' if amp else ''} --epochs 1 --out runs/check && "
-                  f"vaectl export runs/check --out runs/check/onnx")
-        if "no kernel image" in first or "driver version is insufficient" in first:  # wheel built for other GPUs/drivers
+        advice = (
+            f"reproduce: vaectl train --device {device}{' --amp' if amp else ''} --epochs 1 --out runs/check && "
+            f"vaectl export runs/check --out runs/check/onnx"
+        )
+        if (
+            "no kernel image" in first or "driver version is insufficient" in first
+        ):  # wheel built for other GPUs/drivers
             advice = f"this torch build does not support this GPU or driver: install the matching build ({TORCH_INSTALL_HELP})"
         return Check(name, FAIL, f"{type(e).__name__}: {first}", advice)
     diff = float(np.abs(onnx_images - torch_images).max())
     export_diff = max(exported.max_abs_diff.values())
     ok = diff <= SMOKE_PIXEL_TOL
     where = "exported on the CPU, " if device != "cpu" else ""
-    detail = (f"trained 1 epoch in {times['train']:.2f} s, {where}exported in {times['export']:.2f} s (ONNX vs PyTorch "
-              f"{export_diff:.1e}), generated {SMOKE_IMAGES} images in {times['generate'] * 1000:.0f} ms (vs PyTorch on {device} {diff:.1e})")
-    return Check(name, PASS if ok else FAIL, detail,
-                 "" if ok else f"ONNX and PyTorch on {device} disagree beyond {SMOKE_PIXEL_TOL}: report it with this output",
-                 round(sum(times.values()), 2))
+    detail = (
+        f"trained 1 epoch in {times['train']:.2f} s, {where}exported in {times['export']:.2f} s (ONNX vs PyTorch "
+        f"{export_diff:.1e}), generated {SMOKE_IMAGES} images in {times['generate'] * 1000:.0f} ms (vs PyTorch on {device} {diff:.1e})"
+    )
+    return Check(
+        name,
+        PASS if ok else FAIL,
+        detail,
+        "" if ok else f"ONNX and PyTorch on {device} disagree beyond {SMOKE_PIXEL_TOL}: report it with this output",
+        round(sum(times.values()), 2),
+    )

@@ -60,8 +60,10 @@ def find_graphs(source=None, decoder=None, encoder=None) -> tuple[dict[str, Path
     if not (source / "decoder.onnx").is_file():
         found = sorted(p.parent for p in source.glob("*/decoder.onnx"))
         if len(found) != 1:
-            raise UserInputError(f"{source}: no decoder.onnx here" + (" (several subfolders hold one: name one)"
-                                                                       if found else "; run `vaectl export` first"))
+            raise UserInputError(
+                f"{source}: no decoder.onnx here"
+                + (" (several subfolders hold one: name one)" if found else "; run `vaectl export` first")
+            )
         export_dir = found[0]
     run_dir = next((d for d in (source, export_dir, export_dir.parent) if (d / "metrics.jsonl").is_file()), None)
     decoders = {v: export_dir / name for v, name in VARIANTS if (export_dir / name).is_file()}
@@ -75,7 +77,11 @@ def load_explore_model(source=None, decoder=None, encoder=None, data_dir=None) -
     dec = Decoder(decoders["fp32"])
     for variant, path in decoders.items():  # every variant must be the same model, or the selector lies
         other = Decoder(path) if variant != "fp32" else dec
-        if (other.latent_dim, other.image_shape, other.num_classes) != (dec.latent_dim, dec.image_shape, dec.num_classes):
+        if (other.latent_dim, other.image_shape, other.num_classes) != (
+            dec.latent_dim,
+            dec.image_shape,
+            dec.num_classes,
+        ):
             raise UserInputError(f"{path} and {decoders['fp32']} come from different models")
     pair = VAEPair(Encoder(enc), dec) if enc is not None else None
     model.map = build_map(pair, model.data_dir)
@@ -118,13 +124,20 @@ def build_info(model: ExploreModel, dec: Decoder) -> dict:
         "guidance": {"shape": guidance["shape"]} if guidance else None,
         "decoder": card,
         "encoder": _card(model.encoder) if model.encoder else None,
-        "variants": [{"variant": v, "file": f"models/{dict(VARIANTS)[v]}", "bytes": p.stat().st_size}
-                     for v, p in model.decoders.items()],
+        "variants": [
+            {"variant": v, "file": f"models/{dict(VARIANTS)[v]}", "bytes": p.stat().st_size}
+            for v, p in model.decoders.items()
+        ],
         "encoder_file": "models/encoder.onnx" if model.encoder else None,
-        "order": order, "order_by": order_by, "kl_per_dim": kl,
+        "order": order,
+        "order_by": order_by,
+        "kl_per_dim": kl,
         "map": {k: model.map[k] for k in ("available", "reason", "method", "count", "explained") if k in model.map},
-        "run": {"available": bool(model.run), "epochs": len(model.run.get("metrics", [])),
-                "grids": [f"run/{name}" for name in model.run_grids]},
+        "run": {
+            "available": bool(model.run),
+            "epochs": len(model.run.get("metrics", [])),
+            "grids": [f"run/{name}" for name in model.run_grids],
+        },
         "upload": True,  # the static site sets False: uploads need the server's image loader
         "seeds": None,  # the static site lists its precomputed seeds here
     }
@@ -142,22 +155,30 @@ def build_map(pair: VAEPair | None, data_dir) -> dict:
         return {"available": False, "reason": f"trained on {cfg.dataset!r}: give --data DIR with its test images"}
     ds = load_data(data_dir)
     if tuple(ds.image_shape) != cfg.image_shape:
-        return {"available": False, "reason": f"the data's images are {tuple(ds.image_shape)}, the model's {cfg.image_shape}"}
+        return {
+            "available": False,
+            "reason": f"the data's images are {tuple(ds.image_shape)}, the model's {cfg.image_shape}",
+        }
     images = ds.test[:MAP_IMAGES]
     labels = ds.test_labels[:MAP_IMAGES] if ds.test_labels is not None else None
     if cfg.num_classes and labels is None:
         return {"available": False, "reason": "this conditional model needs labelled test images for its map"}
     mu, logvar = pair.encoder.encode(images, label=labels if cfg.num_classes else None)
     mu64, lv64 = mu.astype(np.float64), logvar.astype(np.float64)
-    kl = (0.5 * (mu64 ** 2 + np.exp(lv64) - lv64 - 1.0)).mean(0)
+    kl = (0.5 * (mu64**2 + np.exp(lv64) - lv64 - 1.0)).mean(0)
     if mu.shape[1] <= 2:
         points, method, explained = mu64[:, :2], "latent", None
     else:
         points, explained = pca_2d(mu64)
         method = "pca"
     return {
-        "available": True, "method": method, "count": len(mu), "explained": explained,
-        "points": np.round(points, 5).tolist(), "mu": mu.tolist(), "labels": None if labels is None else labels.tolist(),
+        "available": True,
+        "method": method,
+        "count": len(mu),
+        "explained": explained,
+        "points": np.round(points, 5).tolist(),
+        "mu": mu.tolist(),
+        "labels": None if labels is None else labels.tolist(),
         "label_names": list(ds.class_names) if labels is not None else [],
         "images": base64.b64encode(np.ascontiguousarray(images, dtype=np.uint8).tobytes()).decode("ascii"),
         "kl_per_dim": [round(float(v), 5) for v in kl],
@@ -170,7 +191,7 @@ def pca_2d(x: np.ndarray) -> tuple[np.ndarray, list[float]]:
     centered = x - x.mean(0)
     _, s, vt = np.linalg.svd(centered, full_matrices=False)
     vt = vt[:2] * np.sign(vt[:2][np.arange(2), np.abs(vt[:2]).argmax(1)])[:, None]
-    total = float((s ** 2).sum()) or 1.0
+    total = float((s**2).sum()) or 1.0
     return centered @ vt.T, [round(float(v) ** 2 / total, 4) for v in s[:2]]
 
 

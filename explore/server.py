@@ -7,16 +7,17 @@ pointing at a file chosen here or a function. Unknown paths are 404, foreign Hos
 
 from __future__ import annotations
 
+import contextlib
 import io
 import ipaddress
 import json
 import re
 import socket
 import sys
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
 from urllib.parse import parse_qs
 
 import numpy as np
@@ -27,12 +28,27 @@ from .model import VARIANTS, ExploreModel, normals
 
 STATIC = Path(__file__).parent / "static"
 VENDOR = Path(__file__).parent / "vendor"
-PAGE_FILES = ("index.html", "style.css", "app.mjs", "runtime.mjs", "latent.mjs", "draw.mjs", "views.mjs", "panels.mjs",
-              "charts.mjs")
+PAGE_FILES = (
+    "index.html",
+    "style.css",
+    "app.mjs",
+    "runtime.mjs",
+    "latent.mjs",
+    "draw.mjs",
+    "views.mjs",
+    "panels.mjs",
+    "charts.mjs",
+)
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
-TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8", ".mjs": "text/javascript; charset=utf-8",
-         ".json": "application/json", ".wasm": "application/wasm", ".onnx": "application/octet-stream",
-         ".png": "image/png"}
+TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".json": "application/json",
+    ".wasm": "application/wasm",
+    ".onnx": "application/octet-stream",
+    ".png": "image/png",
+}
 LOCAL_NAMES = ("localhost", "127.0.0.1", "[::1]")
 
 
@@ -44,8 +60,13 @@ def runtime_files() -> dict[str, dict]:
 class Route:
     """One fixed route: a file on disk (optionally stored gzipped) or a function returning bytes."""
 
-    def __init__(self, content_type: str, path: Path | None = None, make: Callable[[dict], bytes] | None = None,
-                 gzipped: bool = False):
+    def __init__(
+        self,
+        content_type: str,
+        path: Path | None = None,
+        make: Callable[[dict], bytes] | None = None,
+        gzipped: bool = False,
+    ):
         self.content_type, self.path, self.make, self.gzipped = content_type, path, make, gzipped
 
     def body(self, query: dict) -> bytes:
@@ -61,8 +82,9 @@ def build_routes(model: ExploreModel) -> dict[str, Route]:
     for name in PAGE_FILES:
         routes[f"/{name}"] = Route(TYPES[Path(name).suffix], STATIC / name)
     for name, entry in runtime_files().items():
-        routes[f"/ort/{name}"] = Route(TYPES[Path(name).suffix], VENDOR / entry["stored_as"],
-                                       gzipped=entry["stored_as"].endswith(".gz"))
+        routes[f"/ort/{name}"] = Route(
+            TYPES[Path(name).suffix], VENDOR / entry["stored_as"], gzipped=entry["stored_as"].endswith(".gz")
+        )
     for variant, path in model.decoders.items():  # fixed names: the page starts loading decoder.onnx first thing
         routes[f"/models/{dict(VARIANTS)[variant]}"] = Route(TYPES[".onnx"], path)
     if model.encoder:
@@ -73,8 +95,9 @@ def build_routes(model: ExploreModel) -> dict[str, Route]:
     routes["/api/info.json"] = Route(TYPES[".json"], make=lambda q: info)
     routes["/api/map.json"] = Route(TYPES[".json"], make=lambda q: the_map)
     routes["/api/run.json"] = Route(TYPES[".json"], make=lambda q: run)
-    routes["/api/normals.json"] = Route(TYPES[".json"], make=lambda q: _json(
-        normals(model.latent_dim, _int_param(q, "seed"), _int_param(q, "count"))))
+    routes["/api/normals.json"] = Route(
+        TYPES[".json"], make=lambda q: _json(normals(model.latent_dim, _int_param(q, "seed"), _int_param(q, "count")))
+    )
     return routes
 
 
@@ -129,13 +152,17 @@ class ExploreHandler(BaseHTTPRequestHandler):
         pass
 
     def handle(self):
-        try:
+        with contextlib.suppress(ConnectionError, TimeoutError):  # the browser went away mid-response
             super().handle()
-        except (ConnectionError, TimeoutError):
-            pass  # the browser went away mid-response: nothing to report
 
-    def _send(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8",
-              gzipped: bool = False, head: bool = False) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = "text/plain; charset=utf-8",
+        gzipped: bool = False,
+        head: bool = False,
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -196,8 +223,10 @@ class ExploreHandler(BaseHTTPRequestHandler):
             return
         if int(length) > MAX_UPLOAD_BYTES:
             self.close_connection = True  # the body stays unread
-            self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                        f"image file is {int(length):,} bytes; the limit is {MAX_UPLOAD_BYTES:,}")
+            self._error(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"image file is {int(length):,} bytes; the limit is {MAX_UPLOAD_BYTES:,}",
+            )
             return
         data = self.rfile.read(int(length))
         try:
@@ -224,8 +253,9 @@ class ExploreServer(ThreadingHTTPServer):
 
 def make_server(model: ExploreModel, host: str = "127.0.0.1", port: int = 0) -> ExploreServer:
     """A server bound to host:port (0: a free port), not yet serving: call serve_forever()."""
-    handler = type("Handler", (ExploreHandler,), {"routes": build_routes(model),
-                                                  "image_shape": tuple(model.info["image_shape"])})
+    handler = type(
+        "Handler", (ExploreHandler,), {"routes": build_routes(model), "image_shape": tuple(model.info["image_shape"])}
+    )
     server_class = ExploreServer
     if ":" in host:  # an IPv6 address
         server_class = type("ExploreServer6", (ExploreServer,), {"address_family": socket.AF_INET6})

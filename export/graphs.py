@@ -24,9 +24,9 @@ import onnx.numpy_helper
 import torch
 from torch import nn
 
-from ..errors import UserInputError
 from .. import contract
 from ..contract import build_metadata
+from ..errors import UserInputError
 from ..models import VAEConfig
 
 # Opset 17 is implemented completely by every onnxruntime the base install allows (>= 1.24; ORT has
@@ -36,7 +36,15 @@ MIN_OPSET = 13  # Flatten/Reshape/Gemm/Sigmoid in their current forms; dynamic q
 MAX_OPSET = 20  # the TorchScript exporter's ceiling in torch 2.10-2.14
 
 PROTOBUF_LIMIT = 2**31 - 1  # a single-file ONNX model (weights embedded) cannot exceed 2 GB
-RANDOM_OPS = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli", "Dropout"}
+RANDOM_OPS = {
+    "RandomNormal",
+    "RandomNormalLike",
+    "RandomUniform",
+    "RandomUniformLike",
+    "Multinomial",
+    "Bernoulli",
+    "Dropout",
+}
 
 
 class EncoderForExport(nn.Module):
@@ -88,6 +96,7 @@ ONNX_TYPES = {"float32": onnx.TensorProto.FLOAT, "int64": onnx.TensorProto.INT64
 
 def io_spec(config: VAEConfig, role: str) -> tuple[dict[str, tuple], dict[str, tuple]]:
     """The contract's inputs and outputs as {name: (onnx elem type, shape)}, in graph order."""
+
     def as_onnx(specs):
         return {t.name: (ONNX_TYPES[t.dtype], t.shape) for t in specs}
 
@@ -97,8 +106,11 @@ def io_spec(config: VAEConfig, role: str) -> tuple[dict[str, tuple], dict[str, t
 def example_inputs(config: VAEConfig, role: str, n: int = 2) -> tuple[torch.Tensor, ...]:
     """Tracing inputs. n = 2, not 1, so that no size-1 dimension gets special-cased in the trace."""
     g = torch.Generator().manual_seed(0)
-    first = (torch.rand(n, *config.image_shape, generator=g) if role == "encoder"
-             else torch.randn(n, config.latent_dim, generator=g))
+    first = (
+        torch.rand(n, *config.image_shape, generator=g)
+        if role == "encoder"
+        else torch.randn(n, config.latent_dim, generator=g)
+    )
     inputs = [first]
     if config.conditional:
         inputs.append(torch.arange(n, dtype=torch.int64) % config.num_classes)
@@ -107,17 +119,26 @@ def example_inputs(config: VAEConfig, role: str, n: int = 2) -> tuple[torch.Tens
     return tuple(inputs)
 
 
-def _torch_to_onnx(module: nn.Module, args: tuple, input_names, output_names, opset: int,
-                   batched: set[str]) -> onnx.ModelProto:
+def _torch_to_onnx(
+    module: nn.Module, args: tuple, input_names, output_names, opset: int, batched: set[str]
+) -> onnx.ModelProto:
     with tempfile.TemporaryDirectory(prefix="vaectl-export-") as tmp:
         path = Path(tmp) / "graph.onnx"
         with warnings.catch_warnings():
             # The exporter's own deprecation notices (see the module docstring); TracerWarnings still show.
-            warnings.filterwarnings("ignore", message=r"You are using the legacy TorchScript-based ONNX export", category=DeprecationWarning)
+            warnings.filterwarnings(
+                "ignore", message=r"You are using the legacy TorchScript-based ONNX export", category=DeprecationWarning
+            )
             warnings.filterwarnings("ignore", message=r"The feature will be removed", category=DeprecationWarning)
             torch.onnx.export(
-                module, args, str(path), dynamo=False, opset_version=opset, export_params=True,
-                input_names=list(input_names), output_names=list(output_names),
+                module,
+                args,
+                str(path),
+                dynamo=False,
+                opset_version=opset,
+                export_params=True,
+                input_names=list(input_names),
+                output_names=list(output_names),
                 dynamic_axes={name: {0: contract.BATCH} for name in (*input_names, *output_names) if name in batched},
             )
         # load_external_data=False: a file beside it would mean weights were not embedded; checked below
@@ -147,7 +168,9 @@ def export_graph(model: nn.Module, role: str, opset: int, checkpoint_sha256: str
     module.eval()
     param_bytes = sum(p.numel() * p.element_size() for p in module.parameters())
     if param_bytes > PROTOBUF_LIMIT:
-        raise UserInputError(f"the {role} has {param_bytes / 2**30:.1f} GiB of weights; a single-file ONNX graph holds at most 2 GiB")
+        raise UserInputError(
+            f"the {role} has {param_bytes / 2**30:.1f} GiB of weights; a single-file ONNX graph holds at most 2 GiB"
+        )
     inputs, outputs = io_spec(config, role)
     batched = {name for name, (_, shape) in {**inputs, **outputs}.items() if shape[0] == contract.BATCH}
     with torch.no_grad():
@@ -155,7 +178,9 @@ def export_graph(model: nn.Module, role: str, opset: int, checkpoint_sha256: str
     graph = graph_model.graph
     for spec in contract.graph_inputs(config, role):
         if spec.default is not None:  # an input with a default: an initializer of the same name backs it
-            graph.initializer.append(onnx.numpy_helper.from_array(np.full(spec.shape, spec.default, np.float32), spec.name))
+            graph.initializer.append(
+                onnx.numpy_helper.from_array(np.full(spec.shape, spec.default, np.float32), spec.name)
+            )
     # The tracer leaves symbolic names for non-batch output dims (e.g. 'Sigmoidimage_dim_2'); pin them.
     for value in graph.input:
         _set_value_info(value, *inputs[value.name])

@@ -8,12 +8,13 @@ On any failure the temp files are removed and existing files are left untouched.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import onnx
 
@@ -25,12 +26,15 @@ from .graphs import check_opset, export_graph
 from .variants import to_fp16, to_int8
 from .verify import VERIFY_BATCH_SIZES, Report, verify_against_torch, verify_variant
 
+
 @dataclass
 class ExportResult:
     encoder: Path
     decoder: Path
     variants: dict[str, Path] = field(default_factory=dict)  # {"fp16": .../decoder.fp16.onnx, "int8": ...}
-    max_abs_diff: dict[str, float] = field(default_factory=dict)  # "encoder.mu", "decoder.image", "decoder.int8.image", ...
+    max_abs_diff: dict[str, float] = field(
+        default_factory=dict
+    )  # "encoder.mu", "decoder.image", "decoder.int8.image", ...
 
 
 def _stage(model: onnx.ModelProto, final: Path) -> Path:
@@ -49,8 +53,9 @@ def _publish(staged: dict[str, Path], finals: dict[str, Path]) -> None:
         try:
             os.replace(tmp, finals[key])
         except OSError as e:
-            survived = (f"{', '.join(done)} already replaced, the other files unchanged" if done
-                        else "nothing was replaced")
+            survived = (
+                f"{', '.join(done)} already replaced, the other files unchanged" if done else "nothing was replaced"
+            )
             raise WriteFailedError(finals[key], os_error_reason(e), survived) from None
         done.append(finals[key].name)
 
@@ -86,8 +91,17 @@ def _mb(path: Path) -> str:
     return f"{path.stat().st_size / 1e6:.2f} MB"
 
 
-def export_model(source, out_dir, *, last: bool = False, opset: int | None = None, atol: float = 1e-4,
-                 fp16: bool = False, int8: bool = False, log: Callable[[str], None] = print) -> ExportResult:
+def export_model(
+    source,
+    out_dir,
+    *,
+    last: bool = False,
+    opset: int | None = None,
+    atol: float = 1e-4,
+    fp16: bool = False,
+    int8: bool = False,
+    log: Callable[[str], None] = print,
+) -> ExportResult:
     """Export a checkpoint (or run directory) to verified ONNX graphs in `out_dir`.
 
     Raises UserInputError for bad input (nothing written) and VerificationError when a graph fails a
@@ -101,13 +115,17 @@ def export_model(source, out_dir, *, last: bool = False, opset: int | None = Non
     if int8 and config.row_context:
         # the generated rows feed back into the next, so the per-batch activation quantization compounds:
         # the --preset quality model measured 0.25 max pixel error against float32 (bound 0.1)
-        raise UserInputError("--int8 is not available for a row-autoregressive model (--context-channels): its "
-                             "quantization error compounds row by row; use --fp16")
+        raise UserInputError(
+            "--int8 is not available for a row-autoregressive model (--context-channels): its "
+            "quantization error compounds row by row; use --fp16"
+        )
     out_dir = Path(out_dir)
     created = prepare_out_dir(out_dir, parents=True, what="export")
     checkpoint_sha256 = file_sha256(ckpt_path)
-    log(f"exporting {ckpt_path} ({config.arch}, latent {config.latent_dim}, image {'x'.join(map(str, config.image_shape))}"
-        f"{f', {config.num_classes} classes' if config.num_classes else ''}) with opset {opset}")
+    log(
+        f"exporting {ckpt_path} ({config.arch}, latent {config.latent_dim}, image {'x'.join(map(str, config.image_shape))}"
+        f"{f', {config.num_classes} classes' if config.num_classes else ''}) with opset {opset}"
+    )
 
     finals = {role: out_dir / f"{role}.onnx" for role in ROLES}
     wanted = [v for v, on in (("fp16", fp16), ("int8", int8)) if on]
@@ -135,13 +153,16 @@ def export_model(source, out_dir, *, last: bool = False, opset: int | None = Non
 
         for key, diff in report.max_abs_diff.items():
             against, bound = report.compared_with[key]
-            log(f"  {key:<19} max abs diff vs {against}: {diff:.2e} (tolerance {bound:g}; N = {' and '.join(map(str, VERIFY_BATCH_SIZES))})")
+            log(
+                f"  {key:<19} max abs diff vs {against}: {diff:.2e} (tolerance {bound:g}; N = {' and '.join(map(str, VERIFY_BATCH_SIZES))})"
+            )
         if report.failures:
             for failure in report.failures:
                 log(f"  FAILED {failure}")
             raise VerificationError(
                 f"export failed verification ({len(report.failures)} problem{'s' if len(report.failures) > 1 else ''}: "
-                f"{'; '.join(report.failures)}); nothing was written to {out_dir}")
+                f"{'; '.join(report.failures)}); nothing was written to {out_dir}"
+            )
 
         _publish(staged, finals)
         published = True
@@ -151,12 +172,14 @@ def export_model(source, out_dir, *, last: bool = False, opset: int | None = Non
             for tmp in staged.values():
                 tmp.unlink(missing_ok=True)
             if created:
-                try:
+                with contextlib.suppress(OSError):
                     out_dir.rmdir()  # only succeeds if empty: never removes anything of the user's
-                except OSError:
-                    pass
 
-    result = ExportResult(encoder=finals["encoder"], decoder=finals["decoder"],
-                          variants={v: finals[f"decoder.{v}"] for v in wanted}, max_abs_diff=dict(report.max_abs_diff))
+    result = ExportResult(
+        encoder=finals["encoder"],
+        decoder=finals["decoder"],
+        variants={v: finals[f"decoder.{v}"] for v in wanted},
+        max_abs_diff=dict(report.max_abs_diff),
+    )
     log("wrote " + ", ".join(f"{p.name} ({_mb(p)})" for p in finals.values()) + f" to {out_dir}")
     return result

@@ -67,7 +67,9 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
         inner = f"{value.name}_fp16"
         for node in graph.node:
             node.input[:] = [inner if name == value.name else name for name in node.input]
-        casts_in.append(helper.make_node("Cast", [value.name], [inner], name=f"cast_{value.name}_to_fp16", to=TensorProto.FLOAT16))
+        casts_in.append(
+            helper.make_node("Cast", [value.name], [inner], name=f"cast_{value.name}_to_fp16", to=TensorProto.FLOAT16)
+        )
     for value in graph.output:
         if value.type.tensor_type.elem_type != TensorProto.FLOAT:
             continue
@@ -75,7 +77,9 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
         for node in graph.node:  # the producer, and any node that reads the output inside the graph
             node.output[:] = [inner if name == value.name else name for name in node.output]
             node.input[:] = [inner if name == value.name else name for name in node.input]
-        casts_out.append(helper.make_node("Cast", [inner], [value.name], name=f"cast_{value.name}_to_fp32", to=TensorProto.FLOAT))
+        casts_out.append(
+            helper.make_node("Cast", [inner], [value.name], name=f"cast_{value.name}_to_fp32", to=TensorProto.FLOAT)
+        )
     nodes = casts_in + list(graph.node) + casts_out
     del graph.node[:]
     graph.node.extend(nodes)
@@ -98,8 +102,13 @@ def _gemm_to_matmul(model: onnx.ModelProto) -> onnx.ModelProto:
     nodes = []
     for node in graph.node:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        plain = (attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0 and not attrs.get("transA", 0)
-                 and len(node.input) >= 2 and node.input[1] in inits)
+        plain = (
+            attrs.get("alpha", 1.0) == 1.0
+            and attrs.get("beta", 1.0) == 1.0
+            and not attrs.get("transA", 0)
+            and len(node.input) >= 2
+            and node.input[1] in inits
+        )
         if node.op_type != "Gemm" or not plain:
             nodes.append(node)
             continue
@@ -135,8 +144,15 @@ def to_int8(model: onnx.ModelProto) -> onnx.ModelProto:
         path = Path(tmp) / "decoder.int8.onnx"
         # reduce_range (7-bit weights): x86 CPUs without VNNI multiply u8 x s8 through int16 sums that
         # saturate; full 8-bit weights gave pixel errors up to 0.18 on a small trained MLP, 7-bit ~0.005.
-        quantize_dynamic(prepared, path, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
-                         op_types_to_quantize=["MatMul"], use_external_data_format=False)
+        quantize_dynamic(
+            prepared,
+            path,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            reduce_range=True,
+            op_types_to_quantize=["MatMul"],
+            use_external_data_format=False,
+        )
         int8 = onnx.load(str(path), load_external_data=False)
     _retag(int8, model, "int8")
     return int8

@@ -36,8 +36,9 @@ class Report:
         self.compared_with[key] = (against, atol)
 
 
-def make_inputs(config: VAEConfig, role: str, n: int, real_images: np.ndarray | None, seed: int,
-                guidance: float | None = None) -> dict[str, np.ndarray]:
+def make_inputs(
+    config: VAEConfig, role: str, n: int, real_images: np.ndarray | None, seed: int, guidance: float | None = None
+) -> dict[str, np.ndarray]:
     """Deterministic inputs: real images when given (shape must match), else uniform [0, 1]; z ~ N(0, I).
 
     A guided decoder gets `guidance` fed when given; left out, the graph's default is its weight."""
@@ -106,12 +107,22 @@ def _run(sess: ort.InferenceSession, feeds, label: str, report: Report) -> dict[
         names = [o.name for o in sess.get_outputs()]
         return dict(zip(names, sess.run(names, feeds)))
     except Exception as e:  # as above: onnxruntime's error types are not part of its API
-        report.failures.append(f"{label}: onnxruntime failed at N={len(next(iter(feeds.values())))}: {str(e).strip().splitlines()[0]}")
+        report.failures.append(
+            f"{label}: onnxruntime failed at N={len(next(iter(feeds.values())))}: {str(e).strip().splitlines()[0]}"
+        )
         return None
 
 
-def compare(got: dict[str, np.ndarray], want: dict[str, np.ndarray], expected: dict[str, tuple], atol: float,
-            label: str, n: int, report: Report, against: str = "PyTorch") -> None:
+def compare(
+    got: dict[str, np.ndarray],
+    want: dict[str, np.ndarray],
+    expected: dict[str, tuple],
+    atol: float,
+    label: str,
+    n: int,
+    report: Report,
+    against: str = "PyTorch",
+) -> None:
     """Shape, dtype, finiteness and max abs difference of each output; failures recorded, not raised."""
     for name, (_, shape) in expected.items():
         key = f"{label}.{name}"

@@ -17,7 +17,18 @@ from .safe_load import check_model_bytes, read_model_bytes
 from .sessions import Decoder, Encoder, VAEPair, describe_model, format_description
 
 __all__ = [
-    "Decoder", "Encoder", "VAEPair", "describe_model", "format_description", "prepare_images",
-    "interpolate_latents", "lerp", "slerp", "traverse_latents",
-    "save_image_batches", "save_image_grid", "check_model_bytes", "read_model_bytes",
+    "Decoder",
+    "Encoder",
+    "VAEPair",
+    "describe_model",
+    "format_description",
+    "prepare_images",
+    "interpolate_latents",
+    "lerp",
+    "slerp",
+    "traverse_latents",
+    "save_image_batches",
+    "save_image_grid",
+    "check_model_bytes",
+    "read_model_bytes",
 ]

@@ -9,17 +9,30 @@ written images (nearest neighbour); `interpolate` and `traverse` write an animat
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from ..data import load_data, pick_images
 from ..errors import UserInputError, WriteFailedError
 from ..files import save_png, to_uint8_images
-from .output import (LATENT_FORMATS, MAX_GRID_IMAGES, animation_frames, check_fps, check_output_file, check_scale,
-                     latent_dtype, originals_above_reconstructions, prepare_output_dir, save_gif, save_image_batches,
-                     save_image_grid, upscale, write_latents)
+from .output import (
+    LATENT_FORMATS,
+    MAX_GRID_IMAGES,
+    animation_frames,
+    check_fps,
+    check_output_file,
+    check_scale,
+    latent_dtype,
+    originals_above_reconstructions,
+    prepare_output_dir,
+    save_gif,
+    save_image_batches,
+    save_image_grid,
+    upscale,
+    write_latents,
+)
 from .sessions import DEFAULT_BATCH_SIZE, Decoder, Encoder, VAEPair
 
 Progress = Callable[[int, int], None]  # (images done now, total)
@@ -42,9 +55,22 @@ def _one_target(out, out_dir) -> None:
         check_output_file(out)
 
 
-def generate(decoder, n: int = 64, *, seed: int | None = None, temperature: float = 1.0, label=None,
-             same_z: bool = False, guidance: float | None = None, out=None, out_dir=None, nrow: int = 8,
-             threads: int | None = None, progress: Progress | None = None, scale: int = 1) -> int:
+def generate(
+    decoder,
+    n: int = 64,
+    *,
+    seed: int | None = None,
+    temperature: float = 1.0,
+    label=None,
+    same_z: bool = False,
+    guidance: float | None = None,
+    out=None,
+    out_dir=None,
+    nrow: int = 8,
+    threads: int | None = None,
+    progress: Progress | None = None,
+    scale: int = 1,
+) -> int:
     """Draw n images (n per class with label="all") into one PNG grid `out` or one PNG each in `out_dir`.
 
     guidance: a guided decoder's weight (Decoder.sample) [the graph's default]."""
@@ -75,8 +101,9 @@ def generate(decoder, n: int = 64, *, seed: int | None = None, temperature: floa
     return total
 
 
-def reconstruct(encoder, decoder, images, out, *, label=None, nrow: int = 8, threads: int | None = None,
-                scale: int = 1) -> int:
+def reconstruct(
+    encoder, decoder, images, out, *, label=None, nrow: int = 8, threads: int | None = None, scale: int = 1
+) -> int:
     """Encode images, decode their posterior means; one PNG with each row of originals above its reconstructions."""
     check_scale(scale)
     check_output_file(out)
@@ -87,9 +114,20 @@ def reconstruct(encoder, decoder, images, out, *, label=None, nrow: int = 8, thr
     return len(x)
 
 
-def interpolate(decoder, out, *, encoder=None, images=(), seeds=(None, None), steps: int = 10,
-                method: str = "slerp", label=None, threads: int | None = None, scale: int = 1,
-                fps: float = DEFAULT_FPS) -> int:
+def interpolate(
+    decoder,
+    out,
+    *,
+    encoder=None,
+    images=(),
+    seeds=(None, None),
+    steps: int = 10,
+    method: str = "slerp",
+    label=None,
+    threads: int | None = None,
+    scale: int = 1,
+    fps: float = DEFAULT_FPS,
+) -> int:
     """A strip of `steps` images from image A to image B (with an encoder) or between the latents of two seeds.
 
     `out` ending in .gif: an animation, one frame per step in order, looping.
@@ -120,9 +158,22 @@ def interpolate(decoder, out, *, encoder=None, images=(), seeds=(None, None), st
     return steps
 
 
-def traverse(decoder, out, *, dims=None, all_dims: bool = False, span: float = 3.0, steps: int = 9,
-             seed: int | None = None, label=None, encoder=None, image=None, threads: int | None = None,
-             scale: int = 1, fps: float = DEFAULT_FPS) -> list[int]:
+def traverse(
+    decoder,
+    out,
+    *,
+    dims=None,
+    all_dims: bool = False,
+    span: float = 3.0,
+    steps: int = 9,
+    seed: int | None = None,
+    label=None,
+    encoder=None,
+    image=None,
+    threads: int | None = None,
+    scale: int = 1,
+    fps: float = DEFAULT_FPS,
+) -> list[int]:
     """One row of `steps` images per latent dimension, that component swept from -span to +span; returns the dims.
 
     Which dimensions: `dims`; or all of them (`all_dims`); by default those that carry information
@@ -158,8 +209,9 @@ def traverse(decoder, out, *, dims=None, all_dims: bool = False, span: float = 3
     return chosen
 
 
-def data_images(data_dir=None, *, split: str = "test", label=None, count: int = 8, out=None,
-                out_dir=None, scale: int = 1) -> tuple[int, list[Path]]:
+def data_images(
+    data_dir=None, *, split: str = "test", label=None, count: int = 8, out=None, out_dir=None, scale: int = 1
+) -> tuple[int, list[Path]]:
     """Dataset images as PNGs: one grid `out`, or SPLIT_INDEX_CLASS.png files in `out_dir`.
 
     Returns (images written, the files written).
@@ -179,13 +231,25 @@ def data_images(data_dir=None, *, split: str = "test", label=None, count: int = 
         try:
             save_png(path, upscale(image, scale))
         except WriteFailedError as e:
-            raise e.but(f"the {i} images before it are complete; free space and run again" if i else
-                        "no image was written") from None
+            raise e.but(
+                f"the {i} images before it are complete; free space and run again" if i else "no image was written"
+            ) from None
     return len(picked), paths
 
 
-def encode(encoder, images=(), out=None, *, data_dir=None, split: str = "test", logvar: bool = False, label=None,
-           batch_size: int = DEFAULT_BATCH_SIZE, threads: int | None = None, progress: Progress | None = None) -> int:
+def encode(
+    encoder,
+    images=(),
+    out=None,
+    *,
+    data_dir=None,
+    split: str = "test",
+    logvar: bool = False,
+    label=None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    threads: int | None = None,
+    progress: Progress | None = None,
+) -> int:
     """Posterior means (and with `logvar` the log-variances) of images into `out` (.npy or .csv); returns the rows.
 
     The images: `images` (paths, PIL images, arrays, or one batch array as Encoder.encode takes), else the
@@ -219,9 +283,10 @@ def encode(encoder, images=(), out=None, *, data_dir=None, split: str = "test", 
 
     def records():
         for start in range(0, len(source), batch_size):
-            batch_labels = None if labels is None else labels[start:start + batch_size]
-            mu, lv = enc.encode(source[start:start + batch_size], batch_labels if enc.conditional else None,
-                                batch_size)
+            batch_labels = None if labels is None else labels[start : start + batch_size]
+            mu, lv = enc.encode(
+                source[start : start + batch_size], batch_labels if enc.conditional else None, batch_size
+            )
             rows = np.empty(len(mu), dtype)
             rows["mu"] = mu
             if logvar:
@@ -243,8 +308,9 @@ def _dataset_split(enc: Encoder, data_dir, split: str) -> tuple[np.ndarray, np.n
     c, h, w = enc.image_shape
     ds = load_data(data_dir, image_size=h if h == w else None, channels=c)
     if tuple(ds.image_shape) != (c, h, w):
-        raise UserInputError(f"dataset {ds.name!r} has images of shape {tuple(ds.image_shape)}, "
-                             f"but the encoder expects {(c, h, w)}")
+        raise UserInputError(
+            f"dataset {ds.name!r} has images of shape {tuple(ds.image_shape)}, but the encoder expects {(c, h, w)}"
+        )
     if split == "train":
         return ds.train, ds.train_labels
     return ds.test, ds.test_labels

@@ -8,9 +8,19 @@ from ..scoring import EvalReport, score, sigmoid
 from .sessions import VAEPair
 
 
-def evaluate_onnx(encoder_path, decoder_path, *, data_dir=None, dataset: str | None = None, k: int = 1000,
-                  n: int | None = None, seed: int = 0, binarize: bool = False, threads: int | None = None,
-                  progress=None) -> EvalReport:
+def evaluate_onnx(
+    encoder_path,
+    decoder_path,
+    *,
+    data_dir=None,
+    dataset: str | None = None,
+    k: int = 1000,
+    n: int | None = None,
+    seed: int = 0,
+    binarize: bool = False,
+    threads: int | None = None,
+    progress=None,
+) -> EvalReport:
     """`vaectl eval --encoder E --decoder D`: the same scorer on exported graphs, no torch."""
     if k < 1:
         raise UserInputError(f"--k must be at least 1, got {k}")
@@ -21,12 +31,15 @@ def evaluate_onnx(encoder_path, decoder_path, *, data_dir=None, dataset: str | N
     if data_dir is None:
         wanted = dataset or cfg.dataset
         if wanted != MNIST_SAMPLE:
-            raise UserInputError(f"the model was trained on {wanted!r}: point --data at a folder with its IDX files or "
-                                 "images (downloading torchvision datasets needs the [train] extra)")
+            raise UserInputError(
+                f"the model was trained on {wanted!r}: point --data at a folder with its IDX files or "
+                "images (downloading torchvision datasets needs the [train] extra)"
+            )
     ds = load_data(data_dir)
     if tuple(ds.image_shape) != cfg.image_shape:
-        raise UserInputError(f"dataset {ds.name!r} has images of shape {tuple(ds.image_shape)}, "
-                             f"but the model expects {cfg.image_shape}")
+        raise UserInputError(
+            f"dataset {ds.name!r} has images of shape {tuple(ds.image_shape)}, but the model expects {cfg.image_shape}"
+        )
     labels = None
     if cfg.num_classes:
         if ds.test_labels is None:
@@ -43,5 +56,15 @@ def evaluate_onnx(encoder_path, decoder_path, *, data_dir=None, dataset: str | N
             return pair.decoder.decode_float(z, label=y)
         return sigmoid(pair.decoder.base_logits(z, label=y) + context)
 
-    return score(encode, decode, ds.test[:n], labels, likelihood=cfg.likelihood, row_context=cfg.row_context,
-                 k=k, seed=seed, binarize=binarize, progress=progress)
+    return score(
+        encode,
+        decode,
+        ds.test[:n],
+        labels,
+        likelihood=cfg.likelihood,
+        row_context=cfg.row_context,
+        k=k,
+        seed=seed,
+        binarize=binarize,
+        progress=progress,
+    )

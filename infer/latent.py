@@ -71,5 +71,5 @@ def traverse_latents(z0, dims, span: float, steps: int) -> np.ndarray:
     values = np.linspace(-span, span, steps, dtype=np.float64).astype(np.float32)
     out = np.repeat(z0[None], len(dims) * steps, axis=0)
     for row, i in enumerate(dims):
-        out[row * steps:(row + 1) * steps, i] = values
+        out[row * steps : (row + 1) * steps, i] = values
     return out

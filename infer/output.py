@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -62,8 +62,10 @@ def upscale(image: np.ndarray, scale: int) -> np.ndarray:
         return image  # unchanged, whatever its size: the default writes what vaectl always wrote
     h, w = image.shape[:2]
     if h * w * scale * scale > MAX_OUTPUT_PIXELS:
-        raise UserInputError(f"--scale {scale} makes a {w * scale}x{h * scale} image, more than "
-                             f"{MAX_OUTPUT_PIXELS:,} pixels; use a smaller --scale")
+        raise UserInputError(
+            f"--scale {scale} makes a {w * scale}x{h * scale} image, more than "
+            f"{MAX_OUTPUT_PIXELS:,} pixels; use a smaller --scale"
+        )
     return np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
 
 
@@ -82,7 +84,7 @@ def originals_above_reconstructions(originals: np.ndarray, recons: np.ndarray, n
     rows = []
     for start in range(0, n, nrow):
         for block in (originals, recons):
-            row = block[start:start + nrow]
+            row = block[start : start + nrow]
             pad = np.zeros((nrow - len(row), *row.shape[1:]), np.uint8) if n > nrow else row[:0]
             rows.append(np.concatenate([row, pad]))
     return np.concatenate(rows), min(nrow, n)
@@ -104,8 +106,10 @@ def animation_frames(rows: np.ndarray, forth_and_back: bool = False, scale: int 
         order += order[-2:0:-1]
     first = upscale(make_grid(rows[:, 0], nrow=len(rows)), scale)
     if first.size * len(order) > MAX_ANIMATION_PIXELS:
-        raise UserInputError(f"{len(order)} frames of {first.shape[1]}x{first.shape[0]} pixels is more than "
-                             f"{MAX_ANIMATION_PIXELS:,} pixels in all; use fewer --steps or a smaller --scale")
+        raise UserInputError(
+            f"{len(order)} frames of {first.shape[1]}x{first.shape[0]} pixels is more than "
+            f"{MAX_ANIMATION_PIXELS:,} pixels in all; use fewer --steps or a smaller --scale"
+        )
     return [first] + [upscale(make_grid(rows[:, k], nrow=len(rows)), scale) for k in order[1:]]
 
 
@@ -131,8 +135,9 @@ def image_names(total: int) -> Callable[[int], str]:
     return lambda i: f"{i:0{width}d}.png"
 
 
-def save_image_batches(out_dir, batches: Iterable[np.ndarray], total: int,
-                       on_batch: Callable[[int], None] | None = None, scale: int = 1) -> int:
+def save_image_batches(
+    out_dir, batches: Iterable[np.ndarray], total: int, on_batch: Callable[[int], None] | None = None, scale: int = 1
+) -> int:
     """Write each image of each uint8 batch as out_dir/000000.png, 000001.png, ...; returns the count.
 
     Only one batch is in memory at a time. Each file is written to a temp file and renamed; one
@@ -151,8 +156,11 @@ def save_image_batches(out_dir, batches: Iterable[np.ndarray], total: int,
                 on_batch(len(batch))
     except WriteFailedError as e:
         fsync_dir(out_dir)
-        done = f"the {written} images before it ({name(0)} to {name(written - 1)}) are complete" if written else \
-            "no image was written"
+        done = (
+            f"the {written} images before it ({name(0)} to {name(written - 1)}) are complete"
+            if written
+            else "no image was written"
+        )
         raise e.but(f"{done}; free space and run again") from None
     fsync_dir(out_dir)
     return written

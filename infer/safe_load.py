@@ -108,7 +108,7 @@ def find_external_tensors(data: bytes) -> list[str]:
                 if field == _TENSOR_EXTERNAL_DATA or (field == _TENSOR_DATA_LOCATION and (wire != 0 or value != 0)):
                     external = True
                 elif field == _TENSOR_NAME and wire == 2:
-                    name = bytes(buf[value[0]:value[1]]).decode("utf-8", "replace")
+                    name = bytes(buf[value[0] : value[1]]).decode("utf-8", "replace")
             elif field in children and wire == 2:
                 stack.append((children[field], value[0], value[1], depth + 1))
         if external:

@@ -5,8 +5,8 @@ What each graph takes and gives is the contract's (vaectl/contract.py); these cl
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -53,15 +53,21 @@ class _Session:
                 f"{sorted(have_out)} are not a vaectl {self.role}'s ({sorted(want_in)} -> {want_out})"
             )
 
-    def _run(self, first: np.ndarray, labels: np.ndarray | None, names: list[str],
-             batch_size: int = DEFAULT_BATCH_SIZE, extra: dict | None = None) -> list[np.ndarray]:
+    def _run(
+        self,
+        first: np.ndarray,
+        labels: np.ndarray | None,
+        names: list[str],
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        extra: dict | None = None,
+    ) -> list[np.ndarray]:
         """The named outputs for `first` (the graph's image or z input) and labels, in batches, concatenated;
         `extra` inputs (guidance) go with every batch."""
         parts = []
         for start in range(0, len(first), batch_size):
-            feed = {contract.PRIMARY_INPUT[self.role]: first[start:start + batch_size], **(extra or {})}
+            feed = {contract.PRIMARY_INPUT[self.role]: first[start : start + batch_size], **(extra or {})}
             if labels is not None:
-                feed[contract.LABEL] = labels[start:start + batch_size]
+                feed[contract.LABEL] = labels[start : start + batch_size]
             parts.append(self.session.run(names, feed))
         return [np.concatenate(arrays) for arrays in zip(*parts)]
 
@@ -96,7 +102,9 @@ class _Session:
             raise UserInputError(
                 f"--label given, but {self.path} is an unconditional {self.role} (trained without --conditional)"
             )
-        if self.config.guided and (label == NO_LABEL or (not isinstance(label, (str, bool)) and label == self.num_classes)):
+        if self.config.guided and (
+            label == NO_LABEL or (not isinstance(label, (str, bool)) and label == self.num_classes)
+        ):
             return self.num_classes
         return class_index(label, self.class_names)
 
@@ -104,8 +112,9 @@ class _Session:
         """int64 (n,) labels for the graph's `label` input, or None for an unconditional graph."""
         if label is None:
             if self.conditional:
-                raise UserInputError(f"{self.path} is a conditional {self.role}: give a --label "
-                                     f"(one of {', '.join(self.class_names)})")
+                raise UserInputError(
+                    f"{self.path} is a conditional {self.role}: give a --label (one of {', '.join(self.class_names)})"
+                )
             return None
         if isinstance(label, np.ndarray) and np.issubdtype(label.dtype, np.integer):
             if not self.conditional:
@@ -115,8 +124,9 @@ class _Session:
             if len(bad):
                 self.label_index(int(bad[0]))  # raises the out-of-range error
         elif isinstance(label, (list, tuple, np.ndarray)):
-            labels = np.array([self.label_index(v.item() if isinstance(v, np.generic) else v) for v in label],
-                              dtype=np.int64)
+            labels = np.array(
+                [self.label_index(v.item() if isinstance(v, np.generic) else v) for v in label], dtype=np.int64
+            )
         else:
             return np.full(n, self.label_index(label), dtype=np.int64)
         if len(labels) != n:
@@ -134,8 +144,10 @@ class Decoder(_Session):
         if guidance is None:
             return {}
         if not self.config.guided:
-            raise UserInputError(f"--guidance given, but {self.path} was not trained with guidance "
-                                 "(a conditional model with label dropout, `vaectl train --conditional`)")
+            raise UserInputError(
+                f"--guidance given, but {self.path} was not trained with guidance "
+                "(a conditional model with label dropout, `vaectl train --conditional`)"
+            )
         return {contract.GUIDANCE: np.array([check_guidance(guidance)], np.float32)}
 
     def decode_float(self, z, label=None, batch_size: int = DEFAULT_BATCH_SIZE, guidance=None) -> np.ndarray:
@@ -153,8 +165,10 @@ class Decoder(_Session):
             return np.zeros((0, *self.image_shape), np.float32)
         (images,) = self._run(z, self.labels_for(label, len(z)), [contract.IMAGE], batch_size, extra)
         if images.shape[1:] != self.image_shape:
-            raise UserInputError(f"{self.path}: decoder returned images of shape {images.shape[1:]}, "
-                                 f"its metadata says {self.image_shape}")
+            raise UserInputError(
+                f"{self.path}: decoder returned images of shape {images.shape[1:]}, "
+                f"its metadata says {self.image_shape}"
+            )
         if not np.isfinite(images).all():
             raise UserInputError(f"{self.path}: the decoder produced NaN or inf pixels; refusing to write them")
         return images
@@ -179,8 +193,16 @@ class Decoder(_Session):
         """How many images `sample(n, label=label)` returns: n, or n per class with label="all"."""
         return n * self.num_classes if _is_all(label) else n
 
-    def iter_sample(self, n: int, seed: int | None = None, temperature: float = 1.0, label=None,
-                    same_z: bool = False, batch_size: int = DEFAULT_BATCH_SIZE, guidance=None) -> Iterator[np.ndarray]:
+    def iter_sample(
+        self,
+        n: int,
+        seed: int | None = None,
+        temperature: float = 1.0,
+        label=None,
+        same_z: bool = False,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        guidance=None,
+    ) -> Iterator[np.ndarray]:
         """Like `sample`, in uint8 batches of at most `batch_size` images: memory stays flat for any n.
 
         The latents come from one numpy Generator stream, so the images do not depend on batch_size.
@@ -213,8 +235,9 @@ class Decoder(_Session):
                 labels = idx % self.num_classes  # no label asked for: cycle through the classes
             yield self.decode(z, None if labels is None else labels.astype(np.int64), batch_size, guidance)
 
-    def sample(self, n: int, seed: int | None = None, temperature: float = 1.0, label=None,
-               same_z: bool = False, guidance=None) -> np.ndarray:
+    def sample(
+        self, n: int, seed: int | None = None, temperature: float = 1.0, label=None, same_z: bool = False, guidance=None
+    ) -> np.ndarray:
         """uint8 images decoded from z ~ N(0, temperature^2 I).
 
         label: None (a conditional decoder cycles through its classes), a class index or name, or
@@ -229,8 +252,9 @@ class Decoder(_Session):
         """uint8 images decoded along the path from latent z_a to z_b (both included)."""
         return self.decode(interpolate_latents(z_a, z_b, steps, method), label)
 
-    def traverse(self, z0=None, dims=None, span: float = 3.0, steps: int = 9, label=None,
-                 seed: int | None = None) -> np.ndarray:
+    def traverse(
+        self, z0=None, dims=None, span: float = 3.0, steps: int = 9, label=None, seed: int | None = None
+    ) -> np.ndarray:
         """uint8 images, one row of `steps` per dim in `dims` (None: all): that latent component
         sweeps -span..span, the others stay at z0 (default: 0, the prior's mean; or, given `seed`,
         a draw from N(0, I))."""
@@ -260,7 +284,9 @@ class Encoder(_Session):
         """A row-context model's (mu, logvar, context_logits) in one pass; context_logits (N, C, H, W) is each
         pixel's logit term from the real rows above it (for scoring)."""
         _require_context(self)
-        mu, logvar, context = self._encode(images, label, [contract.MU, contract.LOGVAR, contract.CONTEXT_LOGITS], batch_size)
+        mu, logvar, context = self._encode(
+            images, label, [contract.MU, contract.LOGVAR, contract.CONTEXT_LOGITS], batch_size
+        )
         return mu, logvar, context
 
     def _encode(self, images, label, names: list[str], batch_size: int) -> list[np.ndarray]:
@@ -278,19 +304,25 @@ class VAEPair:
     def __init__(self, encoder: Encoder, decoder: Decoder):
         e, d = encoder, decoder
         if e.latent_dim != d.latent_dim:
-            raise UserInputError(f"encoder {e.path} has {e.latent_dim} latent dimensions but decoder {d.path} has "
-                                 f"{d.latent_dim}: they come from different models")
+            raise UserInputError(
+                f"encoder {e.path} has {e.latent_dim} latent dimensions but decoder {d.path} has "
+                f"{d.latent_dim}: they come from different models"
+            )
         if e.image_shape != d.image_shape or e.num_classes != d.num_classes:
-            raise UserInputError(f"encoder {e.path} (images {e.image_shape}, {e.num_classes} classes) and decoder "
-                                 f"{d.path} (images {d.image_shape}, {d.num_classes} classes) come from different models")
+            raise UserInputError(
+                f"encoder {e.path} (images {e.image_shape}, {e.num_classes} classes) and decoder "
+                f"{d.path} (images {d.image_shape}, {d.num_classes} classes) come from different models"
+            )
         sha_e, sha_d = e.info.checkpoint_sha256, d.info.checkpoint_sha256
         if sha_e and sha_d and sha_e != sha_d:
-            raise UserInputError(f"encoder {e.path} and decoder {d.path} were exported from different checkpoints "
-                                 f"({sha_e[:12]} vs {sha_d[:12]}); re-export both from one run")
+            raise UserInputError(
+                f"encoder {e.path} and decoder {d.path} were exported from different checkpoints "
+                f"({sha_e[:12]} vs {sha_d[:12]}); re-export both from one run"
+            )
         self.encoder, self.decoder = e, d
 
     @classmethod
-    def load(cls, encoder_path, decoder_path, threads: int | None = None) -> "VAEPair":
+    def load(cls, encoder_path, decoder_path, threads: int | None = None) -> VAEPair:
         return cls(Encoder(encoder_path, threads), Decoder(decoder_path, threads))
 
     def reconstruct(self, images, label=None) -> np.ndarray:
@@ -347,8 +379,10 @@ def describe_model(path) -> dict:
     info = parse_metadata(props, str(path)) if "vaectl.role" in props else None
 
     def tensors(args):
-        return [{"name": a.name, "type": a.type, "shape": [d if isinstance(d, int) else (d or "?") for d in a.shape]}
-                for a in args]
+        return [
+            {"name": a.name, "type": a.type, "shape": [d if isinstance(d, int) else (d or "?") for d in a.shape]}
+            for a in args
+        ]
 
     return {
         "path": str(path),
@@ -365,8 +399,11 @@ def describe_model(path) -> dict:
         "producer": meta.producer_name,
         "metadata": dict(sorted(props.items())),
         # inputs backed by an initializer (a guided decoder's guidance) are listed apart by onnxruntime
-        "inputs": tensors(session.get_inputs()) + [dict(t, default=_initializer_default(info, t["name"]))
-                                                   for t in tensors(session.get_overridable_initializers())],
+        "inputs": tensors(session.get_inputs())
+        + [
+            dict(t, default=_initializer_default(info, t["name"]))
+            for t in tensors(session.get_overridable_initializers())
+        ],
         "outputs": tensors(session.get_outputs()),
     }
 
@@ -380,17 +417,20 @@ def _initializer_default(info: GraphInfo | None, name: str) -> float | None:
 
 def format_description(d: dict) -> str:
     """`describe_model`'s dict as the lines `vaectl info` prints."""
+
     def sig(t):
         default = f" (default {t['default']:g}, may be overridden)" if t.get("default") is not None else ""
         return f"{t['name']}: {t['type']} [{', '.join(map(str, t['shape']))}]{default}"
 
     lines = [f"model       {d['path']} ({d['bytes']:,} bytes; {d['producer'] or 'unknown producer'})"]
     if d["vaectl"]:
-        lines += [f"role        {d['role']} (variant {d['variant']})",
-                  f"latent_dim  {d['latent_dim']}",
-                  f"image       {'x'.join(map(str, d['image_shape']))} (channels x height x width)",
-                  f"classes     {', '.join(d['class_names']) or 'none (unconditional)'}",
-                  f"checkpoint  sha256 {d['checkpoint_sha256'] or '?'}"]
+        lines += [
+            f"role        {d['role']} (variant {d['variant']})",
+            f"latent_dim  {d['latent_dim']}",
+            f"image       {'x'.join(map(str, d['image_shape']))} (channels x height x width)",
+            f"classes     {', '.join(d['class_names']) or 'none (unconditional)'}",
+            f"checkpoint  sha256 {d['checkpoint_sha256'] or '?'}",
+        ]
     else:
         lines.append("role        unknown: no vaectl metadata (not made by `vaectl export`)")
     lines += [f"input       {sig(t)}" for t in d["inputs"]]

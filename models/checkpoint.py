@@ -120,7 +120,9 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         # torch's message goes on to suggest weights_only=False: exactly wrong advice here, so keep only what it found
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
         what = f" (it asks to import {found.group(1)})" if found else ""
-        raise UserInputError(f"{path}: refused to load checkpoint: it holds more than tensors and plain data{what}") from None
+        raise UserInputError(
+            f"{path}: refused to load checkpoint: it holds more than tensors and plain data{what}"
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserInputError(f"{path}: not a readable checkpoint (truncated or corrupt?): {msg}") from None
@@ -139,16 +141,21 @@ def check_digest(path: Path, ckpt: dict) -> None:
     """Raise CorruptCheckpointError unless the stored digest matches what was loaded (no digest: a note)."""
     stored = ckpt.pop(DIGEST_KEY, None)
     if stored is None:
-        print(f"note: {path} has no content digest (written by an earlier vaectl), so it cannot be checked "
-              "for corruption", file=sys.stderr)
+        print(
+            f"note: {path} has no content digest (written by an earlier vaectl), so it cannot be checked "
+            "for corruption",
+            file=sys.stderr,
+        )
         return
     try:
         actual = payload_digest(ckpt)
     except TypeError as e:
         raise CorruptCheckpointError(f"{path}: checkpoint is corrupt ({e})") from None
     if stored != actual:
-        raise CorruptCheckpointError(f"{path}: checkpoint is corrupt: its contents do not match the digest stored "
-                                     "in it (damaged on disk or in transfer); use another copy or an earlier checkpoint")
+        raise CorruptCheckpointError(
+            f"{path}: checkpoint is corrupt: its contents do not match the digest stored "
+            "in it (damaged on disk or in transfer); use another copy or an earlier checkpoint"
+        )
 
 
 def load_model(path, map_location="cpu", last: bool = False):

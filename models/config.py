@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -76,8 +76,10 @@ class VAEConfig:
         if self.context_kernel < 3 or self.context_kernel % 2 == 0:
             raise UserInputError(f"the context kernel must be an odd size >= 3, got {self.context_kernel}")
         if self.context_channels and self.height < self.context_kernel // 2:
-            raise UserInputError(f"a context kernel of {self.context_kernel} needs images at least "
-                                 f"{self.context_kernel // 2} px high, got {self.height}")
+            raise UserInputError(
+                f"a context kernel of {self.context_kernel} needs images at least "
+                f"{self.context_kernel // 2} px high, got {self.height}"
+            )
         if self.num_classes < 0:
             raise UserInputError("num_classes must be >= 0")
         if self.class_names and len(self.class_names) != self.num_classes:
@@ -129,7 +131,7 @@ class VAEConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "VAEConfig":
+    def from_dict(cls, d: dict) -> VAEConfig:
         """Build from stored data; unknown keys mean a newer vaectl wrote it."""
         if not isinstance(d, dict):
             raise UserInputError("model config is not a mapping")
@@ -148,8 +150,12 @@ class VAEConfig:
 
 def check_guidance(weight) -> float:
     """A guidance weight: a finite number >= 0 (0: unconditional, 1: plain conditional, > 1: stronger)."""
-    if isinstance(weight, bool) or not isinstance(weight, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(weight) or weight < 0:
+    if (
+        isinstance(weight, bool)
+        or not isinstance(weight, (int, float, np.integer, np.floating))
+        or not np.isfinite(weight)
+        or weight < 0
+    ):
         raise UserInputError(f"--guidance must be a finite number >= 0, got {weight!r}")
     return float(weight)
 

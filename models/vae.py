@@ -95,7 +95,9 @@ class RowContext(nn.Module):
     def __init__(self, channels: int, hidden: int, kernel: int):
         super().__init__()
         self.rows = kernel // 2
-        self.conv = nn.Conv2d(channels, hidden, (self.rows, kernel), padding=(0, kernel // 2))  # zero columns at the sides
+        self.conv = nn.Conv2d(
+            channels, hidden, (self.rows, kernel), padding=(0, kernel // 2)
+        )  # zero columns at the sides
         self.out = nn.Conv2d(hidden, channels, 1)
         nn.init.zeros_(self.out.weight)  # start as the plain decoder: the context term is 0
         nn.init.zeros_(self.out.bias)
@@ -148,8 +150,13 @@ class Decoder(nn.Module):
                 cin = cout
             self.upsample = nn.Sequential(*ups)
 
-    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None, x: torch.Tensor | None = None,
-                guidance: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        z: torch.Tensor,
+        y: torch.Tensor | None = None,
+        x: torch.Tensor | None = None,
+        guidance: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Pixel logits (N, C, H, W); `torch.sigmoid` of them is the image in [0, 1].
 
         With a row context: given the real images x, the logits that score x (teacher forcing);
@@ -214,6 +221,10 @@ class VAE(nn.Module):
     def sample(self, n: int, y: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         """n images decoded from z ~ N(0, I), pixels in [0, 1] (a guided model: at its default weight)."""
         p = next(self.parameters())
-        z = torch.randn(n, self.config.latent_dim, generator=generator, device=generator.device if generator else p.device)
-        guidance = torch.tensor([self.config.guidance], device=p.device) if self.config.guided and y is not None else None
+        z = torch.randn(
+            n, self.config.latent_dim, generator=generator, device=generator.device if generator else p.device
+        )
+        guidance = (
+            torch.tensor([self.config.guidance], device=p.device) if self.config.guided and y is not None else None
+        )
         return torch.sigmoid(self.decoder(z.to(p.device), y, guidance=guidance))

@@ -13,8 +13,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run_vaectl(*args, env=None, cwd=None, timeout=600) -> subprocess.CompletedProcess:
     """Run the installed CLI in a fresh interpreter, as a user would."""
-    return subprocess.run([sys.executable, "-m", "vaectl.cli", *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "vaectl.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -24,8 +30,11 @@ def tiny_mlp_run(tmp_path_factory) -> Path:
     from vaectl.training import TrainConfig, train
 
     out = tmp_path_factory.mktemp("tiny_mlp_run")
-    train(TrainConfig(out=str(out), epochs=2, batch_size=256, seed=0, grid_every=0),
-          dict(arch="mlp", latent_dim=4, hidden=(64,)), log=lambda m: None)
+    train(
+        TrainConfig(out=str(out), epochs=2, batch_size=256, seed=0, grid_every=0),
+        dict(arch="mlp", latent_dim=4, hidden=(64,)),
+        log=lambda m: None,
+    )
     return out
 
 
@@ -36,8 +45,11 @@ def tiny_conv_run(tmp_path_factory) -> Path:
     from vaectl.training import TrainConfig, train
 
     out = tmp_path_factory.mktemp("tiny_conv_run")
-    train(TrainConfig(out=str(out), epochs=1, batch_size=256, seed=0, grid_every=0),
-          dict(arch="conv", latent_dim=6, conv_channels=(8, 16), conv_hidden=32), log=lambda m: None)
+    train(
+        TrainConfig(out=str(out), epochs=1, batch_size=256, seed=0, grid_every=0),
+        dict(arch="conv", latent_dim=6, conv_channels=(8, 16), conv_hidden=32),
+        log=lambda m: None,
+    )
     return out
 
 
@@ -48,7 +60,11 @@ def tiny_context_run(tmp_path_factory) -> Path:
     from vaectl.training import TrainConfig, train
 
     out = tmp_path_factory.mktemp("tiny_context_run")
-    train(TrainConfig(out=str(out), **TINY_CONTEXT_TRAINING), dict(TINY_CONTEXT_MODEL, context_channels=8), log=lambda m: None)
+    train(
+        TrainConfig(out=str(out), **TINY_CONTEXT_TRAINING),
+        dict(TINY_CONTEXT_MODEL, context_channels=8),
+        log=lambda m: None,
+    )
     return out
 
 
@@ -78,9 +94,13 @@ def make_tiny_idx_dir(directory, n_train: int = 64, n_test: int = 32, gz: bool =
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     ext = ".gz" if gz else ""
-    for split, n, prefix in (("train", n_train, "train"), ("test", n_test, "t10k")):
-        write_idx(directory / f"{prefix}-images-idx3-ubyte{ext}", read_idx(SAMPLE_DIR / f"{prefix}-images-idx3-ubyte.gz")[:n])
-        write_idx(directory / f"{prefix}-labels-idx1-ubyte{ext}", read_idx(SAMPLE_DIR / f"{prefix}-labels-idx1-ubyte.gz")[:n])
+    for n, prefix in ((n_train, "train"), (n_test, "t10k")):
+        write_idx(
+            directory / f"{prefix}-images-idx3-ubyte{ext}", read_idx(SAMPLE_DIR / f"{prefix}-images-idx3-ubyte.gz")[:n]
+        )
+        write_idx(
+            directory / f"{prefix}-labels-idx1-ubyte{ext}", read_idx(SAMPLE_DIR / f"{prefix}-labels-idx1-ubyte.gz")[:n]
+        )
     return directory
 
 
@@ -115,8 +135,11 @@ def tiny_conditional_run(tmp_path_factory) -> Path:
     from vaectl.training import TrainConfig, train
 
     out = tmp_path_factory.mktemp("tiny_conditional_run")
-    train(TrainConfig(out=str(out), epochs=1, batch_size=256, seed=0, conditional=True, grid_every=0),
-          dict(arch="mlp", latent_dim=4, hidden=(64,)), log=lambda m: None)
+    train(
+        TrainConfig(out=str(out), epochs=1, batch_size=256, seed=0, conditional=True, grid_every=0),
+        dict(arch="mlp", latent_dim=4, hidden=(64,)),
+        log=lambda m: None,
+    )
     return out
 
 
@@ -132,8 +155,11 @@ def tiny_guided_run(tmp_path_factory) -> Path:
     from vaectl.training import TrainConfig, train
 
     out = tmp_path_factory.mktemp("tiny_guided_run")
-    train(TrainConfig(out=str(out), epochs=1, batch_size=256, seed=0, conditional=True, grid_every=0),
-          dict(arch="mlp", latent_dim=4, hidden=(64,), label_dropout=0.2, guidance=2.0), log=lambda m: None)
+    train(
+        TrainConfig(out=str(out), epochs=1, batch_size=256, seed=0, conditional=True, grid_every=0),
+        dict(arch="mlp", latent_dim=4, hidden=(64,), label_dropout=0.2, guidance=2.0),
+        log=lambda m: None,
+    )
     return out
 
 
@@ -183,8 +209,13 @@ def grid_cells(grid, rows: int, cols: int, side: int = 28):
     import numpy as np
 
     p = GRID_PAD
-    return np.stack([grid[p + r * (side + p):p + r * (side + p) + side, p + c * (side + p):p + c * (side + p) + side]
-                     for r in range(rows) for c in range(cols)])
+    return np.stack(
+        [
+            grid[p + r * (side + p) : p + r * (side + p) + side, p + c * (side + p) : p + c * (side + p) + side]
+            for r in range(rows)
+            for c in range(cols)
+        ]
+    )
 
 
 def expect_usage_error(result, fragment: str) -> None:

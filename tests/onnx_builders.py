@@ -21,7 +21,8 @@ SECRET_BYTES = bytes(range(200, 256)) * 14  # 784 recognisable bytes: one 28x28 
 
 def _model(nodes, initializers, role: str = "decoder", latent_dim: int = LATENT_DIM) -> onnx.ModelProto:
     graph = helper.make_graph(
-        nodes, f"test_{role}",
+        nodes,
+        f"test_{role}",
         [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", latent_dim])],
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, IMAGE_SIDE, IMAGE_SIDE])],
         initializer=initializers,
@@ -93,10 +94,15 @@ def external_data_in_subgraph(path: Path, location: str) -> Path:
     weights.data_location = TensorProto.EXTERNAL
     entry = weights.external_data.add()
     entry.key, entry.value = "location", location
-    branch = helper.make_graph([helper.make_node("Constant", [], ["c"], value=weights)], "branch", [],
-                               [helper.make_tensor_value_info("c", TensorProto.FLOAT, [1])])
-    inner, inits = _image_from_weights(helper.make_tensor("w", TensorProto.UINT8, [1, 1, IMAGE_SIDE, IMAGE_SIDE],
-                                                          np.zeros(IMAGE_SIDE**2, np.uint8)))
+    branch = helper.make_graph(
+        [helper.make_node("Constant", [], ["c"], value=weights)],
+        "branch",
+        [],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [1])],
+    )
+    inner, inits = _image_from_weights(
+        helper.make_tensor("w", TensorProto.UINT8, [1, 1, IMAGE_SIDE, IMAGE_SIDE], np.zeros(IMAGE_SIDE**2, np.uint8))
+    )
     cond = helper.make_tensor("cond", TensorProto.BOOL, [], [True])
     nodes = [helper.make_node("If", ["cond"], ["unused"], then_branch=branch, else_branch=branch), *inner]
     path.write_bytes(_model(nodes, [*inits, cond]).SerializeToString())

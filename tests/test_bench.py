@@ -14,7 +14,9 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 @pytest.mark.parametrize("script", ["train_speed.py", "infer_speed.py", "quality.py", "conditional.py", "gpu_speed.py"])
 def test_bench_script_imports_and_shows_help(script):
     # --help runs every top-level import (vaectl internals the scripts reach into) before argparse exits
-    result = subprocess.run([sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage:")
 
@@ -23,11 +25,31 @@ def test_gpu_speed_dry_run_on_cpu(tmp_path):
     """bench/gpu_speed.py's measuring code end to end on the CPU (the real run needs CUDA): it trains through
     vaectl's loop, compares --amp with fp32, and exports in a child process that sees no GPU."""
     pytest.importorskip("torch")
-    args = ["--device", "cpu", "--images", "512", "--epochs", "2", "--archs", "mlp", "--modes", "fp32,amp",
-            "--only", "speed,amp,export,ddp", "--keep", str(tmp_path)]
-    r = subprocess.run([sys.executable, str(BENCH / "gpu_speed.py"), *args], capture_output=True, text=True, timeout=300)
+    args = [
+        "--device",
+        "cpu",
+        "--images",
+        "512",
+        "--epochs",
+        "2",
+        "--archs",
+        "mlp",
+        "--modes",
+        "fp32,amp",
+        "--only",
+        "speed,amp,export,ddp",
+        "--keep",
+        str(tmp_path),
+    ]
+    r = subprocess.run(
+        [sys.executable, str(BENCH / "gpu_speed.py"), *args], capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 0, r.stderr
-    rows = {line.split("  ")[0]: line.split() for line in r.stdout.splitlines() if line.startswith(("mlp fp32 ", "mlp amp "))}
+    rows = {
+        line.split("  ")[0]: line.split()
+        for line in r.stdout.splitlines()
+        if line.startswith(("mlp fp32 ", "mlp amp "))
+    }
     assert set(rows) == {"mlp fp32", "mlp amp"}, r.stdout
     amp_row = next(line.split() for line in r.stdout.splitlines() if line.startswith("mlp    "))  # the amp table
     assert float(amp_row[3]) == pytest.approx(float(amp_row[2]) - float(amp_row[1]), abs=0.011)

@@ -39,7 +39,7 @@ def tensor_entries(path: Path) -> list[zipfile.ZipInfo]:
 def data_offset(raw: bytes, info: zipfile.ZipInfo) -> int:
     """Where an entry's bytes start: after its local header (30 bytes, the name, the extra field)."""
     h = info.header_offset
-    name_len, extra_len = int.from_bytes(raw[h + 26:h + 28], "little"), int.from_bytes(raw[h + 28:h + 30], "little")
+    name_len, extra_len = int.from_bytes(raw[h + 26 : h + 28], "little"), int.from_bytes(raw[h + 28 : h + 30], "little")
     return h + 30 + name_len + extra_len
 
 
@@ -75,13 +75,16 @@ def test_the_digest_changes_with_every_kind_of_value(tiny_mlp_run):
     digest = payload_digest(base)
     edits = {
         "a weight's last bit": lambda c: c["model"].__setitem__(
-            next(iter(c["model"])), _flip_last_bit(next(iter(c["model"].values())))),
+            next(iter(c["model"])), _flip_last_bit(next(iter(c["model"].values())))
+        ),
         "a float": lambda c: c.__setitem__("best_val", c["best_val"] + 1e-12),
         "an int": lambda c: c.__setitem__("epoch", c["epoch"] + 1),
         "a string": lambda c: c["config"].__setitem__("arch", "conv"),
         "a list becoming a tuple": lambda c: c["config"].__setitem__("hidden", tuple(c["config"]["hidden"])),
         "a dtype": lambda c: c["model"].__setitem__(next(iter(c["model"])), next(iter(c["model"].values())).double()),
-        "a shape": lambda c: c["model"].__setitem__(next(iter(c["model"])), next(iter(c["model"].values())).reshape(-1)),
+        "a shape": lambda c: c["model"].__setitem__(
+            next(iter(c["model"])), next(iter(c["model"].values())).reshape(-1)
+        ),
         "a key": lambda c: c.__setitem__("extra", None),
     }
     for name, edit in edits.items():
@@ -106,9 +109,11 @@ def test_corrupt_checkpoint_gets_one_line_and_exit_2_before_any_work(tiny_mlp_ru
     target = run / ("last.pt" if command == "resume" else "best.pt")
     flip_bit_in_entry(target, target, tensor_entries(target)[0], random.Random(1))
     before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in run.iterdir()}
-    args = {"export": ["export", run, "--out", tmp_path / "onnx"],
-            "eval": ["eval", run, "--n", 8, "--k", 2],
-            "resume": ["train", "--resume", run, "--epochs", 3]}[command]
+    args = {
+        "export": ["export", run, "--out", tmp_path / "onnx"],
+        "eval": ["eval", run, "--n", 8, "--k", 2],
+        "resume": ["train", "--resume", run, "--epochs", 3],
+    }[command]
     r = invoke(*args)
     expect_usage_error(r, CORRUPT)
     assert str(target) in r.stderr

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import cli, expect_usage_error, grid_cells, grid_shape, make_tiny_idx_dir, read_png
 from PIL import Image
 
 from vaectl.data import load_mnist_sample
 from vaectl.infer import Decoder, Encoder
-
-from conftest import cli, expect_usage_error, grid_cells, grid_shape, make_tiny_idx_dir, read_png
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +57,9 @@ def test_data_images_from_a_labelled_image_folder_by_class_name(tmp_path):
         for i in range(10):
             Image.new("L", (6, 6), shade + i).save(tmp_path / "imgs" / name / f"{i}.png")
     out = tmp_path / "dogs"
-    r = cli("data-images", "--data", tmp_path / "imgs", "--split", "train", "--label", "dog", "-n", 50, "--out-dir", out)
+    r = cli(
+        "data-images", "--data", tmp_path / "imgs", "--split", "train", "--label", "dog", "-n", 50, "--out-dir", out
+    )
     assert r.exit_code == 0, r.stderr
     files = sorted(out.glob("*.png"))
     from vaectl.data import load_data
@@ -109,8 +110,21 @@ def test_traverse_from_an_image_starts_at_its_posterior_mean(mlp_graphs, eight, 
     enc, dec = Encoder(mlp_graphs / "encoder.onnx"), Decoder(mlp_graphs / "decoder.onnx")
     mu = enc.encode(eight)[0][0]
     out = tmp_path / "t.png"
-    r = cli("traverse", "--onnx", mlp_graphs / "decoder.onnx", "--encoder", mlp_graphs / "encoder.onnx",
-            "--image", eight, "--dim", 0, "--steps", 5, "--out", out)
+    r = cli(
+        "traverse",
+        "--onnx",
+        mlp_graphs / "decoder.onnx",
+        "--encoder",
+        mlp_graphs / "encoder.onnx",
+        "--image",
+        eight,
+        "--dim",
+        0,
+        "--steps",
+        5,
+        "--out",
+        out,
+    )
     assert r.exit_code == 0, r.stderr
     grid = read_png(out)
     assert grid.shape == grid_shape(1, 5)
@@ -121,8 +135,22 @@ def test_traverse_from_an_image_starts_at_its_posterior_mean(mlp_graphs, eight, 
     assert not np.array_equal(grid_cells(grid, 1, 5), prior)  # not the default start at the prior's mean
 
     every = tmp_path / "all.png"
-    r = cli("traverse", "--onnx", mlp_graphs / "decoder.onnx", "--encoder", mlp_graphs / "encoder.onnx",
-            "--image", eight, "--all", "--span", 2, "--steps", 3, "--out", every)
+    r = cli(
+        "traverse",
+        "--onnx",
+        mlp_graphs / "decoder.onnx",
+        "--encoder",
+        mlp_graphs / "encoder.onnx",
+        "--image",
+        eight,
+        "--all",
+        "--span",
+        2,
+        "--steps",
+        3,
+        "--out",
+        every,
+    )
     assert r.exit_code == 0, r.stderr
     got = grid_cells(read_png(every), 4, 3).reshape(4, 3, 28, 28)
     for d in range(4):
@@ -135,8 +163,23 @@ def test_traverse_from_an_image_with_a_conditional_pair(conditional_graphs, eigh
     enc, dec = Encoder(conditional_graphs / "encoder.onnx"), Decoder(conditional_graphs / "decoder.onnx")
     mu = enc.encode(eight, label=8)[0][0]
     out = tmp_path / "t.png"
-    r = cli("traverse", "--onnx", conditional_graphs / "decoder.onnx", "--encoder", conditional_graphs / "encoder.onnx",
-            "--image", eight, "--label", 8, "--dim", 2, "--steps", 4, "--out", out)
+    r = cli(
+        "traverse",
+        "--onnx",
+        conditional_graphs / "decoder.onnx",
+        "--encoder",
+        conditional_graphs / "encoder.onnx",
+        "--image",
+        eight,
+        "--label",
+        8,
+        "--dim",
+        2,
+        "--steps",
+        4,
+        "--out",
+        out,
+    )
     assert r.exit_code == 0, r.stderr
     z = np.tile(mu, (4, 1))
     z[:, 2] = np.linspace(-3, 3, 4)

@@ -16,8 +16,20 @@ torch = pytest.importorskip("torch")
 from conftest import make_tiny_idx_dir, run_vaectl, run_vaectl_in_process, write_idx  # noqa: E402
 from PIL import Image  # noqa: E402
 
-FAST = ["--epochs", "1", "--batch-size", "16", "--grid-every", "0", "--arch", "mlp", "--latent-dim", "2",
-        "--hidden", "16"]
+FAST = [
+    "--epochs",
+    "1",
+    "--batch-size",
+    "16",
+    "--grid-every",
+    "0",
+    "--arch",
+    "mlp",
+    "--latent-dim",
+    "2",
+    "--hidden",
+    "16",
+]
 
 
 def bad_inputs(tmp_path, tiny_mlp_run):
@@ -63,8 +75,16 @@ def bad_inputs(tmp_path, tiny_mlp_run):
         ("zero batch size", ["--data", idx, *out, "--batch-size", "0"], "--batch-size"),
         ("data and dataset", ["--data", idx, "--dataset", "mnist", *out], "either --data or --dataset"),
         ("bad hidden list", ["--data", idx, *out, "--hidden", "64,x"], "comma-separated integers"),
-        ("even context kernel", ["--data", idx, *out, "--context-channels", "8", "--context-kernel", "4"], "odd size >= 3"),
-        ("negative context channels", ["--data", idx, *out, "--context-channels", "-1"], "context channels must be >= 0"),
+        (
+            "even context kernel",
+            ["--data", idx, *out, "--context-channels", "8", "--context-kernel", "4"],
+            "odd size >= 3",
+        ),
+        (
+            "negative context channels",
+            ["--data", idx, *out, "--context-channels", "-1"],
+            "context channels must be >= 0",
+        ),
         ("conditional without labels", ["--data", imgs.parent / "imgs_ok", *out, "--conditional"], "needs labels"),
     ]
     ok = imgs.parent / "imgs_ok"
@@ -86,7 +106,7 @@ def assert_one_error_line(code, stderr, phrase):
 
 def test_each_bad_input_gets_one_line_and_exit_2(tmp_path, tiny_mlp_run):
     cases = bad_inputs(tmp_path, tiny_mlp_run)
-    for name, args, phrase in cases:
+    for _name, args, phrase in cases:
         # FAST first: a case's own flags (e.g. --epochs 0) come later and win
         code, stderr = run_vaectl_in_process("train", *FAST, *args)
         assert_one_error_line(code, stderr, phrase)

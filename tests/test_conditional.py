@@ -11,12 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import cli, expect_usage_error, export_run, grid_cells, grid_shape, read_png, run_vaectl
 from PIL import Image
 
 from vaectl.errors import UserInputError
 from vaectl.infer import Decoder, Encoder
-
-from conftest import cli, expect_usage_error, export_run, grid_cells, grid_shape, read_png, run_vaectl
 
 CLASS_NAMES = ("cat", "dog", "eel")
 
@@ -34,9 +33,19 @@ def named_run(tmp_path_factory) -> Path:
         for i in range(8):
             pixels = rng.integers(0, 60, (12, 12)) + 80 * k
             Image.fromarray(pixels.astype(np.uint8)).save(root / "imgs" / name / f"{i}.png")
-    train(TrainConfig(out=str(root / "run"), data=str(root / "imgs"), epochs=1, batch_size=8, seed=0,
-                      conditional=True, grid_every=0),
-          dict(arch="mlp", latent_dim=3, hidden=(16,)), log=lambda m: None)
+    train(
+        TrainConfig(
+            out=str(root / "run"),
+            data=str(root / "imgs"),
+            epochs=1,
+            batch_size=8,
+            seed=0,
+            conditional=True,
+            grid_every=0,
+        ),
+        dict(arch="mlp", latent_dim=3, hidden=(16,)),
+        log=lambda m: None,
+    )
     return root / "run"
 
 
@@ -55,7 +64,10 @@ def cdec(conditional_graphs) -> Decoder:
 
 
 def test_exported_encoder_and_decoder_take_an_int64_label(conditional_graphs, mlp_graphs):
-    for role, cls, first in (("encoder", Encoder, ("image", "tensor(float)")), ("decoder", Decoder, ("z", "tensor(float)"))):
+    for role, cls, first in (
+        ("encoder", Encoder, ("image", "tensor(float)")),
+        ("decoder", Decoder, ("z", "tensor(float)")),
+    ):
         graph = cls(conditional_graphs / f"{role}.onnx")
         inputs = {i.name: i for i in graph.session.get_inputs()}
         assert set(inputs) == {first[0], "label"}
@@ -64,13 +76,18 @@ def test_exported_encoder_and_decoder_take_an_int64_label(conditional_graphs, ml
         assert len(inputs["label"].shape) == 1 and not isinstance(inputs["label"].shape[0], int)  # dynamic [N]
         assert graph.num_classes == 10 and graph.class_names == tuple(str(i) for i in range(10))
         # an int32 label is a type error in the graph itself: the input really is typed int64
-        feed = {first[0]: np.zeros((2, *graph.image_shape) if role == "encoder" else (2, 4), np.float32),
-                "label": np.zeros(2, np.int32)}
+        feed = {
+            first[0]: np.zeros((2, *graph.image_shape) if role == "encoder" else (2, 4), np.float32),
+            "label": np.zeros(2, np.int32),
+        }
         with pytest.raises(Exception, match="(?i)int64|type"):
             graph.session.run(None, feed)
     # unconditional exports are unchanged: no label input
     for role in ("encoder", "decoder"):
-        names = {i.name for i in (Encoder if role == "encoder" else Decoder)(mlp_graphs / f"{role}.onnx").session.get_inputs()}
+        names = {
+            i.name
+            for i in (Encoder if role == "encoder" else Decoder)(mlp_graphs / f"{role}.onnx").session.get_inputs()
+        }
         assert names == {"image" if role == "encoder" else "z"}
 
 
@@ -109,8 +126,18 @@ def test_cli_generate_label_is_byte_identical_for_a_seed(conditional_graphs, cde
 def test_cli_generate_label_in_a_fresh_process_is_byte_identical(conditional_graphs, tmp_path):
     a, b = tmp_path / "a.png", tmp_path / "b.png"
     for out in (a, b):
-        r = run_vaectl("generate", "--onnx", conditional_graphs / "decoder.onnx", "--label", 7, "--seed", 0,
-                       "--out", out, timeout=120)
+        r = run_vaectl(
+            "generate",
+            "--onnx",
+            conditional_graphs / "decoder.onnx",
+            "--label",
+            7,
+            "--seed",
+            0,
+            "--out",
+            out,
+            timeout=120,
+        )
         assert r.returncode == 0, r.stderr
     assert a.read_bytes() == b.read_bytes()
     assert read_png(a).shape == grid_shape(8, 8)  # -n 64 by default, 8 per row
@@ -121,8 +148,19 @@ def test_cli_label_by_class_name(named_graphs, tmp_path):
     outs = {}
     for label in ("dog", "DOG", "1", "cat"):
         outs[label] = tmp_path / f"{label}.png"
-        r = cli("generate", "--onnx", named_graphs / "decoder.onnx", "--label", label, "--seed", 5, "-n", 4,
-                "--out", outs[label])
+        r = cli(
+            "generate",
+            "--onnx",
+            named_graphs / "decoder.onnx",
+            "--label",
+            label,
+            "--seed",
+            5,
+            "-n",
+            4,
+            "--out",
+            outs[label],
+        )
         assert r.exit_code == 0, r.stderr
     assert outs["dog"].read_bytes() == outs["1"].read_bytes() == outs["DOG"].read_bytes()
     assert outs["dog"].read_bytes() != outs["cat"].read_bytes()
@@ -135,8 +173,20 @@ def test_cli_label_by_class_name(named_graphs, tmp_path):
 def test_cli_label_all_has_one_row_per_class(conditional_graphs, cdec, tmp_path, same_z):
     n = 4
     out = tmp_path / "all.png"
-    r = cli("generate", "--onnx", conditional_graphs / "decoder.onnx", "--label", "all", *(["--same-z"] if same_z else []),
-            "-n", n, "--seed", 0, "--out", out)
+    r = cli(
+        "generate",
+        "--onnx",
+        conditional_graphs / "decoder.onnx",
+        "--label",
+        "all",
+        *(["--same-z"] if same_z else []),
+        "-n",
+        n,
+        "--seed",
+        0,
+        "--out",
+        out,
+    )
     assert r.exit_code == 0, r.stderr
     grid = read_png(out)
     assert grid.shape == grid_shape(10, n)
@@ -179,8 +229,10 @@ def test_bad_labels_through_the_cli_are_one_line_exit_2(mlp_graphs, conditional_
         (["generate", "--onnx", named_graphs / "decoder.onnx", "--label", 3, "--out", out], "out of range"),
         (["reconstruct", "--encoder", cenc, "--decoder", cdec_, img, "--label", 12, "--out", out], "out of range"),
         # an unknown class name
-        (["generate", "--onnx", named_graphs / "decoder.onnx", "--label", "Sneaker", "--out", out],
-         "unknown class 'Sneaker'"),
+        (
+            ["generate", "--onnx", named_graphs / "decoder.onnx", "--label", "Sneaker", "--out", out],
+            "unknown class 'Sneaker'",
+        ),
         (["traverse", "--onnx", named_graphs / "decoder.onnx", "--label", "bird", "--out", out], "cat, dog, eel"),
         # a conditional model used without --label
         (["traverse", "--onnx", cdec_, "--dim", 0, "--out", out], "give a --label"),
@@ -207,8 +259,10 @@ def test_issue_bad_inputs_in_a_fresh_process(mlp_graphs, conditional_graphs, tmp
     cases = [
         (["generate", "--onnx", mlp_graphs / "decoder.onnx", "--label", 7, "--out", out], "unconditional"),
         (["generate", "--onnx", conditional_graphs / "decoder.onnx", "--label", 10, "--out", out], "out of range"),
-        (["generate", "--onnx", conditional_graphs / "decoder.onnx", "--label", "Sneaker", "--out", out],
-         "unknown class"),
+        (
+            ["generate", "--onnx", conditional_graphs / "decoder.onnx", "--label", "Sneaker", "--out", out],
+            "unknown class",
+        ),
         (["traverse", "--onnx", conditional_graphs / "decoder.onnx", "--dim", 0, "--out", out], "give a --label"),
     ]
     try:
@@ -216,8 +270,29 @@ def test_issue_bad_inputs_in_a_fresh_process(mlp_graphs, conditional_graphs, tmp
     except ImportError:
         pass
     else:  # the training stack is installed: --conditional on an image folder without subfolders
-        cases.append((["train", "--data", flat, "--conditional", "--epochs", 1, "--arch", "mlp", "--hidden", 16,
-                       "--latent-dim", 2, "--grid-every", 0, "--out", tmp_path / "run"], "needs labels"))
+        cases.append(
+            (
+                [
+                    "train",
+                    "--data",
+                    flat,
+                    "--conditional",
+                    "--epochs",
+                    1,
+                    "--arch",
+                    "mlp",
+                    "--hidden",
+                    16,
+                    "--latent-dim",
+                    2,
+                    "--grid-every",
+                    0,
+                    "--out",
+                    tmp_path / "run",
+                ],
+                "needs labels",
+            )
+        )
     for args, fragment in cases:
         r = run_vaectl(*args, timeout=300)
         assert r.returncode == 2, (args, r.stderr)
@@ -234,7 +309,9 @@ def test_cli_guidance_weights_and_the_unconditional_label(guided_graphs, tmp_pat
     dec = Decoder(guided_graphs / "decoder.onnx")
     assert dec.config.guided and dec.config.guidance == 2.0
     info = cli("info", guided_graphs / "decoder.onnx")
-    assert info.exit_code == 0 and "input       guidance: tensor(float) [1] (default 2, may be overridden)" in info.stdout
+    assert (
+        info.exit_code == 0 and "input       guidance: tensor(float) [1] (default 2, may be overridden)" in info.stdout
+    )
     grids = {}
     for w in (None, "1", "2", "3.5", "0"):
         out = tmp_path / f"g{w}.png"
@@ -253,8 +330,19 @@ def test_cli_guidance_weights_and_the_unconditional_label(guided_graphs, tmp_pat
     unconditional = dec.sample(8, seed=5, label="none")
     assert np.array_equal(dec.sample(8, seed=5, label=7, guidance=0.0), dec.sample(8, seed=5, label=7, guidance=0.0))
     assert np.abs(dec.sample(8, seed=5, label=7, guidance=0.0).astype(int) - unconditional).max() <= 1
-    r = cli("generate", "--onnx", guided_graphs / "decoder.onnx", "-n", 4, "--seed", 5, "--label", "none",
-            "--out", tmp_path / "none.png")
+    r = cli(
+        "generate",
+        "--onnx",
+        guided_graphs / "decoder.onnx",
+        "-n",
+        4,
+        "--seed",
+        5,
+        "--label",
+        "none",
+        "--out",
+        tmp_path / "none.png",
+    )
     assert r.exit_code == 0, r.stderr
     assert np.array_equal(grid_cells(read_png(tmp_path / "none.png"), 1, 4), unconditional[:4])
 
@@ -295,7 +383,11 @@ def test_a_graph_from_a_newer_export_format_is_refused_in_one_line(conditional_g
     r = run_vaectl("generate", "--onnx", newer, "--label", 3, "--out", out, timeout=300)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and f"export format {FORMAT_VERSION + 1} is newer" in lines[0]
+    assert (
+        len(lines) == 1
+        and lines[0].startswith("error: ")
+        and f"export format {FORMAT_VERSION + 1} is newer" in lines[0]
+    )
     assert not out.exists()
 
 

@@ -23,7 +23,10 @@ def names(specs):
 
 def test_each_roles_inputs_and_outputs_with_the_conditional_and_row_context_extras():
     plain = VAEConfig(latent_dim=3)
-    assert names(graph_inputs(plain, "encoder")) == ["image"] and names(graph_outputs(plain, "encoder")) == ["mu", "logvar"]
+    assert names(graph_inputs(plain, "encoder")) == ["image"] and names(graph_outputs(plain, "encoder")) == [
+        "mu",
+        "logvar",
+    ]
     assert names(graph_inputs(plain, "decoder")) == ["z"] and names(graph_outputs(plain, "decoder")) == ["image"]
     both = VAEConfig(latent_dim=3, num_classes=2, context_channels=4)
     assert names(graph_inputs(both, "encoder")) == ["image", "label"]
@@ -50,12 +53,15 @@ def test_metadata_round_trips_the_config_and_derives_the_readable_keys_from_it()
     assert parse_metadata({**props, "vaectl.latent_dim": "99"}).config.latent_dim == 5
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"vaectl.format_version": str(contract.FORMAT_VERSION + 1)}, "newer than this vaectl reads"),
-    ({"vaectl.role": "critic"}, "unknown role"),
-    ({"vaectl.config": "{not json"}, "malformed vaectl.config"),
-    ({"vaectl.kl_per_dim": "[1, 2]"}, "2 values for 3 latent dimensions"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"vaectl.format_version": str(contract.FORMAT_VERSION + 1)}, "newer than this vaectl reads"),
+        ({"vaectl.role": "critic"}, "unknown role"),
+        ({"vaectl.config": "{not json"}, "malformed vaectl.config"),
+        ({"vaectl.kl_per_dim": "[1, 2]"}, "2 values for 3 latent dimensions"),
+    ],
+)
 def test_bad_metadata_is_refused_with_one_line(change, message):
     props = build_metadata(VAEConfig(latent_dim=3), "decoder", "")
     with pytest.raises(UserInputError, match=message):
@@ -73,7 +79,9 @@ def test_graphs_exported_by_vaectl_0_1_0_load_and_give_the_same_numbers():
     assert np.array_equal(plain.decoder.sample(4, seed=0), want["plain_sample"])
     assert np.array_equal(plain.encoder.encode(x)[0], want["plain_mu"])
     assert np.array_equal(plain.reconstruct(x), want["plain_recon"])
-    cond = VAEPair.load(FIXTURES / "v010_cond_context" / "encoder.onnx", FIXTURES / "v010_cond_context" / "decoder.onnx")
+    cond = VAEPair.load(
+        FIXTURES / "v010_cond_context" / "encoder.onnx", FIXTURES / "v010_cond_context" / "decoder.onnx"
+    )
     assert cond.decoder.config.row_context and cond.decoder.conditional
     assert np.array_equal(cond.decoder.sample(2, seed=0, label="all"), want["cond_sample"])
     assert np.array_equal(cond.encoder.encode(x, label=np.array([7, 2, 1, 0]))[0], want["cond_mu"])

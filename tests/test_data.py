@@ -31,7 +31,9 @@ def test_idx_folder_loads_both_splits_with_labels(tmp_path, gz):
     assert ds.train.dtype == np.uint8
     assert ds.train_labels.shape == (20,) and ds.has_labels
     reference = load_mnist_sample()
-    assert np.array_equal(ds.train, reference.train[:20]) and np.array_equal(ds.train_labels, reference.train_labels[:20])
+    assert np.array_equal(ds.train, reference.train[:20]) and np.array_equal(
+        ds.train_labels, reference.train_labels[:20]
+    )
 
 
 def test_idx_folder_without_test_split_holds_out_ten_percent(tmp_path):

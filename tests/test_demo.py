@@ -8,14 +8,13 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import REPO, cli, expect_usage_error, read_png
 
 from vaectl import __version__, demo
 from vaectl.data import MNIST_SAMPLE, load_data
 from vaectl.errors import VaectlError
 from vaectl.files import file_sha256
 from vaectl.infer import Decoder, Encoder
-
-from conftest import REPO, cli, expect_usage_error, read_png
 
 
 def load_make_demo():
@@ -79,8 +78,12 @@ def test_the_demo_latent_is_used_and_reconstructs_digits():
 def test_generate_with_demo_equals_generate_with_its_file(tmp_path):
     r = cli("generate", "--demo", "-n", 10, "--seed", 0, "--out", tmp_path / "a.png")
     assert r.exit_code == 0, r.stderr
-    assert cli("generate", "--onnx", demo.demo_path("decoder"), "-n", 10, "--seed", 0,
-               "--out", tmp_path / "b.png").exit_code == 0
+    assert (
+        cli(
+            "generate", "--onnx", demo.demo_path("decoder"), "-n", 10, "--seed", 0, "--out", tmp_path / "b.png"
+        ).exit_code
+        == 0
+    )
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     assert read_png(tmp_path / "a.png").shape == (62, 242)
 
@@ -104,8 +107,9 @@ def test_demo_on_the_other_commands(tmp_path):
         r = cli(*args)
         assert r.exit_code == 0, (args, r.stderr)
     assert np.load(tmp_path / "z.npy")["mu"].shape == (len(digits), 2)
-    expect_usage_error(cli("generate", "--demo", "--onnx", demo.demo_path("decoder"), "--out", tmp_path / "x.png"),
-                       "not both")
+    expect_usage_error(
+        cli("generate", "--demo", "--onnx", demo.demo_path("decoder"), "--out", tmp_path / "x.png"), "not both"
+    )
     expect_usage_error(cli("generate", "--out", tmp_path / "x.png"), "--demo")
     expect_usage_error(cli("traverse", "--demo", "--out", tmp_path / "x.png"), "--label")
 

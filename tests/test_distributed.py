@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -20,7 +19,7 @@ from conftest import make_tiny_idx_dir  # noqa: E402
 
 # Run by torchrun in each process: records this rank's file writes (audit hooks see every open/rename/mkdir),
 # then runs `vaectl train` and dumps the rank's final weights for the test to compare.
-RANK_SCRIPT = '''\
+RANK_SCRIPT = """\
 import importlib, json, os, sys
 import torch
 
@@ -73,7 +72,7 @@ with open(os.path.join(report_dir, f"writes{rank}.json"), "w") as f:
 if models:
     torch.save(models[0].state_dict(), os.path.join(report_dir, f"weights{rank}.pt"))
 sys.exit(code)
-'''
+"""
 
 
 def free_port() -> int:
@@ -88,16 +87,29 @@ def torchrun(tmp_path, train_args, env_extra=None, timeout=300) -> subprocess.Co
     reports = tmp_path / "reports"
     reports.mkdir(exist_ok=True)
     env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1", **(env_extra or {})}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--nnodes", "1",
-           "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-           str(script), str(reports), "train", *map(str, train_args)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--nnodes",
+        "1",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        str(script),
+        str(reports),
+        "train",
+        *map(str, train_args),
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=tmp_path)
 
 
 def common_args(tmp_path):
     data = make_tiny_idx_dir(tmp_path / "idx", n_train=64, n_test=16)
-    return ["--data", data, "--batch-size", 16, "--device", "cpu", "--arch", "mlp", "--latent-dim", 4,
-            "--hidden", 32]
+    return ["--data", data, "--batch-size", 16, "--device", "cpu", "--arch", "mlp", "--latent-dim", 4, "--hidden", 32]
 
 
 def test_two_cpu_processes_end_with_identical_weights_and_only_rank_0_writes(tmp_path):
@@ -123,13 +135,21 @@ def test_two_cpu_processes_end_with_identical_weights_and_only_rank_0_writes(tmp
     assert [r["epoch"] for r in records] == [1, 2]
     assert records[1]["step"] == 2 * 64 // 16  # each step consumed one global batch of 16 (8 per rank)
     assert sorted(p.name for p in (out / "images").iterdir()) == [
-        "recon_epoch001.png", "recon_epoch002.png", "samples_epoch001.png", "samples_epoch002.png"]
+        "recon_epoch001.png",
+        "recon_epoch002.png",
+        "samples_epoch001.png",
+        "samples_epoch002.png",
+    ]
 
 
 def test_nan_on_one_rank_stops_both(tmp_path):
     out = tmp_path / "run"
-    r = torchrun(tmp_path, [*common_args(tmp_path), "--out", out, "--epochs", 3],
-                 env_extra={"TEST_NAN_RANK": "1", "TEST_NAN_STEP": "6"}, timeout=240)
+    r = torchrun(
+        tmp_path,
+        [*common_args(tmp_path), "--out", out, "--epochs", 3],
+        env_extra={"TEST_NAN_RANK": "1", "TEST_NAN_STEP": "6"},
+        timeout=240,
+    )
     assert r.returncode != 0
     assert "loss became nan at epoch 2, step 2" in r.stderr, r.stderr  # rank 1, whose loss it was
     # rank 0's loss was finite: it stops because the ranks share the check, rather than waiting in the
@@ -147,7 +167,9 @@ def test_a_run_directory_that_holds_a_run_stops_both_ranks_untouched(tmp_path):
     (out / "metrics.jsonl").write_text('{"epoch": 1}\n')
     r = torchrun(tmp_path, [*common_args(tmp_path), "--out", out, "--epochs", 2], timeout=240)
     assert r.returncode != 0
-    refusals = [line for line in r.stderr.splitlines() if line.startswith("error:") and "already holds a training run" in line]
+    refusals = [
+        line for line in r.stderr.splitlines() if line.startswith("error:") and "already holds a training run" in line
+    ]
     assert len(refusals) == 2, r.stderr  # one per rank, each exiting 2
     assert sorted(p.name for p in out.iterdir()) == ["metrics.jsonl"]
     assert (out / "metrics.jsonl").read_text() == '{"epoch": 1}\n'

@@ -9,10 +9,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import cli, run_vaectl
 
 from vaectl import doctor
-
-from conftest import cli, run_vaectl
 
 # Like tests/test_torch_free.py's prelude, but a blocked package looks as a really absent one does (no finder
 # finds it: importlib.util.find_spec gives None, import raises ModuleNotFoundError naming it), or as a broken
@@ -52,8 +51,12 @@ BASE_INSTALL = {"torch": "missing", "torchvision": "missing", "onnx": "missing",
 
 
 def run_blocked(blocked: dict, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", PRELUDE.format(blocked=blocked), *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", PRELUDE.format(blocked=blocked), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def check_lines(stdout: str) -> dict:
@@ -146,7 +149,9 @@ def test_missing_onnxruntime_fails_the_base_install_with_its_pip_line():
 
 
 def test_broken_torch_fails_with_reinstall_advice():
-    r = run_blocked({"torch": "libcudnn.so.9: cannot open shared object file", "torchvision": "missing"}, "doctor", "--json")
+    r = run_blocked(
+        {"torch": "libcudnn.so.9: cannot open shared object file", "torchvision": "missing"}, "doctor", "--json"
+    )
     assert r.returncode == 1, r.stderr
     checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
     train = checks["[train] extra"]
@@ -172,8 +177,10 @@ def test_failing_smoke_run_exits_1_with_a_reproduce_line(monkeypatch):
 
 def test_gpu_driver_that_torch_cannot_use_fails(tmp_path, monkeypatch):
     driver = tmp_path / "version"
-    driver.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14  Thu Feb 22 01:44:30 UTC 2024\n"
-                      "GCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n")
+    driver.write_text(
+        "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14  Thu Feb 22 01:44:30 UTC 2024\n"
+        "GCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n"
+    )
     monkeypatch.setattr(doctor, "NVIDIA_DRIVER_FILE", driver)
     assert doctor.nvidia_driver() == "550.54.14"
     import torch
@@ -193,7 +200,11 @@ def test_cuda_check_cases():
     assert doctor.check_cuda(None, "13.0", 0).status == doctor.SKIP
     assert doctor.check_cuda(None, None, 0).status == doctor.SKIP
     cpu_build = doctor.check_cuda("550.54.14", None, 0)
-    assert cpu_build.status == doctor.FAIL and "CPU-only build" in cpu_build.detail and "CUDA build of torch" in cpu_build.advice
+    assert (
+        cpu_build.status == doctor.FAIL
+        and "CPU-only build" in cpu_build.detail
+        and "CUDA build of torch" in cpu_build.advice
+    )
     old_driver = doctor.check_cuda("470.1", "13.0", 0)
     assert old_driver.status == doctor.FAIL and "nvidia-smi" in old_driver.advice
     assert doctor.check_cuda("550.54.14", "13.0", 2).status == doctor.PASS

@@ -6,13 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import cli, expect_usage_error
 from PIL import Image
 
 from vaectl.data import load_data
 from vaectl.infer import Encoder
 from vaectl.infer.commands import encode
-
-from conftest import cli, expect_usage_error
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +60,14 @@ def test_csv_and_npy_hold_the_same_numbers_with_logvar(mlp_graphs, digit_files, 
 def test_data_folder_in_batches_with_its_labels(mlp_graphs, tiny_idx_dir, tmp_path):
     out = tmp_path / "z.csv"
     progress = []
-    rows = encode(mlp_graphs / "encoder.onnx", out=out, data_dir=tiny_idx_dir, logvar=True, batch_size=10,
-                  progress=lambda done, total: progress.append((done, total)))
+    rows = encode(
+        mlp_graphs / "encoder.onnx",
+        out=out,
+        data_dir=tiny_idx_dir,
+        logvar=True,
+        batch_size=10,
+        progress=lambda done, total: progress.append((done, total)),
+    )
     ds = load_data(tiny_idx_dir)
     assert rows == len(ds.test) == 32
     assert progress == [(10, 32), (10, 32), (10, 32), (2, 32)]  # streamed: one batch at a time

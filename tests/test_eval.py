@@ -7,19 +7,19 @@ import math
 
 import numpy as np
 import pytest
+from conftest import TINY_CONTEXT_MODEL, TINY_CONTEXT_TRAINING, run_vaectl
 
 from vaectl.errors import UserInputError
 from vaectl.scoring import bernoulli_entropy_floor, log_likelihood, score
-
-from conftest import TINY_CONTEXT_MODEL, TINY_CONTEXT_TRAINING, run_vaectl
 
 
 def _sigmoid(a):
     return 1.0 / (1.0 + np.exp(-a))
 
 
-def _tiny_model(w=np.array([2.0, -1.5]), b=np.array([0.3, 0.1]), mu=0.4, logvar=-0.7):
+def _tiny_model(w=(2.0, -1.5), b=(0.3, 0.1), mu=0.4, logvar=-0.7):
     """1-D latent, 2-pixel images: p(x_i = 1 | z) = sigmoid(w_i z + b_i); q(z | x) = N(mu, exp(logvar))."""
+    w, b = np.asarray(w), np.asarray(b)
 
     def encode(x, y):
         n = len(x)
@@ -118,10 +118,7 @@ def test_eval_cli_json(tiny_mlp_run):
     assert report["entropy_floor"] < report["iwae_nll"]
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--k", "0"], "--k"),
-    (["--n", "0"], "--n"),
-])
+@pytest.mark.parametrize("args, needle", [(["--k", "0"], "--k"), (["--n", "0"], "--n")])
 def test_eval_cli_bad_numbers(tiny_mlp_run, args, needle):
     result = run_vaectl("eval", tiny_mlp_run, *args)
     assert result.returncode == 2
@@ -177,7 +174,9 @@ def test_row_context_model_onnx_and_pytorch_paths_agree(tiny_context_run, tmp_pa
     assert onnx_report.neg_elbo == pytest.approx(torch_report.neg_elbo, abs=0.05)
     assert torch_report.iwae_nll <= torch_report.neg_elbo
     # the same model and training without the context: a far worse likelihood (measured: 199.0 vs 175.3)
-    train(TrainConfig(out=str(tmp_path / "plain"), **TINY_CONTEXT_TRAINING), dict(TINY_CONTEXT_MODEL), log=lambda m: None)
+    train(
+        TrainConfig(out=str(tmp_path / "plain"), **TINY_CONTEXT_TRAINING), dict(TINY_CONTEXT_MODEL), log=lambda m: None
+    )
     plain = evaluate_checkpoint(tmp_path / "plain", k=16, n=100, seed=3)
     assert torch_report.iwae_nll < plain.iwae_nll - 10, (torch_report.iwae_nll, plain.iwae_nll)
 

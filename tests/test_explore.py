@@ -24,9 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import cli, expect_usage_error, make_tiny_idx_dir
+from PIL import Image
 from test_untrusted import png_bomb
 
 from vaectl.data import load_data
@@ -80,7 +79,14 @@ def test_routes_serve_the_page_the_runtime_and_the_graphs(mlp_server, mlp_graphs
     status, headers, body = request(mlp_server, "/")
     assert status == 200 and headers["content-type"].startswith("text/html") and b"app.mjs" in body
     assert headers["x-content-type-options"] == "nosniff" and headers["cache-control"] == "no-store"
-    for name in ("app.mjs", "runtime.mjs", "views.mjs", "panels.mjs", "ort/ort.wasm.min.mjs", "ort/ort-wasm-simd-threaded.mjs"):
+    for name in (
+        "app.mjs",
+        "runtime.mjs",
+        "views.mjs",
+        "panels.mjs",
+        "ort/ort.wasm.min.mjs",
+        "ort/ort-wasm-simd-threaded.mjs",
+    ):
         status, headers, _ = request(mlp_server, f"/{name}")
         assert status == 200 and headers["content-type"].startswith("text/javascript"), name
     status, headers, body = request(mlp_server, "/ort/ort-wasm-simd-threaded.wasm")
@@ -93,11 +99,26 @@ def test_routes_serve_the_page_the_runtime_and_the_graphs(mlp_server, mlp_graphs
         assert status == 200 and body == (mlp_graphs / name).read_bytes()
 
 
-@pytest.mark.parametrize("path", [
-    "/../pyproject.toml", "/%2e%2e/%2e%2e/etc/passwd", "/models/../encoder.onnx", "/models/%2e%2e/decoder.onnx",
-    "/models/decoder.int8.onnx", "/models/", "/static/index.html", "/index.html/", "//etc/passwd", "/cli.py",
-    "/ort/", "/ort/ort.all.min.mjs", "/ort/ort-wasm-simd-threaded.wasm.gz", "/run/samples_epoch001.png", "/api/",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/../pyproject.toml",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/models/../encoder.onnx",
+        "/models/%2e%2e/decoder.onnx",
+        "/models/decoder.int8.onnx",
+        "/models/",
+        "/static/index.html",
+        "/index.html/",
+        "//etc/passwd",
+        "/cli.py",
+        "/ort/",
+        "/ort/ort.all.min.mjs",
+        "/ort/ort-wasm-simd-threaded.wasm.gz",
+        "/run/samples_epoch001.png",
+        "/api/",
+    ],
+)
 def test_unknown_and_escaping_paths_are_404(mlp_server, path):
     status, headers, body = request(mlp_server, path)
     assert status == 404 and body == b"404: not found\n"
@@ -135,7 +156,12 @@ def test_info_json_describes_the_model_as_vaectl_info_does(mlp_server, mlp_graph
     assert info["guidance"] is None and info["row_context"] is False and info["num_classes"] == 0
     kl = np.array(info["kl_per_dim"])
     assert info["order"] == list(np.argsort(-kl, kind="stable")) and sorted(info["order"]) == [0, 1, 2, 3]
-    assert info["map"] == {"available": True, "method": "pca", "count": MAP_IMAGES, "explained": info["map"]["explained"]}
+    assert info["map"] == {
+        "available": True,
+        "method": "pca",
+        "count": MAP_IMAGES,
+        "explained": info["map"]["explained"],
+    }
 
 
 def test_map_is_the_pca_of_the_posterior_means(mlp_server, mlp_graphs):
@@ -173,8 +199,15 @@ def test_normals_are_numpys_draws_for_the_seed(mlp_server, mlp_graphs):
     assert np.array_equal(np.array(rows), np.random.default_rng(7).standard_normal((5, 4)))
     # Decoder.latents (what generate and interpolate --seed-a use) is these rows rounded to float32
     assert np.array_equal(np.array(rows, np.float32), Decoder(mlp_graphs / "decoder.onnx").latents(5, 7))
-    for query in ("seed=-1&count=5", "seed=x&count=5", "count=5", "seed=1&count=0", "seed=1&count=100000", "seed=1&seed=2&count=1",
-                  "seed=%C2%B2&count=1"):  # a superscript two: a digit to str.isdigit, not to int()
+    for query in (
+        "seed=-1&count=5",
+        "seed=x&count=5",
+        "count=5",
+        "seed=1&count=0",
+        "seed=1&count=100000",
+        "seed=1&seed=2&count=1",
+        "seed=%C2%B2&count=1",
+    ):  # a superscript two: a digit to str.isdigit, not to int()
         status, _, body = request(mlp_server, f"/api/normals.json?{query}")
         assert status == 400 and len(body.decode().strip().splitlines()) == 1, query
 
@@ -186,7 +219,9 @@ def png_bytes(array) -> bytes:
 
 
 def test_upload_returns_the_models_input_through_vaectls_loader(mlp_server, tmp_path):
-    rgb = (np.random.default_rng(0).random((40, 33, 3)) * 255).astype(np.uint8)  # resized and made gray, as the CLI does
+    rgb = (np.random.default_rng(0).random((40, 33, 3)) * 255).astype(
+        np.uint8
+    )  # resized and made gray, as the CLI does
     (tmp_path / "a.png").write_bytes(png_bytes(rgb))
     status, _, body = request(mlp_server, "/api/upload", "POST", png_bytes(rgb))
     assert status == 200
@@ -195,13 +230,16 @@ def test_upload_returns_the_models_input_through_vaectls_loader(mlp_server, tmp_
     assert got["shape"] == [1, 28, 28] and np.array_equal(np.array(got["pixels"], np.float32), want.reshape(-1))
 
 
-@pytest.mark.parametrize("payload, status, fragment", [
-    (b"not an image at all", 422, "not an image in an accepted format"),
-    (b"", 422, "empty upload"),
-    ("truncated", 422, "cannot decode image"),
-    ("bomb", 422, "decompression bomb"),
-    ("tiff", 422, "not an image in an accepted format"),
-])
+@pytest.mark.parametrize(
+    "payload, status, fragment",
+    [
+        (b"not an image at all", 422, "not an image in an accepted format"),
+        (b"", 422, "empty upload"),
+        ("truncated", 422, "cannot decode image"),
+        ("bomb", 422, "decompression bomb"),
+        ("tiff", 422, "not an image in an accepted format"),
+    ],
+)
 def test_bad_uploads_get_a_one_line_4xx_and_the_server_keeps_serving(mlp_server, tmp_path, payload, status, fragment):
     if payload == "bomb":
         payload = png_bomb(tmp_path / "bomb.png", 10_000).read_bytes()
@@ -284,8 +322,12 @@ def test_cli_bad_arguments_are_one_line_errors(mlp_graphs, tmp_path):
 
 
 def test_cli_prints_the_url_survives_disconnects_and_exits_130_on_ctrl_c(mlp_graphs):
-    proc = subprocess.Popen([sys.executable, "-m", "vaectl.cli", "explore", str(mlp_graphs), "--no-browser",
-                             "--host", "0.0.0.0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vaectl.cli", "explore", str(mlp_graphs), "--no-browser", "--host", "0.0.0.0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         port = int(re.search(r"http://127\.0\.0\.1:(\d+)/", line).group(1))
@@ -306,7 +348,9 @@ def test_cli_prints_the_url_survives_disconnects_and_exits_130_on_ctrl_c(mlp_gra
 def test_cli_writes_a_site(mlp_graphs, tmp_path):
     result = cli("explore", mlp_graphs, "--site", tmp_path / "site")
     assert result.exit_code == 0 and "static site" in result.stderr
-    assert (tmp_path / "site/index.html").read_bytes() == (Path(__file__).parents[1] / "explore/static/index.html").read_bytes()
+    assert (tmp_path / "site/index.html").read_bytes() == (
+        Path(__file__).parents[1] / "explore/static/index.html"
+    ).read_bytes()
     assert not os.path.exists(tmp_path / "site/run")
 
 

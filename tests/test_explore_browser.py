@@ -17,10 +17,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from conftest import cli, export_run, grid_cells, read_png
 from PIL import Image
 from playwright.sync_api import sync_playwright
-
-from conftest import cli, export_run, grid_cells, read_png
 from test_explore import png_bytes, serving
 from test_untrusted import png_bomb
 
@@ -66,11 +65,14 @@ class Page:
     def rgba(self, selector) -> np.ndarray:
         """The canvas's pixels, uint8 (H, W, 4), read through a copy (reading the page's own canvases
         would make Chromium warn about readbacks)."""
-        w, h, data = self.js("""s => { const c = document.querySelector(s), copy = document.createElement('canvas');
+        w, h, data = self.js(
+            """s => { const c = document.querySelector(s), copy = document.createElement('canvas');
             copy.width = c.width; copy.height = c.height;
             const ctx = copy.getContext('2d', { willReadFrequently: true });
             ctx.drawImage(c, 0, 0);
-            return [c.width, c.height, Array.from(ctx.getImageData(0, 0, c.width, c.height).data)]; }""", selector)
+            return [c.width, c.height, Array.from(ctx.getImageData(0, 0, c.width, c.height).data)]; }""",
+            selector,
+        )
         return np.array(data, np.uint8).reshape(h, w, 4)
 
     def close(self):
@@ -131,7 +133,9 @@ def test_page_decodes_as_python_onnxruntime_fp32_and_fp16(pages, name):
             page.page.select_option("#variant", variant)
             page.wait("v => window.vaectl.last.variant === v", variant)
         path = graphs / next(Path(v["file"]).name for v in info["variants"] if v["variant"] == variant)
-        got = np.array(page.js("([z, labels]) => window.vaectl.decode(z, 5, labels)", [z.ravel().tolist(), labels or [0] * 5]))
+        got = np.array(
+            page.js("([z, labels]) => window.vaectl.decode(z, 5, labels)", [z.ravel().tolist(), labels or [0] * 5])
+        )
         want = python_decode(path, z, labels)
         assert_decoded_alike(got.reshape(want.shape), want, variant)
         # the big canvas shows round(255 x) of what the page decoded, pixel for pixel
@@ -161,8 +165,10 @@ def test_slider_and_pad_moves_decode_the_new_z(pages):
     x_dim, y_dim = int(page.page.input_value("#pad-x")), int(page.page.input_value("#pad-y"))
     box = page.page.locator("#pad").bounding_box()
     page.page.mouse.click(box["x"] + 0.75 * box["width"], box["y"] + 0.25 * box["height"])  # z_x = 1.5, z_y = 1.5
-    page.wait("([x, y]) => Math.abs(window.vaectl.last.z[x] - 1.5) < 0.05 && Math.abs(window.vaectl.last.z[y] - 1.5) < 0.05",
-              [x_dim, y_dim])
+    page.wait(
+        "([x, y]) => Math.abs(window.vaectl.last.z[x] - 1.5) < 0.05 && Math.abs(window.vaectl.last.z[y] - 1.5) < 0.05",
+        [x_dim, y_dim],
+    )
     last = page.js("window.vaectl.last")
     assert last["z"][first] == pytest.approx(0.05, abs=1e-6) or first in (x_dim, y_dim)
     assert np.abs(np.array(last["image"]) - python_decode(graphs / "decoder.onnx", [last["z"]]).ravel()).max() <= ATOL
@@ -174,7 +180,7 @@ def test_map_has_one_point_per_image_coloured_by_label_and_a_click_decodes_it(pa
     screen = np.array(page.js("window.vaectl.app.screenPoints"))
     labels = np.array(the_map["labels"])
     palette = page.js("(async () => (await import('./draw.mjs')).PALETTE)()")
-    rgb = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in palette])
+    rgb = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in palette])
     assert len(screen) == len(labels) == the_map["count"] == 500 and len(set(labels.tolist())) == 10
     pixels = page.rgba("#map")[..., :3].astype(int)
     # each point's centre pixel has its label's colour, where no point of another label touches that pixel
@@ -209,8 +215,9 @@ def grid_matches(got: np.ndarray, want: np.ndarray) -> None:
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (diff.max(), (diff > 0).sum())
 
 
-@pytest.mark.parametrize("name, label, same_z", [("plain", None, False), ("conditional", "3", False),
-                                                 ("conditional", "all", True)])
+@pytest.mark.parametrize(
+    "name, label, same_z", [("plain", None, False), ("conditional", "3", False), ("conditional", "all", True)]
+)
 def test_sample_grid_for_a_seed_is_vaectl_generates(pages, tmp_path, name, label, same_z):
     page, graphs = pages[name]
     if label == "3":
@@ -218,10 +225,14 @@ def test_sample_grid_for_a_seed_is_vaectl_generates(pages, tmp_path, name, label
     if name == "conditional":
         page.page.set_checked("#same-z", same_z)
     page.page.fill("#seed", "5")
-    page.wait("l => window.vaectl.lastGrid.seed === 5 && String(window.vaectl.lastGrid.label) === l",
-              "null" if label is None else label)
+    page.wait(
+        "l => window.vaectl.lastGrid.seed === 5 && String(window.vaectl.lastGrid.label) === l",
+        "null" if label is None else label,
+    )
     args = ["generate", "--onnx", graphs / "decoder.onnx", "--seed", "5", "--out", tmp_path / "g.png"]
-    args += ["-n", "8", "--label", "all", "--same-z"] if same_z else ["-n", "64"] + (["--label", label] if label else [])
+    args += (
+        ["-n", "8", "--label", "all", "--same-z"] if same_z else ["-n", "64"] + (["--label", label] if label else [])
+    )
     assert cli(*args).exit_code == 0
     grid_matches(page.canvas("#grid"), read_png(tmp_path / "g.png"))
 
@@ -230,13 +241,32 @@ def test_interpolation_and_traversal_are_vaectls(pages, tmp_path):
     page, graphs = pages["plain"]
     decoder = graphs / "decoder.onnx"
     page.wait("window.vaectl.lastStrip && window.vaectl.lastStrip.from === 'seeds'")  # seeds 0 and 1, slerp, 10 steps
-    assert cli("interpolate", "--decoder", decoder, "--seed-a", 0, "--seed-b", 1, "--steps", 10,
-               "--out", tmp_path / "i.png").exit_code == 0
+    assert (
+        cli(
+            "interpolate",
+            "--decoder",
+            decoder,
+            "--seed-a",
+            0,
+            "--seed-b",
+            1,
+            "--steps",
+            10,
+            "--out",
+            tmp_path / "i.png",
+        ).exit_code
+        == 0
+    )
     grid_matches(page.canvas("#strip"), read_png(tmp_path / "i.png"))
     page.page.click("#zero")
     page.wait("window.vaectl.lastTraversal && window.vaectl.lastTraversal.z0.every(v => v === 0)")
     dim = page.js("window.vaectl.lastTraversal.dim")
-    assert cli("traverse", "--onnx", decoder, "--dim", dim, "--span", 3, "--steps", 9, "--out", tmp_path / "t.png").exit_code == 0
+    assert (
+        cli(
+            "traverse", "--onnx", decoder, "--dim", dim, "--span", 3, "--steps", 9, "--out", tmp_path / "t.png"
+        ).exit_code
+        == 0
+    )
     grid_matches(page.canvas("#traversal"), read_png(tmp_path / "t.png"))
 
 
@@ -255,15 +285,28 @@ def test_upload_reconstructs_as_vaectl_reconstruct_and_refuses_bad_files(pages, 
     page.page.set_input_files("#file", files=[{"name": "a.png", "mimeType": "image/png", "buffer": png_bytes(image)}])
     page.wait("window.vaectl.lastUpload && window.vaectl.lastUpload.recon")
     got = page.js("window.vaectl.lastUpload")
-    assert cli("reconstruct", "--encoder", graphs / "encoder.onnx", "--decoder", graphs / "decoder.onnx",
-               tmp_path / "a.png", "--out", tmp_path / "r.png").exit_code == 0
+    assert (
+        cli(
+            "reconstruct",
+            "--encoder",
+            graphs / "encoder.onnx",
+            "--decoder",
+            graphs / "decoder.onnx",
+            tmp_path / "a.png",
+            "--out",
+            tmp_path / "r.png",
+        ).exit_code
+        == 0
+    )
     original, recon = grid_cells(read_png(tmp_path / "r.png"), 2, 1)
     assert np.array_equal(to_uint8(got["input"]).reshape(28, 28), original)
     grid_matches(to_uint8(got["recon"]).reshape(28, 28), recon)
     assert np.array_equal(page.canvas("#upload-recon"), to_uint8(got["recon"]).reshape(28, 28))
     bomb = png_bomb(tmp_path / "bomb.png", 10_000).read_bytes()
-    for name, data, fragment in (("notes.png", b"just text", "not an image in an accepted format"),
-                                 ("bomb.png", bomb, "decompression bomb")):
+    for name, data, fragment in (
+        ("notes.png", b"just text", "not an image in an accepted format"),
+        ("bomb.png", bomb, "decompression bomb"),
+    ):
         page.page.set_input_files("#file", files=[{"name": name, "mimeType": "image/png", "buffer": data}])
         page.wait("n => document.getElementById('upload-message').textContent.startsWith(n)", name)
         assert fragment in page.page.inner_text("#upload-message")
@@ -283,8 +326,13 @@ def test_route_and_host_guards_seen_from_the_browser(pages):
 
 class StaticHandler(http.server.SimpleHTTPRequestHandler):
     """A plain static host: files as they are, with JavaScript and WebAssembly types."""
-    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
-                      ".mjs": "text/javascript", ".wasm": "application/wasm", ".json": "application/json"}
+
+    extensions_map = {
+        **http.server.SimpleHTTPRequestHandler.extensions_map,
+        ".mjs": "text/javascript",
+        ".wasm": "application/wasm",
+        ".json": "application/json",
+    }
 
     def log_message(self, *args):
         pass
@@ -312,10 +360,17 @@ def test_static_site_works_from_a_plain_static_server(browser, mlp_graphs, tmp_p
 def test_a_decoder_alone_has_no_map_and_the_page_says_why(browser, mlp_graphs):
     with serving(load_explore_model(decoder=mlp_graphs / "decoder.onnx")) as port:
         page = Page(browser, f"http://127.0.0.1:{port}/")
-        assert page.page.inner_text("#map-note") == "No map: no encoder.onnx: the map needs the encoder to place images."
+        assert (
+            page.page.inner_text("#map-note") == "No map: no encoder.onnx: the map needs the encoder to place images."
+        )
         assert "Needs encoder.onnx" in page.page.inner_text("#upload-note")
         z = np.zeros((1, 4), np.float32)
-        assert np.abs(np.array(page.js("window.vaectl.last.image")) - python_decode(mlp_graphs / "decoder.onnx", z).ravel()).max() <= ATOL
+        assert (
+            np.abs(
+                np.array(page.js("window.vaectl.last.image")) - python_decode(mlp_graphs / "decoder.onnx", z).ravel()
+            ).max()
+            <= ATOL
+        )
         page.close()
 
 
@@ -335,6 +390,8 @@ def test_a_run_directory_draws_its_curves_and_sample_grids(browser, tiny_mlp_run
         assert page.js("document.getElementById('run-grid').src").endswith("run/samples_epoch002.png")
         page.page.fill("#run-epoch", "0")
         page.wait("document.getElementById('run-grid').src.endsWith('samples_epoch001.png')")
-        page.wait("document.getElementById('run-grid').complete && document.getElementById('run-grid').naturalWidth === 62")
+        page.wait(
+            "document.getElementById('run-grid').complete && document.getElementById('run-grid').naturalWidth === 62"
+        )
         assert page.page.inner_text("#run-epoch-name") == "1"
         page.close()

@@ -15,20 +15,19 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from click.testing import CliRunner  # noqa: E402
+from conftest import run_vaectl  # noqa: E402
 from onnx import TensorProto  # noqa: E402
 
 from vaectl import __version__  # noqa: E402
 from vaectl.cli import main  # noqa: E402
+from vaectl.contract import parse_metadata  # noqa: E402
 from vaectl.errors import VerificationError  # noqa: E402
 from vaectl.export import ExportResult, export_model  # noqa: E402
 from vaectl.export.graphs import DEFAULT_OPSET, RANDOM_OPS  # noqa: E402
-from vaectl.contract import parse_metadata  # noqa: E402
-from vaectl.models import VAEConfig  # noqa: E402
-from vaectl.models.vae import VAE  # noqa: E402
 from vaectl.files import file_sha256
+from vaectl.models import VAEConfig  # noqa: E402
 from vaectl.models.checkpoint import save_checkpoint  # noqa: E402
-
-from conftest import run_vaectl  # noqa: E402
+from vaectl.models.vae import VAE  # noqa: E402
 
 TINY = dict(latent_dim=3, hidden=(16,), conv_channels=(4, 8), conv_hidden=16)
 CLASS_NAMES = ("cat", "dog", "eel")
@@ -82,8 +81,11 @@ def torch_reference(model, role: str, feeds: dict) -> dict[str, np.ndarray]:
 
 def random_feeds(config: VAEConfig, role: str, n: int, seed: int = 123) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    first = (rng.random((n, *config.image_shape), dtype=np.float32) if role == "encoder"
-             else rng.standard_normal((n, config.latent_dim), dtype=np.float32))
+    first = (
+        rng.random((n, *config.image_shape), dtype=np.float32)
+        if role == "encoder"
+        else rng.standard_normal((n, config.latent_dim), dtype=np.float32)
+    )
     feeds = {"image" if role == "encoder" else "z": first}
     if config.num_classes:
         feeds["label"] = rng.integers(0, config.num_classes, n).astype(np.int64)
@@ -119,7 +121,10 @@ def test_round_trip_matches_pytorch(checkpoint, tmp_path):
     model = load_torch_model(checkpoint)
     c = model.config
     expected = {
-        "encoder": ({"image": ["N", c.channels, c.height, c.width]}, {"mu": ["N", c.latent_dim], "logvar": ["N", c.latent_dim]}),
+        "encoder": (
+            {"image": ["N", c.channels, c.height, c.width]},
+            {"mu": ["N", c.latent_dim], "logvar": ["N", c.latent_dim]},
+        ),
         "decoder": ({"z": ["N", c.latent_dim]}, {"image": ["N", c.channels, c.height, c.width]}),
     }
     for role, (inputs, outputs) in expected.items():
@@ -152,7 +157,9 @@ def test_metadata_describes_the_graph(checkpoint, tmp_path):
         assert info.config == config
         assert info.checkpoint_sha256 == file_sha256(ckpt_file)
         assert props["vaectl.latent_dim"] == str(config.latent_dim)
-        assert (props["vaectl.channels"], props["vaectl.height"], props["vaectl.width"]) == tuple(map(str, config.image_shape))
+        assert (props["vaectl.channels"], props["vaectl.height"], props["vaectl.width"]) == tuple(
+            map(str, config.image_shape)
+        )
         assert props["vaectl.arch"] == config.arch and props["vaectl.likelihood"] == config.likelihood
         # the inference side reads it through onnxruntime, without onnx installed
         assert parse_metadata(session(path).get_modelmeta().custom_metadata_map).config == config
@@ -163,7 +170,9 @@ def test_metadata_describes_the_graph(checkpoint, tmp_path):
 def test_dynamic_batch_runs_without_onnxruntime_warnings(tiny_conv_run, tmp_path, capfd):
     result = export_model(tiny_conv_run, tmp_path / "onnx", fp16=True, int8=True, **QUIET)
     config = load_torch_model(tiny_conv_run).config
-    graphs = [("encoder", result.encoder), ("decoder", result.decoder)] + [("decoder", p) for p in result.variants.values()]
+    graphs = [("encoder", result.encoder), ("decoder", result.decoder)] + [
+        ("decoder", p) for p in result.variants.values()
+    ]
     capfd.readouterr()
     for role, path in graphs:
         sess = session(path, severity=2)  # log warnings and errors to stderr
@@ -178,9 +187,12 @@ def test_warning_check_detects_a_static_batch(tmp_path, capfd):
     """The check above can fail: a graph that declares batch 1 makes onnxruntime warn at N = 2."""
     from onnx import helper
 
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "static",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "static",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+    )
     path = tmp_path / "static.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     session(path, severity=2).run(None, {"x": np.zeros((2, 3), np.float32)})
@@ -215,11 +227,25 @@ def _switch_on_context(state) -> None:
 
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
 def test_row_context_export_generates_and_scores_like_pytorch(arch, tmp_path, capfd):
-    source = save_tiny_checkpoint(tmp_path / "ctx.pt", edit=_switch_on_context, arch=arch, channels=3, height=20,
-                                  width=18, context_channels=4, context_kernel=5)
+    source = save_tiny_checkpoint(
+        tmp_path / "ctx.pt",
+        edit=_switch_on_context,
+        arch=arch,
+        channels=3,
+        height=20,
+        width=18,
+        context_channels=4,
+        context_kernel=5,
+    )
     result = export_model(source, tmp_path / "onnx", fp16=True, **QUIET)
-    assert set(result.max_abs_diff) == {"encoder.mu", "encoder.logvar", "encoder.context_logits", "decoder.image",
-                                        "decoder.base_logits", "decoder.fp16.image"}
+    assert set(result.max_abs_diff) == {
+        "encoder.mu",
+        "encoder.logvar",
+        "encoder.context_logits",
+        "decoder.image",
+        "decoder.base_logits",
+        "decoder.fp16.image",
+    }
     model = load_torch_model(source)
     image = ["N", 3, 20, 18]
     enc, dec = onnx.load(str(result.encoder)), onnx.load(str(result.decoder))
@@ -258,7 +284,9 @@ def test_int8_is_refused_for_a_row_context_model(tmp_path):
 def test_conditional_export_has_label_inputs_and_matches_pytorch_per_label(arch, tmp_path):
     from onnx.reference import ReferenceEvaluator
 
-    ckpt = save_tiny_checkpoint(tmp_path / "cond.pt", arch=arch, num_classes=3, class_names=CLASS_NAMES, channels=3, height=32, width=32)
+    ckpt = save_tiny_checkpoint(
+        tmp_path / "cond.pt", arch=arch, num_classes=3, class_names=CLASS_NAMES, channels=3, height=32, width=32
+    )
     result = export_model(ckpt, tmp_path / "onnx", **QUIET)
     model = load_torch_model(ckpt)
     for path in (result.encoder, result.decoder):
@@ -275,7 +303,9 @@ def test_conditional_export_has_label_inputs_and_matches_pytorch_per_label(arch,
         feeds = {"z": z, "label": np.full(4, k, dtype=np.int64)}
         (image,) = decoder.run(None, feeds)
         np.testing.assert_allclose(image, torch_reference(model, "decoder", feeds)["image"], rtol=0, atol=1e-4)
-        np.testing.assert_allclose(ReferenceEvaluator(str(result.decoder)).run(None, feeds)[0], image, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(
+            ReferenceEvaluator(str(result.decoder)).run(None, feeds)[0], image, rtol=0, atol=1e-5
+        )
         images.append(image)
     assert not np.allclose(images[0], images[1]), "the label must change the decoded image"
 
@@ -301,7 +331,12 @@ def test_fp16_and_int8_decoders(checkpoint, request, tmp_path):
     result = export_model(source, tmp_path / "onnx", fp16=True, int8=True, **QUIET)
     out = tmp_path / "onnx"
     assert result.variants == {"fp16": out / "decoder.fp16.onnx", "int8": out / "decoder.int8.onnx"}
-    assert sorted(p.name for p in out.iterdir()) == ["decoder.fp16.onnx", "decoder.int8.onnx", "decoder.onnx", "encoder.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "decoder.fp16.onnx",
+        "decoder.int8.onnx",
+        "decoder.onnx",
+        "encoder.onnx",
+    ]
     assert result.max_abs_diff["decoder.fp16.image"] <= 1e-2 and result.max_abs_diff["decoder.int8.image"] <= 1e-1
 
     config = load_torch_model(source).config
@@ -313,10 +348,12 @@ def test_fp16_and_int8_decoders(checkpoint, request, tmp_path):
         onnx.checker.check_model(str(path), full_check=True)
         graph = onnx.load(str(path))
         # same interface as the float32 decoder: float32 in and out, int64 label
-        assert [(v.name, v.type.tensor_type.elem_type, dims(v)) for v in graph.graph.input] == \
-               [(v.name, v.type.tensor_type.elem_type, dims(v)) for v in fp32.graph.input]
-        assert [(v.name, v.type.tensor_type.elem_type, dims(v)) for v in graph.graph.output] == \
-               [(v.name, v.type.tensor_type.elem_type, dims(v)) for v in fp32.graph.output]
+        assert [(v.name, v.type.tensor_type.elem_type, dims(v)) for v in graph.graph.input] == [
+            (v.name, v.type.tensor_type.elem_type, dims(v)) for v in fp32.graph.input
+        ]
+        assert [(v.name, v.type.tensor_type.elem_type, dims(v)) for v in graph.graph.output] == [
+            (v.name, v.type.tensor_type.elem_type, dims(v)) for v in fp32.graph.output
+        ]
         info = parse_metadata(metadata(path))
         assert (info.variant, info.role, info.config) == (variant, "decoder", config)
         assert weight_types <= {t.data_type for t in graph.graph.initializer}
@@ -324,14 +361,18 @@ def test_fp16_and_int8_decoders(checkpoint, request, tmp_path):
         (image,) = session(path).run(None, feeds)
         assert image.dtype == np.float32 and np.isfinite(image).all()
         assert float(np.abs(image - reference).max()) <= bound
-    fp16_floats = [t for t in onnx.load(str(result.variants["fp16"])).graph.initializer if t.data_type == TensorProto.FLOAT]
+    fp16_floats = [
+        t for t in onnx.load(str(result.variants["fp16"])).graph.initializer if t.data_type == TensorProto.FLOAT
+    ]
     assert fp16_floats == [], "every float weight of the fp16 decoder is float16"
 
 
 def test_fp16_overflow_fails_verification_and_writes_nothing(tmp_path):
     """A weight beyond float16's range (65504) cannot make a usable fp16 decoder: exit 1, no files."""
+
     def huge_bias(state):
         state["decoder.body.2.bias"][:] = 1e5  # saturates the float32 sigmoid at 1: the fp32 graphs still verify
+
     ckpt = save_tiny_checkpoint(tmp_path / "huge.pt", arch="mlp", edit=huge_bias)
     out = tmp_path / "onnx"
     with pytest.raises(VerificationError, match=r"decoder\.fp16.*float16 range"):
@@ -450,14 +491,18 @@ def _bad_input(tmp_path: Path, case: str) -> tuple[list[str], str]:
         (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
         return ["export", str(tmp_path / "cut.pt"), "--out", out], "truncated or corrupt"
     if case == "non-finite weights":
+
         def poison(state):
             state["decoder.body.0.weight"][0, 0] = float("nan")
+
         save_tiny_checkpoint(tmp_path / "nan.pt", arch="mlp", edit=poison)
         return ["export", str(tmp_path / "nan.pt"), "--out", out], "NaN or inf"
     if case == "config from a newer version":
         config = VAEConfig(**TINY, arch="mlp")
-        save_checkpoint(tmp_path / "newer.pt", {"config": {**config.to_dict(), "attention_heads": 4},
-                                                "model": VAE(config).state_dict()})
+        save_checkpoint(
+            tmp_path / "newer.pt",
+            {"config": {**config.to_dict(), "attention_heads": 4}, "model": VAE(config).state_dict()},
+        )
         return ["export", str(tmp_path / "newer.pt"), "--out", out], "newer version"
     if case == "output path under a file":
         save_tiny_checkpoint(good, arch="mlp")
@@ -476,9 +521,20 @@ def _bad_input(tmp_path: Path, case: str) -> tuple[list[str], str]:
     raise AssertionError(case)
 
 
-BAD_INPUTS = ["missing path", "directory without checkpoint", "text file", "zip that is not a checkpoint",
-              "zero-byte checkpoint", "truncated checkpoint", "non-finite weights", "config from a newer version",
-              "output path under a file", "output path is a file", "opset out of range", "negative atol"]
+BAD_INPUTS = [
+    "missing path",
+    "directory without checkpoint",
+    "text file",
+    "zip that is not a checkpoint",
+    "zero-byte checkpoint",
+    "truncated checkpoint",
+    "non-finite weights",
+    "config from a newer version",
+    "output path under a file",
+    "output path is a file",
+    "opset out of range",
+    "negative atol",
+]
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS)
@@ -526,7 +582,9 @@ def test_malicious_checkpoint_is_refused_and_never_runs(tmp_path):
     """In a real process, as a user would run it: torch's zip format with the payload inside."""
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
-    torch.save({"format": "vaectl.checkpoint", "format_version": 1, "config": {}, "model": _CreatesMarker(marker)}, evil)
+    torch.save(
+        {"format": "vaectl.checkpoint", "format_version": 1, "config": {}, "model": _CreatesMarker(marker)}, evil
+    )
     proc = run_vaectl("export", evil, "--out", tmp_path / "onnx", timeout=120)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -556,8 +614,15 @@ def test_malicious_raw_pickle_is_refused_and_never_runs(tmp_path):
 def test_guided_decoder_has_a_guidance_input_with_a_default_and_matches_pytorch(context_channels, tmp_path):
     from vaectl.infer import Decoder
 
-    ckpt = save_tiny_checkpoint(tmp_path / "guided.pt", num_classes=3, class_names=CLASS_NAMES, label_dropout=0.2,
-                                guidance=2.0, context_channels=context_channels, context_kernel=5)
+    ckpt = save_tiny_checkpoint(
+        tmp_path / "guided.pt",
+        num_classes=3,
+        class_names=CLASS_NAMES,
+        label_dropout=0.2,
+        guidance=2.0,
+        context_channels=context_channels,
+        context_kernel=5,
+    )
     result = export_model(ckpt, tmp_path / "onnx", fp16=True, **QUIET)
     assert {k for k in result.max_abs_diff if k.startswith("decoder")} >= {"decoder.image", "decoder.fp16.image"}
     graph = onnx.load(str(result.decoder)).graph
@@ -587,8 +652,9 @@ def test_guided_decoder_has_a_guidance_input_with_a_default_and_matches_pytorch(
     np.testing.assert_allclose(half, image, rtol=0, atol=1e-2)
     # the torch-free side sees the input and the model's default
     decoder = Decoder(result.decoder)
-    np.testing.assert_array_equal(decoder.decode_float(feeds["z"], feeds["label"]),
-                                  decoder.decode_float(feeds["z"], feeds["label"], guidance=2.0))
+    np.testing.assert_array_equal(
+        decoder.decode_float(feeds["z"], feeds["label"]), decoder.decode_float(feeds["z"], feeds["label"], guidance=2.0)
+    )
 
 
 def test_a_plain_conditional_decoder_is_unchanged_by_the_guidance_fields(tmp_path):

@@ -19,7 +19,8 @@ pytest.importorskip("torch")
 if not Path("/proc/self/fd").is_dir():
     pytest.skip("the simulated disk finds each file's path through /proc/self/fd (Linux)", allow_module_level=True)
 
-from conftest import read_png, run_vaectl_in_process as cli_in_process  # noqa: E402
+from conftest import read_png  # noqa: E402
+from conftest import run_vaectl_in_process as cli_in_process
 
 from vaectl.models.checkpoint import load_checkpoint  # noqa: E402
 
@@ -88,14 +89,18 @@ def no_temp_files(directory: Path) -> bool:
 # ----------------------------------------------------------------------------- training
 
 
-@pytest.mark.parametrize("name, nth, survivor", [
-    ("last.pt", 3, "last.pt from epoch 1 is intact"),  # writes: the first last.pt, epoch 1, epoch 2 <- fails
-    ("metrics.jsonl", 2, "last.pt from epoch 1 is intact"),  # epoch 2's record
-    ("images/samples_epoch002.png", 1, "last.pt from epoch 2 is intact"),  # grids come after the epoch's checkpoint
-    ("last.pt", 1, "no checkpoint was saved yet"),
-])
-def test_training_stops_with_one_line_and_resumes_after_space_is_freed(tmp_path, tiny_idx_dir, monkeypatch, name,
-                                                                        nth, survivor):
+@pytest.mark.parametrize(
+    "name, nth, survivor",
+    [
+        ("last.pt", 3, "last.pt from epoch 1 is intact"),  # writes: the first last.pt, epoch 1, epoch 2 <- fails
+        ("metrics.jsonl", 2, "last.pt from epoch 1 is intact"),  # epoch 2's record
+        ("images/samples_epoch002.png", 1, "last.pt from epoch 2 is intact"),  # grids come after the epoch's checkpoint
+        ("last.pt", 1, "no checkpoint was saved yet"),
+    ],
+)
+def test_training_stops_with_one_line_and_resumes_after_space_is_freed(
+    tmp_path, tiny_idx_dir, monkeypatch, name, nth, survivor
+):
     run = tmp_path / "run"
     disk = SimulatedDisk(monkeypatch, tmp_path, lambda n, k: n == Path(name).name and k == nth)
     code, stderr = cli_in_process("train", "--data", tiny_idx_dir, "--out", run, "--epochs", 3, *TRAIN)
@@ -106,7 +111,9 @@ def test_training_stops_with_one_line_and_resumes_after_space_is_freed(tmp_path,
     disk.armed = False  # space freed
     if "no checkpoint" in survivor:
         assert "start the run again with --overwrite" in line
-        code, stderr = cli_in_process("train", "--data", tiny_idx_dir, "--out", run, "--epochs", 3, "--overwrite", *TRAIN)
+        code, stderr = cli_in_process(
+            "train", "--data", tiny_idx_dir, "--out", run, "--epochs", 3, "--overwrite", *TRAIN
+        )
     else:
         assert line.endswith(f"free space, then: vaectl train --resume {run}")
         if name == "metrics.jsonl":  # cut back to its last whole line: epoch 1's record, nothing torn
@@ -115,15 +122,27 @@ def test_training_stops_with_one_line_and_resumes_after_space_is_freed(tmp_path,
     assert code == 0, stderr
     assert load_checkpoint(run / "last.pt")["epoch"] == 3
     assert [line[:11] for line in (run / "metrics.jsonl").read_text().splitlines()] == [
-        '{"epoch": 1', '{"epoch": 2', '{"epoch": 3']
+        '{"epoch": 1',
+        '{"epoch": 2',
+        '{"epoch": 3',
+    ]
 
 
-@pytest.mark.parametrize("err, reason", [(errno.EROFS, "Read-only file system"), (errno.EACCES, "Permission denied"),
-                                         (errno.EDQUOT, "Disk quota exceeded"), (errno.EIO, "Input/output error")])
+@pytest.mark.parametrize(
+    "err, reason",
+    [
+        (errno.EROFS, "Read-only file system"),
+        (errno.EACCES, "Permission denied"),
+        (errno.EDQUOT, "Disk quota exceeded"),
+        (errno.EIO, "Input/output error"),
+    ],
+)
 def test_other_filesystem_errors_read_the_same(tmp_path, tiny_idx_dir, monkeypatch, err, reason):
     run = tmp_path / "run"
     SimulatedDisk(monkeypatch, tmp_path, lambda n, k: n == "best.pt", err)
-    code, stderr = cli_in_process("train", "--data", tiny_idx_dir, "--out", run, "--epochs", 2, "--grid-every", 0, *TRAIN)
+    code, stderr = cli_in_process(
+        "train", "--data", tiny_idx_dir, "--out", run, "--epochs", 2, "--grid-every", 0, *TRAIN
+    )
     assert code == 2
     assert f"best.pt: cannot write ({reason}); last.pt from before the first epoch is intact" in one_error_line(stderr)
 
@@ -134,11 +153,14 @@ def test_other_filesystem_errors_read_the_same(tmp_path, tiny_idx_dir, monkeypat
 def test_generate_out_dir_keeps_every_image_written_before_the_disk_filled(mlp_graphs, tmp_path, monkeypatch):
     out = tmp_path / "samples"
     SimulatedDisk(monkeypatch, tmp_path, lambda n, k: n == "000004.png")
-    code, stderr = cli_in_process("generate", "--onnx", mlp_graphs / "decoder.onnx", "-n", 10, "--seed", 0,
-                                  "--out-dir", out)
+    code, stderr = cli_in_process(
+        "generate", "--onnx", mlp_graphs / "decoder.onnx", "-n", 10, "--seed", 0, "--out-dir", out
+    )
     assert code == 2
-    assert one_error_line(stderr) == (f"error: {out / '000004.png'}: cannot write (No space left on device); the 4 "
-                                      "images before it (000000.png to 000003.png) are complete; free space and run again")
+    assert one_error_line(stderr) == (
+        f"error: {out / '000004.png'}: cannot write (No space left on device); the 4 "
+        "images before it (000000.png to 000003.png) are complete; free space and run again"
+    )
     assert sorted(p.name for p in out.iterdir()) == [f"{i:06d}.png" for i in range(4)]
     for path in out.iterdir():
         assert read_png(path).shape == (28, 28)  # whole, decodable images
@@ -164,8 +186,9 @@ def test_a_full_disk_leaves_the_previous_output_unchanged(mlp_graphs, tmp_path, 
     SimulatedDisk(monkeypatch, tmp_path, lambda n, k: n == "result.png")
     code, stderr = cli_in_process(*single_output_commands(mlp_graphs, digit, out)[command])
     assert code == 2
-    assert one_error_line(stderr) == (f"error: {out}: cannot write (No space left on device); "
-                                      "the previous result.png is unchanged")
+    assert one_error_line(stderr) == (
+        f"error: {out}: cannot write (No space left on device); the previous result.png is unchanged"
+    )
     assert out.read_bytes() == b"the previous result" and no_temp_files(tmp_path)
 
 
@@ -179,8 +202,10 @@ def test_export_onto_a_full_disk_publishes_nothing(tiny_mlp_run, mlp_graphs, tmp
     SimulatedDisk(monkeypatch, tmp_path, lambda n, k: n == fails_on)
     code, stderr = cli_in_process("export", tiny_mlp_run, "--out", out, "--fp16")
     assert code == 2
-    assert f"{out / fails_on}: cannot write (No space left on device); nothing was written to {out} " \
-           "(existing files are unchanged)" in one_error_line(stderr)
+    assert (
+        f"{out / fails_on}: cannot write (No space left on device); nothing was written to {out} "
+        "(existing files are unchanged)" in one_error_line(stderr)
+    )
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
@@ -222,7 +247,9 @@ def test_training_on_a_real_full_filesystem(small_tmpfs, tiny_idx_dir):
     ballast = fill(small_tmpfs, 2_000_000)  # room for about two checkpoints of this model (~0.8 MB each)
     code, stderr = cli_in_process("train", "--data", tiny_idx_dir, "--out", run, "--epochs", 5, *TRAIN)
     line = one_error_line(stderr)
-    assert code == 2 and "No space left on device" in line and "is intact; free space, then: vaectl train --resume" in line
+    assert (
+        code == 2 and "No space left on device" in line and "is intact; free space, then: vaectl train --resume" in line
+    )
     assert no_temp_files(run)
     intact = load_checkpoint(run / "last.pt")  # the digest checks it really is intact
     ballast.unlink()
@@ -234,8 +261,9 @@ def test_training_on_a_real_full_filesystem(small_tmpfs, tiny_idx_dir):
 def test_generate_and_export_on_a_real_full_filesystem(small_tmpfs, tiny_mlp_run, mlp_graphs):
     fill(small_tmpfs, 64_000)  # a few 4 KB tmpfs pages, then none
     out = small_tmpfs / "samples"
-    code, stderr = cli_in_process("generate", "--onnx", mlp_graphs / "decoder.onnx", "-n", 500, "--seed", 0,
-                                  "--out-dir", out)
+    code, stderr = cli_in_process(
+        "generate", "--onnx", mlp_graphs / "decoder.onnx", "-n", 500, "--seed", 0, "--out-dir", out
+    )
     assert code == 2 and re.search(r"the \d+ images before it .* are complete", one_error_line(stderr)), stderr
     for path in out.iterdir():
         assert read_png(path).shape == (28, 28)
@@ -271,8 +299,9 @@ def test_ctrl_c_in_generate_exits_130_with_every_written_image_complete(mlp_grap
 
     monkeypatch.setattr(output, "save_png", save_png_then_ctrl_c)
     out = tmp_path / "samples"
-    code, stderr = cli_in_process("generate", "--onnx", mlp_graphs / "decoder.onnx", "-n", 10, "--seed", 0,
-                                  "--out-dir", out)
+    code, stderr = cli_in_process(
+        "generate", "--onnx", mlp_graphs / "decoder.onnx", "-n", 10, "--seed", 0, "--out-dir", out
+    )
     assert code == 130 and stderr.strip() == "interrupted" and "Traceback" not in stderr
     assert sorted(p.name for p in out.iterdir()) == [f"{i:06d}.png" for i in range(3)]
     assert all(read_png(p).shape == (28, 28) for p in out.iterdir())
@@ -294,6 +323,7 @@ def test_data_images_out_dir_names_the_images_already_complete(tmp_path, monkeyp
     SimulatedDisk(monkeypatch, tmp_path, lambda n, k: len(list((tmp_path / "digits").glob("*.png"))) == 2)
     code, stderr = cli_in_process("data-images", "-n", 5, "--out-dir", tmp_path / "digits")
     assert code == 2
-    assert one_error_line(stderr).endswith("cannot write (No space left on device); the 2 images before it are "
-                                           "complete; free space and run again")
+    assert one_error_line(stderr).endswith(
+        "cannot write (No space left on device); the 2 images before it are complete; free space and run again"
+    )
     assert all(read_png(p).shape == (28, 28) for p in (tmp_path / "digits").iterdir())

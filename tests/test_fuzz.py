@@ -35,7 +35,7 @@ def png_length_fields(data: bytes) -> list[tuple[int, int, bytes]]:
     """Each chunk's 4-byte big-endian length field."""
     found, pos = [], 8
     while pos + 8 <= len(data):
-        length = struct.unpack(">I", data[pos:pos + 4])[0]
+        length = struct.unpack(">I", data[pos : pos + 4])[0]
         found += [(pos, 4, b"\x7f\xff\xff\xff"), (pos, 4, b"\xff\xff\xff\xff")]
         pos += 12 + length
     return found
@@ -64,8 +64,9 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
             return value, pos
 
 
-def protobuf_length_fields(data: bytes, start: int = 0, end: int | None = None,
-                           depth: int = 0) -> list[tuple[int, int, bytes]]:
+def protobuf_length_fields(
+    data: bytes, start: int = 0, end: int | None = None, depth: int = 0
+) -> list[tuple[int, int, bytes]]:
     """The length varint of every length-delimited field, nested messages included; replaced by 2^32 - 1."""
     end, found, pos = len(data) if end is None else end, [], start
     try:
@@ -102,23 +103,23 @@ def mutate(data: bytes, kind: str, rng: random.Random, length_fields) -> bytes:
         for _ in range(rng.randint(1, 8)):
             b[rng.randrange(n)] ^= 1 << rng.randrange(8)
     elif kind == "truncation":
-        del b[rng.randrange(n):]
+        del b[rng.randrange(n) :]
     elif kind == "splice":  # a run of the file copied over (or into) another place
         a = rng.randrange(n)
-        chunk = bytes(b[a:a + rng.randint(1, 512)])
+        chunk = bytes(b[a : a + rng.randint(1, 512)])
         at = rng.randrange(n)
-        b[at:at + (len(chunk) if rng.random() < 0.5 else 0)] = chunk
+        b[at : at + (len(chunk) if rng.random() < 0.5 else 0)] = chunk
     elif kind == "zeroed run":
         a = rng.randrange(n)
         run = min(rng.randint(1, 4096), n - a)
-        b[a:a + run] = bytes(run)
+        b[a : a + run] = bytes(run)
     elif kind == "random run":
         a = rng.randrange(n)
         run = min(rng.randint(1, 64), n - a)
-        b[a:a + run] = rng.randbytes(run)
+        b[a : a + run] = rng.randbytes(run)
     elif kind == "huge length":
         at, old_size, value = rng.choice(length_fields)
-        b[at:at + old_size] = value
+        b[at : at + old_size] = value
     return bytes(b)
 
 
@@ -185,8 +186,9 @@ def test_onnx_mutants(mlp_graphs, tmp_path):
         m = tmp_path / "decoder.onnx"
         m.write_bytes(data)
         outcomes.append(check_in_process(problems, what, "info", m))
-        outcomes.append(check_in_process(problems, what, "generate", "--onnx", m, "-n", 2, "--seed", 0,
-                                         "--out", tmp_path / "g.png"))
+        outcomes.append(
+            check_in_process(problems, what, "generate", "--onnx", m, "-n", 2, "--seed", 0, "--out", tmp_path / "g.png")
+        )
     assert not problems, "\n".join(problems)
     assert outcomes.count(2) > 50 and outcomes.count(0) > 10  # the mutants reach both outcomes
 
@@ -196,8 +198,20 @@ def test_png_mutants(mlp_graphs, real_png, tmp_path):
     for what, data in mutants(real_png, 120, png_length_fields(real_png.read_bytes())):
         m = tmp_path / "input.png"
         m.write_bytes(data)
-        outcomes.append(check_in_process(problems, what, "reconstruct", "--encoder", mlp_graphs / "encoder.onnx",
-                                         "--decoder", mlp_graphs / "decoder.onnx", m, "--out", tmp_path / "r.png"))
+        outcomes.append(
+            check_in_process(
+                problems,
+                what,
+                "reconstruct",
+                "--encoder",
+                mlp_graphs / "encoder.onnx",
+                "--decoder",
+                mlp_graphs / "decoder.onnx",
+                m,
+                "--out",
+                tmp_path / "r.png",
+            )
+        )
     assert not problems, "\n".join(problems)
     assert outcomes.count(2) > 30 and outcomes.count(0) > 0
 
@@ -240,14 +254,37 @@ def test_checkpoint_mutants(tiny_mlp_run, tmp_path):
 def test_a_few_mutants_in_a_fresh_interpreter(mlp_graphs, real_png, tiny_mlp_run, tmp_path):
     """A segfault or a hang inside onnxruntime, Pillow or torch would take down or stall the process: caught here."""
     decoder, checkpoint = mlp_graphs / "decoder.onnx", tiny_mlp_run / "best.pt"
-    cases = [(what, data, "decoder.onnx", lambda m: ["generate", "--onnx", m, "-n", 2, "--seed", 0, "--out",
-                                                      tmp_path / "g.png"])
-             for what, data in mutants(decoder, 150, protobuf_length_fields(decoder.read_bytes()))[:: 30]]
-    cases += [(what, data, "input.png", lambda m: ["reconstruct", "--encoder", mlp_graphs / "encoder.onnx", "--decoder",
-                                                    decoder, m, "--out", tmp_path / "r.png"])
-              for what, data in mutants(real_png, 120, png_length_fields(real_png.read_bytes()))[:: 40]]
-    cases += [(what, data, "m.pt", lambda m: ["eval", m, "--n", 8, "--k", 2])
-              for what, data in mutants(checkpoint, 120, zip_length_fields(checkpoint.read_bytes()))[:: 60]]
+    cases = [
+        (
+            what,
+            data,
+            "decoder.onnx",
+            lambda m: ["generate", "--onnx", m, "-n", 2, "--seed", 0, "--out", tmp_path / "g.png"],
+        )
+        for what, data in mutants(decoder, 150, protobuf_length_fields(decoder.read_bytes()))[::30]
+    ]
+    cases += [
+        (
+            what,
+            data,
+            "input.png",
+            lambda m: [
+                "reconstruct",
+                "--encoder",
+                mlp_graphs / "encoder.onnx",
+                "--decoder",
+                decoder,
+                m,
+                "--out",
+                tmp_path / "r.png",
+            ],
+        )
+        for what, data in mutants(real_png, 120, png_length_fields(real_png.read_bytes()))[::40]
+    ]
+    cases += [
+        (what, data, "m.pt", lambda m: ["eval", m, "--n", 8, "--k", 2])
+        for what, data in mutants(checkpoint, 120, zip_length_fields(checkpoint.read_bytes()))[::60]
+    ]
     problems = []
     for what, data, name, args in cases:
         m = tmp_path / name

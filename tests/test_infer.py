@@ -9,14 +9,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
+from onnx_builders import nan_decoder
 from PIL import Image
 
 from vaectl.cli import main
 from vaectl.errors import UserInputError
-from vaectl.infer import (Decoder, Encoder, VAEPair, describe_model, interpolate_latents, lerp, prepare_images, slerp,
-                          traverse_latents)
-
-from onnx_builders import nan_decoder
+from vaectl.infer import (
+    Decoder,
+    Encoder,
+    VAEPair,
+    describe_model,
+    interpolate_latents,
+    lerp,
+    prepare_images,
+    slerp,
+    traverse_latents,
+)
 
 PAD = 2  # make_grid's padding
 
@@ -28,7 +36,7 @@ def grid_shape(rows: int, cols: int, side: int = 28) -> tuple[int, int]:
 
 def cell(grid: np.ndarray, row: int, col: int, side: int = 28) -> np.ndarray:
     y, x = PAD + row * (side + PAD), PAD + col * (side + PAD)
-    return grid[y:y + side, x:x + side]
+    return grid[y : y + side, x : x + side]
 
 
 def cli(*args) -> Result:
@@ -94,7 +102,7 @@ def test_large_runs_stream_in_batches(dec, tmp_path):
     written_before_batch = []
 
     def batches():
-        for i, batch in enumerate(dec.iter_sample(10, seed=0, batch_size=4)):
+        for batch in dec.iter_sample(10, seed=0, batch_size=4):
             written_before_batch.append(len(list(tmp_path.glob("*.png"))))
             yield batch
 
@@ -150,7 +158,7 @@ def test_any_image_form_is_converted(tmp_path, digits):
     as_float = np.asarray(Image.open(digits[3]), dtype=np.float32) / 255
     x = prepare_images([rgb, rgba, palette, as_float, str(digits[0])], (1, 28, 28))
     assert x.shape == (5, 1, 28, 28) and x.dtype == np.float32
-    assert 0.0 <= x.min() and x.max() <= 1.0
+    assert x.min() >= 0.0 and x.max() <= 1.0
     assert np.allclose(x[3, 0], as_float, atol=1 / 255)
     assert np.array_equal(x[4], prepare_images(digits[0], (1, 28, 28))[0])
     color = prepare_images(digits[0], (3, 32, 32))
@@ -170,11 +178,16 @@ def test_interpolation_endpoints_are_the_reconstructions(pair, digits):
 
 def test_slerp_keeps_the_norm_where_lerp_shrinks_it():
     a, b = np.array([3.0, 0, 0, 0], np.float32), np.array([0, 3.0, 0, 0], np.float32)
-    s, l = slerp(a, b, 5), lerp(a, b, 5)
-    assert np.array_equal(s[0], a) and np.array_equal(s[-1], b) and np.array_equal(l[0], a) and np.array_equal(l[-1], b)
+    s, line = slerp(a, b, 5), lerp(a, b, 5)
+    assert (
+        np.array_equal(s[0], a)
+        and np.array_equal(s[-1], b)
+        and np.array_equal(line[0], a)
+        and np.array_equal(line[-1], b)
+    )
     assert np.allclose(np.linalg.norm(s, axis=1), 3.0, atol=1e-5)
-    assert np.isclose(np.linalg.norm(l[2]), 3.0 / np.sqrt(2), atol=1e-5)
-    assert np.allclose(l[2], [1.5, 1.5, 0, 0])
+    assert np.isclose(np.linalg.norm(line[2]), 3.0 / np.sqrt(2), atol=1e-5)
+    assert np.allclose(line[2], [1.5, 1.5, 0, 0])
     assert np.allclose(s[2], [3 / np.sqrt(2), 3 / np.sqrt(2), 0, 0], atol=1e-5)
     # parallel vectors: the arc is undefined, slerp falls back to the line
     assert np.allclose(slerp(a, 2 * a, 4), lerp(a, 2 * a, 4))
@@ -203,11 +216,18 @@ def test_traverse_varies_only_the_chosen_dimension(dec):
 
 
 def test_api_bad_arguments_raise_user_errors(dec, pair):
-    for call in (lambda: dec.sample(0), lambda: dec.sample(-1), lambda: dec.sample(2, seed=-1),
-                 lambda: dec.sample(2, temperature=float("nan")), lambda: dec.decode(np.zeros((2, 5))),
-                 lambda: dec.decode(np.full((1, 4), np.nan)), lambda: dec.sample(2, label=1),
-                 lambda: dec.sample(2, label="all"), lambda: pair.encoder.encode(b"not an image"),
-                 lambda: pair.encoder.encode([])):
+    for call in (
+        lambda: dec.sample(0),
+        lambda: dec.sample(-1),
+        lambda: dec.sample(2, seed=-1),
+        lambda: dec.sample(2, temperature=float("nan")),
+        lambda: dec.decode(np.zeros((2, 5))),
+        lambda: dec.decode(np.full((1, 4), np.nan)),
+        lambda: dec.sample(2, label=1),
+        lambda: dec.sample(2, label="all"),
+        lambda: pair.encoder.encode(b"not an image"),
+        lambda: pair.encoder.encode([]),
+    ):
         with pytest.raises(UserInputError):
             call()
 
@@ -258,7 +278,7 @@ def test_conditional_all_labels_and_same_z(cdec):
     assert grid.shape == (10 * n, 28, 28)
     z = np.random.default_rng(4).standard_normal((n, 4)).astype(np.float32)
     for k in range(10):
-        assert np.array_equal(grid[k * n:(k + 1) * n], cdec.decode(z, label=k))
+        assert np.array_equal(grid[k * n : (k + 1) * n], cdec.decode(z, label=k))
     different_z = cdec.sample(n, seed=4, label="all")
     assert different_z.shape == grid.shape and not np.array_equal(different_z[n:], grid[n:])
     with pytest.raises(UserInputError, match="same-z"):
@@ -317,8 +337,16 @@ def test_cli_generate_out_dir_writes_one_png_per_image(mlp_graphs, tmp_path, dec
 
 def test_cli_reconstruct_puts_originals_above_reconstructions(mlp_graphs, digits, tmp_path, pair):
     out = tmp_path / "rec.png"
-    r = cli("reconstruct", "--encoder", mlp_graphs / "encoder.onnx", "--decoder", mlp_graphs / "decoder.onnx",
-            *digits[:3], "--out", out)
+    r = cli(
+        "reconstruct",
+        "--encoder",
+        mlp_graphs / "encoder.onnx",
+        "--decoder",
+        mlp_graphs / "decoder.onnx",
+        *digits[:3],
+        "--out",
+        out,
+    )
     assert r.exit_code == 0, r.stderr
     grid = read_png(out)
     assert grid.shape == grid_shape(2, 3)
@@ -327,8 +355,19 @@ def test_cli_reconstruct_puts_originals_above_reconstructions(mlp_graphs, digits
         assert np.array_equal(cell(grid, 0, i), read_png(digits[i]))
         assert np.array_equal(cell(grid, 1, i), rec[i])
     wrapped = tmp_path / "wrapped.png"
-    r = cli("reconstruct", "--encoder", mlp_graphs / "encoder.onnx", "--decoder", mlp_graphs / "decoder.onnx",
-            *digits, *digits[:1], "--nrow", 3, "--out", wrapped)
+    r = cli(
+        "reconstruct",
+        "--encoder",
+        mlp_graphs / "encoder.onnx",
+        "--decoder",
+        mlp_graphs / "decoder.onnx",
+        *digits,
+        *digits[:1],
+        "--nrow",
+        3,
+        "--out",
+        wrapped,
+    )
     assert r.exit_code == 0, r.stderr
     grid = read_png(wrapped)  # 5 images, 3 per row: originals, reconstructions, originals, reconstructions
     assert grid.shape == grid_shape(4, 3)
@@ -337,15 +376,39 @@ def test_cli_reconstruct_puts_originals_above_reconstructions(mlp_graphs, digits
 
 def test_cli_interpolate_between_images_and_between_seeds(mlp_graphs, digits, tmp_path, pair, dec):
     out = tmp_path / "strip.png"
-    r = cli("interpolate", "--encoder", mlp_graphs / "encoder.onnx", "--decoder", mlp_graphs / "decoder.onnx",
-            digits[0], digits[1], "--steps", 6, "--out", out)
+    r = cli(
+        "interpolate",
+        "--encoder",
+        mlp_graphs / "encoder.onnx",
+        "--decoder",
+        mlp_graphs / "decoder.onnx",
+        digits[0],
+        digits[1],
+        "--steps",
+        6,
+        "--out",
+        out,
+    )
     assert r.exit_code == 0, r.stderr
     strip, rec = read_png(out), pair.reconstruct(digits[:2])
     assert strip.shape == grid_shape(1, 6)
     assert np.array_equal(cell(strip, 0, 0), rec[0]) and np.array_equal(cell(strip, 0, 5), rec[1])
     out2 = tmp_path / "seeds.png"
-    r = cli("interpolate", "--decoder", mlp_graphs / "decoder.onnx", "--seed-a", 1, "--seed-b", 2, "--steps", 4,
-            "--method", "lerp", "--out", out2)
+    r = cli(
+        "interpolate",
+        "--decoder",
+        mlp_graphs / "decoder.onnx",
+        "--seed-a",
+        1,
+        "--seed-b",
+        2,
+        "--steps",
+        4,
+        "--method",
+        "lerp",
+        "--out",
+        out2,
+    )
     assert r.exit_code == 0, r.stderr
     za, zb = dec.latents(1, 1)[0], dec.latents(1, 2)[0]
     expected = dec.decode(lerp(za, zb, 4))
@@ -354,8 +417,24 @@ def test_cli_interpolate_between_images_and_between_seeds(mlp_graphs, digits, tm
 
 def test_cli_traverse_one_dim_and_all(mlp_graphs, tmp_path, dec):
     one, every = tmp_path / "one.png", tmp_path / "all.png"
-    assert cli("traverse", "--onnx", mlp_graphs / "decoder.onnx", "--dim", 3, "--span", 3, "--steps", 9,
-               "--seed", 0, "--out", one).exit_code == 0
+    assert (
+        cli(
+            "traverse",
+            "--onnx",
+            mlp_graphs / "decoder.onnx",
+            "--dim",
+            3,
+            "--span",
+            3,
+            "--steps",
+            9,
+            "--seed",
+            0,
+            "--out",
+            one,
+        ).exit_code
+        == 0
+    )
     assert read_png(one).shape == grid_shape(1, 9)
     expected = dec.traverse(None, [3], 3.0, 9, seed=0)
     assert np.array_equal(cell(read_png(one), 0, 8), expected[8])
@@ -366,7 +445,6 @@ def test_cli_traverse_one_dim_and_all(mlp_graphs, tmp_path, dec):
 def test_cli_traverse_shows_the_informative_dims_by_default_and_every_dim_with_all(mlp_graphs, tmp_path):
     """The export records KL per dimension; without --dim or --all, traverse skips those that carry nothing."""
     import onnx
-
     from conftest import grid_cells
 
     model = onnx.load(str(mlp_graphs / "decoder.onnx"))
@@ -396,20 +474,60 @@ def test_cli_info(mlp_graphs, conditional_graphs):
 
 def test_cli_conditional_generate(conditional_graphs, tmp_path, cdec):
     out = tmp_path / "all.png"
-    r = cli("generate", "--onnx", conditional_graphs / "decoder.onnx", "--label", "all", "--same-z", "-n", 5,
-            "--seed", 0, "--out", out)
+    r = cli(
+        "generate",
+        "--onnx",
+        conditional_graphs / "decoder.onnx",
+        "--label",
+        "all",
+        "--same-z",
+        "-n",
+        5,
+        "--seed",
+        0,
+        "--out",
+        out,
+    )
     assert r.exit_code == 0, r.stderr
     grid = read_png(out)
     assert grid.shape == grid_shape(10, 5)  # one row per class
     expected = cdec.sample(5, seed=0, label="all", same_z=True)
     assert np.array_equal(cell(grid, 7, 2), expected[7 * 5 + 2])
     sevens = tmp_path / "sevens.png"
-    assert cli("generate", "--onnx", conditional_graphs / "decoder.onnx", "--label", 7, "-n", 4, "--seed", 0,
-               "--out", sevens).exit_code == 0
+    assert (
+        cli(
+            "generate",
+            "--onnx",
+            conditional_graphs / "decoder.onnx",
+            "--label",
+            7,
+            "-n",
+            4,
+            "--seed",
+            0,
+            "--out",
+            sevens,
+        ).exit_code
+        == 0
+    )
     assert np.array_equal(cell(read_png(sevens), 0, 3), cdec.sample(4, seed=0, label=7)[3])
     trav = tmp_path / "trav.png"
-    assert cli("traverse", "--onnx", conditional_graphs / "decoder.onnx", "--label", 2, "--dim", 0,
-               "--steps", 3, "--out", trav).exit_code == 0
+    assert (
+        cli(
+            "traverse",
+            "--onnx",
+            conditional_graphs / "decoder.onnx",
+            "--label",
+            2,
+            "--dim",
+            0,
+            "--steps",
+            3,
+            "--out",
+            trav,
+        ).exit_code
+        == 0
+    )
     assert np.array_equal(cell(read_png(trav), 0, 2), cdec.traverse(None, [0], 3.0, 3, label=2)[2])
 
 
@@ -447,7 +565,10 @@ def test_cli_bad_inputs_are_one_line_exit_2(mlp_graphs, conv_graphs, conditional
         (["generate", "--onnx", enc, "-n", 4, "--out", out], "is an exported encoder"),
         (["generate", "--onnx", dec_, "-n", 4, "--label", 3, "--out", out], "unconditional"),
         (["generate", "--onnx", conditional_graphs / "decoder.onnx", "--label", 10, "--out", out], "out of range"),
-        (["generate", "--onnx", conditional_graphs / "decoder.onnx", "--label", "Sneaker", "--out", out], "unknown class"),
+        (
+            ["generate", "--onnx", conditional_graphs / "decoder.onnx", "--label", "Sneaker", "--out", out],
+            "unknown class",
+        ),
         (["generate", "--onnx", bad_files / "truncated.onnx", "--out", out], "truncated.onnx"),
         (["generate", "--onnx", bad_files / "corrupt.onnx", "--out", out], "corrupt.onnx"),
         (["generate", "--onnx", bad_files / "empty.onnx", "--out", out], "empty"),
@@ -459,14 +580,20 @@ def test_cli_bad_inputs_are_one_line_exit_2(mlp_graphs, conv_graphs, conditional
         (["generate", "--onnx", dec_, "--out-dir", tmp_path / "nope" / "deeper"], "does not exist"),
         (["reconstruct", "--encoder", dec_, "--decoder", dec_, digits[0], "--out", out], "is an exported decoder"),
         (["reconstruct", "--encoder", enc, "--decoder", enc, digits[0], "--out", out], "is an exported encoder"),
-        (["reconstruct", "--encoder", enc, "--decoder", conv_graphs / "decoder.onnx", digits[0], "--out", out],
-         "latent dimensions"),
+        (
+            ["reconstruct", "--encoder", enc, "--decoder", conv_graphs / "decoder.onnx", digits[0], "--out", out],
+            "latent dimensions",
+        ),
         (["reconstruct", "--encoder", enc, "--decoder", dec_, bad_files / "notes.txt", "--out", out], "notes.txt"),
-        (["reconstruct", "--encoder", enc, "--decoder", dec_, bad_files / "truncated.png", "--out", out],
-         "truncated.png"),
+        (
+            ["reconstruct", "--encoder", enc, "--decoder", dec_, bad_files / "truncated.png", "--out", out],
+            "truncated.png",
+        ),
         (["reconstruct", "--encoder", enc, "--decoder", dec_, tmp_path / "missing.png", "--out", out], "no such file"),
-        (["interpolate", "--encoder", enc, "--decoder", dec_, digits[0], digits[1], "--steps", 1, "--out", out],
-         "--steps"),
+        (
+            ["interpolate", "--encoder", enc, "--decoder", dec_, digits[0], digits[1], "--steps", 1, "--out", out],
+            "--steps",
+        ),
         (["interpolate", "--decoder", dec_, digits[0], digits[1], "--out", out], "--encoder"),
         (["interpolate", "--decoder", dec_, "--seed-a", 1, "--out", out], "--seed-b"),
         (["traverse", "--onnx", dec_, "--dim", 4, "--out", out], "--dim 4 is out of range"),
@@ -490,8 +617,7 @@ def test_cli_unwritable_output_directory(mlp_graphs, tmp_path):
         locked = Path("/proc/self")
     try:
         for args in (["--out", locked / "g.png"], ["--out-dir", locked]):
-            _expect_usage_error(cli("generate", "--onnx", mlp_graphs / "decoder.onnx", "-n", 2, *args),
-                                "not writable")
+            _expect_usage_error(cli("generate", "--onnx", mlp_graphs / "decoder.onnx", "-n", 2, *args), "not writable")
     finally:
         (tmp_path / "locked").chmod(0o700)
 

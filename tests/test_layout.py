@@ -25,7 +25,10 @@ def test_the_core_imports_only_the_core_and_the_torch_free_model_config():
     for part in CORE:
         assert edges.get(part, set()) <= CORE | {"models", "vaectl"}, f"{part} imports {edges[part]}"
     # where the core reaches into models/, it is the torch-free config only
-    for path in [*(REPO / p for p in ("contract.py", "scoring.py", "files.py", "errors.py")), *(REPO / "data").glob("*.py")]:
+    for path in [
+        *(REPO / p for p in ("contract.py", "scoring.py", "files.py", "errors.py")),
+        *(REPO / "data").glob("*.py"),
+    ]:
         text = path.read_text()
         assert "models.vae" not in text and "models.checkpoint" not in text, path
 

@@ -77,8 +77,19 @@ def test_reparameterize_has_the_posterior_moments():
 
 
 def test_config_round_trips_through_json():
-    cfg = VAEConfig(arch="mlp", latent_dim=5, channels=3, height=32, width=30, hidden=(64, 32), likelihood="gaussian",
-                    beta=3.0, num_classes=2, class_names=("cat", "dog"), dataset="pets")
+    cfg = VAEConfig(
+        arch="mlp",
+        latent_dim=5,
+        channels=3,
+        height=32,
+        width=30,
+        hidden=(64, 32),
+        likelihood="gaussian",
+        beta=3.0,
+        num_classes=2,
+        class_names=("cat", "dog"),
+        dataset="pets",
+    )
     again = VAEConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert again == cfg
     assert isinstance(again.hidden, tuple) and isinstance(again.class_names, tuple)
@@ -92,13 +103,19 @@ def test_config_refuses_unknown_keys_and_bad_values():
         VAEConfig.from_dict({**d, "hidden": ["wide"]})
     with pytest.raises(UserInputError, match="not a mapping"):
         VAEConfig.from_dict([1, 2])
-    for bad, match in [(dict(latent_dim=0), "latent dimension"), (dict(arch="rnn"), "architecture"),
-                       (dict(likelihood="poisson"), "likelihood"), (dict(channels=2), "channels"),
-                       (dict(beta=-1.0), "beta"), (dict(hidden=(0,)), "positive"),
-                       (dict(num_classes=2, class_names=("a",)), "one name per class"),
-                       (dict(context_channels=-1), "context channels"), (dict(context_kernel=4), "odd size"),
-                       (dict(context_kernel=1), "odd size"),
-                       (dict(context_channels=4, context_kernel=9, height=3), "at least 4 px high")]:
+    for bad, match in [
+        (dict(latent_dim=0), "latent dimension"),
+        (dict(arch="rnn"), "architecture"),
+        (dict(likelihood="poisson"), "likelihood"),
+        (dict(channels=2), "channels"),
+        (dict(beta=-1.0), "beta"),
+        (dict(hidden=(0,)), "positive"),
+        (dict(num_classes=2, class_names=("a",)), "one name per class"),
+        (dict(context_channels=-1), "context channels"),
+        (dict(context_kernel=4), "odd size"),
+        (dict(context_kernel=1), "odd size"),
+        (dict(context_channels=4, context_kernel=9, height=3), "at least 4 px high"),
+    ]:
         with pytest.raises(UserInputError, match=match):
             VAEConfig(**bad)
 
@@ -204,8 +221,12 @@ def test_guidance_applies_at_every_row_of_a_row_context_decoder():
         z, y = torch.randn(3, 3, generator=torch.Generator().manual_seed(2)), torch.tensor([0, 1, 2])
         assert torch.equal(model.decoder(z, y, guidance=torch.tensor([1.0])), model.decoder(z, y))
         # weight 0: each row generated from the unconditional logits (the rows above fed back as they came out)
-        torch.testing.assert_close(model.decoder(z, y, guidance=torch.tensor([0.0])),
-                                   model.decoder(z, torch.full_like(y, 3)), rtol=0, atol=1e-5)
+        torch.testing.assert_close(
+            model.decoder(z, y, guidance=torch.tensor([0.0])),
+            model.decoder(z, torch.full_like(y, 3)),
+            rtol=0,
+            atol=1e-5,
+        )
         # weight w: the row loop on the guided z part; the row context's term is the same for both labels
         w = torch.tensor([3.0])
         guided = model.decoder.guided_logits(z, y, w)
@@ -232,11 +253,13 @@ def test_label_dropout_gives_a_fraction_of_training_images_the_no_label_class():
 
 
 def test_guidance_config_is_checked():
-    for bad, match in [(dict(label_dropout=0.2), "needs a conditional model"),
-                       (dict(num_classes=2, label_dropout=1.0), r"\[0, 1\)"),
-                       (dict(num_classes=2, label_dropout=-0.1), r"\[0, 1\)"),
-                       (dict(num_classes=2, label_dropout=0.2, guidance=-1.0), "finite number >= 0"),
-                       (dict(num_classes=2, label_dropout=0.2, guidance=float("nan")), "finite number >= 0")]:
+    for bad, match in [
+        (dict(label_dropout=0.2), "needs a conditional model"),
+        (dict(num_classes=2, label_dropout=1.0), r"\[0, 1\)"),
+        (dict(num_classes=2, label_dropout=-0.1), r"\[0, 1\)"),
+        (dict(num_classes=2, label_dropout=0.2, guidance=-1.0), "finite number >= 0"),
+        (dict(num_classes=2, label_dropout=0.2, guidance=float("nan")), "finite number >= 0"),
+    ]:
         with pytest.raises(UserInputError, match=match):
             VAEConfig(**bad)
     plain = VAEConfig(num_classes=2)

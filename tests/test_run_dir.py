@@ -9,7 +9,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from conftest import expect_usage_error, run_vaectl_in_process as cli_in_process  # noqa: E402
+from conftest import expect_usage_error  # noqa: E402
+from conftest import run_vaectl_in_process as cli_in_process
 
 from vaectl.models.checkpoint import load_checkpoint  # noqa: E402
 from vaectl.training import TrainConfig, train  # noqa: E402
@@ -19,8 +20,11 @@ MODEL_FLAGS = ["--arch", "mlp", "--latent-dim", "4", "--hidden", "32", "--batch-
 
 def snapshot(directory: Path) -> dict[str, str]:
     """Every file under `directory` (hidden ones too) -> SHA-256 of its bytes."""
-    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(directory.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -28,8 +32,11 @@ def finished_run(tmp_path, tiny_idx_dir) -> Path:
     """A 2-epoch run with grids, a graph export in onnx/ (as `vaectl export run --out run/onnx` makes) and a
     file of the user's, in a directory of its own."""
     run = tmp_path / "run"
-    train(TrainConfig(out=str(run), data=str(tiny_idx_dir), epochs=2, batch_size=16, seed=0, device="cpu"),
-          dict(arch="mlp", latent_dim=4, hidden=(32,)), log=lambda m: None)
+    train(
+        TrainConfig(out=str(run), data=str(tiny_idx_dir), epochs=2, batch_size=16, seed=0, device="cpu"),
+        dict(arch="mlp", latent_dim=4, hidden=(32,)),
+        log=lambda m: None,
+    )
     assert cli_in_process("export", run, "--out", run / "onnx")[0] == 0
     (run / "notes.txt").write_text("my notes on this run\n")
     (run / "onnx" / "README.txt").write_text("exported for the demo\n")
@@ -49,8 +56,16 @@ def test_training_again_into_a_run_is_refused_and_touches_nothing(finished_run, 
     r = result(["train", "--data", tiny_idx_dir, "--out", finished_run, "--epochs", 1, *MODEL_FLAGS])
     expect_usage_error(r, "already holds a training run")
     line = r.stderr.strip()
-    for fragment in ("--resume", "--overwrite", "last.pt", "best.pt", "config.json", "metrics.jsonl",
-                     "4 grids in images/", "onnx/"):
+    for fragment in (
+        "--resume",
+        "--overwrite",
+        "last.pt",
+        "best.pt",
+        "config.json",
+        "metrics.jsonl",
+        "4 grids in images/",
+        "onnx/",
+    ):
         assert fragment in line, (fragment, line)
     assert snapshot(finished_run) == before  # byte for byte, hidden files included: nothing was touched
 
@@ -71,8 +86,9 @@ def test_a_directory_without_a_run_is_used_as_it_is(tmp_path, tiny_idx_dir):
     (out / "images").mkdir(parents=True)
     (out / "notes.txt").write_text("mine")
     (out / "images" / "cover.png").write_bytes(b"mine too")
-    code, stderr = cli_in_process("train", "--data", tiny_idx_dir, "--out", out, "--epochs", 1, "--grid-every", 0,
-                                  *MODEL_FLAGS)
+    code, stderr = cli_in_process(
+        "train", "--data", tiny_idx_dir, "--out", out, "--epochs", 1, "--grid-every", 0, *MODEL_FLAGS
+    )
     assert code == 0, stderr
     assert (out / "last.pt").is_file() and (out / "notes.txt").read_text() == "mine"
     assert (out / "images" / "cover.png").read_bytes() == b"mine too"
@@ -81,8 +97,19 @@ def test_a_directory_without_a_run_is_used_as_it_is(tmp_path, tiny_idx_dir):
 def test_overwrite_removes_the_runs_files_and_nothing_else(finished_run, tiny_idx_dir):
     old_grids = sorted(p.name for p in (finished_run / "images").iterdir())
     assert old_grids == ["recon_epoch001.png", "recon_epoch002.png", "samples_epoch001.png", "samples_epoch002.png"]
-    code, stderr = cli_in_process("train", "--data", tiny_idx_dir, "--out", finished_run, "--epochs", 1,
-                                  "--grid-every", 0, "--overwrite", *MODEL_FLAGS)
+    code, stderr = cli_in_process(
+        "train",
+        "--data",
+        tiny_idx_dir,
+        "--out",
+        finished_run,
+        "--epochs",
+        1,
+        "--grid-every",
+        0,
+        "--overwrite",
+        *MODEL_FLAGS,
+    )
     assert code == 0, stderr
     assert f"--overwrite: removed the previous run in {finished_run}" in stderr
     assert "kept what vaectl did not write: notes.txt, onnx/" in stderr
@@ -98,8 +125,19 @@ def test_overwrite_removes_the_runs_files_and_nothing_else(finished_run, tiny_id
 
 def test_overwrite_removes_an_export_directory_it_empties(finished_run, tiny_idx_dir):
     (finished_run / "onnx" / "README.txt").unlink()
-    code, stderr = cli_in_process("train", "--data", tiny_idx_dir, "--out", finished_run, "--epochs", 1,
-                                  "--grid-every", 0, "--overwrite", *MODEL_FLAGS)
+    code, stderr = cli_in_process(
+        "train",
+        "--data",
+        tiny_idx_dir,
+        "--out",
+        finished_run,
+        "--epochs",
+        1,
+        "--grid-every",
+        0,
+        "--overwrite",
+        *MODEL_FLAGS,
+    )
     assert code == 0, stderr
     assert not (finished_run / "onnx").exists()
 

@@ -9,13 +9,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import cli, make_tiny_idx_dir, run_vaectl
 
 torch = pytest.importorskip("torch")
 
-TINY = ["--latent-dim", "4", "--hidden", "64", "--batch-size", "256", "--epochs", "2", "--grid-every", "0",
-        "--device", "cpu", "--seed", "0"]
+TINY = [
+    "--latent-dim",
+    "4",
+    "--hidden",
+    "64",
+    "--batch-size",
+    "256",
+    "--epochs",
+    "2",
+    "--grid-every",
+    "0",
+    "--device",
+    "cpu",
+    "--seed",
+    "0",
+]
 
 
 def metrics(run: Path) -> list[dict]:
@@ -67,8 +80,28 @@ def test_amp_conv_model_trains_and_exports(tmp_path):
     """bf16 convolutions and transposed convolutions on the CPU (the conv model is the GPU recommendation)."""
     data = make_tiny_idx_dir(tmp_path / "idx", n_train=256, n_test=64)
     run = tmp_path / "amp-conv"
-    result = cli("train", "--data", data, "--arch", "conv", "--conv-channels", "8,16", "--latent-dim", "4", "--amp",
-                 "--batch-size", "64", "--epochs", "2", "--grid-every", "0", "--device", "cpu", "--out", run)
+    result = cli(
+        "train",
+        "--data",
+        data,
+        "--arch",
+        "conv",
+        "--conv-channels",
+        "8,16",
+        "--latent-dim",
+        "4",
+        "--amp",
+        "--batch-size",
+        "64",
+        "--epochs",
+        "2",
+        "--grid-every",
+        "0",
+        "--device",
+        "cpu",
+        "--out",
+        run,
+    )
     assert result.exit_code == 0, result.stderr
     assert all(np.isfinite(m["val_loss"]) for m in metrics(run))
     assert export_and_generate(run, tmp_path / "onnx").shape == (8, 28, 28)

@@ -12,14 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from onnx_builders import SECRET_BYTES, embedded_decoder, external_data_decoder, external_data_in_subgraph
 from PIL import Image
 
 from vaectl.cli import main
 from vaectl.data.images import MAX_IMAGE_PIXELS, open_image
 from vaectl.errors import UserInputError
 from vaectl.infer import Decoder, check_model_bytes
-
-from onnx_builders import (SECRET_BYTES, embedded_decoder, external_data_decoder, external_data_in_subgraph)
 
 ATTACKS = ("dotdot", "absolute", "symlink", "hardlink", "ort_memory_address", "subgraph")
 
@@ -132,6 +131,7 @@ print("onnxruntime imported:", "onnxruntime" in sys.modules)
 
 def png_bomb(path: Path, side: int) -> Path:
     """A 1-bit all-black PNG of side x side pixels, written without ever holding the pixels."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -168,8 +168,16 @@ print("peak growth KiB:", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - b
 
 def test_decompression_bomb_through_the_cli(tmp_path, mlp_graphs):
     bomb = png_bomb(tmp_path / "bomb.png", 10_000)
-    r = cli("reconstruct", "--encoder", mlp_graphs / "encoder.onnx", "--decoder", mlp_graphs / "decoder.onnx",
-            bomb, "--out", tmp_path / "o.png")
+    r = cli(
+        "reconstruct",
+        "--encoder",
+        mlp_graphs / "encoder.onnx",
+        "--decoder",
+        mlp_graphs / "decoder.onnx",
+        bomb,
+        "--out",
+        tmp_path / "o.png",
+    )
     assert r.exit_code == 2 and "decompression bomb" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o.png").exists()
 

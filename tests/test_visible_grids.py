@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import cli, expect_usage_error, read_png
 from PIL import Image, ImageSequence
 
 from vaectl.data import load_data, pick_images
 from vaectl.files import make_grid, png_bytes
 from vaectl.infer import Decoder, VAEPair
-
-from conftest import cli, expect_usage_error, read_png
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +44,32 @@ def gif_frames(path) -> tuple[list[np.ndarray], list[int], Image.Image]:
 
 def test_scale_1_is_byte_identical_to_the_unscaled_writer(mlp_graphs, dec, tmp_path):
     """The default writes what vaectl wrote before --scale existed: make_grid + PNG, same bytes."""
-    assert cli("generate", "--onnx", mlp_graphs / "decoder.onnx", "-n", 12, "--seed", 0, "--out", tmp_path / "g.png",
-               "--nrow", 6).exit_code == 0
+    assert (
+        cli(
+            "generate",
+            "--onnx",
+            mlp_graphs / "decoder.onnx",
+            "-n",
+            12,
+            "--seed",
+            0,
+            "--out",
+            tmp_path / "g.png",
+            "--nrow",
+            6,
+        ).exit_code
+        == 0
+    )
     assert (tmp_path / "g.png").read_bytes() == png_bytes(make_grid(dec.sample(12, seed=0), nrow=6))
     assert cli("data-images", "--label", 3, "-n", 4, "--out", tmp_path / "d.png").exit_code == 0
     _, picked, _ = pick_images(load_data(), "test", 3, 4)
     assert (tmp_path / "d.png").read_bytes() == png_bytes(make_grid(picked, nrow=8))
-    assert cli("traverse", "--onnx", mlp_graphs / "decoder.onnx", "--dim", 1, "--steps", 5,
-               "--out", tmp_path / "t.png").exit_code == 0
+    assert (
+        cli(
+            "traverse", "--onnx", mlp_graphs / "decoder.onnx", "--dim", 1, "--steps", 5, "--out", tmp_path / "t.png"
+        ).exit_code
+        == 0
+    )
     assert (tmp_path / "t.png").read_bytes() == png_bytes(make_grid(dec.traverse(None, [1], 3.0, 5), nrow=5))
 
 
@@ -78,7 +95,9 @@ def test_scaled_pixels_are_the_unscaled_grid_repeated(mlp_graphs, digit_files, t
 def test_scale_applies_to_each_file_of_an_out_dir(mlp_graphs, tmp_path):
     decp = mlp_graphs / "decoder.onnx"
     assert cli("generate", "--onnx", decp, "-n", 3, "--seed", 0, "--out-dir", tmp_path / "a").exit_code == 0
-    assert cli("generate", "--onnx", decp, "-n", 3, "--seed", 0, "--scale", 2, "--out-dir", tmp_path / "b").exit_code == 0
+    assert (
+        cli("generate", "--onnx", decp, "-n", 3, "--seed", 0, "--scale", 2, "--out-dir", tmp_path / "b").exit_code == 0
+    )
     for name in ("000000.png", "000001.png", "000002.png"):
         np.testing.assert_array_equal(read_png(tmp_path / "b" / name), upscaled(read_png(tmp_path / "a" / name), 2))
     assert cli("data-images", "-n", 2, "--scale", 2, "--out-dir", tmp_path / "c").exit_code == 0
@@ -87,8 +106,21 @@ def test_scale_applies_to_each_file_of_an_out_dir(mlp_graphs, tmp_path):
 
 def test_interpolate_gif_has_one_frame_per_step_in_order(mlp_graphs, dec, tmp_path):
     out = tmp_path / "path.gif"
-    r = cli("interpolate", "--decoder", mlp_graphs / "decoder.onnx", "--seed-a", 1, "--seed-b", 2, "--steps", 6,
-            "--fps", 10, "--out", out)
+    r = cli(
+        "interpolate",
+        "--decoder",
+        mlp_graphs / "decoder.onnx",
+        "--seed-a",
+        1,
+        "--seed-b",
+        2,
+        "--steps",
+        6,
+        "--fps",
+        10,
+        "--out",
+        out,
+    )
     assert r.exit_code == 0, r.stderr
     frames, durations, gif = gif_frames(out)
     strip = dec.interpolate(dec.latents(1, 1)[0], dec.latents(1, 2)[0], 6)
@@ -100,8 +132,23 @@ def test_interpolate_gif_has_one_frame_per_step_in_order(mlp_graphs, dec, tmp_pa
 
 def test_interpolate_gif_between_images_with_scale(mlp_graphs, digit_files, tmp_path):
     out = tmp_path / "ab.gif"
-    assert cli("interpolate", "--encoder", mlp_graphs / "encoder.onnx", "--decoder", mlp_graphs / "decoder.onnx",
-               *digit_files[:2], "--steps", 4, "--scale", 2, "--out", out).exit_code == 0
+    assert (
+        cli(
+            "interpolate",
+            "--encoder",
+            mlp_graphs / "encoder.onnx",
+            "--decoder",
+            mlp_graphs / "decoder.onnx",
+            *digit_files[:2],
+            "--steps",
+            4,
+            "--scale",
+            2,
+            "--out",
+            out,
+        ).exit_code
+        == 0
+    )
     pair = VAEPair.load(mlp_graphs / "encoder.onnx", mlp_graphs / "decoder.onnx")
     strip = pair.interpolate(digit_files[0], digit_files[1], 4)
     frames, durations, _ = gif_frames(out)
@@ -112,8 +159,9 @@ def test_interpolate_gif_between_images_with_scale(mlp_graphs, digit_files, tmp_
 
 def test_traverse_gif_runs_forth_and_back_with_every_dim_side_by_side(mlp_graphs, dec, tmp_path):
     out = tmp_path / "t.gif"
-    r = cli("traverse", "--onnx", mlp_graphs / "decoder.onnx", "--all", "--steps", 5, "--seed", 0, "--fps", 4,
-            "--out", out)
+    r = cli(
+        "traverse", "--onnx", mlp_graphs / "decoder.onnx", "--all", "--steps", 5, "--seed", 0, "--fps", 4, "--out", out
+    )
     assert r.exit_code == 0, r.stderr
     rows = dec.traverse(None, [0, 1, 2, 3], 3.0, 5, seed=0).reshape(4, 5, 28, 28)
     frames, durations, _ = gif_frames(out)

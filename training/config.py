@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from ..data import MNIST_SAMPLE
 from ..errors import UserInputError
@@ -72,8 +72,9 @@ def default(name: str):
     raise KeyError(name)
 
 
-def resolve(preset: str | None = None, model: Mapping | None = None, tcfg: TrainConfig | None = None,
-            **fields) -> tuple[dict, TrainConfig]:
+def resolve(
+    preset: str | None = None, model: Mapping | None = None, tcfg: TrainConfig | None = None, **fields
+) -> tuple[dict, TrainConfig]:
     """(model fields, TrainConfig) for a new run: the conditional defaults, under the preset, under what is given.
 
     `fields` are TrainConfig or VAEConfig field names (the CLI passes only the flags a user typed);

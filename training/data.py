@@ -10,12 +10,7 @@ import numpy as np
 from ..data import MNIST_SAMPLE, ImageDataset, load_data, resize_dataset
 from ..errors import UserInputError
 
-TORCHVISION_DATASETS = {
-    "mnist": "MNIST",
-    "fashion-mnist": "FashionMNIST",
-    "kmnist": "KMNIST",
-    "cifar10": "CIFAR10",
-}
+TORCHVISION_DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST", "cifar10": "CIFAR10"}
 DATASET_CHOICES = (MNIST_SAMPLE, *TORCHVISION_DATASETS)
 
 
@@ -46,8 +41,9 @@ def load_torchvision(name: str, cache_dir: Path | None = None) -> ImageDataset:
     return ImageDataset(name, x, xt, y, yt, classes)
 
 
-def load_training_data(data_dir=None, dataset: str = MNIST_SAMPLE, image_size=None, channels=None,
-                       cache_dir=None, seed: int = 0) -> ImageDataset:
+def load_training_data(
+    data_dir=None, dataset: str = MNIST_SAMPLE, image_size=None, channels=None, cache_dir=None, seed: int = 0
+) -> ImageDataset:
     if data_dir is not None:
         return load_data(data_dir, image_size, channels, seed)
     if dataset == MNIST_SAMPLE:

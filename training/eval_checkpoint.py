@@ -16,15 +16,28 @@ def eval_dataset(ckpt: dict, data_dir=None, dataset: str | None = None):
     cfg, train = ckpt["config"], ckpt.get("train", {})
     if data_dir is None and dataset is None:
         data_dir, dataset = train.get("data"), train.get("dataset", "mnist-sample")
-    ds = load_training_data(data_dir, dataset or "mnist-sample", None, None, train.get("cache_dir"), train.get("seed", 0))
+    ds = load_training_data(
+        data_dir, dataset or "mnist-sample", None, None, train.get("cache_dir"), train.get("seed", 0)
+    )
     if tuple(ds.image_shape) != cfg.image_shape:
-        raise UserInputError(f"dataset {ds.name!r} has images of shape {tuple(ds.image_shape)}, "
-                             f"but the model expects {cfg.image_shape}")
+        raise UserInputError(
+            f"dataset {ds.name!r} has images of shape {tuple(ds.image_shape)}, but the model expects {cfg.image_shape}"
+        )
     return ds
 
 
-def evaluate_checkpoint(source, *, data_dir=None, dataset=None, k: int = 1000, n: int | None = None, seed: int = 0,
-                        binarize: bool = False, last: bool = False, progress=None) -> EvalReport:
+def evaluate_checkpoint(
+    source,
+    *,
+    data_dir=None,
+    dataset=None,
+    k: int = 1000,
+    n: int | None = None,
+    seed: int = 0,
+    binarize: bool = False,
+    last: bool = False,
+    progress=None,
+) -> EvalReport:
     if k < 1:
         raise UserInputError(f"--k must be at least 1, got {k}")
     if n is not None and n < 1:
@@ -53,7 +66,19 @@ def evaluate_checkpoint(source, *, data_dir=None, dataset=None, k: int = 1000, n
     def decode(z, y, context=None):
         if context is None:
             return torch.sigmoid(model.decoder(torch.from_numpy(z), as_label(y))).numpy()
-        return torch.sigmoid(model.decoder.base_logits(torch.from_numpy(z), as_label(y)) + torch.from_numpy(context)).numpy()
+        return torch.sigmoid(
+            model.decoder.base_logits(torch.from_numpy(z), as_label(y)) + torch.from_numpy(context)
+        ).numpy()
 
-    return score(encode, decode, images, labels, likelihood=cfg.likelihood, row_context=cfg.row_context, k=k,
-                 seed=seed, binarize=binarize, progress=progress)
+    return score(
+        encode,
+        decode,
+        images,
+        labels,
+        likelihood=cfg.likelihood,
+        row_context=cfg.row_context,
+        k=k,
+        seed=seed,
+        binarize=binarize,
+        progress=progress,
+    )

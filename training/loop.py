@@ -12,9 +12,9 @@ import dataclasses
 import math
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import torch
 
@@ -85,7 +85,9 @@ def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, lr: float) ->
 
 
 @torch.no_grad()
-def validation_metrics(model: VAE, x_u8: torch.Tensor, y: torch.Tensor | None, beta: float, batch_size: int = 1000) -> dict:
+def validation_metrics(
+    model: VAE, x_u8: torch.Tensor, y: torch.Tensor | None, beta: float, batch_size: int = 1000
+) -> dict:
     """Mean negative ELBO (one z sample) on the validation images, its parts, KL per dimension, active units."""
     cfg = model.config
     sums = torch.zeros(4, dtype=torch.float64, device=x_u8.device)
@@ -104,7 +106,9 @@ def validation_metrics(model: VAE, x_u8: torch.Tensor, y: torch.Tensor | None, b
     au_var = mu_all.var(0, unbiased=False) if n > 1 else torch.zeros(cfg.latent_dim, device=mu_all.device)
     loss, recon, kl, posterior_var = (sums / n).tolist()
     return {
-        "loss": loss, "recon": recon, "kl": kl,
+        "loss": loss,
+        "recon": recon,
+        "kl": kl,
         "posterior_var": posterior_var,  # mean sigma^2 of q(z|x): collapses towards 0 when beta = 0
         "kl_per_dim": [round(v, 5) for v in (kl_dims / n).tolist()],
         "active_units": int((au_var > ACTIVE_UNIT_THRESHOLD).sum()),
@@ -153,8 +157,10 @@ def load_data_on_device(tcfg: TrainConfig, procs: Processes):
     if procs.main:
         print_notes(ds)
     if tcfg.conditional and not ds.has_labels:
-        raise UserInputError(f"--conditional needs labels, but dataset {ds.name!r} has none "
-                             "(IDX label files, or image subfolders named after classes)")
+        raise UserInputError(
+            f"--conditional needs labels, but dataset {ds.name!r} has none "
+            "(IDX label files, or image subfolders named after classes)"
+        )
     to = procs.device
     x_train, x_val = torch.from_numpy(ds.train).to(to), torch.from_numpy(ds.test).to(to)
     y_train = torch.from_numpy(ds.train_labels).to(to) if tcfg.conditional else None
@@ -167,7 +173,9 @@ def model_config(ds, tcfg: TrainConfig, model_fields: Mapping | None, ckpt: dict
     if ckpt is not None:
         cfg = ckpt["config"]
         if tuple(ds.image_shape) != cfg.image_shape:
-            raise UserInputError(f"data images are {ds.image_shape} but the checkpoint's model expects {cfg.image_shape}")
+            raise UserInputError(
+                f"data images are {ds.image_shape} but the checkpoint's model expects {cfg.image_shape}"
+            )
         return cfg
     c, h, w = ds.image_shape
     data_fields = dict(channels=c, height=h, width=w, dataset=ds.name)
@@ -180,8 +188,14 @@ def restore(ckpt: dict, model: VAE, opt, tcfg: TrainConfig, procs: Processes) ->
     """Weights, optimizer, progress and RNG state from the checkpoint."""
     model.load_state_dict(ckpt["model"])
     opt.load_state_dict(ckpt["optimizer"])
-    progress = Progress(ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"], ckpt["best_val"], list(ckpt["epoch_sums"]),
-                        ckpt.get("kl_per_dim"))
+    progress = Progress(
+        ckpt["epoch"],
+        ckpt["step_in_epoch"],
+        ckpt["global_step"],
+        ckpt["best_val"],
+        list(ckpt["epoch_sums"]),
+        ckpt.get("kl_per_dim"),
+    )
     torch.set_rng_state(ckpt["rng"]["torch"])
     device = procs.device
     if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
@@ -195,8 +209,9 @@ def restore(ckpt: dict, model: VAE, opt, tcfg: TrainConfig, procs: Processes) ->
     return progress
 
 
-def checkpoint_state(cfg: VAEConfig, tcfg: TrainConfig, model: VAE, opt, progress: Progress, total_steps: int,
-                     device: torch.device) -> dict:
+def checkpoint_state(
+    cfg: VAEConfig, tcfg: TrainConfig, model: VAE, opt, progress: Progress, total_steps: int, device: torch.device
+) -> dict:
     return {
         "vaectl_version": __version__,
         "config": cfg.to_dict(),
@@ -204,32 +219,53 @@ def checkpoint_state(cfg: VAEConfig, tcfg: TrainConfig, model: VAE, opt, progres
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": opt.state_dict(),
         "scheduler": {"name": tcfg.schedule, "step": progress.global_step, "total_steps": total_steps},
-        "epoch": progress.epoch, "step_in_epoch": progress.step_in_epoch, "global_step": progress.global_step,
-        "epoch_sums": list(progress.sums), "best_val": progress.best_val, "kl_per_dim": progress.kl_per_dim,
-        "rng": {"torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+        "epoch": progress.epoch,
+        "step_in_epoch": progress.step_in_epoch,
+        "global_step": progress.global_step,
+        "epoch_sums": list(progress.sums),
+        "best_val": progress.best_val,
+        "kl_per_dim": progress.kl_per_dim,
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        },
     }
 
 
 def describe_run(cfg: VAEConfig, ds, x_train, x_val, procs: Processes) -> str:
-    context = f", row context of {cfg.context_channels} channels, kernel {cfg.context_kernel}" if cfg.row_context else ""
-    return (f"training {cfg.arch} VAE (latent {cfg.latent_dim}, {cfg.likelihood}, beta {cfg.beta}{context}) on {ds.name}: "
-            f"{len(x_train)} train / {len(x_val)} validation images {tuple(ds.image_shape)}, device {procs.device}"
-            + (f", {procs.world} processes" if procs.ddp else ""))
+    context = (
+        f", row context of {cfg.context_channels} channels, kernel {cfg.context_kernel}" if cfg.row_context else ""
+    )
+    return (
+        f"training {cfg.arch} VAE (latent {cfg.latent_dim}, {cfg.likelihood}, beta {cfg.beta}{context}) on {ds.name}: "
+        f"{len(x_train)} train / {len(x_val)} validation images {tuple(ds.image_shape)}, device {procs.device}"
+        + (f", {procs.world} processes" if procs.ddp else "")
+    )
 
 
 def epoch_line(epoch: int, epochs: int, record: dict, latent_dim: int, improved: bool) -> str:
-    return (f"epoch {epoch}/{epochs}  train {record['train_loss']:.2f}  val {record['val_loss']:.2f} "
-            f"(recon {record['val_recon']:.2f} + kl {record['val_kl']:.2f})  active units {record['active_units']}/{latent_dim}  "
-            f"posterior var {record['posterior_var']:.3g}  "
-            f"{record['images_per_sec']:.0f} img/s" + ("  *best" if improved else ""))
+    return (
+        f"epoch {epoch}/{epochs}  train {record['train_loss']:.2f}  val {record['val_loss']:.2f} "
+        f"(recon {record['val_recon']:.2f} + kl {record['val_kl']:.2f})  active units {record['active_units']}/{latent_dim}  "
+        f"posterior var {record['posterior_var']:.3g}  "
+        f"{record['images_per_sec']:.0f} img/s" + ("  *best" if improved else "")
+    )
 
 
 # --------------------------------------------------------------------------------------------- train()
 
 
-def train(tcfg: TrainConfig | None = None, model: Mapping | None = None, *, preset: str | None = None,
-          resume=None, log=print, resume_epochs: int | None = None, overwrite: bool = False, **fields) -> dict:
+def train(
+    tcfg: TrainConfig | None = None,
+    model: Mapping | None = None,
+    *,
+    preset: str | None = None,
+    resume=None,
+    log=print,
+    resume_epochs: int | None = None,
+    overwrite: bool = False,
+    **fields,
+) -> dict:
     """Train a VAE; returns {"out", "epochs", "best_val"}.
 
     train(TrainConfig(out="runs/a"), {"latent_dim": 8}); train(preset="quality", out="runs/q", epochs=5);
@@ -276,7 +312,9 @@ def _train(tcfg, model, preset, resume, log, resume_epochs, overwrite, saved, fi
 
     model = torch.compile(raw_model) if tcfg.compile else raw_model
     if procs.ddp:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tcfg.amp)
     z_fixed = torch.randn(64, cfg.latent_dim, generator=torch.Generator().manual_seed(tcfg.seed)).to(device)
 
@@ -305,10 +343,18 @@ def _train(tcfg, model, preset, resume, log, resume_epochs, overwrite, saved, fi
             # --- train one epoch ---
             model.train()
             t0 = time.perf_counter()
-            perm = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(tcfg.seed * EPOCH_SEED_STRIDE + epoch))
+            perm = torch.randperm(
+                len(x_train), generator=torch.Generator().manual_seed(tcfg.seed * EPOCH_SEED_STRIDE + epoch)
+            )
             shard = perm[:n_train][rank::world].to(device)  # (n_train / world,)
-            bar = tqdm(total=steps_per_epoch, initial=progress.step_in_epoch, desc=f"epoch {epoch + 1}/{tcfg.epochs}",
-                       disable=not show_bar, leave=False, dynamic_ncols=True)
+            bar = tqdm(
+                total=steps_per_epoch,
+                initial=progress.step_in_epoch,
+                desc=f"epoch {epoch + 1}/{tcfg.epochs}",
+                disable=not show_bar,
+                leave=False,
+                dynamic_ncols=True,
+            )
             # what the metrics record says when a resumed epoch has no steps left
             lr = lr_at(max(0, progress.global_step - 1), total_steps, tcfg.lr, tcfg.schedule)
             beta = beta_at(epoch + (steps_per_epoch - 1) / steps_per_epoch, cfg.beta, tcfg.kl_warmup)
@@ -326,7 +372,8 @@ def _train(tcfg, model, preset, resume, log, resume_epochs, overwrite, saved, fi
                     raise TrainingDivergedError(
                         f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}"
                         + (" (on some process)" if procs.ddp and math.isfinite(loss.item()) else "")
-                        + f"; stopped. The last good checkpoint {out / 'last.pt'} is intact (try a lower --lr)")
+                        + f"; stopped. The last good checkpoint {out / 'last.pt'} is intact (try a lower --lr)"
+                    )
                 optimizer_step(opt, loss, lr)
                 progress.global_step += 1
                 b = len(idx)
@@ -344,8 +391,10 @@ def _train(tcfg, model, preset, resume, log, resume_epochs, overwrite, saved, fi
                     progress.epoch, progress.step_in_epoch = epoch, step + 1
                     if procs.main:
                         save("last.pt")
-                    raise Interrupted(f"interrupted at epoch {epoch + 1}, step {step + 1}; saved {out / 'last.pt'}; "
-                                      f"continue with: vaectl train --resume {out}")
+                    raise Interrupted(
+                        f"interrupted at epoch {epoch + 1}, step {step + 1}; saved {out / 'last.pt'}; "
+                        f"continue with: vaectl train --resume {out}"
+                    )
             bar.close()
             seconds = time.perf_counter() - t0
             progress.step_in_epoch = 0
@@ -360,18 +409,29 @@ def _train(tcfg, model, preset, resume, log, resume_epochs, overwrite, saved, fi
                 val_diverged = not math.isfinite(val["loss"])
                 seen = progress.sums[3]
                 record = {
-                    "epoch": epoch + 1, "step": progress.global_step, "lr": lr, "beta": beta,
-                    "train_loss": progress.sums[0] / seen, "train_recon": progress.sums[1] / seen,
+                    "epoch": epoch + 1,
+                    "step": progress.global_step,
+                    "lr": lr,
+                    "beta": beta,
+                    "train_loss": progress.sums[0] / seen,
+                    "train_recon": progress.sums[1] / seen,
                     "train_kl": progress.sums[2] / seen,
-                    "val_loss": val["loss"], "val_recon": val["recon"], "val_kl": val["kl"],
-                    "kl_per_dim": val["kl_per_dim"], "active_units": val["active_units"], "posterior_var": val["posterior_var"],
-                    "seconds": round(seconds, 3), "images_per_sec": round(seen / seconds, 1),
+                    "val_loss": val["loss"],
+                    "val_recon": val["recon"],
+                    "val_kl": val["kl"],
+                    "kl_per_dim": val["kl_per_dim"],
+                    "active_units": val["active_units"],
+                    "posterior_var": val["posterior_var"],
+                    "seconds": round(seconds, 3),
+                    "images_per_sec": round(seen / seconds, 1),
                 }
             if procs.ddp:
                 (val_diverged,) = any_rank([val_diverged], device)
             if val_diverged:
-                raise TrainingDivergedError(f"validation loss became non-finite after epoch {epoch + 1}; stopped. "
-                                            f"The last good checkpoint {out / 'last.pt'} is intact")
+                raise TrainingDivergedError(
+                    f"validation loss became non-finite after epoch {epoch + 1}; stopped. "
+                    f"The last good checkpoint {out / 'last.pt'} is intact"
+                )
             progress.sums = [0.0, 0.0, 0.0, 0]
 
             # --- save and log (rank 0) ---

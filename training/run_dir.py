@@ -11,8 +11,15 @@ import torch
 
 from ..contract import ROLES, VARIANTS
 from ..errors import UserInputError
-from ..files import (append_text, atomic_write_bytes, os_error_reason, prepare_out_dir, remove_stale_temp_files,
-                     save_grid, to_uint8_images)
+from ..files import (
+    append_text,
+    atomic_write_bytes,
+    os_error_reason,
+    prepare_out_dir,
+    remove_stale_temp_files,
+    save_grid,
+    to_uint8_images,
+)
 from .runtime import any_rank
 
 RUN_FILES = ("last.pt", "best.pt", "config.json", "metrics.jsonl")
@@ -57,14 +64,18 @@ def clear_previous_run(out: Path, files: list[Path], log) -> None:
         if sub != out / "images":
             with contextlib.suppress(OSError):  # rmdir only succeeds when empty: never removes the user's files
                 sub.rmdir()
-    kept = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir()
-                  if p.name != "images" and not p.name.startswith("."))
-    log(f"--overwrite: removed the previous run in {out} ({_summary(out, files)})"
-        + (f"; kept what vaectl did not write: {', '.join(kept)}" if kept else ""))
+    kept = sorted(
+        p.name + ("/" if p.is_dir() else "") for p in out.iterdir() if p.name != "images" and not p.name.startswith(".")
+    )
+    log(
+        f"--overwrite: removed the previous run in {out} ({_summary(out, files)})"
+        + (f"; kept what vaectl did not write: {', '.join(kept)}" if kept else "")
+    )
 
 
-def prepare_run_dir(out: Path, create: bool = True, *, new_run: bool = False, overwrite: bool = False,
-                    log=print) -> None:
+def prepare_run_dir(
+    out: Path, create: bool = True, *, new_run: bool = False, overwrite: bool = False, log=print
+) -> None:
     """Check `out` (every DDP rank does, so none waits on a rank 0 that failed); create it on the main process.
 
     A new run refuses a directory that holds an earlier run (nothing is touched); overwrite=True clears
@@ -74,8 +85,10 @@ def prepare_run_dir(out: Path, create: bool = True, *, new_run: bool = False, ov
         raise UserInputError(f"{out}: exists and is not a directory")
     earlier = previous_run(out) if new_run else []
     if earlier and not overwrite:
-        raise UserInputError(f"{out}: already holds a training run ({_summary(out, earlier)}); continue it with "
-                             f"--resume {out}, or start a new one there with --overwrite (deletes those files)")
+        raise UserInputError(
+            f"{out}: already holds a training run ({_summary(out, earlier)}); continue it with "
+            f"--resume {out}, or start a new one there with --overwrite (deletes those files)"
+        )
     if not create:
         return
     prepare_out_dir(out, parents=True, what="run")

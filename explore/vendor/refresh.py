@@ -74,8 +74,13 @@ def refresh(tarball: Path, out: Path = HERE) -> dict:
         # mtime=0 and no file name in the header: the same tarball always gives the same bytes
         blob = gzip.compress(data, compresslevel=9, mtime=0) if name in GZIPPED else data
         (out / stored).write_bytes(blob)
-        manifest["files"][name] = {"stored_as": stored, "bytes": len(data), "sha256": sha256(data),
-                                   "stored_bytes": len(blob), "stored_sha256": sha256(blob)}
+        manifest["files"][name] = {
+            "stored_as": stored,
+            "bytes": len(data),
+            "sha256": sha256(data),
+            "stored_bytes": len(blob),
+            "stored_sha256": sha256(blob),
+        }
     (out / "LICENSE").write_text(MIT)
     (out / "NOTICE").write_text(NOTICE.format(version=VERSION, files=", ".join(FILES), license=package["license"]))
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
