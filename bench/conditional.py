@@ -43,9 +43,16 @@ class Classifier(nn.Module):
     def __init__(self, channels: int, height: int, width: int, num_classes: int):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(64 * (height // 4) * (width // 4), 128), nn.ReLU(), nn.Dropout(0.3),
+            nn.Conv2d(channels, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(64 * (height // 4) * (width // 4), 128),
+            nn.ReLU(),
+            nn.Dropout(0.3),
             nn.Linear(128, num_classes),
         )
 
@@ -63,7 +70,7 @@ def random_shift(x: torch.Tensor, max_shift: int, g: torch.Generator) -> torch.T
     """Each image moved by its own random (dy, dx) in [-max_shift, max_shift], zeros shifted in."""
     n, _, h, w = x.shape
     padded = nn.functional.pad(x, (max_shift,) * 4)
-    dy, dx = (torch.randint(0, 2 * max_shift + 1, (2, n), generator=g))
+    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, n), generator=g)
     rows = (dy[:, None] + torch.arange(h))[:, None, :, None]  # (N, 1, H, 1)
     cols = (dx[:, None] + torch.arange(w))[:, None, None, :]  # (N, 1, 1, W)
     return padded[torch.arange(n)[:, None, None, None], torch.arange(x.shape[1])[None, :, None, None], rows, cols]
@@ -143,8 +150,12 @@ def judge_decoder(decoder_path, ds, judges, per_class: int, guidance: float | No
             hits[j].append(float((predict(clf, images) == label).mean()))
         real = ds.test[ds.test_labels == label][:DIVERSITY_SAMPLES]
         ratios.append(mean_pairwise_distance(images[:DIVERSITY_SAMPLES]) / mean_pairwise_distance(real))
-    return {"guidance": guidance, "accuracy": {j: float(np.mean(h)) for j, h in hits.items()},
-            "per_label": hits, "diversity_ratio": ratios}
+    return {
+        "guidance": guidance,
+        "accuracy": {j: float(np.mean(h)) for j, h in hits.items()},
+        "per_label": hits,
+        "diversity_ratio": ratios,
+    }
 
 
 def eval_run(run_dir: Path, n: int, k: int) -> tuple[float, float]:
@@ -160,40 +171,64 @@ def vaectl(*args) -> None:
 
 
 def report(name: str, ds, judges, results: list[dict], eval_figures, train_s) -> None:
-    print(f"\n{name}: judge test accuracy " + ", ".join(f"{j}: {acc:.2%}" for j, (_, acc) in judges.items())
-          + (f"; VAE trained in {train_s:.0f} s" if train_s else "")
-          + (f"; eval (first {eval_figures[2]} test images, k={eval_figures[3]}): negative ELBO {eval_figures[0]:.2f}, "
-             f"IWAE {eval_figures[1]:.2f} nats" if eval_figures else ""))
+    print(
+        f"\n{name}: judge test accuracy "
+        + ", ".join(f"{j}: {acc:.2%}" for j, (_, acc) in judges.items())
+        + (f"; VAE trained in {train_s:.0f} s" if train_s else "")
+        + (
+            f"; eval (first {eval_figures[2]} test images, k={eval_figures[3]}): negative ELBO {eval_figures[0]:.2f}, "
+            f"IWAE {eval_figures[1]:.2f} nats"
+            if eval_figures
+            else ""
+        )
+    )
     for r in results:
         w = "default" if r["guidance"] is None else f"{r['guidance']:g}"
         acc = r["accuracy"]
         status = "ok" if min(acc.values()) >= TARGETS.get(name, 0) else "MISSED"
-        print(f"  guidance {w:>7s}: " + ", ".join(f"judge {j} {a:.2%}" for j, a in acc.items())
-              + f" (target {TARGETS.get(name, 0):.0%}: {status}); diversity generated/real "
-              f"{np.mean(r['diversity_ratio']):.3f} (per class {', '.join(f'{v:.2f}' for v in r['diversity_ratio'])})")
+        print(
+            f"  guidance {w:>7s}: "
+            + ", ".join(f"judge {j} {a:.2%}" for j, a in acc.items())
+            + f" (target {TARGETS.get(name, 0):.0%}: {status}); diversity generated/real "
+            f"{np.mean(r['diversity_ratio']):.3f} (per class {', '.join(f'{v:.2f}' for v in r['diversity_ratio'])})"
+        )
         for j, hits in r["per_label"].items():
             print(f"    judge {j} per class: " + ", ".join(f"{n}: {a:.1%}" for n, a in zip(ds.class_names, hits)))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--datasets", default="auto", help="comma-separated: mnist-sample,fashion-mnist [auto: both if present]")
-    ap.add_argument("--epochs", type=int, default=None, help="VAE epochs on mnist-sample [vaectl train --conditional's default]")
+    ap.add_argument(
+        "--datasets", default="auto", help="comma-separated: mnist-sample,fashion-mnist [auto: both if present]"
+    )
+    ap.add_argument(
+        "--epochs", type=int, default=None, help="VAE epochs on mnist-sample [vaectl train --conditional's default]"
+    )
     ap.add_argument("--fashion-epochs", type=int, default=30, help="VAE epochs on Fashion-MNIST")
     ap.add_argument("--per-class", type=int, default=1000)
     ap.add_argument("--train-flags", default="", help="extra `vaectl train` flags, e.g. '--latent-dim 16'")
-    ap.add_argument("--run-dir", type=Path, default=None, help="judge this existing run (one dataset) instead of training")
-    ap.add_argument("--guidance", default=None, help="comma-separated guidance weights to sample at [the graph's default]")
+    ap.add_argument(
+        "--run-dir", type=Path, default=None, help="judge this existing run (one dataset) instead of training"
+    )
+    ap.add_argument(
+        "--guidance", default=None, help="comma-separated guidance weights to sample at [the graph's default]"
+    )
     ap.add_argument("--judge-cache", type=Path, default=None, help="keep the trained judges here and reuse them")
     ap.add_argument("--eval-n", type=int, default=2000, help="test images for the eval figures (0: skip)")
     ap.add_argument("--eval-k", type=int, default=100, help="importance samples for the IWAE bound")
     args = ap.parse_args()
     from vaectl.data import load_data
 
-    names = ["mnist-sample"] + (["fashion-mnist"] if FASHION_DIR.is_dir() else []) if args.datasets == "auto" else args.datasets.split(",")
+    names = (
+        ["mnist-sample"] + (["fashion-mnist"] if FASHION_DIR.is_dir() else [])
+        if args.datasets == "auto"
+        else args.datasets.split(",")
+    )
     weights = [None] if args.guidance is None else [float(w) for w in args.guidance.split(",")]
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             if name == "mnist-sample":
@@ -209,15 +244,26 @@ def main():
             if run_dir is None:
                 run_dir = Path(tmp) / f"{name}-run"
                 t0 = time.perf_counter()
-                vaectl("train", *data_args, "--conditional", *(["--epochs", epochs] if epochs else []), "--out", run_dir,
-                       "--grid-every", 0, *args.train_flags.split())
+                vaectl(
+                    "train",
+                    *data_args,
+                    "--conditional",
+                    *(["--epochs", epochs] if epochs else []),
+                    "--out",
+                    run_dir,
+                    "--grid-every",
+                    0,
+                    *args.train_flags.split(),
+                )
                 train_s = time.perf_counter() - t0
             onnx_dir = Path(tmp) / f"{name}-onnx"
             # the final weights: best.pt is chosen on the validation split, which for these datasets is the test split
             vaectl("export", run_dir, "--out", onnx_dir, "--last")
             judges = judges_for(ds, name, args.judge_cache)
             results = [judge_decoder(onnx_dir / "decoder.onnx", ds, judges, args.per_class, w) for w in weights]
-            eval_figures = (*eval_run(run_dir, args.eval_n, args.eval_k), args.eval_n, args.eval_k) if args.eval_n else None
+            eval_figures = (
+                (*eval_run(run_dir, args.eval_n, args.eval_k), args.eval_n, args.eval_k) if args.eval_n else None
+            )
             report(name, ds, judges, results, eval_figures, train_s)
 
 

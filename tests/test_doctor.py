@@ -12,6 +12,7 @@ import pytest
 from conftest import cli, run_vaectl
 
 from vaectl import doctor
+from vaectl.doctor import probe
 
 # Like tests/test_torch_free.py's prelude, but a blocked package looks as a really absent one does (no finder
 # finds it: importlib.util.find_spec gives None, import raises ModuleNotFoundError naming it), or as a broken
@@ -181,8 +182,8 @@ def test_gpu_driver_that_torch_cannot_use_fails(tmp_path, monkeypatch):
         "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14  Thu Feb 22 01:44:30 UTC 2024\n"
         "GCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n"
     )
-    monkeypatch.setattr(doctor, "NVIDIA_DRIVER_FILE", driver)
-    assert doctor.nvidia_driver() == "550.54.14"
+    monkeypatch.setattr(probe, "NVIDIA_DRIVER_FILE", driver)
+    assert probe.nvidia_driver() == "550.54.14"
     import torch
 
     if torch.cuda.is_available():
@@ -215,7 +216,7 @@ def test_tiny_graph_is_valid_onnx_and_computes_sigmoid_of_matmul():
     from onnx.reference import ReferenceEvaluator
 
     weights = np.arange(12, dtype=np.float32).reshape(3, 4) / 10 - 0.5
-    model = onnx.load_from_string(doctor.tiny_onnx_graph(weights))
+    model = onnx.load_from_string(probe.tiny_onnx_graph(weights))
     onnx.checker.check_model(model, full_check=True)
     z = np.array([[1.0, -2.0, 0.5]], dtype=np.float32)
     (got,) = ReferenceEvaluator(model).run(None, {"z": z})

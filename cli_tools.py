@@ -1,0 +1,109 @@
+"""The CLI's tool commands: `vaectl doctor` (what this machine can do) and `vaectl explore` (the browser
+explorer's local server or static site). Base install only; cli.py registers them on the `vaectl` group.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .cli import _wrote, handle_errors
+
+# ----------------------------------------------------------------------------- doctor
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+@click.option("--no-smoke", is_flag=True, help="Versions, devices and install checks only (no training run).")
+@handle_errors
+def doctor(as_json, no_smoke):
+    """What this machine can do with vaectl: versions, devices, and a short train -> export -> generate run
+    on each device. Exits 0 when every check that applies passed, 1 otherwise."""
+    import json
+
+    from .doctor import format_report, run_doctor
+
+    report = run_doctor(smoke=not no_smoke, progress=lambda m: click.echo(m, err=True))
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else format_report(report))
+    sys.exit(0 if report.ok else 1)
+
+
+# ----------------------------------------------------------------------------- explore
+@click.command()
+@click.argument("source", required=False, type=click.Path())
+@click.option(
+    "--decoder",
+    "decoder_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="decoder.onnx (instead of an export directory).",
+)
+@click.option(
+    "--encoder",
+    "encoder_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="encoder.onnx, for the map and your own images.",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(),
+    default=None,
+    help="IDX or image folder for the latent map [the embedded mnist-sample].",
+)
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 serves other machines too."
+)
+@click.option("--port", type=int, default=0, show_default=True, help="Port; 0 picks a free one.")
+@click.option("--no-browser", is_flag=True, help="Print the URL, do not open a browser.")
+@click.option(
+    "--site",
+    "site_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write the page as a static folder (for any static host) instead of serving it.",
+)
+@handle_errors
+def explore(source, decoder_path, encoder_path, data_dir, host, port, no_browser, site_dir):
+    """Explore a model's latent space in the browser: sliders, a 2-D pad, the latent map, samples, paths.
+
+    SOURCE is what `vaectl export` wrote (or a run directory holding an export). The graphs run in the
+    page (onnxruntime-web); this process only serves files and small JSON. No SOURCE: the demo model.
+    """
+    from .errors import UserInputError
+    from .explore import load_explore_model, make_server, server_url, write_site
+
+    if source is None and decoder_path is None:
+        try:
+            from .demo import demo_dir
+        except ImportError:
+            raise UserInputError("no demo model in this install: give an export directory or --decoder") from None
+        source = demo_dir()
+    if not 0 <= port <= 65535:
+        raise UserInputError(f"--port must be 0..65535, got {port}")
+    model = load_explore_model(source, decoder_path, encoder_path, data_dir)
+    if site_dir is not None:
+        written = write_site(model, site_dir)
+        _wrote(f"a static site ({len(written)} files; serve it over http, .mjs as text/javascript)", site_dir)
+        return
+    server = make_server(model, host, port)
+    url = server_url(server)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: listening on {host}: other machines on the network can open this page", err=True)
+    click.echo(f"vaectl explore: {url}  (Ctrl-C stops)")
+    if not no_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("stopped", err=True)
+        sys.exit(130)
+    finally:
+        server.server_close()
+
+
+COMMANDS = (doctor, explore)

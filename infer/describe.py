@@ -1,0 +1,82 @@
+"""What `vaectl info` says about an ONNX file: role, vaectl metadata, inputs and outputs (no torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import contract
+from ..contract import GraphInfo, parse_metadata
+from .safe_load import create_session, read_model_bytes
+
+
+def describe_model(path) -> dict:
+    """What `vaectl info` prints: role, vaectl metadata, and input/output names, types and shapes.
+
+    Works on any self-contained ONNX file; files without vaectl metadata get role "unknown".
+    """
+    path = Path(path)
+    data = read_model_bytes(path)
+    session = create_session(data, str(path))
+    meta = session.get_modelmeta()
+    props = dict(meta.custom_metadata_map)
+    info = parse_metadata(props, str(path)) if "vaectl.role" in props else None
+
+    def tensors(args):
+        return [
+            {"name": a.name, "type": a.type, "shape": [d if isinstance(d, int) else (d or "?") for d in a.shape]}
+            for a in args
+        ]
+
+    return {
+        "path": str(path),
+        "bytes": len(data),
+        "role": info.role if info else "unknown",
+        "vaectl": info is not None,
+        "variant": info.variant if info else None,
+        "latent_dim": info.config.latent_dim if info else None,
+        "image_shape": list(info.config.image_shape) if info else None,
+        "class_names": list(info.config.class_names) if info else None,
+        "config": info.config.to_dict() if info else None,
+        "kl_per_dim": list(info.kl_per_dim) if info and info.kl_per_dim is not None else None,
+        "checkpoint_sha256": info.checkpoint_sha256 if info else None,
+        "producer": meta.producer_name,
+        "metadata": dict(sorted(props.items())),
+        # inputs backed by an initializer (a guided decoder's guidance) are listed apart by onnxruntime
+        "inputs": tensors(session.get_inputs())
+        + [
+            dict(t, default=_initializer_default(info, t["name"]))
+            for t in tensors(session.get_overridable_initializers())
+        ],
+        "outputs": tensors(session.get_outputs()),
+    }
+
+
+def format_description(d: dict) -> str:
+    """`describe_model`'s dict as the lines `vaectl info` prints."""
+
+    def sig(t):
+        default = f" (default {t['default']:g}, may be overridden)" if t.get("default") is not None else ""
+        return f"{t['name']}: {t['type']} [{', '.join(map(str, t['shape']))}]{default}"
+
+    lines = [f"model       {d['path']} ({d['bytes']:,} bytes; {d['producer'] or 'unknown producer'})"]
+    if d["vaectl"]:
+        lines += [
+            f"role        {d['role']} (variant {d['variant']})",
+            f"latent_dim  {d['latent_dim']}",
+            f"image       {'x'.join(map(str, d['image_shape']))} (channels x height x width)",
+            f"classes     {', '.join(d['class_names']) or 'none (unconditional)'}",
+            f"checkpoint  sha256 {d['checkpoint_sha256'] or '?'}",
+        ]
+    else:
+        lines.append("role        unknown: no vaectl metadata (not made by `vaectl export`)")
+    lines += [f"input       {sig(t)}" for t in d["inputs"]]
+    lines += [f"output      {sig(t)}" for t in d["outputs"]]
+    lines += [f"metadata    {k} = {v}" for k, v in d["metadata"].items()]
+    return "\n".join(lines)
+
+
+def _initializer_default(info: GraphInfo | None, name: str) -> float | None:
+    """The contract's default for an input backed by an initializer (None for a graph vaectl did not make)."""
+    if info is None:
+        return None
+    return next((t.default for t in contract.graph_inputs(info.config, info.role) if t.name == name), None)

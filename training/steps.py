@@ -1,0 +1,159 @@
+"""The named steps of `train()` (training/loop.py) that set a run up and describe it: resume, data on the
+device, the model's config, restoring state, what a checkpoint holds, the log lines."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+
+from .. import __version__
+from ..data import print_notes
+from ..errors import UserInputError
+from ..models import VAEConfig
+from ..models.checkpoint import load_checkpoint, resolve_checkpoint
+from ..models.vae import VAE
+from .config import TrainConfig
+from .data import load_training_data
+from .runtime import Processes
+
+# After a resume, rank r > 0 reseeds from (seed, r, step); the stride is a prime larger than any realistic
+# step count, so no two (rank, step) pairs share a seed.
+RANK_SEED_STRIDE = 1_000_003
+
+
+@dataclass
+class Progress:
+    """Where a run stands; saved in every checkpoint, so a resumed run continues bit for bit."""
+
+    epoch: int = 0  # epochs finished
+    step_in_epoch: int = 0
+    global_step: int = 0
+    best_val: float = math.inf
+    sums: list = field(default_factory=lambda: [0.0, 0.0, 0.0, 0])  # this epoch's loss, recon, kl sums; images
+    kl_per_dim: list | None = None  # the last validation's, exported into the graphs' metadata
+
+
+def load_resume(resume, resume_epochs: int | None, device: str) -> tuple[dict, TrainConfig]:
+    """The checkpoint to continue and its run's own settings (only the device may change)."""
+    ckpt_path = resolve_checkpoint(resume, last=True)
+    ckpt = load_checkpoint(ckpt_path)
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    try:
+        tcfg = TrainConfig(**{k: v for k, v in ckpt["train"].items() if k in known})
+        done = int(ckpt["epoch"])
+    except (KeyError, TypeError, ValueError):
+        raise UserInputError(f"{ckpt_path}: checkpoint has no resumable training state") from None
+    tcfg.out, tcfg.device = str(ckpt_path.parent), device
+    if resume_epochs is not None:
+        if resume_epochs < 1:
+            raise UserInputError(f"--epochs must be at least 1, got {resume_epochs}")
+        if resume_epochs < done:
+            raise UserInputError(f"--epochs {resume_epochs}: the run in {tcfg.out} has already trained {done} epochs")
+        tcfg.epochs = resume_epochs
+    tcfg.validate()
+    return ckpt, tcfg
+
+
+def load_data_on_device(tcfg: TrainConfig, procs: Processes):
+    """(dataset, x_train, y_train, x_val, y_val): uint8 images (N, C, H, W) and int64 labels (N,) on the device."""
+    ds = load_training_data(tcfg.data, tcfg.dataset, tcfg.image_size, tcfg.channels, tcfg.cache_dir, tcfg.seed)
+    if procs.main:
+        print_notes(ds)
+    if tcfg.conditional and not ds.has_labels:
+        raise UserInputError(
+            f"--conditional needs labels, but dataset {ds.name!r} has none "
+            "(IDX label files, or image subfolders named after classes)"
+        )
+    to = procs.device
+    x_train, x_val = torch.from_numpy(ds.train).to(to), torch.from_numpy(ds.test).to(to)
+    y_train = torch.from_numpy(ds.train_labels).to(to) if tcfg.conditional else None
+    y_val = torch.from_numpy(ds.test_labels).to(to) if tcfg.conditional else None
+    return ds, x_train, y_train, x_val, y_val
+
+
+def model_config(ds, tcfg: TrainConfig, model_fields: Mapping | None, ckpt: dict | None) -> VAEConfig:
+    """The checkpoint's config on resume, else the resolved fields completed by what the data says."""
+    if ckpt is not None:
+        cfg = ckpt["config"]
+        if tuple(ds.image_shape) != cfg.image_shape:
+            raise UserInputError(
+                f"data images are {ds.image_shape} but the checkpoint's model expects {cfg.image_shape}"
+            )
+        return cfg
+    c, h, w = ds.image_shape
+    data_fields = dict(channels=c, height=h, width=w, dataset=ds.name)
+    if tcfg.conditional:
+        data_fields.update(num_classes=len(ds.class_names), class_names=ds.class_names)
+    return VAEConfig(**{**dict(model_fields or {}), **data_fields})
+
+
+def restore(ckpt: dict, model: VAE, opt, tcfg: TrainConfig, procs: Processes) -> Progress:
+    """Weights, optimizer, progress and RNG state from the checkpoint."""
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    progress = Progress(
+        ckpt["epoch"],
+        ckpt["step_in_epoch"],
+        ckpt["global_step"],
+        ckpt["best_val"],
+        list(ckpt["epoch_sums"]),
+        ckpt.get("kl_per_dim"),
+    )
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    device = procs.device
+    if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
+        torch.cuda.set_rng_state(ckpt["rng"]["cuda"], device)
+    if procs.rank > 0:  # the checkpoint holds rank 0's state; other ranks keep drawing different noise
+        progress.sums = [0.0, 0.0, 0.0, 0]  # rank 0's saved sums already cover all ranks
+        seed = tcfg.seed + RANK_SEED_STRIDE * procs.rank + progress.global_step
+        torch.manual_seed(seed)
+        if device.type == "cuda":
+            torch.cuda.manual_seed(seed)
+    return progress
+
+
+def checkpoint_state(
+    cfg: VAEConfig, tcfg: TrainConfig, model: VAE, opt, progress: Progress, total_steps: int, device: torch.device
+) -> dict:
+    return {
+        "vaectl_version": __version__,
+        "config": cfg.to_dict(),
+        "train": dataclasses.asdict(tcfg),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": opt.state_dict(),
+        "scheduler": {"name": tcfg.schedule, "step": progress.global_step, "total_steps": total_steps},
+        "epoch": progress.epoch,
+        "step_in_epoch": progress.step_in_epoch,
+        "global_step": progress.global_step,
+        "epoch_sums": list(progress.sums),
+        "best_val": progress.best_val,
+        "kl_per_dim": progress.kl_per_dim,
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        },
+    }
+
+
+def describe_run(cfg: VAEConfig, ds, x_train, x_val, procs: Processes) -> str:
+    context = (
+        f", row context of {cfg.context_channels} channels, kernel {cfg.context_kernel}" if cfg.row_context else ""
+    )
+    return (
+        f"training {cfg.arch} VAE (latent {cfg.latent_dim}, {cfg.likelihood}, beta {cfg.beta}{context}) on {ds.name}: "
+        f"{len(x_train)} train / {len(x_val)} validation images {tuple(ds.image_shape)}, device {procs.device}"
+        + (f", {procs.world} processes" if procs.ddp else "")
+    )
+
+
+def epoch_line(epoch: int, epochs: int, record: dict, latent_dim: int, improved: bool) -> str:
+    return (
+        f"epoch {epoch}/{epochs}  train {record['train_loss']:.2f}  val {record['val_loss']:.2f} "
+        f"(recon {record['val_recon']:.2f} + kl {record['val_kl']:.2f})  active units {record['active_units']}/{latent_dim}  "
+        f"posterior var {record['posterior_var']:.3g}  "
+        f"{record['images_per_sec']:.0f} img/s" + ("  *best" if improved else "")
+    )
