@@ -204,6 +204,12 @@ def grid_shape(rows: int, cols: int, side: int = 28) -> tuple[int, int]:
     return rows * (side + GRID_PAD) + GRID_PAD, cols * (side + GRID_PAD) + GRID_PAD
 
 
+def cell(grid, row: int, col: int, side: int = 28):
+    """The tile at (row, col) of a make_grid PNG."""
+    y, x = GRID_PAD + row * (side + GRID_PAD), GRID_PAD + col * (side + GRID_PAD)
+    return grid[y : y + side, x : x + side]
+
+
 def grid_cells(grid, rows: int, cols: int, side: int = 28):
     """(rows * cols, side, side) cells of a make_grid PNG, row-major."""
     import numpy as np
@@ -225,3 +231,43 @@ def expect_usage_error(result, fragment: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "Traceback" not in result.stderr
     assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory) -> list[Path]:
+    """Four MNIST test digits as PNG files."""
+    from PIL import Image
+
+    from vaectl.data import load_mnist_sample
+
+    data = load_mnist_sample()
+    out = tmp_path_factory.mktemp("digits")
+    paths = []
+    for i in range(4):
+        p = out / f"digit{i}.png"
+        Image.fromarray(data.test[i, 0]).save(p)
+        paths.append(p)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def dec(mlp_graphs):
+    """The tiny MLP's exported decoder, loaded."""
+    from vaectl.infer import Decoder
+
+    return Decoder(mlp_graphs / "decoder.onnx")
+
+
+@pytest.fixture(scope="session")
+def pair(mlp_graphs):
+    from vaectl.infer import VAEPair
+
+    return VAEPair.load(mlp_graphs / "encoder.onnx", mlp_graphs / "decoder.onnx")
+
+
+@pytest.fixture(scope="session")
+def cdec(conditional_graphs):
+    """The tiny conditional model's exported decoder, loaded."""
+    from vaectl.infer import Decoder
+
+    return Decoder(conditional_graphs / "decoder.onnx")
