@@ -21,7 +21,9 @@ _SCALE = click.option(
 )
 _FPS = click.option("--fps", type=float, default=8.0, show_default=True, help="Frames per second of a .gif --out.")
 _DEMO = click.option(
-    "--demo", is_flag=True, help="Use the demo model shipped with vaectl (2-D latent, conditional, mnist-sample)."
+    "--demo",
+    is_flag=True,
+    help="Use the demo model shipped with vaectl (2-D latent, conditional and guided, mnist-sample).",
 )
 
 

@@ -20,8 +20,10 @@ import tempfile
 from pathlib import Path
 
 SEED = 0
-# The exact arguments; RUN_DIR and EXPORT_DIR are filled in. A conditional model with its defaults
-# (2-D latent: the map and the pad show the whole latent, and the class selector works).
+# The exact arguments; RUN_DIR and EXPORT_DIR are filled in. A conditional model with its defaults (2-D
+# latent: the map and the pad show the whole latent, and the class selector works), trained with label
+# dropout so the same model is also unconditional (label "none") and takes a guidance weight: every
+# control of `vaectl explore` has something to do.
 RECIPE = {
     "train": [
         "vaectl",
@@ -29,6 +31,8 @@ RECIPE = {
         "--dataset",
         "mnist-sample",
         "--conditional",
+        "--label-dropout",
+        "0.2",
         "--seed",
         str(SEED),
         "--device",
