@@ -29,7 +29,7 @@ MARKS = {PASS: "✔", FAIL: "✗", SKIP: "–"}
 BASE = (("numpy", "numpy"), ("Pillow", "PIL"), ("click", "click"), ("onnxruntime", "onnxruntime"))  # (dist, module)
 EXTRAS = {
     "train": (("torch", "torch"), ("torchvision", "torchvision"), ("onnx", "onnx"), ("tqdm", "tqdm")),
-    "dev": (("pytest", "pytest"),),
+    "dev": (("pytest", "pytest"), ("ruff", "ruff"), ("mypy", "mypy"), ("playwright", "playwright")),
 }
 TORCH_INSTALL_HELP = "https://pytorch.org/get-started/locally/"
 DEMO_IMAGES = 16

@@ -48,7 +48,7 @@ finally:
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
     assert not loaded, loaded
 """
-BASE_INSTALL = {"torch": "missing", "torchvision": "missing", "onnx": "missing", "tqdm": "missing", "pytest": "missing"}
+BASE_INSTALL = dict.fromkeys(("torch", "torchvision", "onnx", "tqdm", "pytest", "ruff", "mypy", "playwright"), "missing")
 
 
 def run_blocked(blocked: dict, *args) -> subprocess.CompletedProcess:
