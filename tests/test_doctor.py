@@ -48,7 +48,9 @@ finally:
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
     assert not loaded, loaded
 """
-BASE_INSTALL = dict.fromkeys(("torch", "torchvision", "onnx", "tqdm", "pytest", "ruff", "mypy", "playwright"), "missing")
+BASE_INSTALL = dict.fromkeys(
+    ("torch", "torchvision", "onnx", "tqdm", "pytest", "ruff", "mypy", "playwright"), "missing"
+)
 
 
 def run_blocked(blocked: dict, *args) -> subprocess.CompletedProcess:
