@@ -7,8 +7,9 @@ explorer (its info.json). Nothing else states the tensor names or the metadata k
   decoder.onnx: z float32 [N, D] (+ label int64 [N]) -> image float32 [N, C, H, W] in [0, 1]
 A conditional model (config.num_classes > 0) adds the `label` input to both graphs. A guided model
 (config.guided: trained with label dropout) takes label K (= num_classes) as "no label", and its decoder
-has one more input, `guidance` float32 [1]: the weight w of l_u + w * (l_c - l_u), backed by an initializer
-holding config.guidance, so a caller may leave it out (ONNX Runtime lists it as an overridable initializer).
+has one more input, `guidance` float32 [1]: the weight w of l_u + w * (l_c - l_u); feed config.guidance (the
+model's own weight, in the metadata) unless you want another. It is a plain graph input, not one backed by
+an initializer: onnxruntime-web (the browser explorer) rejects a feed for an initializer-backed input.
 A row-context model
 (config.row_context) adds one output to each, for scoring:
   encoder: context_logits [N, C, H, W], each pixel's logit term from the real rows above it
@@ -65,7 +66,7 @@ class TensorSpec:
     name: str
     dtype: str  # "float32" or "int64"
     shape: tuple  # BATCH first, then fixed sizes (guidance: (1,), no batch)
-    default: float | None = None  # an input backed by an initializer of this value, which a caller may override
+    default: float | None = None  # what to feed when the caller has no preference (guidance: the model's weight)
 
 
 def graph_inputs(config: VAEConfig, role: str) -> tuple[TensorSpec, ...]:

@@ -121,7 +121,7 @@ def build_info(model: ExploreModel, dec: Decoder) -> dict:
         "arch": cfg.arch,
         "dataset": cfg.dataset,
         "row_context": cfg.row_context,
-        "guidance": {"shape": guidance["shape"]} if guidance else None,
+        "guidance": {"shape": guidance["shape"], "default": guidance["default"]} if guidance else None,
         "decoder": card,
         "encoder": _card(model.encoder) if model.encoder else None,
         "variants": [

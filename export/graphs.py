@@ -18,7 +18,6 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import numpy as np
 import onnx
 import onnx.numpy_helper
 import torch
@@ -176,11 +175,6 @@ def export_graph(model: nn.Module, role: str, opset: int, checkpoint_sha256: str
     with torch.no_grad():
         graph_model = _torch_to_onnx(module, example_inputs(config, role), inputs, outputs, opset, batched)
     graph = graph_model.graph
-    for spec in contract.graph_inputs(config, role):
-        if spec.default is not None:  # an input with a default: an initializer of the same name backs it
-            graph.initializer.append(
-                onnx.numpy_helper.from_array(np.full(spec.shape, spec.default, np.float32), spec.name)
-            )
     # The tracer leaves symbolic names for non-batch output dims (e.g. 'Sigmoidimage_dim_2'); pin them.
     for value in graph.input:
         _set_value_info(value, *inputs[value.name])

@@ -53,8 +53,8 @@ def make_inputs(
     feeds = {contract.PRIMARY_INPUT[role]: first}
     if config.conditional:
         feeds[contract.LABEL] = (np.arange(n) % config.num_classes).astype(np.int64)  # every class once n >= K
-    if guidance is not None:
-        feeds[contract.GUIDANCE] = np.array([guidance], np.float32)
+    if config.guided and role == "decoder":  # the model's own weight unless another is asked for
+        feeds[contract.GUIDANCE] = np.array([config.guidance if guidance is None else guidance], np.float32)
     return feeds
 
 

@@ -41,12 +41,7 @@ def describe_model(path) -> dict:
         "checkpoint_sha256": info.checkpoint_sha256 if info else None,
         "producer": meta.producer_name,
         "metadata": dict(sorted(props.items())),
-        # inputs backed by an initializer (a guided decoder's guidance) are listed apart by onnxruntime
-        "inputs": tensors(session.get_inputs())
-        + [
-            dict(t, default=_initializer_default(info, t["name"]))
-            for t in tensors(session.get_overridable_initializers())
-        ],
+        "inputs": [dict(t, default=_input_default(info, t["name"])) for t in tensors(session.get_inputs())],
         "outputs": tensors(session.get_outputs()),
     }
 
@@ -55,7 +50,7 @@ def format_description(d: dict) -> str:
     """`describe_model`'s dict as the lines `vaectl info` prints."""
 
     def sig(t):
-        default = f" (default {t['default']:g}, may be overridden)" if t.get("default") is not None else ""
+        default = f" (the model's weight: {t['default']:g})" if t.get("default") is not None else ""
         return f"{t['name']}: {t['type']} [{', '.join(map(str, t['shape']))}]{default}"
 
     lines = [f"model       {d['path']} ({d['bytes']:,} bytes; {d['producer'] or 'unknown producer'})"]
@@ -75,8 +70,8 @@ def format_description(d: dict) -> str:
     return "\n".join(lines)
 
 
-def _initializer_default(info: GraphInfo | None, name: str) -> float | None:
-    """The contract's default for an input backed by an initializer (None for a graph vaectl did not make)."""
+def _input_default(info: GraphInfo | None, name: str) -> float | None:
+    """What the contract says to feed an input when the caller has no preference (guidance: the model's weight)."""
     if info is None:
         return None
     return next((t.default for t in contract.graph_inputs(info.config, info.role) if t.name == name), None)

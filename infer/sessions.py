@@ -42,8 +42,7 @@ class _Session:
         self._check_signature()
 
     def _check_signature(self) -> None:
-        # an input backed by an initializer (guidance) is listed apart, as an overridable initializer
-        have_in = {i.name for i in (*self.session.get_inputs(), *self.session.get_overridable_initializers())}
+        have_in = {i.name for i in self.session.get_inputs()}
         have_out = {o.name for o in self.session.get_outputs()}
         want_in = {t.name for t in contract.graph_inputs(self.config, self.role)}
         want_out = [t.name for t in contract.graph_outputs(self.config, self.role)]
@@ -140,9 +139,9 @@ class Decoder(_Session):
     role = "decoder"
 
     def guidance_feed(self, guidance) -> dict[str, np.ndarray]:
-        """The graph's guidance input for weight `guidance`; {} for None (the graph's default weight)."""
+        """The guidance input for weight `guidance` (None: the model's own weight); {} for an unguided decoder."""
         if guidance is None:
-            return {}
+            return {contract.GUIDANCE: np.array([self.config.guidance], np.float32)} if self.config.guided else {}
         if not self.config.guided:
             raise UserInputError(
                 f"--guidance given, but {self.path} was not trained with guidance "

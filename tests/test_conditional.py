@@ -309,9 +309,7 @@ def test_cli_guidance_weights_and_the_unconditional_label(guided_graphs, tmp_pat
     dec = Decoder(guided_graphs / "decoder.onnx")
     assert dec.config.guided and dec.config.guidance == 2.0
     info = cli("info", guided_graphs / "decoder.onnx")
-    assert (
-        info.exit_code == 0 and "input       guidance: tensor(float) [1] (default 2, may be overridden)" in info.stdout
-    )
+    assert info.exit_code == 0 and "input       guidance: tensor(float) [1] (the model's weight: 2)" in info.stdout
     grids = {}
     for w in (None, "1", "2", "3.5", "0"):
         out = tmp_path / f"g{w}.png"

@@ -24,6 +24,7 @@ from test_explore import png_bytes, serving
 from test_untrusted import png_bomb
 
 from vaectl.explore import load_explore_model, write_site
+from vaectl.infer import Decoder
 
 CHROMIUM = Path("/usr/bin/chromium")
 ATOL = 1e-5  # browser (WASM) against Python onnxruntime on the same z
@@ -394,4 +395,22 @@ def test_a_run_directory_draws_its_curves_and_sample_grids(browser, tiny_mlp_run
             "document.getElementById('run-grid').complete && document.getElementById('run-grid').naturalWidth === 62"
         )
         assert page.page.inner_text("#run-epoch-name") == "1"
+        page.close()
+
+
+def test_a_guided_model_gets_a_guidance_slider_that_decodes_as_python(browser, guided_graphs):
+    """The decoder's `guidance` input is fed from the slider (starting at the model's own weight, here 2)."""
+    with serving(load_explore_model(guided_graphs)) as port:
+        page = Page(browser, f"http://127.0.0.1:{port}/")
+        assert not page.js("document.getElementById('guidance-box').hidden")
+        assert page.js("document.getElementById('guidance').value") == "2"
+        z, labels = np.random.default_rng(4).standard_normal((3, 4)).astype(np.float32), [7, 0, 3]
+        for w in (3.5, 0.0):
+            page.js(
+                "w => { const g = document.getElementById('guidance'); g.value = w; g.dispatchEvent(new Event('input')); }",
+                w,
+            )
+            got = page.js("([z, l]) => window.vaectl.decode(z, 3, l)", [z.ravel().tolist(), labels])
+            want = Decoder(guided_graphs / "decoder.onnx").decode_float(z, label=np.array(labels), guidance=w)
+            assert np.abs(np.array(got) - want.ravel()).max() <= ATOL, w
         page.close()

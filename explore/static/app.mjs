@@ -78,6 +78,8 @@ async function main() {
   }
   if (info.guidance) {
     $('guidance-box').hidden = false;
+    $('guidance').value = model.guidance;
+    $('guidance-value').textContent = model.guidance.toFixed(1);
     $('guidance').addEventListener('input', () => {
       model.guidance = parseFloat($('guidance').value);
       $('guidance-value').textContent = model.guidance.toFixed(1);

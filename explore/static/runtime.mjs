@@ -27,7 +27,7 @@ export class Model {
     this.decoder = null;
     this.encoder = null;
     this.variant = null;
-    this.guidance = 1.0;
+    this.guidance = info.guidance ? info.guidance.default : 1.0;  // the model's own weight until the slider moves
   }
 
   async useVariant(variant) {
@@ -53,9 +53,8 @@ export class Model {
     return serialized(async () => {
       const feeds = { z: new ort.Tensor('float32', z, [n, this.dim]) };
       if (this.info.num_classes) feeds.label = this.labelTensor(labels, n);
-      if (this.info.guidance) {
-        const scalar = this.info.guidance.shape.length === 0;
-        feeds.guidance = new ort.Tensor('float32', new Float32Array(scalar ? 1 : n).fill(this.guidance), scalar ? [] : [n]);
+      if (this.info.guidance) {  // one weight for the batch: the contract's float32 [1] input
+        feeds.guidance = new ort.Tensor('float32', Float32Array.of(this.guidance), this.info.guidance.shape);
       }
       // a row-context decoder also has base_logits (for scoring): fetch the image only
       const out = await this.decoder.run(feeds, ['image']);
