@@ -9,7 +9,7 @@ figures concern decode speed, so the weights' quality does not matter), served b
      context each, and the server sends Cache-Control: no-store);
   2. median decode time of one slider move (onnxruntime-web, WASM, one thread; --moves moves);
   3. bytes transferred on the first load (response bodies as sent, the .wasm gzipped).
-Targets (issue 12): first image <= 1.5 s; per-move decode <= 5 ms (default MLP), <= 20 ms (quality preset).
+Targets: first image <= 1.5 s; per-move decode <= 5 ms (default MLP), <= 20 ms (quality preset).
 Needs the [train] extra, playwright, and Chromium at /usr/bin/chromium.
 """
 

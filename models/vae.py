@@ -122,7 +122,7 @@ class Decoder(nn.Module):
         self.config = c = config
         k = c.label_slots
         self.onehot = _OneHot(k) if k else None
-        self.context = RowContext(c.channels, c.context_channels, c.context_kernel) if c.context_channels else None
+        self.context = RowContext(c.channels, c.context_channels, c.context_kernel) if c.row_context else None
         if c.arch == "mlp":
             hidden = tuple(reversed(c.hidden))
             width = hidden[-1] if hidden else c.latent_dim + k
@@ -165,7 +165,7 @@ class Decoder(nn.Module):
         """
         # The row context's term depends on neither label, so guiding the z part guides every row's logits.
         logits = self.base_logits(z, y) if guidance is None else self.guided_logits(z, y, guidance)  # (N, C, H, W)
-        if self.context is None:
+        if not self.config.row_context:
             return logits
         if x is not None:
             return logits + self.context(x)
