@@ -49,14 +49,9 @@ CUDA_DISTS = ("nvidia-", "cuda-", "triton")
 
 
 def machine() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from vaectl.doctor.probe import cpu_name
+
+    cpu = cpu_name()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return f"{cpu}; {os.cpu_count()} logical CPUs; load average {load}; {platform.system()} {platform.release()}"
 

@@ -47,16 +47,6 @@ def load_images(data_dir: Path | None) -> tuple[np.ndarray, np.ndarray, str]:
     )
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def new_model(device, seed: int = 0):
     import torch
 
@@ -166,13 +156,15 @@ def main(argv=None) -> None:
     import torch
     import torchvision
 
+    from vaectl.doctor.probe import cpu_name
+
     device = torch.device(args.device)
     images, labels, source = load_images(args.data)
     print("vaectl training throughput benchmark (bench/train_speed.py)")
     print(f"  data:      {source}")
     print(f"  model:     mlp VAE, vaectl defaults (hidden 512,256, latent 32, bernoulli), Adam, batch {BATCH}")
     print(
-        f"  machine:   {cpu_model()}, {os.cpu_count()} logical CPUs "
+        f"  machine:   {cpu_name()}, {os.cpu_count()} logical CPUs "
         f"({len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'} usable), "
         f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())} at start"
     )
