@@ -81,8 +81,13 @@ def main():
 
 # ----------------------------------------------------------------------------- train
 
-from .models.presets import PRESETS  # noqa: E402  (torch-free)
+from .models.presets import CONDITIONAL, PRESETS  # noqa: E402  (torch-free)
 from .training.config import default  # noqa: E402  (torch-free: the defaults shown in --help)
+
+
+def _flag_value(value) -> str:
+    """A default as typed on the command line: 1024,512 for a tuple, 3 for 3.0."""
+    return ",".join(map(str, value)) if isinstance(value, tuple) else f"{value:g}"
 
 
 def _d(name: str) -> str:
@@ -136,7 +141,10 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
 )
 @click.option("--arch", type=click.Choice(["mlp", "conv"]), default=None, help=f"Model architecture {_d('arch')}.")
 @click.option(
-    "--latent-dim", type=int, default=None, help=f"Latent dimensions {_d('latent_dim')}; 2 with --conditional."
+    "--latent-dim",
+    type=int,
+    default=None,
+    help=f"Latent dimensions {_d('latent_dim')}; {CONDITIONAL.model['latent_dim']} with --conditional.",
 )
 @click.option("--hidden", default=None, help=f"MLP hidden widths, comma-separated {_d('hidden')}.")
 @click.option(
@@ -165,7 +173,9 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
     "--conditional",
     is_flag=True,
     default=None,
-    help="Condition encoder and decoder on the labels (generate a chosen class); defaults then: 2-D latent, beta 3.",
+    help="Condition encoder and decoder on the labels (generate a chosen class); defaults then: "
+    + ", ".join(f"--{k.replace('_', '-')} {_flag_value(v)}" for k, v in CONDITIONAL.model.items())
+    + ".",
 )
 @click.option(
     "--label-dropout",
@@ -177,7 +187,7 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
     "--guidance",
     type=float,
     default=None,
-    help="Conditional with label dropout: the guidance weight generate uses unless told [see README].",
+    help="Conditional: the guidance weight generate uses unless told (1: none) [see README].",
 )
 @click.option(
     "--epochs",

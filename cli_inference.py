@@ -64,7 +64,7 @@ def _model(path, demo: bool, role: str, flag: str):
     "--label",
     default=None,
     help=f"{_LABEL_HELP}, or 'all' for one row per class [cycle through classes]; "
-    "a guided model also takes 'none' (unconditional).",
+    "a model trained with --label-dropout also takes 'none' (unconditional).",
 )
 @click.option(
     "--same-z", is_flag=True, help="With --label all: the same latents in every row, so style carries across classes."
@@ -73,7 +73,7 @@ def _model(path, demo: bool, role: str, flag: str):
     "--guidance",
     type=float,
     default=None,
-    help="Guided conditional models: the pull towards the label (0 unconditional, 1 plain conditional) [the model's].",
+    help="Guided conditional models: the pull towards the label (1 plain conditional, 0 the reference) [the model's].",
 )
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write one PNG grid.")
 @click.option(

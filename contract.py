@@ -5,9 +5,10 @@ explorer (its info.json). Nothing else states the tensor names or the metadata k
 
   encoder.onnx: image float32 [N, C, H, W] in [0, 1] (+ label int64 [N]) -> mu, logvar float32 [N, D]
   decoder.onnx: z float32 [N, D] (+ label int64 [N]) -> image float32 [N, C, H, W] in [0, 1]
-A conditional model (config.num_classes > 0) adds the `label` input to both graphs. A guided model
-(config.guided: trained with label dropout) takes label K (= num_classes) as "no label", and its decoder
-has one more input, `guidance` float32 [1]: the weight w of l_u + w * (l_c - l_u); feed config.guidance (the
+A conditional model (config.num_classes > 0) adds the `label` input to both graphs. A guided model's
+(config.guided) decoder has one more input, `guidance` float32 [1]: the weight w of l_r + w * (l_c - l_r),
+where l_r are the logits of label K (= num_classes): "no label" for a model trained with label dropout
+(config.no_label_class, whose graphs take label K), the average label otherwise. Feed config.guidance (the
 model's own weight, in the metadata) unless you want another. It is a plain graph input, not one backed by
 an initializer: onnxruntime-web (the browser explorer) rejects a feed for an initializer-backed input.
 A row-context model

@@ -7,7 +7,8 @@ path users run) with two classifiers trained on the same training data (their te
   - judge B: the stricter one: the same network, 15 epochs on random +-2 px shifts of the training images
 Diversity: per class, the mean pairwise pixel distance (L2 over [0, 1] pixels) among generated images, next
 to the same figure for real test images of that class; a model that draws one prototype per class scores
-a ratio near 0. Quality: `vaectl eval` (negative ELBO, IWAE bound) of the trained checkpoint.
+a ratio near 0. Sharper, higher-contrast images have larger pixel distances without varying more in shape,
+so the same ratio is also given in judge B's hidden features (the 128 units before its class layer). Quality: `vaectl eval` (negative ELBO, IWAE bound) of the trained checkpoint.
 
     python bench/conditional.py                      # mnist-sample, and Fashion-MNIST when installed
     python bench/conditional.py --datasets mnist-sample --epochs 30
@@ -58,6 +59,10 @@ class Classifier(nn.Module):
 
     def forward(self, x):
         return self.net(x)
+
+    def features(self, x):
+        """The 128 hidden units before the class layer: what the judge sees of an image's shape."""
+        return self.net[:-1](x)
 
 
 JUDGES = {  # name: (epochs, max shift in px)
@@ -134,6 +139,15 @@ def mean_pairwise_distance(images_u8: np.ndarray) -> float:
     return float(np.sqrt(d2[iu]).mean())
 
 
+@torch.no_grad()
+def mean_pairwise_feature_distance(model: Classifier, images_u8: np.ndarray) -> float:
+    """mean_pairwise_distance in the judge's hidden features: less swayed by contrast than pixels are."""
+    f = model.features(torch.from_numpy(images_u8).float() / 255).double()
+    d = torch.cdist(f, f)
+    iu = torch.triu_indices(len(f), len(f), 1)
+    return float(d[iu[0], iu[1]].mean())
+
+
 def judge_decoder(decoder_path, ds, judges, per_class: int, guidance: float | None = None) -> dict:
     """Label accuracy by each judge and per-class diversity of `per_class` samples per label."""
     from vaectl.infer import Decoder
@@ -141,7 +155,7 @@ def judge_decoder(decoder_path, ds, judges, per_class: int, guidance: float | No
     decoder = Decoder(decoder_path)
     k = len(ds.class_names)
     hits = {j: [] for j in judges}
-    ratios = []
+    ratios, feature_ratios = [], []
     for label in range(k):
         kwargs = {} if guidance is None else {"guidance": guidance}
         images = decoder.sample(per_class, seed=label, label=label, **kwargs)  # uint8 (N, H, W) or (N, H, W, 3)
@@ -150,11 +164,17 @@ def judge_decoder(decoder_path, ds, judges, per_class: int, guidance: float | No
             hits[j].append(float((predict(clf, images) == label).mean()))
         real = ds.test[ds.test_labels == label][:DIVERSITY_SAMPLES]
         ratios.append(mean_pairwise_distance(images[:DIVERSITY_SAMPLES]) / mean_pairwise_distance(real))
+        strict = judges["B"][0]
+        feature_ratios.append(
+            mean_pairwise_feature_distance(strict, images[:DIVERSITY_SAMPLES])
+            / mean_pairwise_feature_distance(strict, real)
+        )
     return {
         "guidance": guidance,
         "accuracy": {j: float(np.mean(h)) for j, h in hits.items()},
         "per_label": hits,
         "diversity_ratio": ratios,
+        "feature_diversity_ratio": feature_ratios,
     }
 
 
@@ -189,8 +209,10 @@ def report(name: str, ds, judges, results: list[dict], eval_figures, train_s) ->
         print(
             f"  guidance {w:>7s}: "
             + ", ".join(f"judge {j} {a:.2%}" for j, a in acc.items())
-            + f" (target {TARGETS.get(name, 0):.0%}: {status}); diversity generated/real "
-            f"{np.mean(r['diversity_ratio']):.3f} (per class {', '.join(f'{v:.2f}' for v in r['diversity_ratio'])})"
+            + f" (target {TARGETS.get(name, 0):.0%}: {status}); diversity generated/real: pixels "
+            f"{np.mean(r['diversity_ratio']):.3f} (per class {', '.join(f'{v:.2f}' for v in r['diversity_ratio'])}), "
+            f"judge B's features {np.mean(r['feature_diversity_ratio']):.3f} "
+            f"(per class {', '.join(f'{v:.2f}' for v in r['feature_diversity_ratio'])})"
         )
         for j, hits in r["per_label"].items():
             print(f"    judge {j} per class: " + ", ".join(f"{n}: {a:.1%}" for n, a in zip(ds.class_names, hits)))

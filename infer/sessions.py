@@ -21,7 +21,7 @@ from .safe_load import create_session, read_model_bytes
 
 DEFAULT_BATCH_SIZE = 256
 ALL_LABELS = "all"
-NO_LABEL = "none"  # a guided model's unconditional class (index num_classes)
+NO_LABEL = "none"  # the unconditional class (index num_classes) of a model trained with label dropout
 
 
 class _Session:
@@ -95,16 +95,20 @@ class _Session:
         return self.config.class_names or tuple(str(i) for i in range(self.num_classes))
 
     def label_index(self, label) -> int:
-        """A class index from an index or a class name (as typed on the command line); a guided model
-        also takes "none" (or index num_classes), its unconditional class."""
+        """A class index from an index or a class name (as typed on the command line); a model trained
+        with label dropout also takes "none" (or index num_classes), its unconditional class."""
         if not self.conditional:
             raise UserInputError(
                 f"--label given, but {self.path} is an unconditional {self.role} (trained without --conditional)"
             )
-        if self.config.guided and (
+        if self.config.no_label_class and (
             label == NO_LABEL or (not isinstance(label, (str, bool)) and label == self.num_classes)
         ):
             return self.num_classes
+        if label == NO_LABEL and NO_LABEL not in self.class_names:
+            raise UserInputError(
+                f"--label none needs a model trained with --label-dropout; {self.path} has no unconditional class"
+            )
         return class_index(label, self.class_names)
 
     def labels_for(self, label, n: int) -> np.ndarray | None:
@@ -144,8 +148,8 @@ class Decoder(_Session):
             return {contract.GUIDANCE: np.array([self.config.guidance], np.float32)} if self.config.guided else {}
         if not self.config.guided:
             raise UserInputError(
-                f"--guidance given, but {self.path} was not trained with guidance "
-                "(a conditional model with label dropout, `vaectl train --conditional`)"
+                f"--guidance given, but {self.path} takes no guidance weight "
+                "(an unconditional model, or a conditional one trained with --guidance 1 and no label dropout)"
             )
         return {contract.GUIDANCE: np.array([check_guidance(guidance)], np.float32)}
 
@@ -241,7 +245,7 @@ class Decoder(_Session):
 
         label: None (a conditional decoder cycles through its classes), a class index or name, or
         "all": n images per class, class-major; with same_z=True every class gets the same n latents,
-        so each column shows one style across classes; a guided decoder also takes "none" (unconditional).
+        so each column shows one style across classes; a label-dropout model also takes "none" (unconditional).
         guidance: a guided decoder's weight (0 unconditional, 1 plain conditional, > 1 a stronger pull to
         the label) [None: the weight stored in the graph, `vaectl info` shows it].
         """

@@ -32,11 +32,14 @@ class VAEConfig:
     beta: float = 1.0  # weight on the KL term; 0 gives a plain autoencoder
     num_classes: int = 0  # > 0: conditional VAE, both encoder and decoder see the label
     class_names: tuple[str, ...] = ()
-    # > 0 (conditional only): guidance. In training this fraction of the images get the "no label" class K
-    # instead of theirs (one-hot of size K + 1), so one model is conditional and unconditional; sampling
-    # mixes the two decoders' pixel logits as l_u + w * (l_c - l_u). 0: the plain conditional VAE.
+    # Guidance (conditional only): sampling mixes the pixel logits of the label, l_c, with a reference's, l_r,
+    # as l_r + w * (l_c - l_r). The reference: with label_dropout > 0, a learned "no label" class K (this
+    # fraction of the training images get K instead of theirs, one-hot of size K + 1, so one model is
+    # conditional and unconditional); with label_dropout 0, the average label (a one-hot of 1/K everywhere),
+    # which needs no training change. guidance is the weight w a decoder samples at unless told otherwise;
+    # a model with label_dropout 0 and guidance 1 is the plain conditional VAE (no guidance input).
     label_dropout: float = 0.0
-    guidance: float = 1.0  # the weight w a guided decoder samples at unless told otherwise (1: plain conditional)
+    guidance: float = 1.0
     dataset: str = ""  # name of the training data, for the record
 
     def __post_init__(self) -> None:
@@ -89,6 +92,8 @@ class VAEConfig:
         if self.label_dropout and not self.num_classes:
             raise UserInputError("label dropout (guidance) needs a conditional model (--conditional)")
         check_guidance(self.guidance)
+        if self.guidance != 1 and not self.num_classes:
+            raise UserInputError("guidance needs a conditional model (--conditional)")
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -105,13 +110,18 @@ class VAEConfig:
 
     @property
     def guided(self) -> bool:
-        """Trained with label dropout: the decoder takes a guidance weight, and label K means "no label"."""
+        """The decoder takes a guidance weight (a conditional model with label dropout or a weight other than 1)."""
+        return self.conditional and (self.label_dropout > 0 or self.guidance != 1)
+
+    @property
+    def no_label_class(self) -> bool:
+        """Trained with label dropout: label K (= num_classes) means "no label", an unconditional model."""
         return self.label_dropout > 0
 
     @property
     def label_slots(self) -> int:
-        """Width of the label's one-hot: the classes, plus the "no label" class of a guided model."""
-        return self.num_classes + (1 if self.guided else 0)
+        """Width of the label's one-hot: the classes, plus the "no label" class of a label-dropout model."""
+        return self.num_classes + (1 if self.no_label_class else 0)
 
     @property
     def num_pixels(self) -> int:

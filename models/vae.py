@@ -2,9 +2,10 @@
 
 No I/O here. Both modules take an optional integer label `y` when `config.num_classes > 0`
 (a conditional VAE): the label enters as a one-hot vector concatenated to the features.
-A guided model (`config.label_dropout > 0`) also knows a "no label" class K, given in training to a
-random fraction of the images; sampling with weight w then mixes the conditional and unconditional pixel
-logits as l_u + w * (l_c - l_u) (classifier-free guidance; w = 1 is the plain conditional decoder).
+A guided model (`config.guided`) samples with weight w from l_r + w * (l_c - l_r), the conditional pixel logits
+l_c pushed away from a reference's l_r (w = 1 is the plain conditional decoder). The reference is label K:
+with `config.label_dropout > 0` a learned "no label" class, given in training to a random fraction of the
+images (classifier-free guidance); otherwise the average label, a one-hot of 1/K everywhere.
 
 With `config.row_context` (context_channels > 0) the decoder is row-autoregressive (PixelVAE-style, local): each row's
 logits are the z part plus a small convolution of the rows just above it, so pixels are no longer
@@ -44,11 +45,16 @@ def _relu_mlp(width: int, hidden) -> list[nn.Module]:
 
 
 class _OneHot(nn.Module):
-    """Label -> one-hot rows. A Gather from an identity matrix: exports to plain ONNX."""
+    """Label -> one-hot rows. A Gather from an identity matrix: exports to plain ONNX.
 
-    def __init__(self, num_classes: int):
+    average_row: label `num_classes` gives the average label, 1/K in every column (a guidance reference)."""
+
+    def __init__(self, num_classes: int, average_row: bool = False):
         super().__init__()
-        self.register_buffer("eye", torch.eye(num_classes), persistent=False)
+        eye = torch.eye(num_classes)
+        if average_row:
+            eye = torch.cat([eye, torch.full((1, num_classes), 1.0 / num_classes)])  # (K + 1, K)
+        self.register_buffer("eye", eye, persistent=False)  # not in checkpoints: it follows from the config
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return self.eye[y]  # (N,) int64 -> (N, K)
@@ -121,7 +127,7 @@ class Decoder(nn.Module):
         super().__init__()
         self.config = c = config
         k = c.label_slots
-        self.onehot = _OneHot(k) if k else None
+        self.onehot = _OneHot(k, average_row=c.guided and not c.no_label_class) if k else None
         self.context = RowContext(c.channels, c.context_channels, c.context_kernel) if c.row_context else None
         if c.arch == "mlp":
             hidden = tuple(reversed(c.hidden))
@@ -177,13 +183,13 @@ class Decoder(nn.Module):
         return torch.cat(rows, dim=2)  # (N, C, H, W)
 
     def guided_logits(self, z: torch.Tensor, y: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
-        """l_u + w * (l_c - l_u): the unconditional logits moved w times the label's pull away from them.
+        """l_r + w * (l_c - l_r): the reference's logits (label K) moved w times the label's pull away from them.
 
-        Computed as l_c + (w - 1) * (l_c - l_u), the same sum, so that w = 1 is the conditional logits exactly."""
+        Computed as l_c + (w - 1) * (l_c - l_r), the same sum, so that w = 1 is the conditional logits exactly."""
         # two passes, not one over 2N rows: a matrix product's rounding depends on its row count
         conditional = self.base_logits(z, y)
-        unconditional = self.base_logits(z, torch.full_like(y, self.config.num_classes))
-        return conditional + (guidance - 1) * (conditional - unconditional)
+        reference = self.base_logits(z, torch.full_like(y, self.config.num_classes))
+        return conditional + (guidance - 1) * (conditional - reference)
 
     def base_logits(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """The part of the pixel logits that depends on z (and y) alone: all of them without a row context."""
@@ -204,7 +210,7 @@ class VAE(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
         """One stochastic pass: (pixel logits, mu, logvar) for the negative ELBO."""
-        if self.training and self.config.guided:  # a random fraction of the images train the "no label" class
+        if self.training and self.config.no_label_class:  # a random fraction of the images train the "no label" class
             dropped = torch.rand(y.shape, device=y.device) < self.config.label_dropout
             y = torch.where(dropped, torch.full_like(y, self.config.num_classes), y)
         mu, logvar = self.encoder(x, y)  # (N, D), (N, D)

@@ -137,7 +137,7 @@ def tiny_conditional_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_conditional_run")
     train(
         TrainConfig(out=str(out), epochs=1, batch_size=256, seed=0, conditional=True, grid_every=0),
-        dict(arch="mlp", latent_dim=4, hidden=(64,)),
+        dict(arch="mlp", latent_dim=4, hidden=(64,), guidance=1.0),  # plain: no guidance input, as before guidance
         log=lambda m: None,
     )
     return out

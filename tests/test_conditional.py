@@ -348,9 +348,9 @@ def test_cli_guidance_weights_and_the_unconditional_label(guided_graphs, tmp_pat
 def test_guidance_bad_inputs_are_one_line_exit_2(guided_graphs, conditional_graphs, mlp_graphs, tmp_path):
     out = tmp_path / "o.png"
     cases = [
-        (mlp_graphs, ["--guidance", 2], "not trained with guidance"),
-        (conditional_graphs, ["--label", 3, "--guidance", 2], "not trained with guidance"),
-        (conditional_graphs, ["--label", "none"], "unknown class 'none'"),
+        (mlp_graphs, ["--guidance", 2], "takes no guidance weight"),
+        (conditional_graphs, ["--label", 3, "--guidance", 2], "takes no guidance weight"),
+        (conditional_graphs, ["--label", "none"], "needs a model trained with --label-dropout"),
         (guided_graphs, ["--label", 3, "--guidance", -1], "finite number >= 0"),
         (guided_graphs, ["--label", 3, "--guidance", "nan"], "finite number >= 0"),
         (guided_graphs, ["--label", 3, "--guidance", "inf"], "finite number >= 0"),
@@ -362,7 +362,7 @@ def test_guidance_bad_inputs_are_one_line_exit_2(guided_graphs, conditional_grap
     dec = Decoder(guided_graphs / "decoder.onnx")
     with pytest.raises(UserInputError, match="finite number"):
         dec.sample(2, label=1, guidance=float("-inf"))
-    with pytest.raises(UserInputError, match="not trained with guidance"):
+    with pytest.raises(UserInputError, match="takes no guidance weight"):
         Decoder(conditional_graphs / "decoder.onnx").sample(2, label=1, guidance=1.0)
 
 
@@ -392,9 +392,15 @@ def test_a_graph_from_a_newer_export_format_is_refused_in_one_line(conditional_g
 def test_conditional_defaults_and_what_overrides_them():
     from vaectl.training.config import resolve
 
-    assert resolve(conditional=True)[0] == {"latent_dim": 2, "beta": 3.0}
-    assert resolve(conditional=True, beta=1.0, latent_dim=8)[0] == {"latent_dim": 8, "beta": 1.0}
-    assert resolve(conditional=True, label_dropout=0.2)[0] == {"latent_dim": 2, "beta": 3.0, "label_dropout": 0.2}
+    defaults = {"latent_dim": 4, "hidden": (1024, 512), "beta": 3.0, "guidance": 2.0}
+    assert resolve(conditional=True)[0] == defaults
+    assert resolve(conditional=True, beta=1.0, latent_dim=8, guidance=1.0)[0] == {
+        **defaults,
+        "latent_dim": 8,
+        "beta": 1.0,
+        "guidance": 1.0,
+    }
+    assert resolve(conditional=True, label_dropout=0.2)[0] == {**defaults, "label_dropout": 0.2}
     assert resolve(preset="quality", conditional=True)[0]["latent_dim"] == 64  # a preset's own choice wins
     assert resolve()[0] == {}  # unconditional runs are untouched
 
@@ -406,3 +412,30 @@ def test_bad_label_dropout_through_the_cli_is_one_line_exit_2(tmp_path):
     expect_usage_error(cli(*common, "--label-dropout", 0.2), "needs a conditional model")
     expect_usage_error(cli(*common, "--conditional", "--label-dropout", 0.2, "--guidance", -2), "finite number >= 0")
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_a_default_conditional_run_is_guided_against_the_average_label(tmp_path):
+    """`vaectl train --conditional` with no model flags: 4-D latent, 1024-512 MLP, beta 3, guidance weight 2
+    against the average label (no label dropout); generate feeds the weight, and --guidance 1 is the
+    plain conditional decoder."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    run = tmp_path / "run"
+    # one epoch on the embedded sample; every model field is the conditional default
+    r = cli("train", "--conditional", "--epochs", 1, "--grid-every", 0, "--out", run)
+    assert r.exit_code == 0, r.stderr
+    assert cli("export", run, "--out", tmp_path / "onnx").exit_code == 0
+    dec = Decoder(tmp_path / "onnx" / "decoder.onnx")
+    cfg = dec.config
+    assert (cfg.latent_dim, cfg.hidden, cfg.beta, cfg.guidance, cfg.label_dropout) == (4, (1024, 512), 3.0, 2.0, 0.0)
+    assert "guidance" in {i.name for i in dec.session.get_inputs()}
+    assert np.array_equal(dec.sample(6, seed=1, label=3), dec.sample(6, seed=1, label=3, guidance=2.0))
+    assert not np.array_equal(dec.sample(6, seed=1, label=3), dec.sample(6, seed=1, label=3, guidance=1.0))
+    out = tmp_path / "sevens.png"
+    r = cli("generate", "--onnx", tmp_path / "onnx" / "decoder.onnx", "--label", 7, "-n", 4, "--seed", 2, "--out", out)
+    assert r.exit_code == 0, r.stderr
+    assert np.array_equal(grid_cells(read_png(out), 1, 4), dec.sample(4, seed=2, label=7))
+    expect_usage_error(
+        cli("generate", "--onnx", tmp_path / "onnx" / "decoder.onnx", "--label", "none", "--out", out),
+        "needs a model trained with --label-dropout",
+    )

@@ -47,7 +47,12 @@ def test_metadata_matches_the_recipe_seed_and_version():
     enc, dec = Encoder(demo.demo_path("encoder")), Decoder(demo.demo_path("decoder"))
     for graph in (enc, dec):
         cfg = graph.config
-        assert cfg.latent_dim == 2 and cfg.dataset == flag(train, "--dataset") == MNIST_SAMPLE
+        assert cfg.latent_dim == int(flag(train, "--latent-dim")) == 2
+        assert cfg.dataset == flag(train, "--dataset") == MNIST_SAMPLE
+        # the model flags are spelled out in the recipe, so it stays the demo's whatever the defaults become
+        assert ",".join(map(str, cfg.hidden)) == flag(train, "--hidden") and cfg.beta == float(flag(train, "--beta"))
+        assert cfg.label_dropout == float(flag(train, "--label-dropout"))
+        assert cfg.guidance == float(flag(train, "--guidance"))
         assert graph.conditional and graph.class_names == tuple(str(i) for i in range(10))
         assert graph.info.variant == "fp16"
         assert graph.info.vaectl_version == manifest["vaectl_version"]

@@ -264,15 +264,20 @@ def test_conditional_export_has_label_inputs_and_matches_pytorch_per_label(arch,
 # ----------------------------------------------------------------------------- guidance
 
 
-@pytest.mark.parametrize("context_channels", [0, 4])
-def test_guided_decoder_has_a_guidance_input_with_a_default_and_matches_pytorch(context_channels, tmp_path):
+@pytest.mark.parametrize(
+    "context_channels, label_dropout",
+    [(0, 0.2), (4, 0.2), (0, 0.0)],  # label dropout 0: guided against the average label, the --conditional default
+)
+def test_guided_decoder_has_a_guidance_input_with_a_default_and_matches_pytorch(
+    context_channels, label_dropout, tmp_path
+):
     from vaectl.infer import Decoder
 
     ckpt = save_tiny_checkpoint(
         tmp_path / "guided.pt",
         num_classes=3,
         class_names=CLASS_NAMES,
-        label_dropout=0.2,
+        label_dropout=label_dropout,
         guidance=2.0,
         context_channels=context_channels,
         context_kernel=5,
@@ -296,7 +301,7 @@ def test_guided_decoder_has_a_guidance_input_with_a_default_and_matches_pytorch(
         with torch.no_grad():
             want = torch.sigmoid(model.decoder(z, y, guidance=torch.tensor([w]))).numpy()
         np.testing.assert_allclose(image, want, rtol=0, atol=1e-5)
-    # the unconditional label (K = 3) and the fp16 variant take the same inputs
+    # the reference label (K = 3: "no label", or the average label) and the fp16 variant take the same inputs
     unconditional = sess.run(
         ["image"], {**feeds, "label": np.full(6, 3, np.int64), "guidance": np.ones(1, np.float32)}
     )[0]
@@ -313,8 +318,8 @@ def test_guided_decoder_has_a_guidance_input_with_a_default_and_matches_pytorch(
 
 
 def test_a_plain_conditional_decoder_is_unchanged_by_the_guidance_fields(tmp_path):
-    """label_dropout = 0 (the default): no guidance input, the same graph as before guidance existed."""
-    ckpt = save_tiny_checkpoint(tmp_path / "cond.pt", num_classes=3, class_names=CLASS_NAMES)
+    """label_dropout 0 and guidance 1: no guidance input, the same graph as before guidance existed."""
+    ckpt = save_tiny_checkpoint(tmp_path / "cond.pt", num_classes=3, class_names=CLASS_NAMES, guidance=1.0)
     result = export_model(ckpt, tmp_path / "onnx", **QUIET)
     graph = onnx.load(str(result.decoder)).graph
     assert [v.name for v in graph.input] == ["z", "label"]

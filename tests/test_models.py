@@ -189,7 +189,7 @@ def test_every_name_the_models_package_promises_resolves():
         models.kl_divergence  # noqa: B018  (the loss lives in training/loss.py, beside the training loop)
 
 
-# ----------------------------------------------------------------------------- guidance (label dropout)
+# ----------------------------------------------------------------------------- guidance
 
 
 def _guided(arch: str = "mlp", seed: int = 0, **overrides) -> VAE:
@@ -212,6 +212,36 @@ def test_guided_logits_are_the_classifier_free_mix(arch):
         # weight 1 is the conditional decoder exactly, not just closely
         assert torch.equal(model.decoder(z, y, guidance=torch.tensor([1.0])), model.decoder(z, y))
     assert not torch.allclose(conditional, unconditional)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_guidance_without_label_dropout_pushes_away_from_the_average_label(arch):
+    """No "no label" class to learn: the reference is the decoder fed a one-hot of 1/K everywhere."""
+    model = _guided(arch, label_dropout=0.0, guidance=2.0)
+    assert model.config.guided and not model.config.no_label_class and model.config.label_slots == 3
+    assert model.encoder.onehot.eye.shape == (3, 3) and model.decoder.onehot.eye.shape == (4, 3)
+    # the extra row is derived from the config, not stored: the weights are those of a plain conditional model
+    plain = VAE(VAEConfig(arch=arch, num_classes=3, **SMALL))
+    assert model.state_dict().keys() == plain.state_dict().keys()
+    z, y = torch.randn(5, 3, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 1, 2, 1, 0])
+    with torch.no_grad():
+        conditional = model.decoder.base_logits(z, y)
+        # the average label by hand: the first layer sees [z, 1/3, 1/3, 1/3]
+        first = model.decoder.body[0]
+        average_input = torch.cat([z, torch.full((5, 3), 1 / 3)], dim=1)
+        h = model.decoder.body[1:](first(average_input))
+        average = (
+            h.view(-1, 1, 28, 28) if arch == "mlp" else model.decoder.upsample(h.view(-1, *model.decoder.start_shape))
+        )
+        for w in (0.0, 0.5, 2.0, 7.0):
+            got = model.decoder(z, y, guidance=torch.tensor([w]))
+            torch.testing.assert_close(got, average + w * (conditional - average), rtol=0, atol=1e-5)
+        assert torch.equal(model.decoder(z, y, guidance=torch.tensor([1.0])), model.decoder(z, y))
+        # training never sees label K: the labels reach the encoder as given
+        seen = []
+        model.encoder.register_forward_pre_hook(lambda module, args: seen.append(args[1].clone()))
+        model.train()(torch.rand(500, 1, 28, 28), torch.zeros(500, dtype=torch.long))
+        assert set(seen[0].tolist()) == {0}
 
 
 def test_guidance_applies_at_every_row_of_a_row_context_decoder():
@@ -262,6 +292,11 @@ def test_guidance_config_is_checked():
     ]:
         with pytest.raises(UserInputError, match=match):
             VAEConfig(**bad)
+    with pytest.raises(UserInputError, match="guidance needs a conditional model"):
+        VAEConfig(guidance=2.0)
     plain = VAEConfig(num_classes=2)
     assert not plain.guided and plain.label_slots == 2
     assert VAEConfig(num_classes=2, label_dropout=0.1).label_slots == 3
+    average_reference = VAEConfig(num_classes=2, guidance=1.5)
+    assert average_reference.guided and not average_reference.no_label_class and average_reference.label_slots == 2
+    assert average_reference.to_dict()["guidance"] == 1.5  # stored, so the exported decoder takes the weight

@@ -20,10 +20,11 @@ import tempfile
 from pathlib import Path
 
 SEED = 0
-# The exact arguments; RUN_DIR and EXPORT_DIR are filled in. A conditional model with its defaults (2-D
-# latent: the map and the pad show the whole latent, and the class selector works), trained with label
-# dropout so the same model is also unconditional (label "none") and takes a guidance weight: every
-# control of `vaectl explore` has something to do.
+# The exact arguments; RUN_DIR and EXPORT_DIR are filled in. A small conditional model with a 2-D latent
+# (the map and the pad show the whole latent, and the class selector works), trained with label dropout so
+# the same model is also unconditional (label "none") and takes a guidance weight: every control of
+# `vaectl explore` has something to do. The model flags are spelled out (they were the --conditional
+# defaults when the demo was made) so that the recipe does not drift when those defaults change.
 RECIPE = {
     "train": [
         "vaectl",
@@ -31,8 +32,16 @@ RECIPE = {
         "--dataset",
         "mnist-sample",
         "--conditional",
+        "--latent-dim",
+        "2",
+        "--hidden",
+        "512,256",
+        "--beta",
+        "3",
         "--label-dropout",
         "0.2",
+        "--guidance",
+        "1",
         "--seed",
         str(SEED),
         "--device",
