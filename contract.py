@@ -30,7 +30,10 @@ from . import __version__
 from .errors import UserInputError
 from .models.config import VAEConfig
 
-FORMAT_VERSION = 1
+# The newest export format this vaectl reads. 2: a decoder guided against the average label (a conditional
+# model with guidance != 1 and no label dropout), which a format-1 reader would run without its guidance
+# feed; every other graph is still written as format 1, so older vaectl versions keep reading them.
+FORMAT_VERSION = 2
 ROLES = ("encoder", "decoder")
 VARIANTS = ("fp32", "fp16", "int8")
 BATCH = "N"  # the dynamic batch dimension, first in every input and output but `guidance`
@@ -121,6 +124,11 @@ class GraphInfo:
         return [d for d, kl in enumerate(self.kl_per_dim) if kl > INFORMATIVE_KL]
 
 
+def format_version(config: VAEConfig) -> int:
+    """The oldest export format that describes graphs of this config (see FORMAT_VERSION)."""
+    return 2 if config.guided and not config.no_label_class else 1
+
+
 def build_metadata(
     config: VAEConfig, role: str, checkpoint_sha256: str, variant: str = "fp32", kl_per_dim=None
 ) -> dict[str, str]:
@@ -132,7 +140,7 @@ def build_metadata(
         f"vaectl.{key}": fields[key] if isinstance(fields[key], str) else json.dumps(fields[key]) for key in _LOOSE_KEYS
     }
     props = {
-        "vaectl.format_version": str(FORMAT_VERSION),
+        "vaectl.format_version": str(format_version(config)),
         "vaectl.role": role,
         "vaectl.variant": variant,
         **loose,

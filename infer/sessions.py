@@ -155,7 +155,7 @@ class Decoder(_Session):
 
     def decode_float(self, z, label=None, batch_size: int = DEFAULT_BATCH_SIZE, guidance=None) -> np.ndarray:
         """float32 (N, C, H, W) in [0, 1]; refuses non-finite output. guidance: a guided decoder's weight
-        w (0 unconditional, 1 plain conditional) [None: the weight stored in the graph]."""
+        w (1 plain conditional, 0 the reference: "no label" or the average label) [None: the weight in the graph]."""
         extra = self.guidance_feed(guidance)
         z = np.asarray(z, dtype=np.float32)
         if z.ndim == 1:
@@ -246,8 +246,8 @@ class Decoder(_Session):
         label: None (a conditional decoder cycles through its classes), a class index or name, or
         "all": n images per class, class-major; with same_z=True every class gets the same n latents,
         so each column shows one style across classes; a label-dropout model also takes "none" (unconditional).
-        guidance: a guided decoder's weight (0 unconditional, 1 plain conditional, > 1 a stronger pull to
-        the label) [None: the weight stored in the graph, `vaectl info` shows it].
+        guidance: a guided decoder's weight (1 plain conditional, > 1 a stronger pull to the label, 0 the
+        reference: unconditional or the average label) [None: the weight stored in the graph, `vaectl info` shows it].
         """
         return np.concatenate(list(self.iter_sample(n, seed, temperature, label, same_z, guidance=guidance)))
 

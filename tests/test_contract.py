@@ -45,12 +45,28 @@ def test_metadata_round_trips_the_config_and_derives_the_readable_keys_from_it()
     props = build_metadata(cfg, "decoder", "ab" * 32, "fp16", kl_per_dim=[0.0, 1.5, 0.01, 2.0, 0.3])
     info = parse_metadata(props)
     assert info.config == cfg and info.role == "decoder" and info.variant == "fp16"
-    assert info.checkpoint_sha256 == "ab" * 32 and info.format_version == contract.FORMAT_VERSION
+    assert info.checkpoint_sha256 == "ab" * 32 and info.format_version == 1
     assert info.informative_dims() == [1, 3, 4]
     assert props["vaectl.latent_dim"] == "5" and json.loads(props["vaectl.class_names"]) == ["cat", "dog"]
     assert contract.metadata_of(info) == props  # what a derived graph (fp16, int8) carries
     # the readable keys are never parsed: changing one changes nothing
     assert parse_metadata({**props, "vaectl.latent_dim": "99"}).config.latent_dim == 5
+
+
+def test_only_graphs_a_format_1_reader_would_misread_are_written_as_format_2():
+    """Guidance against the average label needs the reader to feed `guidance` although label_dropout is 0, which
+    vaectl before format 2 did not do: such graphs say format 2 (refused by older readers in one line)."""
+    versions = {
+        "plain": VAEConfig(),
+        "conditional": VAEConfig(num_classes=3),
+        "label dropout": VAEConfig(num_classes=3, label_dropout=0.2, guidance=2.0),
+        "average label": VAEConfig(num_classes=3, guidance=2.0),
+    }
+    got = {
+        name: parse_metadata(build_metadata(cfg, "decoder", "ab" * 32)).format_version for name, cfg in versions.items()
+    }
+    assert got == {"plain": 1, "conditional": 1, "label dropout": 1, "average label": 2}
+    assert contract.FORMAT_VERSION == 2
 
 
 @pytest.mark.parametrize(
