@@ -168,6 +168,22 @@ def guided_graphs(tiny_guided_run, tmp_path_factory) -> Path:
     return export_run(tiny_guided_run, tmp_path_factory.mktemp("guided_graphs"))
 
 
+@pytest.fixture(scope="session")
+def average_guided_graphs(tmp_path_factory) -> Path:
+    """1 quick epoch of a small conditional MLP at the --conditional defaults' guidance: weight 2 against the
+    average label, no label dropout."""
+    pytest.importorskip("torch")
+    from vaectl.training import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("average_guided_run")
+    train(
+        TrainConfig(out=str(out), epochs=1, batch_size=256, seed=0, conditional=True, grid_every=0),
+        dict(arch="mlp", latent_dim=4, hidden=(64,)),
+        log=lambda m: None,
+    )
+    return export_run(out, tmp_path_factory.mktemp("average_guided_graphs"))
+
+
 def run_vaectl_in_process(*args) -> tuple[int, str]:
     """`vaectl ARGS` through click in this process: (exit code, stderr). Saves the seconds of a torch import;
     use run_vaectl where a fresh interpreter matters. Exceptions the CLI lets escape are re-raised."""

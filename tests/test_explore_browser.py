@@ -398,8 +398,10 @@ def test_a_run_directory_draws_its_curves_and_sample_grids(browser, tiny_mlp_run
         page.close()
 
 
-def test_a_guided_model_gets_a_guidance_slider_that_decodes_as_python(browser, guided_graphs):
+@pytest.mark.parametrize("graphs", ["guided_graphs", "average_guided_graphs"])  # label dropout; the default
+def test_a_guided_model_gets_a_guidance_slider_that_decodes_as_python(browser, graphs, request):
     """The decoder's `guidance` input is fed from the slider (starting at the model's own weight, here 2)."""
+    guided_graphs = request.getfixturevalue(graphs)
     with serving(load_explore_model(guided_graphs)) as port:
         page = Page(browser, f"http://127.0.0.1:{port}/")
         assert not page.js("document.getElementById('guidance-box').hidden")
