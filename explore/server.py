@@ -245,6 +245,9 @@ class ExploreHandler(BaseHTTPRequestHandler):
 
 class ExploreServer(ThreadingHTTPServer):
     daemon_threads = True
+    # Ctrl-C stops at once: server_close() would otherwise join every handler thread, one of which may be
+    # waiting out its 60 s timeout on a client that went quiet
+    block_on_close = False
 
     def handle_error(self, request, client_address):
         if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):

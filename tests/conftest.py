@@ -11,6 +11,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def sigint_as_in_a_terminal() -> None:
+    """preexec_fn for a child the test will Ctrl-C: SIGINT back to its default action. A test run started in
+    the background (`pytest &` in a script) inherits SIGINT ignored, and Python then installs no
+    KeyboardInterrupt handler in the child."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_vaectl(*args, env=None, cwd=None, timeout=600) -> subprocess.CompletedProcess:
     """Run the installed CLI in a fresh interpreter, as a user would."""
     return subprocess.run(

@@ -410,6 +410,7 @@ def test_bad_label_dropout_through_the_cli_is_one_line_exit_2(tmp_path):
     common = ["train", "--epochs", 1, "--hidden", 16, "--grid-every", 0, "--out", tmp_path / "run"]
     expect_usage_error(cli(*common, "--conditional", "--label-dropout", 1.5), "label dropout must be in [0, 1)")
     expect_usage_error(cli(*common, "--label-dropout", 0.2), "needs a conditional model")
+    expect_usage_error(cli(*common, "--guidance", 2), "guidance needs a conditional model")
     expect_usage_error(cli(*common, "--conditional", "--label-dropout", 0.2, "--guidance", -2), "finite number >= 0")
     assert not (tmp_path / "run" / "last.pt").exists()
 

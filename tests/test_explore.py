@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cli, expect_usage_error, make_tiny_idx_dir
+from conftest import cli, expect_usage_error, make_tiny_idx_dir, sigint_as_in_a_terminal
 from PIL import Image
 from test_untrusted import png_bomb
 
@@ -327,6 +327,8 @@ def test_cli_prints_the_url_survives_disconnects_and_exits_130_on_ctrl_c(mlp_gra
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # a hang below ends with every thread's stack (SIGABRT)
+        preexec_fn=sigint_as_in_a_terminal,
     )
     try:
         line = proc.stdout.readline()
@@ -339,7 +341,12 @@ def test_cli_prints_the_url_survives_disconnects_and_exits_130_on_ctrl_c(mlp_gra
         assert request(port, "/")[0] == 200
     finally:
         proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=30)
+        try:
+            _, stderr = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            _, stderr = proc.communicate(timeout=30)
+            pytest.fail(f"explore did not stop on Ctrl-C within 30 s; its threads:\n{stderr}")
     assert proc.returncode == 130
     assert "Traceback" not in stderr and "Error" not in stderr, stderr
     assert stderr.startswith("warning: listening on 0.0.0.0"), stderr

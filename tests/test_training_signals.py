@@ -16,7 +16,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import make_tiny_idx_dir  # noqa: E402
+from conftest import make_tiny_idx_dir, sigint_as_in_a_terminal  # noqa: E402
 from conftest import run_vaectl_in_process as cli_in_process
 from test_training import MODEL_FLAGS, assert_same_weights, read_metrics, without_timing  # noqa: E402
 
@@ -29,7 +29,11 @@ class TrainingProcess:
     def __init__(self, args, script: Path | None = None):
         cmd = [sys.executable, str(script)] if script else [sys.executable, "-m", "vaectl.cli"]
         self.proc = subprocess.Popen(
-            [*cmd, *map(str, args)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+            [*cmd, *map(str, args)],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            preexec_fn=sigint_as_in_a_terminal,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.stderr: list[str] = []
