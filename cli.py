@@ -87,12 +87,13 @@ from .training.config import default  # noqa: E402  (torch-free: the defaults sh
 
 def _flag_value(value) -> str:
     """A default as typed on the command line: 1024,512 for a tuple, 3 for 3.0."""
-    return ",".join(map(str, value)) if isinstance(value, tuple) else f"{value:g}"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _d(name: str) -> str:
-    value = default(name)
-    return f"[{','.join(map(str, value)) if isinstance(value, tuple) else value}]"
+    return f"[{_flag_value(default(name))}]"
 
 
 def _int_list(flag: str, text: str) -> tuple[int, ...]:

@@ -137,19 +137,25 @@ def conv_graphs(tiny_conv_run, tmp_path_factory) -> Path:
     return export_run(tiny_conv_run, tmp_path_factory.mktemp("conv_graphs"))
 
 
-@pytest.fixture(scope="session")
-def tiny_conditional_run(tmp_path_factory) -> Path:
-    """A run directory from 1 quick epoch of a small conditional MLP VAE (10 digit classes)."""
+def _tiny_conditional_run(tmp_path_factory, name: str, **model) -> Path:
+    """A run directory from 1 quick epoch of a small conditional MLP VAE (10 digit classes) with `model`'s fields
+    over the --conditional defaults."""
     pytest.importorskip("torch")
     from vaectl.training import TrainConfig, train
 
-    out = tmp_path_factory.mktemp("tiny_conditional_run")
+    out = tmp_path_factory.mktemp(name)
     train(
         TrainConfig(out=str(out), epochs=1, batch_size=256, seed=0, conditional=True, grid_every=0),
-        dict(arch="mlp", latent_dim=4, hidden=(64,), guidance=1.0),  # plain: no guidance input, as before guidance
+        dict(arch="mlp", latent_dim=4, hidden=(64,), **model),
         log=lambda m: None,
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_conditional_run(tmp_path_factory) -> Path:
+    """Plain conditional (guidance 1): no guidance input, as before guidance."""
+    return _tiny_conditional_run(tmp_path_factory, "tiny_conditional_run", guidance=1.0)
 
 
 @pytest.fixture(scope="session")
@@ -159,17 +165,8 @@ def conditional_graphs(tiny_conditional_run, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_guided_run(tmp_path_factory) -> Path:
-    """1 quick epoch of a small conditional MLP trained with label dropout (guidance), default weight 2."""
-    pytest.importorskip("torch")
-    from vaectl.training import TrainConfig, train
-
-    out = tmp_path_factory.mktemp("tiny_guided_run")
-    train(
-        TrainConfig(out=str(out), epochs=1, batch_size=256, seed=0, conditional=True, grid_every=0),
-        dict(arch="mlp", latent_dim=4, hidden=(64,), label_dropout=0.2, guidance=2.0),
-        log=lambda m: None,
-    )
-    return out
+    """Trained with label dropout (guidance against a learned "no label" class), default weight 2."""
+    return _tiny_conditional_run(tmp_path_factory, "tiny_guided_run", label_dropout=0.2, guidance=2.0)
 
 
 @pytest.fixture(scope="session")
@@ -179,18 +176,9 @@ def guided_graphs(tiny_guided_run, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def average_guided_graphs(tmp_path_factory) -> Path:
-    """1 quick epoch of a small conditional MLP at the --conditional defaults' guidance: weight 2 against the
-    average label, no label dropout."""
-    pytest.importorskip("torch")
-    from vaectl.training import TrainConfig, train
-
-    out = tmp_path_factory.mktemp("average_guided_run")
-    train(
-        TrainConfig(out=str(out), epochs=1, batch_size=256, seed=0, conditional=True, grid_every=0),
-        dict(arch="mlp", latent_dim=4, hidden=(64,)),
-        log=lambda m: None,
-    )
-    return export_run(out, tmp_path_factory.mktemp("average_guided_graphs"))
+    """At the --conditional defaults' guidance: weight 2 against the average label, no label dropout."""
+    run = _tiny_conditional_run(tmp_path_factory, "average_guided_run")
+    return export_run(run, tmp_path_factory.mktemp("average_guided_graphs"))
 
 
 def run_vaectl_in_process(*args) -> tuple[int, str]:
