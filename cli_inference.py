@@ -1,14 +1,14 @@
 """The inference commands of the CLI (generate, reconstruct, interpolate, traverse, data-images, encode, info).
 
 Base install only: onnxruntime, numpy, Pillow, click. Each command parses its flags and calls one library
-function (vaectl.infer.commands); cli.py registers them on the `vaectl` group.
+function (vaectl.infer.commands); cli.py registers COMMANDS on the `vaectl` group.
 """
 
 from __future__ import annotations
 
 import click
 
-from .cli import TerminalProgress, _wrote, handle_errors
+from .cli_common import TerminalProgress, handle_errors, wrote
 
 _THREADS = click.option("--threads", type=int, default=None, help="onnxruntime intra-op threads [all cores].")
 _LABEL_HELP = "Conditional models: a class index or name"
@@ -110,7 +110,7 @@ def generate(decoder_path, demo, n, seed, temperature, label, same_z, guidance, 
         )
     finally:
         bar.close()
-    _wrote(f"{total} images", out or out_dir)
+    wrote(f"{total} images", out or out_dir)
 
 
 @click.command()
@@ -135,7 +135,7 @@ def reconstruct(encoder_path, decoder_path, demo, images, out, label, nrow, scal
     count = commands.reconstruct(
         encoder_path, decoder_path, images, out, label=label, nrow=nrow, threads=threads, scale=scale
     )
-    _wrote(f"{count} reconstructions", out)
+    wrote(f"{count} reconstructions", out)
 
 
 @click.command()
@@ -192,7 +192,7 @@ def interpolate(
         scale=scale,
         fps=fps,
     )
-    _wrote(f"{count} images", out)
+    wrote(f"{count} images", out)
 
 
 @click.command()
@@ -261,7 +261,7 @@ def traverse(
         scale=scale,
         fps=fps,
     )
-    _wrote(f"{len(chosen)} rows of {steps} (latent dimensions {', '.join(map(str, chosen))})", out)
+    wrote(f"{len(chosen)} rows of {steps} (latent dimensions {', '.join(map(str, chosen))})", out)
 
 
 @click.command("data-images")
@@ -292,7 +292,7 @@ def data_images(data_dir, split, label, count, out, out_dir, scale):
         data_dir, split=split, label=label, count=count, out=out, out_dir=out_dir, scale=scale
     )
     if out is not None:
-        _wrote(f"{written} images", out)
+        wrote(f"{written} images", out)
         return
     for path in paths:
         click.echo(str(path))
@@ -344,7 +344,7 @@ def encode(encoder_path, demo, images, data_dir, split, out, logvar, label, batc
         )
     finally:
         bar.close()
-    _wrote(f"{rows} latent rows", out)
+    wrote(f"{rows} latent rows", out)
 
 
 @click.command()

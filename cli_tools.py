@@ -1,5 +1,5 @@
 """The CLI's tool commands: `vaectl doctor` (what this machine can do) and `vaectl explore` (the browser
-explorer's local server or static site). Base install only; cli.py registers them on the `vaectl` group.
+explorer's local server or static site). Base install only; cli.py registers COMMANDS on the `vaectl` group.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from .cli import _wrote, handle_errors
+from .cli_common import handle_errors, wrote
 
 # ----------------------------------------------------------------------------- doctor
 
@@ -86,7 +86,7 @@ def explore(source, decoder_path, encoder_path, data_dir, host, port, no_browser
     model = load_explore_model(source, decoder_path, encoder_path, data_dir)
     if site_dir is not None:
         written = write_site(model, site_dir)
-        _wrote(f"a static site ({len(written)} files; serve it over http, .mjs as text/javascript)", site_dir)
+        wrote(f"a static site ({len(written)} files; serve it over http, .mjs as text/javascript)", site_dir)
         return
     server = make_server(model, host, port)
     url = server_url(server)

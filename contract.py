@@ -49,7 +49,16 @@ SCORING_OUTPUT = {"encoder": CONTEXT_LOGITS, "decoder": BASE_LOGITS}
 
 # A dimension whose KL to the prior is below this many nats carries (almost) nothing: its decoded
 # images do not change along it. Informative dimensions of a trained VAE carry one nat or more.
+# The one rule for "informative" (the training log, info, traverse and the explorer): informative_dims().
 INFORMATIVE_KL = 0.05
+INFORMATIVE_RULE = f"mean KL to N(0, 1) above {INFORMATIVE_KL:g} nats on the validation images"
+
+
+def informative_dims(kl_per_dim) -> list[int]:
+    """The latent dimensions that carry information, most informative first: KL above INFORMATIVE_KL nats."""
+    kl = [float(v) for v in kl_per_dim]
+    return sorted((d for d, v in enumerate(kl) if v > INFORMATIVE_KL), key=lambda d: -kl[d])
+
 
 # readable copies of config fields, written beside vaectl.config (never parsed)
 _LOOSE_KEYS = (
@@ -118,10 +127,8 @@ class GraphInfo:
     kl_per_dim: tuple[float, ...] | None = None
 
     def informative_dims(self) -> list[int] | None:
-        """Latent dimensions that carry information (KL above INFORMATIVE_KL nats), or None when unknown."""
-        if self.kl_per_dim is None:
-            return None
-        return [d for d, kl in enumerate(self.kl_per_dim) if kl > INFORMATIVE_KL]
+        """Latent dimensions that carry information (informative_dims), or None when unknown."""
+        return None if self.kl_per_dim is None else informative_dims(self.kl_per_dim)
 
 
 def format_version(config: VAEConfig) -> int:

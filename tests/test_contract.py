@@ -46,7 +46,7 @@ def test_metadata_round_trips_the_config_and_derives_the_readable_keys_from_it()
     info = parse_metadata(props)
     assert info.config == cfg and info.role == "decoder" and info.variant == "fp16"
     assert info.checkpoint_sha256 == "ab" * 32 and info.format_version == 1
-    assert info.informative_dims() == [1, 3, 4]
+    assert info.informative_dims() == [3, 1, 4]  # most informative first
     assert props["vaectl.latent_dim"] == "5" and json.loads(props["vaectl.class_names"]) == ["cat", "dog"]
     assert contract.metadata_of(info) == props  # what a derived graph (fp16, int8) carries
     # the readable keys are never parsed: changing one changes nothing
@@ -104,3 +104,11 @@ def test_graphs_exported_by_vaectl_0_1_0_load_and_give_the_same_numbers():
     fp16 = Decoder(FIXTURES / "v010_cond_context" / "decoder.fp16.onnx")
     assert fp16.info.variant == "fp16"
     assert np.array_equal(fp16.sample(2, seed=0, label="all"), want["cond_fp16_sample"])
+
+
+def test_informative_dims_are_those_above_the_threshold_most_informative_first():
+    from vaectl.contract import INFORMATIVE_KL, informative_dims
+
+    assert informative_dims([0.0, 2.5, INFORMATIVE_KL, 4.0, 0.06]) == [3, 1, 4]  # the threshold itself is not enough
+    assert informative_dims([1.0, 1.0, 0.5]) == [0, 1, 2]  # ties keep index order
+    assert informative_dims([]) == []

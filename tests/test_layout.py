@@ -36,3 +36,15 @@ def test_the_core_imports_only_the_core_and_the_torch_free_model_config():
 def test_the_graph_sees_a_known_edge():
     """Guards the test above against a parser that finds nothing: export does read the contract."""
     assert "contract" in import_graph.imports(REPO)["export"]
+
+
+def test_cli_imports_run_one_way():
+    """cli.py registers the command modules; they share cli_common and never import cli back (no circle)."""
+    edges = import_graph.imports(REPO)
+    modules = ("cli_training", "cli_inference", "cli_tools")
+    assert set(modules) <= edges["cli"]
+    for module in (*modules, "cli_common"):
+        assert "cli" not in edges.get(module, set()), f"{module} imports cli"
+        if module != "cli_common":
+            assert "cli_common" in edges[module], module
+    assert not edges.get("cli_common", set()) & {"cli", *modules}

@@ -1,0 +1,301 @@
+"""The CLI's training-side commands: `vaectl train`, `vaectl export` and `vaectl eval`.
+
+torch is imported only inside the commands (train, export, and eval of a checkpoint need the [train]
+extra); the help texts read their defaults from the torch-free configs. cli.py registers COMMANDS.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .cli_common import TerminalProgress, handle_errors
+from .models.presets import CONDITIONAL, PRESETS  # torch-free
+from .training.config import default  # torch-free: the defaults shown in --help
+
+# ----------------------------------------------------------------------------- train
+
+
+def _flag_value(value) -> str:
+    """A default as typed on the command line: 1024,512 for a tuple, 3 for 3.0."""
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _d(name: str) -> str:
+    return f"[{_flag_value(default(name))}]"
+
+
+def _int_list(flag: str, text: str) -> tuple[int, ...]:
+    from .errors import UserInputError
+
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise UserInputError(f"{flag} takes comma-separated integers, got {text!r}") from None
+
+
+@click.command()
+@click.option(
+    "--data",
+    "data",
+    type=click.Path(),
+    default=None,
+    help="IDX folder (train-images-idx3-ubyte[.gz], ...) or a folder of images (subfolders = labels).",
+)
+@click.option(
+    "--dataset",
+    default=None,
+    help=f"mnist-sample (embedded, offline) or a torchvision dataset: mnist, fashion-mnist, kmnist, cifar10 (downloads) {_d('dataset')}.",
+)
+@click.option(
+    "--cache-dir", type=click.Path(), default=None, help="Download cache for --dataset [~/.cache/vaectl/datasets]."
+)
+@click.option("--image-size", type=int, default=None, help="Resize images to this square size.")
+@click.option("--channels", type=click.Choice(["1", "3"]), default=None, help="Convert images to 1 or 3 channels.")
+@click.option(
+    "--out", type=click.Path(), default=None, help=f"Run directory for checkpoints, metrics and grids {_d('out')}."
+)
+@click.option("--resume", type=click.Path(), default=None, help="Continue the run in this directory (its last.pt).")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    default=False,
+    help="Start a new run in an --out that holds one: first delete that run's files (checkpoints, "
+    "config.json, metrics.jsonl, epoch grids, graphs exported into a subdirectory); nothing else.",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(sorted(PRESETS)),
+    default=None,
+    help="A named recipe: tutorial (MLP, MSE, beta 3, 2-D latent) or quality (the recommended recipe); explicit flags win.",
+)
+@click.option("--arch", type=click.Choice(["mlp", "conv"]), default=None, help=f"Model architecture {_d('arch')}.")
+@click.option(
+    "--latent-dim",
+    type=int,
+    default=None,
+    help=f"Latent dimensions {_d('latent_dim')}; {CONDITIONAL.model['latent_dim']} with --conditional.",
+)
+@click.option("--hidden", default=None, help=f"MLP hidden widths, comma-separated {_d('hidden')}.")
+@click.option(
+    "--conv-channels", default=None, help=f"Conv channels per stride-2 stage, comma-separated {_d('conv_channels')}."
+)
+@click.option(
+    "--context-channels",
+    type=int,
+    default=None,
+    help=f"Row-autoregressive decoder: hidden channels of a convolution over the rows above each row (0: off) {_d('context_channels')}; 16 with --preset quality.",
+)
+@click.option(
+    "--context-kernel",
+    type=int,
+    default=None,
+    help=f"Row context size: sees K//2 rows above, K//2 columns either side {_d('context_kernel')}.",
+)
+@click.option(
+    "--likelihood",
+    type=click.Choice(["bernoulli", "gaussian"]),
+    default=None,
+    help=f"bernoulli: BCE; gaussian: summed squared error (the tutorial's MSE) {_d('likelihood')}.",
+)
+@click.option("--beta", type=float, default=None, help=f"Weight on the KL term; 0 is a plain autoencoder {_d('beta')}.")
+@click.option(
+    "--conditional",
+    is_flag=True,
+    default=None,
+    help="Condition encoder and decoder on the labels (generate a chosen class); defaults then: "
+    + ", ".join(f"--{k.replace('_', '-')} {_flag_value(v)}" for k, v in CONDITIONAL.model.items())
+    + ".",
+)
+@click.option(
+    "--label-dropout",
+    type=float,
+    default=None,
+    help="Conditional: train this fraction of images without their label, for guidance (0: off) [see README].",
+)
+@click.option(
+    "--guidance",
+    type=float,
+    default=None,
+    help="Conditional: the guidance weight generate uses unless told (1: none) [see README].",
+)
+@click.option(
+    "--epochs",
+    type=int,
+    default=None,
+    help=f"Epochs to train {_d('epochs')}; with --resume, the run's new total [the run's own].",
+)
+@click.option(
+    "--batch-size", type=int, default=None, help=f"Global batch size (split across processes) {_d('batch_size')}."
+)
+@click.option("--lr", type=float, default=None, help=f"Peak learning rate (Adam) {_d('lr')}.")
+@click.option(
+    "--schedule",
+    type=click.Choice(["onecycle", "constant"]),
+    default=None,
+    help=f"Learning-rate schedule {_d('schedule')}.",
+)
+@click.option(
+    "--kl-warmup", type=float, default=None, help=f"Epochs over which beta ramps up from 0 {_d('kl_warmup')}."
+)
+@click.option("--seed", type=int, default=None, help=f"Random seed {_d('seed')}.")
+@click.option("--device", default=None, help=f"auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps {_d('device')}.")
+@click.option("--amp", is_flag=True, default=None, help="bf16 autocast (CUDA).")
+@click.option("--compile", "compile", is_flag=True, default=None, help="torch.compile the model.")
+@click.option(
+    "--grid-every",
+    type=int,
+    default=None,
+    help=f"Write sample/reconstruction grids every N epochs (0: never) {_d('grid_every')}.",
+)
+@handle_errors
+def train(resume, overwrite, preset, epochs, hidden, conv_channels, channels, **flags):
+    """Train a VAE (needs the [train] extra)."""
+    from .training import Interrupted
+    from .training import train as run_training
+
+    given = {name: value for name, value in flags.items() if value is not None}  # only what was typed
+    if hidden is not None:
+        given["hidden"] = _int_list("--hidden", hidden)
+    if conv_channels is not None:
+        given["conv_channels"] = _int_list("--conv-channels", conv_channels)
+    if channels is not None:
+        given["channels"] = int(channels)
+    if resume is None and epochs is not None:
+        given["epochs"] = epochs
+    try:
+        summary = run_training(
+            preset=preset,
+            resume=resume,
+            resume_epochs=epochs if resume else None,
+            overwrite=overwrite,
+            log=lambda m: click.echo(m, err=True),
+            **given,
+        )
+    except Interrupted as e:
+        click.echo(str(e), err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:  # a Ctrl-C before the loop, or a second one: nothing new was saved
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    click.echo(f"done: best validation loss {summary['best_val']:.2f}; checkpoints in {summary['out']}", err=True)
+
+
+# ----------------------------------------------------------------------------- export
+
+
+@click.command()
+@click.argument("source", type=click.Path())
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(),
+    help="Directory for encoder.onnx and decoder.onnx (created if missing).",
+)
+@click.option("--last", is_flag=True, help="From a run directory, export last.pt instead of best.pt.")
+@click.option("--opset", type=int, default=None, help="ONNX opset, 13-20 [17].")
+@click.option(
+    "--atol",
+    type=float,
+    default=1e-4,
+    show_default=True,
+    help="Largest allowed absolute difference between onnxruntime and PyTorch outputs.",
+)
+@click.option("--fp16", is_flag=True, help="Also write decoder.fp16.onnx (float16 weights, float32 inputs/outputs).")
+@click.option("--int8", is_flag=True, help="Also write decoder.int8.onnx (dynamically quantized int8 weights).")
+@handle_errors
+def export(source, out_dir, last, opset, atol, fp16, int8):
+    """Export RUN_DIR or CHECKPOINT to verified ONNX encoder/decoder graphs (needs the [train] extra)."""
+    from .export import export_model  # imports torch and onnx
+
+    result = export_model(
+        source, out_dir, last=last, opset=opset, atol=atol, fp16=fp16, int8=int8, log=lambda m: click.echo(m, err=True)
+    )
+    for path in (result.encoder, result.decoder, *result.variants.values()):
+        click.echo(str(path))
+
+
+# ----------------------------------------------------------------------------- eval
+@click.command("eval")
+@click.argument("source", required=False, type=click.Path())
+@click.option(
+    "--encoder", "encoder_path", type=click.Path(), default=None, help="encoder.onnx (torch-free path, with --decoder)."
+)
+@click.option(
+    "--decoder", "decoder_path", type=click.Path(), default=None, help="decoder.onnx (torch-free path, with --encoder)."
+)
+@click.option(
+    "--data", "data_dir", type=click.Path(), default=None, help="IDX or image folder to score (its test split)."
+)
+@click.option(
+    "--dataset",
+    default=None,
+    help="mnist-sample or a torchvision dataset (checkpoint path only) [what the model was trained on].",
+)
+@click.option("--k", type=int, default=1000, show_default=True, help="Importance samples per image for the IWAE bound.")
+@click.option("--n", "n_images", type=int, default=None, help="Score only the first N test images [all].")
+@click.option(
+    "--binarize", is_flag=True, help="Score a fixed stochastic binarization of the pixels (exact NLL for bernoulli)."
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--last", is_flag=True, help="With a run directory: use last.pt instead of best.pt.")
+@click.option("--threads", type=int, default=None, help="onnxruntime intra-op threads (ONNX path).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+@handle_errors
+def eval_(source, encoder_path, decoder_path, data_dir, dataset, k, n_images, binarize, seed, last, threads, as_json):
+    """Score a model on test data: negative ELBO, IWAE NLL bound, bits/dim, active units, KL per dimension.
+
+    SOURCE is a run directory or checkpoint (needs the [train] extra); or give --encoder and --decoder
+    to score exported ONNX graphs on the base install.
+    """
+    import json
+
+    from .errors import UserInputError
+    from .scoring import format_report
+
+    onnx_path = encoder_path is not None or decoder_path is not None
+    if onnx_path == (source is not None):
+        raise UserInputError("give either a run directory/checkpoint, or --encoder and --decoder")
+    progress = TerminalProgress("scoring")
+    try:
+        if onnx_path:
+            if encoder_path is None or decoder_path is None:
+                raise UserInputError("the ONNX path needs both --encoder and --decoder")
+            from .infer.evaluate import evaluate_onnx
+
+            report = evaluate_onnx(
+                encoder_path,
+                decoder_path,
+                data_dir=data_dir,
+                dataset=dataset,
+                k=k,
+                n=n_images,
+                seed=seed,
+                binarize=binarize,
+                threads=threads,
+                progress=progress,
+            )
+        else:
+            from .training.eval_checkpoint import evaluate_checkpoint
+
+            report = evaluate_checkpoint(
+                source,
+                data_dir=data_dir,
+                dataset=dataset,
+                k=k,
+                n=n_images,
+                seed=seed,
+                binarize=binarize,
+                last=last,
+                progress=progress,
+            )
+    finally:
+        progress.close()
+    click.echo(json.dumps(report.to_dict()) if as_json else format_report(report))
+
+
+COMMANDS = (train, export, eval_)
