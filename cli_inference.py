@@ -20,6 +20,12 @@ _SCALE = click.option(
     help="Upscale the written images N times (nearest neighbour: crisp pixels).",
 )
 _FPS = click.option("--fps", type=float, default=8.0, show_default=True, help="Frames per second of a .gif --out.")
+_PRIOR = click.option(
+    "--prior",
+    default=None,
+    help="Draw z from this prior: 'gmm', the mixture fitted to the encoded training data, or 'normal', "
+    "N(0, I) [the graph's default: gmm when the export carries it, else normal; `vaectl info` shows it].",
+)
 _DEMO = click.option(
     "--demo",
     is_flag=True,
@@ -58,8 +64,10 @@ def _model(path, demo: bool, role: str, flag: str):
     type=float,
     default=1.0,
     show_default=True,
-    help="z ~ N(0, t^2 I): below 1 is cleaner but less varied.",
+    help="Scale the prior's spread: z = center + t * offset (N(0, I): z ~ N(0, t^2 I); a mixture: each "
+    "component's); below 1 is cleaner but less varied.",
 )
+@_PRIOR
 @click.option(
     "--label",
     default=None,
@@ -75,7 +83,12 @@ def _model(path, demo: bool, role: str, flag: str):
     default=None,
     help="Guided conditional models: the pull towards the label (1 plain conditional, 0 the reference) [the model's].",
 )
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write one PNG grid.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write one PNG grid, or with .npy one uint8 array (N, C, H, W) of the same pixels.",
+)
 @click.option(
     "--out-dir",
     type=click.Path(file_okay=False),
@@ -86,7 +99,9 @@ def _model(path, demo: bool, role: str, flag: str):
 @_SCALE
 @_THREADS
 @handle_errors
-def generate(decoder_path, demo, n, seed, temperature, label, same_z, guidance, out, out_dir, nrow, scale, threads):
+def generate(
+    decoder_path, demo, n, seed, temperature, prior, label, same_z, guidance, out, out_dir, nrow, scale, threads
+):
     """Draw new images from a decoder (no torch needed)."""
     from .infer import commands
 
@@ -101,6 +116,7 @@ def generate(decoder_path, demo, n, seed, temperature, label, same_z, guidance, 
             label=label,
             same_z=same_z,
             guidance=guidance,
+            prior=prior,
             out=out,
             out_dir=out_dir,
             nrow=nrow,
@@ -160,6 +176,7 @@ def reconstruct(encoder_path, decoder_path, demo, images, out, label, nrow, scal
     help="slerp keeps points at typical norms under the N(0, I) prior; lerp is the straight line.",
 )
 @click.option("--label", default=None, help=f"{_LABEL_HELP}, held fixed along the path.")
+@_PRIOR
 @click.option(
     "--out",
     required=True,
@@ -171,7 +188,7 @@ def reconstruct(encoder_path, decoder_path, demo, images, out, label, nrow, scal
 @_THREADS
 @handle_errors
 def interpolate(
-    encoder_path, decoder_path, demo, images, seed_a, seed_b, steps, method, label, out, scale, fps, threads
+    encoder_path, decoder_path, demo, images, seed_a, seed_b, steps, method, label, prior, out, scale, fps, threads
 ):
     """Decode a path between two images (A.png B.png) or two random latent points (--seed-a/--seed-b)."""
     from .infer import commands
@@ -188,6 +205,7 @@ def interpolate(
         steps=steps,
         method=method,
         label=label,
+        prior=prior,
         threads=threads,
         scale=scale,
         fps=fps,
@@ -204,10 +222,17 @@ def interpolate(
 @click.option(
     "--all", "all_dims", is_flag=True, help="One row for every latent dimension [only those that carry information]."
 )
-@click.option("--span", type=float, default=3.0, show_default=True, help="Sweep the component from -span to +span.")
+@click.option(
+    "--span",
+    type=float,
+    default=3.0,
+    show_default=True,
+    help="Sweep the component over the prior's mean -span..+span standard deviations.",
+)
 @click.option("--steps", type=int, default=9, show_default=True, help="Images per row.")
-@click.option("--seed", type=int, default=None, help="Fix the other components at a random draw [0, the prior's mean].")
+@click.option("--seed", type=int, default=None, help="Fix the other components at a random draw [the prior's mean].")
 @click.option("--label", default=None, help=f"{_LABEL_HELP}, held fixed.")
+@_PRIOR
 @click.option(
     "--encoder",
     "encoder_path",
@@ -233,13 +258,14 @@ def interpolate(
 @_THREADS
 @handle_errors
 def traverse(
-    decoder_path, demo, dims, all_dims, span, steps, seed, label, encoder_path, image, out, scale, fps, threads
+    decoder_path, demo, dims, all_dims, span, steps, seed, label, prior, encoder_path, image, out, scale, fps, threads
 ):
     """Vary one latent component at a time while the others stay fixed.
 
-    The varied component sweeps from -span to +span; the others stay at 0 (the prior's mean), at a
-    --seed draw, or at an --image's encoding. Without --dim or --all: the dimensions that carry
-    information (KL to the prior above 0.05 nats when the model was exported), else all of them.
+    The varied component sweeps the prior's mean -span..+span of its standard deviations (N(0, I): -span to
+    +span); the others stay at the prior's mean, at a --seed draw, or at an --image's encoding. Without --dim
+    or --all: the dimensions that carry information (KL to N(0, I) above 0.05 nats when the model was
+    exported), else all of them.
     """
     from .infer import commands
 
@@ -257,6 +283,7 @@ def traverse(
         label=label,
         encoder=encoder_path,
         image=image,
+        prior=prior,
         threads=threads,
         scale=scale,
         fps=fps,

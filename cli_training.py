@@ -207,13 +207,36 @@ def train(resume, overwrite, preset, epochs, hidden, conv_channels, channels, **
 )
 @click.option("--fp16", is_flag=True, help="Also write decoder.fp16.onnx (float16 weights, float32 inputs/outputs).")
 @click.option("--int8", is_flag=True, help="Also write decoder.int8.onnx (dynamically quantized int8 weights).")
+@click.option(
+    "--prior",
+    default=None,
+    help="The prior generate samples from: gmm (a Gaussian mixture fitted to the encoded training images, K by "
+    "held-out likelihood), gmm:K (K components) or normal (N(0, I), nothing fitted) [gmm when the training "
+    "data is at hand].",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(),
+    default=None,
+    help="IDX or image folder of the training images to fit the prior to [the run's recorded data].",
+)
 @handle_errors
-def export(source, out_dir, last, opset, atol, fp16, int8):
+def export(source, out_dir, last, opset, atol, fp16, int8, prior, data_dir):
     """Export RUN_DIR or CHECKPOINT to verified ONNX encoder/decoder graphs (needs the [train] extra)."""
     from .export import export_model  # imports torch and onnx
 
     result = export_model(
-        source, out_dir, last=last, opset=opset, atol=atol, fp16=fp16, int8=int8, log=lambda m: click.echo(m, err=True)
+        source,
+        out_dir,
+        last=last,
+        opset=opset,
+        atol=atol,
+        fp16=fp16,
+        int8=int8,
+        prior=prior,
+        data=data_dir,
+        log=lambda m: click.echo(m, err=True),
     )
     for path in (result.encoder, result.decoder, *result.variants.values()):
         click.echo(str(path))
@@ -244,13 +267,22 @@ def export(source, out_dir, last, opset, atol, fp16, int8):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--last", is_flag=True, help="With a run directory: use last.pt instead of best.pt.")
 @click.option("--threads", type=int, default=None, help="onnxruntime intra-op threads (ONNX path).")
+@click.option(
+    "--prior",
+    default=None,
+    help="Also score under this prior: ONNX path: a prior the decoder carries (gmm, normal) [its default]; "
+    "checkpoint: what export would fit (gmm, gmm:K, normal) [gmm when the training data is at hand].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @handle_errors
-def eval_(source, encoder_path, decoder_path, data_dir, dataset, k, n_images, binarize, seed, last, threads, as_json):
+def eval_(
+    source, encoder_path, decoder_path, data_dir, dataset, k, n_images, binarize, seed, last, threads, prior, as_json
+):
     """Score a model on test data: negative ELBO, IWAE NLL bound, bits/dim, active units, KL per dimension.
 
     SOURCE is a run directory or checkpoint (needs the [train] extra); or give --encoder and --decoder
-    to score exported ONNX graphs on the base install.
+    to score exported ONNX graphs on the base install. The bounds are given under N(0, I) and under the
+    prior `vaectl generate` samples from (the mixture `vaectl export` fits), when that is another.
     """
     import json
 
@@ -278,6 +310,7 @@ def eval_(source, encoder_path, decoder_path, data_dir, dataset, k, n_images, bi
                 binarize=binarize,
                 threads=threads,
                 progress=progress,
+                prior=prior,
             )
         else:
             from .training.eval_checkpoint import evaluate_checkpoint
@@ -292,6 +325,8 @@ def eval_(source, encoder_path, decoder_path, data_dir, dataset, k, n_images, bi
                 binarize=binarize,
                 last=last,
                 progress=progress,
+                prior=prior,
+                log=lambda m: click.echo(m, err=True),
             )
     finally:
         progress.close()

@@ -17,14 +17,29 @@ A row-context model
   decoder: base_logits [N, C, H, W], the logit term from z alone
 so p(x | z) = Bernoulli(sigmoid(base_logits(z) + context_logits(x))); `image` is still made from z alone.
 
-Every graph carries its VAEConfig as JSON in the metadata key `vaectl.config`, the only key parsed; the
-loose `vaectl.<field>` keys are derived from it for humans reading `vaectl info` or netron.
+Every graph carries its VAEConfig as JSON in the metadata key `vaectl.config`; the loose `vaectl.<field>`
+keys are derived from it for humans reading `vaectl info` or netron (never parsed).
+
+The prior to sample from: a decoder may carry `vaectl.prior`, JSON, the density `vaectl generate` draws z
+from by default (without it: N(0, I)). Its one kind so far, "gmm", a mixture of full-covariance Gaussians:
+  {"kind": "gmm", "latent_dim": D, "by_label": false,
+   "mixtures": [{"weights": [K], "means": [K][D], "cholesky": [K][D][D]}],
+   "fitted_to": {...}}
+  p(z) = sum_k weights[k] * N(z; means[k], L_k L_k^T), with L_k = cholesky[k] lower-triangular (positive
+  diagonal). Sample: k ~ Categorical(weights), z = means[k] + L_k @ e with e ~ N(0, I). log p(z):
+  logsumexp_k(log weights[k] - sum(log diag L_k) - |L_k^-1 (z - means[k])|^2 / 2) - (D / 2) log(2 pi).
+  "by_label": true (conditional models) gives one mixture per label: mixtures[y] is the prior of label y.
+  "fitted_to" records what it was fitted to (data, images, draws, seed, the rule that chose K); not parsed.
+A reader that does not know the prior (or its kind) samples N(0, I), which is still a valid sampler of the
+model: so the prior does not change the export format's number.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+
+import numpy as np
 
 from . import __version__
 from .errors import UserInputError
@@ -42,6 +57,10 @@ BATCH = "N"  # the dynamic batch dimension, first in every input and output but 
 IMAGE, Z, LABEL, GUIDANCE = "image", "z", "label", "guidance"
 MU, LOGVAR = "mu", "logvar"
 CONTEXT_LOGITS, BASE_LOGITS = "context_logits", "base_logits"
+
+# the fitted prior in a decoder's metadata, and its kinds
+PRIOR_KEY = "vaectl.prior"
+PRIOR_GMM = "gmm"
 
 # the input each role is fed, and the extra output a row-context model adds for scoring
 PRIMARY_INPUT = {"encoder": IMAGE, "decoder": Z}
@@ -125,6 +144,8 @@ class GraphInfo:
     # mean KL(q(z_d | x) || N(0, 1)) of each latent dimension on the validation data at the checkpoint's
     # epoch: which dimensions carry information. None for graphs exported before vaectl recorded it.
     kl_per_dim: tuple[float, ...] | None = None
+    # the fitted prior (PRIOR_KEY's JSON, checked when its kind is known), or None: sample from N(0, I)
+    prior: dict | None = None
 
     def informative_dims(self) -> list[int] | None:
         """Latent dimensions that carry information (informative_dims), or None when unknown."""
@@ -137,7 +158,7 @@ def format_version(config: VAEConfig) -> int:
 
 
 def build_metadata(
-    config: VAEConfig, role: str, checkpoint_sha256: str, variant: str = "fp32", kl_per_dim=None
+    config: VAEConfig, role: str, checkpoint_sha256: str, variant: str = "fp32", kl_per_dim=None, prior=None
 ) -> dict[str, str]:
     _check_role(role)
     if variant not in VARIANTS:
@@ -157,12 +178,19 @@ def build_metadata(
     }
     if kl_per_dim is not None:
         props["vaectl.kl_per_dim"] = json.dumps([round(float(v), 5) for v in kl_per_dim])
+    if prior is not None:
+        if role != "decoder":
+            raise ValueError("only a decoder carries a prior")
+        check_prior(prior, config, "prior")
+        props[PRIOR_KEY] = json.dumps(prior, sort_keys=True)
     return props
 
 
 def metadata_of(info: GraphInfo, variant: str | None = None) -> dict[str, str]:
     """`info` written back as metadata (optionally as another variant): what a derived graph carries."""
-    return build_metadata(info.config, info.role, info.checkpoint_sha256, variant or info.variant, info.kl_per_dim)
+    return build_metadata(
+        info.config, info.role, info.checkpoint_sha256, variant or info.variant, info.kl_per_dim, info.prior
+    )
 
 
 def parse_metadata(props: dict[str, str], source: str = "model") -> GraphInfo:
@@ -192,6 +220,7 @@ def parse_metadata(props: dict[str, str], source: str = "model") -> GraphInfo:
         vaectl_version=props.get("vaectl.version", ""),
         format_version=version,
         kl_per_dim=_parse_kl(props.get("vaectl.kl_per_dim"), config.latent_dim, source),
+        prior=_parse_prior(props.get(PRIOR_KEY), config, role, source),
     )
 
 
@@ -205,6 +234,59 @@ def _parse_kl(text: str | None, latent_dim: int, source: str) -> tuple[float, ..
     if len(values) != latent_dim:
         raise UserInputError(f"{source}: vaectl.kl_per_dim has {len(values)} values for {latent_dim} latent dimensions")
     return values
+
+
+def _parse_prior(text: str | None, config: VAEConfig, role: str, source: str) -> dict | None:
+    if text is None:
+        return None
+    try:
+        prior = json.loads(text)
+    except json.JSONDecodeError:
+        raise UserInputError(f"{source}: malformed {PRIOR_KEY} metadata (not JSON)") from None
+    if role != "decoder":
+        raise UserInputError(f"{source}: an {role} with a {PRIOR_KEY}; only decoders carry one")
+    check_prior(prior, config, source)
+    return prior
+
+
+def check_prior(prior, config: VAEConfig, source: str) -> None:
+    """UserInputError unless `prior` is a well-formed PRIOR_KEY document for this model (a kind this vaectl
+    does not know passes unchecked: readers then sample N(0, I))."""
+    if not isinstance(prior, dict) or not isinstance(prior.get("kind"), str):
+        raise UserInputError(f"{source}: malformed {PRIOR_KEY} metadata (no kind)")
+    if prior["kind"] != PRIOR_GMM:
+        return
+    d = config.latent_dim
+
+    def bad(why: str) -> UserInputError:
+        return UserInputError(f"{source}: malformed {PRIOR_KEY} metadata ({why})")
+
+    if prior.get("latent_dim") != d:
+        raise bad(f"latent_dim {prior.get('latent_dim')!r}, the model's is {d}")
+    mixtures = prior.get("mixtures")
+    if not isinstance(mixtures, list) or not mixtures:
+        raise bad("no mixtures")
+    if prior.get("by_label", False):
+        if len(mixtures) != config.label_slots:
+            raise bad(f"{len(mixtures)} mixtures for the {config.label_slots} labels of the model")
+    elif len(mixtures) != 1:
+        raise bad(f"{len(mixtures)} mixtures without by_label")
+    for m in mixtures:
+        try:
+            w = np.asarray(m["weights"], dtype=np.float64)
+            mu = np.asarray(m["means"], dtype=np.float64)
+            chol = np.asarray(m["cholesky"], dtype=np.float64)
+        except (KeyError, TypeError, ValueError):
+            raise bad("a mixture needs numeric weights, means and cholesky") from None
+        k = len(w)
+        if w.shape != (k,) or k < 1 or mu.shape != (k, d) or chol.shape != (k, d, d):
+            raise bad(f"shapes {w.shape}, {mu.shape}, {chol.shape}; expected (K,), (K, {d}), (K, {d}, {d})")
+        if not (np.isfinite(w).all() and np.isfinite(mu).all() and np.isfinite(chol).all()):
+            raise bad("NaN or inf values")
+        if (w <= 0).any() or abs(w.sum() - 1) > 1e-6:
+            raise bad("weights must be positive and sum to 1")
+        if (np.diagonal(chol, axis1=1, axis2=2) <= 0).any() or np.triu(chol, 1).any():
+            raise bad("cholesky factors must be lower-triangular with a positive diagonal")
 
 
 def _check_role(role: str) -> None:

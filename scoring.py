@@ -7,6 +7,8 @@ and the ONNX graphs are scored by the same code on the same random draws:
 A row-context model (pixels depend on the rows above them, not only on z) gives one more array each way:
     encode(x, y) -> (mu, logvar, context_logits (B, C, H, W)), the term from x's real rows above each pixel
     decode(z, y, context_logits) -> pixel means sigmoid(base_logits(z) + context_logits)
+The bounds are computed under N(0, I), the prior the model was trained against, and, given a `prior` (a
+vaectl.infer.prior.Prior: the mixture `vaectl generate` samples from), under it too, from the same draws.
 All figures are per image, in nats.
 """
 
@@ -52,6 +54,12 @@ class EvalReport:
     entropy_floor: float | None = None  # bernoulli: mean summed binary entropy of the pixels
     binarized: bool = False
     seed: int = 0
+    # under the prior `generate` samples from, when it is not N(0, I): its name and description, the negative
+    # ELBO with KL(q || prior) estimated from the k draws, and the IWAE bound
+    prior: str | None = None
+    prior_description: str | None = None
+    neg_elbo_prior: float | None = None
+    iwae_nll_prior: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,8 +100,11 @@ def score(
     batch_size: int = 64,
     max_rows: int = 8192,
     progress: Callable[[int, int], None] | None = None,
+    prior=None,
 ) -> EvalReport:
-    """Score uint8 images (N, C, H, W). `max_rows` bounds the decoder batch (images x draws)."""
+    """Score uint8 images (N, C, H, W). `max_rows` bounds the decoder batch (images x draws).
+
+    prior: a Prior (log_density(z, labels)) to score under beside N(0, I); None or N(0, I) itself: only N(0, I)."""
     if k < 1:
         raise UserInputError(f"--k must be at least 1, got {k}")
     if len(images) == 0:
@@ -103,7 +114,8 @@ def score(
     if binarize:  # a fixed stochastic binarization: pixel ~ Bernoulli(intensity)
         x_all = (np.random.default_rng(seed + 1).random(x_all.shape) < x_all).astype(np.float32)
     n, num_pixels = len(x_all), int(np.prod(x_all.shape[1:]))
-    sums = np.zeros(4)  # recon, kl, iwae, posterior variance
+    other = prior is not None and prior.name != "normal"
+    sums = np.zeros(6)  # recon, kl, iwae, posterior variance; under the other prior: -ELBO, iwae
     kl_dims, mus = np.zeros(0), []
     for start in range(0, n, batch_size):
         x = x_all[start : start + batch_size]  # (B, C, H, W)
@@ -115,6 +127,7 @@ def score(
         std = np.exp(0.5 * logvar)
         x_flat = x.reshape(b, -1).astype(np.float64)  # (B, P)
         log_w = np.empty((k, b))  # log p(x, z_k) - log q(z_k | x)
+        log_w_prior = np.empty((k, b))  # the same with the other prior's log p(z_k)
         log_px = np.empty((k, b))
         chunk = max(1, max_rows // b)
         for k0 in range(0, k, chunk):
@@ -133,15 +146,19 @@ def score(
             log_qz = -0.5 * (eps**2 + logvar + LOG_2PI).sum(-1)  # (kc, B)
             log_px[k0 : k0 + kc] = lp
             log_w[k0 : k0 + kc] = lp + log_pz - log_qz
+            if other:
+                log_prior = prior.log_density(z.reshape(kc * b, d), y_rep).reshape(kc, b)  # (kc, B)
+                log_w_prior[k0 : k0 + kc] = lp + log_prior - log_qz
         kl = 0.5 * (mu**2 + np.exp(logvar) - 1.0 - logvar)  # (B, D), closed form
-        m = log_w.max(0)
-        iwae = -(m + np.log(np.exp(log_w - m).mean(0)))  # (B,), log-sum-exp in float64
-        sums += [-log_px.mean(0).sum(), kl.sum(), iwae.sum(), np.exp(logvar).mean(1).sum()]
+        iwae = _neg_log_mean_exp(log_w)  # (B,)
+        sums[:4] += [-log_px.mean(0).sum(), kl.sum(), iwae.sum(), np.exp(logvar).mean(1).sum()]
+        if other:
+            sums[4:] += [-log_w_prior.mean(0).sum(), _neg_log_mean_exp(log_w_prior).sum()]
         kl_dims = kl.sum(0) if start == 0 else kl_dims + kl.sum(0)
         mus.append(mu)
         if progress:
             progress(b, n)
-    recon, kl, iwae, posterior_var = sums / n
+    recon, kl, iwae, posterior_var, neg_elbo_prior, iwae_prior = sums / n
     mu_all = np.concatenate(mus)  # (N, D)
     active = int((mu_all.var(0) > ACTIVE_UNIT_THRESHOLD).sum()) if n > 1 else 0
     return EvalReport(
@@ -162,7 +179,17 @@ def score(
         entropy_floor=bernoulli_entropy_floor(x_all) if likelihood == "bernoulli" else None,
         binarized=binarize,
         seed=seed,
+        prior=prior.name if other else None,
+        prior_description=prior.description if other else None,
+        neg_elbo_prior=neg_elbo_prior if other else None,
+        iwae_nll_prior=iwae_prior if other else None,
     )
+
+
+def _neg_log_mean_exp(log_w: np.ndarray) -> np.ndarray:
+    """-log(mean_k exp(log_w[k])) per column, (k, B) -> (B,), log-sum-exp in float64."""
+    m = log_w.max(0)
+    return -(m + np.log(np.exp(log_w - m).mean(0)))
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -170,13 +197,26 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
 
 
 def format_report(r: EvalReport) -> str:
+    nll = f"IWAE NLL bound (k={r.k})"
     lines = [
         f"evaluated {r.n} images, k = {r.k} importance samples (seed {r.seed}){', binarized' if r.binarized else ''}",
         f"convention: {r.convention}",
         f"negative ELBO        {r.neg_elbo:10.3f} nats  (reconstruction {r.recon:.3f} + KL {r.kl:.3f})",
-        f"IWAE NLL bound (k={r.k}) {r.iwae_nll:8.3f} nats  ({r.bits_per_dim:.4f} bits/dim)",
+        f"{nll:<20} {r.iwae_nll:10.3f} nats  ({r.bits_per_dim:.4f} bits/dim)",
+    ]
+    if r.prior is not None and r.iwae_nll_prior is not None and r.neg_elbo_prior is not None:
+        bits = r.iwae_nll_prior / (r.num_pixels * math.log(2))
+        lines[2:] = [
+            "under N(0, I), the prior the model was trained against:",
+            *("  " + line for line in lines[2:]),
+            f"under {r.prior}, the prior generate samples from ({r.prior_description}):",
+            f"  negative ELBO      {r.neg_elbo_prior:10.3f} nats  (reconstruction {r.recon:.3f} + KL to this prior, "
+            "estimated from the k draws)",
+            f"  {nll:<18} {r.iwae_nll_prior:10.3f} nats  ({bits:.4f} bits/dim)",
+        ]
+    lines += [
         f"active units         {r.active_units:6d} / {r.latent_dim}   (mean posterior variance {r.posterior_var:.3g})",
-        "KL per dimension     " + " ".join(f"{v:.2f}" for v in r.kl_per_dim),
+        "KL per dimension     " + " ".join(f"{v:.2f}" for v in r.kl_per_dim) + "  (to N(0, 1))",
     ]
     if r.entropy_floor is not None and not r.binarized:
         lines.append(

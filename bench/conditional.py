@@ -101,10 +101,12 @@ def train_classifier(ds, epochs: int, max_shift: int, seed: int = 0) -> tuple[Cl
     return model.eval(), accuracy(model, ds.test, ds.test_labels)
 
 
-def judges_for(ds, name: str, cache: Path | None) -> dict[str, tuple[Classifier, float]]:
-    """Both judges, trained once per dataset (kept in `cache` when given: they do not depend on the VAE)."""
+def judges_for(ds, name: str, cache: Path | None, which=tuple(JUDGES)) -> dict[str, tuple[Classifier, float]]:
+    """The judges (both by default), trained once per dataset (kept in `cache` when given: they do not depend on
+    the VAE)."""
     out = {}
-    for judge, (epochs, shift) in JUDGES.items():
+    for judge in which:
+        epochs, shift = JUDGES[judge]
         path = cache / f"judge-{name}-{judge}.pt" if cache else None
         if path is not None and path.exists():
             state = torch.load(path)

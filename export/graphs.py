@@ -160,8 +160,11 @@ def _set_value_info(value: onnx.ValueInfoProto, elem_type: int, shape: tuple) ->
             dim.dim_value = size
 
 
-def export_graph(model: nn.Module, role: str, opset: int, checkpoint_sha256: str, kl_per_dim=None) -> onnx.ModelProto:
-    """One ONNX graph (role 'encoder' or 'decoder') from a VAE, with interface and metadata set."""
+def export_graph(
+    model: nn.Module, role: str, opset: int, checkpoint_sha256: str, kl_per_dim=None, prior: dict | None = None
+) -> onnx.ModelProto:
+    """One ONNX graph (role 'encoder' or 'decoder') from a VAE, with interface and metadata set (a decoder's
+    may include the fitted prior, contract.PRIOR_KEY)."""
     config = model.config
     module = module_for_export(model, role)
     module.eval()
@@ -182,5 +185,8 @@ def export_graph(model: nn.Module, role: str, opset: int, checkpoint_sha256: str
         _set_value_info(value, *outputs[value.name])
     graph.name = f"vaectl_{role}"
     graph_model.doc_string = f"vaectl {role}: see the vaectl.* metadata_props"
-    onnx.helper.set_model_props(graph_model, build_metadata(config, role, checkpoint_sha256, "fp32", kl_per_dim))
+    onnx.helper.set_model_props(
+        graph_model,
+        build_metadata(config, role, checkpoint_sha256, "fp32", kl_per_dim, prior if role == "decoder" else None),
+    )
     return graph_model

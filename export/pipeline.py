@@ -18,11 +18,12 @@ from pathlib import Path
 
 import onnx
 
-from ..contract import ROLES
+from ..contract import ROLES, parse_metadata
 from ..errors import UserInputError, VerificationError, WriteFailedError
 from ..files import file_sha256, fsync_dir, os_error_reason, prepare_out_dir, write_temp_beside
 from ..models.checkpoint import load_model
 from .graphs import check_opset, export_graph
+from .prior import parse_choice, verify_prior
 from .variants import to_fp16, to_int8
 from .verify import VERIFY_BATCH_SIZES, Report, verify_against_torch, verify_variant
 
@@ -87,6 +88,32 @@ def _sample_images(config):
     return load_mnist_sample().test[: max(VERIFY_BATCH_SIZES)]
 
 
+def _fitted_prior(model, ckpt: dict, choice, data, log) -> dict | None:
+    """The prior document to write into the decoder (None: N(0, I) only), saying in one line what it is."""
+    from .prior import fit_prior, training_data
+
+    if choice.kind == "normal":
+        log("prior: none fitted (--prior normal): samples come from N(0, I)")
+        return None
+    try:
+        ds = training_data(ckpt, data)
+    except UserInputError as e:
+        if choice.explicit or data is not None:
+            raise UserInputError(f"cannot fit the prior: {e}") from None
+        log(
+            f"prior: none fitted, the training data is not at hand ({e}); samples come from N(0, I) (--data DIR fits one)"
+        )
+        return None
+    spec, line = fit_prior(model, ds, choice)
+    log(line)
+    return spec
+
+
+def _staged_info(path: Path):
+    graph = onnx.load(str(path), load_external_data=False)
+    return parse_metadata({p.key: p.value for p in graph.metadata_props}, str(path))
+
+
 def _mb(path: Path) -> str:
     return f"{path.stat().st_size / 1e6:.2f} MB"
 
@@ -100,16 +127,24 @@ def export_model(
     atol: float = 1e-4,
     fp16: bool = False,
     int8: bool = False,
+    prior: str | None = None,
+    data=None,
     log: Callable[[str], None] = print,
 ) -> ExportResult:
     """Export a checkpoint (or run directory) to verified ONNX graphs in `out_dir`.
 
+    prior: "normal" (none fitted: samples come from N(0, I)), "gmm" or "gmm:K" (a mixture of K Gaussians
+    fitted to the encoded training images, export/prior.py) [None: gmm when the training data is at hand,
+    the run's own or `data`, else normal].
     Raises UserInputError for bad input (nothing written) and VerificationError when a graph fails a
     check (every failure listed; nothing written, existing files untouched).
     """
     opset = check_opset(opset)
     if not isinstance(atol, (int, float)) or not math.isfinite(atol) or atol < 0:
         raise UserInputError(f"--atol must be a finite number >= 0, got {atol}")
+    choice = parse_choice(prior)
+    if data is not None and choice.kind == "normal":
+        raise UserInputError("--data is the data to fit the prior to; --prior normal fits none")
     model, ckpt = load_model(source, last=last)
     config, ckpt_path = model.config, Path(ckpt["path"])
     if int8 and config.row_context:
@@ -120,6 +155,7 @@ def export_model(
             "quantization error compounds row by row; use --fp16"
         )
     out_dir = Path(out_dir)
+    spec = _fitted_prior(model, ckpt, choice, data, log)  # before anything is written: it may fail on bad --data
     created = prepare_out_dir(out_dir, parents=True, what="export")
     checkpoint_sha256 = file_sha256(ckpt_path)
     log(
@@ -134,11 +170,15 @@ def export_model(
     report = Report()
     published = False
     try:
-        graphs = {role: export_graph(model, role, opset, checkpoint_sha256, ckpt.get("kl_per_dim")) for role in ROLES}
+        graphs = {
+            role: export_graph(model, role, opset, checkpoint_sha256, ckpt.get("kl_per_dim"), spec) for role in ROLES
+        }
         real_images = _sample_images(config)
         for role in ROLES:
             staged[role] = _stage(graphs[role], finals[role])
             verify_against_torch(model, role, staged[role], atol, real_images, report)
+        if spec is not None:  # the prior as the published decoder carries it
+            verify_prior(_staged_info(staged["decoder"]).prior, config, report.failures)
         decoder_ok = not any(f.startswith("decoder") for f in report.failures)
         if wanted and not decoder_ok:
             log(f"  skipping {' and '.join(wanted)}: the float32 decoder they derive from failed verification")

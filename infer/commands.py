@@ -28,6 +28,7 @@ from .output import (
     originals_above_reconstructions,
     prepare_output_dir,
     save_gif,
+    save_image_array,
     save_image_batches,
     save_image_grid,
     upscale,
@@ -64,6 +65,7 @@ def generate(
     label=None,
     same_z: bool = False,
     guidance: float | None = None,
+    prior=None,
     out=None,
     out_dir=None,
     nrow: int = 8,
@@ -71,25 +73,45 @@ def generate(
     progress: Progress | None = None,
     scale: int = 1,
 ) -> int:
-    """Draw n images (n per class with label="all") into one PNG grid `out` or one PNG each in `out_dir`.
+    """Draw n images (n per class with label="all") into one PNG grid `out`, one PNG each in `out_dir`, or
+    (`out` ending in .npy) one uint8 array (N, C, H, W) of the same pixels, for other tools.
 
-    guidance: a guided decoder's weight (Decoder.sample) [the graph's default]."""
+    guidance: a guided decoder's weight (Decoder.sample) [the graph's default]. prior: "normal", "gmm" or a
+    Prior [the graph's default: its fitted prior when it carries one]."""
     check_scale(scale)
-    _one_target(out, out_dir)
+    if (out is None) == (out_dir is None):
+        raise UserInputError(
+            "give one of --out FILE.png (one grid), --out FILE.npy (one uint8 array) or --out-dir DIR (one PNG each)"
+        )
+    as_array = out is not None and Path(out).suffix.lower() == ".npy"
+    if out is not None:
+        check_output_file(out, (".png", ".npy"))
+    if as_array and scale != 1:
+        raise UserInputError("--scale is for images; a .npy --out holds the decoder's pixels")
     if nrow < 1:
         raise UserInputError(f"--nrow must be at least 1, got {nrow}")
     dec = _decoder(decoder, threads)
     total = dec.sample_count(n, label)
-    if out is not None and total > MAX_GRID_IMAGES:
-        raise UserInputError(f"{total:,} images is too many for one grid (at most {MAX_GRID_IMAGES:,}); use --out-dir")
-    batches = dec.iter_sample(n, seed, temperature, label, same_z, guidance=guidance)
+    if out is not None and not as_array and total > MAX_GRID_IMAGES:
+        raise UserInputError(
+            f"{total:,} images is too many for one grid (at most {MAX_GRID_IMAGES:,}); use --out-dir or a .npy --out"
+        )
+    batches = dec.iter_sample(n, seed, temperature, label, same_z, guidance=guidance, prior=prior)
     batches = itertools.chain([next(batches)], batches)  # bad --label etc. fail before anything is created
 
     def tick(k: int) -> None:
         if progress is not None:
             progress(k, total)
 
-    if out is not None:
+    if as_array:
+
+        def counted():
+            for batch in batches:
+                yield batch
+                tick(len(batch))
+
+        save_image_array(out, counted(), total, dec.image_shape)
+    elif out is not None:
         images = []
         for batch in batches:
             images.append(batch)
@@ -124,11 +146,13 @@ def interpolate(
     steps: int = 10,
     method: str = "slerp",
     label=None,
+    prior=None,
     threads: int | None = None,
     scale: int = 1,
     fps: float = DEFAULT_FPS,
 ) -> int:
-    """A strip of `steps` images from image A to image B (with an encoder) or between the latents of two seeds.
+    """A strip of `steps` images from image A to image B (with an encoder) or between the latents of two seeds
+    (each drawn from the prior: the graph's default, or `prior`).
 
     `out` ending in .gif: an animation, one frame per step in order, looping.
     """
@@ -147,9 +171,12 @@ def interpolate(
     check_output_file(out, GRID_OR_GIF)
     dec = _decoder(decoder, threads)
     if encoder is not None:
+        if prior is not None:
+            raise UserInputError("--prior is for paths between --seed-a and --seed-b; images have their own latents")
         strip = VAEPair(_encoder(encoder, threads), dec).interpolate(images[0], images[1], steps, method, label)
     else:
-        z_a, z_b = dec.latents(1, seed_a)[0], dec.latents(1, seed_b)[0]
+        z_a = dec.latents(1, seed_a, prior=prior, label=label)[0]
+        z_b = dec.latents(1, seed_b, prior=prior, label=label)[0]
         strip = dec.interpolate(z_a, z_b, steps, method, label)
     if _is_gif(out):
         save_gif(out, animation_frames(strip[None], scale=scale), fps)
@@ -170,11 +197,14 @@ def traverse(
     label=None,
     encoder=None,
     image=None,
+    prior=None,
     threads: int | None = None,
     scale: int = 1,
     fps: float = DEFAULT_FPS,
 ) -> list[int]:
-    """One row of `steps` images per latent dimension, that component swept from -span to +span; returns the dims.
+    """One row of `steps` images per latent dimension, that component swept over the prior's mean -span..+span
+    standard deviations (N(0, I): -span..span); returns the dims. The other components: the prior's mean, a
+    --seed draw from the prior, or an image's encoding. prior: the graph's default, or "normal", "gmm", a Prior.
 
     Which dimensions: `dims`; or all of them (`all_dims`); by default those that carry information
     (the export's KL per dimension), or all when the graph does not record it. `out` ending in .gif: an
@@ -199,9 +229,9 @@ def traverse(
     else:
         chosen = dec.info.informative_dims() or list(range(dec.latent_dim))
     if image is not None:
-        grid = VAEPair(_encoder(encoder, threads), dec).traverse(image, chosen, span, steps, label)
+        grid = VAEPair(_encoder(encoder, threads), dec).traverse(image, chosen, span, steps, label, prior)
     else:
-        grid = dec.traverse(None, chosen, span, steps, label, seed)
+        grid = dec.traverse(None, chosen, span, steps, label, seed, prior)
     if _is_gif(out):
         save_gif(out, animation_frames(grid.reshape(len(chosen), steps, *grid.shape[1:]), True, scale), fps)
     else:

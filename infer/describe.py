@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .. import contract
 from ..contract import GraphInfo, parse_metadata
+from .prior import priors_of
 from .safe_load import create_session, read_model_bytes
 
 
@@ -39,6 +40,7 @@ def describe_model(path) -> dict:
         "config": info.config.to_dict() if info else None,
         "kl_per_dim": list(info.kl_per_dim) if info and info.kl_per_dim is not None else None,
         "checkpoint_sha256": info.checkpoint_sha256 if info else None,
+        "priors": _priors(info),
         "producer": meta.producer_name,
         "metadata": dict(sorted(props.items())),
         "inputs": [dict(t, default=_input_default(info, t["name"])) for t in tensors(session.get_inputs())],
@@ -62,12 +64,34 @@ def format_description(d: dict) -> str:
             f"classes     {', '.join(d['class_names']) or 'none (unconditional)'}",
             f"checkpoint  sha256 {d['checkpoint_sha256'] or '?'}",
         ]
+        for i, p in enumerate(d.get("priors") or []):
+            lines.append(
+                f"{'prior' if i == 0 else '':<12}{p['name']}{' (default)' if i == 0 else ''}: {p['description']}"
+            )
     else:
         lines.append("role        unknown: no vaectl metadata (not made by `vaectl export`)")
     lines += [f"input       {sig(t)}" for t in d["inputs"]]
     lines += [f"output      {sig(t)}" for t in d["outputs"]]
-    lines += [f"metadata    {k} = {v}" for k, v in d["metadata"].items()]
+    lines += [f"metadata    {k} = {_short(k, v)}" for k, v in d["metadata"].items()]
     return "\n".join(lines)
+
+
+def _short(key: str, value: str) -> str:
+    """A metadata value as `info` prints it: the prior's parameters (thousands of numbers) summarized."""
+    if key == contract.PRIOR_KEY and len(value) > 200:
+        return f"{value[:80]}... ({len(value):,} characters of JSON: `vaectl info --json` prints it all)"
+    return value
+
+
+def _priors(info: GraphInfo | None) -> list[dict] | None:
+    """The priors a decoder samples from, its default first; what `--prior` takes and what each is."""
+    if info is None or info.role != "decoder":
+        return None
+    unknown = info.prior is not None and info.prior.get("kind") != contract.PRIOR_GMM
+    priors = [{"name": p.name, "description": p.description} for p in priors_of(info)]
+    if unknown:  # written by a newer vaectl: say why it is not used
+        priors[0]["description"] += f" (the graph's prior of kind {info.prior['kind']!r} needs a newer vaectl)"
+    return priors
 
 
 def _input_default(info: GraphInfo | None, name: str) -> float | None:

@@ -20,14 +20,17 @@ def evaluate_onnx(
     binarize: bool = False,
     threads: int | None = None,
     progress=None,
+    prior=None,
 ) -> EvalReport:
-    """`vaectl eval --encoder E --decoder D`: the same scorer on exported graphs, no torch."""
+    """`vaectl eval --encoder E --decoder D`: the same scorer on exported graphs, no torch; scored under N(0, I)
+    and under the prior `generate` samples from (`prior`: a name, as generate's --prior) [the graph's default]."""
     if k < 1:
         raise UserInputError(f"--k must be at least 1, got {k}")
     if n is not None and n < 1:
         raise UserInputError(f"--n must be at least 1, got {n}")
     pair = VAEPair.load(encoder_path, decoder_path, threads)
     cfg = pair.decoder.config
+    chosen = pair.decoder.prior(prior)
     if data_dir is None:
         wanted = dataset or cfg.dataset
         if wanted != MNIST_SAMPLE:
@@ -67,4 +70,5 @@ def evaluate_onnx(
         seed=seed,
         binarize=binarize,
         progress=progress,
+        prior=chosen,
     )

@@ -54,9 +54,10 @@ def interpolate_latents(a, b, steps: int, method: str = "slerp") -> np.ndarray:
     return slerp(a, b, steps) if method == "slerp" else lerp(a, b, steps)
 
 
-def traverse_latents(z0, dims, span: float, steps: int) -> np.ndarray:
-    """(len(dims) * steps, D): for each dim, `steps` copies of z0 with that component set to
-    evenly spaced values from -span to +span (in prior standard deviations); the others stay fixed."""
+def traverse_latents(z0, dims, span: float, steps: int, center=None, scale=None) -> np.ndarray:
+    """(len(dims) * steps, D): for each dim d, `steps` copies of z0 with that component set to evenly spaced
+    values from center_d - span * scale_d to center_d + span * scale_d (the prior's mean and standard
+    deviation; default 0 and 1, N(0, I)'s); the others stay fixed."""
     _check_steps(steps)
     z0 = np.asarray(z0, dtype=np.float32).reshape(-1)
     d = z0.shape[0]
@@ -68,8 +69,10 @@ def traverse_latents(z0, dims, span: float, steps: int) -> np.ndarray:
             raise UserInputError(f"--dim {i} is out of range: this model has {d} latent dimensions (0..{d - 1})")
     if not np.isfinite(span) or span <= 0:
         raise UserInputError(f"--span must be a positive number, got {span}")
-    values = np.linspace(-span, span, steps, dtype=np.float64).astype(np.float32)
+    values = np.linspace(-span, span, steps, dtype=np.float64)
+    center = np.zeros(d) if center is None else np.asarray(center, dtype=np.float64).reshape(-1)
+    scale = np.ones(d) if scale is None else np.asarray(scale, dtype=np.float64).reshape(-1)
     out = np.repeat(z0[None], len(dims) * steps, axis=0)
     for row, i in enumerate(dims):
-        out[row * steps : (row + 1) * steps, i] = values
+        out[row * steps : (row + 1) * steps, i] = (center[i] + scale[i] * values).astype(np.float32)
     return out

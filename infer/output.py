@@ -166,6 +166,24 @@ def save_image_batches(
     return written
 
 
+def save_image_array(path, batches: Iterable[np.ndarray], total: int, image_shape: tuple[int, int, int]) -> None:
+    """Stream uint8 image batches ((B, H, W) grey or (B, H, W, 3) colour, as Decoder.decode gives) into one .npy
+    file: uint8 (total, C, H, W), the pixels the PNGs hold. Written atomically; one batch in memory at a time."""
+
+    def write(f) -> None:
+        header = {"descr": "|u1", "fortran_order": False, "shape": (total, *image_shape)}
+        np.lib.format.write_array_header_1_0(f, header)
+        written = 0
+        for batch in batches:
+            chw = batch[:, None] if batch.ndim == 3 else batch.transpose(0, 3, 1, 2)  # (B, C, H, W)
+            f.write(np.ascontiguousarray(chw, dtype=np.uint8).tobytes())
+            written += len(batch)
+        if written != total:  # the header promised `total` images
+            raise ValueError(f"wrote {written} images, expected {total}")
+
+    atomic_write(path, write)
+
+
 LATENT_FORMATS = (".npy", ".csv")
 
 

@@ -17,6 +17,7 @@ from ..files import to_uint8_images
 from ..models.config import VAEConfig, check_guidance, class_index
 from .inputs import prepare_images
 from .latent import interpolate_latents, traverse_latents
+from .prior import Prior, as_rng, compose, prior_named, priors_of
 from .safe_load import create_session, read_model_bytes
 
 DEFAULT_BATCH_SIZE = 256
@@ -138,9 +139,31 @@ class _Session:
 
 
 class Decoder(_Session):
-    """`decoder.onnx`: z (N, D) [+ label (N,)] -> image (N, C, H, W) in [0, 1]."""
+    """`decoder.onnx`: z (N, D) [+ label (N,)] -> image (N, C, H, W) in [0, 1].
+
+    Sampling draws z from a prior (vaectl.infer.prior): by default the one the export fitted to the encoded
+    training data when the graph carries one, else N(0, I); `prior="normal"` (or a Prior) picks another."""
 
     role = "decoder"
+
+    @property
+    def priors(self) -> list[Prior]:
+        """The priors this decoder can sample from, its default first (always includes N(0, I), "normal")."""
+        if not hasattr(self, "_priors"):
+            self._priors = priors_of(self.info)
+        return self._priors
+
+    def prior(self, name=None) -> Prior:
+        """The prior called `name` ("normal", "gmm"), a Prior passed through, or (None) the default."""
+        if isinstance(name, Prior):
+            if name.latent_dim != self.latent_dim:
+                raise UserInputError(
+                    f"the prior has {name.latent_dim} latent dimensions, the decoder {self.latent_dim}"
+                )
+            return name
+        if name is None:
+            return self.priors[0]
+        return prior_named(self.info, name, str(self.path))
 
     def guidance_feed(self, guidance) -> dict[str, np.ndarray]:
         """The guidance input for weight `guidance` (None: the model's own weight); {} for an unguided decoder."""
@@ -186,11 +209,14 @@ class Decoder(_Session):
         """uint8 images (N, H, W) or (N, H, W, 3) decoded from latents z (N, D)."""
         return to_uint8_images(self.decode_float(z, label, batch_size, guidance))
 
-    def latents(self, n: int, seed: int | None = None, temperature: float = 1.0) -> np.ndarray:
-        """(n, D) float32 draws from N(0, temperature^2 I)."""
+    def latents(self, n: int, seed: int | None = None, temperature: float = 1.0, prior=None, label=None) -> np.ndarray:
+        """(n, D) float32 draws from the prior (default: the graph's), spread scaled by `temperature`
+        (N(0, I): z ~ N(0, temperature^2 I)). A prior fitted per class needs the `label`."""
         _check_count(n)
         _check_temperature(temperature)
-        return (_rng(seed).standard_normal((n, self.latent_dim)) * temperature).astype(np.float32)
+        chosen = self.prior(prior)
+        labels = None if label is None else self.labels_for(label, n)
+        return chosen.latents(n, _rng(seed), temperature, labels)
 
     def sample_count(self, n: int, label=None) -> int:
         """How many images `sample(n, label=label)` returns: n, or n per class with label="all"."""
@@ -205,13 +231,16 @@ class Decoder(_Session):
         same_z: bool = False,
         batch_size: int = DEFAULT_BATCH_SIZE,
         guidance=None,
+        prior=None,
     ) -> Iterator[np.ndarray]:
         """Like `sample`, in uint8 batches of at most `batch_size` images: memory stays flat for any n.
 
-        The latents come from one numpy Generator stream, so the images do not depend on batch_size.
+        The latents come from one numpy Generator stream, a fixed number of normals per image, so the images
+        do not depend on batch_size.
         """
         _check_count(n)
         _check_temperature(temperature)
+        chosen = self.prior(prior)
         if batch_size < 1:
             raise UserInputError(f"batch size must be at least 1, got {batch_size}")
         self.guidance_feed(guidance)  # a bad weight fails before the first batch
@@ -223,11 +252,11 @@ class Decoder(_Session):
         fixed = None if every_class or label is None else self.label_index(label)
         total = self.sample_count(n, label)
         rng = _rng(seed)
-        z_shared = rng.standard_normal((n, self.latent_dim)) if same_z else np.zeros(0)
+        width = chosen.normals_per_sample
+        shared = rng.standard_normal((n, width)) if same_z else np.zeros(0)
         for start in range(0, total, batch_size):
             idx = np.arange(start, min(start + batch_size, total))
-            z = z_shared[idx % n] if same_z else rng.standard_normal((len(idx), self.latent_dim))
-            z = (z * temperature).astype(np.float32)
+            normals = shared[idx % n] if same_z else rng.standard_normal((len(idx), width))  # (B, width)
             if not self.conditional:
                 labels = None
             elif every_class:
@@ -236,12 +265,22 @@ class Decoder(_Session):
                 labels = np.full(len(idx), fixed)
             else:
                 labels = idx % self.num_classes  # no label asked for: cycle through the classes
-            yield self.decode(z, None if labels is None else labels.astype(np.int64), batch_size, guidance)
+            labels = None if labels is None else labels.astype(np.int64)
+            z = compose(*chosen.parts(normals, labels), temperature)  # (B, D) float32
+            yield self.decode(z, labels, batch_size, guidance)
 
     def sample(
-        self, n: int, seed: int | None = None, temperature: float = 1.0, label=None, same_z: bool = False, guidance=None
+        self,
+        n: int,
+        seed: int | None = None,
+        temperature: float = 1.0,
+        label=None,
+        same_z: bool = False,
+        guidance=None,
+        prior=None,
     ) -> np.ndarray:
-        """uint8 images decoded from z ~ N(0, temperature^2 I).
+        """uint8 images decoded from latents drawn from the prior: z = center + temperature * offset
+        (prior: None for the graph's default, "normal" for N(0, I), "gmm" for the fitted mixture, or a Prior).
 
         label: None (a conditional decoder cycles through its classes), a class index or name, or
         "all": n images per class, class-major; with same_z=True every class gets the same n latents,
@@ -249,24 +288,29 @@ class Decoder(_Session):
         guidance: a guided decoder's weight (1 plain conditional, > 1 a stronger pull to the label, 0 the
         reference: unconditional or the average label) [None: the weight stored in the graph, `vaectl info` shows it].
         """
-        return np.concatenate(list(self.iter_sample(n, seed, temperature, label, same_z, guidance=guidance)))
+        return np.concatenate(
+            list(self.iter_sample(n, seed, temperature, label, same_z, guidance=guidance, prior=prior))
+        )
 
     def interpolate(self, z_a, z_b, steps: int, method: str = "slerp", label=None) -> np.ndarray:
         """uint8 images decoded along the path from latent z_a to z_b (both included)."""
         return self.decode(interpolate_latents(z_a, z_b, steps, method), label)
 
     def traverse(
-        self, z0=None, dims=None, span: float = 3.0, steps: int = 9, label=None, seed: int | None = None
+        self, z0=None, dims=None, span: float = 3.0, steps: int = 9, label=None, seed: int | None = None, prior=None
     ) -> np.ndarray:
-        """uint8 images, one row of `steps` per dim in `dims` (None: all): that latent component
-        sweeps -span..span, the others stay at z0 (default: 0, the prior's mean; or, given `seed`,
-        a draw from N(0, I))."""
+        """uint8 images, one row of `steps` per dim in `dims` (None: all): that latent component sweeps
+        the prior's mean -span..+span of its standard deviations (N(0, I): -span..span), the others stay
+        at z0 (default: the prior's mean; or, given `seed`, a draw from the prior)."""
+        chosen = self.prior(prior)
+        index = None if label is None else int(self.labels_for(label, 1)[0])
+        mean, std = chosen.moments(index)
         if z0 is None:  # the prior's mean, or a random point when a seed is given
-            z0 = np.zeros(self.latent_dim, np.float32) if seed is None else self.latents(1, seed)[0]
+            z0 = mean if seed is None else self.latents(1, seed, prior=chosen, label=label)[0]
         z0 = np.asarray(z0, dtype=np.float32).reshape(-1)
         if z0.shape[0] != self.latent_dim:
             raise UserInputError(f"z0 has {z0.shape[0]} components, the decoder takes {self.latent_dim}")
-        return self.decode(traverse_latents(z0, dims, span, steps), label)
+        return self.decode(traverse_latents(z0, dims, span, steps, mean, std), label)
 
 
 class Encoder(_Session):
@@ -338,10 +382,10 @@ class VAEPair:
         mu, _ = self.encoder.encode([a, b], label)
         return self.decoder.interpolate(mu[0], mu[1], steps, method, label)
 
-    def traverse(self, z0, dims=None, span: float = 3.0, steps: int = 9, label=None) -> np.ndarray:
+    def traverse(self, z0, dims=None, span: float = 3.0, steps: int = 9, label=None, prior=None) -> np.ndarray:
         """Decoder.traverse from z0: a latent vector (D,), or an image whose posterior mean is used."""
         z = np.asarray(z0) if isinstance(z0, np.ndarray) and z0.ndim == 1 else self.encoder.encode(z0, label)[0][0]
-        return self.decoder.traverse(z, dims, span, steps, label)
+        return self.decoder.traverse(z, dims, span, steps, label, prior=prior)
 
 
 def _require_context(graph: _Session) -> None:
@@ -350,9 +394,9 @@ def _require_context(graph: _Session) -> None:
 
 
 def _rng(seed) -> np.random.Generator:
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-        raise UserInputError(f"a seed is a non-negative integer, got {seed!r}")
-    return np.random.default_rng(seed)
+    if isinstance(seed, np.random.Generator):
+        raise UserInputError("give a seed (a non-negative integer), not a Generator")
+    return as_rng(seed)
 
 
 def _check_count(n) -> None:

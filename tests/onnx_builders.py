@@ -107,3 +107,29 @@ def external_data_in_subgraph(path: Path, location: str) -> Path:
     nodes = [helper.make_node("If", ["cond"], ["unused"], then_branch=branch, else_branch=branch), *inner]
     path.write_bytes(_model(nodes, [*inits, cond]).SerializeToString())
     return path
+
+
+def colour_decoder(path: Path, side: int = 8) -> Path:
+    """A vaectl-tagged 3-channel decoder: image = sigmoid(z @ W) as (N, 3, side, side), W fixed random."""
+    pixels = 3 * side * side
+    w = np.random.default_rng(0).normal(size=(LATENT_DIM, pixels)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["z", "w"], ["logits"]),
+            helper.make_node("Sigmoid", ["logits"], ["flat"]),
+            helper.make_node("Reshape", ["flat", "shape"], ["image"]),
+        ],
+        "test_colour_decoder",
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", LATENT_DIM])],
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, side, side])],
+        initializer=[
+            helper.make_tensor("w", TensorProto.FLOAT, w.shape, w.ravel()),
+            helper.make_tensor("shape", TensorProto.INT64, [4], [-1, 3, side, side]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    config = VAEConfig(arch="mlp", latent_dim=LATENT_DIM, hidden=(8,), channels=3, height=side, width=side)
+    helper.set_model_props(model, build_metadata(config, "decoder", "0" * 64))
+    path.write_bytes(model.SerializeToString())
+    return path

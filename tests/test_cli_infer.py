@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cell, cli, grid_shape, read_png  # noqa: E402
+from conftest import cell, cli, expect_usage_error, grid_cells, grid_shape, read_png  # noqa: E402
 
 from vaectl.infer import (
     Decoder,
@@ -337,3 +337,165 @@ def test_cli_existing_output_is_replaced_whole_or_not_at_all(mlp_graphs, tmp_pat
     assert cli("generate", "--onnx", mlp_graphs / "decoder.onnx", "-n", 4, "--seed", 0, "--out", out).exit_code == 0
     assert read_png(out).shape == grid_shape(1, 4)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.png"]
+
+
+# ----------------------------------------------------------------------------- the fitted prior in use
+
+
+def old_normal_images(decoder, n: int, seed: int, temperature: float = 1.0):
+    """What `vaectl generate` drew before the fitted prior: z = N(0, I) * t from numpy's stream, decoded."""
+    z = (np.random.default_rng(seed).standard_normal((n, decoder.latent_dim)) * temperature).astype(np.float32)
+    return decoder.decode(z)
+
+
+def test_generate_samples_the_fitted_prior_by_default_and_prior_normal_bit_for_bit_as_before(mlp_graphs, tmp_path, dec):
+    assert [p.name for p in dec.priors] == ["gmm", "normal"]
+    default, normal = tmp_path / "default.png", tmp_path / "normal.png"
+    for out, extra in ((default, ()), (normal, ("--prior", "normal"))):
+        r = cli(
+            "generate",
+            "--onnx",
+            mlp_graphs / "decoder.onnx",
+            "-n",
+            16,
+            "--seed",
+            3,
+            "--temperature",
+            0.8,
+            *extra,
+            "--out",
+            out,
+        )
+        assert r.exit_code == 0, r.stderr
+    assert np.array_equal(grid_cells(read_png(normal), 2, 8), old_normal_images(dec, 16, 3, 0.8))
+    gmm = dec.decode(dec.prior("gmm").latents(16, 3, temperature=0.8))
+    assert np.array_equal(grid_cells(read_png(default), 2, 8), gmm)
+    assert not np.array_equal(gmm, old_normal_images(dec, 16, 3, 0.8))
+
+
+def test_fitted_prior_images_do_not_depend_on_the_batch_size_and_temperature_0_gives_component_means(dec):
+    whole = dec.sample(50, seed=1)
+    assert np.array_equal(np.concatenate(list(dec.iter_sample(50, seed=1, batch_size=7))), whole)
+    prior = dec.prior()
+    cold = dec.sample(20, seed=1, temperature=0.0)
+    means = dec.decode(prior.means[0])
+    assert all(any(np.array_equal(image, m) for m in means) for image in cold)
+
+
+def test_generate_npy_holds_the_pixels_of_the_pngs(mlp_graphs, tmp_path):
+    png, npy = tmp_path / "s.png", tmp_path / "s.npy"
+    for out in (png, npy):
+        r = cli("generate", "--onnx", mlp_graphs / "decoder.onnx", "-n", 10, "--seed", 4, "--nrow", 5, "--out", out)
+        assert r.exit_code == 0, r.stderr
+    array = np.load(npy)
+    assert array.dtype == np.uint8 and array.shape == (10, 1, 28, 28)
+    assert np.array_equal(array[:, 0], grid_cells(read_png(png), 2, 5))
+    expect_usage_error(
+        cli("generate", "--onnx", mlp_graphs / "decoder.onnx", "-n", 2, "--out", npy, "--scale", 2),
+        "--scale is for images",
+    )
+    assert np.array_equal(np.load(npy), array)  # the refused run left the file as it was
+
+
+def test_generate_npy_of_a_colour_decoder_is_channels_first(tmp_path):
+    from onnx_builders import colour_decoder
+
+    path = colour_decoder(tmp_path / "rgb.onnx")
+    r = cli("generate", "--onnx", path, "-n", 3, "--seed", 0, "--out", tmp_path / "rgb.npy")
+    assert r.exit_code == 0, r.stderr
+    array = np.load(tmp_path / "rgb.npy")
+    assert array.shape == (3, 3, 8, 8)
+    assert np.array_equal(array.transpose(0, 2, 3, 1), Decoder(path).sample(3, seed=0))
+
+
+def test_interpolate_between_seeds_and_traverse_use_the_fitted_prior(mlp_graphs, tmp_path, dec):
+    prior = dec.prior()
+    out = tmp_path / "i.png"
+    r = cli(
+        "interpolate",
+        "--decoder",
+        mlp_graphs / "decoder.onnx",
+        "--seed-a",
+        1,
+        "--seed-b",
+        2,
+        "--steps",
+        4,
+        "--out",
+        out,
+    )
+    assert r.exit_code == 0, r.stderr
+    strip = grid_cells(read_png(out), 1, 4)
+    assert np.array_equal(strip[0], dec.decode(prior.latents(1, 1))[0])
+    assert np.array_equal(strip[3], dec.decode(prior.latents(1, 2))[0])
+    r = cli(
+        "interpolate",
+        "--decoder",
+        mlp_graphs / "decoder.onnx",
+        "--seed-a",
+        1,
+        "--seed-b",
+        2,
+        "--steps",
+        4,
+        "--prior",
+        "normal",
+        "--out",
+        out,
+    )
+    assert np.array_equal(grid_cells(read_png(out), 1, 4)[0], old_normal_images(dec, 1, 1)[0])
+    # traverse: the other components at the prior's mean, the swept one over its mean +- span standard deviations
+    r = cli(
+        "traverse",
+        "--onnx",
+        mlp_graphs / "decoder.onnx",
+        "--dim",
+        2,
+        "--steps",
+        3,
+        "--span",
+        2,
+        "--out",
+        tmp_path / "t.png",
+    )
+    assert r.exit_code == 0, r.stderr
+    mean, std = prior.moments()
+    z = np.repeat(mean[None], 3, 0)
+    z[:, 2] = mean[2] + std[2] * np.array([-2.0, 0.0, 2.0])
+    assert np.array_equal(grid_cells(read_png(tmp_path / "t.png"), 1, 3), dec.decode(z.astype(np.float32)))
+    r = cli(
+        "traverse",
+        "--onnx",
+        mlp_graphs / "decoder.onnx",
+        "--dim",
+        2,
+        "--steps",
+        3,
+        "--span",
+        2,
+        "--prior",
+        "normal",
+        "--out",
+        tmp_path / "n.png",
+    )
+    z = np.zeros((3, 4), np.float32)
+    z[:, 2] = [-2, 0, 2]
+    assert np.array_equal(grid_cells(read_png(tmp_path / "n.png"), 1, 3), dec.decode(z))
+
+
+def test_prior_flag_errors_and_info_shows_the_priors(mlp_graphs, tmp_path, conditional_graphs):
+    expect_usage_error(
+        cli("generate", "--onnx", mlp_graphs / "decoder.onnx", "--prior", "flow", "--out", tmp_path / "x.png"),
+        "unknown prior 'flow'",
+    )
+    old = Path(__file__).parent / "fixtures" / "v010_plain" / "decoder.onnx"  # exported before the fitted prior
+    expect_usage_error(
+        cli("generate", "--onnx", old, "--prior", "gmm", "--out", tmp_path / "x.png"), "carries no fitted prior"
+    )
+    assert not (tmp_path / "x.png").exists()
+    text = cli("info", mlp_graphs / "decoder.onnx").output
+    assert "prior       gmm (default): mixture of" in text and "            normal: N(0, I)" in text
+    assert "characters of JSON" in text
+    card = json.loads(cli("info", "--json", mlp_graphs / "decoder.onnx").output)
+    assert [p["name"] for p in card["priors"]] == ["gmm", "normal"]
+    assert "prior       normal (default): N(0, I)" in cli("info", old).output

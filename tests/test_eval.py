@@ -59,6 +59,45 @@ def test_iwae_converges_to_the_exact_nll_and_elbo_parts_match_closed_forms():
     assert report.bits_per_dim == pytest.approx(report.iwae_nll / (2 * math.log(2)))
 
 
+def _mixture_prior(weights, means, stds):
+    from vaectl.infer.prior import MixturePrior
+
+    return MixturePrior(
+        {
+            "kind": "gmm",
+            "latent_dim": 1,
+            "mixtures": [{"weights": weights, "means": [[m] for m in means], "cholesky": [[[s]] for s in stds]}],
+        }
+    )
+
+
+def test_iwae_under_a_mixture_prior_converges_to_the_exact_nll_under_it():
+    w, b, mu, logvar = np.array([2.0, -1.5]), np.array([0.3, 0.1]), 0.4, 0.0  # q wider than each component
+    encode, decode = _tiny_model(w, b, mu, logvar)
+    x = np.array([[[[255, 0]]]], dtype=np.uint8)
+    prior = _mixture_prior([0.3, 0.7], [-0.5, 1.0], [0.6, 0.7])
+    z = np.linspace(-12, 12, 200_001)
+    p = _sigmoid(z[:, None] * w + b)
+    density = np.exp(prior.log_density(z[:, None]))
+    exact = -math.log(np.trapezoid(density * p[:, 0] * (1 - p[:, 1]), z))
+    report = score(encode, decode, x, None, likelihood="bernoulli", k=200_000, seed=0, prior=prior)
+    assert report.prior == "gmm" and report.iwae_nll_prior == pytest.approx(exact, abs=5e-3)
+    assert report.neg_elbo_prior >= exact - 5e-3
+    assert report.iwae_nll == pytest.approx(_brute_force_nll(np.array([1, 0]), w, b), abs=5e-3)  # N(0, I) beside it
+
+
+def test_a_mixture_that_is_n01_scores_exactly_like_n01():
+    encode, decode = _tiny_model()
+    x = np.random.default_rng(0).integers(0, 256, (30, 1, 1, 2)).astype(np.uint8)
+    report = score(encode, decode, x, None, likelihood="bernoulli", k=50, prior=_mixture_prior([1.0], [0.0], [1.0]))
+    assert report.iwae_nll_prior == pytest.approx(report.iwae_nll, abs=1e-9)
+    assert report.neg_elbo_prior == pytest.approx(report.neg_elbo, abs=0.05)  # Monte Carlo KL vs closed form
+    from vaectl.infer.prior import NormalPrior
+
+    plain = score(encode, decode, x, None, likelihood="bernoulli", k=50, prior=NormalPrior(1))
+    assert plain.prior is None and plain.iwae_nll_prior is None and plain.iwae_nll == report.iwae_nll
+
+
 def test_log_likelihood_closed_forms():
     x = np.array([[0.0, 1.0, 0.25]])
     mean = np.array([[0.1, 0.8, 0.5]])
@@ -155,6 +194,10 @@ def test_onnx_and_pytorch_paths_agree(tiny_mlp_run, tiny_mlp_onnx):
     assert onnx_report.neg_elbo == pytest.approx(torch_report.neg_elbo, abs=0.05)
     assert onnx_report.kl == pytest.approx(torch_report.kl, abs=1e-3)
     assert onnx_report.active_units == torch_report.active_units
+    # under the fitted prior too: the checkpoint path fits what export wrote into the decoder (same data and seed)
+    assert onnx_report.prior == torch_report.prior == "gmm"
+    assert onnx_report.iwae_nll_prior == pytest.approx(torch_report.iwae_nll_prior, abs=0.05)
+    assert onnx_report.iwae_nll_prior < onnx_report.iwae_nll  # the fitted prior explains the data better
     # a different seed moves the estimate only by Monte Carlo noise
     other = evaluate_onnx(*tiny_mlp_onnx, k=16, n=100, seed=4)
     assert other.iwae_nll == pytest.approx(torch_report.iwae_nll, abs=2.0)
@@ -186,6 +229,13 @@ def test_eval_cli_onnx_path(tiny_mlp_onnx):
     result = run_vaectl("eval", "--encoder", encoder, "--decoder", decoder, "--k", "4", "--n", "20", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["n"] == 20
+    text = run_vaectl("eval", "--encoder", encoder, "--decoder", decoder, "--k", "4", "--n", "20").stdout
+    assert "under N(0, I), the prior the model was trained against:" in text
+    assert "under gmm, the prior generate samples from (mixture of" in text
+    normal = run_vaectl(
+        "eval", "--encoder", encoder, "--decoder", decoder, "--k", "4", "--n", "20", "--prior", "normal"
+    )
+    assert normal.returncode == 0 and "under gmm" not in normal.stdout
     bad = run_vaectl("eval", "--encoder", encoder, "--decoder", decoder, "--k", "0")
     assert bad.returncode == 2 and "--k" in bad.stderr and "Traceback" not in bad.stderr
 

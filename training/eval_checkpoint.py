@@ -37,7 +37,15 @@ def evaluate_checkpoint(
     binarize: bool = False,
     last: bool = False,
     progress=None,
+    prior: str | None = None,
+    log=None,
 ) -> EvalReport:
+    """Score a checkpoint under N(0, I) and under the prior `vaectl export` would fit to it (`prior`: export's
+    --prior, normal, gmm or gmm:K [gmm when the training data is at hand]); `log` gets the one line saying
+    what was fitted."""
+    from ..export.prior import parse_choice
+
+    choice = parse_choice(prior)
     if k < 1:
         raise UserInputError(f"--k must be at least 1, got {k}")
     if n is not None and n < 1:
@@ -45,6 +53,7 @@ def evaluate_checkpoint(
     model, ckpt = load_model(source, last=last)
     cfg = ckpt["config"]
     ds = eval_dataset(ckpt, data_dir, dataset)
+    fitted = _fitted_prior(model, ckpt, choice, log)
     images = ds.test[:n]
     labels = None
     if cfg.num_classes:
@@ -81,4 +90,26 @@ def evaluate_checkpoint(
         seed=seed,
         binarize=binarize,
         progress=progress,
+        prior=fitted,
     )
+
+
+def _fitted_prior(model, ckpt: dict, choice, log):
+    """The mixture export would write into the decoder (the same fit: same data, same seed), or None."""
+    from ..export.prior import fit_prior, training_data
+    from ..infer.prior import MixturePrior
+
+    if choice.kind == "normal":
+        return None
+    try:
+        ds = training_data(ckpt)
+    except UserInputError as e:
+        if choice.explicit:
+            raise UserInputError(f"cannot fit the prior: {e}") from None
+        if log is not None:
+            log(f"prior: none fitted, the training data is not at hand ({e}); scoring under N(0, I) only")
+        return None
+    spec, line = fit_prior(model, ds, choice)
+    if log is not None:
+        log(line)
+    return MixturePrior(spec)

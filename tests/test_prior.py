@@ -1,0 +1,381 @@
+"""The fitted prior: the mixture's EM, its sampler and density (numpy only), the contract's format, a reader
+that uses numpy and the ONNX metadata alone, and the prior that `vaectl export` fits, verifies and writes."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from conftest import cli, expect_usage_error
+
+from vaectl import contract
+from vaectl.contract import build_metadata, parse_metadata
+from vaectl.errors import UserInputError
+from vaectl.export.mixture import Mixture, fit_mixture, kmeans_plus_plus
+from vaectl.infer.prior import MixturePrior, NormalPrior, mixture_moments, prior_named, priors_of
+from vaectl.models import VAEConfig
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def spec_of(mixtures, by_label: bool = False) -> dict:
+    """A prior document (contract.PRIOR_KEY) from Mixture objects."""
+    d = mixtures[0].means.shape[1]
+    return {"kind": "gmm", "latent_dim": d, "by_label": by_label, "mixtures": [m.as_dict() for m in mixtures]}
+
+
+def random_mixture(k: int, d: int, seed: int) -> Mixture:
+    rng = np.random.default_rng(seed)
+    weights = rng.random(k) + 0.2
+    chol = np.tril(rng.normal(size=(k, d, d)) * 0.3)
+    idx = np.arange(d)
+    chol[:, idx, idx] = np.abs(chol[:, idx, idx]) + 0.2
+    return Mixture(weights / weights.sum(), rng.normal(size=(k, d)) * 3, chol)
+
+
+def gaussian_log_density(z, mean, cov) -> np.ndarray:
+    """log N(z; mean, cov) straight from the textbook formula."""
+    d = len(mean)
+    diff = z - mean
+    return -0.5 * (
+        np.einsum("ni,ij,nj->n", diff, np.linalg.inv(cov), diff)
+        + math.log(np.linalg.det(cov))
+        + d * math.log(2 * math.pi)
+    )
+
+
+# ----------------------------------------------------------------------------- EM
+
+
+def test_em_recovers_a_known_mixture_and_is_deterministic_for_a_seed():
+    truth = random_mixture(3, 2, seed=4)
+    truth.means = np.array([[-6.0, 0.0], [0.0, 6.0], [6.0, 0.0]])  # well apart
+    rng = np.random.default_rng(0)
+    k = rng.choice(3, size=30_000, p=truth.weights)
+    noise = np.einsum("nij,nj->ni", truth.cholesky[k], rng.standard_normal((30_000, 2)))
+    x = truth.means[k] + noise
+    fitted = fit_mixture(x, 3, seed=0)
+    order = np.argsort(fitted.means[:, 0])
+    assert np.allclose(fitted.weights[order], truth.weights, atol=0.02)
+    assert np.allclose(fitted.means[order], truth.means, atol=0.1)
+    cov = fitted.cholesky @ np.swapaxes(fitted.cholesky, 1, 2)
+    assert np.allclose(cov[order], truth.cholesky @ np.swapaxes(truth.cholesky, 1, 2), atol=0.05)
+    assert fitted.converged
+    again = fit_mixture(x, 3, seed=0)
+    assert np.array_equal(again.means, fitted.means) and np.array_equal(again.cholesky, fitted.cholesky)
+    assert fitted.log_density(x).mean() > fit_mixture(x, 1, seed=0).log_density(x).mean() + 0.5
+    # overlapping components: EM climbs well above where one step from the k-means start leaves it
+    near = truth.means[k] / 8 + noise
+    one_step, full = fit_mixture(near, 3, seed=0, max_iter=1), fit_mixture(near, 3, seed=0)
+    assert full.log_density(near).mean() > one_step.log_density(near).mean() + 0.01
+
+
+def test_one_component_is_the_sample_mean_and_covariance():
+    x = np.random.default_rng(1).normal(size=(500, 3)) @ np.array([[1.0, 0, 0], [0.5, 2, 0], [0, 0.3, 0.1]])
+    fitted = fit_mixture(x, 1, seed=0)
+    assert np.allclose(fitted.means[0], x.mean(0))
+    cov = fitted.cholesky[0] @ fitted.cholesky[0].T
+    assert np.allclose(cov, np.cov(x, rowvar=False, bias=True), rtol=1e-4, atol=1e-5)  # the floor is tiny
+
+
+def test_the_covariance_floor_keeps_points_on_a_line_fittable():
+    t = np.random.default_rng(2).normal(size=(400, 1))
+    x = np.concatenate([t, 2 * t, np.zeros_like(t)], 1)  # rank 1 in 3-D: a plain covariance is singular
+    fitted = fit_mixture(x, 2, seed=0)
+    assert np.isfinite(fitted.log_density(x)).all()
+    assert (np.diagonal(fitted.cholesky, axis1=1, axis2=2) > 0).all()
+
+
+def test_kmeans_plus_plus_starts_in_every_separate_cluster():
+    x = np.concatenate([np.random.default_rng(3).normal(size=(100, 2)) * 0.1 + c for c in ([0, 0], [50, 0], [0, 50])])
+    centers = kmeans_plus_plus(x, 3, np.random.default_rng(0))
+    assert sorted(np.round(centers / 50).astype(int).tolist()) == [[0, 0], [0, 1], [1, 0]]
+
+
+# ----------------------------------------------------------------------------- the sampler and density
+
+
+def test_mixture_density_is_the_textbook_gaussian_mixture():
+    m = random_mixture(3, 4, seed=0)
+    prior = MixturePrior(spec_of([m]))
+    z = prior.latents(50, 1, temperature=1.5).astype(np.float64)  # near the components: no exp underflows below
+    want = np.log(
+        sum(
+            w * np.exp(gaussian_log_density(z, mu, chol @ chol.T))
+            for w, mu, chol in zip(m.weights, m.means, m.cholesky)
+        )
+    )
+    assert np.allclose(prior.log_density(z), want, rtol=1e-10)
+    assert np.allclose(m.log_density(z), want, rtol=1e-10)  # the fitter scores with the same density
+
+
+def test_a_2d_mixture_density_integrates_to_one():
+    prior = MixturePrior(spec_of([random_mixture(2, 2, seed=5)]))
+    grid = np.linspace(-14, 14, 561)
+    zz = np.stack(np.meshgrid(grid, grid), -1).reshape(-1, 2)
+    mass = np.exp(prior.log_density(zz)).sum() * (grid[1] - grid[0]) ** 2
+    assert mass == pytest.approx(1.0, abs=2e-3)
+
+
+def test_mixture_draws_have_the_mixtures_moments_and_each_component_its_share():
+    m = random_mixture(4, 3, seed=2)
+    prior = MixturePrior(spec_of([m]))
+    center, offset = prior.draw_parts(40_000, 0)
+    z = center + offset
+    mean, cov = mixture_moments(m.weights, m.means, m.cholesky)
+    assert np.allclose(z.mean(0), mean, atol=0.05)
+    assert np.allclose(np.cov(z, rowvar=False), cov, atol=0.15)
+    picked = np.array([np.flatnonzero((m.means == c).all(1))[0] for c in center])  # the component of each draw
+    assert np.allclose(np.bincount(picked, minlength=4) / len(picked), m.weights, atol=0.01)
+
+
+def test_draws_do_not_depend_on_how_they_are_split_and_temperature_scales_the_offset():
+    prior = MixturePrior(spec_of([random_mixture(3, 5, seed=1)]))
+    whole = prior.draw_parts(10, np.random.default_rng(7))
+    rng = np.random.default_rng(7)
+    parts = [prior.draw_parts(n, rng) for n in (3, 1, 6)]
+    assert np.array_equal(np.concatenate([p[0] for p in parts]), whole[0])
+    assert np.array_equal(np.concatenate([p[1] for p in parts]), whole[1])
+    center, offset = whole
+    assert np.array_equal(prior.latents(10, 7, temperature=0.0), center.astype(np.float32))
+    assert np.array_equal(prior.latents(10, 7, temperature=0.5), (center + 0.5 * offset).astype(np.float32))
+
+
+def test_the_normal_prior_draws_exactly_numpys_standard_normals():
+    prior = NormalPrior(6)
+    center, offset = prior.draw_parts(4, 3)
+    assert not center.any() and np.array_equal(offset, np.random.default_rng(3).standard_normal((4, 6)))
+    want = (np.random.default_rng(3).standard_normal((4, 6)) * 0.7).astype(np.float32)
+    assert np.array_equal(prior.latents(4, 3, temperature=0.7), want)  # the draws vaectl always made
+    z = np.random.default_rng(0).normal(size=(5, 6))
+    assert np.allclose(prior.log_density(z), gaussian_log_density(z, np.zeros(6), np.eye(6)))
+
+
+def test_a_prior_per_label_draws_and_scores_each_row_with_its_labels_mixture():
+    a, b = random_mixture(2, 3, seed=1), random_mixture(3, 3, seed=2)
+    prior = MixturePrior(spec_of([a, b], by_label=True))
+    labels = np.array([1, 0, 1, 1, 0])
+    center, _ = prior.draw_parts(5, 0, labels)
+    assert all(any((c == mu).all() for mu in (a, b)[y].means) for c, y in zip(center, labels))
+    z = np.random.default_rng(0).normal(size=(5, 3))
+    want = [MixturePrior(spec_of([(a, b)[y]])).log_density(z[i : i + 1])[0] for i, y in enumerate(labels)]
+    assert np.allclose(prior.log_density(z, labels), want)
+    with pytest.raises(UserInputError, match="give the labels"):
+        prior.draw_parts(2, 0)
+
+
+# ----------------------------------------------------------------------------- the contract's format
+
+
+def test_metadata_carries_the_prior_and_derived_graphs_keep_it():
+    cfg = VAEConfig(latent_dim=3)
+    spec = spec_of([random_mixture(2, 3, seed=0)])
+    props = build_metadata(cfg, "decoder", "ab" * 32, prior=spec)
+    info = parse_metadata(props)
+    assert info.prior == json.loads(json.dumps(spec)) and info.format_version == 1
+    assert contract.metadata_of(info, "fp16")[contract.PRIOR_KEY] == props[contract.PRIOR_KEY]
+    assert [p.name for p in priors_of(info)] == ["gmm", "normal"]
+    assert prior_named(info, "normal").name == "normal" and prior_named(info).name == "gmm"
+    plain = parse_metadata(build_metadata(cfg, "decoder", "ab" * 32))
+    assert plain.prior is None and [p.name for p in priors_of(plain)] == ["normal"]
+    with pytest.raises(UserInputError, match="carries no fitted prior"):
+        prior_named(plain, "gmm")
+    with pytest.raises(UserInputError, match="unknown prior 'flow'"):
+        prior_named(info, "flow")
+
+
+@pytest.mark.parametrize(
+    "edit, why",
+    [
+        (lambda s: s.update(latent_dim=4), "latent_dim 4"),
+        (lambda s: s["mixtures"][0].update(weights=[0.5, 0.6]), "sum to 1"),
+        (lambda s: s["mixtures"][0]["cholesky"][0][0].__setitem__(1, 0.3), "lower-triangular"),
+        (lambda s: s["mixtures"][0]["cholesky"][1][2].__setitem__(2, -1.0), "positive diagonal"),
+        (lambda s: s["mixtures"][0]["means"][0].__setitem__(0, float("nan")), "NaN"),
+        (lambda s: s["mixtures"][0].update(means=[[0.0, 0.0, 0.0]]), "shapes"),
+        (lambda s: s.update(mixtures=[]), "no mixtures"),
+        (lambda s: s.update(by_label=True), "1 mixtures for the 0 labels"),
+    ],
+)
+def test_a_malformed_prior_is_refused_in_one_line(edit, why):
+    cfg = VAEConfig(latent_dim=3)
+    spec = json.loads(json.dumps(spec_of([random_mixture(2, 3, seed=0)])))
+    edit(spec)
+    props = {**build_metadata(cfg, "decoder", ""), contract.PRIOR_KEY: json.dumps(spec)}
+    with pytest.raises(UserInputError, match=f"malformed vaectl.prior metadata.*{why}"):
+        parse_metadata(props, "d.onnx")
+
+
+def test_a_prior_kind_this_vaectl_does_not_know_leaves_n01():
+    """A newer vaectl may write another kind (a flow): this one still reads the graph and samples N(0, I)."""
+    cfg = VAEConfig(latent_dim=3)
+    props = {**build_metadata(cfg, "decoder", ""), contract.PRIOR_KEY: json.dumps({"kind": "flow", "layers": 4})}
+    info = parse_metadata(props)
+    assert info.prior["kind"] == "flow" and [p.name for p in priors_of(info)] == ["normal"]
+    with pytest.raises(ValueError):
+        build_metadata(cfg, "encoder", "", prior=spec_of([random_mixture(1, 3, seed=0)]))
+
+
+# ----------------------------------------------------------------------------- a reader with numpy alone
+
+
+def read_prior_with_numpy_only(path):
+    """What another tool does with the contract's description: the metadata's JSON, numpy, nothing of vaectl."""
+    import onnxruntime
+
+    props = onnxruntime.InferenceSession(str(path)).get_modelmeta().custom_metadata_map
+    doc = json.loads(props["vaectl.prior"])
+    (mixture,) = doc["mixtures"]
+    w, mu, chol = (np.array(mixture[key]) for key in ("weights", "means", "cholesky"))
+
+    def log_p(z):
+        terms = []
+        for k in range(len(w)):
+            y = np.linalg.solve(chol[k], (z - mu[k]).T).T  # L_k^-1 (z - mu_k)
+            terms.append(
+                np.log(w[k])
+                - np.log(np.diag(chol[k])).sum()
+                - 0.5 * (y**2).sum(1)
+                - 0.5 * len(mu[k]) * np.log(2 * np.pi)
+            )
+        return np.logaddexp.reduce(np.stack(terms), axis=0)
+
+    def sample(n, rng):
+        k = rng.choice(len(w), size=n, p=w)
+        return mu[k] + np.einsum("nij,nj->ni", chol[k], rng.standard_normal((n, mu.shape[1])))
+
+    return doc, log_p, sample
+
+
+def test_another_tool_samples_and_scores_the_exported_prior_with_numpy_alone(mlp_graphs):
+    from vaectl.infer import Decoder
+
+    doc, log_p, sample = read_prior_with_numpy_only(mlp_graphs / "decoder.onnx")
+    assert doc["kind"] == "gmm" and doc["latent_dim"] == 4
+    z = sample(20_000, np.random.default_rng(0))
+    ours = Decoder(mlp_graphs / "decoder.onnx").prior()
+    assert ours.name == "gmm"
+    assert np.allclose(log_p(z[:500]), ours.log_density(z[:500]), rtol=1e-9)
+    # vaectl's draws and the other tool's come from one distribution: the mixture's mean and covariance
+    (m,) = doc["mixtures"]
+    w, mu, chol = np.array(m["weights"]), np.array(m["means"]), np.array(m["cholesky"])
+    mean = w @ mu
+    cov = np.einsum("k,kij->ij", w, chol @ np.swapaxes(chol, 1, 2) + mu[:, :, None] * mu[:, None]) - np.outer(
+        mean, mean
+    )
+    scale = np.sqrt(np.diag(cov))
+    for draws in (z, ours.latents(20_000, 1).astype(np.float64)):
+        assert np.allclose(draws.mean(0) / scale, mean / scale, atol=0.03)
+        assert np.allclose(
+            np.cov(draws, rowvar=False) / np.outer(scale, scale), cov / np.outer(scale, scale), atol=0.06
+        )
+
+
+# ----------------------------------------------------------------------------- what export fits
+
+
+def test_export_fits_a_prior_to_draws_of_the_posterior_and_every_variant_carries_it(tiny_mlp_run, mlp_graphs):
+    import onnx
+
+    from vaectl.data import load_mnist_sample
+    from vaectl.export.prior import fit_prior, parse_choice, posterior_draws
+    from vaectl.infer import Decoder, Encoder
+    from vaectl.models.checkpoint import load_model
+
+    props = {p.key: p.value for p in onnx.load(str(mlp_graphs / "decoder.onnx")).metadata_props}
+    fp16 = {p.key: p.value for p in onnx.load(str(mlp_graphs / "decoder.fp16.onnx")).metadata_props}
+    assert fp16["vaectl.prior"] == props["vaectl.prior"]
+    assert "vaectl.prior" not in {p.key for p in onnx.load(str(mlp_graphs / "encoder.onnx")).metadata_props}
+    doc = json.loads(props["vaectl.prior"])
+    fitted = doc["fitted_to"]
+    assert (fitted["data"], fitted["images"], fitted["draws_per_image"]) == ("mnist-sample", 4000, 5)
+    k = len(doc["mixtures"][0]["weights"])
+    assert k == max(map(int, fitted["held_out_log_density"]), key=lambda c: fitted["held_out_log_density"][str(c)])
+    # the same fit again, from the checkpoint: deterministic
+    model, _ = load_model(tiny_mlp_run)
+    again, line = fit_prior(model, load_mnist_sample(), parse_choice(None))
+    assert json.loads(json.dumps(again)) == doc
+    assert f"mixture of {k} full-covariance Gaussian" in line and "4,000 mnist-sample training images" in line
+    # it was fitted to draws of q(z|x), not to the means: it scores fresh draws of the test images better than
+    # N(0, I) does, and their means (no spread) would make a much narrower mixture
+    ds = load_mnist_sample()
+    draws = posterior_draws(model, ds.test, None, 1, seed=9)[:, 0]
+    prior = Decoder(mlp_graphs / "decoder.onnx").prior()
+    assert (
+        prior.log_density(draws).mean() > Decoder(mlp_graphs / "decoder.onnx").prior("normal").log_density(draws).mean()
+    )
+    means, _ = Encoder(mlp_graphs / "encoder.onnx").encode(ds.train)
+    assert np.allclose(prior.moments()[0], means.mean(0), atol=0.05)
+    assert (
+        prior.moments()[1] ** 2
+        > means.var(0) + 0.5 * np.exp(Encoder(mlp_graphs / "encoder.onnx").encode(ds.train)[1]).mean(0)
+    ).all()
+
+
+def test_export_prior_flags_and_missing_data(tiny_mlp_run, tmp_path):
+    import onnx
+
+    def prior_of(directory):
+        props = {p.key: p.value for p in onnx.load(str(directory / "decoder.onnx")).metadata_props}
+        return json.loads(props["vaectl.prior"]) if "vaectl.prior" in props else None
+
+    r = cli("export", tiny_mlp_run, "--out", tmp_path / "normal", "--prior", "normal")
+    assert r.exit_code == 0 and prior_of(tmp_path / "normal") is None
+    assert "prior: none fitted (--prior normal): samples come from N(0, I)" in r.stderr
+    r = cli("export", tiny_mlp_run, "--out", tmp_path / "three", "--prior", "gmm:3")
+    assert r.exit_code == 0 and len(prior_of(tmp_path / "three")["mixtures"][0]["weights"]) == 3
+    assert "a mixture of 3 full-covariance Gaussians fitted to 20,000 draws" in r.stderr
+    for bad in ("gmm:0", "gmm:x", "flow", "normal:3"):
+        expect_usage_error(cli("export", tiny_mlp_run, "--out", tmp_path / "bad", "--prior", bad), "--prior takes")
+    assert not (tmp_path / "bad").exists()
+    expect_usage_error(
+        cli("export", tiny_mlp_run, "--out", tmp_path / "bad", "--prior", "normal", "--data", tmp_path),
+        "--prior normal fits none",
+    )
+    expect_usage_error(
+        cli("export", tiny_mlp_run, "--out", tmp_path / "bad", "--data", tmp_path / "nowhere"), "cannot fit the prior"
+    )
+    assert not (tmp_path / "bad").exists()
+
+
+def test_a_checkpoint_without_its_data_exports_with_n01_and_says_so(tmp_path):
+    pytest.importorskip("torch")
+    from export_helpers import save_tiny_checkpoint
+
+    ckpt = save_tiny_checkpoint(tmp_path / "bare.pt")  # records no training data
+    r = cli("export", ckpt, "--out", tmp_path / "out")
+    assert r.exit_code == 0, r.stderr
+    assert "prior: none fitted, the training data is not at hand (the checkpoint does not record" in r.stderr
+    expect_usage_error(cli("export", ckpt, "--out", tmp_path / "o2", "--prior", "gmm"), "cannot fit the prior")
+
+
+def test_export_verifies_the_prior_it_publishes(tiny_mlp_run, tmp_path, monkeypatch):
+    """A sampler that disagrees with the parameters (here: L^T instead of L) fails the export; nothing is written."""
+    from vaectl.infer import prior as prior_module
+
+    good_parts = prior_module.MixturePrior.parts
+
+    def transposed(self, normals, labels=None):
+        self.cholesky = [np.swapaxes(c, 1, 2) for c in self.cholesky]
+        try:
+            return good_parts(self, normals, labels)
+        finally:
+            self.cholesky = [np.swapaxes(c, 1, 2) for c in self.cholesky]
+
+    monkeypatch.setattr(prior_module.MixturePrior, "parts", transposed)
+    r = cli("export", tiny_mlp_run, "--out", tmp_path / "out", "--prior", "gmm:2")
+    assert r.exit_code == 1, r.stderr
+    assert "decoder.prior: draws' mean/variance are" in r.stderr and "standard errors from the mixture's" in r.stderr
+    assert not (tmp_path / "out").exists()
+    failures: list[str] = []
+    from vaectl.export.prior import verify_prior
+
+    bad = {
+        "kind": "gmm",
+        "latent_dim": 4,
+        "mixtures": [{"weights": [1.0], "means": [[0.0] * 4], "cholesky": [[[0.0] * 4] * 4]}],
+    }
+    verify_prior(bad, VAEConfig(latent_dim=4), failures)
+    assert failures and "positive diagonal" in failures[0]
