@@ -155,7 +155,6 @@ def export_model(
             "quantization error compounds row by row; use --fp16"
         )
     out_dir = Path(out_dir)
-    spec = _fitted_prior(model, ckpt, choice, data, log)  # before anything is written: it may fail on bad --data
     created = prepare_out_dir(out_dir, parents=True, what="export")
     checkpoint_sha256 = file_sha256(ckpt_path)
     log(
@@ -170,6 +169,7 @@ def export_model(
     report = Report()
     published = False
     try:
+        spec = _fitted_prior(model, ckpt, choice, data, log)
         graphs = {
             role: export_graph(model, role, opset, checkpoint_sha256, ckpt.get("kl_per_dim"), spec) for role in ROLES
         }

@@ -2,7 +2,8 @@
 
     from vaectl.infer import Decoder, VAEPair, save_image_grid
     dec = Decoder("export/decoder.onnx")
-    images = dec.sample(64, seed=0)                 # uint8 (64, 28, 28)
+    images = dec.sample(64, seed=0)                 # uint8 (64, 28, 28), z from the graph's default prior
+    images = dec.sample(64, seed=0, prior="normal") # z ~ N(0, I); dec.priors lists what the graph offers
     save_image_grid("grid.png", images, nrow=8)
     pair = VAEPair.load("export/encoder.onnx", "export/decoder.onnx")
     strip = pair.interpolate("a.png", "b.png", steps=10, method="slerp")
@@ -14,6 +15,7 @@ from .describe import describe_model, format_description
 from .inputs import prepare_images
 from .latent import interpolate_latents, lerp, slerp, traverse_latents
 from .output import save_image_batches, save_image_grid
+from .prior import MixturePrior, NormalPrior, Prior, priors_of
 from .safe_load import check_model_bytes, read_model_bytes
 from .sessions import Decoder, Encoder, VAEPair
 
@@ -21,6 +23,10 @@ __all__ = [
     "Decoder",
     "Encoder",
     "VAEPair",
+    "Prior",
+    "NormalPrior",
+    "MixturePrior",
+    "priors_of",
     "describe_model",
     "format_description",
     "prepare_images",

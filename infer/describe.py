@@ -87,10 +87,10 @@ def _priors(info: GraphInfo | None) -> list[dict] | None:
     """The priors a decoder samples from, its default first; what `--prior` takes and what each is."""
     if info is None or info.role != "decoder":
         return None
-    unknown = info.prior is not None and info.prior.get("kind") != contract.PRIOR_GMM
     priors = [{"name": p.name, "description": p.description} for p in priors_of(info)]
-    if unknown:  # written by a newer vaectl: say why it is not used
-        priors[0]["description"] += f" (the graph's prior of kind {info.prior['kind']!r} needs a newer vaectl)"
+    kind = (info.prior or {}).get("kind", contract.PRIOR_GMM)
+    if kind != contract.PRIOR_GMM:  # written by a newer vaectl: say why it is not used
+        priors[0]["description"] += f" (the graph's prior of kind {kind!r} needs a newer vaectl)"
     return priors
 
 

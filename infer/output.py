@@ -35,10 +35,10 @@ def check_output_file(path, allowed: tuple[str, ...] = (".png",)) -> Path:
         raise UserInputError(f"{path}: directory {directory} is not writable")
     suffix = path.suffix.lower()
     if suffix not in allowed:
+        hint = " (GIF animations: interpolate and traverse only)" if suffix == ".gif" else ""
         if allowed == (".png",):
-            hint = " (GIF animations: interpolate and traverse only)" if suffix == ".gif" else ""
             raise UserInputError(f"{path}: output images are PNG here{hint}; give a file name ending in .png")
-        raise UserInputError(f"{path}: give a file name ending in {' or '.join(allowed)}")
+        raise UserInputError(f"{path}: give a file name ending in {' or '.join(allowed)}{hint}")
     return path
 
 

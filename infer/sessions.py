@@ -303,7 +303,8 @@ class Decoder(_Session):
         the prior's mean -span..+span of its standard deviations (N(0, I): -span..span), the others stay
         at z0 (default: the prior's mean; or, given `seed`, a draw from the prior)."""
         chosen = self.prior(prior)
-        index = None if label is None else int(self.labels_for(label, 1)[0])
+        labels = self.labels_for(label, 1) if label is not None else None
+        index = None if labels is None else int(labels[0])
         mean, std = chosen.moments(index)
         if z0 is None:  # the prior's mean, or a random point when a seed is given
             z0 = mean if seed is None else self.latents(1, seed, prior=chosen, label=label)[0]

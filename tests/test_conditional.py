@@ -116,8 +116,8 @@ def test_cli_generate_label_is_byte_identical_for_a_seed(conditional_graphs, cde
     data = {k: p.read_bytes() for k, p in outs.items()}
     assert data["a"] == data["b"]
     assert data["a"] != data["other_seed"] and data["a"] != data["other_label"]
-    # the pixels are seed-0 latents decoded with label 7, built here without Decoder.sample
-    z = np.random.default_rng(0).standard_normal((6, 4)).astype(np.float32)
+    # the pixels are seed-0 latents of the graph's prior decoded with label 7, built here without Decoder.sample
+    z = cdec.prior().latents(6, 0)
     grid = read_png(outs["a"])
     assert grid.shape == grid_shape(1, 6)
     assert np.array_equal(grid_cells(grid, 1, 6), cdec.decode(z, label=np.full(6, 7, np.int64)))
@@ -164,7 +164,7 @@ def test_cli_label_by_class_name(named_graphs, tmp_path):
         assert r.exit_code == 0, r.stderr
     assert outs["dog"].read_bytes() == outs["1"].read_bytes() == outs["DOG"].read_bytes()
     assert outs["dog"].read_bytes() != outs["cat"].read_bytes()
-    z = np.random.default_rng(5).standard_normal((4, 3)).astype(np.float32)
+    z = dec.prior().latents(4, 5)  # the graph's default prior
     cells = grid_cells(read_png(outs["dog"]), 1, 4, side=12)
     assert np.array_equal(cells, dec.decode(z, label=np.ones(4, np.int64)))
 
@@ -184,6 +184,8 @@ def test_cli_label_all_has_one_row_per_class(conditional_graphs, cdec, tmp_path,
         n,
         "--seed",
         0,
+        "--prior",
+        "normal",
         "--out",
         out,
     )
@@ -199,6 +201,11 @@ def test_cli_label_all_has_one_row_per_class(conditional_graphs, cdec, tmp_path,
     expected = cdec.decode(z, label=np.repeat(np.arange(10), n).astype(np.int64)).reshape(10, n, 28, 28)
     assert np.array_equal(cells, expected)
     assert len({row.tobytes() for row in cells}) == 10  # the label changes every row
+    if same_z:  # the fitted prior (generate's default): one set of draws, decoded with every label
+        z = cdec.prior().latents(n, 0)
+        labels = np.repeat(np.arange(10), n).astype(np.int64)
+        want = cdec.decode(np.tile(z, (10, 1)), label=labels)
+        assert np.array_equal(cdec.sample(n, seed=0, label="all", same_z=True), want)
 
 
 def test_cli_label_all_uses_the_models_class_count(named_graphs, tmp_path):

@@ -230,7 +230,18 @@ def test_sample_grid_for_a_seed_is_vaectl_generates(pages, tmp_path, name, label
         "l => window.vaectl.lastGrid.seed === 5 && String(window.vaectl.lastGrid.label) === l",
         "null" if label is None else label,
     )
-    args = ["generate", "--onnx", graphs / "decoder.onnx", "--seed", "5", "--out", tmp_path / "g.png"]
+    # the page draws N(0, I) (the explorer's prior selector comes with its own tests)
+    args = [
+        "generate",
+        "--onnx",
+        graphs / "decoder.onnx",
+        "--seed",
+        "5",
+        "--prior",
+        "normal",
+        "--out",
+        tmp_path / "g.png",
+    ]
     args += (
         ["-n", "8", "--label", "all", "--same-z"] if same_z else ["-n", "64"] + (["--label", label] if label else [])
     )
@@ -247,6 +258,8 @@ def test_interpolation_and_traversal_are_vaectls(pages, tmp_path):
             "interpolate",
             "--decoder",
             decoder,
+            "--prior",
+            "normal",
             "--seed-a",
             0,
             "--seed-b",
@@ -264,7 +277,19 @@ def test_interpolation_and_traversal_are_vaectls(pages, tmp_path):
     dim = page.js("window.vaectl.lastTraversal.dim")
     assert (
         cli(
-            "traverse", "--onnx", decoder, "--dim", dim, "--span", 3, "--steps", 9, "--out", tmp_path / "t.png"
+            "traverse",
+            "--onnx",
+            decoder,
+            "--dim",
+            dim,
+            "--span",
+            3,
+            "--steps",
+            9,
+            "--prior",
+            "normal",
+            "--out",
+            tmp_path / "t.png",
         ).exit_code
         == 0
     )

@@ -74,7 +74,7 @@ def test_decode_matches_pytorch(dec, tiny_mlp_run):
 
 
 def test_temperature_zero_gives_the_mean_image(dec):
-    images = dec.sample(3, seed=5, temperature=0.0)
+    images = dec.sample(3, seed=5, temperature=0.0, prior="normal")  # the fitted prior: its components' means
     mean = dec.decode(np.zeros((1, 4), np.float32))
     assert all(np.array_equal(im, mean[0]) for im in images)
 
@@ -154,11 +154,12 @@ def test_traverse_varies_only_the_chosen_dimension(dec):
     others_row0 = np.delete(z[:5], 2, axis=1)
     assert np.array_equal(others_row0, np.tile(np.delete(z0, 2), (5, 1)))
     assert np.array_equal(np.delete(z[5:], 0, axis=1), np.tile(np.delete(z0, 0), (5, 1)))
-    images = dec.traverse(z0, [2, 0], span=3.0, steps=5)
+    # under N(0, I) the component sweeps -span..span (a fitted prior: its mean +- span standard deviations)
+    images = dec.traverse(z0, [2, 0], span=3.0, steps=5, prior="normal")
     assert images.shape == (10, 28, 28)
     assert np.array_equal(images, dec.decode(z))
     assert len({im.tobytes() for im in images[:5]}) > 1
-    all_dims = dec.traverse(None, None, span=2.0, steps=3)  # z0 defaults to the prior's mean
+    all_dims = dec.traverse(None, None, span=2.0, steps=3, prior="normal")  # z0 defaults to the prior's mean
     assert np.array_equal(all_dims, dec.decode(traverse_latents(np.zeros(4), None, 2.0, 3)))
     with pytest.raises(UserInputError, match="out of range"):
         dec.traverse(z0, [4])
@@ -218,12 +219,12 @@ def test_conditional_sample_per_label_is_deterministic(cdec):
 
 def test_conditional_all_labels_and_same_z(cdec):
     n = 3
-    grid = cdec.sample(n, seed=4, label="all", same_z=True)
+    grid = cdec.sample(n, seed=4, label="all", same_z=True, prior="normal")
     assert grid.shape == (10 * n, 28, 28)
     z = np.random.default_rng(4).standard_normal((n, 4)).astype(np.float32)
     for k in range(10):
         assert np.array_equal(grid[k * n : (k + 1) * n], cdec.decode(z, label=k))
-    different_z = cdec.sample(n, seed=4, label="all")
+    different_z = cdec.sample(n, seed=4, label="all", prior="normal")
     assert different_z.shape == grid.shape and not np.array_equal(different_z[n:], grid[n:])
     with pytest.raises(UserInputError, match="same-z"):
         cdec.sample(n, label=3, same_z=True)
