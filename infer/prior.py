@@ -171,12 +171,17 @@ class MixturePrior(Prior):
         return mean, np.sqrt(np.diagonal(cov))
 
 
-def component_log_densities(z, means, inverse_cholesky, log_norm) -> np.ndarray:
-    """log_norm_k - |L_k^-1 (z - mu_k)|^2 / 2 for every component: float64 (n, K)."""
-    out = np.empty((len(z), len(means)))
-    for k in range(len(means)):
-        y = (z - means[k]) @ inverse_cholesky[k].T  # (n, D): whitened by component k
-        out[:, k] = log_norm[k] - 0.5 * (y * y).sum(1)
+def component_log_densities(z, means, inverse_cholesky, log_norm, chunk: int = 4096) -> np.ndarray:
+    """log_norm_k - |L_k^-1 (z - mu_k)|^2 / 2 for every component: float64 (n, K).
+
+    One matrix product for all components: z @ [L_1^-T ... L_K^-T] minus each mean's image, in chunks of rows."""
+    k, d = means.shape
+    weights = np.swapaxes(inverse_cholesky, 1, 2).transpose(1, 0, 2).reshape(d, k * d)  # (D, K*D): L_k^-T side by side
+    shifts = np.einsum("kd,ked->ke", means, inverse_cholesky).reshape(k * d)  # (K*D,): L_k^-1 mu_k
+    out = np.empty((len(z), k))
+    for start in range(0, len(z), chunk):
+        y = (z[start : start + chunk] @ weights - shifts).reshape(-1, k, d)  # (b, K, D): whitened by each component
+        out[start : start + chunk] = log_norm - 0.5 * np.einsum("bkd,bkd->bk", y, y)
     return out
 
 
