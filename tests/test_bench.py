@@ -11,7 +11,9 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
-@pytest.mark.parametrize("script", ["train_speed.py", "infer_speed.py", "quality.py", "conditional.py", "gpu_speed.py"])
+@pytest.mark.parametrize(
+    "script", ["train_speed.py", "infer_speed.py", "quality.py", "conditional.py", "gpu_speed.py", "sample_quality.py"]
+)
 def test_bench_script_imports_and_shows_help(script):
     # --help runs every top-level import (vaectl internals the scripts reach into) before argparse exits
     result = subprocess.run(
@@ -67,3 +69,48 @@ def test_gpu_speed_skips_without_cuda():
     r = subprocess.run([sys.executable, str(BENCH / "gpu_speed.py")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("gpu_speed: skipped: no CUDA device here")
+
+
+def test_sample_quality_end_to_end_on_tiny_settings(tmp_path):
+    """bench/sample_quality.py's measuring code on the embedded sample: trains a tiny VAE and a one-epoch judge,
+    exports (fitting the prior) and prints FD / precision / recall for both priors, the reconstructions and
+    real images, and the IWAE bound under each prior."""
+    pytest.importorskip("torch")
+    args = [
+        "--datasets",
+        "mnist-sample",
+        "--recipe",
+        "tiny=--hidden 32 --latent-dim 2 --epochs 1",
+        "--samples",
+        "300",
+        "--eval-n",
+        "20",
+        "--eval-k",
+        "4",
+        "--judge-epochs",
+        "1",
+        "--judge-cache",
+        str(tmp_path / "judges"),
+        "--keep",
+        str(tmp_path / "runs"),
+    ]
+    r = subprocess.run(
+        [sys.executable, str(BENCH / "sample_quality.py"), *args], capture_output=True, text=True, timeout=600
+    )
+    assert r.returncode == 0, r.stderr
+    rows = {
+        line.split("|")[1].strip(): [float(v.replace(",", "")) for v in line.split("|")[2:6]]
+        for line in r.stdout.splitlines()
+        if line.startswith("| ") and not line.startswith(("| images", "| ---"))
+    }
+    assert set(rows) == {
+        "samples, gmm (default)",
+        "samples, normal",
+        "reconstructions of test images",
+        "real training images",
+    }, r.stdout
+    for n, fd, precision, recall in rows.values():
+        assert n == 300 and fd >= 0 and 0 <= precision <= 1 and 0 <= recall <= 1
+    assert rows["real training images"][1] < rows["samples, normal"][1]  # real images are closest to real images
+    assert "IWAE NLL (k=4, first 20 test images) under gmm" in r.stdout
+    assert (tmp_path / "judges" / "judge-mnist-sample-A.pt").is_file()  # cached for the next run

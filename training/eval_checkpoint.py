@@ -41,8 +41,8 @@ def evaluate_checkpoint(
     log=None,
 ) -> EvalReport:
     """Score a checkpoint under N(0, I) and under the prior `vaectl export` would fit to it (`prior`: export's
-    --prior, normal, gmm or gmm:K [gmm when the training data is at hand]); `log` gets the one line saying
-    what was fitted."""
+    --prior, normal, gmm or gmm:K [gmm when the training data is at hand]; the report names it); `log` gets a
+    line when none could be fitted."""
     from ..export.prior import parse_choice
 
     choice = parse_choice(prior)
@@ -109,7 +109,5 @@ def _fitted_prior(model, ckpt: dict, choice, log):
         if log is not None:
             log(f"prior: none fitted, the training data is not at hand ({e}); scoring under N(0, I) only")
         return None
-    spec, line = fit_prior(model, ds, choice)
-    if log is not None:
-        log(line)
+    spec, _ = fit_prior(model, ds, choice)
     return MixturePrior(spec)
