@@ -31,14 +31,28 @@ class Mixture:
     def k(self) -> int:
         return len(self.weights)
 
+    def log_norm(self) -> np.ndarray:
+        """log w_k - log |L_k| - D/2 log(2 pi), (K,)."""
+        d = self.means.shape[1]
+        return np.log(self.weights) - np.log(np.diagonal(self.cholesky, axis1=1, axis2=2)).sum(1) - 0.5 * d * LOG_2PI
+
     def component_log_densities(self, x: np.ndarray) -> np.ndarray:
         """log w_k + log N(x; mu_k, Sigma_k), (N, K)."""
-        d = self.means.shape[1]
-        inverse = np.linalg.inv(self.cholesky)
-        log_norm = (
-            np.log(self.weights) - np.log(np.diagonal(self.cholesky, axis1=1, axis2=2)).sum(1) - 0.5 * d * LOG_2PI
-        )
-        return component_log_densities(x, self.means, inverse, log_norm)
+        return component_log_densities(x, self.means, np.linalg.inv(self.cholesky), self.log_norm())
+
+    def expanded_log_densities(self, x: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+        """component_log_densities from the points' pair products (pair_products(x)), for EM's E step: the
+        quadratic form expanded, x^T P x - 2 mu^T P x + mu^T P mu with P = Sigma^-1, is one product of the
+        (N, D (D + 1) / 2) pairs with the K precisions' upper triangles, half the work of whitening every
+        point by every component. The fit centres its points, so float64 keeps the expansion exact enough."""
+        d = x.shape[1]
+        inverse = np.linalg.inv(self.cholesky)  # (K, D, D): L^-1
+        precision = np.swapaxes(inverse, 1, 2) @ inverse  # (K, D, D): Sigma^-1 = L^-T L^-1
+        i, j = np.triu_indices(d)
+        upper = precision[:, i, j] * np.where(i == j, 1.0, 2.0)  # (K, P): x^T P x = pairs . upper
+        linear = np.einsum("kij,kj->ki", precision, self.means)  # (K, D): P mu
+        constant = np.einsum("ki,ki->k", linear, self.means)  # (K,): mu^T P mu
+        return self.log_norm() - 0.5 * (pairs @ upper.T - 2 * x @ linear.T + constant)
 
     def log_density(self, x: np.ndarray) -> np.ndarray:
         return log_sum_exp(self.component_log_densities(x))
@@ -84,41 +98,82 @@ def kmeans_labels(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray
     return labels
 
 
-def m_step(x: np.ndarray, resp: np.ndarray, floor: float) -> Mixture:
-    """Weights, means and covariances (as Cholesky factors) from responsibilities (N, K)."""
+def pair_products(x: np.ndarray) -> np.ndarray:
+    """x_i x_j for i <= j of every row: (N, D (D + 1) / 2). Computed once per fit, so that each M step's
+    second moments of all components are one matrix product (resp^T @ pairs) instead of K."""
+    d = x.shape[1]
+    out = np.empty((len(x), d * (d + 1) // 2))
+    start = 0
+    for i in range(d):  # row i of the upper triangle: x_i x_i .. x_i x_D (np.triu_indices' order)
+        out[:, start : start + d - i] = x[:, i, None] * x[:, i:]
+        start += d - i
+    return out
+
+
+def m_step(x: np.ndarray, resp: np.ndarray, floor: float, pairs: np.ndarray | None = None) -> Mixture:
+    """Weights, means and covariances (as Cholesky factors) from responsibilities (N, K).
+
+    Sigma_k = E_k[x x^T] - mu_k mu_k^T, E_k the responsibility-weighted mean; `pairs` is pair_products(x)."""
     n, d = x.shape
+    k = resp.shape[1]
+    pairs = pair_products(x) if pairs is None else pairs
     nk = resp.sum(0) + 10 * np.finfo(np.float64).eps  # (K,)
     means = resp.T @ x / nk[:, None]  # (K, D)
-    cholesky = np.empty((len(nk), d, d))
-    for j in range(len(nk)):
-        diff = x - means[j]  # (N, D)
-        cov = diff.T @ (resp[:, j, None] * diff) / nk[j]
-        cov.flat[:: d + 1] += floor
-        cholesky[j] = np.linalg.cholesky(cov)
+    second = np.empty((k, d, d))
+    i, j = np.triu_indices(d)
+    second[:, i, j] = resp.T @ pairs / nk[:, None]  # (K, D (D + 1) / 2): the upper triangle of E_k[x x^T]
+    second[:, j, i] = second[:, i, j]
+    cov = second - means[:, :, None] * means[:, None, :]  # (K, D, D)
+    cov[:, np.arange(d), np.arange(d)] += floor
+    cholesky = np.empty_like(cov)
+    for c in range(k):
+        try:
+            cholesky[c] = np.linalg.cholesky(cov[c])
+        except np.linalg.LinAlgError:  # E[x x^T] - mu mu^T lost its last digits: the centred sum, exactly
+            diff = x - means[c]
+            exact = diff.T @ (resp[:, c, None] * diff) / nk[c]
+            exact.flat[:: d + 1] += floor
+            cholesky[c] = np.linalg.cholesky(exact)
     return Mixture(nk / n, means, cholesky)
 
 
 def fit_mixture(
-    x: np.ndarray, k: int, seed: int = 0, max_iter: int = MAX_ITER, tol: float = TOL, floor: float = COV_FLOOR
+    x: np.ndarray,
+    k: int,
+    seed: int = 0,
+    max_iter: int = MAX_ITER,
+    tol: float = TOL,
+    floor: float = COV_FLOOR,
+    start: Mixture | None = None,
 ) -> Mixture:
-    """EM for a k-component full-covariance mixture of the points x (N, D) (N >= k)."""
+    """EM for a k-component full-covariance mixture of the points x (N, D) (N >= k), from k-means++ clusters
+    or, given `start` (a mixture of k components), from that mixture: EM continued on other points."""
     x = np.asarray(x, dtype=np.float64)
     if len(x) < k:
         raise ValueError(f"{len(x)} points cannot fit {k} components")
+    if start is not None and start.k != k:
+        raise ValueError(f"a start of {start.k} components for a mixture of {k}")
     rng = np.random.default_rng(seed)
     cov_floor = floor * float(x.var(0).mean())
-    resp = np.eye(k)[kmeans_labels(x, k, rng)] if k > 1 else np.ones((len(x), 1))
-    mixture = m_step(x, resp, cov_floor)
+    center = x.mean(0)
+    x = x - center  # the second moments about the data's mean: no cancellation against a large offset
+    pairs = pair_products(x)  # (N, D (D + 1) / 2)
+    if start is not None:
+        mixture = Mixture(start.weights, start.means - center, start.cholesky)
+    else:
+        resp = np.eye(k)[kmeans_labels(x, k, rng)] if k > 1 else np.ones((len(x), 1))
+        mixture = m_step(x, resp, cov_floor, pairs)
     previous = -np.inf
     for it in range(1, max_iter + 1):
-        log_joint = mixture.component_log_densities(x)  # E step: (N, K)
+        log_joint = mixture.expanded_log_densities(x, pairs)  # E step: (N, K)
         log_px = log_sum_exp(log_joint)  # (N,)
         resp = np.exp(log_joint - log_px[:, None])
         mean_ll = float(log_px.mean())
-        mixture = m_step(x, resp, cov_floor)
+        mixture = m_step(x, resp, cov_floor, pairs)
         mixture.iterations = it
         if mean_ll - previous < tol:
             mixture.converged = True
             break
         previous = mean_ll
+    mixture.means += center
     return mixture

@@ -23,7 +23,7 @@ from ..errors import UserInputError, VerificationError, WriteFailedError
 from ..files import file_sha256, fsync_dir, os_error_reason, prepare_out_dir, write_temp_beside
 from ..models.checkpoint import load_model
 from .graphs import check_opset, export_graph
-from .prior import parse_choice, verify_prior
+from .prior import fit_prior, parse_choice, verify_prior
 from .variants import to_fp16, to_int8
 from .verify import VERIFY_BATCH_SIZES, Report, verify_against_torch, verify_variant
 
@@ -88,25 +88,21 @@ def _sample_images(config):
     return load_mnist_sample().test[: max(VERIFY_BATCH_SIZES)]
 
 
-def _fitted_prior(model, ckpt: dict, choice, data, log) -> dict | None:
-    """The prior document to write into the decoder (None: N(0, I) only), saying in one line what it is."""
-    from .prior import fit_prior, training_data
+def _prior_data(ckpt: dict, choice, data):
+    """(the images to fit the prior to, or None and the line saying why none is fitted). Run before anything is
+    logged, so that bad --data is one error line: the data is read here, the fit comes later."""
+    from .prior import training_data
 
     if choice.kind == "normal":
-        log("prior: none fitted (--prior normal): samples come from N(0, I)")
-        return None
+        return None, "prior: none fitted (--prior normal): samples come from N(0, I)"
     try:
-        ds = training_data(ckpt, data)
+        return training_data(ckpt, data), ""
     except UserInputError as e:
         if choice.explicit or data is not None:
             raise UserInputError(f"cannot fit the prior: {e}") from None
-        log(
+        return None, (
             f"prior: none fitted, the training data is not at hand ({e}); samples come from N(0, I) (--data DIR fits one)"
         )
-        return None
-    spec, line = fit_prior(model, ds, choice)
-    log(line)
-    return spec
 
 
 def _staged_info(path: Path):
@@ -154,6 +150,7 @@ def export_model(
             "--int8 is not available for a row-autoregressive model (--context-channels): its "
             "quantization error compounds row by row; use --fp16"
         )
+    prior_data, no_prior = _prior_data(ckpt, choice, data)
     out_dir = Path(out_dir)
     created = prepare_out_dir(out_dir, parents=True, what="export")
     checkpoint_sha256 = file_sha256(ckpt_path)
@@ -169,7 +166,12 @@ def export_model(
     report = Report()
     published = False
     try:
-        spec = _fitted_prior(model, ckpt, choice, data, log)
+        spec = None
+        if prior_data is None:
+            log(no_prior)
+        else:
+            spec, line = fit_prior(model, prior_data, choice)
+            log(line)
         graphs = {
             role: export_graph(model, role, opset, checkpoint_sha256, ckpt.get("kl_per_dim"), spec) for role in ROLES
         }

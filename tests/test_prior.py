@@ -13,7 +13,7 @@ from conftest import cli, expect_usage_error
 from vaectl import contract
 from vaectl.contract import build_metadata, parse_metadata
 from vaectl.errors import UserInputError
-from vaectl.export.mixture import Mixture, fit_mixture, kmeans_plus_plus
+from vaectl.export.mixture import Mixture, fit_mixture, kmeans_plus_plus, m_step, pair_products
 from vaectl.infer.prior import MixturePrior, NormalPrior, mixture_moments, prior_named, priors_of
 from vaectl.models import VAEConfig
 
@@ -86,6 +86,48 @@ def test_the_covariance_floor_keeps_points_on_a_line_fittable():
     fitted = fit_mixture(x, 2, seed=0)
     assert np.isfinite(fitted.log_density(x)).all()
     assert (np.diagonal(fitted.cholesky, axis1=1, axis2=2) > 0).all()
+
+
+def test_em_shortcuts_match_the_direct_formulas():
+    # the E step's expanded quadratic form and the M step's second moments from pair products: the same
+    # densities and covariances as whitening each point and summing centred outer products
+    rng = np.random.default_rng(5)
+    mixture = random_mixture(4, 5, seed=6)
+    x = rng.normal(size=(300, 5)) * 2
+    expanded = mixture.expanded_log_densities(x, pair_products(x))
+    assert np.allclose(expanded, mixture.component_log_densities(x), rtol=1e-10, atol=1e-9)
+    resp = rng.dirichlet(np.ones(4), size=300)  # (N, K)
+    fitted = m_step(x, resp, floor=0.0)
+    for k in range(4):
+        mean = resp[:, k] @ x / resp[:, k].sum()
+        cov = (resp[:, k, None] * (x - mean)).T @ (x - mean) / resp[:, k].sum()
+        assert np.allclose(fitted.means[k], mean) and np.allclose(fitted.cholesky[k] @ fitted.cholesky[k].T, cov)
+
+
+def test_em_continued_from_a_start_keeps_its_components_and_climbs():
+    truth = random_mixture(3, 2, seed=8)
+    rng = np.random.default_rng(1)
+    k = rng.choice(3, size=5_000, p=truth.weights)
+    x = truth.means[k] + np.einsum("nij,nj->ni", truth.cholesky[k], rng.standard_normal((5_000, 2)))
+    rough = fit_mixture(x[:1_000], 3, seed=0, max_iter=2)
+    continued = fit_mixture(x, 3, seed=0, start=rough)
+    assert continued.k == 3 and continued.converged
+    assert continued.log_density(x).mean() > rough.log_density(x).mean()
+    assert np.array_equal(continued.means, fit_mixture(x, 3, seed=0, start=rough).means)  # deterministic
+    with pytest.raises(ValueError):
+        fit_mixture(x, 2, start=rough)
+
+
+def test_the_fit_is_bounded_subsampling_a_large_dataset_in_a_seeded_order():
+    from vaectl.export.prior import FIT_DRAWS, HOLDOUT_DRAWS, MIN_DRAWS, Subsets
+
+    small = Subsets.of(4_000, seed=0)  # the embedded sample: every image, several draws each
+    assert (small.used, small.draws, small.held) == (4_000, math.ceil(MIN_DRAWS / 4_000), 400)
+    large = Subsets.of(10 * FIT_DRAWS, seed=0)
+    assert large.draws == 1 and large.used == FIT_DRAWS and large.held == HOLDOUT_DRAWS
+    assert len(set(large.order.tolist())) == FIT_DRAWS and large.order.max() < 10 * FIT_DRAWS
+    assert np.array_equal(large.order, Subsets.of(10 * FIT_DRAWS, seed=0).order)
+    assert not np.array_equal(large.order, Subsets.of(10 * FIT_DRAWS, seed=1).order)
 
 
 def test_kmeans_plus_plus_starts_in_every_separate_cluster():
