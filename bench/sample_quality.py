@@ -18,7 +18,7 @@ scorer) and the wall time of train and export (the prior's fitting included).
     python bench/sample_quality.py                                      # Fashion-MNIST, the default recipe
     python bench/sample_quality.py --datasets mnist-sample
     python bench/sample_quality.py --recipe "old=--beta 1 --hidden 512,256" --recipe "new="   # in one run
-    python bench/sample_quality.py --run-dir runs/x --datasets fashion-mnist    # judge an existing run
+    python bench/sample_quality.py --run-dir runs/x --run-dir runs/y --datasets fashion-mnist   # existing runs
 Prints figures; not a timed test.
 """
 
@@ -125,17 +125,13 @@ def judge_run(run_dir: Path, onnx_dir: Path, ds, data_dir, judge, args) -> dict:
     pick = np.random.default_rng(0).permutation(len(ds.train))[:n]
     measure("real training images", ds.train[pick])
     nll = {}
-    if args.eval_n:
-        for prior in decoder.priors:
-            r = evaluate_onnx(
-                onnx_dir / "encoder.onnx",
-                onnx_dir / "decoder.onnx",
-                data_dir=data_dir,
-                k=args.eval_k,
-                n=args.eval_n,
-                prior=prior.name,
-            )
-            nll[prior.name] = r.iwae_nll if r.iwae_nll_prior is None else r.iwae_nll_prior
+    if args.eval_n:  # one pass scores both priors from the same draws
+        r = evaluate_onnx(
+            onnx_dir / "encoder.onnx", onnx_dir / "decoder.onnx", data_dir=data_dir, k=args.eval_k, n=args.eval_n
+        )
+        nll["normal"] = r.iwae_nll
+        if r.prior is not None and r.iwae_nll_prior is not None:
+            nll[r.prior] = r.iwae_nll_prior
     return {"rows": rows, "nll": nll, "prior": decoder.priors[0].description}
 
 
@@ -149,7 +145,13 @@ def main():
         help="NAME=FLAGS: `vaectl train` flags of one recipe (repeatable) [default=: the defaults]",
     )
     ap.add_argument("--epochs", type=int, default=None, help="--epochs of every recipe [vaectl's default]")
-    ap.add_argument("--run-dir", type=Path, default=None, help="judge this existing run instead of training")
+    ap.add_argument(
+        "--run-dir",
+        type=Path,
+        action="append",
+        default=None,
+        help="judge this existing run instead of training (repeatable; exported into --keep or a temporary directory)",
+    )
     ap.add_argument("--samples", type=int, default=None, help="images per set [all test images: 10,000 / 1,000]")
     ap.add_argument("--eval-n", type=int, default=10_000, help="test images for the IWAE bound (0: skip)")
     ap.add_argument("--eval-k", type=int, default=256, help="importance samples per image for the IWAE bound")
@@ -183,8 +185,13 @@ def main():
             ((judge, acc),) = judges_for(ds, name, args.judge_cache, which=(JUDGE,)).values()
             print(f"\n{name}: judge test accuracy {acc:.2%}; {args.samples or len(ds.test):,} images per set")
             results = []
-            for recipe, flags in recipes if args.run_dir is None else [("run", "")]:
-                run_dir, train_s = args.run_dir, None
+            runs = (
+                [(recipe, flags, None) for recipe, flags in recipes]
+                if args.run_dir is None
+                else [(d.name, f"the run in {d}", d) for d in args.run_dir]
+            )
+            for recipe, flags, run_dir in runs:
+                train_s = None
                 if run_dir is None:
                     run_dir = root / f"{name}-{recipe}"
                     data_args = ["--data", data_dir] if data_dir else []
@@ -192,7 +199,7 @@ def main():
                     train_s = vaectl(
                         "train", *data_args, *epochs, "--out", run_dir, "--overwrite", "--grid-every", 0, *flags.split()
                     )
-                onnx_dir = run_dir / "bench-onnx"
+                onnx_dir = root / f"{name}-{recipe}-onnx"
                 # the final weights: best.pt is chosen on the validation split, which here is the test split
                 export_s = vaectl("export", run_dir, "--out", onnx_dir, "--last")
                 results.append(
