@@ -210,7 +210,9 @@ def describe_mixture(spec: dict) -> str:
     fitted = spec.get("fitted_to") or {}
     images = fitted.get("images")
     data = fitted.get("data")
-    source = f" of {images:,} {data + ' ' if data else ''}training images" if isinstance(images, int) else ""
+    of = fitted.get("of_images")
+    share = f" of the {of:,}" if isinstance(of, int) and isinstance(images, int) and of > images else ""
+    source = f" of {images:,}{share} {data + ' ' if data else ''}training images" if isinstance(images, int) else ""
     return f"{what} fitted to the encoded training data (draws of q(z|x){source})"
 
 
