@@ -299,7 +299,13 @@ def data_images(data_dir, split, label, count, out, out_dir, scale):
 
 
 @click.command()
-@click.option("--encoder", "encoder_path", default=None, type=click.Path(dir_okay=False), help="encoder.onnx")
+@click.option(
+    "--encoder",
+    "encoder_path",
+    default=None,
+    type=click.Path(),
+    help="encoder.onnx, or an export directory (a run directory holding one: its data is the default).",
+)
 @_DEMO
 @click.argument("images", nargs=-1, type=click.Path(dir_okay=False))
 @click.option(
@@ -307,7 +313,8 @@ def data_images(data_dir, split, label, count, out, out_dir, scale):
     "data_dir",
     type=click.Path(),
     default=None,
-    help="IDX folder or image folder to encode (instead of IMAGES) [no IMAGES: the embedded mnist-sample].",
+    help="IDX folder or image folder to encode (instead of IMAGES) [no IMAGES: the data of the encoder's "
+    "training run when it was exported into the run directory, else the embedded mnist-sample].",
 )
 @click.option(
     "--split", type=click.Choice(["train", "test"]), default="test", show_default=True, help="Split of the data."

@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
+from .. import __version__, layout
+from ..data import recorded_data_dir
 from ..errors import UserInputError
 from ..infer import Decoder, Encoder, VAEPair, describe_model
 
-# variant -> the file name in an export, and the page's URL models/NAME whatever the file is called
-VARIANTS = (("fp32", "decoder.onnx"), ("fp16", "decoder.fp16.onnx"), ("int8", "decoder.int8.onnx"))
+# the decoder variants' files in an export directory (layout.py), also the page's URLs models/NAME
+VARIANTS = tuple(layout.DECODER_VARIANTS.items())
 MAP_IMAGES = 500  # test images encoded for the latent map (posterior means)
 MAX_DRAWS = 4096  # the most N(0, I) rows one /api/normals.json request returns
-GRID_FILE = re.compile(r"samples_epoch(\d{3,6})\.png")
 
 
 @dataclass
@@ -57,23 +56,28 @@ def find_graphs(source=None, decoder=None, encoder=None) -> tuple[dict[str, Path
     if not source.is_dir():
         raise UserInputError(f"{source}: not a directory (give what `vaectl export --out` wrote, or --decoder)")
     export_dir = source
-    if not (source / "decoder.onnx").is_file():
-        found = sorted(p.parent for p in source.glob("*/decoder.onnx"))
-        if len(found) != 1:
-            raise UserInputError(
-                f"{source}: no decoder.onnx here"
-                + (" (several subfolders hold one: name one)" if found else "; run `vaectl export` first")
-            )
-        export_dir = found[0]
-    run_dir = next((d for d in (source, export_dir, export_dir.parent) if (d / "metrics.jsonl").is_file()), None)
+    export_dir = layout.export_dir_in(source)
+    if export_dir is None:
+        several = len(list(source.glob(f"*/{layout.DECODER}"))) > 1
+        raise UserInputError(
+            f"{source}: no {layout.DECODER} here"
+            + (" (several subfolders hold one: name one)" if several else "; run `vaectl export` first")
+        )
+    run_dir = layout.run_dir_of(source, export_dir, export_dir.parent)
     decoders = {v: export_dir / name for v, name in VARIANTS if (export_dir / name).is_file()}
-    enc = Path(encoder) if encoder is not None else export_dir / "encoder.onnx"
+    enc = Path(encoder) if encoder is not None else export_dir / layout.ENCODER
     return decoders, (enc if enc.is_file() else None), run_dir
 
 
 def load_explore_model(source=None, decoder=None, encoder=None, data_dir=None) -> ExploreModel:
     decoders, enc, run_dir = find_graphs(source, decoder, encoder)
     model = ExploreModel(decoders, enc, run_dir, Path(data_dir) if data_dir is not None else None)
+    data_problem = None
+    if data_dir is None and run_dir is not None:  # the data the run trained on (its config.json)
+        try:
+            model.data_dir = recorded_data_dir(layout.run_config(run_dir).get("train", {}), run_dir)
+        except UserInputError as e:
+            data_problem = str(e)
     dec = Decoder(decoders["fp32"])
     for variant, path in decoders.items():  # every variant must be the same model, or the selector lies
         other = Decoder(path) if variant != "fp32" else dec
@@ -84,7 +88,7 @@ def load_explore_model(source=None, decoder=None, encoder=None, data_dir=None) -
         ):
             raise UserInputError(f"{path} and {decoders['fp32']} come from different models")
     pair = VAEPair(Encoder(enc), dec) if enc is not None else None
-    model.map = build_map(pair, model.data_dir)
+    model.map = build_map(pair, model.data_dir, data_problem)
     model.run, model.run_grids = read_run(run_dir)
     model.info = build_info(model, dec)
     return model
@@ -143,7 +147,7 @@ def build_info(model: ExploreModel, dec: Decoder) -> dict:
     }
 
 
-def build_map(pair: VAEPair | None, data_dir) -> dict:
+def build_map(pair: VAEPair | None, data_dir, data_problem: str | None = None) -> dict:
     """Posterior means of up to MAP_IMAGES test images, in 2-D: the latent itself when D = 2, else PCA
     (computed once here, in numpy). Also the KL per dimension that orders the sliders."""
     if pair is None:
@@ -151,6 +155,8 @@ def build_map(pair: VAEPair | None, data_dir) -> dict:
     from ..data import MNIST_SAMPLE, load_data
 
     cfg = pair.decoder.info.config
+    if data_problem is not None:
+        return {"available": False, "reason": data_problem}
     if data_dir is None and cfg.dataset != MNIST_SAMPLE:
         return {"available": False, "reason": f"trained on {cfg.dataset!r}: give --data DIR with its test images"}
     ds = load_data(data_dir)
@@ -200,12 +206,17 @@ def read_run(run_dir: Path | None) -> tuple[dict, dict[str, Path]]:
     if run_dir is None:
         return {}, {}
     metrics = []
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+    metrics_file = run_dir / layout.METRICS
+    for line in (metrics_file.read_text() if metrics_file.is_file() else "").splitlines():
         try:
             metrics.append(json.loads(line))
         except json.JSONDecodeError:
             continue  # a line cut short by a crash: the rest still draws
-    grids = {p.name: p for p in sorted((run_dir / "images").glob("samples_epoch*.png")) if GRID_FILE.fullmatch(p.name)}
+    grids = {
+        p.name: p
+        for p in sorted((run_dir / layout.IMAGES).glob(layout.GRID_PATTERNS[0]))
+        if (m := layout.GRID_NAME.fullmatch(p.name)) and m.group(1) == "samples"
+    }
     return {"metrics": metrics, "grids": [f"run/{name}" for name in grids]}, grids
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import onnx
 
+from .. import layout
 from ..contract import ROLES
 from ..errors import UserInputError, VerificationError, WriteFailedError
 from ..files import file_sha256, fsync_dir, os_error_reason, prepare_out_dir, write_temp_beside
@@ -127,9 +128,9 @@ def export_model(
         f"{f', {config.num_classes} classes' if config.num_classes else ''}) with opset {opset}"
     )
 
-    finals = {role: out_dir / f"{role}.onnx" for role in ROLES}
+    finals = {role: out_dir / layout.graph_name(role) for role in ROLES}
     wanted = [v for v, on in (("fp16", fp16), ("int8", int8)) if on]
-    finals.update({f"decoder.{v}": out_dir / f"decoder.{v}.onnx" for v in wanted})
+    finals.update({f"decoder.{v}": out_dir / layout.graph_name("decoder", v) for v in wanted})
     staged: dict[str, Path] = {}
     report = Report()
     published = False

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import load_data, pick_images
+from .. import layout
+from ..data import load_data, pick_images, recorded_data_dir
 from ..errors import UserInputError, WriteFailedError
 from ..files import save_png, to_uint8_images
 from .output import (
@@ -46,6 +47,20 @@ def _decoder(decoder, threads) -> Decoder:
 
 def _encoder(encoder, threads) -> Encoder:
     return encoder if isinstance(encoder, Encoder) else Encoder(encoder, threads)
+
+
+def _encoder_of_run(encoder) -> tuple[object, Path | None]:
+    """(the encoder graph, the training run it was exported from or None). `encoder` may be an export
+    directory or a run directory holding one; the run is the directory above an export it holds."""
+    if isinstance(encoder, Encoder):
+        return encoder, None
+    path = Path(encoder)
+    if path.is_dir():
+        export_dir = layout.export_dir_in(path)
+        if export_dir is None or not (export_dir / layout.ENCODER).is_file():
+            raise UserInputError(f"{path}: no {layout.ENCODER} here (give an export directory or the graph itself)")
+        return export_dir / layout.ENCODER, layout.run_dir_of(path, export_dir.parent)
+    return path, layout.run_dir_of(path.parent, path.parent.parent) if path.is_file() else None
 
 
 def _one_target(out, out_dir) -> None:
@@ -252,9 +267,10 @@ def encode(
 ) -> int:
     """Posterior means (and with `logvar` the log-variances) of images into `out` (.npy or .csv); returns the rows.
 
+    `encoder`: encoder.onnx, an export directory, or a run directory holding one (an Encoder works too).
     The images: `images` (paths, PIL images, arrays, or one batch array as Encoder.encode takes), else the
-    `split` of the dataset in `data_dir` (default: the embedded mnist-sample), brought to the encoder's
-    channels and size. Labels are written when the data
+    `split` of the dataset in `data_dir` (default: the data the encoder's training run recorded, when it was
+    exported into its run directory; else the embedded mnist-sample), brought to the encoder's channels and size. Labels are written when the data
     has them, or when `label` (for a conditional encoder: the class of every image) is given; a conditional
     encoder needs one or the other. Encoded `batch_size` images at a time, streamed to disk (flat memory).
     Layout: output.write_latents.
@@ -264,11 +280,14 @@ def encode(
     check_output_file(out, LATENT_FORMATS)
     if batch_size < 1:
         raise UserInputError(f"batch size must be at least 1, got {batch_size}")
+    encoder, run_dir = _encoder_of_run(encoder)
     enc = _encoder(encoder, threads)
     if not isinstance(images, np.ndarray):  # a batch array is sliced as it is; anything else becomes a list
         images = [images] if isinstance(images, (str, Path)) else list(images)
     if len(images) and data_dir is not None:
         raise UserInputError("give image files or --data DIR, not both")
+    if not len(images) and data_dir is None and run_dir is not None:  # the data the run trained on
+        data_dir = recorded_data_dir(layout.run_config(run_dir).get("train", {}), run_dir)
     if len(images):
         source, labels = images, None
     else:
