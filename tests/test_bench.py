@@ -11,7 +11,9 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
-@pytest.mark.parametrize("script", ["train_speed.py", "infer_speed.py", "quality.py", "conditional.py", "gpu_speed.py"])
+@pytest.mark.parametrize(
+    "script", ["train_speed.py", "compile_speed.py", "infer_speed.py", "quality.py", "conditional.py", "gpu_speed.py"]
+)
 def test_bench_script_imports_and_shows_help(script):
     # --help runs every top-level import (vaectl internals the scripts reach into) before argparse exits
     result = subprocess.run(
@@ -37,7 +39,7 @@ def test_gpu_speed_dry_run_on_cpu(tmp_path):
         "--modes",
         "fp32,amp",
         "--only",
-        "speed,amp,export,ddp",
+        "speed,amp,export,ddp,syncs",
         "--keep",
         str(tmp_path),
     ]
@@ -57,6 +59,7 @@ def test_gpu_speed_dry_run_on_cpu(tmp_path):
         assert float(row[-2].replace(",", "")) > 0  # img/s
     assert "mlp: exit 0" in r.stdout and "decoder.image       max abs diff vs PyTorch" in r.stdout
     assert "ddp: skipped: 1 process(es)" in r.stdout
+    assert "syncs: skipped: CUDA counts" in r.stdout
     assert len((tmp_path / "mlp-amp" / "metrics.jsonl").read_text().splitlines()) == 2
 
 

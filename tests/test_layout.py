@@ -105,14 +105,15 @@ def restated_names(path: Path) -> list[str]:
     where = path.relative_to(REPO) if path.is_relative_to(REPO) else path.name
     found = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+        if id(node) in docs:
+            continue
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
             if node.value in names or "samples_epoch" in node.value or "recon_epoch" in node.value:
                 found.append(f"{where}:{node.lineno} {node.value!r}")
-        if isinstance(node, ast.JoinedStr) and id(node) not in docs:
-            tail = node.values[-1] if node.values else None
+        elif isinstance(node, ast.JoinedStr) and any(isinstance(v, ast.FormattedValue) for v in node.values):
+            tail = node.values[-1]
             if isinstance(tail, ast.Constant) and str(tail.value).endswith((".onnx", ".pt")):
-                if any(isinstance(v, ast.FormattedValue) for v in node.values):
-                    found.append(f"{where}:{node.lineno} f-string ending {tail.value!r}")
+                found.append(f"{where}:{node.lineno} f-string ending {tail.value!r}")
     return found
 
 

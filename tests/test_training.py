@@ -289,7 +289,9 @@ def test_resume_says_where_it_continues_mid_epoch(tmp_path, tiny_idx_dir):
     quick_train(run, tiny_idx_dir, epochs=2)
     ckpt = torch.load(run / "last.pt", weights_only=True)
     ckpt.update(epoch=1, step_in_epoch=2)  # as a Ctrl-C in epoch 2 leaves it
-    save_checkpoint(run / "last.pt", {k: v for k, v in ckpt.items() if k not in ("format", "format_version", "payload_sha256")})
+    save_checkpoint(
+        run / "last.pt", {k: v for k, v in ckpt.items() if k not in ("format", "format_version", "payload_sha256")}
+    )
     lines = []
     quick_train(tmp_path / "ignored", tiny_idx_dir, resume=str(run), log=lines.append)
     assert f"resuming {run} in epoch 2 of 2, at step 3 (epochs 1-1 done)" in lines

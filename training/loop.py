@@ -149,6 +149,26 @@ def validation_metrics(
     }
 
 
+class PadLastBatch(torch.nn.Module):
+    """torch.compile specializes its graph to the batch size, and an epoch's last batch is usually smaller:
+    it is padded up to the full size with blank images (label 0) and the outputs cut back to the real ones,
+    so it runs the same graph instead of compiling another (bench/compile_speed.py: one compilation, the
+    fastest of marking the batch dimension dynamic, padding, and dropping the batch; padding trains every image).
+    The padded rows add nothing to the loss, so nothing to the gradients."""
+
+    def __init__(self, model: torch.nn.Module, size: int):
+        super().__init__()
+        self.model, self.size = model, size
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
+        b = len(x)
+        if b < self.size:
+            x = torch.cat([x, x.new_zeros(self.size - b, *x.shape[1:])])  # (size, C, H, W)
+            y = None if y is None else torch.cat([y, y.new_zeros(self.size - b)])  # (size,)
+        logits, mu, logvar = self.model(x, y)
+        return logits[:b], mu[:b], logvar[:b]  # (B, C, H, W), (B, D), (B, D)
+
+
 # ----------------------------------------------------------------------------- what the epoch loop works with
 
 
@@ -417,7 +437,7 @@ class Run:
     x_val: torch.Tensor  # (N, C, H, W) uint8 on the device
     y_val: torch.Tensor | None  # (N,) labels of a conditional run
     raw_model: VAE  # the plain model: validation, grids and checkpoints use it
-    model: torch.nn.Module  # what the steps call: raw_model, compiled and/or DDP-wrapped
+    model: torch.nn.Module  # what the steps call: raw_model, or it compiled, DDP-wrapped, last batch padded
     opt: torch.optim.Optimizer
     amp: torch.autocast
     schedule: Schedule
@@ -447,6 +467,8 @@ def set_up(tcfg: TrainConfig, model_fields: dict | None, ckpt: dict | None, over
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
+    if tcfg.compile and batches.steps > 1 and batches.shard_len % batches.size:  # a smaller last batch
+        model = PadLastBatch(model, batches.size)
     amp = torch.autocast(procs.device.type, dtype=torch.bfloat16, enabled=tcfg.amp)
     z_fixed = torch.randn(64, cfg.latent_dim, generator=torch.Generator().manual_seed(tcfg.seed)).to(procs.device)
     return Run(
