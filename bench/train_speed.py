@@ -1,7 +1,7 @@
 """Training throughput: `vaectl train`'s whole loop, and its in-memory batches vs a torchvision DataLoader.
 
     python bench/train_speed.py [--data DIR] [--epochs 1] [--repeats 2] [--workers 0] [--device cpu]
-                                [--baseline CHECKOUT]
+                                [--baseline CHECKOUT] [--images N] [--only train|batches] [--cpu-time]
 
 All rows train the mlp VAE (vaectl's default mlp config) on 60,000 28x28 images at batch 128.
   vaectl train:  the whole training loop, vaectl.training.train on an IDX folder of those images, in a fresh
@@ -9,6 +9,8 @@ All rows train the mlp VAE (vaectl's default mlp config) on 60,000 28x28 images 
                  records (the epochs' training steps, validation apart), the median over the epochs.
                  --baseline CHECKOUT adds the same row for another vaectl source tree (e.g. `git archive main`
                  unpacked), run alternately with this one: the before/after of a change to the loop.
+                 --cpu-time times those rows in the process's CPU time on one thread instead of wall time: on a
+                 shared, loaded machine wall time measures the neighbours more than the loop.
 The next two rows share the step code (vaectl.training.loop.batch_loss / optimizer_step) and differ only in
 how a batch reaches the model:
   in-memory:     the images sit in one uint8 tensor on the device; a batch is an index gather + one
@@ -148,9 +150,14 @@ def dataloader_loop(images, labels, device, epochs: int, warmup_steps: int, work
 
 # Run in a fresh interpreter that imports vaectl from the source tree under test (PYTHONPATH).
 WHOLE_LOOP = """
-import json, sys, vaectl
+import json, sys, time
+out, data, epochs, device, cpu_time = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5] == "1"
+if cpu_time:  # the loop times its epochs with time.perf_counter: make that the process's CPU time
+    import torch
+    torch.set_num_threads(1)
+    time.perf_counter = time.process_time
+import vaectl
 from vaectl.training import TrainConfig, train
-out, data, epochs, device = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 train(TrainConfig(out=out, data=data, epochs=epochs, batch_size=128, seed=0, grid_every=0, device=device),
       {"arch": "mlp"}, log=lambda m: None)
 rates = [json.loads(line)["images_per_sec"] for line in open(out + "/metrics.jsonl")]
@@ -175,13 +182,13 @@ def write_idx_folder(directory: Path, images, labels) -> Path:
     return directory
 
 
-def whole_loop(source_tree: Path, data: Path, work: Path, epochs: int, device) -> list[float]:
+def whole_loop(source_tree: Path, data: Path, work: Path, epochs: int, device, cpu_time: bool) -> list[float]:
     """`vaectl train`'s images/s per epoch, training with the vaectl in `source_tree`, in a fresh process."""
     link_dir = Path(tempfile.mkdtemp(dir=work))
     (link_dir / "vaectl").symlink_to(source_tree.resolve(), target_is_directory=True)
     out = Path(tempfile.mkdtemp(dir=work)) / "run"
-    env = {**os.environ, "PYTHONPATH": str(link_dir)}
-    cmd = [sys.executable, "-c", WHOLE_LOOP, str(out), str(data), str(epochs), str(device)]
+    env = {**os.environ, "PYTHONPATH": str(link_dir), **({"OMP_NUM_THREADS": "1"} if cpu_time else {})}
+    cmd = [sys.executable, "-c", WHOLE_LOOP, str(out), str(data), str(epochs), str(device), str(int(cpu_time))]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if result.returncode != 0:
         raise SystemExit(f"vaectl train from {source_tree} failed:\n{result.stderr[-2000:]}")
@@ -209,6 +216,9 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--baseline", type=Path, default=None, help="another vaectl source tree to time `vaectl train` with"
     )
+    parser.add_argument("--images", type=int, default=60_000, help="training images per epoch [60000]")
+    parser.add_argument("--only", choices=["train", "batches"], default=None, help="only these rows [all]")
+    parser.add_argument("--cpu-time", action="store_true", help="time the `vaectl train` rows in CPU time, 1 thread")
     args = parser.parse_args(argv)
 
     import torch
@@ -218,6 +228,7 @@ def main(argv=None) -> None:
 
     device = torch.device(args.device)
     images, labels, source = load_images(args.data)
+    images, labels = images[: args.images], labels[: args.images]
     print("vaectl training throughput benchmark (bench/train_speed.py)")
     print(f"  data:      {source}")
     print(f"  model:     mlp VAE, vaectl defaults (hidden 512,256, latent 32, bernoulli), Adam, batch {BATCH}")
@@ -233,40 +244,47 @@ def main(argv=None) -> None:
     print(
         f"  timing:    {args.epochs} epoch(s) of {len(images):,} images per loop, {args.repeats} alternating "
         f"repeat(s) after {args.warmup_steps} warm-up steps; DataLoader num_workers={args.workers}"
+        + ("; `vaectl train` rows in CPU time on 1 thread" if args.cpu_time else "")
     )
     print(flush=True)
 
     this_tree = Path(__file__).resolve().parents[1]
-    trees = {"vaectl train (this tree)": this_tree}
-    if args.baseline is not None:
+    trees = {} if args.only == "batches" else {"vaectl train (this tree)": this_tree}
+    if args.baseline is not None and args.only != "batches":
         trees[f"vaectl train ({args.baseline})"] = args.baseline
-    loader = f"DataLoader + ToTensor (workers={args.workers})"
-    results: dict[str, list[float]] = {name: [] for name in [*trees, "in-memory batches (step code)", loader]}
-    names = list(results)
+    steps, loader = "in-memory batches (step code)", f"DataLoader + ToTensor (workers={args.workers})"
+    results: dict[str, list[float]] = {name: [] for name in trees}
+    if args.only != "train":
+        results.update({steps: [], loader: []})
     with tempfile.TemporaryDirectory(prefix="vaectl-train-speed-") as work:
-        data = write_idx_folder(Path(work) / "data", images[:, None], labels)
-        for _ in range(args.repeats):
+        data = write_idx_folder(Path(work) / "data", images, labels) if trees else None
+        for repeat in range(args.repeats):
             for name, tree in trees.items():  # alternating, so a change in the machine's load hits both
-                results[name] += whole_loop(tree, data, Path(work), args.epochs, device)
-            seen, secs = vaectl_loop(images, device, args.epochs, args.warmup_steps)
-            results[names[-2]].append(seen / secs)
-            seen, secs = dataloader_loop(images, labels, device, args.epochs, args.warmup_steps, args.workers)
-            results[loader].append(seen / secs)
+                results[name] += whole_loop(tree, data, Path(work), args.epochs, device, args.cpu_time)
+                print(f"  repeat {repeat + 1}: {name}: {results[name][-args.epochs :]}", file=sys.stderr, flush=True)
+            if args.only != "train":
+                seen, secs = vaectl_loop(images, device, args.epochs, args.warmup_steps)
+                results[steps].append(seen / secs)
+                seen, secs = dataloader_loop(images, labels, device, args.epochs, args.warmup_steps, args.workers)
+                results[loader].append(seen / secs)
 
-    base = statistics.median(results[loader])
+    names = list(results)
+    first = statistics.median(results[names[0]])
+    base, versus = (
+        (statistics.median(results[loader]), "vs DataLoader") if loader in results else (first, "vs first row")
+    )
     width = max(map(len, names))
-    print(f"{'loop':<{width}}  {'median img/s':>12}  {'runs (img/s)':<32}  {'vs DataLoader':>13}")
-    print(f"{'-' * width}  {'-' * 12}  {'-' * 32}  {'-' * 13}")
+    print(f"{'loop':<{width}}  {'median img/s':>12}  {'runs (img/s)':<40}  {versus:>13}")
+    print(f"{'-' * width}  {'-' * 12}  {'-' * 40}  {'-' * 13}")
     for name in names:
         med = statistics.median(results[name])
         runs = ", ".join(f"{v:,.0f}" for v in results[name])
-        print(f"{name:<{width}}  {med:>12,.0f}  {runs:<32}  {med / base:>12.2f}x")
-    ratio = statistics.median(results[names[-2]]) / base
+        print(f"{name:<{width}}  {med:>12,.0f}  {runs:<40}  {med / base:>12.2f}x")
     print()
-    print(
-        f"in-memory batches / DataLoader = {ratio:.2f}x (target >= 2x); "
-        f"load average now {' '.join(f'{v:.2f}' for v in os.getloadavg())}"
-    )
+    if loader in results:
+        ratio = statistics.median(results[steps]) / base
+        print(f"in-memory batches / DataLoader = {ratio:.2f}x (target >= 2x)")
+    print(f"load average now {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":

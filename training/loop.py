@@ -239,7 +239,7 @@ class EpochLosses:
         self.diverged: tuple[int, float] | None = None  # (step, loss) of the first non-finite loss read
 
     def record(self, step: int, loss: torch.Tensor, recon: torch.Tensor, kl: torch.Tensor) -> None:
-        self.buffer[step] = torch.stack([loss.detach(), recon.detach().sum(), kl.detach().sum()])
+        torch.stack([loss.detach(), recon.detach().sum(), kl.detach().sum()], out=self.buffer[step])
 
     def read(self, upto: int) -> None:
         """Add steps read_to..upto-1 to `sums`, in step order and in float64 (as a checkpoint holds them)."""

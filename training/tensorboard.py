@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import layout
 from ..contract import INFORMATIVE_RULE
 from ..errors import UserInputError
 from ..scoring import ACTIVE_UNIT_THRESHOLD
@@ -79,9 +80,10 @@ class TensorBoard:
         if on:
             from torch.utils.tensorboard import SummaryWriter
 
+            first_file = not any(Path(out).glob(layout.TENSORBOARD_EVENTS))
             # purge_step: a resumed run hides events an interrupted one wrote at or after its first epoch
             self.writer = SummaryWriter(str(out), purge_step=first_epoch if resumed else None)
-            if not resumed:
+            if first_file:
                 self.writer.add_text("about", ABOUT, 0)
 
     def log_epoch(self, record: dict, grids: dict[str, np.ndarray] | None) -> None:
