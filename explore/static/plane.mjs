@@ -69,6 +69,7 @@ export function drawAxes(ctx, g, xName, yName, paint = null) {
   ctx.fillText(`${yName} →`, 0, 0);
   ctx.restore();
   ctx.restore();
+  return values;
 }
 
 // The prior's 1σ and 2σ circles: N(0, I) restricted to two components is N(0, I) in 2-D

@@ -95,7 +95,7 @@ export function setupPad(app) {
 
   const draw = () => {
     const showTiles = toggle.checked && ready;
-    drawAxes(ctx, g, `z${app.axes.x}`, `z${app.axes.y}`, showTiles ? () => {
+    app.padTicks = drawAxes(ctx, g, `z${app.axes.x}`, `z${app.axes.y}`, showTiles ? () => {
       ctx.imageSmoothingEnabled = false;
       ctx.drawImage(tiles, g.left, g.top, g.size, g.size);
     } : null);
@@ -133,6 +133,7 @@ export function setupPad(app) {
     draw();
     if (toggle.checked && key() !== drawnKey) app.manifoldJobs.run(decodeTiles);
   };
+  app.padGeometry = () => ({ left: g.left, top: g.top, size: g.size, range: g.range, width: pad.width });
   let dragging = false;
   const move = event => {
     const [x, y] = g.at(event);
@@ -182,7 +183,7 @@ export function setupMap(app, map) {
   };
   const pointAt = i => (i === 'upload' ? [app.upload.mu[app.axes.x], app.upload.mu[app.axes.y]] : coords(i));
   const draw = () => {
-    drawAxes(ctx, g, `z${app.axes.x}`, `z${app.axes.y}`);
+    app.mapTicks = drawAxes(ctx, g, `z${app.axes.x}`, `z${app.axes.y}`);
     drawRings(ctx, g);
     let outside = 0;
     map.mu.forEach((_, i) => {
@@ -276,6 +277,7 @@ export function setupMap(app, map) {
     }
   }
   fitViews();
+  app.mapGeometry = () => ({ left: g.left, top: g.top, size: g.size, range: g.range, width: canvas.width });
   app.mapScreen = () => ({ points: screen(), upload: app.upload ? pointAt('upload').map((v, k) => (k ? g.y(v) : g.x(v))) : null, range: g.range });
   app.onZ.push(draw);
   app.onAxes.push(() => { fitViews(); draw(); });
