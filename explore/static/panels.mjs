@@ -195,9 +195,9 @@ export function setupUpload(app) {
       info.num_classes ? info.label_names[k] : 'reconstruction', !info.num_classes || k === as)));
     if (info.num_classes) {
       const guess = info.label_names[current.guess];
-      $('upload-read').textContent = `The model explains your image best as a ${guess} (the lowest reconstruction error ` +
-        'plus KL, the loss it was trained on, among the classes). Below: its encoding, read as the chosen class, decoded ' +
-        'under every class: your image\'s style, drawn as each class. The framed one is its reconstruction.';
+      $('upload-read').textContent = `The model explains your image best as a ${guess}: that class gives the lowest ` +
+        'loss (reconstruction error + KL). Below, your image encoded as the chosen class and decoded under every class: ' +
+        'its style, drawn as each class. The framed one is its reconstruction.';
     } else {
       $('upload-read').textContent = 'The reconstruction: the posterior mean, decoded.';
     }
