@@ -75,9 +75,9 @@ def measure(browser, url: str, loads: int, moves: int) -> dict:
         sent.append(sum(bytes_in))
         if k == loads - 1:
             page.wait_for_function("window.vaectl.lastManifold !== null", timeout=120_000)
-            times = slider_moves(page, "order[0]", moves)  # the pad's x: the manifold's slice stays
+            times = slider_moves(page, 0, moves)  # the pad's x: the manifold's slice stays
             redraws = page.evaluate("window.vaectl.manifolds")
-            during = slider_moves(page, "order[2]", moves)  # off the pad: the manifold follows every move
+            during = slider_moves(page, 2, moves)  # off the pad: the manifold follows every move
             manifold = page.evaluate(
                 """async n => {  // the redraws after the last move, one per move, until the page is idle
                   const out = [];
@@ -107,11 +107,11 @@ def measure(browser, url: str, loads: int, moves: int) -> dict:
     }
 
 
-def slider_moves(page, which: str, moves: int) -> list[float]:
-    """The main image's decode times (ms) for `moves` moves of the slider of info.<which>."""
+def slider_moves(page, rank: int, moves: int) -> list[float]:
+    """The main image's decode times (ms) for `moves` moves of the slider of the component info.order[rank]."""
     return page.evaluate(
-        """async ([which, moves]) => {
-        const d = eval(`window.vaectl.app.info.${which}`);
+        """async ([rank, moves]) => {
+        const d = window.vaectl.app.info.order[rank];
         document.getElementById('show-all').click();  // the component may be hidden behind "show all"
         const slider = document.querySelector(`input[data-dim="${d}"]`);
         const out = [];
@@ -124,7 +124,7 @@ def slider_moves(page, which: str, moves: int) -> list[float]:
         }
         return out;
     }""",
-        [which, moves],
+        [rank, moves],
     )
 
 

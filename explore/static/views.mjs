@@ -6,6 +6,7 @@ import { drawAxes, drawMarker, drawRings, geometry } from './plane.mjs';
 const $ = id => document.getElementById(id);
 const RANGE = 3;  // sliders and pad cover -3..3 prior standard deviations
 const MANIFOLD = 16;  // the decoded manifold: a 16 x 16 grid of images behind the pad
+const MANIFOLD_BATCH = 64;  // images per decoder run (a divisor of 16 x 16)
 const MAP_VIEWS = [3, 6, 12, 25, 50, 100, 250, 500, 1000];  // the map's half-widths to choose from
 const f32 = Math.fround;
 const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
@@ -121,7 +122,13 @@ export function setupPad(app) {
         z[i * D + y] = f32(RANGE - (r + 0.5) * step);
       }
     }
-    const out = await app.model.decode(z, n, new Array(n).fill(app.label));
+    // in a few batches, so the main image's decode (queued meanwhile) waits for one batch at most, not the grid
+    const pixels = info.image_shape.reduce((a, b) => a * b, 1), out = new Float32Array(n * pixels);
+    for (let start = 0; start < n; start += MANIFOLD_BATCH) {
+      const part = await app.model.decode(z.subarray(start * D, (start + MANIFOLD_BATCH) * D), MANIFOLD_BATCH,
+        new Array(MANIFOLD_BATCH).fill(app.label));
+      out.set(part, start * pixels);
+    }
     drawImages(tiles, out, n, info.image_shape, MANIFOLD, 0, 0);
     drawnKey = k;
     ready = true;
