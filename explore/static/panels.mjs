@@ -191,6 +191,7 @@ export function setupUpload(app) {
     const labels = info.num_classes ? Array.from({ length: n }, (_, k) => k) : null;
     const out = await app.model.decode(z, n, labels);
     const row = $('upload-row');
+    row.classList.toggle('single', n === 1);
     row.replaceChildren(...Array.from({ length: n }, (_, k) => cell(out.subarray(k * pixels, (k + 1) * pixels),
       info.num_classes ? info.label_names[k] : 'reconstruction', !info.num_classes || k === as)));
     if (info.num_classes) {
