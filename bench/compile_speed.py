@@ -1,6 +1,7 @@
 """What `--compile` costs and buys on this machine, and how to feed it an epoch's last, smaller batch.
 
     python bench/compile_speed.py [--images 20000] [--epochs 3] [--repeats 1] [--modes eager,recompile,drop,pad,dynamic]
+                                  [--cpu-time]
 
 Each mode trains the default MLP VAE (vaectl's step code: training.loop.batch_loss / optimizer_step /
 gather_batch) for --epochs epochs on --images 28x28 images at batch 128, whose last batch is smaller, in a
@@ -9,10 +10,12 @@ fresh process with an empty inductor cache (so every compilation is a cold one, 
   recompile  torch.compile; the last batch's new size makes dynamo compile again (a graph with a dynamic batch)
   drop       torch.compile; the last, smaller batch is skipped (its images wait for another epoch's shuffle)
   pad        torch.compile; the last batch is padded with blank images to the full size, outputs cut back
+             (what `vaectl train --compile` does)
   dynamic    torch.compile; the batch dimension marked dynamic before the first call (one compilation)
-Prints per mode: the graphs dynamo compiled, the first epoch's seconds (compilation included), the later epochs'
-images/s (median) and that against eager. Data: Fashion-MNIST when present, else random images.
-Asserts nothing.
+Prints per mode: the graphs dynamo compiled, the first epoch's wall seconds (compilation included), the later
+epochs' images/s (median) and that against eager. --cpu-time: torch on one thread, the later epochs timed in
+the process's CPU time (a shared, loaded machine disturbs that far less than wall time).
+Data: Fashion-MNIST when present, else random images. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ def images(n: int):
     return np.random.default_rng(0).integers(0, 256, (n, 1, 28, 28), dtype=np.uint8), "random images"
 
 
-def child(mode: str, n: int, epochs: int) -> dict:
+def child(mode: str, n: int, epochs: int, cpu_time: bool) -> dict:
     """One mode in this (fresh) process: {"graphs", "epoch_seconds", "images_per_epoch", "data"}."""
     import torch
 
@@ -53,6 +56,8 @@ def child(mode: str, n: int, epochs: int) -> dict:
     from vaectl.models.vae import VAE
     from vaectl.training.loop import batch_loss, gather_batch, make_optimizer, optimizer_step
 
+    if cpu_time:
+        torch.set_num_threads(1)
     x_np, source = images(n)
     x_u8 = torch.from_numpy(x_np)
     torch.manual_seed(0)
@@ -73,24 +78,26 @@ def child(mode: str, n: int, epochs: int) -> dict:
     seconds, seen = [], []
     for epoch in range(epochs):
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(epoch))
-        t0, count = time.perf_counter(), 0
+        clock = time.process_time if cpu_time and epoch > 0 else time.perf_counter  # epoch 1: wall (compilation)
+        t0, count = clock(), 0
         for step in range(steps):
             x = gather_batch(x_u8, perm[step * BATCH : (step + 1) * BATCH])  # (B, 1, 28, 28) in [0, 1]
             loss, _, _ = batch_loss(forward, x, None, "bernoulli", 1.0)
             optimizer_step(opt, loss, 1e-3)
             count += len(x)
         loss.item()
-        seconds.append(time.perf_counter() - t0)
+        seconds.append(clock() - t0)
         seen.append(count)
     graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"] if mode != "eager" else 0
     return {"graphs": graphs, "epoch_seconds": seconds, "images_per_epoch": seen, "data": source}
 
 
-def run_mode(mode: str, n: int, epochs: int) -> dict:
+def run_mode(mode: str, n: int, epochs: int, cpu_time: bool) -> dict:
     with tempfile.TemporaryDirectory(prefix="vaectl-inductor-") as cache:
         env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
+        flags = ["--images", str(n), "--epochs", str(epochs), *(["--cpu-time"] if cpu_time else [])]
         out = subprocess.run(
-            [sys.executable, __file__, "--child", mode, "--images", str(n), "--epochs", str(epochs)],
+            [sys.executable, __file__, "--child", mode, *flags],
             capture_output=True,
             text=True,
             env=env,
@@ -107,10 +114,11 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=3, help="epochs per mode (the first holds compilation) [3]")
     parser.add_argument("--repeats", type=int, default=1, help="run the modes this many times, alternating [1]")
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
+    parser.add_argument("--cpu-time", action="store_true", help="one thread; later epochs timed in CPU time")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child, args.images, args.epochs)))
+        print(json.dumps(child(args.child, args.images, args.epochs, args.cpu_time)))
         return
 
     import torch
@@ -128,13 +136,14 @@ def main(argv=None) -> None:
     )
     print(
         f"  work:      default MLP, batch {BATCH}, {args.images:,} images an epoch (last batch "
-        f"{args.images % BATCH or BATCH}), {args.epochs} epochs per mode, {args.repeats} repeat(s), cold inductor cache",
+        f"{args.images % BATCH or BATCH}), {args.epochs} epochs per mode, {args.repeats} repeat(s), cold inductor cache"
+        + ("; later epochs in CPU time on 1 thread" if args.cpu_time else ""),
         flush=True,
     )
     results: dict[str, list[dict]] = {m: [] for m in modes}
     for _ in range(args.repeats):
         for mode in modes:
-            results[mode].append(run_mode(mode, args.images, args.epochs))
+            results[mode].append(run_mode(mode, args.images, args.epochs, args.cpu_time))
             print(f"  ... {mode} done", file=sys.stderr, flush=True)
     print(f"  data:      {results[modes[0]][0]['data']}\n")
 

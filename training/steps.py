@@ -157,8 +157,9 @@ def describe_resume(out, ckpt: dict, epochs: int) -> str:
     """Where a resumed run continues: 'resuming runs/a after epoch 2 of 5' or '... in epoch 3 of 5, at step 12'."""
     done, step = int(ckpt["epoch"]), int(ckpt["step_in_epoch"])
     if step:
-        return f"resuming {out} in epoch {done + 1} of {epochs}, at step {step + 1} (epochs 1-{done} done)"
-    return f"resuming {out} after epoch {done} of {epochs}: training epochs {done + 1}-{epochs}"
+        return f"resuming {out} in epoch {done + 1} of {epochs}, at step {step + 1} ({done} epoch{'s' if done != 1 else ''} done)"
+    to_go = f"epoch {epochs}" if done + 1 == epochs else f"epochs {done + 1}-{epochs}"
+    return f"resuming {out} after epoch {done} of {epochs}: training {to_go}"
 
 
 def finished_message(out, done: int) -> str:
