@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .errors import UserInputError
+from .errors import UserInputError, arg
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): active when Cov_x(E_q[z | x]) > 0.01
 PROB_EPS = 1e-7  # decoder outputs are float32 sigmoids: keep log(p) and log(1 - p) finite
@@ -95,7 +95,7 @@ def score(
 ) -> EvalReport:
     """Score uint8 images (N, C, H, W). `max_rows` bounds the decoder batch (images x draws)."""
     if k < 1:
-        raise UserInputError(f"--k must be at least 1, got {k}")
+        raise UserInputError(f"{arg('k')} must be at least 1, got {k}")
     if len(images) == 0:
         raise UserInputError("no images to evaluate")
     rng = np.random.default_rng(seed)

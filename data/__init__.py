@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserInputError
+from ..errors import UserInputError, arg
 from ..models.config import class_index
 from .idx import has_idx_files, load_idx_split
 from .images import IMAGE_EXTENSIONS, open_image, to_array
@@ -206,9 +206,9 @@ def pick_images(ds: ImageDataset, split: str, label=None, count: int = 8) -> tup
     Returns (indices (n,), uint8 images (n, H, W) or (n, H, W, 3), file names SPLIT_INDEX[_CLASS].png).
     """
     if split not in ("train", "test"):
-        raise UserInputError(f"unknown split {split!r}; choose train or test")
+        raise UserInputError(f"unknown {arg('split')} {split!r}; choose train or test")
     if count < 1:
-        raise UserInputError(f"-n must be at least 1, got {count}")
+        raise UserInputError(f"{arg('count')} must be at least 1, got {count}")
     images = ds.train if split == "train" else ds.test  # (N, C, H, W) uint8
     labels = ds.train_labels if split == "train" else ds.test_labels
     index = np.arange(len(images))

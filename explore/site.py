@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 
-from ..errors import UserInputError
-from ..files import atomic_write_bytes
+from ..files import Output, atomic_write_bytes, claim_out_dir
 from .model import VARIANTS, ExploreModel, normals
 from .server import PAGE_FILES, STATIC, VENDOR, runtime_files
 
@@ -22,11 +22,18 @@ SITE_SEEDS = tuple(range(8))  # the seeds the static page offers (the server tak
 SITE_GRID_DRAWS = 64  # rows per seed: the page's largest grid ("all classes, same z" takes 8)
 
 
-def write_site(model: ExploreModel, out_dir) -> list[Path]:
-    """Write the static site into out_dir (created; must be empty or absent). Returns the files written."""
+# the site's files: the page, and the folders mirroring the server's routes
+SITE_OUTPUT = Output(
+    "a static site",
+    (*(re.escape(name) for name in PAGE_FILES), r"(ort|models|api|run)/[^/]+"),
+)
+
+
+def write_site(model: ExploreModel, out_dir, overwrite: bool = False) -> list[Path]:
+    """Write the static site into out_dir (created if missing). A folder holding an earlier site is refused
+    unless overwrite=True, which deletes that site's files first (files.claim_out_dir). Returns the files written."""
     out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserInputError(f"{out}: exists and is not an empty directory (the site needs a folder of its own)")
+    claim_out_dir(out, SITE_OUTPUT, overwrite=overwrite, parents=True).clear()
     for sub in ("ort", "models", "api", "run"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     written = []

@@ -1,5 +1,5 @@
-"""Writing results: one PNG grid, a GIF animation, or one PNG per image into a directory (checked by
-files.prepare_out_dir), never half-written; --scale upscales them (nearest neighbour)."""
+"""Writing results: one PNG grid, a GIF animation, or one PNG per image into a directory (claimed under the
+one overwrite rule, files.claim_out_dir), never half-written; --scale upscales them (nearest neighbour)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserInputError, WriteFailedError
-from ..files import atomic_write, atomic_write_bytes, fsync_dir, make_grid, prepare_out_dir, save_png
+from ..errors import UserInputError, WriteFailedError, arg
+from ..files import Output, atomic_write, atomic_write_bytes, claim_out_dir, fsync_dir, make_grid, save_png
 
 # A grid is built in memory; past this many images, write a directory instead.
 MAX_GRID_IMAGES = 10_000
@@ -45,14 +45,14 @@ def check_output_file(path, allowed: tuple[str, ...] = (".png",)) -> Path:
 def check_scale(scale) -> int:
     """--scale: a whole number of screen pixels per image pixel, at least 1."""
     if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
-        raise UserInputError(f"--scale must be a whole number >= 1, got {scale}")
+        raise UserInputError(f"{arg('scale')} must be a whole number >= 1, got {scale}")
     return int(scale)
 
 
 def check_fps(fps) -> float:
     """--fps of a GIF: its frame delay is stored in 10 ms ticks, and browsers slow delays under 20 ms down."""
     if not isinstance(fps, (int, float, np.number)) or not MIN_FPS <= fps <= MAX_FPS:
-        raise UserInputError(f"--fps must be between {MIN_FPS:g} and {MAX_FPS:g}, got {fps}")
+        raise UserInputError(f"{arg('fps')} must be between {MIN_FPS:g} and {MAX_FPS:g}, got {fps}")
     return float(fps)
 
 
@@ -63,15 +63,21 @@ def upscale(image: np.ndarray, scale: int) -> np.ndarray:
     h, w = image.shape[:2]
     if h * w * scale * scale > MAX_OUTPUT_PIXELS:
         raise UserInputError(
-            f"--scale {scale} makes a {w * scale}x{h * scale} image, more than "
-            f"{MAX_OUTPUT_PIXELS:,} pixels; use a smaller --scale"
+            f"{arg('scale', scale)} makes a {w * scale}x{h * scale} image, more than "
+            f"{MAX_OUTPUT_PIXELS:,} pixels; use a smaller {arg('scale')}"
         )
     return np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
 
 
-def prepare_output_dir(path) -> Path:
-    """Create the output directory (its parent must exist) and check that it is writable."""
-    prepare_out_dir(path)
+# what `generate --out-dir` and `data-images --out-dir` write: 000000.png, ...; test_00014_8.png, ...
+GENERATED_IMAGES = Output("generated images", (r"\d{6,}\.png",))
+DATASET_IMAGES = Output("dataset images", (r"(train|test)_\d{5,}(_[^/]+)?\.png",))
+
+
+def prepare_output_dir(path, output: Output, overwrite: bool = False) -> Path:
+    """Claim the output directory under the one overwrite rule (its parent must exist), proved writable; with
+    overwrite, the earlier run's images are deleted first."""
+    claim_out_dir(path, output, overwrite=overwrite).clear()
     return Path(path)
 
 
@@ -79,7 +85,7 @@ def originals_above_reconstructions(originals: np.ndarray, recons: np.ndarray, n
     """uint8 stacks (N, H, W[, 3]) -> (tiles, columns) for one grid: each row of up to `nrow` originals
     is followed by a row of their reconstructions (short last rows padded with black tiles)."""
     if nrow < 1:
-        raise UserInputError(f"--nrow must be at least 1, got {nrow}")
+        raise UserInputError(f"{arg('nrow')} must be at least 1, got {nrow}")
     n = len(originals)
     rows = []
     for start in range(0, n, nrow):
@@ -93,7 +99,7 @@ def originals_above_reconstructions(originals: np.ndarray, recons: np.ndarray, n
 def save_image_grid(path, images: np.ndarray, nrow: int = 8, scale: int = 1) -> None:
     """uint8 (N, H, W[, 3]) -> one PNG with `nrow` images per row, upscaled `scale` times, written atomically."""
     if nrow < 1:
-        raise UserInputError(f"--nrow must be at least 1, got {nrow}")
+        raise UserInputError(f"{arg('nrow')} must be at least 1, got {nrow}")
     save_png(path, upscale(make_grid(images, nrow=nrow), scale))
 
 
@@ -108,7 +114,7 @@ def animation_frames(rows: np.ndarray, forth_and_back: bool = False, scale: int 
     if first.size * len(order) > MAX_ANIMATION_PIXELS:
         raise UserInputError(
             f"{len(order)} frames of {first.shape[1]}x{first.shape[0]} pixels is more than "
-            f"{MAX_ANIMATION_PIXELS:,} pixels in all; use fewer --steps or a smaller --scale"
+            f"{MAX_ANIMATION_PIXELS:,} pixels in all; use fewer {arg('steps')} or a smaller {arg('scale')}"
         )
     return [first] + [upscale(make_grid(rows[:, k], nrow=len(rows)), scale) for k in order[1:]]
 

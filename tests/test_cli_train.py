@@ -62,7 +62,7 @@ def bad_inputs(tmp_path, tiny_mlp_run):
         ("empty data dir", ["--data", d / "empty", *out], "empty"),
         ("zero-byte checkpoint", ["--resume", zero], "empty (0 bytes)"),
         ("zero-byte checkpoint file", ["--resume", zero / "last.pt"], "empty (0 bytes)"),
-        ("truncated checkpoint", ["--resume", half], "truncated or corrupt"),
+        ("truncated checkpoint", ["--resume", half], "checkpoint is truncated"),
         ("not an image", ["--data", imgs, *out], "notes.png: not an image"),
         ("truncated IDX", ["--data", trunc, *out], "truncated"),
         ("wrong IDX magic", ["--data", magic, *out], "wrong magic number"),

@@ -63,7 +63,7 @@ def test_training_again_into_a_run_is_refused_and_touches_nothing(finished_run, 
         "best.pt",
         "config.json",
         "metrics.jsonl",
-        "4 grids in images/",
+        "images/ (4 files)",
         "onnx/",
     ):
         assert fragment in line, (fragment, line)
@@ -111,7 +111,7 @@ def test_overwrite_removes_the_runs_files_and_nothing_else(finished_run, tiny_id
         *MODEL_FLAGS,
     )
     assert code == 0, stderr
-    assert f"--overwrite: removed the previous run in {finished_run}" in stderr
+    assert f"--overwrite: removed a training run from {finished_run}" in stderr
     assert "kept what vaectl did not write: notes.txt, onnx/" in stderr
     assert load_checkpoint(finished_run / "last.pt")["epoch"] == 1  # the new run's
     assert not (finished_run / "best.pt").exists() or load_checkpoint(finished_run / "best.pt")["epoch"] == 1

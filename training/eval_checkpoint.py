@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import UserInputError
+from ..errors import UserInputError, arg
 from ..models.checkpoint import load_model
 from ..scoring import EvalReport, score
 from .data import load_training_data
@@ -39,9 +39,9 @@ def evaluate_checkpoint(
     progress=None,
 ) -> EvalReport:
     if k < 1:
-        raise UserInputError(f"--k must be at least 1, got {k}")
+        raise UserInputError(f"{arg('k')} must be at least 1, got {k}")
     if n is not None and n < 1:
-        raise UserInputError(f"--n must be at least 1, got {n}")
+        raise UserInputError(f"{arg('n')} must be at least 1, got {n}")
     model, ckpt = load_model(source, last=last)
     cfg = ckpt["config"]
     ds = eval_dataset(ckpt, data_dir, dataset)
