@@ -25,6 +25,9 @@ def _flag_value(value) -> str:
 
 
 def _d(name: str) -> str:
+    """'[32]', or '[32; 4 with --conditional]' for a field the conditional defaults change."""
+    if name in CONDITIONAL.model:
+        return f"[{_flag_value(default(name))}; {_flag_value(CONDITIONAL.model[name])} with --conditional]"
     return f"[{_flag_value(default(name))}]"
 
 
@@ -77,7 +80,7 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
     "--latent-dim",
     type=int,
     default=None,
-    help=f"Latent dimensions {_d('latent_dim')}; {CONDITIONAL.model['latent_dim']} with --conditional.",
+    help=f"Latent dimensions {_d('latent_dim')}.",
 )
 @click.option("--hidden", default=None, help=f"MLP hidden widths, comma-separated {_d('hidden')}.")
 @click.option(
@@ -114,13 +117,13 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
     "--label-dropout",
     type=float,
     default=None,
-    help="Conditional: train this fraction of images without their label, for guidance (0: off) [see README].",
+    help=f"Conditional: train this fraction of images without their label, for guidance (0: off) {_d('label_dropout')}.",
 )
 @click.option(
     "--guidance",
     type=float,
     default=None,
-    help="Conditional: the guidance weight generate uses unless told (1: none) [see README].",
+    help=f"Conditional: the guidance weight generate uses unless told (1: none) {_d('guidance')}.",
 )
 @click.option(
     "--epochs",
@@ -305,6 +308,9 @@ def eval_(source, encoder, decoder, data_dir, dataset, k, n, binarize, seed, las
             )
     finally:
         progress.close()
+    if as_json:  # the warnings are in the JSON too; on stderr they reach whoever pipes stdout into a file
+        for warning in report.warnings():
+            click.echo(f"warning: {warning}", err=True)
     click.echo(json.dumps(report.to_dict()) if as_json else format_report(report))
 
 

@@ -222,7 +222,7 @@ class Claim:
             kept = sorted(
                 p.name + ("/" if p.is_dir() else "")
                 for p in self.path.iterdir()
-                if not p.name.startswith(".") and p.name not in mine
+                if not p.name.startswith(".") and p.name not in mine and not (p.is_dir() and not any(p.iterdir()))
             )
             note(
                 (f"{arg('overwrite', True)}: " if self.overwrite else "")

@@ -33,6 +33,7 @@ FASHION_NAMES = (
     "Ankle boot",
 )
 VALIDATION_FRACTION = 0.1
+HOLDOUT = "hold-out"
 
 
 @dataclass
@@ -46,6 +47,9 @@ class ImageDataset:
     test_labels: np.ndarray | None = None
     class_names: tuple[str, ...] = ()
     notes: list[str] = field(default_factory=list)
+    # where `test` comes from: the data's own test split, or HOLDOUT (VALIDATION_FRACTION of the images,
+    # held out with a fixed seed because the data has no test split)
+    test_split: str = "test"
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -104,6 +108,7 @@ def load_idx_dir(directory: Path, seed: int = 0) -> ImageDataset:
         y, test = None, (test[0], None)
     if test is not None and len(test[0]) == 0:
         test = None  # an empty test file: hold out part of the training data instead
+    split = HOLDOUT if test is None else "test"
     if test is None:
         x, y, xt, yt = _holdout(x, y, seed)
     else:
@@ -117,7 +122,7 @@ def load_idx_dir(directory: Path, seed: int = 0) -> ImageDataset:
             names = FASHION_NAMES
         else:
             names = tuple(str(i) for i in range(k))
-    return ImageDataset(directory.name, x, xt, y, yt, names, notes)
+    return ImageDataset(directory.name, x, xt, y, yt, names, notes, split)
 
 
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
@@ -153,7 +158,7 @@ def load_image_folder(directory: Path, image_size: int | None, channels: int | N
     x = np.stack([to_array(im, channels, h, w) for im in images])  # (N, C, H, W)
     y = np.array([class_names.index(parts[0]) for parts in rel_parts], dtype=np.int64) if labelled else None
     xtr, ytr, xv, yv = _holdout(x, y, seed)
-    return ImageDataset(directory.name, xtr, xv, ytr, yv, class_names, notes)
+    return ImageDataset(directory.name, xtr, xv, ytr, yv, class_names, notes, HOLDOUT)
 
 
 def load_data(data_dir=None, image_size: int | None = None, channels: int | None = None, seed: int = 0) -> ImageDataset:

@@ -151,9 +151,7 @@ def interpolate(
     elif images:
         raise UserInputError(f"interpolating between images needs {arg('encoder')} encoder.onnx")
     elif seed_a is None or seed_b is None:
-        raise UserInputError(
-            f"give {arg('encoder')} and two images, or {arg('seeds')} for two random latent points"
-        )
+        raise UserInputError(f"give {arg('encoder')} and two images, or {arg('seeds')} for two random latent points")
     check_output_file(out, GRID_OR_GIF)
     dec = _decoder(decoder, threads)
     if encoder is not None:

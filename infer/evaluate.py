@@ -56,7 +56,7 @@ def evaluate_onnx(
             return pair.decoder.decode_float(z, label=y)
         return sigmoid(pair.decoder.base_logits(z, label=y) + context)
 
-    return score(
+    report = score(
         encode,
         decode,
         ds.test[:n],
@@ -68,3 +68,5 @@ def evaluate_onnx(
         binarize=binarize,
         progress=progress,
     )
+    report.dataset, report.split, report.split_size = ds.name, ds.test_split, len(ds.test)  # what was scored
+    return report

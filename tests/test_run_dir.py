@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("torch")
 
-from conftest import expect_usage_error  # noqa: E402
+from conftest import expect_usage_error, snapshot  # noqa: E402
 from conftest import run_vaectl_in_process as cli_in_process
 
 from vaectl.models.checkpoint import load_checkpoint  # noqa: E402
 from vaectl.training import TrainConfig, train  # noqa: E402
 
 MODEL_FLAGS = ["--arch", "mlp", "--latent-dim", "4", "--hidden", "32", "--batch-size", "16"]
-
-
-def snapshot(directory: Path) -> dict[str, str]:
-    """Every file under `directory` (hidden ones too) -> SHA-256 of its bytes."""
-    return {
-        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(directory.rglob("*"))
-        if p.is_file()
-    }
 
 
 @pytest.fixture

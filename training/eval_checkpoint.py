@@ -70,7 +70,7 @@ def evaluate_checkpoint(
             model.decoder.base_logits(torch.from_numpy(z), as_label(y)) + torch.from_numpy(context)
         ).numpy()
 
-    return score(
+    report = score(
         encode,
         decode,
         images,
@@ -82,3 +82,5 @@ def evaluate_checkpoint(
         binarize=binarize,
         progress=progress,
     )
+    report.dataset, report.split, report.split_size = ds.name, ds.test_split, len(ds.test)  # what was scored
+    return report

@@ -37,9 +37,7 @@ RUN_OUTPUT = Output(
 )
 
 
-def prepare_run_dir(
-    out: Path, create: bool = True, *, new_run: bool = False, overwrite: bool = False
-) -> None:
+def prepare_run_dir(out: Path, create: bool = True, *, new_run: bool = False, overwrite: bool = False) -> None:
     """Check `out` (every DDP rank does, so none waits on a rank 0 that failed); create it on the main process.
 
     A new run claims the directory under the one overwrite rule (files.claim_out_dir): a directory that holds
