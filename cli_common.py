@@ -67,17 +67,18 @@ def encoder_option(help: str = "encoder.onnx, or the export directory holding it
 
 @contextlib.contextmanager
 def notes_on_stderr():
-    """The library's notes (errors.note) as `note: ...` lines on stderr, each as it happens; other warnings
-    as Python shows them."""
+    """The library's notes (errors.note) as `note: ...` lines on stderr as they happen, each once per command
+    however many batches repeat it; other warnings as Python shows them."""
     with warnings.catch_warnings():
-        warnings.simplefilter("always", Note)  # the library says each note once per call
-        show = warnings.showwarning
+        warnings.simplefilter("always", Note)
+        show, said = warnings.showwarning, set()
 
         def showwarning(message, category, filename, lineno, file=None, line=None):
-            if issubclass(category, Note):
-                click.echo(f"note: {render(message.args[0], flag_name)}", err=True)
-            else:
+            if not issubclass(category, Note):
                 show(message, category, filename, lineno, file, line)
+            elif message.args[0] not in said:
+                said.add(message.args[0])
+                click.echo(f"note: {render(message.args[0], flag_name)}", err=True)
 
         warnings.showwarning = showwarning
         yield

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserInputError, arg
+from ..errors import UserInputError, arg, plural
 from ..models.config import class_index
 from .idx import has_idx_files, load_idx_split
 from .images import IMAGE_EXTENSIONS, open_image, to_array
@@ -154,7 +154,11 @@ def load_image_folder(directory: Path, image_size: int | None, channels: int | N
         channels = 1 if all(im.mode in GREY_MODES for im in images) else 3
     if len(sizes) > 1 or (w, h) not in sizes:
         odd = sum(c for s, c in sizes.items() if s != (w, h))
-        notes.append(f"note: resized {odd} of {len(images)} images of {len(sizes)} different sizes to {w}x{h}")
+        stretched = sum(c for (a, b), c in sizes.items() if a * h != b * w)
+        notes.append(
+            f"note: resized {odd} of {len(images)} images ({plural(len(sizes), 'size')} in the folder) to {w}x{h}"
+            + (f"; {stretched} of them with their aspect ratio changed (stretched, not cropped)" if stretched else "")
+        )
     x = np.stack([to_array(im, channels, h, w) for im in images])  # (N, C, H, W)
     y = np.array([class_names.index(parts[0]) for parts in rel_parts], dtype=np.int64) if labelled else None
     xtr, ytr, xv, yv = _holdout(x, y, seed)
