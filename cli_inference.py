@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from .cli_common import TerminalProgress, decoder_option, encoder_option, handle_errors, wrote
+from .contract import INFORMATIVE_RULE
 from .errors import plural
 
 _THREADS = click.option("--threads", type=int, default=None, help="onnxruntime intra-op threads [all cores].")
@@ -190,7 +191,15 @@ def interpolate(encoder, decoder, demo, images, seed_a, seed_b, steps, method, l
     wrote(plural(count, "image"), out)
 
 
-@click.command()
+TRAVERSE_HELP = f"""Vary one latent component at a time while the others stay fixed.
+
+The varied component sweeps from -span to +span; the others stay at 0 (the prior's mean), at a --seed draw,
+or at an --image's encoding. Each row is labelled with its component and its KL to the prior, most
+informative first. Without --dim or --all: the informative dimensions ({INFORMATIVE_RULE}).
+"""
+
+
+@click.command(help=TRAVERSE_HELP)
 @decoder_option()
 @_DEMO
 @click.option(
@@ -214,20 +223,18 @@ def interpolate(encoder, decoder, demo, images, seed_a, seed_b, steps, method, l
     "--out",
     required=True,
     type=click.Path(dir_okay=False),
-    help="PNG grid, one row per dimension; or .gif: frame k shows step k of every dimension side by side, "
+    help="PNG grid, one row per dimension; or .gif: frame k shows step k of every dimension in a grid, "
     "running forth and back.",
 )
+@click.option("--no-labels", is_flag=True, help="Leave out the labels (component and KL) beside each row.")
 @_SCALE
 @_FPS
 @_THREADS
 @handle_errors
-def traverse(decoder, demo, dims, all_dims, span, steps, seed, label, encoder, image, out, scale, fps, threads):
-    """Vary one latent component at a time while the others stay fixed.
-
-    The varied component sweeps from -span to +span; the others stay at 0 (the prior's mean), at a
-    --seed draw, or at an --image's encoding. Without --dim or --all: the dimensions that carry
-    information (KL to the prior above 0.05 nats when the model was exported), else all of them.
-    """
+def traverse(
+    decoder, demo, dims, all_dims, span, steps, seed, label, encoder, image, out, no_labels, scale, fps, threads
+):
+    """Vary one latent component at a time while the others stay fixed (TRAVERSE_HELP)."""
     from .infer import commands
 
     if demo and image is not None and encoder is None:
@@ -247,8 +254,10 @@ def traverse(decoder, demo, dims, all_dims, span, steps, seed, label, encoder, i
         threads=threads,
         scale=scale,
         fps=fps,
+        labels=not no_labels,
     )
-    wrote(f"{len(chosen)} rows of {steps} (latent dimensions {', '.join(map(str, chosen))})", out)
+    shown = ", ".join(f"z{d}" for d in chosen[:12]) + (f", ... ({len(chosen) - 12} more)" if len(chosen) > 12 else "")
+    wrote(f"{plural(len(chosen), 'row')} of {steps} ({shown})", out)
 
 
 @click.command("data-images")

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..contract import INFORMATIVE_RULE, informative_dims
 from ..data import load_data, pick_images
-from ..errors import UserInputError, WriteFailedError, arg
-from ..files import save_png, to_uint8_images
+from ..errors import UserInputError, WriteFailedError, arg, note, plural
+from ..files import make_grid, save_png, to_uint8_images
 from .output import (
     DATASET_IMAGES,
     GENERATED_IMAGES,
@@ -26,7 +27,9 @@ from .output import (
     check_fps,
     check_output_file,
     check_scale,
+    label_rows,
     latent_dtype,
+    latent_labels,
     originals_above_reconstructions,
     prepare_output_dir,
     save_gif,
@@ -181,12 +184,13 @@ def traverse(
     threads: int | None = None,
     scale: int = 1,
     fps: float = DEFAULT_FPS,
+    labels: bool = True,
 ) -> list[int]:
     """One row of `steps` images per latent dimension, that component swept from -span to +span; returns the dims.
 
-    Which dimensions: `dims`; or all of them (`all_dims`); by default those that carry information
-    (the export's KL per dimension), or all when the graph does not record it. `out` ending in .gif: an
-    animation whose frame k shows step k of every dimension side by side, running forth and back.
+    Which dimensions, in row order: traverse_rows. Each row is labelled with its component and KL (`labels`;
+    False: the bare grid). `out` ending in .gif: an animation whose frame k shows step k of every dimension
+    (a grid, each image labelled), running forth and back.
     """
     check_scale(scale)
     check_fps(fps)
@@ -200,21 +204,44 @@ def traverse(
         raise UserInputError(f"give {arg('image')} or {arg('seed')}, not both")
     check_output_file(out, GRID_OR_GIF)
     dec = _decoder(decoder, threads)
-    if dims:
-        chosen = [int(d) for d in dims]
-    elif all_dims:
-        chosen = list(range(dec.latent_dim))
-    else:
-        chosen = dec.info.informative_dims() or list(range(dec.latent_dim))
+    chosen, why = traverse_rows(dec, dims, all_dims)
     if image is not None:
         grid = VAEPair(_encoder(encoder, threads), dec).traverse(image, chosen, span, steps, label)
     else:
         grid = dec.traverse(None, chosen, span, steps, label, seed)
+    names = latent_labels(chosen, dec.info.kl_per_dim) if labels else None
     if _is_gif(out):
-        save_gif(out, animation_frames(grid.reshape(len(chosen), steps, *grid.shape[1:]), True, scale), fps)
-    else:
+        rows = grid.reshape(len(chosen), steps, *grid.shape[1:])  # (R, S, H, W[, 3])
+        save_gif(out, animation_frames(rows, True, scale, names), fps)
+    elif names is None:
         save_image_grid(out, grid, nrow=steps, scale=scale)
+    else:
+        save_png(out, upscale(label_rows(make_grid(grid, nrow=steps), names, grid.shape[1]), scale))
+    if why:
+        note(why)
     return chosen
+
+
+def traverse_rows(decoder: Decoder, dims=None, all_dims: bool = False) -> tuple[list[int], str | None]:
+    """The latent dimensions `traverse` draws, in row order, and how they were chosen when the caller did not
+    say (a note): `dims` as given; else by KL to the prior, most informative first (by index when the graph
+    records no KL): all of them with `all_dims`, by default the informative ones (contract.informative_dims)."""
+    d, kl = decoder.latent_dim, decoder.info.kl_per_dim
+    if dims:
+        return [int(i) for i in dims], None
+    if kl is None:
+        why = f"{decoder.name} records no KL per dimension (an older export): one row for every latent dimension"
+        return list(range(d)), None if all_dims else why
+    by_kl = sorted(range(d), key=lambda i: -kl[i])
+    if all_dims:
+        return by_kl, None
+    chosen = informative_dims(kl)
+    if not chosen:
+        return by_kl, f"no latent dimension carries information ({INFORMATIVE_RULE}): one row for each, by KL"
+    return chosen, (
+        f"rows: the {plural(len(chosen), 'informative latent dimension')} of {d} ({INFORMATIVE_RULE}), most "
+        f"informative first; {arg('all_dims', True)} draws every dimension"
+    )
 
 
 def data_images(

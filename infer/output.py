@@ -4,6 +4,7 @@ one overwrite rule, files.claim_out_dir), never half-written; --scale upscales t
 from __future__ import annotations
 
 import io
+import math
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -103,20 +104,80 @@ def save_image_grid(path, images: np.ndarray, nrow: int = 8, scale: int = 1) -> 
     save_png(path, upscale(make_grid(images, nrow=nrow), scale))
 
 
-def animation_frames(rows: np.ndarray, forth_and_back: bool = False, scale: int = 1) -> list[np.ndarray]:
-    """uint8 (R, S, H, W[, 3]): R rows of S steps -> S frames, frame k the k-th image of every row side by side
-    (a make_grid of R images, border included); forth_and_back appends steps S-2 .. 1, so a looping GIF
-    sweeps back without showing an endpoint twice."""
+def text_tile(lines: list[str], width: int, height: int, like: np.ndarray) -> np.ndarray:
+    """White text, one line per entry, centred in a black uint8 tile with the channels of image `like`, (H, W)
+    or (H, W, 3) (Pillow's built-in bitmap font: the same pixels on every machine)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default_imagefont()
+    tile = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(tile)
+    top = (height - LINE_PX * len(lines)) // 2
+    for i, line in enumerate(lines):
+        draw.text(((width - int(font.getlength(line))) // 2, top + i * LINE_PX), line, fill=255, font=font)
+    text = np.asarray(tile)
+    return text if like.ndim == 2 else np.repeat(text[..., None], like.shape[-1], axis=-1)
+
+
+LINE_PX, CHAR_PX = 11, 6  # the bitmap font's line height and character width
+
+
+def latent_labels(dims, kl_per_dim=None) -> list[list[str]]:
+    """['z3', 'KL 2.41'] for each latent dimension: its name, and its KL to the prior in nats when known."""
+
+    def kl(v: float) -> str:
+        return f"KL {v:.2f}" if v < 10 else f"KL {v:.1f}" if v < 100 else f"KL {v:.0f}"
+
+    return [[f"z{d}"] + ([kl(kl_per_dim[d])] if kl_per_dim is not None else []) for d in dims]
+
+
+def _label_width(labels: list[list[str]]) -> int:
+    return CHAR_PX * max(len(line) for lines in labels for line in lines) + 2 * CHAR_PX
+
+
+def label_rows(grid: np.ndarray, labels: list[list[str]], tile_height: int, padding: int = 2) -> np.ndarray:
+    """A make_grid image with one row per entry of `labels`, the label drawn to the left of its row."""
+    column = np.zeros((grid.shape[0], _label_width(labels), *grid.shape[2:]), np.uint8)
+    for r, lines in enumerate(labels):
+        y = padding + r * (tile_height + padding)
+        column[y : y + tile_height] = text_tile(lines, column.shape[1], tile_height, grid)
+    return np.concatenate([column, grid], axis=1)
+
+
+def labelled_grid(images: np.ndarray, labels: list[list[str]], ncol: int, padding: int = 2) -> np.ndarray:
+    """uint8 (N, H, W[, 3]) -> one image of `ncol` columns, each tile with its label beneath it."""
+    n, h, w = images.shape[:3]
+    cell_w, text_h = max(w, _label_width(labels) - CHAR_PX), LINE_PX * max(len(lines) for lines in labels)
+    cells = np.zeros((n, h + text_h, cell_w, *images.shape[3:]), np.uint8)
+    x = (cell_w - w) // 2
+    for i, (image, lines) in enumerate(zip(images, labels)):
+        cells[i, :h, x : x + w] = image
+        cells[i, h:] = text_tile(lines, cell_w, text_h, image)
+    return make_grid(cells, nrow=ncol, padding=padding)
+
+
+def animation_frames(
+    rows: np.ndarray, forth_and_back: bool = False, scale: int = 1, labels: list[list[str]] | None = None
+) -> list[np.ndarray]:
+    """uint8 (R, S, H, W[, 3]): R rows of S steps -> S frames, frame k the k-th image of every row (a grid of
+    R images, about square, border included; with `labels`, each row's label under its image);
+    forth_and_back appends steps S-2 .. 1, so a looping GIF sweeps back without showing an endpoint twice."""
     order = list(range(rows.shape[1]))
     if forth_and_back:
         order += order[-2:0:-1]
-    first = upscale(make_grid(rows[:, 0], nrow=len(rows)), scale)
+    ncol = math.ceil(math.sqrt(len(rows)))
+
+    def frame(k: int) -> np.ndarray:
+        images = rows[:, k]
+        return upscale(make_grid(images, nrow=ncol) if labels is None else labelled_grid(images, labels, ncol), scale)
+
+    first = frame(0)
     if first.size * len(order) > MAX_ANIMATION_PIXELS:
         raise UserInputError(
             f"{len(order)} frames of {first.shape[1]}x{first.shape[0]} pixels is more than "
             f"{MAX_ANIMATION_PIXELS:,} pixels in all; use fewer {arg('steps')} or a smaller {arg('scale')}"
         )
-    return [first] + [upscale(make_grid(rows[:, k], nrow=len(rows)), scale) for k in order[1:]]
+    return [first] + [frame(k) for k in order[1:]]
 
 
 def frame_duration_ms(fps: float) -> int:

@@ -346,6 +346,8 @@ class Encoder(_Session):
         return mu, logvar, context
 
     def _encode(self, images, label, names: list[str], batch_size: int) -> list[np.ndarray]:
+        if label is None and self.conditional:
+            self.labels_for(None, 0)  # the missing label is the error, before any image is read (or noted)
         x = self.prepare(images)
         outputs = self._run(x, self.labels_for(label, len(x)), names, batch_size)
         mu = outputs[0]
