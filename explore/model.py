@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..errors import UserInputError
+from ..errors import UserInputError, arg
 from ..infer import Decoder, Encoder, VAEPair, describe_model
 from ..infer.sessions import graph_path
 
@@ -43,9 +43,9 @@ def find_graphs(source=None, decoder=None, encoder=None) -> tuple[dict[str, Path
     """(decoder variants, encoder, run directory) from an export directory, a run directory holding an
     export (directly or in a subfolder), or explicit --decoder/--encoder paths (files or export directories)."""
     if source is not None and decoder is not None:
-        raise UserInputError("give an export directory or --decoder, not both")
+        raise UserInputError(f"give an export directory or {arg('decoder')}, not both")
     if source is None and decoder is None:
-        raise UserInputError("give an export directory (what `vaectl export` wrote) or --decoder decoder.onnx")
+        raise UserInputError(f"give an export directory (what `vaectl export` wrote) or {arg('decoder')} decoder.onnx")
     if decoder is not None:
         decoder = graph_path(decoder, "decoder")
         if not decoder.is_file():
@@ -58,7 +58,7 @@ def find_graphs(source=None, decoder=None, encoder=None) -> tuple[dict[str, Path
     if not source.exists():
         raise UserInputError(f"{source}: no such directory")
     if not source.is_dir():
-        raise UserInputError(f"{source}: not a directory (give what `vaectl export --out` wrote, or --decoder)")
+        raise UserInputError(f"{source}: not a directory (give what `vaectl export --out` wrote, or {arg('decoder')})")
     export_dir = graph_path(source, "decoder").parent
     run_dir = next((d for d in (source, export_dir, export_dir.parent) if (d / "metrics.jsonl").is_file()), None)
     decoders = {v: export_dir / name for v, name in VARIANTS if (export_dir / name).is_file()}
