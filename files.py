@@ -264,7 +264,7 @@ def claim_out_dir(
             f"{instead or 'choose another ' + arg(param)}, or give {arg('overwrite', True)}: it deletes those "
             "files and nothing else"
         )
-    created = prepare_out_dir(path, parents=parents, what=output.what) if create else False
+    created = prepare_out_dir(path, parents=parents) if create else False
     return Claim(path, output, earlier, created, overwrite)
 
 

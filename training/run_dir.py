@@ -60,8 +60,9 @@ def prepare_run_dir(out: Path, create: bool = True, *, new_run: bool = False, ov
         )
     if not create:
         return
-    prepare_out_dir(out, parents=True, what="run")
-    if claim is not None:
+    if claim is None:
+        prepare_out_dir(out, parents=True, what="run")
+    else:
         claim.clear()
     prepare_out_dir(out / "images", what="run's images")
     remove_stale_temp_files(out, RUN_FILES)
