@@ -272,3 +272,14 @@ def test_info_says_which_dimensions_are_informative_and_by_what_rule(kl_graphs, 
         "info", Path(__file__).parent / "fixtures/v010_plain/decoder.onnx"
     ).stdout  # exported before the KL was recorded
     assert "informative unknown: this graph records no KL per dimension" in old
+
+
+def test_labels_work_for_colour_models():
+    from vaectl.infer.output import animation_frames, label_rows, latent_labels
+
+    rows = np.random.default_rng(1).integers(0, 255, (3, 4, 32, 32, 3), dtype=np.uint8)  # 3 dimensions, RGB
+    labels = latent_labels([2, 0, 1], [0.5, 0.1, 3.0])
+    png = label_rows(make_grid(rows.reshape(12, 32, 32, 3), nrow=4), labels, 32)
+    assert png.shape[2] == 3 and np.array_equal(png[:, -(4 * 34 + 2) :], make_grid(rows.reshape(12, 32, 32, 3), 4))
+    frames = animation_frames(rows, True, labels=labels)
+    assert len(frames) == 6 and frames[0].ndim == 3 and frames[0].shape[2] == 3
