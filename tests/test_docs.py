@@ -157,3 +157,13 @@ def test_tiny_settings_and_the_dropped_setup_step():
     first = blocks(REPO / "README.md")[0]
     assert first.startswith("python3 -m venv .venv && .venv/bin/pip install -e '.[train]' && .venv/bin/vaectl train")
     assert script(REPO / "README.md").splitlines()[2].startswith("vaectl train --out runs/demo && vaectl export")
+
+
+def test_the_readmes_test_command_is_the_one_ci_runs():
+    """The first screen's second command sets up and runs exactly the test command of .ci/run."""
+    ci = (REPO / ".ci" / "run").read_text()
+    ci_test = ci.split('echo "== tests', 1)[1].splitlines()[1].strip()
+    readme = REPO.joinpath("README.md").read_text()
+    setup = re.search(r"^```bash\n(apt-get update && .*)\n```$", readme, re.M)
+    assert setup is not None, "the README's test command"
+    assert "pytest" in ci_test and setup.group(1).endswith(f"&& {ci_test}"), (ci_test, setup.group(1))
