@@ -160,7 +160,7 @@ def prepare_out_dir(path, *, parents: bool = False, what: str = "output director
 @dataclass(frozen=True)
 class Output:
     """What one writer puts into a directory: `what` it is, for messages ("generated images"), and the names
-    of its files, as regular expressions over paths relative to the directory (at most one folder deep)."""
+    of its files, as regular expressions over paths relative to the directory ("api/draws/[^/]+")."""
 
     what: str
     names: tuple[str, ...]
@@ -168,17 +168,24 @@ class Output:
     def owns(self, relative: str) -> bool:
         return any(re.fullmatch(name, relative) for name in self.names)
 
+    @property
+    def depth(self) -> int:
+        """How many folders deep its files go (0: only in the directory itself)."""
+        return max(name.count("/") for name in self.names)
+
 
 def earlier_output(directory, output: Output) -> list[Path]:
-    """The files in `directory` (and its folders, one level down) that `output`'s writer writes, sorted."""
+    """The files in `directory` (and its folders, as deep as `output`'s names go) that `output`'s writer
+    writes, sorted."""
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    found = []
-    for entry in sorted(directory.iterdir()):
-        inside = sorted(entry.iterdir()) if entry.is_dir() and not entry.is_symlink() else [entry]
-        found += [p for p in inside if p.is_file() and output.owns(p.relative_to(directory).as_posix())]
-    return found
+    found, level = [], [directory]
+    for _ in range(output.depth + 1):
+        entries = sorted(p for d in level for p in d.iterdir())
+        found += [p for p in entries if p.is_file() and output.owns(p.relative_to(directory).as_posix())]
+        level = [p for p in entries if p.is_dir() and not p.is_symlink()]
+    return sorted(found)
 
 
 def describe_files(directory: Path, files: list[Path]) -> str:
