@@ -68,15 +68,24 @@ DECODER = graph_name("decoder")
 DECODER_VARIANTS = {variant: graph_name("decoder", variant) for variant in VARIANTS}  # fp32 first
 GRAPH_FILES = (ENCODER, *DECODER_VARIANTS.values())  # everything `vaectl export` writes
 
+# Everything `vaectl train` writes into a run directory, as regular expressions over paths relative to it (the
+# overwrite rule, files.Output): what --overwrite may remove and nothing else. Graphs exported into a
+# subdirectory (`vaectl export RUN --out RUN/onnx`) belong to the run too.
+RUN_FILE_PATTERNS = (
+    *(re.escape(name) for name in RUN_FILES),
+    re.escape(TENSORBOARD_EVENTS[:-1]) + r"[^/]+",
+    re.escape(IMAGES) + "/" + GRID_NAME.pattern,
+    *(r"[^/]+/" + re.escape(name) for name in GRAPH_FILES),
+)
 
-def export_dir_in(path) -> Path | None:
-    """The export directory at `path`: `path` itself when it holds decoder.onnx, else its one subdirectory
-    that does (a run directory exported into RUN/onnx); None when there is none or more than one."""
+
+def export_dirs_in(path, name: str = DECODER) -> list[Path]:
+    """The export directories at `path` holding `name`: [path] itself when it does, else its subdirectories
+    that do (a run directory exported into RUN/onnx), sorted."""
     path = Path(path)
-    if (path / DECODER).is_file():
-        return path
-    found = sorted(p.parent for p in path.glob(f"*/{DECODER}"))
-    return found[0] if len(found) == 1 else None
+    if (path / name).is_file():
+        return [path]
+    return sorted(p.parent for p in path.glob(f"*/{name}"))
 
 
 def run_dir_of(*candidates) -> Path | None:

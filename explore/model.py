@@ -14,9 +14,10 @@ import numpy as np
 
 from .. import __version__, contract, layout
 from ..data import recorded_data_dir
-from ..errors import UserInputError
+from ..errors import UserInputError, arg
 from ..infer import Decoder, Encoder, VAEPair, describe_model
 from ..infer.prior import Prior, priors_of
+from ..infer.sessions import graph_path
 
 # the decoder variants' files in an export directory (layout.py), also the page's URLs models/NAME
 VARIANTS = tuple(layout.DECODER_VARIANTS.items())
@@ -43,33 +44,30 @@ class ExploreModel:
 
 def find_graphs(source=None, decoder=None, encoder=None) -> tuple[dict[str, Path], Path | None, Path | None]:
     """(decoder variants, encoder, run directory) from an export directory, a run directory holding an
-    export (directly or in a subfolder), or explicit --decoder/--encoder paths."""
+    export (directly or in a subfolder), or explicit --decoder/--encoder paths (files or export directories)."""
     if source is not None and decoder is not None:
-        raise UserInputError("give an export directory or --decoder, not both")
+        raise UserInputError(f"give an export directory or {arg('decoder')}, not both")
     if source is None and decoder is None:
-        raise UserInputError("give an export directory (what `vaectl export` wrote) or --decoder decoder.onnx")
+        raise UserInputError(
+            f"give an export directory (what `vaectl export` wrote) or {arg('decoder')} {layout.DECODER}"
+        )
     if decoder is not None:
-        decoder = Path(decoder)
+        decoder = graph_path(decoder, "decoder")
         if not decoder.is_file():
             raise UserInputError(f"{decoder}: no such file")
-        enc = Path(encoder) if encoder is not None else None
+        enc = graph_path(encoder, "encoder") if encoder is not None else None
         if enc is not None and not enc.is_file():
             raise UserInputError(f"{enc}: no such file")
         return {"fp32": decoder}, enc, None
     source = Path(source)
+    if not source.exists():
+        raise UserInputError(f"{source}: no such directory")
     if not source.is_dir():
-        raise UserInputError(f"{source}: not a directory (give what `vaectl export --out` wrote, or --decoder)")
-    export_dir = source
-    export_dir = layout.export_dir_in(source)
-    if export_dir is None:
-        several = len(list(source.glob(f"*/{layout.DECODER}"))) > 1
-        raise UserInputError(
-            f"{source}: no {layout.DECODER} here"
-            + (" (several subfolders hold one: name one)" if several else "; run `vaectl export` first")
-        )
+        raise UserInputError(f"{source}: not a directory (give what `vaectl export --out` wrote, or {arg('decoder')})")
+    export_dir = graph_path(source, "decoder").parent
     run_dir = layout.run_dir_of(source, export_dir, export_dir.parent)
     decoders = {v: export_dir / name for v, name in VARIANTS if (export_dir / name).is_file()}
-    enc = Path(encoder) if encoder is not None else export_dir / layout.ENCODER
+    enc = graph_path(encoder, "encoder") if encoder is not None else export_dir / layout.ENCODER
     return decoders, (enc if enc.is_file() else None), run_dir
 
 

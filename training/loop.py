@@ -27,7 +27,8 @@ from pathlib import Path
 import torch
 
 from .. import __version__, layout
-from ..errors import TrainingDivergedError, UserInputError, WriteFailedError
+from ..errors import TrainingDivergedError, UserInputError, WriteFailedError, arg
+from ..files import Claim
 from ..models.checkpoint import save_checkpoint
 from ..models.config import VAEConfig
 from ..models.vae import VAE
@@ -339,7 +340,7 @@ def _train(tcfg, model, preset, resume, log, resume_epochs, overwrite, saved, cr
     cfg, procs, progress, out = run.cfg, run.procs, run.progress, run.out
     saver = Saver(out, cfg, tcfg, run.raw_model, run.opt, run.schedule.total_steps, procs.device, saved)
     if procs.main:  # the run directory is made only now, when nothing that a bad input can fail is left
-        created += make_run_dir(out, run.earlier, log)
+        created += make_run_dir(out, run.claim)
         write_config(out, {"model": cfg.to_dict(), "train": dataclasses.asdict(tcfg), "vaectl_version": __version__})
         if ckpt is None:  # a last.pt exists from the first moment: a crash at any point leaves one to resume
             saver.save(progress, layout.LAST_CHECKPOINT)
@@ -404,19 +405,19 @@ def settings(
         model_fields, tcfg = resolve(preset, model, tcfg, **fields)
         return None, tcfg, model_fields
     if overwrite:
-        raise UserInputError("--overwrite starts a new run; it cannot be combined with --resume")
+        raise UserInputError(f"{arg('overwrite', True)} starts a new run; it cannot be combined with {arg('resume')}")
     ckpt, tcfg = load_resume(resume, resume_epochs, fields.get("device", tcfg.device if tcfg else "auto"))
     if "out" in fields and Path(fields["out"]).resolve() != Path(tcfg.out).resolve():
         raise UserInputError(
-            f"--out {fields['out']}: a resumed run stays in its own directory, {tcfg.out}; leave --out out "
+            f"{arg('out', fields['out'])}: a resumed run stays in its own directory, {tcfg.out}; leave {arg('out')} out "
             "(to branch off a copy, copy the run directory first and resume the copy)"
         )
     refused = sorted(set(fields) - {"out", *RESUME_FIELDS}) + (["preset"] if preset else [])
     if refused:
-        flags = ", ".join("--" + name.replace("_", "-") for name in refused)
+        flags = ", ".join(arg(name) for name in refused)
         raise UserInputError(
             f"{flags}: a resumed run keeps its own settings (config.json in {tcfg.out}); "
-            "with --resume give only --epochs, --device or --tensorboard"
+            f"with {arg('resume')} give only {arg('epochs')}, {arg('device')} or {arg('tensorboard')}"
         )
     if "tensorboard" in fields:
         tcfg.tensorboard = bool(fields["tensorboard"])
@@ -431,7 +432,7 @@ class Run:
     cfg: VAEConfig
     procs: Processes
     out: Path
-    earlier: list  # an earlier run's files in `out`, which --overwrite clears
+    claim: Claim | None  # the run directory claimed for a new run (its clear() removes an earlier run's files)
     ds: object  # the ImageDataset, for the log line
     batches: Batches  # the training images and their order
     x_val: torch.Tensor  # (N, C, H, W) uint8 on the device
@@ -452,7 +453,7 @@ def set_up(tcfg: TrainConfig, model_fields: dict | None, ckpt: dict | None, over
         require_tensorboard()
     procs = start_processes(tcfg.device)
     out = Path(tcfg.out)
-    earlier = check_run_dir(out, procs, new_run=ckpt is None, overwrite=overwrite)
+    claim = check_run_dir(out, procs, new_run=ckpt is None, overwrite=overwrite)
     ds, x_train, y_train, x_val, y_val = load_data_on_device(tcfg, procs)
     cfg = model_config(ds, tcfg, model_fields, ckpt)
     torch.manual_seed(tcfg.seed + procs.rank)
@@ -476,7 +477,7 @@ def set_up(tcfg: TrainConfig, model_fields: dict | None, ckpt: dict | None, over
         cfg,
         procs,
         out,
-        earlier,
+        claim,
         ds,
         batches,
         x_val,
@@ -564,7 +565,7 @@ def diverged_error(losses: EpochLosses, step: int, epoch: int, procs: Processes,
     else:  # another process's loss
         what = f"loss became non-finite {where} (on some process)"
     return TrainingDivergedError(
-        f"{what}; stopped. The last good checkpoint {out / layout.LAST_CHECKPOINT} is intact (try a lower --lr)"
+        f"{what}; stopped. The last good checkpoint {out / layout.LAST_CHECKPOINT} is intact (try a lower {arg('lr')})"
     )
 
 

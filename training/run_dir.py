@@ -1,6 +1,7 @@
 """A run directory's files: config.json, metrics.jsonl, the per-epoch grids (checkpoints: models/checkpoint.py;
-the names: layout.py); whether a new run may use the directory (an earlier run there is refused, or cleared
-with --overwrite), checked before anything is loaded and created only once the run is ready to write."""
+the names: layout.py); whether a new run may use the directory (files.claim_out_dir: an earlier run there is
+refused, or cleared with overwrite), checked before anything is loaded and created only once the run is ready
+to write."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ import numpy as np
 import torch
 
 from .. import layout
-from ..errors import UserInputError
+from ..errors import UserInputError, arg
 from ..files import (
+    Claim,
+    Output,
     append_text,
     atomic_write_bytes,
+    claim_out_dir,
     make_grid,
-    os_error_reason,
     prepare_out_dir,
     remove_stale_temp_files,
     save_png,
@@ -25,87 +28,42 @@ from ..files import (
 )
 from .runtime import any_rank
 
-IMAGES = layout.IMAGES
+# A run's files (layout.py names them); graphs exported into a subdirectory (`vaectl export RUN --out RUN/onnx`)
+# belong to the run too.
+RUN_OUTPUT = Output("a training run", layout.RUN_FILE_PATTERNS)
 
 
-def previous_run(out: Path) -> list[Path]:
-    """The files of an earlier run in `out` that vaectl wrote: checkpoints, config.json, metrics.jsonl,
-    TensorBoard event files, the epoch grids, and graphs exported into a subdirectory. Nothing else counts
-    (and nothing else is removed)."""
-    if not out.is_dir():
-        return []
-    found = [out / name for name in layout.RUN_FILES if (out / name).is_file()]
-    found += sorted(p for p in out.glob(layout.TENSORBOARD_EVENTS) if p.is_file())
-    if (out / IMAGES).is_dir():
-        found += sorted(p for pattern in layout.GRID_PATTERNS for p in (out / IMAGES).glob(pattern) if p.is_file())
-    for sub in sorted(p for p in out.iterdir() if p.is_dir() and p.name != IMAGES):
-        if any((sub / name).is_file() for name in (layout.ENCODER, layout.DECODER)):
-            found += [sub / name for name in layout.GRAPH_FILES if (sub / name).is_file()]
-    return found
-
-
-def _summary(out: Path, files: list[Path]) -> str:
-    """'best.pt, last.pt, config.json, 2 TensorBoard event files, 4 grids in images/, onnx/': a run, briefly."""
-    top = [p.name for p in files if p.parent == out and not p.match(layout.TENSORBOARD_EVENTS)]
-    events = sum(p.parent == out and p.match(layout.TENSORBOARD_EVENTS) for p in files)
-    grids = sum(p.parent == out / IMAGES for p in files)
-    subdirs = sorted({p.parent.name + "/" for p in files if p.parent not in (out, out / IMAGES)})
-    return ", ".join(
-        top
-        + ([f"{events} TensorBoard event file{'s' if events > 1 else ''}"] if events else [])
-        + ([f"{grids} grid{'s' if grids > 1 else ''} in {IMAGES}/"] if grids else [])
-        + subdirs
+def check_out_dir(out: Path, *, new_run: bool = False, overwrite: bool = False) -> Claim | None:
+    """Whether a run may write into `out`; touches nothing. A new run claims the directory under the one
+    overwrite rule (files.claim_out_dir): one that holds an earlier run is refused unless overwrite=True, and the
+    claim's clear() removes that run's files later (make_run_dir). --resume (new_run=False) uses its own run."""
+    if not new_run:
+        if out.exists() and not out.is_dir():
+            raise UserInputError(f"{out}: exists and is not a directory")
+        return None
+    return claim_out_dir(
+        out,
+        RUN_OUTPUT,
+        overwrite=overwrite,
+        param="out",
+        instead=f"continue it with {arg('resume', out)}",
+        create=False,
     )
 
 
-def clear_previous_run(out: Path, files: list[Path], log) -> None:
-    """--overwrite: delete exactly the run's files (and export subdirectories they leave empty); anything the
-    user put there stays, and the log says so."""
-    for path in files:
-        try:
-            path.unlink(missing_ok=True)
-        except OSError as e:
-            raise UserInputError(f"{path}: cannot remove it for --overwrite ({os_error_reason(e)})") from None
-    for sub in {p.parent for p in files if p.parent != out}:
-        remove_stale_temp_files(sub, ["*"])
-        if sub != out / IMAGES:
-            with contextlib.suppress(OSError):  # rmdir only succeeds when empty: never removes the user's files
-                sub.rmdir()
-    kept = sorted(
-        p.name + ("/" if p.is_dir() else "") for p in out.iterdir() if p.name != IMAGES and not p.name.startswith(".")
-    )
-    log(
-        f"--overwrite: removed the previous run in {out} ({_summary(out, files)})"
-        + (f"; kept what vaectl did not write: {', '.join(kept)}" if kept else "")
-    )
-
-
-def check_out_dir(out: Path, *, new_run: bool = False, overwrite: bool = False) -> list[Path]:
-    """Whether a run may write into `out`; touches nothing. Returns the earlier run's files that
-    make_run_dir clears (overwrite=True), else [] (a new run refuses a directory that holds a run)."""
-    if out.exists() and not out.is_dir():
-        raise UserInputError(f"{out}: exists and is not a directory")
-    earlier = previous_run(out) if new_run else []
-    if earlier and not overwrite:
-        raise UserInputError(
-            f"{out}: already holds a training run ({_summary(out, earlier)}); continue it with "
-            f"--resume {out}, or start a new one there with --overwrite (deletes those files)"
-        )
-    return earlier
-
-
-def make_run_dir(out: Path, earlier: list[Path], log=print) -> list[Path]:
+def make_run_dir(out: Path, claim: Claim | None) -> list[Path]:
     """Create `out` (main process, once the data and the model are ready: a run that fails before leaves no
-    directory behind), clear the earlier run's files (--overwrite), sweep temp files a crash left.
+    directory behind), clear the earlier run's files (overwrite), sweep temp files a crash left.
     Returns the directories it created, for remove_if_empty."""
     created = [p for p in (*reversed(out.parents), out) if not p.exists()]
     prepare_out_dir(out, parents=True, what="run")
-    if earlier:
-        clear_previous_run(out, earlier, log)
-    created += [out / IMAGES] if not (out / IMAGES).exists() else []
-    prepare_out_dir(out / IMAGES, what="run's images")
+    if claim is not None:
+        claim.clear()
+    images = out / layout.IMAGES
+    created += [images] if not images.exists() else []
+    prepare_out_dir(images, what="run's images")
     remove_stale_temp_files(out, layout.RUN_FILES)
-    remove_stale_temp_files(out / IMAGES, ["*_epoch*.png"])
+    remove_stale_temp_files(images, ["*_epoch*.png"])
     return created
 
 
@@ -135,20 +93,20 @@ class SavedCheckpoint:
         return f"last.pt {self.when} is intact; free space, then: vaectl train --resume {self.out}"
 
 
-def check_run_dir(out: Path, procs, *, new_run: bool, overwrite: bool) -> list[Path]:
+def check_run_dir(out: Path, procs, *, new_run: bool, overwrite: bool) -> Claim | None:
     """check_out_dir on every process; with DDP, all stop when any refused (checked before rank 0 writes)."""
     try:
-        earlier = check_out_dir(out, new_run=new_run, overwrite=overwrite)
+        claim = check_out_dir(out, new_run=new_run, overwrite=overwrite)
         refused = None
     except UserInputError as e:
-        earlier, refused = [], e
+        claim, refused = None, e
     if procs.ddp:
         (any_refused,) = any_rank([refused is not None], procs.device)
         if any_refused and refused is None:
             raise UserInputError(f"{out}: another process refused the run directory")
     if refused is not None:
         raise refused
-    return earlier
+    return claim
 
 
 def write_config(out: Path, record: dict) -> None:
@@ -197,4 +155,4 @@ def grid_images(model, x_val: torch.Tensor, y_val, z_fixed: torch.Tensor) -> dic
 def write_grids(out: Path, epoch: int, grids: dict[str, np.ndarray]) -> None:
     """images/samples_epochNNN.png and images/recon_epochNNN.png."""
     for kind, image in grids.items():
-        save_png(out / IMAGES / layout.grid_name(kind, epoch), image)
+        save_png(out / layout.IMAGES / layout.grid_name(kind, epoch), image)
