@@ -53,6 +53,7 @@ ROLES = ("encoder", "decoder")
 VARIANTS = ("fp32", "fp16", "int8")
 BATCH = "N"  # the dynamic batch dimension, first in every input and output but `guidance`
 
+
 # tensor names
 IMAGE, Z, LABEL, GUIDANCE = "image", "z", "label", "guidance"
 MU, LOGVAR = "mu", "logvar"

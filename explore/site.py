@@ -9,25 +9,34 @@ Image upload needs the server's image loader, so the static page turns it off an
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
+import re
 from pathlib import Path
 
-from ..errors import UserInputError
-from ..files import atomic_write_bytes
-from .model import VARIANTS, ExploreModel, normals
+from ..files import Output, atomic_write_bytes, claim_out_dir
+from .model import VARIANTS, ExploreModel, draws
 from .server import PAGE_FILES, STATIC, VENDOR, runtime_files
 
 SITE_SEEDS = tuple(range(8))  # the seeds the static page offers (the server takes any)
-SITE_GRID_DRAWS = 64  # rows per seed: the page's largest grid ("all classes, same z" takes 8)
+SITE_COUNTS = (1, 16, 64)  # the page's grid sizes, and 1 for an interpolation's end or "random z"
+SITE_PER_CLASS = 8  # "all classes" grids: images per class
 
 
-def write_site(model: ExploreModel, out_dir) -> list[Path]:
-    """Write the static site into out_dir (created; must be empty or absent). Returns the files written."""
+# the site's files: the page, and the folders mirroring the server's routes
+SITE_OUTPUT = Output(
+    "a static site",
+    (*(re.escape(name) for name in PAGE_FILES), r"(ort|models|api|run)/[^/]+", r"api/draws/[^/]+"),
+)
+
+
+def write_site(model: ExploreModel, out_dir, overwrite: bool = False) -> list[Path]:
+    """Write the static site into out_dir (created if missing). A folder holding an earlier site is refused
+    unless overwrite=True, which deletes that site's files first (files.claim_out_dir). Returns the files written."""
     out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserInputError(f"{out}: exists and is not an empty directory (the site needs a folder of its own)")
-    for sub in ("ort", "models", "api", "run"):
+    claim_out_dir(out, SITE_OUTPUT, overwrite=overwrite, parents=True).clear()
+    for sub in ("ort", "models", "api", "api/draws", "run"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     written = []
 
@@ -46,10 +55,29 @@ def write_site(model: ExploreModel, out_dir) -> list[Path]:
         put("models/encoder.onnx", model.encoder.read_bytes())
     for name, path in model.run_grids.items():
         put(f"run/{name}", path.read_bytes())
-    seeds = {str(s): normals(model.latent_dim, s, SITE_GRID_DRAWS) for s in SITE_SEEDS}
+    for prior in model.priors:
+        for seed in SITE_SEEDS:
+            put(f"api/draws/{prior.name}-{seed}.json", _json(site_draws(model, prior.name, seed)))
     info = dict(model.info, upload=False, seeds=list(SITE_SEEDS))
-    for name, obj in (("info", info), ("map", model.map), ("run", model.run), ("seeds", seeds)):
-        put(f"api/{name}.json", json.dumps(obj, separators=(",", ":")).encode())
+    for name, obj in (("info", info), ("map", model.map), ("run", model.run)):
+        put(f"api/{name}.json", _json(obj))
     if not model.run_grids:
-        (out / "run").rmdir()
+        with contextlib.suppress(OSError):  # only when empty: a file of the user's there stays
+            (out / "run").rmdir()
     return written
+
+
+def _json(obj) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def site_draws(model: ExploreModel, prior: str, seed: int) -> dict:
+    """Every /api/draws.json answer the static page can ask for with this prior and seed, keyed "n|label"."""
+    info = model.info
+    if not info["num_classes"]:
+        queries = [(n, "") for n in SITE_COUNTS]
+    else:
+        labels = ["cycle", *(str(k) for k in range(len(info["label_names"])))]
+        queries = [(n, label) for n in SITE_COUNTS for label in labels]
+        queries += [(SITE_PER_CLASS, "all"), (SITE_PER_CLASS, "all-same")]
+    return {f"{n}|{label}": draws(model, prior, seed, n, label) for n, label in queries}

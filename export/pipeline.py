@@ -12,20 +12,47 @@ import contextlib
 import logging
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnx
 
+from .. import layout
 from ..contract import ROLES, parse_metadata
-from ..errors import UserInputError, VerificationError, WriteFailedError
-from ..files import file_sha256, fsync_dir, os_error_reason, prepare_out_dir, write_temp_beside
+from ..errors import UserInputError, VerificationError, WriteFailedError, arg
+from ..files import Output, claim_out_dir, file_sha256, fsync_dir, os_error_reason, write_temp_beside
 from ..models.checkpoint import load_model
 from .graphs import check_opset, export_graph
 from .prior import fit_prior, parse_choice, verify_prior
 from .variants import to_fp16, to_int8
 from .verify import VERIFY_BATCH_SIZES, Report, verify_against_torch, verify_variant
+
+EXPORT_OUTPUT = Output("exported graphs", tuple(re.escape(name) for name in layout.GRAPH_FILES))
+
+
+def _same_run(out_dir: Path, ckpt_path: Path, checkpoint_sha256: str) -> Callable[[list[Path]], bool]:
+    """May this export replace the graphs already in out_dir? Yes when they are its own run's: out_dir is
+    inside the run's directory (re-exporting a run into its own folder, e.g. after more epochs), or every
+    earlier graph was exported from this very checkpoint."""
+
+    def same(earlier: list[Path]) -> bool:
+        run = ckpt_path.resolve().parent
+        if out_dir.resolve() == run or run in out_dir.resolve().parents:
+            return True
+        return all(_exported_from(p) == checkpoint_sha256 for p in earlier)
+
+    return same
+
+
+def _exported_from(path: Path) -> str | None:
+    """The checkpoint SHA-256 in an exported graph's metadata (None when unreadable or absent)."""
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not a graph we can read: not ours to replace without overwrite
+        return None
+    return next((p.value for p in model.metadata_props if p.key == "vaectl.checkpoint_sha256"), None)
 
 
 @dataclass
@@ -114,6 +141,22 @@ def _mb(path: Path) -> str:
     return f"{path.stat().st_size / 1e6:.2f} MB"
 
 
+def _log_report(report: Report, out_dir: Path, log: Callable[[str], None]) -> None:
+    """Log each graph's largest difference from its reference; raise VerificationError listing every failure."""
+    for key, diff in report.max_abs_diff.items():
+        against, bound = report.compared_with[key]
+        log(
+            f"  {key:<19} max abs diff vs {against}: {diff:.2e} (tolerance {bound:g}; N = {' and '.join(map(str, VERIFY_BATCH_SIZES))})"
+        )
+    if report.failures:
+        for failure in report.failures:
+            log(f"  FAILED {failure}")
+        raise VerificationError(
+            f"export failed verification ({len(report.failures)} problem{'s' if len(report.failures) > 1 else ''}: "
+            f"{'; '.join(report.failures)}); nothing was written to {out_dir}"
+        )
+
+
 def export_model(
     source,
     out_dir,
@@ -125,6 +168,7 @@ def export_model(
     int8: bool = False,
     prior: str | None = None,
     data=None,
+    overwrite: bool = False,
     log: Callable[[str], None] = print,
 ) -> ExportResult:
     """Export a checkpoint (or run directory) to verified ONNX graphs in `out_dir`.
@@ -133,35 +177,44 @@ def export_model(
     fitted to the encoded training images, export/prior.py) [None: gmm when the training data is at hand,
     the run's own or `data`, else normal].
     Raises UserInputError for bad input (nothing written) and VerificationError when a graph fails a
-    check (every failure listed; nothing written, existing files untouched).
+    check (every failure listed; nothing written, existing files untouched). An out_dir holding graphs of
+    another run is refused unless overwrite=True (files.claim_out_dir); once the new graphs are published,
+    the earlier graphs they do not replace (a decoder.fp16.onnx this export does not write) are removed.
     """
     opset = check_opset(opset)
     if not isinstance(atol, (int, float)) or not math.isfinite(atol) or atol < 0:
-        raise UserInputError(f"--atol must be a finite number >= 0, got {atol}")
+        raise UserInputError(f"{arg('atol')} must be a finite number >= 0, got {atol}")
     choice = parse_choice(prior)
     if data is not None and choice.kind == "normal":
-        raise UserInputError("--data is the data to fit the prior to; --prior normal fits none")
+        raise UserInputError(f"{arg('data')} is the data to fit the prior to; {arg('prior', 'normal')} fits none")
     model, ckpt = load_model(source, last=last)
     config, ckpt_path = model.config, Path(ckpt["path"])
     if int8 and config.row_context:
         # the generated rows feed back into the next, so the per-batch activation quantization compounds:
         # the --preset quality model measured 0.25 max pixel error against float32 (bound 0.1)
         raise UserInputError(
-            "--int8 is not available for a row-autoregressive model (--context-channels): its "
-            "quantization error compounds row by row; use --fp16"
+            f"{arg('int8', True)} is not available for a row-autoregressive model (--context-channels): its "
+            f"quantization error compounds row by row; use {arg('fp16', True)}"
         )
     prior_data, no_prior = _prior_data(ckpt, choice, data)
     out_dir = Path(out_dir)
-    created = prepare_out_dir(out_dir, parents=True, what="export")
     checkpoint_sha256 = file_sha256(ckpt_path)
+    claim = claim_out_dir(
+        out_dir,
+        EXPORT_OUTPUT,
+        overwrite=overwrite,
+        reuse=_same_run(out_dir, ckpt_path, checkpoint_sha256),
+        instead=f"they come from another checkpoint: choose another {arg('out_dir')}",
+        parents=True,
+    )
     log(
         f"exporting {ckpt_path} ({config.arch}, latent {config.latent_dim}, image {'x'.join(map(str, config.image_shape))}"
         f"{f', {config.num_classes} classes' if config.num_classes else ''}) with opset {opset}"
     )
 
-    finals = {role: out_dir / f"{role}.onnx" for role in ROLES}
+    finals = {role: out_dir / layout.graph_name(role) for role in ROLES}
     wanted = [v for v, on in (("fp16", fp16), ("int8", int8)) if on]
-    finals.update({f"decoder.{v}": out_dir / f"decoder.{v}.onnx" for v in wanted})
+    finals.update({f"decoder.{v}": out_dir / layout.graph_name("decoder", v) for v in wanted})
     staged: dict[str, Path] = {}
     report = Report()
     published = False
@@ -193,27 +246,16 @@ def export_model(
                 continue
             verify_variant(config, variant, staged[key], staged["decoder"], report)
 
-        for key, diff in report.max_abs_diff.items():
-            against, bound = report.compared_with[key]
-            log(
-                f"  {key:<19} max abs diff vs {against}: {diff:.2e} (tolerance {bound:g}; N = {' and '.join(map(str, VERIFY_BATCH_SIZES))})"
-            )
-        if report.failures:
-            for failure in report.failures:
-                log(f"  FAILED {failure}")
-            raise VerificationError(
-                f"export failed verification ({len(report.failures)} problem{'s' if len(report.failures) > 1 else ''}: "
-                f"{'; '.join(report.failures)}); nothing was written to {out_dir}"
-            )
-
+        _log_report(report, out_dir, log)
         _publish(staged, finals)
         published = True
+        claim.clear(keep=finals.values())
         fsync_dir(out_dir)
     finally:
         if not published:
             for tmp in staged.values():
                 tmp.unlink(missing_ok=True)
-            if created:
+            if claim.created:
                 with contextlib.suppress(OSError):
                     out_dir.rmdir()  # only succeeds if empty: never removes anything of the user's
 

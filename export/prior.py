@@ -24,7 +24,7 @@ import torch
 
 from .. import contract
 from ..data import ImageDataset
-from ..errors import UserInputError
+from ..errors import UserInputError, arg
 from ..infer.prior import LOG_2PI, MixturePrior, mixture_moments
 from ..models.config import VAEConfig
 from .mixture import TOL, Mixture, fit_mixture
@@ -62,7 +62,7 @@ def parse_choice(text: str | None) -> PriorChoice:
             return PriorChoice("gmm", explicit=True)
         if k.isdigit() and int(k) >= 1:
             return PriorChoice("gmm", int(k), explicit=True)
-    raise UserInputError(f"--prior takes normal, gmm or gmm:K (K components, K >= 1), got {text!r}")
+    raise UserInputError(f"{arg('prior')} takes normal, gmm or gmm:K (K components, K >= 1), got {text!r}")
 
 
 def training_data(ckpt: dict, data_dir=None) -> ImageDataset:

@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import contract
 from ..contract import GraphInfo
-from ..errors import UserInputError
+from ..errors import UserInputError, arg
 
 NORMAL = "normal"
 MIXTURE = "gmm"
@@ -248,7 +248,7 @@ def prior_named(info: GraphInfo, name: str | None = None, source: str = "the dec
     names = ", ".join(p.name for p in priors)
     if name == MIXTURE:
         raise UserInputError(
-            f"--prior {name}: {source} carries no fitted prior (exported with --prior normal, or by an older "
-            f"vaectl); its priors: {names}"
+            f"{arg('prior', name)}: {source} carries no fitted prior (exported with --prior normal, or by an "
+            f"older vaectl); its priors: {names}"
         )
     raise UserInputError(f"unknown prior {name!r}; {source} has: {names}")

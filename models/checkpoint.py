@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from .. import layout
 from ..errors import CorruptCheckpointError, UserInputError
 from ..files import atomic_write
 from ..models import VAEConfig
@@ -90,7 +91,7 @@ def resolve_checkpoint(path, last: bool = False) -> Path:
     if not path.exists():
         raise UserInputError(f"{path}: no such file or directory")
     if path.is_dir():
-        order = ("last.pt", "best.pt") if last else ("best.pt", "last.pt")
+        order = (layout.checkpoint_name(last), layout.checkpoint_name(not last))
         for name in order:
             if (path / name).is_file():
                 return path / name
@@ -114,6 +115,11 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         raise UserInputError(f"{path}: cannot read checkpoint ({e.strerror or e})") from None
     if magic != b"PK\x03\x04":
         raise UserInputError(f"{path}: not a vaectl checkpoint (not a PyTorch zip archive)")
+    if not zipfile.is_zipfile(path):  # a zip archive whose directory, written last, is missing: cut short
+        raise UserInputError(
+            f"{path}: checkpoint is truncated ({path.stat().st_size:,} bytes, its end is missing: a copy or a save "
+            "was cut short); use a complete copy or an earlier checkpoint"
+        )
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import UserInputError
+from ..data import MNIST_SAMPLE, recorded_data_dir
+from ..errors import UserInputError, arg
 from ..models.checkpoint import load_model
 from ..scoring import EvalReport, score
 from .data import load_training_data
@@ -15,10 +16,11 @@ def eval_dataset(ckpt: dict, data_dir=None, dataset: str | None = None):
     """The data to score: what the user named, else what the checkpoint was trained on."""
     cfg, train = ckpt["config"], ckpt.get("train", {})
     if data_dir is None and dataset is None:
-        data_dir, dataset = train.get("data"), train.get("dataset", "mnist-sample")
-    ds = load_training_data(
-        data_dir, dataset or "mnist-sample", None, None, train.get("cache_dir"), train.get("seed", 0)
-    )
+        if train.get("data"):  # a --data run: its folder, recorded as an absolute path
+            data_dir = recorded_data_dir(train, ckpt.get("path", "the checkpoint"))
+        else:
+            dataset = train.get("dataset")
+    ds = load_training_data(data_dir, dataset or MNIST_SAMPLE, None, None, train.get("cache_dir"), train.get("seed", 0))
     if tuple(ds.image_shape) != cfg.image_shape:
         raise UserInputError(
             f"dataset {ds.name!r} has images of shape {tuple(ds.image_shape)}, but the model expects {cfg.image_shape}"
@@ -47,9 +49,9 @@ def evaluate_checkpoint(
 
     choice = parse_choice(prior)
     if k < 1:
-        raise UserInputError(f"--k must be at least 1, got {k}")
+        raise UserInputError(f"{arg('k')} must be at least 1, got {k}")
     if n is not None and n < 1:
-        raise UserInputError(f"--n must be at least 1, got {n}")
+        raise UserInputError(f"{arg('n')} must be at least 1, got {n}")
     model, ckpt = load_model(source, last=last)
     cfg = ckpt["config"]
     ds = eval_dataset(ckpt, data_dir, dataset)
@@ -79,7 +81,7 @@ def evaluate_checkpoint(
             model.decoder.base_logits(torch.from_numpy(z), as_label(y)) + torch.from_numpy(context)
         ).numpy()
 
-    return score(
+    report = score(
         encode,
         decode,
         images,
@@ -92,6 +94,8 @@ def evaluate_checkpoint(
         progress=progress,
         prior=fitted,
     )
+    report.dataset, report.split, report.split_size = ds.name, ds.test_split, len(ds.test)  # what was scored
+    return report
 
 
 def _fitted_prior(model, ckpt: dict, choice, log):
