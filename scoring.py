@@ -8,7 +8,7 @@ A row-context model (pixels depend on the rows above them, not only on z) gives 
     encode(x, y) -> (mu, logvar, context_logits (B, C, H, W)), the term from x's real rows above each pixel
     decode(z, y, context_logits) -> pixel means sigmoid(base_logits(z) + context_logits)
 The bounds are computed under N(0, I), the prior the model was trained against, and, given a `prior` (a
-vaectl.infer.prior.Prior: the mixture `vaectl generate` samples from), under it too, from the same draws.
+vaectl.prior.Prior: the mixture `vaectl generate` samples from), under it too, from the same draws.
 All figures are per image, in nats.
 """
 

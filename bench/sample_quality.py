@@ -132,7 +132,8 @@ def judge_run(run_dir: Path, onnx_dir: Path, ds, data_dir, judge, args) -> dict:
         nll["normal"] = r.iwae_nll
         if r.prior is not None and r.iwae_nll_prior is not None:
             nll[r.prior] = r.iwae_nll_prior
-    return {"rows": rows, "nll": nll, "prior": decoder.priors[0].description}
+    scored = min(args.eval_n, len(ds.test))
+    return {"rows": rows, "nll": nll, "scored": scored, "prior": decoder.priors[0].description}
 
 
 def main():
@@ -218,7 +219,7 @@ def report(name: str, results, args) -> None:
         for what, count, fd, precision, recall in r["rows"]:
             print(f"| {what} | {count:,} | {fd:.2f} | {precision:.3f} | {recall:.3f} |")
         for prior, nll in r["nll"].items():
-            print(f"IWAE NLL (k={args.eval_k}, first {args.eval_n:,} test images) under {prior}: {nll:.2f} nats")
+            print(f"IWAE NLL (k={args.eval_k}, first {r['scored']:,} test images) under {prior}: {nll:.2f} nats")
 
 
 if __name__ == "__main__":

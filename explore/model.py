@@ -1,6 +1,6 @@
 """What the explorer page needs from Python, built once at start: the graphs, info.json, the latent map,
 the training run's curves, and the priors' draws for a seed (so a seed gives the grid `vaectl generate --seed`
-gives: the page only applies the temperature, as vaectl.infer.prior describes)."""
+gives: the page only applies the temperature, as vaectl.prior describes)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from .. import __version__, contract, layout
 from ..data import recorded_data_dir
 from ..errors import UserInputError, arg
 from ..infer import Decoder, Encoder, VAEPair, describe_model
-from ..infer.prior import Prior, priors_of
 from ..infer.sessions import graph_path
+from ..prior import Prior, priors_of
 
 # the decoder variants' files in an export directory (layout.py), also the page's URLs models/NAME
 VARIANTS = tuple(layout.DECODER_VARIANTS.items())
@@ -282,7 +282,7 @@ def draw_labels(spec: str, n: int, num_classes: int, label_slots: int) -> tuple[
 
 def draws(model: ExploreModel, prior_name: str, seed: int, n: int, label: str) -> dict:
     """The prior's (center, offset) rows for a seed, float64 little-endian in base64: the page's latents are
-    float32(center + temperature * offset), exactly those of `vaectl generate --seed` (vaectl.infer.prior)."""
+    float32(center + temperature * offset), exactly those of `vaectl generate --seed` (vaectl.prior)."""
     prior = next((p for p in model.priors if p.name == prior_name), None)
     if prior is None:
         raise UserInputError(f"unknown prior {prior_name!r}; this model has {', '.join(p.name for p in model.priors)}")

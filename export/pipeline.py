@@ -21,11 +21,13 @@ import onnx
 
 from .. import layout
 from ..contract import ROLES, parse_metadata
+from ..data import ImageDataset
 from ..errors import UserInputError, VerificationError, WriteFailedError, arg
 from ..files import Output, claim_out_dir, file_sha256, fsync_dir, os_error_reason, write_temp_beside
 from ..models.checkpoint import load_model
+from ..prior.fit import PriorChoice, fit_prior, parse_choice, training_data
 from .graphs import check_opset, export_graph
-from .prior import fit_prior, parse_choice, verify_prior
+from .prior import torch_encoder, verify_prior
 from .variants import to_fp16, to_int8
 from .verify import VERIFY_BATCH_SIZES, Report, verify_against_torch, verify_variant
 
@@ -115,21 +117,48 @@ def _sample_images(config):
     return load_mnist_sample().test[: max(VERIFY_BATCH_SIZES)]
 
 
-def _prior_data(ckpt: dict, choice, data):
-    """(the images to fit the prior to, or None and the line saying why none is fitted). Run before anything is
-    logged, so that bad --data is one error line: the data is read here, the fit comes later."""
-    from .prior import training_data
+@dataclass
+class _PriorPlan:
+    """What export does about the prior: the data to fit it to (read before anything is logged or created, so
+    bad --data is one error line), or the line saying why none is fitted; then the fit and its verification."""
 
-    if choice.kind == "normal":
-        return None, "prior: none fitted (--prior normal): samples come from N(0, I)"
-    try:
-        return training_data(ckpt, data), ""
-    except UserInputError as e:
-        if choice.explicit or data is not None:
-            raise UserInputError(f"cannot fit the prior: {e}") from None
-        return None, (
-            f"prior: none fitted, the training data is not at hand ({e}); samples come from N(0, I) (--data DIR fits one)"
-        )
+    choice: PriorChoice
+    data: ImageDataset | None
+    none_fitted: str = ""
+    spec: dict | None = None
+
+    @classmethod
+    def of(cls, ckpt: dict, prior: str | None, data) -> _PriorPlan:
+        choice = parse_choice(prior)
+        if choice.kind == "normal":
+            if data is not None:
+                raise UserInputError(
+                    f"{arg('data')} is the data to fit the prior to; {arg('prior', 'normal')} fits none"
+                )
+            return cls(choice, None, "prior: none fitted (--prior normal): samples come from N(0, I)")
+        try:
+            return cls(choice, training_data(ckpt, data))
+        except UserInputError as e:
+            if choice.explicit or data is not None:
+                raise UserInputError(f"cannot fit the prior: {e}") from None
+            return cls(
+                choice,
+                None,
+                f"prior: none fitted, the training data is not at hand ({e}); samples come from "
+                "N(0, I) (--data DIR fits one)",
+            )
+
+    def fit(self, model, log) -> dict | None:
+        if self.data is None:
+            log(self.none_fitted)
+        else:
+            self.spec, line = fit_prior(torch_encoder(model), model.config, self.data, self.choice)
+            log(line)
+        return self.spec
+
+    def verify(self, staged_decoder: Path, config, failures: list[str]) -> None:
+        if self.spec is not None:  # the prior as the published decoder carries it
+            verify_prior(_staged_info(staged_decoder).prior, config, failures)
 
 
 def _staged_info(path: Path):
@@ -173,9 +202,8 @@ def export_model(
 ) -> ExportResult:
     """Export a checkpoint (or run directory) to verified ONNX graphs in `out_dir`.
 
-    prior: "normal" (none fitted: samples come from N(0, I)), "gmm" or "gmm:K" (a mixture of K Gaussians
-    fitted to the encoded training images, export/prior.py) [None: gmm when the training data is at hand,
-    the run's own or `data`, else normal].
+    prior: "normal" (none fitted: N(0, I)), "gmm" or "gmm:K" (a mixture of K Gaussians fitted to the encoded
+    training images, vaectl.prior.fit) [None: gmm when the training data, the run's own or `data`, is at hand].
     Raises UserInputError for bad input (nothing written) and VerificationError when a graph fails a
     check (every failure listed; nothing written, existing files untouched). An out_dir holding graphs of
     another run is refused unless overwrite=True (files.claim_out_dir); once the new graphs are published,
@@ -184,9 +212,6 @@ def export_model(
     opset = check_opset(opset)
     if not isinstance(atol, (int, float)) or not math.isfinite(atol) or atol < 0:
         raise UserInputError(f"{arg('atol')} must be a finite number >= 0, got {atol}")
-    choice = parse_choice(prior)
-    if data is not None and choice.kind == "normal":
-        raise UserInputError(f"{arg('data')} is the data to fit the prior to; {arg('prior', 'normal')} fits none")
     model, ckpt = load_model(source, last=last)
     config, ckpt_path = model.config, Path(ckpt["path"])
     if int8 and config.row_context:
@@ -196,7 +221,7 @@ def export_model(
             f"{arg('int8', True)} is not available for a row-autoregressive model (--context-channels): its "
             f"quantization error compounds row by row; use {arg('fp16', True)}"
         )
-    prior_data, no_prior = _prior_data(ckpt, choice, data)
+    fitted = _PriorPlan.of(ckpt, prior, data)
     out_dir = Path(out_dir)
     checkpoint_sha256 = file_sha256(ckpt_path)
     claim = claim_out_dir(
@@ -219,12 +244,7 @@ def export_model(
     report = Report()
     published = False
     try:
-        spec = None
-        if prior_data is None:
-            log(no_prior)
-        else:
-            spec, line = fit_prior(model, prior_data, choice)
-            log(line)
+        spec = fitted.fit(model, log)
         graphs = {
             role: export_graph(model, role, opset, checkpoint_sha256, ckpt.get("kl_per_dim"), spec) for role in ROLES
         }
@@ -232,8 +252,7 @@ def export_model(
         for role in ROLES:
             staged[role] = _stage(graphs[role], finals[role])
             verify_against_torch(model, role, staged[role], atol, real_images, report)
-        if spec is not None:  # the prior as the published decoder carries it
-            verify_prior(_staged_info(staged["decoder"]).prior, config, report.failures)
+        fitted.verify(staged["decoder"], config, report.failures)
         decoder_ok = not any(f.startswith("decoder") for f in report.failures)
         if wanted and not decoder_ok:
             log(f"  skipping {' and '.join(wanted)}: the float32 decoder they derive from failed verification")

@@ -1,257 +1,31 @@
-"""The prior `vaectl export` fits and writes into the decoder: a Gaussian mixture of the aggregate posterior.
-
-The aggregate posterior is where the encoder puts the training images: one draw z ~ q(z | x) per image (several
-per image for small datasets), not the posterior means. Means leave out q's spread, so a mixture fitted to them
-collapses onto the dimensions a model does not use (their means are all ~0) and its log density is useless for
-scoring. The mixture (export/mixture.py) has K full-covariance components; K is chosen by held-out likelihood:
-candidate mixtures (K = 1, 2, 4, ... while the score improves, a capped number of EM iterations each) are fitted
-to the draws of 90 % of the images and scored on the draws of the other 10 %; the best candidate's EM then
-continues on all of them. The fit is bounded: at most FIT_DRAWS draws (a larger dataset is subsampled, its
-images in a seeded order), so it takes seconds on the embedded sample and well under a minute on 60,000 images.
-Everything is deterministic for a seed.
-"""
+"""The prior's torch side at export: the model's encoder as the fit's callable, and the prior's verification
+(vaectl.prior.fit fits it; vaectl.prior reads it)."""
 
 from __future__ import annotations
 
-import contextlib
 import math
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .. import contract
-from ..data import ImageDataset
-from ..errors import UserInputError, arg
-from ..infer.prior import LOG_2PI, MixturePrior, mixture_moments
+from ..errors import UserInputError
 from ..models.config import VAEConfig
-from .mixture import TOL, Mixture, fit_mixture
+from ..prior import LOG_2PI, MixturePrior, mixture_moments
+from ..prior.fit import SEED
 
-SEED = 0
-CANDIDATES = (1, 2, 4, 8, 16, 32, 64)  # K tried, in order, while held-out likelihood improves
-IMAGES_PER_COMPONENT_PER_DIM = 10  # K at most images / (10 D): a full covariance has D (D + 3) / 2 numbers
-MIN_DRAWS = 20_000  # draws of q(z | x) to fit to: several per image below this many images
-FIT_DRAWS = 50_000  # draws fitted at most (the images of a larger dataset are subsampled): bounds the fit's time
-HOLDOUT_DRAWS = 5_000  # draws of the images held out while choosing K, at most 10 % of the images
-HOLDOUT_FRACTION = 0.1
-SELECT_MAX_ITER = 30  # EM iterations of a candidate K at most: enough to rank them (the chosen one runs on)
-ENCODE_BATCH = 1_000
 VERIFY_SAMPLES = 20_000
 
 
-@dataclass(frozen=True)
-class PriorChoice:
-    """What `--prior` asked export for: "normal" (none fitted), or "gmm" with K components (None: chosen)."""
+def torch_encoder(model):
+    """The fit's encode callable (vaectl.prior.fit.Encode) of a torch VAE: posterior mean and log-variance."""
 
-    kind: str
-    k: int | None = None
-    explicit: bool = False  # asked for by name: a missing dataset is an error, not a fallback to N(0, I)
+    @torch.no_grad()
+    def encode(x: np.ndarray, y: np.ndarray | None):
+        mu, logvar = model.encoder(torch.from_numpy(x), None if y is None else torch.from_numpy(y))
+        return mu.numpy(), logvar.numpy()
 
-
-def parse_choice(text: str | None) -> PriorChoice:
-    """--prior of export: normal, gmm or gmm:K (None: gmm when the training data is at hand)."""
-    if text is None:
-        return PriorChoice("gmm")
-    kind, _, k = text.partition(":")
-    if kind == "normal" and not k:
-        return PriorChoice("normal", explicit=True)
-    if kind == "gmm":
-        if not k:
-            return PriorChoice("gmm", explicit=True)
-        if k.isdigit() and int(k) >= 1:
-            return PriorChoice("gmm", int(k), explicit=True)
-    raise UserInputError(f"{arg('prior')} takes normal, gmm or gmm:K (K components, K >= 1), got {text!r}")
-
-
-def training_data(ckpt: dict, data_dir=None) -> ImageDataset:
-    """The images the run trained on (as its checkpoint records them), or `data_dir`; UserInputError if absent."""
-    from ..training.data import load_training_data
-
-    train = ckpt.get("train") or {}
-    config: VAEConfig = ckpt["config"]
-    if not train and data_dir is None:
-        raise UserInputError("the checkpoint does not record the data it was trained on")
-    ds = load_training_data(
-        data_dir if data_dir is not None else train.get("data"),
-        train.get("dataset", "mnist-sample") if data_dir is None else "mnist-sample",
-        train.get("image_size"),
-        train.get("channels"),
-        train.get("cache_dir"),
-        train.get("seed", 0),
-    )
-    if tuple(ds.image_shape) != config.image_shape:
-        raise UserInputError(
-            f"dataset {ds.name!r} has images of shape {tuple(ds.image_shape)}, but the model takes {config.image_shape}"
-        )
-    if config.conditional and ds.train_labels is None:
-        raise UserInputError(f"dataset {ds.name!r} has no labels; the conditional model needs them")
-    return ds
-
-
-@torch.no_grad()
-def posterior_draws(model, images: np.ndarray, labels: np.ndarray | None, draws: int, seed: int) -> np.ndarray:
-    """z ~ q(z | x), float64 (N, draws, D): `draws` per image of uint8 images (N, C, H, W)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for start in range(0, len(images), ENCODE_BATCH):
-        x = torch.from_numpy(images[start : start + ENCODE_BATCH]).float() / 255
-        y = None if labels is None else torch.from_numpy(labels[start : start + ENCODE_BATCH])
-        mu, logvar = (t.double().numpy() for t in model.encoder(x, y))  # (B, D) each
-        eps = rng.standard_normal((len(mu), draws, mu.shape[1]))  # (B, draws, D)
-        out.append(mu[:, None] + np.exp(0.5 * logvar)[:, None] * eps)
-    return np.concatenate(out)
-
-
-def max_components(images: int, latent_dim: int) -> int:
-    return max(1, images // (IMAGES_PER_COMPONENT_PER_DIM * latent_dim))
-
-
-@dataclass(frozen=True)
-class Subsets:
-    """Which images' draws a fit uses: the first `used` images of one seeded permutation of the training
-    images (all of them up to FIT_DRAWS draws), the first `held` of those held out while choosing K."""
-
-    order: np.ndarray  # (N,) a permutation of the images
-    draws: int  # draws of q(z | x) per image
-    used: int
-    held: int
-
-    @classmethod
-    def of(cls, n: int, seed: int) -> Subsets:
-        draws = max(1, math.ceil(MIN_DRAWS / n))
-        used = min(n, FIT_DRAWS // draws)
-        held = max(1, min(math.ceil(HOLDOUT_DRAWS / draws), round(used * HOLDOUT_FRACTION)))
-        return cls(np.random.default_rng(seed).permutation(n)[:used], draws, used, held)
-
-
-def choose_k(
-    z: np.ndarray, held: int, limit: int, seed: int, log: Callable[[str], None] | None = None
-) -> tuple[Mixture, dict[int, float]]:
-    """K by held-out likelihood: fit CANDIDATES (up to `limit`) in turn to the draws of all images but the
-    first `held` (SELECT_MAX_ITER EM iterations at most), score the mean log density of the held-out images'
-    draws, stop when it no longer improves. z: (images, draws, D).
-    Returns (the best candidate, {K: held-out mean log density})."""
-    d = z.shape[2]
-    held_z, fit_z = z[:held].reshape(-1, d), z[held:].reshape(-1, d)
-    scores: dict[int, float] = {}
-    best: Mixture | None = None
-    for k in CANDIDATES:
-        if k > min(limit, len(fit_z)) and best is not None:
-            break
-        candidate = fit_mixture(fit_z, k, seed, max_iter=SELECT_MAX_ITER)
-        scores[k] = float(candidate.log_density(held_z).mean())
-        if log is not None:
-            log(f"    K = {k:<3d} held-out log density {scores[k]:.3f} nats per draw")
-        if best is not None and scores[k] <= scores[best.k]:
-            break
-        best = candidate
-    assert best is not None  # K = 1 is always tried
-    return best, scores
-
-
-def fit_prior(
-    model,
-    ds: ImageDataset,
-    choice: PriorChoice,
-    *,
-    by_label: bool = False,
-    seed: int = SEED,
-    log: Callable[[str], None] | None = None,
-) -> tuple[dict, str]:
-    """(the contract's prior document, one line saying what was fitted) for a model and its training data."""
-    with _one_blas_thread():
-        return _fit_prior(model, ds, choice, by_label, seed, log)
-
-
-def _one_blas_thread():
-    """numpy's BLAS on one thread while fitting. The fit's matrix products are small; on a busy machine
-    BLAS threads spin against each other and everything else (measured on a loaded 2-core machine: the same
-    fit took 7-10x the CPU time with 2 threads than with 1)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # an install without the [train] extra's threadpoolctl: numpy's default threads
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
-
-
-def fit_rule(choice: PriorChoice) -> str:
-    """The rule that set K and the draws fitted, in words (the log line and the document's fitted_to.rule)."""
-    draws = (
-        f"draws of q(z|x) of the training images ({MIN_DRAWS:,} at least, one per image above that, of "
-        f"{FIT_DRAWS:,} images at most: a seeded subsample of a larger dataset)"
-    )
-    if choice.k is not None:
-        return f"K = {choice.k} (asked for), EM to a gain under {TOL} nats per draw on {draws}"
-    return (
-        f"K by held-out log density on {draws}: K = {', '.join(map(str, CANDIDATES))} (at most images / (10 D)) "
-        f"in turn, each fitted ({SELECT_MAX_ITER} EM iterations at most) to the draws of all images but "
-        f"{HOLDOUT_FRACTION:.0%} of them ({HOLDOUT_DRAWS:,} draws at most), scored on the held-out images' draws, "
-        f"until the score stops improving; the best one's EM continued on all the draws to a gain under {TOL} nats"
-    )
-
-
-def _fit_prior(model, ds: ImageDataset, choice: PriorChoice, by_label: bool, seed: int, log) -> tuple[dict, str]:
-    config: VAEConfig = model.config
-    t0 = time.perf_counter()
-    d = config.latent_dim
-    labels = ds.train_labels if config.conditional else None
-    groups = (
-        [np.arange(len(ds.train))] if not by_label else [np.flatnonzero(labels == y) for y in range(config.num_classes)]
-    )
-    mixtures, scores, used, draws = [], {}, 0, 1
-    for group in groups:
-        subsets = Subsets.of(len(group), seed)
-        images = group[subsets.order]
-        z = posterior_draws(model, ds.train[images], None if labels is None else labels[images], subsets.draws, seed)
-        if choice.k is not None:
-            mixture = fit_mixture(z.reshape(-1, d), min(choice.k, z.shape[0] * z.shape[1]), seed)
-        else:
-            start, scores = choose_k(z, subsets.held, max_components(subsets.used, d), seed, log)
-            mixture = fit_mixture(z.reshape(-1, d), start.k, seed, start=start)
-        mixtures.append(mixture)
-        used, draws = used + subsets.used, max(draws, subsets.draws)
-    chosen = [m.k for m in mixtures]
-    if by_label and config.no_label_class:  # the "no label" class samples from all of them
-        mixtures.append(_pooled(mixtures, [len(g) for g in groups]))
-    n = len(ds.train)
-    spec = {
-        "kind": contract.PRIOR_GMM,
-        "latent_dim": d,
-        "by_label": by_label,
-        "mixtures": [m.as_dict() for m in mixtures],
-        "fitted_to": {
-            "data": ds.name,
-            "images": used,
-            "of_images": n,
-            "draws_per_image": draws,
-            "what": "draws of q(z|x), the encoder's posterior, of the training images",
-            "seed": seed,
-            "rule": fit_rule(choice),
-            **({"held_out_log_density": {str(k): round(v, 4) for k, v in scores.items()}} if scores else {}),
-        },
-    }
-    ks = sorted(set(chosen))
-    count = str(ks[0]) if len(ks) == 1 else f"{ks[0]}-{ks[-1]}"
-    of = f"{used:,} of the {n:,}" if used < n else f"the {n:,}"
-    line = (
-        f"prior: a mixture of {count} full-covariance Gaussian{'s' if ks[-1] > 1 else ''}{' per class' if by_label else ''}"
-        f" fitted to {used * draws:,} draws of q(z|x) of {of} {ds.name} training images "
-        f"({'K asked for' if choice.k is not None else 'K by held-out likelihood'}; "
-        f"{time.perf_counter() - t0:.1f} s); `--prior normal` samples N(0, I)"
-    )
-    return spec, line
-
-
-def _pooled(mixtures: list[Mixture], sizes: list[int]) -> Mixture:
-    """One mixture of several, each weighted by its number of images."""
-    share = np.asarray(sizes, dtype=np.float64) / sum(sizes)
-    return Mixture(
-        np.concatenate([s * m.weights for s, m in zip(share, mixtures)]),
-        np.concatenate([m.means for m in mixtures]),
-        np.concatenate([m.cholesky for m in mixtures]),
-    )
+    return encode
 
 
 # ----------------------------------------------------------------------------- verification

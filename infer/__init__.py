@@ -11,11 +11,11 @@ The CLI's commands, one function each: vaectl.infer.commands (generate, reconstr
 data_images) and vaectl.infer.evaluate.evaluate_onnx.
 """
 
+from ..prior import MixturePrior, NormalPrior, Prior, priors_of
 from .describe import describe_model, format_description
 from .inputs import prepare_images
 from .latent import interpolate_latents, lerp, slerp, traverse_latents
 from .output import save_image_batches, save_image_grid
-from .prior import MixturePrior, NormalPrior, Prior, priors_of
 from .safe_load import check_model_bytes, read_model_bytes
 from .sessions import Decoder, Encoder, VAEPair
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from .. import contract
 from ..contract import GraphInfo, parse_metadata
 from ..errors import plural
-from .prior import priors_of
-from .safe_load import create_session, read_model_bytes
+from ..prior import priors_of
+from .safe_load import create_session, model_metadata, read_model_bytes
 
 
 def describe_model(path) -> dict:
@@ -20,7 +20,7 @@ def describe_model(path) -> dict:
     data = read_model_bytes(path)
     session = create_session(data, str(path))
     meta = session.get_modelmeta()
-    props = dict(meta.custom_metadata_map)
+    props = model_metadata(session, str(path))
     info = parse_metadata(props, str(path)) if "vaectl.role" in props else None
 
     def tensors(args):

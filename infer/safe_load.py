@@ -182,3 +182,12 @@ def create_session(data: bytes, source: str, threads: int | None = None):
         except Exception as e:  # onnxruntime raises its own pybind exception types for bad models
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UserInputError(f"{source}: onnxruntime cannot load this model ({first[:300]})") from None
+
+
+def model_metadata(session, source: str) -> dict[str, str]:
+    """The graph's metadata_props as a dict; UserInputError when a value is not UTF-8 text (a corrupt file:
+    onnxruntime decodes them only when asked)."""
+    try:
+        return dict(session.get_modelmeta().custom_metadata_map)
+    except UnicodeDecodeError:
+        raise UserInputError(f"{source}: its metadata is not valid text: the file is corrupt") from None

@@ -15,10 +15,10 @@ from ..contract import GraphInfo, parse_metadata
 from ..errors import UserInputError, arg, note, plural
 from ..files import to_uint8_images
 from ..models.config import VAEConfig, check_guidance, class_index
+from ..prior import Prior, compose, prior_named, priors_of
 from .inputs import prepare_images
 from .latent import interpolate_latents, traverse_latents
-from .prior import Prior, compose, prior_named, priors_of
-from .safe_load import create_session, read_model_bytes
+from .safe_load import create_session, model_metadata, read_model_bytes
 
 DEFAULT_BATCH_SIZE = 256
 ALL_LABELS = "all"
@@ -61,7 +61,7 @@ class _Session:
         self.path = graph_path(path, self.role)
         source = str(self.path)
         self.session = create_session(read_model_bytes(self.path, self.role), source, threads)
-        self.info: GraphInfo = parse_metadata(self.session.get_modelmeta().custom_metadata_map, source)
+        self.info: GraphInfo = parse_metadata(model_metadata(self.session, source), source)
         if self.info.role != self.role:
             raise UserInputError(
                 f"{source} is an exported {self.info.role}, but {an(self.role)} is expected here "
@@ -182,7 +182,7 @@ class _Session:
 class Decoder(_Session):
     """`decoder.onnx`: z (N, D) [+ label (N,)] -> image (N, C, H, W) in [0, 1].
 
-    Sampling draws z from a prior (vaectl.infer.prior): by default the one the export fitted to the encoded
+    Sampling draws z from a prior (vaectl.prior): by default the one the export fitted to the encoded
     training data when the graph carries one, else N(0, I); `prior="normal"` (or a Prior) picks another."""
 
     role = "decoder"

@@ -129,10 +129,12 @@ def test_traverse_from_an_image_starts_at_its_posterior_mean(mlp_graphs, eight, 
     assert r.exit_code == 0, r.stderr
     grid = read_png(out)
     assert grid.shape == grid_shape(1, 5)
-    z = np.tile(mu, (5, 1))  # components 1.. stay at the encoder's mu; component 0 sweeps -3..3
-    z[:, 0] = np.linspace(-3, 3, 5)
+    # components 1.. stay at the encoder's mu; component 0 sweeps the prior's mean -3..3 standard deviations
+    mean, std = dec.prior().moments()
+    z = np.tile(mu, (5, 1))
+    z[:, 0] = (mean[0] + std[0] * np.linspace(-3, 3, 5)).astype(np.float32)
     assert np.array_equal(grid_cells(grid, 1, 5), dec.decode(z))
-    prior = dec.decode(np.stack([np.r_[v, np.zeros(3, np.float32)] for v in np.linspace(-3, 3, 5)]))
+    prior = dec.decode(np.stack([np.r_[v, mean[1:].astype(np.float32)] for v in z[:, 0]]))
     assert not np.array_equal(grid_cells(grid, 1, 5), prior)  # not the default start at the prior's mean
 
     every = tmp_path / "all.png"
@@ -158,7 +160,7 @@ def test_traverse_from_an_image_starts_at_its_posterior_mean(mlp_graphs, eight, 
     by_kl = sorted(range(4), key=lambda d: -dec.info.kl_per_dim[d])  # rows: most informative first
     for row, d in enumerate(by_kl):
         z = np.tile(mu, (3, 1))
-        z[:, d] = [-2, 0, 2]
+        z[:, d] = (mean[d] + std[d] * np.array([-2.0, 0.0, 2.0])).astype(np.float32)
         assert np.array_equal(got[row], dec.decode(z)), d
 
 
@@ -185,8 +187,9 @@ def test_traverse_from_an_image_with_a_conditional_pair(conditional_graphs, eigh
         out,
     )
     assert r.exit_code == 0, r.stderr
+    mean, std = dec.prior().moments(8)
     z = np.tile(mu, (4, 1))
-    z[:, 2] = np.linspace(-3, 3, 4)
+    z[:, 2] = (mean[2] + std[2] * np.linspace(-3, 3, 4)).astype(np.float32)
     assert np.array_equal(grid_cells(read_png(out), 1, 4), dec.decode(z, label=8))
 
 

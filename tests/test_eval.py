@@ -60,7 +60,7 @@ def test_iwae_converges_to_the_exact_nll_and_elbo_parts_match_closed_forms():
 
 
 def _mixture_prior(weights, means, stds):
-    from vaectl.infer.prior import MixturePrior
+    from vaectl.prior import MixturePrior
 
     return MixturePrior(
         {
@@ -92,7 +92,7 @@ def test_a_mixture_that_is_n01_scores_exactly_like_n01():
     report = score(encode, decode, x, None, likelihood="bernoulli", k=50, prior=_mixture_prior([1.0], [0.0], [1.0]))
     assert report.iwae_nll_prior == pytest.approx(report.iwae_nll, abs=1e-9)
     assert report.neg_elbo_prior == pytest.approx(report.neg_elbo, abs=0.05)  # Monte Carlo KL vs closed form
-    from vaectl.infer.prior import NormalPrior
+    from vaectl.prior import NormalPrior
 
     plain = score(encode, decode, x, None, likelihood="bernoulli", k=50, prior=NormalPrior(1))
     assert plain.prior is None and plain.iwae_nll_prior is None and plain.iwae_nll == report.iwae_nll

@@ -35,7 +35,6 @@ from vaectl.explore import load_explore_model, make_server, write_site
 from vaectl.explore.model import MAP_IMAGES, draws
 from vaectl.explore.server import MAX_UPLOAD_BYTES, STATIC, VENDOR, allowed_hosts, runtime_files
 from vaectl.infer import Decoder, Encoder, describe_model, prepare_images
-from vaectl.infer.prior import NormalPrior
 
 
 @contextmanager
@@ -159,7 +158,10 @@ def test_info_json_describes_the_model_as_vaectl_info_does(mlp_server, mlp_graph
     assert info["guidance"] is None and info["row_context"] is False and info["num_classes"] == 0
     assert info["label_names"] == [] and info["beta"] == Decoder(mlp_graphs / "decoder.onnx").config.beta
     assert info["map"] == {"available": True, "count": MAP_IMAGES}
-    assert info["priors"] == [{"name": "normal", "description": NormalPrior.description}]
+    # the fitted prior the export carries first (the page's default), N(0, I) second
+    priors = Decoder(mlp_graphs / "decoder.onnx").priors
+    assert [p["name"] for p in info["priors"]] == ["gmm", "normal"]
+    assert info["priors"] == [{"name": p.name, "description": p.description} for p in priors]
 
 
 def test_components_follow_the_one_informative_rule_of_the_contract(mlp_server, mlp_graphs):
@@ -226,10 +228,11 @@ def test_the_page_starts_on_the_first_test_images_encoding(mlp_model, guided_gra
     guided = load_explore_model(guided_graphs)  # a conditional model starts on that image's own class
     assert guided.info["start"]["label"] == guided.map["labels"][0]
     alone = load_explore_model(decoder=guided_graphs / "decoder.onnx")  # no map: the default prior's first draw
+    dec = Decoder(guided_graphs / "decoder.onnx")
     assert alone.info["start"] == {
-        "z": np.random.default_rng(0).standard_normal((1, 4)).astype(np.float32)[0].tolist(),
+        "z": dec.latents(1, 0, label=0)[0].tolist(),  # what `vaectl generate --seed 0 --label 0` decodes first
         "label": 0,
-        "what": "a draw from the normal prior (seed 0)",
+        "what": "a draw from the gmm prior (seed 0)",
     }
 
 
@@ -264,6 +267,11 @@ def test_draws_are_the_priors_parts_for_the_seed(mlp_server, mlp_graphs):
     )
     # Decoder.latents (what generate and interpolate --seed-a use) is center + t * offset rounded to float32
     dec = Decoder(mlp_graphs / "decoder.onnx")
+    assert np.array_equal(
+        (center + 0.7 * offset).astype(np.float32), dec.latents(5, 7, temperature=0.7, prior="normal")
+    )
+    # the fitted prior (the default): its parts for the seed, the latents generate draws
+    center, offset = parts(request(mlp_server, "/api/draws.json?prior=gmm&seed=7&n=5&label=")[2])
     assert np.array_equal((center + 0.7 * offset).astype(np.float32), dec.latents(5, 7, temperature=0.7))
     for query in (
         "prior=normal&seed=-1&n=5&label=",
@@ -273,7 +281,7 @@ def test_draws_are_the_priors_parts_for_the_seed(mlp_server, mlp_graphs):
         "prior=normal&seed=1&n=100000&label=",
         "prior=normal&seed=1&seed=2&n=1&label=",
         "prior=normal&seed=%C2%B2&n=1&label=",  # a superscript two: a digit to str.isdigit, not to int()
-        "prior=gmm&seed=1&n=1&label=",
+        "prior=flow&seed=1&n=1&label=",
         "seed=1&n=1&label=",
         "prior=normal&seed=1&n=1&label=3",  # an unconditional model takes no label
         "prior=normal&seed=1&n=1",

@@ -33,7 +33,7 @@ from vaectl.contract import INFORMATIVE_RULE, informative_dims
 from vaectl.data import load_data
 from vaectl.explore import load_explore_model, write_site
 from vaectl.infer import Decoder, Encoder, prepare_images
-from vaectl.infer.prior import priors_of
+from vaectl.prior import priors_of
 
 CHROMIUM = Path("/usr/bin/chromium")
 ATOL = 1e-5  # browser (WASM) against Python onnxruntime on the same z
@@ -705,8 +705,6 @@ def test_interpolation_and_traversal_are_vaectls(pages, tmp_path):
             "interpolate",
             "--decoder",
             decoder,
-            "--prior",
-            "normal",
             "--seed-a",
             0,
             "--seed-b",
@@ -852,8 +850,8 @@ def test_a_decoder_alone_has_no_map_and_the_page_says_why(browser, mlp_graphs):
             page.page.inner_text("#map-note") == "No map: no encoder.onnx: the map needs the encoder to place images."
         )
         assert "Needs encoder.onnx" in page.page.inner_text("#upload-note")
-        z = np.random.default_rng(0).standard_normal((1, 4)).astype(np.float32)  # the prior's first draw, seed 0
-        assert page.page.inner_text("#z-source") == "z: a draw from the normal prior (seed 0)."
+        z = Decoder(mlp_graphs / "decoder.onnx").latents(1, 0)  # the default (fitted) prior's first draw, seed 0
+        assert page.page.inner_text("#z-source") == "z: a draw from the gmm prior (seed 0)."
         assert (
             np.abs(
                 np.array(page.js("window.vaectl.last.image")) - python_decode(mlp_graphs / "decoder.onnx", z).ravel()

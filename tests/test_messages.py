@@ -109,8 +109,8 @@ def test_library_errors_name_the_python_parameter_and_the_cli_its_flag(mlp_graph
          ["traverse", "--decoder", dec, "--dim", 9, "--out", tmp_path / "t.png"], "--dim 9 is out of range"),
         (lambda: commands.traverse(dec, tmp_path / "t.png", dims=[0], all_dims=True), "give dims or all_dims=True",
          ["traverse", "--decoder", dec, "--dim", 0, "--all", "--out", tmp_path / "t.png"], "give --dim or --all, not"),
-        (lambda: commands.generate(dec, 4), "give one of out FILE.png (one grid) or out_dir DIR",
-         ["generate", "--decoder", dec], "give one of --out FILE.png (one grid) or --out-dir DIR"),
+        (lambda: commands.generate(dec, 4), "give one of out FILE.png (one grid), out FILE.npy (one uint8 array) or out_dir DIR",
+         ["generate", "--decoder", dec], "give one of --out FILE.png (one grid), --out FILE.npy (one uint8 array) or --out-dir DIR"),
         (lambda: commands.data_images(count=0, out=tmp_path / "d.png"), "count must be at least 1",
          ["data-images", "-n", 0, "--out", tmp_path / "d.png"], "-n must be at least 1"),
     ]  # fmt: skip

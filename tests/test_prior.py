@@ -13,9 +13,9 @@ from conftest import cli, expect_usage_error
 from vaectl import contract
 from vaectl.contract import build_metadata, parse_metadata
 from vaectl.errors import UserInputError
-from vaectl.export.mixture import Mixture, fit_mixture, kmeans_plus_plus, m_step, pair_products
-from vaectl.infer.prior import MixturePrior, NormalPrior, mixture_moments, prior_named, priors_of
 from vaectl.models import VAEConfig
+from vaectl.prior import MixturePrior, NormalPrior, mixture_moments, prior_named, priors_of
+from vaectl.prior.mixture import Mixture, fit_mixture, kmeans_plus_plus, m_step, pair_products
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -119,7 +119,7 @@ def test_em_continued_from_a_start_keeps_its_components_and_climbs():
 
 
 def test_the_fit_is_bounded_subsampling_a_large_dataset_in_a_seeded_order():
-    from vaectl.export.prior import FIT_DRAWS, HOLDOUT_DRAWS, MIN_DRAWS, Subsets
+    from vaectl.prior.fit import FIT_DRAWS, HOLDOUT_DRAWS, MIN_DRAWS, Subsets
 
     small = Subsets.of(4_000, seed=0)  # the embedded sample: every image, several draws each
     assert (small.used, small.draws, small.held) == (4_000, math.ceil(MIN_DRAWS / 4_000), 400)
@@ -322,9 +322,10 @@ def test_export_fits_a_prior_to_draws_of_the_posterior_and_every_variant_carries
     import onnx
 
     from vaectl.data import load_mnist_sample
-    from vaectl.export.prior import fit_prior, parse_choice, posterior_draws
+    from vaectl.export.prior import torch_encoder
     from vaectl.infer import Decoder, Encoder
     from vaectl.models.checkpoint import load_model
+    from vaectl.prior.fit import fit_prior, parse_choice, posterior_draws
 
     props = {p.key: p.value for p in onnx.load(str(mlp_graphs / "decoder.onnx")).metadata_props}
     fp16 = {p.key: p.value for p in onnx.load(str(mlp_graphs / "decoder.fp16.onnx")).metadata_props}
@@ -337,13 +338,13 @@ def test_export_fits_a_prior_to_draws_of_the_posterior_and_every_variant_carries
     assert k == max(map(int, fitted["held_out_log_density"]), key=lambda c: fitted["held_out_log_density"][str(c)])
     # the same fit again, from the checkpoint: deterministic
     model, _ = load_model(tiny_mlp_run)
-    again, line = fit_prior(model, load_mnist_sample(), parse_choice(None))
+    again, line = fit_prior(torch_encoder(model), model.config, load_mnist_sample(), parse_choice(None))
     assert json.loads(json.dumps(again)) == doc
     assert f"mixture of {k} full-covariance Gaussian" in line and "4,000 mnist-sample training images" in line
     # it was fitted to draws of q(z|x), not to the means: it scores fresh draws of the test images better than
     # N(0, I) does, and their means (no spread) would make a much narrower mixture
     ds = load_mnist_sample()
-    draws = posterior_draws(model, ds.test, None, 1, seed=9)[:, 0]
+    draws = posterior_draws(torch_encoder(model), ds.test, None, 1, seed=9)[:, 0]
     prior = Decoder(mlp_graphs / "decoder.onnx").prior()
     assert (
         prior.log_density(draws).mean() > Decoder(mlp_graphs / "decoder.onnx").prior("normal").log_density(draws).mean()
@@ -395,7 +396,7 @@ def test_a_checkpoint_without_its_data_exports_with_n01_and_says_so(tmp_path):
 
 def test_export_verifies_the_prior_it_publishes(tiny_mlp_run, tmp_path, monkeypatch):
     """A sampler that disagrees with the parameters (here: L^T instead of L) fails the export; nothing is written."""
-    from vaectl.infer import prior as prior_module
+    from vaectl import prior as prior_module
 
     good_parts = prior_module.MixturePrior.parts
 

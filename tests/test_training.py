@@ -91,11 +91,13 @@ def test_metrics_record_every_field_consistently(tiny_mlp_run):
         assert set(r) >= METRIC_FIELDS
         assert len(r["kl_per_dim"]) == cfg["model"]["latent_dim"] == 4
         assert 0 <= r["active_units"] <= 4
-        assert r["val_loss"] == pytest.approx(r["val_recon"] + r["val_kl"], rel=1e-6)  # beta 1
-        # beta 1: the weighted KL is the KL (train: loss - recon, float32 rounding of the per-batch losses apart)
-        assert r["val_weighted_kl"] == r["val_kl"] and r["train_weighted_kl"] == pytest.approx(r["train_kl"], abs=1e-3)
+        beta = cfg["model"]["beta"]  # the default's (no warm-up: every step's)
+        assert r["val_loss"] == pytest.approx(r["val_recon"] + beta * r["val_kl"], rel=1e-6)
+        # the weighted KL is beta x the KL (train: loss - recon, float32 rounding of the per-batch losses apart)
+        assert r["val_weighted_kl"] == pytest.approx(beta * r["val_kl"], rel=1e-6)
+        assert r["train_weighted_kl"] == pytest.approx(beta * r["train_kl"], abs=1e-3)
         assert r["val_kl"] == pytest.approx(sum(r["kl_per_dim"]), abs=1e-3)
-        assert r["train_loss"] == pytest.approx(r["train_recon"] + r["train_kl"], rel=1e-6)
+        assert r["train_loss"] == pytest.approx(r["train_recon"] + beta * r["train_kl"], rel=1e-6)
         assert r["informative_dims"] == len(informative_dims(r["kl_per_dim"]))
         assert r["seconds"] > 0 and r["images_per_sec"] > 0
 
@@ -173,16 +175,17 @@ def test_beta_at(epochs_done, beta, warmup, expected):
 
 
 def test_kl_warmup_ramps_the_beta_a_run_trains_and_logs(tmp_path, tiny_idx_dir):
-    """--kl-warmup 2 on 4 steps an epoch: beta at each epoch's last step is 2 x (epoch - 1 + 3/4) / 2 x beta."""
+    """--kl-warmup 2 on 4 steps an epoch: beta at each epoch's last step is (epoch - 1 + 3/4) / 2 x the run's beta."""
     quick_train(tmp_path / "run", tiny_idx_dir, epochs=3, kl_warmup=2.0, schedule="constant")
+    beta = json.loads((tmp_path / "run" / "config.json").read_text())["model"]["beta"]
     records = read_metrics(tmp_path / "run")
-    assert [r["beta"] for r in records] == pytest.approx([0.375, 0.875, 1.0])
+    assert [r["beta"] for r in records] == pytest.approx([0.375 * beta, 0.875 * beta, beta])
     for r, (low, high) in zip(records, [(0.0, 0.375), (0.5, 0.875), (1.0, 1.0)]):
         # the KL entered the training loss with that epoch's betas: weighted / raw KL lies between them
         # (train_weighted_kl is loss - recon: float32 rounding of the per-batch losses apart)
-        assert low - 1e-4 <= r["train_weighted_kl"] / r["train_kl"] <= high + 1e-4
+        assert low * beta - 1e-4 <= r["train_weighted_kl"] / r["train_kl"] <= high * beta + 1e-4
         assert r["train_loss"] == pytest.approx(r["train_recon"] + r["train_weighted_kl"], abs=1e-9)
-        assert r["val_weighted_kl"] == r["val_kl"]  # validation weighs the KL with the run's beta (1)
+        assert r["val_weighted_kl"] == pytest.approx(beta * r["val_kl"], rel=1e-6)  # the run's beta, not the ramp's
 
 
 # ----------------------------------------------------------------------------- the epoch line

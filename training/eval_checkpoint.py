@@ -6,10 +6,10 @@ import numpy as np
 import torch
 
 from ..data import MNIST_SAMPLE, recorded_data_dir
+from ..data.sources import load_training_data
 from ..errors import UserInputError, arg
 from ..models.checkpoint import load_model
 from ..scoring import EvalReport, score
-from .data import load_training_data
 
 
 def eval_dataset(ckpt: dict, data_dir=None, dataset: str | None = None):
@@ -45,7 +45,7 @@ def evaluate_checkpoint(
     """Score a checkpoint under N(0, I) and under the prior `vaectl export` would fit to it (`prior`: export's
     --prior, normal, gmm or gmm:K [gmm when the training data is at hand]; the report names it); `log` gets a
     line when none could be fitted."""
-    from ..export.prior import parse_choice
+    from ..prior.fit import parse_choice
 
     choice = parse_choice(prior)
     if k < 1:
@@ -55,7 +55,6 @@ def evaluate_checkpoint(
     model, ckpt = load_model(source, last=last)
     cfg = ckpt["config"]
     ds = eval_dataset(ckpt, data_dir, dataset)
-    fitted = _fitted_prior(model, ckpt, choice, log)
     images = ds.test[:n]
     labels = None
     if cfg.num_classes:
@@ -81,6 +80,7 @@ def evaluate_checkpoint(
             model.decoder.base_logits(torch.from_numpy(z), as_label(y)) + torch.from_numpy(context)
         ).numpy()
 
+    fitted = _fitted_prior(encode, cfg, ckpt, choice, log)
     report = score(
         encode,
         decode,
@@ -98,10 +98,10 @@ def evaluate_checkpoint(
     return report
 
 
-def _fitted_prior(model, ckpt: dict, choice, log):
+def _fitted_prior(encode, cfg, ckpt: dict, choice, log):
     """The mixture export would write into the decoder (the same fit: same data, same seed), or None."""
-    from ..export.prior import fit_prior, training_data
-    from ..infer.prior import MixturePrior
+    from ..prior import MixturePrior
+    from ..prior.fit import fit_prior, training_data
 
     if choice.kind == "normal":
         return None
@@ -113,5 +113,5 @@ def _fitted_prior(model, ckpt: dict, choice, log):
         if log is not None:
             log(f"prior: none fitted, the training data is not at hand ({e}); scoring under N(0, I) only")
         return None
-    spec, _ = fit_prior(model, ds, choice)
+    spec, _ = fit_prior(encode, cfg, ds, choice)
     return MixturePrior(spec)

@@ -13,12 +13,12 @@ import torch
 from .. import __version__
 from ..contract import informative_dims
 from ..data import print_notes
+from ..data.sources import load_training_data
 from ..errors import UserInputError, arg, plural
 from ..models import VAEConfig
 from ..models.checkpoint import load_checkpoint, resolve_checkpoint
 from ..models.vae import VAE
 from .config import TrainConfig
-from .data import load_training_data
 from .runtime import Processes, to_host
 
 # After a resume, rank r > 0 reseeds from (seed, r, step); the stride is a prime larger than any realistic

@@ -1,7 +1,7 @@
 """A full-covariance Gaussian mixture fitted by EM, numpy only: k-means++ start, a covariance floor.
 
     mixture = fit_mixture(points, k=8, seed=0)     # points float64 (N, D)
-    mixture.log_density(points)                    # (N,), the same density vaectl.infer.prior evaluates
+    mixture.log_density(points)                    # (N,), the same density vaectl.prior evaluates
 Deterministic for a seed (one numpy Generator drives every random choice).
 """
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..infer.prior import LOG_2PI, component_log_densities, log_sum_exp
+from . import LOG_2PI, component_log_densities, log_sum_exp
 
 MAX_ITER = 100
 TOL = 1e-3  # stop when the mean log-likelihood per point gains less than this (nats)

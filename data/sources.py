@@ -1,4 +1,4 @@
-"""Training data: the torch-free loaders in vaectl.data, plus torchvision datasets (which download)."""
+"""The data a training run names: vaectl.data's torch-free loaders, plus torchvision datasets (which download)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import MNIST_SAMPLE, ImageDataset, load_data, resize_dataset
 from ..errors import UserInputError
+from . import MNIST_SAMPLE, ImageDataset, load_data, resize_dataset
 
 TORCHVISION_DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST", "cifar10": "CIFAR10"}
 DATASET_CHOICES = (MNIST_SAMPLE, *TORCHVISION_DATASETS)
