@@ -201,7 +201,7 @@ def _train(tcfg, model, preset, resume, log, resume_epochs, overwrite, saved, fi
             trim_metrics(out / "metrics.jsonl", progress.epoch)
         log(describe_run(cfg, ds, x_train, x_val, procs))
 
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # the bar is for terminals (show_bar); tqdm.auto would warn in Jupyter without ipywidgets
 
     show_bar = procs.main and sys.stderr.isatty()
     summary = {"out": str(out), "epochs": tcfg.epochs, "best_val": progress.best_val}
