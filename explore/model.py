@@ -1,5 +1,6 @@
 """What the explorer page needs from Python, built once at start: the graphs, info.json, the latent map,
-the training run's curves, and numpy's N(0, I) draws (so a seed gives the grid `vaectl generate --seed` gives)."""
+the training run's curves, and the priors' draws for a seed (so a seed gives the grid `vaectl generate --seed`
+gives: the page only applies the temperature, as vaectl.infer.prior describes)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
+from .. import __version__, contract
 from ..errors import UserInputError
 from ..infer import Decoder, Encoder, VAEPair, describe_model
+from ..infer.prior import Prior, priors_of
 
 # variant -> the file name in an export, and the page's URL models/NAME whatever the file is called
 VARIANTS = (("fp32", "decoder.onnx"), ("fp16", "decoder.fp16.onnx"), ("int8", "decoder.int8.onnx"))
 MAP_IMAGES = 500  # test images encoded for the latent map (posterior means)
-MAX_DRAWS = 4096  # the most N(0, I) rows one /api/normals.json request returns
+MAX_DRAWS = 4096  # the most rows one /api/draws.json request returns
 GRID_FILE = re.compile(r"samples_epoch(\d{3,6})\.png")
 
 
@@ -32,6 +34,7 @@ class ExploreModel:
     map: dict = field(default_factory=dict)
     run: dict = field(default_factory=dict)
     run_grids: dict[str, Path] = field(default_factory=dict)  # "samples_epoch001.png" -> path
+    priors: list[Prior] = field(default_factory=list)  # the decoder's priors, the default first
 
     @property
     def latent_dim(self) -> int:
@@ -84,6 +87,7 @@ def load_explore_model(source=None, decoder=None, encoder=None, data_dir=None) -
         ):
             raise UserInputError(f"{path} and {decoders['fp32']} come from different models")
     pair = VAEPair(Encoder(enc), dec) if enc is not None else None
+    model.priors = priors_of(dec.info)
     model.map = build_map(pair, model.data_dir)
     model.run, model.run_grids = read_run(run_dir)
     model.info = build_info(model, dec)
@@ -97,31 +101,53 @@ def _card(path: Path) -> dict:
     return card
 
 
+def component_order(model: ExploreModel, dec: Decoder) -> tuple[list[float] | None, str]:
+    """The KL per latent dimension that orders the components, and where it comes from: the one the export
+    recorded (what `vaectl info` and `vaectl traverse` use), else the run's last epoch, else the map's images."""
+    if dec.info.kl_per_dim is not None:
+        return list(dec.info.kl_per_dim), "KL per dimension on the validation images (recorded at export)"
+    metrics = model.run.get("metrics")
+    if metrics and metrics[-1].get("kl_per_dim") and len(metrics[-1]["kl_per_dim"]) == dec.latent_dim:
+        return metrics[-1]["kl_per_dim"], "KL per dimension on the validation images (metrics.jsonl, last epoch)"
+    if model.map.get("kl_per_dim") is not None:
+        return model.map["kl_per_dim"], "KL per dimension of the encoded test images"
+    return None, "latent index (this export records no KL per dimension)"
+
+
 def build_info(model: ExploreModel, dec: Decoder) -> dict:
     cfg = dec.info.config
     card = _card(model.decoders["fp32"])
-    guidance = next((t for t in card["inputs"] if t["name"] == "guidance"), None)
-    order, order_by = list(range(dec.latent_dim)), "latent index"
-    kl = model.map.get("kl_per_dim")
-    if kl is not None:
-        order_by = "KL per dimension of the encoded test images"
-    elif dec.info.kl_per_dim is not None:
-        kl, order_by = list(dec.info.kl_per_dim), "KL per dimension (recorded at export)"
-    elif model.run.get("metrics") and model.run["metrics"][-1].get("kl_per_dim"):
-        kl, order_by = model.run["metrics"][-1]["kl_per_dim"], "KL per dimension (metrics.jsonl, last epoch)"
-    if kl is not None and len(kl) == dec.latent_dim:
-        order = [int(i) for i in np.argsort(-np.asarray(kl, dtype=np.float64), kind="stable")]
+    guidance = next((t for t in card["inputs"] if t["name"] == contract.GUIDANCE), None)
+    kl, order_by = component_order(model, dec)
+    informative = contract.informative_dims(kl) if kl is not None else list(range(dec.latent_dim))
+    order = informative + [
+        d for d in np.argsort(-np.asarray(kl or [0.0] * dec.latent_dim), kind="stable").tolist() if d not in informative
+    ]
+    class_names = list(dec.class_names) if dec.conditional else []
     return {
         "vaectl_version": __version__,
         "latent_dim": dec.latent_dim,
         "image_shape": list(dec.image_shape),
         "num_classes": dec.num_classes,
-        "class_names": list(dec.class_names) if dec.conditional else [],
+        "class_names": class_names,
+        # every value the graphs' label input takes, by index: the classes, then "none" for a model trained with
+        # label dropout (its unconditional class)
+        "label_names": class_names + (["none"] if cfg.no_label_class else []),
         "likelihood": cfg.likelihood,
+        "beta": cfg.beta,
         "arch": cfg.arch,
         "dataset": cfg.dataset,
         "row_context": cfg.row_context,
         "guidance": {"shape": guidance["shape"], "default": guidance["default"]} if guidance else None,
+        # the graphs' tensor names, from the contract: the page feeds and reads these, nothing else
+        "tensors": {
+            "z": contract.Z,
+            "label": contract.LABEL,
+            "guidance": contract.GUIDANCE,
+            "image": contract.IMAGE,
+            "mu": contract.MU,
+            "logvar": contract.LOGVAR,
+        },
         "decoder": card,
         "encoder": _card(model.encoder) if model.encoder else None,
         "variants": [
@@ -132,7 +158,15 @@ def build_info(model: ExploreModel, dec: Decoder) -> dict:
         "order": order,
         "order_by": order_by,
         "kl_per_dim": kl,
-        "map": {k: model.map[k] for k in ("available", "reason", "method", "count", "explained") if k in model.map},
+        # the one rule for "informative" (vaectl info, traverse and the training log use it too)
+        "informative": {
+            "dims": informative if kl is not None else None,
+            "threshold": contract.INFORMATIVE_KL,
+            "rule": contract.INFORMATIVE_RULE,
+        },
+        "priors": [{"name": p.name, "description": p.description} for p in model.priors],  # the default first
+        "start": start_point(model, dec),
+        "map": {k: model.map[k] for k in ("available", "reason", "count") if k in model.map},
         "run": {
             "available": bool(model.run),
             "epochs": len(model.run.get("metrics", [])),
@@ -143,9 +177,30 @@ def build_info(model: ExploreModel, dec: Decoder) -> dict:
     }
 
 
+def start_point(model: ExploreModel, dec: Decoder) -> dict:
+    """The z the page opens on: a real image's encoding (z = 0 decodes to a grey blob on some models), else
+    the default prior's first draw for seed 0."""
+    if model.map.get("available"):
+        label = model.map["labels"][0] if model.map["labels"] is not None else None
+        name = f" (a {model.map['label_names'][label]})" if label is not None and model.map["label_names"] else ""
+        return {
+            "z": model.map["mu"][0],
+            "label": label if dec.conditional else None,
+            "what": f"the posterior mean of test image 1{name}",
+        }
+    prior = model.priors[0]
+    labels = np.zeros(1, np.int64) if dec.conditional else None
+    center, offset = prior.draw_parts(1, np.random.default_rng(0), labels)
+    return {
+        "z": (center + offset).astype(np.float32)[0].tolist(),
+        "label": 0 if dec.conditional else None,
+        "what": f"a draw from the {prior.name} prior (seed 0)",
+    }
+
+
 def build_map(pair: VAEPair | None, data_dir) -> dict:
-    """Posterior means of up to MAP_IMAGES test images, in 2-D: the latent itself when D = 2, else PCA
-    (computed once here, in numpy). Also the KL per dimension that orders the sliders."""
+    """Posterior means of up to MAP_IMAGES test images (the page draws two components of them, in prior units),
+    their labels and pixels, and the KL per dimension of their encodings."""
     if pair is None:
         return {"available": False, "reason": "no encoder.onnx: the map needs the encoder to place images"}
     from ..data import MNIST_SAMPLE, load_data
@@ -166,17 +221,9 @@ def build_map(pair: VAEPair | None, data_dir) -> dict:
     mu, logvar = pair.encoder.encode(images, label=labels if cfg.num_classes else None)
     mu64, lv64 = mu.astype(np.float64), logvar.astype(np.float64)
     kl = (0.5 * (mu64**2 + np.exp(lv64) - lv64 - 1.0)).mean(0)
-    if mu.shape[1] <= 2:
-        points, method, explained = mu64[:, :2], "latent", None
-    else:
-        points, explained = pca_2d(mu64)
-        method = "pca"
     return {
         "available": True,
-        "method": method,
         "count": len(mu),
-        "explained": explained,
-        "points": np.round(points, 5).tolist(),
         "mu": mu.tolist(),
         "labels": None if labels is None else labels.tolist(),
         "label_names": list(ds.class_names) if labels is not None else [],
@@ -185,18 +232,9 @@ def build_map(pair: VAEPair | None, data_dir) -> dict:
     }
 
 
-def pca_2d(x: np.ndarray) -> tuple[np.ndarray, list[float]]:
-    """The first two principal components of x (N, D): (N, 2) scores, explained variance ratios.
-    Each component's sign makes its largest loading positive, so the picture does not flip between runs."""
-    centered = x - x.mean(0)
-    _, s, vt = np.linalg.svd(centered, full_matrices=False)
-    vt = vt[:2] * np.sign(vt[:2][np.arange(2), np.abs(vt[:2]).argmax(1)])[:, None]
-    total = float((s**2).sum()) or 1.0
-    return centered @ vt.T, [round(float(v) ** 2 / total, 4) for v in s[:2]]
-
-
 def read_run(run_dir: Path | None) -> tuple[dict, dict[str, Path]]:
-    """metrics.jsonl records and the per-epoch sample grids of a training run."""
+    """metrics.jsonl records, the informative components per epoch (contract.informative_dims) and the
+    per-epoch sample grids of a training run."""
     if run_dir is None:
         return {}, {}
     metrics = []
@@ -205,15 +243,50 @@ def read_run(run_dir: Path | None) -> tuple[dict, dict[str, Path]]:
             metrics.append(json.loads(line))
         except json.JSONDecodeError:
             continue  # a line cut short by a crash: the rest still draws
+    informative = [
+        len(contract.informative_dims(m["kl_per_dim"])) if m.get("kl_per_dim") is not None else None for m in metrics
+    ]
     grids = {p.name: p for p in sorted((run_dir / "images").glob("samples_epoch*.png")) if GRID_FILE.fullmatch(p.name)}
-    return {"metrics": metrics, "grids": [f"run/{name}" for name in grids]}, grids
+    return {"metrics": metrics, "informative": informative, "grids": [f"run/{name}" for name in grids]}, grids
 
 
-def normals(latent_dim: int, seed: int, count: int) -> list[list[float]]:
-    """The first `count` rows of np.random.default_rng(seed).standard_normal((., D)), float64, as `vaectl
-    generate` draws them (the page scales by the temperature and rounds to float32 as Decoder does)."""
+def draw_labels(spec: str, n: int, num_classes: int, label_slots: int) -> tuple[np.ndarray | None, int]:
+    """The labels `vaectl generate` decodes n images with, and how many rows the prior draws, for the page's
+    label choice: "" (an unconditional model), a label index ("--label K"), "cycle" (no --label: the classes in
+    turn), "all" (--label all: n per class, class-major) or "all-same" (--label all --same-z: n draws shared by
+    every class)."""
+    if not num_classes:
+        if spec != "":
+            raise UserInputError("this model takes no label")
+        return None, n
+    if spec == "cycle":
+        return np.arange(n, dtype=np.int64) % num_classes, n
+    if spec == "all":
+        return np.arange(n * num_classes, dtype=np.int64) // n, n * num_classes
+    if spec == "all-same":
+        return None, n
+    if re.fullmatch(r"[0-9]{1,4}", spec) and int(spec) < label_slots:
+        return np.full(n, int(spec), dtype=np.int64), n
+    raise UserInputError(f"label must be a label index below {label_slots}, cycle, all or all-same; got {spec!r}")
+
+
+def draws(model: ExploreModel, prior_name: str, seed: int, n: int, label: str) -> dict:
+    """The prior's (center, offset) rows for a seed, float64 little-endian in base64: the page's latents are
+    float32(center + temperature * offset), exactly those of `vaectl generate --seed` (vaectl.infer.prior)."""
+    prior = next((p for p in model.priors if p.name == prior_name), None)
+    if prior is None:
+        raise UserInputError(f"unknown prior {prior_name!r}; this model has {', '.join(p.name for p in model.priors)}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UserInputError(f"a seed is a non-negative integer, got {seed!r}")
-    if not 1 <= count <= MAX_DRAWS:
-        raise UserInputError(f"count must be 1..{MAX_DRAWS}, got {count}")
-    return np.random.default_rng(seed).standard_normal((count, latent_dim)).tolist()
+    if not 1 <= n <= MAX_DRAWS:
+        raise UserInputError(f"n must be 1..{MAX_DRAWS}, got {n}")
+    info = model.info
+    labels, rows = draw_labels(label, n, info["num_classes"], len(info["label_names"]))
+    if rows > MAX_DRAWS:
+        raise UserInputError(f"at most {MAX_DRAWS} rows, asked for {rows}")
+    center, offset = prior.draw_parts(rows, np.random.default_rng(seed), labels)
+
+    def b64(a: np.ndarray) -> str:
+        return base64.b64encode(np.ascontiguousarray(a, dtype="<f8").tobytes()).decode("ascii")
+
+    return {"rows": rows, "dim": model.latent_dim, "center": b64(center), "offset": b64(offset)}

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import UserInputError
 from ..infer import prepare_images
-from .model import VARIANTS, ExploreModel, normals
+from .model import VARIANTS, ExploreModel, draws
 
 STATIC = Path(__file__).parent / "static"
 VENDOR = Path(__file__).parent / "vendor"
@@ -38,6 +38,8 @@ PAGE_FILES = (
     "views.mjs",
     "panels.mjs",
     "charts.mjs",
+    "axes.mjs",
+    "plane.mjs",
 )
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
 TYPES = {
@@ -95,8 +97,11 @@ def build_routes(model: ExploreModel) -> dict[str, Route]:
     routes["/api/info.json"] = Route(TYPES[".json"], make=lambda q: info)
     routes["/api/map.json"] = Route(TYPES[".json"], make=lambda q: the_map)
     routes["/api/run.json"] = Route(TYPES[".json"], make=lambda q: run)
-    routes["/api/normals.json"] = Route(
-        TYPES[".json"], make=lambda q: _json(normals(model.latent_dim, _int_param(q, "seed"), _int_param(q, "count")))
+    routes["/api/draws.json"] = Route(
+        TYPES[".json"],
+        make=lambda q: _json(
+            draws(model, _str_param(q, "prior"), _int_param(q, "seed"), _int_param(q, "n"), _str_param(q, "label"))
+        ),
     )
     return routes
 
@@ -106,6 +111,13 @@ def _int_param(query: dict, name: str) -> int:
     if len(values) != 1 or not re.fullmatch(r"[0-9]{1,12}", values[0]):
         raise UserInputError(f"{name} must be one non-negative integer")
     return int(values[0])
+
+
+def _str_param(query: dict, name: str) -> str:
+    values = query.get(name, [])
+    if len(values) != 1 or not re.fullmatch(r"[a-z0-9_:.-]{0,40}", values[0]):
+        raise UserInputError(f"{name} must be given once, in lower-case letters, digits and -_:.")
+    return values[0]
 
 
 def decode_upload(data: bytes, image_shape) -> dict:

@@ -15,11 +15,12 @@ from pathlib import Path
 
 from ..errors import UserInputError
 from ..files import atomic_write_bytes
-from .model import VARIANTS, ExploreModel, normals
+from .model import VARIANTS, ExploreModel, draws
 from .server import PAGE_FILES, STATIC, VENDOR, runtime_files
 
 SITE_SEEDS = tuple(range(8))  # the seeds the static page offers (the server takes any)
-SITE_GRID_DRAWS = 64  # rows per seed: the page's largest grid ("all classes, same z" takes 8)
+SITE_COUNTS = (1, 16, 64)  # the page's grid sizes, and 1 for an interpolation's end or "random z"
+SITE_PER_CLASS = 8  # "all classes" grids: images per class
 
 
 def write_site(model: ExploreModel, out_dir) -> list[Path]:
@@ -27,7 +28,7 @@ def write_site(model: ExploreModel, out_dir) -> list[Path]:
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserInputError(f"{out}: exists and is not an empty directory (the site needs a folder of its own)")
-    for sub in ("ort", "models", "api", "run"):
+    for sub in ("ort", "models", "api", "api/draws", "run"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     written = []
 
@@ -46,10 +47,28 @@ def write_site(model: ExploreModel, out_dir) -> list[Path]:
         put("models/encoder.onnx", model.encoder.read_bytes())
     for name, path in model.run_grids.items():
         put(f"run/{name}", path.read_bytes())
-    seeds = {str(s): normals(model.latent_dim, s, SITE_GRID_DRAWS) for s in SITE_SEEDS}
+    for prior in model.priors:
+        for seed in SITE_SEEDS:
+            put(f"api/draws/{prior.name}-{seed}.json", _json(site_draws(model, prior.name, seed)))
     info = dict(model.info, upload=False, seeds=list(SITE_SEEDS))
-    for name, obj in (("info", info), ("map", model.map), ("run", model.run), ("seeds", seeds)):
-        put(f"api/{name}.json", json.dumps(obj, separators=(",", ":")).encode())
+    for name, obj in (("info", info), ("map", model.map), ("run", model.run)):
+        put(f"api/{name}.json", _json(obj))
     if not model.run_grids:
         (out / "run").rmdir()
     return written
+
+
+def _json(obj) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def site_draws(model: ExploreModel, prior: str, seed: int) -> dict:
+    """Every /api/draws.json answer the static page can ask for with this prior and seed, keyed "n|label"."""
+    info = model.info
+    if not info["num_classes"]:
+        queries = [(n, "") for n in SITE_COUNTS]
+    else:
+        labels = ["cycle", *(str(k) for k in range(len(info["label_names"])))]
+        queries = [(n, label) for n in SITE_COUNTS for label in labels]
+        queries += [(SITE_PER_CLASS, "all"), (SITE_PER_CLASS, "all-same")]
+    return {f"{n}|{label}": draws(model, prior, seed, n, label) for n, label in queries}

@@ -11,7 +11,9 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
-@pytest.mark.parametrize("script", ["train_speed.py", "infer_speed.py", "quality.py", "conditional.py", "gpu_speed.py"])
+@pytest.mark.parametrize(
+    "script", ["train_speed.py", "infer_speed.py", "quality.py", "conditional.py", "gpu_speed.py", "explore_speed.py"]
+)
 def test_bench_script_imports_and_shows_help(script):
     # --help runs every top-level import (vaectl internals the scripts reach into) before argparse exits
     result = subprocess.run(

@@ -28,11 +28,14 @@ from conftest import cli, expect_usage_error, make_tiny_idx_dir, sigint_as_in_a_
 from PIL import Image
 from test_untrusted import png_bomb
 
+from vaectl.contract import INFORMATIVE_KL, INFORMATIVE_RULE, informative_dims
 from vaectl.data import load_data
+from vaectl.errors import UserInputError
 from vaectl.explore import load_explore_model, make_server, write_site
-from vaectl.explore.model import MAP_IMAGES
-from vaectl.explore.server import MAX_UPLOAD_BYTES, VENDOR, allowed_hosts, runtime_files
+from vaectl.explore.model import MAP_IMAGES, draws
+from vaectl.explore.server import MAX_UPLOAD_BYTES, STATIC, VENDOR, allowed_hosts, runtime_files
 from vaectl.infer import Decoder, Encoder, describe_model, prepare_images
+from vaectl.infer.prior import NormalPrior
 
 
 @contextmanager
@@ -154,17 +157,55 @@ def test_info_json_describes_the_model_as_vaectl_info_does(mlp_server, mlp_graph
     assert [v["variant"] for v in info["variants"]] == ["fp32", "fp16"]
     assert info["variants"][1]["file"] == "models/decoder.fp16.onnx" and info["encoder_file"] == "models/encoder.onnx"
     assert info["guidance"] is None and info["row_context"] is False and info["num_classes"] == 0
-    kl = np.array(info["kl_per_dim"])
-    assert info["order"] == list(np.argsort(-kl, kind="stable")) and sorted(info["order"]) == [0, 1, 2, 3]
-    assert info["map"] == {
-        "available": True,
-        "method": "pca",
-        "count": MAP_IMAGES,
-        "explained": info["map"]["explained"],
+    assert info["label_names"] == [] and info["beta"] == Decoder(mlp_graphs / "decoder.onnx").config.beta
+    assert info["map"] == {"available": True, "count": MAP_IMAGES}
+    assert info["priors"] == [{"name": "normal", "description": NormalPrior.description}]
+
+
+def test_components_follow_the_one_informative_rule_of_the_contract(mlp_server, mlp_graphs):
+    """The page's order and its informative components are contract.informative_dims of the KL the export recorded:
+    what `vaectl info` and `vaectl traverse` use. The threshold, the rule's words and the tensor names reach the page
+    through info.json only."""
+    info = json.loads(request(mlp_server, "/api/info.json")[2])
+    kl = Decoder(mlp_graphs / "decoder.onnx").info.kl_per_dim
+    assert info["kl_per_dim"] == list(kl) and info["order_by"].endswith("(recorded at export)")
+    assert info["informative"] == {
+        "dims": informative_dims(kl),
+        "threshold": INFORMATIVE_KL,
+        "rule": INFORMATIVE_RULE,
     }
+    assert info["order"][: len(informative_dims(kl))] == informative_dims(kl) and sorted(info["order"]) == [0, 1, 2, 3]
+    assert info["tensors"] == {
+        "z": "z",
+        "label": "label",
+        "guidance": "guidance",
+        "image": "image",
+        "mu": "mu",
+        "logvar": "logvar",
+    }
+    for path in (STATIC).glob("*.mjs"):
+        code = path.read_text()
+        assert str(INFORMATIVE_KL) not in code and "MAX_FIRST" not in code, path.name
+        # no graph feed or fetch names its tensor with a literal
+        assert not re.search(r"feeds\.(z|label|guidance|image)\b|feeds\[['\"]|\.run\([^)]*\[['\"]", code), path.name
 
 
-def test_map_is_the_pca_of_the_posterior_means(mlp_server, mlp_graphs):
+def test_uninformative_components_are_ordered_last_by_the_rule(mlp_graphs, tmp_path):
+    """An export whose KL says dims 1 and 3 carry information (as `vaectl traverse` draws by default)."""
+    import onnx
+
+    for name in ("decoder.onnx", "encoder.onnx"):
+        shutil.copy(mlp_graphs / name, tmp_path / name)
+    model = onnx.load(str(tmp_path / "decoder.onnx"))
+    props = {p.key: p.value for p in model.metadata_props}
+    props["vaectl.kl_per_dim"] = "[0.0, 2.5, 0.001, 1.25]"
+    onnx.helper.set_model_props(model, props)
+    onnx.save(model, str(tmp_path / "decoder.onnx"))
+    info = load_explore_model(tmp_path).info
+    assert info["informative"]["dims"] == [1, 3] and info["order"] == [1, 3, 2, 0]
+
+
+def test_map_holds_the_posterior_means_labels_and_images(mlp_server, mlp_graphs):
     the_map = json.loads(request(mlp_server, "/api/map.json")[2])
     ds = load_data(None)
     mu, logvar = Encoder(mlp_graphs / "encoder.onnx").encode(ds.test[:MAP_IMAGES])
@@ -174,13 +215,27 @@ def test_map_is_the_pca_of_the_posterior_means(mlp_server, mlp_graphs):
     assert np.array_equal(images, ds.test[:MAP_IMAGES])
     kl = (0.5 * (mu.astype(np.float64) ** 2 + np.exp(logvar) - logvar - 1)).mean(0)
     np.testing.assert_allclose(the_map["kl_per_dim"], kl, atol=1e-4)
-    # PCA scores: uncorrelated, variances = the top two eigenvalues of the means' covariance
-    points = np.array(the_map["points"])
-    eig = np.sort(np.linalg.eigvalsh(np.cov(mu.astype(np.float64).T)))[::-1]
-    cov = np.cov(points.T)
-    np.testing.assert_allclose([cov[0, 0], cov[1, 1]], eig[:2], rtol=1e-3)
-    assert abs(cov[0, 1]) < 1e-3 * eig[0]
-    np.testing.assert_allclose(the_map["explained"], eig[:2] / eig.sum(), atol=1e-3)
+
+
+def test_the_page_starts_on_the_first_test_images_encoding(mlp_model, guided_graphs):
+    assert mlp_model.info["start"] == {
+        "z": mlp_model.map["mu"][0],
+        "label": None,
+        "what": f"the posterior mean of test image 1 (a {load_data(None).test_labels[0]})",
+    }
+    guided = load_explore_model(guided_graphs)  # a conditional model starts on that image's own class
+    assert guided.info["start"]["label"] == guided.map["labels"][0]
+    alone = load_explore_model(decoder=guided_graphs / "decoder.onnx")  # no map: the default prior's first draw
+    assert alone.info["start"] == {
+        "z": np.random.default_rng(0).standard_normal((1, 4)).astype(np.float32)[0].tolist(),
+        "label": 0,
+        "what": "a draw from the normal prior (seed 0)",
+    }
+
+
+def test_a_label_dropout_model_offers_none_among_its_labels(guided_graphs, conditional_graphs):
+    assert load_explore_model(guided_graphs).info["label_names"] == [*map(str, range(10)), "none"]
+    assert load_explore_model(conditional_graphs).info["label_names"] == [*map(str, range(10))]
 
 
 def test_map_of_another_data_folder_and_no_map_without_an_encoder(mlp_graphs, tmp_path):
@@ -188,28 +243,56 @@ def test_map_of_another_data_folder_and_no_map_without_an_encoder(mlp_graphs, tm
     assert model.map["count"] == len(model.map["labels"]) == 32 and model.info["map"]["available"]
     alone = load_explore_model(decoder=mlp_graphs / "decoder.onnx")
     assert alone.map == {"available": False, "reason": "no encoder.onnx: the map needs the encoder to place images"}
-    # without the map's encodings, the sliders follow the KL per dimension the export recorded
+    # without the map, the components still follow the KL per dimension the export recorded
     kl = Decoder(mlp_graphs / "decoder.onnx").info.kl_per_dim
     assert alone.info["encoder"] is None and alone.info["order"] == list(np.argsort(-np.asarray(kl), kind="stable"))
-    assert alone.info["order_by"] == "KL per dimension (recorded at export)" and list(alone.decoders) == ["fp32"]
+    assert alone.info["order_by"].endswith("(recorded at export)") and list(alone.decoders) == ["fp32"]
 
 
-def test_normals_are_numpys_draws_for_the_seed(mlp_server, mlp_graphs):
-    rows = json.loads(request(mlp_server, "/api/normals.json?seed=7&count=5")[2])
-    assert np.array_equal(np.array(rows), np.random.default_rng(7).standard_normal((5, 4)))
-    # Decoder.latents (what generate and interpolate --seed-a use) is these rows rounded to float32
-    assert np.array_equal(np.array(rows, np.float32), Decoder(mlp_graphs / "decoder.onnx").latents(5, 7))
+def parts(body) -> tuple[np.ndarray, np.ndarray]:
+    d = json.loads(body)
+    center, offset = (
+        np.frombuffer(base64.b64decode(d[k]), "<f8").reshape(d["rows"], d["dim"]) for k in ("center", "offset")
+    )
+    return center, offset
+
+
+def test_draws_are_the_priors_parts_for_the_seed(mlp_server, mlp_graphs):
+    center, offset = parts(request(mlp_server, "/api/draws.json?prior=normal&seed=7&n=5&label=")[2])
+    assert np.array_equal(center, np.zeros((5, 4))) and np.array_equal(
+        offset, np.random.default_rng(7).standard_normal((5, 4))
+    )
+    # Decoder.latents (what generate and interpolate --seed-a use) is center + t * offset rounded to float32
+    dec = Decoder(mlp_graphs / "decoder.onnx")
+    assert np.array_equal((center + 0.7 * offset).astype(np.float32), dec.latents(5, 7, temperature=0.7))
     for query in (
-        "seed=-1&count=5",
-        "seed=x&count=5",
-        "count=5",
-        "seed=1&count=0",
-        "seed=1&count=100000",
-        "seed=1&seed=2&count=1",
-        "seed=%C2%B2&count=1",
-    ):  # a superscript two: a digit to str.isdigit, not to int()
-        status, _, body = request(mlp_server, f"/api/normals.json?{query}")
+        "prior=normal&seed=-1&n=5&label=",
+        "prior=normal&seed=x&n=5&label=",
+        "prior=normal&n=5&label=",
+        "prior=normal&seed=1&n=0&label=",
+        "prior=normal&seed=1&n=100000&label=",
+        "prior=normal&seed=1&seed=2&n=1&label=",
+        "prior=normal&seed=%C2%B2&n=1&label=",  # a superscript two: a digit to str.isdigit, not to int()
+        "prior=gmm&seed=1&n=1&label=",
+        "seed=1&n=1&label=",
+        "prior=normal&seed=1&n=1&label=3",  # an unconditional model takes no label
+        "prior=normal&seed=1&n=1",
+    ):
+        status, _, body = request(mlp_server, f"/api/draws.json?{query}")
         assert status == 400 and len(body.decode().strip().splitlines()) == 1, query
+
+
+def test_draws_for_a_conditional_model_follow_generates_labels(conditional_graphs):
+    model = load_explore_model(conditional_graphs)
+    rng = np.random.default_rng
+    for label, rows in (("cycle", 12), ("3", 12), ("all", 40), ("all-same", 4)):
+        d = draws(model, "normal", 5, 12 if label in ("cycle", "3") else 4, label)
+        assert d["rows"] == rows
+        offset = np.frombuffer(base64.b64decode(d["offset"]), "<f8").reshape(rows, 4)
+        assert np.array_equal(offset, rng(5).standard_normal((rows, 4))), label
+    for bad in ("", "10", "none", "-1"):  # no "none" class: trained without label dropout
+        with pytest.raises(UserInputError):
+            draws(model, "normal", 5, 4, bad)
 
 
 def png_bytes(array) -> bytes:
@@ -287,8 +370,11 @@ def test_a_run_directory_gives_its_curves_and_sample_grids(tiny_mlp_run, mlp_gra
     with serving(model) as port:
         info = json.loads(request(port, "/api/info.json")[2])
         assert info["run"] == {"available": True, "epochs": 2, "grids": ["run/samples_epoch001.png"]}
-        records = json.loads(request(port, "/api/run.json")[2])["metrics"]
-        assert records == [json.loads(line) for line in (tiny_mlp_run / "metrics.jsonl").read_text().splitlines()]
+        run_json = json.loads(request(port, "/api/run.json")[2])
+        records = [json.loads(line) for line in (tiny_mlp_run / "metrics.jsonl").read_text().splitlines()]
+        assert run_json["metrics"] == records
+        # the informative components per epoch, by the one rule (what the page charts)
+        assert run_json["informative"] == [len(informative_dims(r["kl_per_dim"])) for r in records]
         assert request(port, "/run/samples_epoch001.png")[2] == grid
 
 
@@ -300,8 +386,10 @@ def test_static_site_mirrors_the_routes_with_the_wasm_uncompressed(mlp_model, ml
     assert (site / "models/decoder.fp16.onnx").read_bytes() == (mlp_graphs / "decoder.fp16.onnx").read_bytes()
     info = json.loads((site / "api/info.json").read_text())
     assert info["upload"] is False and info["seeds"] == list(range(8))
-    seeds = json.loads((site / "api/seeds.json").read_text())
-    assert np.array_equal(np.array(seeds["3"]), np.random.default_rng(3).standard_normal((64, 4)))
+    seed3 = json.loads((site / "api/draws/normal-3.json").read_text())
+    assert set(seed3) == {"1|", "16|", "64|"}  # every request the page can make for this prior and seed
+    center, offset = parts(json.dumps(seed3["64|"]))
+    assert np.array_equal(offset, np.random.default_rng(3).standard_normal((64, 4))) and not center.any()
     assert json.loads((site / "api/map.json").read_text()) == mlp_model.map
     assert {p.name for p in site.iterdir()} >= {"index.html", "app.mjs", "ort", "models", "api"}
     with pytest.raises(Exception, match="not an empty directory"):

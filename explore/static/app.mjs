@@ -2,8 +2,9 @@
 // onnxruntime-web, and wires the views. window.vaectl is a small hook for tests and the console.
 import { Latest, Model } from './runtime.mjs';
 import { drawImages, savePng } from './draw.mjs';
-import { setupMap, setupPad, setupSliders } from './views.mjs';
-import { modelCard, setupGrid, setupPaths, setupRun, setupUpload } from './panels.mjs';
+import { latentsFromParts } from './latent.mjs';
+import { setupAxes, setupMap, setupPad, setupSliders } from './views.mjs';
+import { drawsFor, modelCard, setupGrid, setupPaths, setupRun, setupUpload } from './panels.mjs';
 
 const $ = id => document.getElementById(id);
 
@@ -24,12 +25,14 @@ async function main() {
   const model = new Model(info);
   const app = {
     info, model, getJson, status,
-    z: new Float32Array(info.latent_dim),
-    label: info.num_classes ? 0 : null,
-    mapPicks: [], map: { available: false },
-    onZ: [], onLabel: [], onVariant: [],
-    mainJobs: new Latest(), gridJobs: new Latest(), stripJobs: new Latest(), travJobs: new Latest(), mapHover: new Latest(),
-    pathsChanged: () => {},
+    // the page opens on a real image's encoding (z = 0 is a grey blob on some models)
+    z: Float32Array.from(info.start.z),
+    label: info.num_classes ? info.start.label : null,
+    mapPicks: [], map: { available: false }, upload: null, axes: null,
+    onZ: [], onLabel: [], onVariant: [], onAxes: [], onUpload: [],
+    mainJobs: new Latest(), gridJobs: new Latest(), stripJobs: new Latest(), travJobs: new Latest(),
+    mapHover: new Latest(), manifoldJobs: new Latest(),
+    pathsChanged: () => {}, useUpload: () => {}, prior: () => info.priors[0].name,
   };
 
   // the current z, decoded into the big image on every change
@@ -42,7 +45,15 @@ async function main() {
     window.vaectl.decodes += 1;
     window.vaectl.last = { z: Array.from(z), label, variant: model.variant, image: Array.from(out), ms };
   };
-  app.zChanged = source => {
+  // what the current z is, in words under the image: a test image's encoding, a draw, or moved by hand
+  const zSource = what => {
+    $('z-source').textContent = `z: ${what}` + (info.num_classes ? `; class ${info.label_names[app.label]}` : '') + '.';
+  };
+  let zWhat = info.start.what;
+  app.zChanged = (source, what) => {
+    if (what) zWhat = what;
+    else if (source === 'slider' || source === 'pad') zWhat = 'moved by hand';
+    zSource(zWhat);
     app.onZ.forEach(f => f(source));
     app.mainJobs.run(showMain);
   };
@@ -50,6 +61,7 @@ async function main() {
     if (!info.num_classes || k === app.label) return;
     app.label = k;
     $('class').value = String(k);
+    zSource(zWhat);
     app.onLabel.forEach(f => f());
     app.mainJobs.run(showMain);
   };
@@ -73,11 +85,14 @@ async function main() {
   if (info.num_classes) {
     $('class-box').hidden = false;
     const select = $('class');
-    info.class_names.forEach((name, k) => select.add(new Option(name, String(k))));
+    // every label the graphs take, "none" (no label) included for a model trained with label dropout
+    info.label_names.forEach((name, k) => select.add(new Option(name === 'none' ? 'none (no label)' : name, String(k))));
+    select.value = String(app.label);
     select.addEventListener('change', () => app.setLabel(parseInt(select.value, 10)));
   }
   if (info.guidance) {
     $('guidance-box').hidden = false;
+    $('guidance-note').hidden = false;
     $('guidance').value = model.guidance;
     $('guidance-value').textContent = model.guidance.toFixed(1);
     $('guidance').addEventListener('input', () => {
@@ -86,23 +101,30 @@ async function main() {
       app.zChanged('guidance');
     });
   }
-  $('zero').addEventListener('click', () => { app.z.fill(0); app.zChanged('button'); });
-  $('random').addEventListener('click', () => {
-    for (let j = 0; j < app.z.length; j++) {  // Box-Muller: a fresh N(0, I) point
-      app.z[j] = Math.fround(Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random()));
+  $('zero').addEventListener('click', () => { app.z.fill(0); app.zChanged('button', 'z = 0, the centre of N(0, I)'); });
+  $('random').addEventListener('click', async () => {  // one draw from the prior the sample grid uses, a fresh seed
+    const seeds = info.seeds;
+    const seed = seeds ? seeds[Math.floor(Math.random() * seeds.length)] : Math.floor(Math.random() * 2 ** 31);
+    try {
+      const parts = await drawsFor(app, app.prior(), seed, 1, info.num_classes ? String(app.label) : '');
+      app.z.set(latentsFromParts(parts, 1));
+      app.zChanged('button', `a draw from the ${app.prior()} prior (seed ${seed})`);
+    } catch (e) {
+      status(e.message, true);
     }
-    app.zChanged('button');
   });
   $('save-view').addEventListener('click', () => savePng($('main-image'), 'vaectl-view.png'));
 
   await model.useVariant(info.variants[0].variant);
   $('model-card').textContent = modelCard(info, model.variant);
+  zSource(zWhat);
   await showMain();
   window.vaectl.firstImageMs = performance.now();  // since navigation started
   status('ready');
   window.vaectl.ready = true;
 
   setupSliders(app);
+  setupAxes(app);
   setupPad(app);
   setupGrid(app);
   setupPaths(app);
@@ -119,9 +141,10 @@ async function main() {
 
 // Test and console hooks: the last decoded image, and decode/encode on demand.
 window.vaectl = {
-  ready: false, settled: false, decodes: 0, firstImageMs: null, app: null,
-  last: null, lastGrid: null, lastStrip: null, lastTraversal: null, lastUpload: null,
+  ready: false, settled: false, decodes: 0, manifolds: 0, firstImageMs: null, app: null,
+  last: null, lastGrid: null, lastStrip: null, lastTraversal: null, lastUpload: null, lastManifold: null, lastHover: null,
+  charts: null,
   decode: async (z, n, labels) => Array.from(await window.vaectl.app.model.decode(Float32Array.from(z), n, labels)),
-  setZ: z => { window.vaectl.app.z.set(z); window.vaectl.app.zChanged('hook'); },
+  setZ: z => { window.vaectl.app.z.set(z); window.vaectl.app.zChanged('hook', 'set from the console'); },
 };
 main().catch(e => status(`error: ${e.message}`, true));

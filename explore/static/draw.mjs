@@ -30,10 +30,7 @@ export function drawImages(canvas, images, n, shape, ncol = n, pad = 0, scale = 
     }
   }
   ctx.putImageData(img, 0, 0);
-  if (scale) {
-    canvas.style.width = `${canvas.width * scale}px`;
-    canvas.style.height = `${canvas.height * scale}px`;
-  }
+  if (scale) canvas.style.width = `${canvas.width * scale}px`;  // the height follows (CSS height: auto)
 }
 
 export function drawBytes(canvas, bytes, shape) {  // uint8 (C, H, W) -> canvas

@@ -46,18 +46,28 @@ export function traverse(z0, dim, span, steps) {
   return out;
 }
 
-// Decoder.iter_sample's latents and labels from numpy's N(0, I) rows (float64) of the same seed:
-// label null cycles through the classes, a number fixes it, 'all' gives n per class (class-major),
-// sameZ with 'all' repeats the first n rows for every class.
-export function sampleLatents(normals, n, temperature, dim, numClasses, label, sameZ) {
-  const every = label === 'all';
-  const total = every ? n * numClasses : n;
+// A prior's draws for a seed as the server sends them: { rows, dim, center, offset } (float64, base64)
+export function readParts({ rows, dim, center, offset }) {
+  const f64 = text => new Float64Array(Uint8Array.from(atob(text), ch => ch.charCodeAt(0)).buffer);
+  return { rows, dim, center: f64(center), offset: f64(offset) };
+}
+
+// vaectl.infer.prior: the latents are float32(center + temperature * offset), computed in float64.
+// rowOf maps each output row to a drawn row ("all classes, same z" reuses the n draws for every class).
+export function latentsFromParts(parts, temperature, total = parts.rows, rowOf = i => i) {
+  const { dim, center, offset } = parts;
   const z = new Float32Array(total * dim);
-  const labels = [];
   for (let i = 0; i < total; i++) {
-    const row = normals[sameZ && every ? i % n : i];
-    for (let j = 0; j < dim; j++) z[i * dim + j] = f32(row[j] * temperature);
-    if (numClasses) labels.push(every ? Math.floor(i / n) : label === null ? i % numClasses : label);
+    const r = rowOf(i) * dim;
+    for (let j = 0; j < dim; j++) z[i * dim + j] = f32(center[r + j] + temperature * offset[r + j]);
   }
-  return { z, labels, total };
+  return z;
+}
+
+// The labels Decoder.iter_sample decodes with: label 'cycle' goes through the classes in turn, a number fixes
+// it, 'all' gives n per class (class-major). Returns { labels, total }.
+export function sampleLabels(n, numClasses, label) {
+  if (!numClasses) return { labels: null, total: n };
+  if (label === 'all') return { labels: Array.from({ length: n * numClasses }, (_, i) => Math.floor(i / n)), total: n * numClasses };
+  return { labels: Array.from({ length: n }, (_, i) => (label === 'cycle' ? i % numClasses : label)), total: n };
 }

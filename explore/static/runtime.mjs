@@ -48,27 +48,30 @@ export class Model {
     return new ort.Tensor('int64', BigInt64Array.from(labels.slice(0, n), v => BigInt(v)), [n]);
   }
 
-  // z: Float32Array (n * D); labels: class per row (conditional models) -> Float32Array (n * C * H * W)
+  // z: Float32Array (n * D); labels: class per row (conditional models) -> Float32Array (n * C * H * W).
+  // Tensor names come from info.json (the contract), not from this file.
   decode(z, n, labels) {
+    const t = this.info.tensors;
     return serialized(async () => {
-      const feeds = { z: new ort.Tensor('float32', z, [n, this.dim]) };
-      if (this.info.num_classes) feeds.label = this.labelTensor(labels, n);
+      const feeds = { [t.z]: new ort.Tensor('float32', z, [n, this.dim]) };
+      if (this.info.num_classes) feeds[t.label] = this.labelTensor(labels, n);
       if (this.info.guidance) {  // one weight for the batch: the contract's float32 [1] input
-        feeds.guidance = new ort.Tensor('float32', Float32Array.of(this.guidance), this.info.guidance.shape);
+        feeds[t.guidance] = new ort.Tensor('float32', Float32Array.of(this.guidance), this.info.guidance.shape);
       }
       // a row-context decoder also has base_logits (for scoring): fetch the image only
-      const out = await this.decoder.run(feeds, ['image']);
-      return out.image.data;
+      const out = await this.decoder.run(feeds, [t.image]);
+      return out[t.image].data;
     });
   }
 
   // x: Float32Array (n * C * H * W) in [0, 1] -> { mu, logvar }, each Float32Array (n * D)
   encode(x, n, labels) {
+    const t = this.info.tensors;
     return serialized(async () => {
-      const feeds = { image: new ort.Tensor('float32', x, [n, ...this.shape]) };
-      if (this.info.num_classes) feeds.label = this.labelTensor(labels, n);
-      const out = await this.encoder.run(feeds, ['mu', 'logvar']);
-      return { mu: out.mu.data, logvar: out.logvar.data };
+      const feeds = { [t.image]: new ort.Tensor('float32', x, [n, ...this.shape]) };
+      if (this.info.num_classes) feeds[t.label] = this.labelTensor(labels, n);
+      const out = await this.encoder.run(feeds, [t.mu, t.logvar]);
+      return { mu: out[t.mu].data, logvar: out[t.logvar].data };
     });
   }
 }

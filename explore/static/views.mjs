@@ -1,30 +1,45 @@
-// The views that move the current z: sliders, the 2-D pad, the latent map.
+// The views that move the current z: sliders, the 2-D pad with the decoded manifold behind it, the latent map.
+// The pad and the map show the same two components (app.axes) on the same axes, in prior units.
 import { colour, drawBytes, drawImages } from './draw.mjs';
+import { drawAxes, drawMarker, drawRings, geometry } from './plane.mjs';
 
 const $ = id => document.getElementById(id);
 const RANGE = 3;  // sliders and pad cover -3..3 prior standard deviations
-const INFORMATIVE_KL = 0.05;  // nats: components below this are hidden behind "show all"
-const MAX_FIRST = 12;
+const MANIFOLD = 16;  // the decoded manifold: a 16 x 16 grid of images behind the pad
+const MANIFOLD_BATCH = 64;  // images per decoder run (a divisor of 16 x 16)
+const MAP_VIEWS = [3, 6, 12, 25, 50, 100, 250, 500, 1000];  // the map's half-widths to choose from
+const f32 = Math.fround;
+const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 export function setupSliders(app) {
   const { info } = app;
   const box = $('sliders');
-  const kl = info.kl_per_dim;
-  $('order-note').textContent = `ordered by ${info.order_by}` +
-    (kl ? '; KL in nats beside each' : '');
-  let shown = info.order.filter(d => !kl || kl[d] >= INFORMATIVE_KL).slice(0, MAX_FIRST);
-  if (shown.length < Math.min(2, info.latent_dim)) shown = info.order.slice(0, Math.min(MAX_FIRST, info.latent_dim));
+  const kl = info.kl_per_dim, rule = info.informative;
+  let shown;
+  if (rule.dims === null) {
+    shown = info.order;
+    $('order-note').textContent = `All components, by index: ${info.order_by}.`;
+  } else {
+    shown = rule.dims;
+    const hidden = info.latent_dim - shown.length;
+    $('order-note').textContent = (shown.length
+      ? `Shown: the ${shown.length === 1 ? 'component' : `${shown.length} components`} that carry information ` +
+        `(${rule.rule}), most informative first, each with its KL in nats.`
+      : `No component carries information (${rule.rule}): this decoder ignores z.`) +
+      (hidden ? ` ${plural(hidden, 'component')} hidden: below ${rule.threshold} nats the encoder leaves a ` +
+        'component at the prior, so moving it barely changes the image.' : '');
+  }
   const inputs = new Map();
   const add = d => {
     const row = document.createElement('div');
     row.className = 'slider';
     row.innerHTML = `<span>z${d}${kl ? ` <small>${kl[d].toFixed(2)}</small>` : ''}</span>` +
-      `<input type="range" min="${-RANGE}" max="${RANGE}" step="0.01" data-dim="${d}"><span></span>`;
+      `<input type="range" min="${-RANGE}" max="${RANGE}" step="0.01" data-dim="${d}" aria-label="z${d}"><span></span>`;
     const input = row.querySelector('input'), value = row.querySelectorAll('span')[1];
     input.value = app.z[d];
     value.textContent = app.z[d].toFixed(2);
     input.addEventListener('input', () => {
-      app.z[d] = Math.fround(parseFloat(input.value));
+      app.z[d] = f32(parseFloat(input.value));
       app.zChanged('slider');
     });
     inputs.set(d, { input, value });
@@ -39,121 +54,228 @@ export function setupSliders(app) {
     button.addEventListener('click', () => { rest.forEach(add); button.hidden = true; }, { once: true });
   }
   app.onZ.push(source => {
-    if (source === 'slider') return;
-    for (const [d, { input, value }] of inputs) { input.value = app.z[d]; value.textContent = app.z[d].toFixed(2); }
+    for (const [d, { input, value }] of inputs) {
+      if (source !== 'slider') input.value = app.z[d];
+      value.textContent = app.z[d].toFixed(2);
+    }
   });
-  app.onZ.push(() => { for (const [d, { value }] of inputs) value.textContent = app.z[d].toFixed(2); });
+}
+
+// The two components the pad and the map show: for a 2-D model z0 across and z1 up, else the two most informative
+export function setupAxes(app) {
+  const { info } = app;
+  const px = $('pad-x'), py = $('pad-y');
+  const kl = info.kl_per_dim;
+  for (const select of [px, py]) {
+    select.innerHTML = info.order.map(d => `<option value="${d}">z${d}${kl ? ` (KL ${kl[d].toFixed(2)})` : ''}</option>`).join('');
+  }
+  app.axes = info.latent_dim === 2 ? { x: 0, y: 1 } : { x: info.order[0], y: info.order[1] ?? info.order[0] };
+  px.value = app.axes.x;
+  py.value = app.axes.y;
+  const changed = (which, other) => {
+    const v = parseInt(which === 'x' ? px.value : py.value, 10);
+    if (v === app.axes[other]) app.axes[other] = app.axes[which];  // picking the other axis's component swaps them
+    app.axes[which] = v;
+    px.value = app.axes.x;
+    py.value = app.axes.y;
+    app.onAxes.forEach(f => f());
+  };
+  px.addEventListener('change', () => changed('x', 'y'));
+  py.addEventListener('change', () => changed('y', 'x'));
 }
 
 export function setupPad(app) {
   const { info } = app;
   if (info.latent_dim < 2) { $('pad-card').hidden = true; return; }
-  const pad = $('pad'), px = $('pad-x'), py = $('pad-y');
-  for (const select of [px, py]) {
-    select.innerHTML = info.order.map(d => `<option value="${d}">z${d}</option>`).join('');
-  }
-  px.value = info.order[0];
-  py.value = info.order[1];
-  const ctx = pad.getContext('2d');
-  const toPx = v => ((v + RANGE) / (2 * RANGE)) * pad.width;
+  const pad = $('pad'), ctx = pad.getContext('2d'), toggle = $('manifold');
+  const g = geometry(pad, RANGE);
+  const tiles = document.createElement('canvas');  // the decoded manifold, one image per grid cell
+  let drawnKey = null, ready = false;
+  $('pad-note').textContent = `Behind the pad: ${MANIFOLD} × ${MANIFOLD} images decoded at evenly spaced points ` +
+    `from −${RANGE} to ${RANGE}. The rings hold 39 % (1σ) and 86 % (2σ) of N(0, I)'s draws in these two components.`;
+
   const draw = () => {
-    ctx.fillStyle = '#fff';
-    ctx.fillRect(0, 0, pad.width, pad.height);
-    ctx.strokeStyle = '#e3e6ec';
-    for (let v = -RANGE; v <= RANGE; v++) {
-      ctx.beginPath(); ctx.moveTo(toPx(v), 0); ctx.lineTo(toPx(v), pad.height); ctx.stroke();
-      ctx.beginPath(); ctx.moveTo(0, toPx(v)); ctx.lineTo(pad.width, toPx(v)); ctx.stroke();
-    }
-    const x = toPx(app.z[+px.value]), y = pad.height - toPx(app.z[+py.value]);
-    ctx.fillStyle = '#2a62c9';
-    ctx.beginPath(); ctx.arc(x, y, 6, 0, 2 * Math.PI); ctx.fill();
+    const showTiles = toggle.checked && ready;
+    app.padTicks = drawAxes(ctx, g, `z${app.axes.x}`, `z${app.axes.y}`, showTiles ? () => {
+      ctx.imageSmoothingEnabled = false;
+      ctx.drawImage(tiles, g.left, g.top, g.size, g.size);
+    } : null);
+    drawRings(ctx, g, showTiles);
+    drawMarker(ctx, g, app.z[app.axes.x], app.z[app.axes.y]);
   };
+  // what the manifold depends on: the components shown, every other component of z, the class, guidance, decoder
+  const key = () => {
+    const rest = Array.from(app.z).filter((_, d) => d !== app.axes.x && d !== app.axes.y);
+    return JSON.stringify([app.axes, rest, app.label, app.model.guidance, app.model.variant]);
+  };
+  const decodeTiles = async () => {
+    const k = key();
+    if (k === drawnKey) return;
+    const t0 = performance.now();
+    const { x, y } = app.axes, n = MANIFOLD * MANIFOLD, D = info.latent_dim, step = (2 * RANGE) / MANIFOLD;
+    const z = new Float32Array(n * D);
+    for (let r = 0; r < MANIFOLD; r++) {
+      for (let c = 0; c < MANIFOLD; c++) {  // each cell decoded at its centre; row 0 is the top (y = +range)
+        const i = r * MANIFOLD + c;
+        z.set(app.z, i * D);
+        z[i * D + x] = f32(-RANGE + (c + 0.5) * step);
+        z[i * D + y] = f32(RANGE - (r + 0.5) * step);
+      }
+    }
+    // in a few batches, so the main image's decode (queued meanwhile) waits for one batch at most, not the grid
+    const pixels = info.image_shape.reduce((a, b) => a * b, 1), out = new Float32Array(n * pixels);
+    for (let start = 0; start < n; start += MANIFOLD_BATCH) {
+      const part = await app.model.decode(z.subarray(start * D, (start + MANIFOLD_BATCH) * D), MANIFOLD_BATCH,
+        new Array(MANIFOLD_BATCH).fill(app.label));
+      out.set(part, start * pixels);
+    }
+    drawImages(tiles, out, n, info.image_shape, MANIFOLD, 0, 0);
+    drawnKey = k;
+    ready = true;
+    draw();
+    window.vaectl.manifolds += 1;
+    window.vaectl.lastManifold = { ms: performance.now() - t0, grid: MANIFOLD, axes: { x, y }, label: app.label, z: z.slice(0, D * n) };
+  };
+  const refresh = () => {
+    draw();
+    if (toggle.checked && key() !== drawnKey) app.manifoldJobs.run(decodeTiles);
+  };
+  app.padGeometry = () => ({ left: g.left, top: g.top, size: g.size, range: g.range, width: pad.width });
+  let dragging = false;
   const move = event => {
-    if (!(event.buttons & 1) && event.type !== 'pointerdown') return;
-    const r = pad.getBoundingClientRect();
-    const fx = (event.clientX - r.left) / r.width, fy = (event.clientY - r.top) / r.height;
-    app.z[+px.value] = Math.fround(Math.max(-RANGE, Math.min(RANGE, (fx * 2 - 1) * RANGE)));
-    app.z[+py.value] = Math.fround(Math.max(-RANGE, Math.min(RANGE, (1 - fy * 2) * RANGE)));
+    const [x, y] = g.at(event);
+    app.z[app.axes.x] = f32(x);
+    app.z[app.axes.y] = f32(y);
     app.zChanged('pad');
   };
-  pad.addEventListener('pointerdown', move);
-  pad.addEventListener('pointermove', move);
-  px.addEventListener('change', draw);
-  py.addEventListener('change', draw);
-  app.onZ.push(draw);
-  draw();
+  pad.addEventListener('pointerdown', event => { dragging = true; pad.setPointerCapture(event.pointerId); move(event); });
+  pad.addEventListener('pointermove', event => { if (dragging && event.buttons & 1) move(event); });
+  pad.addEventListener('pointerup', () => { dragging = false; });
+  toggle.addEventListener('change', refresh);
+  app.onZ.push(refresh);
+  app.onLabel.push(refresh);
+  app.onVariant.push(refresh);
+  app.onAxes.push(refresh);
+  refresh();
 }
 
-// The encoded test images as a scatter: hover shows a point, click makes its mean the current z.
+// The encoded test images at their posterior means on the pad's two components: hover shows a point's image
+// beside the cursor, click makes its mean the current z. An uploaded image joins them (app.upload).
 export function setupMap(app, map) {
   const note = $('map-note');
-  if (!map.available) {
-    note.textContent = `No map: ${map.reason}.`;
+  const { info } = app;
+  if (!map.available || info.latent_dim < 2) {
+    note.textContent = map.available ? 'No map: a 1-D latent has no plane to draw.' : `No map: ${map.reason}.`;
     $('map').hidden = true;
     return;
   }
-  const { info } = app;
-  note.textContent = `${map.count} test images at their posterior means, ` + (map.method === 'latent'
-    ? 'drawn in the 2-D latent itself.'
-    : `projected on the first two principal components of the means (PCA, ${(100 * (map.explained[0] + map.explained[1])).toFixed(0)}% of their variance).`) +
-    ' Hover to decode, click to make it the current z.';
-  const canvas = $('map'), ctx = canvas.getContext('2d');
-  const xs = map.points.map(p => p[0]), ys = map.points.map(p => p[1]);
-  const lo = [Math.min(...xs), Math.min(...ys)], hi = [Math.max(...xs), Math.max(...ys)];
-  const m = 10;
-  const screen = map.points.map(([x, y]) => [
-    m + ((x - lo[0]) / (hi[0] - lo[0] || 1)) * (canvas.width - 2 * m),
-    canvas.height - m - ((y - lo[1]) / (hi[1] - lo[1] || 1)) * (canvas.height - 2 * m)]);
+  const canvas = $('map'), ctx = canvas.getContext('2d'), view = $('map-view'), tip = $('map-tip');
+  $('map-controls').hidden = false;
   const images = Uint8Array.from(atob(map.images), ch => ch.charCodeAt(0));
   const size = info.image_shape.reduce((a, b) => a * b, 1);
-  let hot = -1;
+  const names = map.label_names.length ? map.label_names : [...new Set(map.labels || [])].map(String);
+  note.textContent = `${map.count} test images` + (map.labels ? ', coloured by label.' : '.') + (info.num_classes
+    ? ' This model is given the class beside z, so z need not hold it: the classes overlap, and z holds the style.' : '');
+  let g = null, hot = null;
+  const coords = i => [map.mu[i][app.axes.x], map.mu[i][app.axes.y]];
+
+  // the half-widths offered for the current axes, and the smallest that shows 95 % of the points
+  const fitViews = () => {
+    const reach = map.mu.map((_, i) => Math.max(...coords(i).map(Math.abs))).sort((a, b) => a - b);
+    const most = reach[Math.floor(0.95 * (reach.length - 1))], all = reach.at(-1);
+    const views = MAP_VIEWS.filter((v, k) => k === 0 || MAP_VIEWS[k - 1] < all);
+    view.innerHTML = views.map(v => `<option value="${v}">±${v}${v === RANGE ? ' (as the pad)' : ''}</option>`).join('');
+    view.value = String(views.find(v => v >= most) ?? views.at(-1));
+    g = geometry(canvas, parseFloat(view.value));
+  };
+  const pointAt = i => (i === 'upload' ? [app.upload.mu[app.axes.x], app.upload.mu[app.axes.y]] : coords(i));
   const draw = () => {
-    ctx.fillStyle = '#fff';
-    ctx.fillRect(0, 0, canvas.width, canvas.height);
-    screen.forEach(([x, y], i) => {
+    app.mapTicks = drawAxes(ctx, g, `z${app.axes.x}`, `z${app.axes.y}`);
+    drawRings(ctx, g);
+    let outside = 0;
+    map.mu.forEach((_, i) => {
+      const [x, y] = coords(i);
+      if (!g.inside(x, y)) { outside += 1; return; }
       ctx.fillStyle = colour(map.labels ? map.labels[i] : null);
-      ctx.beginPath(); ctx.arc(x, y, 2.5, 0, 2 * Math.PI); ctx.fill();
+      ctx.beginPath(); ctx.arc(g.x(x), g.y(y), 2.5, 0, 2 * Math.PI); ctx.fill();
     });
+    $('map-outside').textContent = outside
+      ? `${outside} of ${map.count} points lie outside this view: choose a wider one to see them.`
+      : `all ${map.count} points in view.`;
+    $('map-outside').classList.toggle('warn', outside > 0);
+    if (app.upload) {  // your image: a black diamond
+      const [x, y] = pointAt('upload');
+      const cx = g.x(Math.max(-g.range, Math.min(g.range, x))), cy = g.y(Math.max(-g.range, Math.min(g.range, y)));
+      ctx.fillStyle = '#000';
+      ctx.strokeStyle = '#fff';
+      ctx.lineWidth = 1.5;
+      ctx.beginPath(); ctx.moveTo(cx, cy - 7); ctx.lineTo(cx + 7, cy); ctx.lineTo(cx, cy + 7); ctx.lineTo(cx - 7, cy); ctx.closePath();
+      ctx.fill(); ctx.stroke();
+    }
     for (const [i, style] of [[hot, '#000'], ...app.mapPicks.map(i => [i, '#d00'])]) {
-      if (i < 0) continue;
+      if (i === null || (i === 'upload' && !app.upload)) continue;
+      const [x, y] = pointAt(i);
+      if (!g.inside(x, y)) continue;
       ctx.strokeStyle = style;
       ctx.lineWidth = 2;
-      ctx.beginPath(); ctx.arc(screen[i][0], screen[i][1], 6, 0, 2 * Math.PI); ctx.stroke();
+      ctx.beginPath(); ctx.arc(g.x(x), g.y(y), 6, 0, 2 * Math.PI); ctx.stroke();
     }
+    drawMarker(ctx, g, app.z[app.axes.x], app.z[app.axes.y]);
   };
+  const screen = () => map.mu.map((_, i) => { const [x, y] = coords(i); return g.inside(x, y) ? [g.x(x), g.y(y)] : null; });
   const nearest = event => {
     const r = canvas.getBoundingClientRect();
     const x = (event.clientX - r.left) * (canvas.width / r.width), y = (event.clientY - r.top) * (canvas.height / r.height);
-    let best = -1, bestD = 64;  // within 8 canvas pixels
-    screen.forEach(([px, py], i) => { const d = (px - x) ** 2 + (py - y) ** 2; if (d < bestD) { best = i; bestD = d; } });
+    let best = null, bestD = 64;  // within 8 canvas pixels
+    const candidates = screen().map((p, i) => [i, p]);
+    if (app.upload) { const [ux, uy] = pointAt('upload'); candidates.push(['upload', g.inside(ux, uy) ? [g.x(ux), g.y(uy)] : null]); }
+    for (const [i, p] of candidates) {
+      if (!p) continue;
+      const d = (p[0] - x) ** 2 + (p[1] - y) ** 2;
+      if (d < bestD || (i === 'upload' && d < 100)) { best = i; bestD = d; }
+    }
     return best;
   };
-  const show = async i => {
-    drawBytes($('map-original'), images.subarray(i * size, (i + 1) * size), info.image_shape);
-    const label = map.labels && info.num_classes ? map.labels[i] : app.label;
-    const out = await app.model.decode(Float32Array.from(map.mu[i]), 1, [label]);
+  // the point's image and its decoded posterior mean, in a box beside the cursor
+  const show = async (i, event) => {
+    const own = i === 'upload';
+    const label = own ? app.upload.label : (map.labels && info.num_classes ? map.labels[i] : app.label);
+    if (own) drawImages($('map-original'), app.upload.x, 1, info.image_shape);
+    else drawBytes($('map-original'), images.subarray(i * size, (i + 1) * size), info.image_shape);
+    $('map-tip-text').textContent = own ? 'your image'
+      : `test image ${i + 1}${map.labels ? ` · ${names[map.labels[i]] ?? map.labels[i]}` : ''}`;
+    if (event) {
+      const wrap = canvas.parentElement.getBoundingClientRect();
+      tip.hidden = false;
+      const left = event.clientX - wrap.left + 14, top = event.clientY - wrap.top + 14;
+      tip.style.left = `${Math.max(0, Math.min(left, wrap.width - tip.offsetWidth))}px`;
+      tip.style.top = `${top + tip.offsetHeight > wrap.height ? top - tip.offsetHeight - 24 : top}px`;
+    }
+    const mu = own ? app.upload.mu : Float32Array.from(map.mu[i]);
+    const out = await app.model.decode(mu, 1, [label]);
     drawImages($('map-decoded'), out, 1, info.image_shape);
+    window.vaectl.lastHover = { index: i, label };
   };
   canvas.addEventListener('pointermove', event => {
     const i = nearest(event);
-    if (i === hot) return;
-    hot = i;
-    draw();
-    if (i >= 0) app.mapHover.run(() => show(i));
+    if (i === null) { tip.hidden = true; if (hot !== null) { hot = null; draw(); } return; }
+    if (i !== hot) { hot = i; draw(); }
+    app.mapHover.run(() => show(i, event));
   });
+  canvas.addEventListener('pointerleave', () => { tip.hidden = true; hot = null; draw(); });
   canvas.addEventListener('click', event => {
     const i = nearest(event);
-    if (i < 0) return;
+    if (i === null) return;
+    if (i === 'upload') { app.useUpload(); return; }
     app.mapPicks = [...app.mapPicks, i].slice(-2);  // the last two clicks: the interpolation's ends
     if (map.labels && info.num_classes) app.setLabel(map.labels[i]);
     app.z.set(map.mu[i]);
-    app.zChanged('map');
-    app.mapHover.run(() => show(i));
+    app.zChanged('map', `the posterior mean of test image ${i + 1}` + (map.labels ? ` (a ${names[map.labels[i]] ?? map.labels[i]})` : ''));
+    app.mapHover.run(() => show(i, event));
     app.pathsChanged();
-    draw();
   });
+  view.addEventListener('change', () => { g = geometry(canvas, parseFloat(view.value)); draw(); });
   if (map.labels) {
-    const names = map.label_names.length ? map.label_names : [...new Set(map.labels)].map(String);
     for (const [k, name] of names.entries()) {  // class names are data: text nodes, never HTML
       const item = document.createElement('span'), dot = document.createElement('i');
       dot.style.background = colour(k);
@@ -161,7 +283,11 @@ export function setupMap(app, map) {
       $('map-legend').append(item);
     }
   }
-  app.screenPoints = screen;
+  fitViews();
+  app.mapGeometry = () => ({ left: g.left, top: g.top, size: g.size, range: g.range, width: canvas.width });
+  app.mapScreen = () => ({ points: screen(), upload: app.upload ? pointAt('upload').map((v, k) => (k ? g.y(v) : g.x(v))) : null, range: g.range });
+  app.onZ.push(draw);
+  app.onAxes.push(() => { fitViews(); draw(); });
+  app.onUpload.push(draw);
   draw();
-  app.mapHover.run(() => show(0));
 }
