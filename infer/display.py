@@ -37,16 +37,16 @@ def image_stack(images) -> np.ndarray:
     a = np.asarray(images)
     if a.dtype != np.uint8 and not np.issubdtype(a.dtype, np.floating):
         raise UserInputError(f"images are uint8 0..255 or floats in [0, 1], got dtype {a.dtype}")
-    if a.dtype != np.uint8 and not np.isfinite(a).all():
-        raise UserInputError("images contain NaN or inf")
-    if a.ndim == 4 and a.shape[1] in (1, 3) and a.shape[-1] not in (1, 3):  # (N, C, H, W)
-        a = to_uint8_images(a) if a.dtype != np.uint8 else (a[:, 0] if a.shape[1] == 1 else a.transpose(0, 2, 3, 1))
-    elif a.dtype != np.uint8:
-        a = to_uint8_images(a[:, None] if a.ndim == 3 else a[None, None] if a.ndim == 2 else a.transpose(0, 3, 1, 2))
-    if a.ndim == 2:
+    if a.ndim == 2:  # one image
         a = a[None]
+    if a.ndim == 4 and a.shape[1] in (1, 3) and a.shape[-1] not in (1, 3):  # channels first, as graphs and datasets
+        a = a[:, 0] if a.shape[1] == 1 else a.transpose(0, 2, 3, 1)
     if not (a.ndim == 3 or (a.ndim == 4 and a.shape[-1] == 3)) or len(a) == 0:
         raise UserInputError(f"expected a stack of images (N, H, W) or (N, H, W, 3), got shape {np.shape(images)}")
+    if a.dtype != np.uint8:
+        if not np.isfinite(a).all():
+            raise UserInputError("images contain NaN or inf")
+        a = to_uint8_images(a[:, None] if a.ndim == 3 else a.transpose(0, 3, 1, 2))
     return a
 
 
