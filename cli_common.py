@@ -6,14 +6,38 @@ and registers their commands on the `vaectl` group. Imports run one way: cli -> 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
+import warnings
 
 import click
 
-from .errors import MissingExtraError, VaectlError
+from .errors import MissingExtraError, Note, VaectlError, render
 
 TRAIN_EXTRA_MODULES = ("torch", "torchvision", "onnx", "tqdm")
+
+# Library parameters whose flag is not the command's own option of that name, nor --NAME-WITH-HYPHENS.
+FLAGS = {
+    "data_dir": "--data",
+    "dims": "--dim",
+    "all_dims": "--all",
+    "count": "-n",
+    "n": "-n",
+    "seeds": "--seed-a/--seed-b",
+}
+
+
+def flag_name(param: str) -> str:
+    """The flag of the running command that sets library parameter `param`: the one place where the
+    library's parameter names (in its error messages) become the command line's."""
+    ctx = click.get_current_context(silent=True)
+    for option in ctx.command.params if ctx is not None else ():
+        if option.name == param:
+            if isinstance(option, click.Argument):
+                return option.human_readable_name
+            return next((o for o in option.opts if o.startswith("--")), option.opts[0])
+    return FLAGS.get(param, "--" + param.replace("_", "-"))
 
 
 def fail(message: str, code: int):
@@ -21,19 +45,60 @@ def fail(message: str, code: int):
     sys.exit(code)
 
 
+class AliasedOption(click.Option):
+    """An option whose later names are accepted but not shown in --help (a name earlier command lines used)."""
+
+    def get_help_record(self, ctx):
+        shown, self.opts = self.opts, self.opts[:1]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = shown
+
+
+def decoder_option(help: str = "decoder.onnx (or a .fp16/.int8 variant), or the export directory holding it."):
+    """--decoder on every command that runs a decoder graph (--onnx: the same, not shown in --help)."""
+    return click.option("--decoder", "--onnx", "decoder", cls=AliasedOption, type=click.Path(), default=None, help=help)
+
+
+def encoder_option(help: str = "encoder.onnx, or the export directory holding it."):
+    return click.option("--encoder", "encoder", type=click.Path(), default=None, help=help)
+
+
+@contextlib.contextmanager
+def notes_on_stderr():
+    """The library's notes (errors.note) as `note: ...` lines on stderr as they happen, each once per command
+    however many batches repeat it; other warnings as Python shows them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", Note)
+        show, said = warnings.showwarning, set()
+
+        def showwarning(message, category, filename, lineno, file=None, line=None):
+            if not issubclass(category, Note):
+                show(message, category, filename, lineno, file, line)
+            elif message.args[0] not in said:
+                said.add(message.args[0])
+                click.echo(f"note: {render(message.args[0], flag_name)}", err=True)
+
+        warnings.showwarning = showwarning
+        yield
+
+
 def handle_errors(fn):
-    """Turn library errors into one-line messages and exit codes; never a traceback for user errors."""
+    """Turn library errors into one-line messages and exit codes; never a traceback for user errors.
+    Library notes become `note:` lines on stderr."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with notes_on_stderr():
+                return fn(*args, **kwargs)
         except ModuleNotFoundError as e:
             if e.name and e.name.split(".")[0] in TRAIN_EXTRA_MODULES:
                 fail(str(MissingExtraError("train", e.name.split(".")[0])), 2)
             raise
         except VaectlError as e:
-            fail(str(e), e.exit_code)
+            fail(e.for_cli(flag_name), e.exit_code)
         except OSError as e:  # a path the library did not expect to fail (files.py maps every write it makes)
             from .files import os_error_reason
 

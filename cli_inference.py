@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import click
 
-from .cli_common import TerminalProgress, handle_errors, wrote
+from .cli_common import TerminalProgress, decoder_option, encoder_option, handle_errors, wrote
+from .contract import INFORMATIVE_RULE
+from .errors import plural
 
 _THREADS = click.option("--threads", type=int, default=None, help="onnxruntime intra-op threads [all cores].")
 _LABEL_HELP = "Conditional models: a class index or name"
@@ -27,29 +29,25 @@ _DEMO = click.option(
 )
 
 
-def _model(path, demo: bool, role: str, flag: str):
-    """The graph a command runs: the path given with `flag`, or the shipped demo's with --demo."""
+def _model(path, demo: bool, role: str):
+    """The graph a command runs: the path given with --decoder/--encoder, or the shipped demo's with --demo."""
     from .errors import UserInputError
 
     if demo and path is not None:
-        raise UserInputError(f"give {flag} or --demo, not both")
+        raise UserInputError(f"give --{role} or --demo, not both")
     if demo:
         from .demo import demo_path
 
         return demo_path(role)
     if path is None:
-        raise UserInputError(f"give {flag} {role}.onnx (or --demo for the demo model shipped with vaectl)")
+        raise UserInputError(
+            f"give --{role} {role}.onnx or an export directory (or --demo for the demo model shipped with vaectl)"
+        )
     return path
 
 
 @click.command()
-@click.option(
-    "--onnx",
-    "decoder_path",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="decoder.onnx (or its .fp16/.int8 variant) from `vaectl export`.",
-)
+@decoder_option()
 @_DEMO
 @click.option("-n", "n", type=int, default=64, show_default=True, help="Images to draw (per class with --label all).")
 @click.option("--seed", type=int, default=None, help="Random seed; the same seed gives byte-identical PNGs [random].")
@@ -83,18 +81,25 @@ def _model(path, demo: bool, role: str, flag: str):
     help="Write one PNG per image into this directory (created if missing); memory stays flat for any -n.",
 )
 @click.option("--nrow", type=int, default=8, show_default=True, help="Images per grid row (--label all: -n).")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="With --out-dir: replace the images an earlier generate wrote there (deletes them, nothing else).",
+)
 @_SCALE
 @_THREADS
 @handle_errors
-def generate(decoder_path, demo, n, seed, temperature, label, same_z, guidance, out, out_dir, nrow, scale, threads):
+def generate(
+    decoder, demo, n, seed, temperature, label, same_z, guidance, out, out_dir, nrow, overwrite, scale, threads
+):
     """Draw new images from a decoder (no torch needed)."""
     from .infer import commands
 
-    decoder_path = _model(decoder_path, demo, "decoder", "--onnx")
+    decoder = _model(decoder, demo, "decoder")
     bar = TerminalProgress("generating")
     try:
         total = commands.generate(
-            decoder_path,
+            decoder,
             n,
             seed=seed,
             temperature=temperature,
@@ -107,15 +112,16 @@ def generate(decoder_path, demo, n, seed, temperature, label, same_z, guidance, 
             threads=threads,
             progress=bar,
             scale=scale,
+            overwrite=overwrite,
         )
     finally:
         bar.close()
-    wrote(f"{total} images", out or out_dir)
+    wrote(plural(total, "image"), out or out_dir)
 
 
 @click.command()
-@click.option("--encoder", "encoder_path", default=None, type=click.Path(dir_okay=False), help="encoder.onnx")
-@click.option("--decoder", "decoder_path", default=None, type=click.Path(dir_okay=False), help="decoder.onnx")
+@encoder_option()
+@decoder_option()
 @_DEMO
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option(
@@ -126,27 +132,19 @@ def generate(decoder_path, demo, n, seed, temperature, label, same_z, guidance, 
 @_SCALE
 @_THREADS
 @handle_errors
-def reconstruct(encoder_path, decoder_path, demo, images, out, label, nrow, scale, threads):
+def reconstruct(encoder, decoder, demo, images, out, label, nrow, scale, threads):
     """Encode images and decode their posterior means; originals above reconstructions."""
     from .infer import commands
 
-    encoder_path = _model(encoder_path, demo, "encoder", "--encoder")
-    decoder_path = _model(decoder_path, demo, "decoder", "--decoder")
-    count = commands.reconstruct(
-        encoder_path, decoder_path, images, out, label=label, nrow=nrow, threads=threads, scale=scale
-    )
-    wrote(f"{count} reconstructions", out)
+    encoder = _model(encoder, demo, "encoder")
+    decoder = _model(decoder, demo, "decoder")
+    count = commands.reconstruct(encoder, decoder, images, out, label=label, nrow=nrow, threads=threads, scale=scale)
+    wrote(plural(count, "reconstruction"), out)
 
 
 @click.command()
-@click.option(
-    "--encoder",
-    "encoder_path",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="encoder.onnx, to interpolate between two images.",
-)
-@click.option("--decoder", "decoder_path", default=None, type=click.Path(dir_okay=False), help="decoder.onnx")
+@encoder_option("encoder.onnx (or its export directory), to interpolate between two images.")
+@decoder_option()
 @_DEMO
 @click.argument("images", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--seed-a", type=int, default=None, help="Without images: the seed of the first random latent point.")
@@ -170,19 +168,17 @@ def reconstruct(encoder_path, decoder_path, demo, images, out, label, nrow, scal
 @_FPS
 @_THREADS
 @handle_errors
-def interpolate(
-    encoder_path, decoder_path, demo, images, seed_a, seed_b, steps, method, label, out, scale, fps, threads
-):
+def interpolate(encoder, decoder, demo, images, seed_a, seed_b, steps, method, label, out, scale, fps, threads):
     """Decode a path between two images (A.png B.png) or two random latent points (--seed-a/--seed-b)."""
     from .infer import commands
 
-    if demo and images and encoder_path is None:
-        encoder_path = _model(None, demo, "encoder", "--encoder")
-    decoder_path = _model(decoder_path, demo, "decoder", "--decoder")
+    if demo and images and encoder is None:
+        encoder = _model(None, demo, "encoder")
+    decoder = _model(decoder, demo, "decoder")
     count = commands.interpolate(
-        decoder_path,
+        decoder,
         out,
-        encoder=encoder_path,
+        encoder=encoder,
         images=images,
         seeds=(seed_a, seed_b),
         steps=steps,
@@ -192,11 +188,19 @@ def interpolate(
         scale=scale,
         fps=fps,
     )
-    wrote(f"{count} images", out)
+    wrote(plural(count, "image"), out)
 
 
-@click.command()
-@click.option("--onnx", "decoder_path", default=None, type=click.Path(dir_okay=False), help="decoder.onnx")
+TRAVERSE_HELP = f"""Vary one latent component at a time while the others stay fixed.
+
+The varied component sweeps from -span to +span; the others stay at 0 (the prior's mean), at a --seed draw,
+or at an --image's encoding. Each row is labelled with its component and its KL to the prior, most
+informative first. Without --dim or --all: the informative dimensions ({INFORMATIVE_RULE}).
+"""
+
+
+@click.command(help=TRAVERSE_HELP)
+@decoder_option()
 @_DEMO
 @click.option(
     "--dim", "dims", type=int, multiple=True, help="Latent dimension to vary (repeatable) [the informative ones]."
@@ -208,13 +212,7 @@ def interpolate(
 @click.option("--steps", type=int, default=9, show_default=True, help="Images per row.")
 @click.option("--seed", type=int, default=None, help="Fix the other components at a random draw [0, the prior's mean].")
 @click.option("--label", default=None, help=f"{_LABEL_HELP}, held fixed.")
-@click.option(
-    "--encoder",
-    "encoder_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="encoder.onnx, with --image: start from that image's posterior mean.",
-)
+@encoder_option("encoder.onnx (or its export directory), with --image: start from that image's posterior mean.")
 @click.option(
     "--image",
     type=click.Path(dir_okay=False),
@@ -225,29 +223,25 @@ def interpolate(
     "--out",
     required=True,
     type=click.Path(dir_okay=False),
-    help="PNG grid, one row per dimension; or .gif: frame k shows step k of every dimension side by side, "
+    help="PNG grid, one row per dimension; or .gif: frame k shows step k of every dimension in a grid, "
     "running forth and back.",
 )
+@click.option("--no-labels", is_flag=True, help="Leave out the labels (component and KL) beside each row.")
 @_SCALE
 @_FPS
 @_THREADS
 @handle_errors
 def traverse(
-    decoder_path, demo, dims, all_dims, span, steps, seed, label, encoder_path, image, out, scale, fps, threads
+    decoder, demo, dims, all_dims, span, steps, seed, label, encoder, image, out, no_labels, scale, fps, threads
 ):
-    """Vary one latent component at a time while the others stay fixed.
-
-    The varied component sweeps from -span to +span; the others stay at 0 (the prior's mean), at a
-    --seed draw, or at an --image's encoding. Without --dim or --all: the dimensions that carry
-    information (KL to the prior above 0.05 nats when the model was exported), else all of them.
-    """
+    """Vary one latent component at a time while the others stay fixed (TRAVERSE_HELP)."""
     from .infer import commands
 
-    if demo and image is not None and encoder_path is None:
-        encoder_path = _model(None, demo, "encoder", "--encoder")
-    decoder_path = _model(decoder_path, demo, "decoder", "--onnx")
+    if demo and image is not None and encoder is None:
+        encoder = _model(None, demo, "encoder")
+    decoder = _model(decoder, demo, "decoder")
     chosen = commands.traverse(
-        decoder_path,
+        decoder,
         out,
         dims=dims,
         all_dims=all_dims,
@@ -255,13 +249,15 @@ def traverse(
         steps=steps,
         seed=seed,
         label=label,
-        encoder=encoder_path,
+        encoder=encoder,
         image=image,
         threads=threads,
         scale=scale,
         fps=fps,
+        labels=not no_labels,
     )
-    wrote(f"{len(chosen)} rows of {steps} (latent dimensions {', '.join(map(str, chosen))})", out)
+    shown = ", ".join(f"z{d}" for d in chosen[:12]) + (f", ... ({len(chosen) - 12} more)" if len(chosen) > 12 else "")
+    wrote(f"{plural(len(chosen), 'row')} of {steps} ({shown})", out)
 
 
 @click.command("data-images")
@@ -282,24 +278,29 @@ def traverse(
     default=None,
     help="Write one PNG per image, named SPLIT_INDEX_LABEL.png (created if missing).",
 )
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="With --out-dir: replace the images an earlier data-images wrote there (deletes them, nothing else).",
+)
 @_SCALE
 @handle_errors
-def data_images(data_dir, split, label, count, out, out_dir, scale):
+def data_images(data_dir, split, label, count, out, out_dir, overwrite, scale):
     """Write images from a dataset as PNGs: e.g. an 8 and a 3 to interpolate or traverse from (no torch needed)."""
     from .infer import commands
 
     written, paths = commands.data_images(
-        data_dir, split=split, label=label, count=count, out=out, out_dir=out_dir, scale=scale
+        data_dir, split=split, label=label, count=count, out=out, out_dir=out_dir, scale=scale, overwrite=overwrite
     )
     if out is not None:
-        wrote(f"{written} images", out)
+        wrote(plural(written, "image"), out)
         return
     for path in paths:
         click.echo(str(path))
 
 
 @click.command()
-@click.option("--encoder", "encoder_path", default=None, type=click.Path(dir_okay=False), help="encoder.onnx")
+@encoder_option()
 @_DEMO
 @click.argument("images", nargs=-1, type=click.Path(dir_okay=False))
 @click.option(
@@ -323,15 +324,15 @@ def data_images(data_dir, split, label, count, out, out_dir, scale):
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Images encoded at a time.")
 @_THREADS
 @handle_errors
-def encode(encoder_path, demo, images, data_dir, split, out, logvar, label, batch_size, threads):
+def encode(encoder, demo, images, data_dir, split, out, logvar, label, batch_size, threads):
     """Write the posterior means (deterministic embeddings) of images or a dataset as .npy or .csv."""
     from .infer import commands
 
-    encoder_path = _model(encoder_path, demo, "encoder", "--encoder")
+    encoder = _model(encoder, demo, "encoder")
     bar = TerminalProgress("encoding")
     try:
         rows = commands.encode(
-            encoder_path,
+            encoder,
             images,
             out,
             data_dir=data_dir,
@@ -344,7 +345,7 @@ def encode(encoder_path, demo, images, data_dir, split, out, logvar, label, batc
         )
     finally:
         bar.close()
-    wrote(f"{rows} latent rows", out)
+    wrote(plural(rows, "latent row"), out)
 
 
 @click.command()

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from .cli_common import handle_errors, wrote
+from .cli_common import decoder_option, encoder_option, handle_errors, wrote
 
 # ----------------------------------------------------------------------------- doctor
 
@@ -32,20 +32,8 @@ def doctor(as_json, no_smoke):
 # ----------------------------------------------------------------------------- explore
 @click.command()
 @click.argument("source", required=False, type=click.Path())
-@click.option(
-    "--decoder",
-    "decoder_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="decoder.onnx (instead of an export directory).",
-)
-@click.option(
-    "--encoder",
-    "encoder_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="encoder.onnx, for the map and your own images.",
-)
+@decoder_option("decoder.onnx, instead of SOURCE.")
+@encoder_option("encoder.onnx, for the map and your own images [SOURCE's].")
 @click.option(
     "--data",
     "data_dir",
@@ -60,13 +48,18 @@ def doctor(as_json, no_smoke):
 @click.option("--no-browser", is_flag=True, help="Print the URL, do not open a browser.")
 @click.option(
     "--site",
-    "site_dir",
+    "out_dir",
     type=click.Path(file_okay=False),
     default=None,
     help="Write the page as a static folder (for any static host) instead of serving it.",
 )
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="With --site: replace the static site already in that folder (deletes its files, nothing else).",
+)
 @handle_errors
-def explore(source, decoder_path, encoder_path, data_dir, host, port, no_browser, site_dir):
+def explore(source, decoder, encoder, data_dir, host, port, no_browser, out_dir, overwrite):
     """Explore a model's latent space in the browser: sliders, a 2-D pad, the latent map, samples, paths.
 
     SOURCE is what `vaectl export` wrote (or a run directory holding an export). The graphs run in the
@@ -75,18 +68,20 @@ def explore(source, decoder_path, encoder_path, data_dir, host, port, no_browser
     from .errors import UserInputError
     from .explore import load_explore_model, make_server, server_url, write_site
 
-    if source is None and decoder_path is None:
+    if source is None and decoder is None:
         try:
             from .demo import demo_dir
         except ImportError:
             raise UserInputError("no demo model in this install: give an export directory or --decoder") from None
         source = demo_dir()
+    if overwrite and out_dir is None:
+        raise UserInputError("--overwrite goes with --site (the server writes no files)")
     if not 0 <= port <= 65535:
         raise UserInputError(f"--port must be 0..65535, got {port}")
-    model = load_explore_model(source, decoder_path, encoder_path, data_dir)
-    if site_dir is not None:
-        written = write_site(model, site_dir)
-        wrote(f"a static site ({len(written)} files; serve it over http, .mjs as text/javascript)", site_dir)
+    model = load_explore_model(source, decoder, encoder, data_dir)
+    if out_dir is not None:
+        written = write_site(model, out_dir, overwrite=overwrite)
+        wrote(f"a static site ({len(written)} files; serve it over http, .mjs as text/javascript)", out_dir)
         return
     server = make_server(model, host, port)
     url = server_url(server)

@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from .cli_common import TerminalProgress, handle_errors
+from .cli_common import TerminalProgress, decoder_option, encoder_option, handle_errors
 from .models.presets import CONDITIONAL, PRESETS  # torch-free
 from .training.config import default  # torch-free: the defaults shown in --help
 
@@ -25,6 +25,9 @@ def _flag_value(value) -> str:
 
 
 def _d(name: str) -> str:
+    """'[32]', or '[32; 4 with --conditional]' for a field the conditional defaults change."""
+    if name in CONDITIONAL.model:
+        return f"[{_flag_value(default(name))}; {_flag_value(CONDITIONAL.model[name])} with --conditional]"
     return f"[{_flag_value(default(name))}]"
 
 
@@ -77,7 +80,7 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
     "--latent-dim",
     type=int,
     default=None,
-    help=f"Latent dimensions {_d('latent_dim')}; {CONDITIONAL.model['latent_dim']} with --conditional.",
+    help=f"Latent dimensions {_d('latent_dim')}.",
 )
 @click.option("--hidden", default=None, help=f"MLP hidden widths, comma-separated {_d('hidden')}.")
 @click.option(
@@ -114,13 +117,13 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
     "--label-dropout",
     type=float,
     default=None,
-    help="Conditional: train this fraction of images without their label, for guidance (0: off) [see README].",
+    help=f"Conditional: train this fraction of images without their label, for guidance (0: off) {_d('label_dropout')}.",
 )
 @click.option(
     "--guidance",
     type=float,
     default=None,
-    help="Conditional: the guidance weight generate uses unless told (1: none) [see README].",
+    help=f"Conditional: the guidance weight generate uses unless told (1: none) {_d('guidance')}.",
 )
 @click.option(
     "--epochs",
@@ -207,13 +210,27 @@ def train(resume, overwrite, preset, epochs, hidden, conv_channels, channels, **
 )
 @click.option("--fp16", is_flag=True, help="Also write decoder.fp16.onnx (float16 weights, float32 inputs/outputs).")
 @click.option("--int8", is_flag=True, help="Also write decoder.int8.onnx (dynamically quantized int8 weights).")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace graphs exported there from another checkpoint (deletes them, nothing else). "
+    "Re-exporting a run into a folder inside it needs no flag.",
+)
 @handle_errors
-def export(source, out_dir, last, opset, atol, fp16, int8):
+def export(source, out_dir, last, opset, atol, fp16, int8, overwrite):
     """Export RUN_DIR or CHECKPOINT to verified ONNX encoder/decoder graphs (needs the [train] extra)."""
     from .export import export_model  # imports torch and onnx
 
     result = export_model(
-        source, out_dir, last=last, opset=opset, atol=atol, fp16=fp16, int8=int8, log=lambda m: click.echo(m, err=True)
+        source,
+        out_dir,
+        last=last,
+        opset=opset,
+        atol=atol,
+        fp16=fp16,
+        int8=int8,
+        overwrite=overwrite,
+        log=lambda m: click.echo(m, err=True),
     )
     for path in (result.encoder, result.decoder, *result.variants.values()):
         click.echo(str(path))
@@ -222,12 +239,8 @@ def export(source, out_dir, last, opset, atol, fp16, int8):
 # ----------------------------------------------------------------------------- eval
 @click.command("eval")
 @click.argument("source", required=False, type=click.Path())
-@click.option(
-    "--encoder", "encoder_path", type=click.Path(), default=None, help="encoder.onnx (torch-free path, with --decoder)."
-)
-@click.option(
-    "--decoder", "decoder_path", type=click.Path(), default=None, help="decoder.onnx (torch-free path, with --encoder)."
-)
+@encoder_option("encoder.onnx or its export directory (torch-free path, with --decoder).")
+@decoder_option("decoder.onnx or its export directory (torch-free path, with --encoder).")
 @click.option(
     "--data", "data_dir", type=click.Path(), default=None, help="IDX or image folder to score (its test split)."
 )
@@ -237,7 +250,7 @@ def export(source, out_dir, last, opset, atol, fp16, int8):
     help="mnist-sample or a torchvision dataset (checkpoint path only) [what the model was trained on].",
 )
 @click.option("--k", type=int, default=1000, show_default=True, help="Importance samples per image for the IWAE bound.")
-@click.option("--n", "n_images", type=int, default=None, help="Score only the first N test images [all].")
+@click.option("--n", "n", type=int, default=None, help="Score only the first N test images [all].")
 @click.option(
     "--binarize", is_flag=True, help="Score a fixed stochastic binarization of the pixels (exact NLL for bernoulli)."
 )
@@ -246,7 +259,7 @@ def export(source, out_dir, last, opset, atol, fp16, int8):
 @click.option("--threads", type=int, default=None, help="onnxruntime intra-op threads (ONNX path).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @handle_errors
-def eval_(source, encoder_path, decoder_path, data_dir, dataset, k, n_images, binarize, seed, last, threads, as_json):
+def eval_(source, encoder, decoder, data_dir, dataset, k, n, binarize, seed, last, threads, as_json):
     """Score a model on test data: negative ELBO, IWAE NLL bound, bits/dim, active units, KL per dimension.
 
     SOURCE is a run directory or checkpoint (needs the [train] extra); or give --encoder and --decoder
@@ -257,23 +270,23 @@ def eval_(source, encoder_path, decoder_path, data_dir, dataset, k, n_images, bi
     from .errors import UserInputError
     from .scoring import format_report
 
-    onnx_path = encoder_path is not None or decoder_path is not None
+    onnx_path = encoder is not None or decoder is not None
     if onnx_path == (source is not None):
         raise UserInputError("give either a run directory/checkpoint, or --encoder and --decoder")
     progress = TerminalProgress("scoring")
     try:
         if onnx_path:
-            if encoder_path is None or decoder_path is None:
+            if encoder is None or decoder is None:
                 raise UserInputError("the ONNX path needs both --encoder and --decoder")
             from .infer.evaluate import evaluate_onnx
 
             report = evaluate_onnx(
-                encoder_path,
-                decoder_path,
+                encoder,
+                decoder,
                 data_dir=data_dir,
                 dataset=dataset,
                 k=k,
-                n=n_images,
+                n=n,
                 seed=seed,
                 binarize=binarize,
                 threads=threads,
@@ -287,7 +300,7 @@ def eval_(source, encoder_path, decoder_path, data_dir, dataset, k, n_images, bi
                 data_dir=data_dir,
                 dataset=dataset,
                 k=k,
-                n=n_images,
+                n=n,
                 seed=seed,
                 binarize=binarize,
                 last=last,
@@ -295,6 +308,9 @@ def eval_(source, encoder_path, decoder_path, data_dir, dataset, k, n_images, bi
             )
     finally:
         progress.close()
+    if as_json:  # the warnings are in the JSON too; on stderr they reach whoever pipes stdout into a file
+        for warning in report.warnings():
+            click.echo(f"warning: {warning}", err=True)
     click.echo(json.dumps(report.to_dict()) if as_json else format_report(report))
 
 

@@ -1,10 +1,65 @@
-"""Error types raised by vaectl's library code; cli.py turns them into one-line messages."""
+"""Error types raised by vaectl's library code; the CLI turns them into one-line messages.
+
+A message names the caller's arguments with arg(): str(error) shows the Python parameter ("n must be at least
+1"), the CLI shows its flag instead ("-n must be at least 1"; cli_common.flag_name is the one mapping).
+note() says something vaectl did that the caller did not spell out (an image resized to the model's input):
+a Note warning from Python, a `note:` line from the CLI.
+"""
+
+import re
+import warnings
+
+_ARG = re.compile("\x1f(\\w+)(?:=([^\x1f]*))?\x1f")
+
+
+def arg(name: str, value=None) -> str:
+    """A caller's argument inside an error message: its Python parameter `name` (with `value`: "name=value"),
+    or, from the CLI, its flag ("--name value"; a value of True: the flag alone)."""
+    return f"\x1f{name}\x1f" if value is None else f"\x1f{name}={value}\x1f"
+
+
+def render(message: str, flag_name=None) -> str:
+    """`message` with its arg() markers as Python parameters, or as flags through flag_name(parameter)."""
+
+    def one(m: re.Match) -> str:
+        name, value = m.group(1), m.group(2)
+        if flag_name is None:
+            return name if value is None else f"{name}={value}"
+        flag = flag_name(name)
+        return flag if value in (None, "True") else f"{flag} {value}"
+
+    return _ARG.sub(one, message)
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """'1 image', '3 images' (`nouns`: an irregular plural)."""
+    return f"{count:,} {noun if count == 1 else nouns or noun + 's'}"
+
+
+class Note(UserWarning):
+    """Something vaectl did that the caller did not ask for in so many words: an image converted to the
+    model's input, a conditional model cycling through its classes, earlier output removed by overwrite."""
+
+    def __str__(self) -> str:
+        return render(super().__str__())
+
+
+def note(message: str) -> None:
+    """Say `message` once: a Note warning from Python; the CLI prints it as one `note:` line on stderr."""
+    warnings.warn(message, Note, stacklevel=3)
 
 
 class VaectlError(Exception):
-    """Base class. `exit_code` is what the CLI exits with."""
+    """Base class. `exit_code` is what the CLI exits with; the message may name arguments with arg()."""
 
     exit_code = 1
+
+    def __str__(self) -> str:
+        return render(super().__str__())
+
+    def for_cli(self, flag_name) -> str:
+        """The message with the command line's flags for the arguments it names."""
+        return render(super().__str__(), flag_name)
 
 
 class UserInputError(VaectlError):
@@ -50,6 +105,11 @@ class WriteFailedError(UserInputError):
     def but(self, survived: str) -> "WriteFailedError":
         """The same failure, saying what survived in the caller's terms."""
         return WriteFailedError(self.path, self.reason, survived)
+
+
+class OutputExistsError(UserInputError):
+    """An output directory already holds what this writer writes (an earlier run's files): refused unless
+    overwrite (files.claim_out_dir). Exit 2."""
 
 
 class CorruptCheckpointError(UserInputError):

@@ -1,9 +1,12 @@
-"""Torch-free file helpers: the one atomic writer, the one output-directory check, PNG grids.
+"""Torch-free file helpers: the one atomic writer, the one overwrite rule for output directories, PNG grids.
 
 Every file vaectl writes goes through write_temp_beside (then os.replace) or append_text, and this is
 where an OSError of the filesystem (no space, read-only, no permission, quota) becomes one WriteFailedError
 naming the file and what survived it; callers that know more (training, generate --out-dir) reword what
 survived, never the mapping itself.
+
+Every command that writes into a directory (train, export, generate and data-images --out-dir, explore
+--site) claims it through claim_out_dir: the one rule for earlier output (see there).
 """
 
 from __future__ import annotations
@@ -12,14 +15,16 @@ import contextlib
 import hashlib
 import io
 import os
+import re
 import secrets
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .errors import UserInputError, WriteFailedError
+from .errors import OutputExistsError, UserInputError, WriteFailedError, arg, note, plural
 
 
 def temp_path_beside(path: Path) -> Path:
@@ -127,8 +132,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], o
 def prepare_out_dir(path, *, parents: bool = False, what: str = "output directory") -> bool:
     """Create `path` if missing and prove it writable; returns True when it was created here.
 
-    The one place that decides whether vaectl may write into a directory: `train --out`, `export --out`
-    and `generate --out-dir` all come through here. parents=True also creates missing parents.
+    claim_out_dir (the overwrite rule) comes through here; parents=True also creates missing parents.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -151,6 +155,124 @@ def prepare_out_dir(path, *, parents: bool = False, what: str = "output director
             f"{path}: cannot write the {what} here: the directory is not writable ({e.strerror or e})"
         ) from None
     return created
+
+
+@dataclass(frozen=True)
+class Output:
+    """What one writer puts into a directory: `what` it is, for messages ("generated images"), and the names
+    of its files, as regular expressions over paths relative to the directory ("api/draws/[^/]+")."""
+
+    what: str
+    names: tuple[str, ...]
+
+    def owns(self, relative: str) -> bool:
+        return any(re.fullmatch(name, relative) for name in self.names)
+
+    @property
+    def depth(self) -> int:
+        """How many folders deep its files go (0: only in the directory itself)."""
+        return max(name.count("/") for name in self.names)
+
+
+def earlier_output(directory, output: Output) -> list[Path]:
+    """The files in `directory` (and its folders, as deep as `output`'s names go) that `output`'s writer
+    writes, sorted."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found, level = [], [directory]
+    for _ in range(output.depth + 1):
+        entries = sorted(p for d in level for p in d.iterdir())
+        found += [p for p in entries if p.is_file() and output.owns(p.relative_to(directory).as_posix())]
+        level = [p for p in entries if p.is_dir() and not p.is_symlink()]
+    return sorted(found)
+
+
+def describe_files(directory: Path, files: list[Path]) -> str:
+    """'last.pt, config.json, images/ (4 files)' or '000000.png ... 000019.png (20 files)': files, briefly."""
+    top = [p.name for p in files if p.parent == directory]
+    shown = top if len(top) <= 5 else [f"{top[0]} ... {top[-1]} ({len(top)} files)"]
+    folders: dict[str, int] = {}
+    for p in files:
+        if p.parent != directory:
+            folders[p.parent.name] = folders.get(p.parent.name, 0) + 1
+    return ", ".join(shown + [f"{name}/ ({plural(count, 'file')})" for name, count in sorted(folders.items())])
+
+
+@dataclass
+class Claim:
+    """An output directory a writer may use (claim_out_dir); `earlier` are its files from an earlier run."""
+
+    path: Path
+    output: Output
+    earlier: list[Path] = field(default_factory=list)
+    created: bool = False
+    overwrite: bool = False
+
+    def clear(self, keep: Iterable = ()) -> list[Path]:
+        """Delete the earlier files (but those in `keep`, which this run is replacing itself) and the folders
+        they leave empty; nothing else. Notes what went and what stayed. Returns the deleted files."""
+        keep = {Path(p) for p in keep}
+        gone = [p for p in self.earlier if p not in keep]
+        for p in gone:
+            try:
+                p.unlink(missing_ok=True)
+            except OSError as e:
+                raise UserInputError(f"{p}: cannot remove it ({os_error_reason(e)})") from None
+        for folder in sorted({p.parent for p in gone} - {self.path}):
+            remove_stale_temp_files(folder, ["*"])
+            with contextlib.suppress(OSError):  # rmdir only succeeds when empty: never removes the user's files
+                folder.rmdir()
+        self.earlier = [p for p in self.earlier if p in keep]
+        if gone:
+            mine = {p.name for p in keep}
+            kept = sorted(
+                p.name + ("/" if p.is_dir() else "")
+                for p in self.path.iterdir()
+                if not p.name.startswith(".") and p.name not in mine and not (p.is_dir() and not any(p.iterdir()))
+            )
+            note(
+                (f"{arg('overwrite', True)}: " if self.overwrite else "")
+                + f"removed {self.output.what} from {self.path} ({describe_files(self.path, gone)})"
+                + (f"; kept what vaectl did not write: {', '.join(kept)}" if kept else "")
+            )
+        return gone
+
+
+def claim_out_dir(
+    path,
+    output: Output,
+    *,
+    overwrite: bool = False,
+    param: str = "out_dir",
+    reuse: Callable[[list[Path]], bool] | None = None,
+    instead: str | None = None,
+    parents: bool = False,
+    create: bool = True,
+) -> Claim:
+    """The one overwrite rule: may this writer put its `output` into directory `path`?
+
+    A directory that already holds files of this writer's (by name: Output.names) holds an earlier run's
+    output, and writing there would mix the two or replace the earlier one; that is refused (OutputExistsError,
+    naming the files, nothing touched) unless `overwrite`, or unless `reuse(earlier)` says the earlier files are
+    this run's own (an export of the same training run). Files of anyone else are never counted, refused over
+    or removed. Then the directory is created (create=True; parents=True makes missing parents) and proved
+    writable. Nothing is deleted here: the writer calls Claim.clear() when it is ready to replace the earlier
+    files (train at once; export when its new graphs are verified). `param` names the argument that chose the
+    directory, `instead` the alternative the message offers (default: another directory).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserInputError(f"{path}: exists and is not a directory")
+    earlier = earlier_output(path, output)
+    if earlier and not overwrite and not (reuse is not None and reuse(earlier)):
+        raise OutputExistsError(
+            f"{path}: already holds {output.what} ({describe_files(path, earlier)}); "
+            f"{instead or 'choose another ' + arg(param)}, or give {arg('overwrite', True)}: it deletes those "
+            "files and nothing else"
+        )
+    created = prepare_out_dir(path, parents=parents) if create else False
+    return Claim(path, output, earlier, created, overwrite)
 
 
 def _new_file_mode(path: Path) -> int:

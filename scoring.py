@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .errors import UserInputError
+from .errors import UserInputError, arg, plural
 
+FEW_IMAGES = 100  # below this many images the figures move by more than their differences between models
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): active when Cov_x(E_q[z | x]) > 0.01
 PROB_EPS = 1e-7  # decoder outputs are float32 sigmoids: keep log(p) and log(1 - p) finite
 GAUSSIAN_VARIANCE = 0.5  # summed squared error == -log N(x; mean, 1/2) - (D/2) log(pi)
@@ -52,9 +53,28 @@ class EvalReport:
     entropy_floor: float | None = None  # bernoulli: mean summed binary entropy of the pixels
     binarized: bool = False
     seed: int = 0
+    dataset: str = ""  # what was scored: the dataset's name,
+    split: str = "test"  # its test split, or "hold-out" (data/VALIDATION_FRACTION held out: no test split)
+    split_size: int = 0  # images in that split (n: the first n of them were scored)
+
+    def data(self) -> str:
+        """'mnist-sample, test split, the first 50 of 1,000 images': what was scored."""
+        which = "test split" if self.split == "test" else "validation hold-out (the data has no test split)"
+        count = plural(self.n, "image")
+        if self.split_size > self.n:
+            count = f"the first {self.n:,} of {plural(self.split_size, 'image')}"
+        return f"{self.dataset}, {which}, {count}"
+
+    def warnings(self) -> list[str]:
+        if self.n >= FEW_IMAGES:
+            return []
+        return [
+            f"only {plural(self.n, 'image')} scored: figures from fewer than {FEW_IMAGES} images are too noisy "
+            "to compare models; score more images"
+        ]
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "warnings": self.warnings()}
 
 
 def log_likelihood(x: np.ndarray, mean: np.ndarray, likelihood: str) -> np.ndarray:
@@ -95,7 +115,7 @@ def score(
 ) -> EvalReport:
     """Score uint8 images (N, C, H, W). `max_rows` bounds the decoder batch (images x draws)."""
     if k < 1:
-        raise UserInputError(f"--k must be at least 1, got {k}")
+        raise UserInputError(f"{arg('k')} must be at least 1, got {k}")
     if len(images) == 0:
         raise UserInputError("no images to evaluate")
     rng = np.random.default_rng(seed)
@@ -171,7 +191,8 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
 
 def format_report(r: EvalReport) -> str:
     lines = [
-        f"evaluated {r.n} images, k = {r.k} importance samples (seed {r.seed}){', binarized' if r.binarized else ''}",
+        f"data: {r.data()}",
+        f"k = {r.k} importance samples per image (seed {r.seed}){', binarized' if r.binarized else ''}",
         f"convention: {r.convention}",
         f"negative ELBO        {r.neg_elbo:10.3f} nats  (reconstruction {r.recon:.3f} + KL {r.kl:.3f})",
         f"IWAE NLL bound (k={r.k}) {r.iwae_nll:8.3f} nats  ({r.bits_per_dim:.4f} bits/dim)",
@@ -182,4 +203,5 @@ def format_report(r: EvalReport) -> str:
         lines.append(
             f"entropy floor        {r.entropy_floor:10.3f} nats  (no bernoulli model scores below this on these pixels)"
         )
+    lines += [f"warning: {w}" for w in r.warnings()]
     return "\n".join(lines)

@@ -135,7 +135,7 @@ def whole_process(decoder: Path, run_dir: Path, vaectl_bins: dict[str, str], rep
         f"vaectl generate ({label})": [
             exe,
             "generate",
-            "--onnx",
+            "--decoder",
             str(decoder),
             "-n",
             "64",

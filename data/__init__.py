@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserInputError
+from ..errors import UserInputError, arg, plural
 from ..models.config import class_index
 from .idx import has_idx_files, load_idx_split
 from .images import IMAGE_EXTENSIONS, open_image, to_array
@@ -33,6 +33,7 @@ FASHION_NAMES = (
     "Ankle boot",
 )
 VALIDATION_FRACTION = 0.1
+HOLDOUT = "hold-out"
 
 
 @dataclass
@@ -46,6 +47,9 @@ class ImageDataset:
     test_labels: np.ndarray | None = None
     class_names: tuple[str, ...] = ()
     notes: list[str] = field(default_factory=list)
+    # where `test` comes from: the data's own test split, or HOLDOUT (VALIDATION_FRACTION of the images,
+    # held out with a fixed seed because the data has no test split)
+    test_split: str = "test"
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -104,6 +108,7 @@ def load_idx_dir(directory: Path, seed: int = 0) -> ImageDataset:
         y, test = None, (test[0], None)
     if test is not None and len(test[0]) == 0:
         test = None  # an empty test file: hold out part of the training data instead
+    split = HOLDOUT if test is None else "test"
     if test is None:
         x, y, xt, yt = _holdout(x, y, seed)
     else:
@@ -117,7 +122,7 @@ def load_idx_dir(directory: Path, seed: int = 0) -> ImageDataset:
             names = FASHION_NAMES
         else:
             names = tuple(str(i) for i in range(k))
-    return ImageDataset(directory.name, x, xt, y, yt, names, notes)
+    return ImageDataset(directory.name, x, xt, y, yt, names, notes, split)
 
 
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
@@ -149,11 +154,15 @@ def load_image_folder(directory: Path, image_size: int | None, channels: int | N
         channels = 1 if all(im.mode in GREY_MODES for im in images) else 3
     if len(sizes) > 1 or (w, h) not in sizes:
         odd = sum(c for s, c in sizes.items() if s != (w, h))
-        notes.append(f"note: resized {odd} of {len(images)} images of {len(sizes)} different sizes to {w}x{h}")
+        stretched = sum(c for (a, b), c in sizes.items() if a * h != b * w)
+        notes.append(
+            f"note: resized {odd} of {len(images)} images ({plural(len(sizes), 'size')} in the folder) to {w}x{h}"
+            + (f"; {stretched} of them with their aspect ratio changed (stretched, not cropped)" if stretched else "")
+        )
     x = np.stack([to_array(im, channels, h, w) for im in images])  # (N, C, H, W)
     y = np.array([class_names.index(parts[0]) for parts in rel_parts], dtype=np.int64) if labelled else None
     xtr, ytr, xv, yv = _holdout(x, y, seed)
-    return ImageDataset(directory.name, xtr, xv, ytr, yv, class_names, notes)
+    return ImageDataset(directory.name, xtr, xv, ytr, yv, class_names, notes, HOLDOUT)
 
 
 def load_data(data_dir=None, image_size: int | None = None, channels: int | None = None, seed: int = 0) -> ImageDataset:
@@ -206,9 +215,9 @@ def pick_images(ds: ImageDataset, split: str, label=None, count: int = 8) -> tup
     Returns (indices (n,), uint8 images (n, H, W) or (n, H, W, 3), file names SPLIT_INDEX[_CLASS].png).
     """
     if split not in ("train", "test"):
-        raise UserInputError(f"unknown split {split!r}; choose train or test")
+        raise UserInputError(f"unknown {arg('split')} {split!r}; choose train or test")
     if count < 1:
-        raise UserInputError(f"-n must be at least 1, got {count}")
+        raise UserInputError(f"{arg('count')} must be at least 1, got {count}")
     images = ds.train if split == "train" else ds.test  # (N, C, H, W) uint8
     labels = ds.train_labels if split == "train" else ds.test_labels
     index = np.arange(len(images))

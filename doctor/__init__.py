@@ -2,8 +2,10 @@
 
 Torch-free at import, like the rest of the base install: torch, torchvision and onnx are imported
 inside the functions that need them, and only when they are installed (the smoke run itself, which
-needs torch, is doctor/smoke.py). On the base install the
-report says "inference only"; that is not a failed check.
+needs torch, is doctor/smoke.py). Checks are what the install promises: the base install, onnxruntime, the
+demo model, and where the [train] extra is complete, what it promises (torch sees the GPU, the smoke runs).
+The optional extras themselves are notes, never a failed check: on an inference-only machine a partly
+installed [train] or [dev] extra (a playwright some other project brought) is not an error.
 
     from vaectl.doctor import run_doctor, format_report
     report = run_doctor(smoke=True)
@@ -24,8 +26,8 @@ import numpy as np
 from .. import __version__
 from .probe import collect_devices, package_version, probe_module, requirement, tiny_onnx_graph
 
-PASS, FAIL, SKIP = "pass", "fail", "skip"
-MARKS = {PASS: "✔", FAIL: "✗", SKIP: "–"}
+PASS, FAIL, SKIP, NOTE = "pass", "fail", "skip", "note"
+MARKS = {PASS: "✔", FAIL: "✗", SKIP: "–", NOTE: "·"}
 BASE = (("numpy", "numpy"), ("Pillow", "PIL"), ("click", "click"), ("onnxruntime", "onnxruntime"))  # (dist, module)
 EXTRAS = {
     "train": (("torch", "torch"), ("torchvision", "torchvision"), ("onnx", "onnx"), ("tqdm", "tqdm")),
@@ -38,9 +40,9 @@ DEMO_IMAGES = 16
 @dataclass
 class Check:
     name: str
-    status: str  # PASS, FAIL or SKIP (does not apply here; never makes the report fail)
+    status: str  # PASS, FAIL, SKIP (does not apply here) or NOTE (an optional extra); only FAIL fails the report
     detail: str
-    advice: str = ""  # one line, for a failed check
+    advice: str = ""  # one line, for a failed check or a note with something to do
     seconds: float | None = None
 
 
@@ -53,6 +55,7 @@ class Report:
     extras: dict = field(default_factory=dict)  # base/train/dev -> installed (every module imports)
     devices: dict = field(default_factory=dict)
     checks: list = field(default_factory=list)
+    notes: list = field(default_factory=list)  # Check(status=NOTE) for each optional extra
 
     @property
     def ok(self) -> bool:
@@ -108,7 +111,9 @@ def check_demo() -> Check:
         decoder = graphs[0] if graphs else None
         if decoder is None:
             return Check("demo model", SKIP, f"no decoder graph in {demo_dir()}")
-        images = Decoder(decoder).sample(DEMO_IMAGES, seed=0)
+        dec = Decoder(decoder)
+        labels = np.arange(DEMO_IMAGES) % dec.num_classes if dec.conditional else None  # every class in turn
+        images = dec.decode(dec.latents(DEMO_IMAGES, seed=0), labels)
     except Exception as e:
         return Check(
             "demo model",
@@ -124,22 +129,27 @@ def check_demo() -> Check:
     )
 
 
+EXTRA_USE = {"train": "train and export need it", "dev": "needed only to develop vaectl"}
+
+
 def check_extra(name: str, found: dict, problems: dict) -> Check:
+    """A note on an optional extra: complete, not installed, partly installed or broken (never a failed check)."""
     mods = [dist for dist, _ in EXTRAS[name]]
     broken = [f"{d} ({problems[d]})" for d in mods if problems.get(d)]
     missing = [d for d in mods if found.get(d) is None and not problems.get(d)]
-    label = f"[{name}] extra"
+    label, use = f"[{name}] extra", EXTRA_USE[name]
     if broken:
         advice = f"reinstall: pip install --force-reinstall 'vaectl[{name}]'"
         if problems.get("torch") and name == "train":  # a torch wheel that does not fit the machine
             advice = f"reinstall torch for this machine ({TORCH_INSTALL_HELP}), then pip install 'vaectl[train]'"
-        return Check(label, FAIL, f"installed but broken: {'; '.join(broken)}", advice)
+        return Check(label, NOTE, f"installed but broken ({use}): {'; '.join(broken)}", advice)
     if len(missing) == len(mods):
-        what = "inference only: train/export need it" if name == "train" else "not needed to use vaectl"
-        return Check(label, SKIP, f"not installed ({what}; pip install 'vaectl[{name}]')")
+        return Check(label, NOTE, f"not installed ({use})", f"pip install 'vaectl[{name}]'")
     if missing:
-        return Check(label, FAIL, f"incomplete: {', '.join(missing)} missing", f"pip install 'vaectl[{name}]'")
-    return Check(label, PASS, ", ".join(f"{d} {found[d]}" for d in mods))
+        return Check(
+            label, NOTE, f"partly installed ({use}): {', '.join(missing)} missing", f"pip install 'vaectl[{name}]'"
+        )
+    return Check(label, NOTE, "complete: " + ", ".join(f"{d} {found[d]}" for d in mods))
 
 
 def check_cuda(driver: str | None, torch_cuda_build: str | None, cuda_devices: int) -> Check:
@@ -214,15 +224,11 @@ def run_doctor(smoke: bool = True, progress=None) -> Report:
         report.checks.append(check_onnxruntime())
         if smoke:
             report.checks.append(check_demo())
-    for name in EXTRAS:
-        report.checks.append(check_extra(name, found, problems))
-    if torch is None:
+    report.notes = [check_extra(name, found, problems) for name in EXTRAS]
+    if not report.extras["train"]:  # what only the [train] extra promises is not checked without it
         return report
     report.checks.append(check_cuda(report.devices["nvidia_driver"], torch.version.cuda, len(report.devices["cuda"])))
     if not smoke:
-        return report
-    if not report.extras["train"]:
-        report.checks.append(Check("smoke runs", SKIP, "need the complete [train] extra"))
         return report
     targets = [("cpu", False)]
     if report.devices["cuda"]:
@@ -274,14 +280,18 @@ def format_report(report: Report) -> str:
     lines.append(
         f"  {'mps':<13}" + {None: "not checked (no torch)", True: "available", False: "not available"}[dev["mps"]]
     )
-    lines.append("checks")
-    width = max(len(c.name) for c in report.checks)
-    for c in report.checks:
-        lines.append(f"  {MARKS[c.status]} {c.name:<{width}}  {c.detail}")
-        if c.status == FAIL:
-            lines.append(f"    {'':<{width}}→ {c.advice}")
+    width = max(len(c.name) for c in report.checks + report.notes)
+    for title, rows in (("checks", report.checks), ("optional extras (notes, never a failed check)", report.notes)):
+        lines.append(title)
+        for c in rows:
+            lines.append(f"  {MARKS[c.status]} {c.name:<{width}}  {c.detail}")
+            if c.advice:
+                lines.append(f"    {'':<{width}}→ {c.advice}")
     failed = sum(c.status == FAIL for c in report.checks)
     applied = sum(c.status != SKIP for c in report.checks)
-    mode = "" if report.extras.get("train") else " (inference only: the [train] extra is not installed)"
+    mode = ""
+    if not report.extras.get("train"):
+        train = next((n.detail.split(" (")[0] for n in report.notes if n.name == "[train] extra"), "not installed")
+        mode = f" for inference (the [train] extra is {train}: no training or export here)"
     lines.append(f"{applied - failed} of {applied} checks passed" + ("" if failed else ": ready") + mode)
     return "\n".join(lines)

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__, contract
-from ..errors import UserInputError
+from ..errors import UserInputError, arg
 from ..infer import Decoder, Encoder, VAEPair, describe_model
 from ..infer.prior import Prior, priors_of
+from ..infer.sessions import graph_path
 
 # variant -> the file name in an export, and the page's URL models/NAME whatever the file is called
 VARIANTS = (("fp32", "decoder.onnx"), ("fp16", "decoder.fp16.onnx"), ("int8", "decoder.int8.onnx"))
@@ -43,34 +44,28 @@ class ExploreModel:
 
 def find_graphs(source=None, decoder=None, encoder=None) -> tuple[dict[str, Path], Path | None, Path | None]:
     """(decoder variants, encoder, run directory) from an export directory, a run directory holding an
-    export (directly or in a subfolder), or explicit --decoder/--encoder paths."""
+    export (directly or in a subfolder), or explicit --decoder/--encoder paths (files or export directories)."""
     if source is not None and decoder is not None:
-        raise UserInputError("give an export directory or --decoder, not both")
+        raise UserInputError(f"give an export directory or {arg('decoder')}, not both")
     if source is None and decoder is None:
-        raise UserInputError("give an export directory (what `vaectl export` wrote) or --decoder decoder.onnx")
+        raise UserInputError(f"give an export directory (what `vaectl export` wrote) or {arg('decoder')} decoder.onnx")
     if decoder is not None:
-        decoder = Path(decoder)
+        decoder = graph_path(decoder, "decoder")
         if not decoder.is_file():
             raise UserInputError(f"{decoder}: no such file")
-        enc = Path(encoder) if encoder is not None else None
+        enc = graph_path(encoder, "encoder") if encoder is not None else None
         if enc is not None and not enc.is_file():
             raise UserInputError(f"{enc}: no such file")
         return {"fp32": decoder}, enc, None
     source = Path(source)
+    if not source.exists():
+        raise UserInputError(f"{source}: no such directory")
     if not source.is_dir():
-        raise UserInputError(f"{source}: not a directory (give what `vaectl export --out` wrote, or --decoder)")
-    export_dir = source
-    if not (source / "decoder.onnx").is_file():
-        found = sorted(p.parent for p in source.glob("*/decoder.onnx"))
-        if len(found) != 1:
-            raise UserInputError(
-                f"{source}: no decoder.onnx here"
-                + (" (several subfolders hold one: name one)" if found else "; run `vaectl export` first")
-            )
-        export_dir = found[0]
+        raise UserInputError(f"{source}: not a directory (give what `vaectl export --out` wrote, or {arg('decoder')})")
+    export_dir = graph_path(source, "decoder").parent
     run_dir = next((d for d in (source, export_dir, export_dir.parent) if (d / "metrics.jsonl").is_file()), None)
     decoders = {v: export_dir / name for v, name in VARIANTS if (export_dir / name).is_file()}
-    enc = Path(encoder) if encoder is not None else export_dir / "encoder.onnx"
+    enc = graph_path(encoder, "encoder") if encoder is not None else export_dir / "encoder.onnx"
     return decoders, (enc if enc.is_file() else None), run_dir
 
 

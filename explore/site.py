@@ -9,12 +9,13 @@ Image upload needs the server's image loader, so the static page turns it off an
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
+import re
 from pathlib import Path
 
-from ..errors import UserInputError
-from ..files import atomic_write_bytes
+from ..files import Output, atomic_write_bytes, claim_out_dir
 from .model import VARIANTS, ExploreModel, draws
 from .server import PAGE_FILES, STATIC, VENDOR, runtime_files
 
@@ -23,11 +24,18 @@ SITE_COUNTS = (1, 16, 64)  # the page's grid sizes, and 1 for an interpolation's
 SITE_PER_CLASS = 8  # "all classes" grids: images per class
 
 
-def write_site(model: ExploreModel, out_dir) -> list[Path]:
-    """Write the static site into out_dir (created; must be empty or absent). Returns the files written."""
+# the site's files: the page, and the folders mirroring the server's routes
+SITE_OUTPUT = Output(
+    "a static site",
+    (*(re.escape(name) for name in PAGE_FILES), r"(ort|models|api|run)/[^/]+", r"api/draws/[^/]+"),
+)
+
+
+def write_site(model: ExploreModel, out_dir, overwrite: bool = False) -> list[Path]:
+    """Write the static site into out_dir (created if missing). A folder holding an earlier site is refused
+    unless overwrite=True, which deletes that site's files first (files.claim_out_dir). Returns the files written."""
     out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserInputError(f"{out}: exists and is not an empty directory (the site needs a folder of its own)")
+    claim_out_dir(out, SITE_OUTPUT, overwrite=overwrite, parents=True).clear()
     for sub in ("ort", "models", "api", "api/draws", "run"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     written = []
@@ -54,7 +62,8 @@ def write_site(model: ExploreModel, out_dir) -> list[Path]:
     for name, obj in (("info", info), ("map", model.map), ("run", model.run)):
         put(f"api/{name}.json", _json(obj))
     if not model.run_grids:
-        (out / "run").rmdir()
+        with contextlib.suppress(OSError):  # only when empty: a file of the user's there stays
+            (out / "run").rmdir()
     return written
 
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from .. import contract
 from ..contract import build_metadata
-from ..errors import UserInputError
+from ..errors import UserInputError, arg
 from ..models import VAEConfig
 
 # Opset 17 is implemented completely by every onnxruntime the base install allows (>= 1.24; ORT has
@@ -86,7 +86,7 @@ def module_for_export(model: nn.Module, role: str) -> nn.Module:
 def check_opset(opset: int | None) -> int:
     opset = DEFAULT_OPSET if opset is None else opset
     if not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
-        raise UserInputError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET}, got {opset}")
+        raise UserInputError(f"{arg('opset')} must be between {MIN_OPSET} and {MAX_OPSET}, got {opset}")
     return opset
 
 

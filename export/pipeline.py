@@ -12,19 +12,45 @@ import contextlib
 import logging
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnx
 
-from ..contract import ROLES
-from ..errors import UserInputError, VerificationError, WriteFailedError
-from ..files import file_sha256, fsync_dir, os_error_reason, prepare_out_dir, write_temp_beside
+from ..contract import GRAPH_FILES, ROLES
+from ..errors import UserInputError, VerificationError, WriteFailedError, arg
+from ..files import Output, claim_out_dir, file_sha256, fsync_dir, os_error_reason, write_temp_beside
 from ..models.checkpoint import load_model
 from .graphs import check_opset, export_graph
 from .variants import to_fp16, to_int8
 from .verify import VERIFY_BATCH_SIZES, Report, verify_against_torch, verify_variant
+
+EXPORT_OUTPUT = Output("exported graphs", tuple(re.escape(name) for name in GRAPH_FILES))
+
+
+def _same_run(out_dir: Path, ckpt_path: Path, checkpoint_sha256: str) -> Callable[[list[Path]], bool]:
+    """May this export replace the graphs already in out_dir? Yes when they are its own run's: out_dir is
+    inside the run's directory (re-exporting a run into its own folder, e.g. after more epochs), or every
+    earlier graph was exported from this very checkpoint."""
+
+    def same(earlier: list[Path]) -> bool:
+        run = ckpt_path.resolve().parent
+        if out_dir.resolve() == run or run in out_dir.resolve().parents:
+            return True
+        return all(_exported_from(p) == checkpoint_sha256 for p in earlier)
+
+    return same
+
+
+def _exported_from(path: Path) -> str | None:
+    """The checkpoint SHA-256 in an exported graph's metadata (None when unreadable or absent)."""
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not a graph we can read: not ours to replace without overwrite
+        return None
+    return next((p.value for p in model.metadata_props if p.key == "vaectl.checkpoint_sha256"), None)
 
 
 @dataclass
@@ -100,28 +126,38 @@ def export_model(
     atol: float = 1e-4,
     fp16: bool = False,
     int8: bool = False,
+    overwrite: bool = False,
     log: Callable[[str], None] = print,
 ) -> ExportResult:
     """Export a checkpoint (or run directory) to verified ONNX graphs in `out_dir`.
 
     Raises UserInputError for bad input (nothing written) and VerificationError when a graph fails a
-    check (every failure listed; nothing written, existing files untouched).
+    check (every failure listed; nothing written, existing files untouched). An out_dir holding graphs of
+    another run is refused unless overwrite=True (files.claim_out_dir); once the new graphs are published,
+    the earlier graphs they do not replace (a decoder.fp16.onnx this export does not write) are removed.
     """
     opset = check_opset(opset)
     if not isinstance(atol, (int, float)) or not math.isfinite(atol) or atol < 0:
-        raise UserInputError(f"--atol must be a finite number >= 0, got {atol}")
+        raise UserInputError(f"{arg('atol')} must be a finite number >= 0, got {atol}")
     model, ckpt = load_model(source, last=last)
     config, ckpt_path = model.config, Path(ckpt["path"])
     if int8 and config.row_context:
         # the generated rows feed back into the next, so the per-batch activation quantization compounds:
         # the --preset quality model measured 0.25 max pixel error against float32 (bound 0.1)
         raise UserInputError(
-            "--int8 is not available for a row-autoregressive model (--context-channels): its "
-            "quantization error compounds row by row; use --fp16"
+            f"{arg('int8', True)} is not available for a row-autoregressive model (--context-channels): its "
+            f"quantization error compounds row by row; use {arg('fp16', True)}"
         )
     out_dir = Path(out_dir)
-    created = prepare_out_dir(out_dir, parents=True, what="export")
     checkpoint_sha256 = file_sha256(ckpt_path)
+    claim = claim_out_dir(
+        out_dir,
+        EXPORT_OUTPUT,
+        overwrite=overwrite,
+        reuse=_same_run(out_dir, ckpt_path, checkpoint_sha256),
+        instead=f"they come from another checkpoint: choose another {arg('out_dir')}",
+        parents=True,
+    )
     log(
         f"exporting {ckpt_path} ({config.arch}, latent {config.latent_dim}, image {'x'.join(map(str, config.image_shape))}"
         f"{f', {config.num_classes} classes' if config.num_classes else ''}) with opset {opset}"
@@ -166,12 +202,13 @@ def export_model(
 
         _publish(staged, finals)
         published = True
+        claim.clear(keep=finals.values())
         fsync_dir(out_dir)
     finally:
         if not published:
             for tmp in staged.values():
                 tmp.unlink(missing_ok=True)
-            if created:
+            if claim.created:
                 with contextlib.suppress(OSError):
                     out_dir.rmdir()  # only succeeds if empty: never removes anything of the user's
 

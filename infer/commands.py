@@ -14,17 +14,22 @@ from pathlib import Path
 
 import numpy as np
 
+from ..contract import INFORMATIVE_RULE, informative_dims
 from ..data import load_data, pick_images
-from ..errors import UserInputError, WriteFailedError
-from ..files import save_png, to_uint8_images
+from ..errors import UserInputError, WriteFailedError, arg, note, plural
+from ..files import make_grid, save_png, to_uint8_images
 from .output import (
+    DATASET_IMAGES,
+    GENERATED_IMAGES,
     LATENT_FORMATS,
     MAX_GRID_IMAGES,
     animation_frames,
     check_fps,
     check_output_file,
     check_scale,
+    label_rows,
     latent_dtype,
+    latent_labels,
     originals_above_reconstructions,
     prepare_output_dir,
     save_gif,
@@ -50,7 +55,9 @@ def _encoder(encoder, threads) -> Encoder:
 
 def _one_target(out, out_dir) -> None:
     if (out is None) == (out_dir is None):
-        raise UserInputError("give one of --out FILE.png (one grid) or --out-dir DIR (one PNG per image)")
+        raise UserInputError(
+            f"give one of {arg('out')} FILE.png (one grid) or {arg('out_dir')} DIR (one PNG per image)"
+        )
     if out is not None:
         check_output_file(out)
 
@@ -70,18 +77,22 @@ def generate(
     threads: int | None = None,
     progress: Progress | None = None,
     scale: int = 1,
+    overwrite: bool = False,
 ) -> int:
     """Draw n images (n per class with label="all") into one PNG grid `out` or one PNG each in `out_dir`.
 
-    guidance: a guided decoder's weight (Decoder.sample) [the graph's default]."""
+    guidance: a guided decoder's weight (Decoder.sample) [the graph's default]. An out_dir that holds
+    images of an earlier generate is refused unless overwrite=True, which deletes them first."""
     check_scale(scale)
     _one_target(out, out_dir)
     if nrow < 1:
-        raise UserInputError(f"--nrow must be at least 1, got {nrow}")
+        raise UserInputError(f"{arg('nrow')} must be at least 1, got {nrow}")
     dec = _decoder(decoder, threads)
     total = dec.sample_count(n, label)
     if out is not None and total > MAX_GRID_IMAGES:
-        raise UserInputError(f"{total:,} images is too many for one grid (at most {MAX_GRID_IMAGES:,}); use --out-dir")
+        raise UserInputError(
+            f"{total:,} images is too many for one grid (at most {MAX_GRID_IMAGES:,}); use {arg('out_dir')}"
+        )
     batches = dec.iter_sample(n, seed, temperature, label, same_z, guidance=guidance)
     batches = itertools.chain([next(batches)], batches)  # bad --label etc. fail before anything is created
 
@@ -96,7 +107,7 @@ def generate(
             tick(len(batch))
         save_image_grid(out, np.concatenate(images), nrow=n if label == "all" else nrow, scale=scale)
     else:
-        prepare_output_dir(out_dir)
+        prepare_output_dir(out_dir, GENERATED_IMAGES, overwrite)
         save_image_batches(out_dir, batches, total, on_batch=tick, scale=scale)
     return total
 
@@ -135,15 +146,15 @@ def interpolate(
     check_scale(scale)
     check_fps(fps)
     if steps < 2:
-        raise UserInputError(f"--steps must be at least 2 (the two endpoints), got {steps}")
+        raise UserInputError(f"{arg('steps')} must be at least 2 (the two endpoints), got {steps}")
     seed_a, seed_b = seeds
     if encoder is not None:
         if len(images) != 2 or seed_a is not None or seed_b is not None:
-            raise UserInputError("with --encoder, give exactly two images A B (and no --seed-a/--seed-b)")
+            raise UserInputError(f"with {arg('encoder')}, give exactly two images A B (and no {arg('seeds')})")
     elif images:
-        raise UserInputError("interpolating between images needs --encoder encoder.onnx")
+        raise UserInputError(f"interpolating between images needs {arg('encoder')} encoder.onnx")
     elif seed_a is None or seed_b is None:
-        raise UserInputError("give --encoder and two images, or --seed-a and --seed-b for two random latent points")
+        raise UserInputError(f"give {arg('encoder')} and two images, or {arg('seeds')} for two random latent points")
     check_output_file(out, GRID_OR_GIF)
     dec = _decoder(decoder, threads)
     if encoder is not None:
@@ -173,59 +184,92 @@ def traverse(
     threads: int | None = None,
     scale: int = 1,
     fps: float = DEFAULT_FPS,
+    labels: bool = True,
 ) -> list[int]:
     """One row of `steps` images per latent dimension, that component swept from -span to +span; returns the dims.
 
-    Which dimensions: `dims`; or all of them (`all_dims`); by default those that carry information
-    (the export's KL per dimension), or all when the graph does not record it. `out` ending in .gif: an
-    animation whose frame k shows step k of every dimension side by side, running forth and back.
+    Which dimensions, in row order: traverse_rows. Each row is labelled with its component and KL (`labels`;
+    False: the bare grid). `out` ending in .gif: an animation whose frame k shows step k of every dimension
+    (a grid, each image labelled), running forth and back.
     """
     check_scale(scale)
     check_fps(fps)
     if dims and all_dims:
-        raise UserInputError("give --dim or --all, not both")
+        raise UserInputError(f"give {arg('dims')} or {arg('all_dims', True)}, not both")
     if steps < 2:
-        raise UserInputError(f"--steps must be at least 2, got {steps}")
+        raise UserInputError(f"{arg('steps')} must be at least 2, got {steps}")
     if (encoder is None) != (image is None):
-        raise UserInputError("--image and --encoder go together")
+        raise UserInputError(f"{arg('image')} and {arg('encoder')} go together")
     if image is not None and seed is not None:
-        raise UserInputError("give --image or --seed, not both")
+        raise UserInputError(f"give {arg('image')} or {arg('seed')}, not both")
     check_output_file(out, GRID_OR_GIF)
     dec = _decoder(decoder, threads)
-    if dims:
-        chosen = [int(d) for d in dims]
-    elif all_dims:
-        chosen = list(range(dec.latent_dim))
-    else:
-        chosen = dec.info.informative_dims() or list(range(dec.latent_dim))
+    chosen, why = traverse_rows(dec, dims, all_dims)
     if image is not None:
         grid = VAEPair(_encoder(encoder, threads), dec).traverse(image, chosen, span, steps, label)
     else:
         grid = dec.traverse(None, chosen, span, steps, label, seed)
+    names = latent_labels(chosen, dec.info.kl_per_dim) if labels else None
     if _is_gif(out):
-        save_gif(out, animation_frames(grid.reshape(len(chosen), steps, *grid.shape[1:]), True, scale), fps)
-    else:
+        rows = grid.reshape(len(chosen), steps, *grid.shape[1:])  # (R, S, H, W[, 3])
+        save_gif(out, animation_frames(rows, True, scale, names), fps)
+    elif names is None:
         save_image_grid(out, grid, nrow=steps, scale=scale)
+    else:
+        save_png(out, upscale(label_rows(make_grid(grid, nrow=steps), names, grid.shape[1]), scale))
+    if why:
+        note(why)
     return chosen
 
 
+def traverse_rows(decoder: Decoder, dims=None, all_dims: bool = False) -> tuple[list[int], str | None]:
+    """The latent dimensions `traverse` draws, in row order, and how they were chosen when the caller did not
+    say (a note): `dims` as given; else by KL to the prior, most informative first (by index when the graph
+    records no KL): all of them with `all_dims`, by default the informative ones (contract.informative_dims)."""
+    d, kl = decoder.latent_dim, decoder.info.kl_per_dim
+    if dims:
+        return [int(i) for i in dims], None
+    if kl is None:
+        why = f"{decoder.name} records no KL per dimension (an older export): one row for every latent dimension"
+        return list(range(d)), None if all_dims else why
+    by_kl = sorted(range(d), key=lambda i: -kl[i])
+    if all_dims:
+        return by_kl, None
+    chosen = informative_dims(kl)
+    if not chosen:
+        return by_kl, f"no latent dimension carries information ({INFORMATIVE_RULE}): one row for each, by KL"
+    return chosen, (
+        f"rows: the {plural(len(chosen), 'informative latent dimension')} of {d} ({INFORMATIVE_RULE}), most "
+        f"informative first; {arg('all_dims', True)} draws every dimension"
+    )
+
+
 def data_images(
-    data_dir=None, *, split: str = "test", label=None, count: int = 8, out=None, out_dir=None, scale: int = 1
+    data_dir=None,
+    *,
+    split: str = "test",
+    label=None,
+    count: int = 8,
+    out=None,
+    out_dir=None,
+    scale: int = 1,
+    overwrite: bool = False,
 ) -> tuple[int, list[Path]]:
-    """Dataset images as PNGs: one grid `out`, or SPLIT_INDEX_CLASS.png files in `out_dir`.
+    """Dataset images as PNGs: one grid `out`, or SPLIT_INDEX_CLASS.png files in `out_dir` (one holding
+    such files already is refused unless overwrite=True, which deletes them first).
 
     Returns (images written, the files written).
     """
     check_scale(scale)
     if (out is None) == (out_dir is None):
-        raise UserInputError("give --out or --out-dir")
+        raise UserInputError(f"give {arg('out')} or {arg('out_dir')}")
     if out is not None:
         check_output_file(out)
     _, picked, names = pick_images(load_data(data_dir), split, label, count)
     if out is not None:
         save_image_grid(out, picked, scale=scale)
         return len(picked), [Path(out)]
-    directory = prepare_output_dir(out_dir)
+    directory = prepare_output_dir(out_dir, DATASET_IMAGES, overwrite)
     paths = [directory / name for name in names]
     for i, (path, image) in enumerate(zip(paths, picked)):
         try:
@@ -260,21 +304,21 @@ def encode(
     Layout: output.write_latents.
     """
     if out is None:
-        raise UserInputError("give --out latents.npy or --out latents.csv")
+        raise UserInputError(f"give {arg('out')} latents.npy or latents.csv")
     check_output_file(out, LATENT_FORMATS)
     if batch_size < 1:
-        raise UserInputError(f"batch size must be at least 1, got {batch_size}")
+        raise UserInputError(f"{arg('batch_size')} must be at least 1, got {batch_size}")
     enc = _encoder(encoder, threads)
     if not isinstance(images, np.ndarray):  # a batch array is sliced as it is; anything else becomes a list
         images = [images] if isinstance(images, (str, Path)) else list(images)
     if len(images) and data_dir is not None:
-        raise UserInputError("give image files or --data DIR, not both")
+        raise UserInputError(f"give images or {arg('data_dir')} DIR, not both")
     if len(images):
         source, labels = images, None
     else:
         source, labels = _dataset_split(enc, data_dir, split)
         if labels is not None and label is not None:
-            raise UserInputError("--label is for unlabelled images; this data labels each image itself")
+            raise UserInputError(f"{arg('label')} is for unlabelled images; this data labels each image itself")
     if label is not None:
         labels = np.full(len(source), enc.label_index(label), dtype=np.int64)
     elif enc.conditional and labels is None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .. import contract
 from ..contract import GraphInfo, parse_metadata
+from ..errors import plural
 from .safe_load import create_session, read_model_bytes
 
 
@@ -38,6 +39,8 @@ def describe_model(path) -> dict:
         "class_names": list(info.config.class_names) if info else None,
         "config": info.config.to_dict() if info else None,
         "kl_per_dim": list(info.kl_per_dim) if info and info.kl_per_dim is not None else None,
+        "informative_dims": info.informative_dims() if info else None,  # most informative first
+        "informative_rule": contract.INFORMATIVE_RULE,
         "checkpoint_sha256": info.checkpoint_sha256 if info else None,
         "producer": meta.producer_name,
         "metadata": dict(sorted(props.items())),
@@ -60,6 +63,7 @@ def format_description(d: dict) -> str:
             f"latent_dim  {d['latent_dim']}",
             f"image       {'x'.join(map(str, d['image_shape']))} (channels x height x width)",
             f"classes     {', '.join(d['class_names']) or 'none (unconditional)'}",
+            f"informative {_informative(d)}",
             f"checkpoint  sha256 {d['checkpoint_sha256'] or '?'}",
         ]
     else:
@@ -68,6 +72,19 @@ def format_description(d: dict) -> str:
     lines += [f"output      {sig(t)}" for t in d["outputs"]]
     lines += [f"metadata    {k} = {v}" for k, v in d["metadata"].items()]
     return "\n".join(lines)
+
+
+def _informative(d: dict) -> str:
+    """'2 of 4 latent dimensions, most informative first: z1 (KL 1.49), z0 (KL 1.12) (mean KL to ...)'."""
+    dims, kl = d["informative_dims"], d["kl_per_dim"]
+    if dims is None:
+        return "unknown: this graph records no KL per dimension (an older export)"
+    shown = ", ".join(f"z{i} (KL {kl[i]:.2f})" for i in dims[:16]) + (", ..." if len(dims) > 16 else "")
+    return (
+        f"{len(dims)} of {plural(d['latent_dim'], 'latent dimension')}"
+        + (f", most informative first: {shown}" if dims else "")
+        + f" ({d['informative_rule']})"
+    )
 
 
 def _input_default(info: GraphInfo | None, name: str) -> float | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..data import MNIST_SAMPLE, load_data
-from ..errors import UserInputError
+from ..errors import UserInputError, arg
 from ..scoring import EvalReport, score, sigmoid
 from .sessions import VAEPair
 
@@ -23,16 +23,16 @@ def evaluate_onnx(
 ) -> EvalReport:
     """`vaectl eval --encoder E --decoder D`: the same scorer on exported graphs, no torch."""
     if k < 1:
-        raise UserInputError(f"--k must be at least 1, got {k}")
+        raise UserInputError(f"{arg('k')} must be at least 1, got {k}")
     if n is not None and n < 1:
-        raise UserInputError(f"--n must be at least 1, got {n}")
+        raise UserInputError(f"{arg('n')} must be at least 1, got {n}")
     pair = VAEPair.load(encoder_path, decoder_path, threads)
     cfg = pair.decoder.config
     if data_dir is None:
         wanted = dataset or cfg.dataset
         if wanted != MNIST_SAMPLE:
             raise UserInputError(
-                f"the model was trained on {wanted!r}: point --data at a folder with its IDX files or "
+                f"the model was trained on {wanted!r}: point {arg('data_dir')} at a folder with its IDX files or "
                 "images (downloading torchvision datasets needs the [train] extra)"
             )
     ds = load_data(data_dir)
@@ -56,7 +56,7 @@ def evaluate_onnx(
             return pair.decoder.decode_float(z, label=y)
         return sigmoid(pair.decoder.base_logits(z, label=y) + context)
 
-    return score(
+    report = score(
         encode,
         decode,
         ds.test[:n],
@@ -68,3 +68,5 @@ def evaluate_onnx(
         binarize=binarize,
         progress=progress,
     )
+    report.dataset, report.split, report.split_size = ds.name, ds.test_split, len(ds.test)  # what was scored
+    return report

@@ -7,8 +7,9 @@ import os
 import numpy as np
 from PIL import Image
 
+from ..data import GREY_MODES
 from ..data.images import open_image, to_array
-from ..errors import UserInputError
+from ..errors import UserInputError, note
 
 
 def _array_to_pil(arr: np.ndarray, name: str) -> Image.Image:
@@ -32,15 +33,24 @@ def _array_to_pil(arr: np.ndarray, name: str) -> Image.Image:
     return Image.fromarray(a)
 
 
-def _one(source, index: int, shape: tuple[int, int, int]) -> np.ndarray:
-    c, h, w = shape
+def _open(source, index: int) -> Image.Image:
     if isinstance(source, np.ndarray):
-        img = _array_to_pil(source, f"image {index}")
-    elif isinstance(source, (Image.Image, str, os.PathLike)) or hasattr(source, "read"):
-        img = open_image(source)
-    else:
-        raise UserInputError(f"image {index}: expected a path, PIL image or array, got {type(source).__name__}")
-    return to_array(img, c, h, w)
+        return _array_to_pil(source, f"image {index}")
+    if isinstance(source, (Image.Image, str, os.PathLike)) or hasattr(source, "read"):
+        return open_image(source)
+    raise UserInputError(f"image {index}: expected a path, PIL image or array, got {type(source).__name__}")
+
+
+def note_conversions(modes: list[str], sizes: list[tuple[int, int]], shape: tuple[int, int, int]) -> None:
+    """Say what bringing images (their PIL modes and sizes) to the model's input changed: colour, size, aspect."""
+    c, h, w = shape
+    parts = ["colour made grey"] if c == 1 and any(m not in GREY_MODES for m in modes) else []
+    resized = [(a, b) for a, b in sizes if (a, b) != (w, h)]
+    if resized:
+        stretched = any(a * h != b * w for a, b in resized)
+        parts.append("resized" + (" with the aspect ratio changed (stretched, not cropped)" if stretched else ""))
+    if parts:  # the same words for every batch of a long run: said once (errors.note)
+        note(f"images brought to the model's input ({'grey' if c == 1 else 'RGB'} {w}x{h}): {', '.join(parts)}")
 
 
 def prepare_images(images, shape: tuple[int, int, int]) -> np.ndarray:
@@ -67,5 +77,12 @@ def prepare_images(images, shape: tuple[int, int, int]) -> np.ndarray:
         batch = [images]
     if not batch:
         raise UserInputError("no images given")
-    out = np.stack([_one(src, i, shape) for i, src in enumerate(batch)])
-    return out.astype(np.float32) / 255.0
+    c, h, w = shape
+    arrays, modes, sizes = [], [], []
+    for i, src in enumerate(batch):  # one decoded image in memory at a time
+        img = _open(src, i)
+        modes.append(img.mode)
+        sizes.append(img.size)
+        arrays.append(to_array(img, c, h, w))
+    note_conversions(modes, sizes, shape)
+    return np.stack(arrays).astype(np.float32) / 255.0

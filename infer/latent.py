@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import UserInputError
+from ..errors import UserInputError, arg, plural
 
 METHODS = ("slerp", "lerp")
 
 
 def _check_steps(steps: int) -> None:
     if int(steps) != steps or steps < 2:
-        raise UserInputError(f"--steps must be at least 2 (the two endpoints), got {steps}")
+        raise UserInputError(f"{arg('steps')} must be at least 2 (the two endpoints), got {steps}")
 
 
 def lerp(a: np.ndarray, b: np.ndarray, steps: int) -> np.ndarray:
@@ -65,9 +65,11 @@ def traverse_latents(z0, dims, span: float, steps: int) -> np.ndarray:
         raise UserInputError("give at least one latent dimension to traverse")
     for i in dims:
         if not 0 <= i < d:
-            raise UserInputError(f"--dim {i} is out of range: this model has {d} latent dimensions (0..{d - 1})")
+            raise UserInputError(
+                f"{arg('dims', i)} is out of range: this model has {plural(d, 'latent dimension')} (0..{d - 1})"
+            )
     if not np.isfinite(span) or span <= 0:
-        raise UserInputError(f"--span must be a positive number, got {span}")
+        raise UserInputError(f"{arg('span')} must be a positive number, got {span}")
     values = np.linspace(-span, span, steps, dtype=np.float64).astype(np.float32)
     out = np.repeat(z0[None], len(dims) * steps, axis=0)
     for row, i in enumerate(dims):

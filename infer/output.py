@@ -1,17 +1,18 @@
-"""Writing results: one PNG grid, a GIF animation, or one PNG per image into a directory (checked by
-files.prepare_out_dir), never half-written; --scale upscales them (nearest neighbour)."""
+"""Writing results: one PNG grid, a GIF animation, or one PNG per image into a directory (claimed under the
+one overwrite rule, files.claim_out_dir), never half-written; --scale upscales them (nearest neighbour)."""
 
 from __future__ import annotations
 
 import io
+import math
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserInputError, WriteFailedError
-from ..files import atomic_write, atomic_write_bytes, fsync_dir, make_grid, prepare_out_dir, save_png
+from ..errors import UserInputError, WriteFailedError, arg
+from ..files import Output, atomic_write, atomic_write_bytes, claim_out_dir, fsync_dir, make_grid, save_png
 
 # A grid is built in memory; past this many images, write a directory instead.
 MAX_GRID_IMAGES = 10_000
@@ -45,14 +46,14 @@ def check_output_file(path, allowed: tuple[str, ...] = (".png",)) -> Path:
 def check_scale(scale) -> int:
     """--scale: a whole number of screen pixels per image pixel, at least 1."""
     if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
-        raise UserInputError(f"--scale must be a whole number >= 1, got {scale}")
+        raise UserInputError(f"{arg('scale')} must be a whole number >= 1, got {scale}")
     return int(scale)
 
 
 def check_fps(fps) -> float:
     """--fps of a GIF: its frame delay is stored in 10 ms ticks, and browsers slow delays under 20 ms down."""
     if not isinstance(fps, (int, float, np.number)) or not MIN_FPS <= fps <= MAX_FPS:
-        raise UserInputError(f"--fps must be between {MIN_FPS:g} and {MAX_FPS:g}, got {fps}")
+        raise UserInputError(f"{arg('fps')} must be between {MIN_FPS:g} and {MAX_FPS:g}, got {fps}")
     return float(fps)
 
 
@@ -63,15 +64,21 @@ def upscale(image: np.ndarray, scale: int) -> np.ndarray:
     h, w = image.shape[:2]
     if h * w * scale * scale > MAX_OUTPUT_PIXELS:
         raise UserInputError(
-            f"--scale {scale} makes a {w * scale}x{h * scale} image, more than "
-            f"{MAX_OUTPUT_PIXELS:,} pixels; use a smaller --scale"
+            f"{arg('scale', scale)} makes a {w * scale}x{h * scale} image, more than "
+            f"{MAX_OUTPUT_PIXELS:,} pixels; use a smaller {arg('scale')}"
         )
     return np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
 
 
-def prepare_output_dir(path) -> Path:
-    """Create the output directory (its parent must exist) and check that it is writable."""
-    prepare_out_dir(path)
+# what `generate --out-dir` and `data-images --out-dir` write: 000000.png, ...; test_00014_8.png, ...
+GENERATED_IMAGES = Output("generated images", (r"\d{6,}\.png",))
+DATASET_IMAGES = Output("dataset images", (r"(train|test)_\d{5,}(_[^/]+)?\.png",))
+
+
+def prepare_output_dir(path, output: Output, overwrite: bool = False) -> Path:
+    """Claim the output directory under the one overwrite rule (its parent must exist), proved writable; with
+    overwrite, the earlier run's images are deleted first."""
+    claim_out_dir(path, output, overwrite=overwrite).clear()
     return Path(path)
 
 
@@ -79,7 +86,7 @@ def originals_above_reconstructions(originals: np.ndarray, recons: np.ndarray, n
     """uint8 stacks (N, H, W[, 3]) -> (tiles, columns) for one grid: each row of up to `nrow` originals
     is followed by a row of their reconstructions (short last rows padded with black tiles)."""
     if nrow < 1:
-        raise UserInputError(f"--nrow must be at least 1, got {nrow}")
+        raise UserInputError(f"{arg('nrow')} must be at least 1, got {nrow}")
     n = len(originals)
     rows = []
     for start in range(0, n, nrow):
@@ -93,24 +100,84 @@ def originals_above_reconstructions(originals: np.ndarray, recons: np.ndarray, n
 def save_image_grid(path, images: np.ndarray, nrow: int = 8, scale: int = 1) -> None:
     """uint8 (N, H, W[, 3]) -> one PNG with `nrow` images per row, upscaled `scale` times, written atomically."""
     if nrow < 1:
-        raise UserInputError(f"--nrow must be at least 1, got {nrow}")
+        raise UserInputError(f"{arg('nrow')} must be at least 1, got {nrow}")
     save_png(path, upscale(make_grid(images, nrow=nrow), scale))
 
 
-def animation_frames(rows: np.ndarray, forth_and_back: bool = False, scale: int = 1) -> list[np.ndarray]:
-    """uint8 (R, S, H, W[, 3]): R rows of S steps -> S frames, frame k the k-th image of every row side by side
-    (a make_grid of R images, border included); forth_and_back appends steps S-2 .. 1, so a looping GIF
-    sweeps back without showing an endpoint twice."""
+def text_tile(lines: list[str], width: int, height: int, like: np.ndarray) -> np.ndarray:
+    """White text, one line per entry, centred in a black uint8 tile with the channels of image `like`, (H, W)
+    or (H, W, 3) (Pillow's built-in bitmap font: the same pixels on every machine)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default_imagefont()
+    tile = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(tile)
+    top = (height - LINE_PX * len(lines)) // 2
+    for i, line in enumerate(lines):
+        draw.text(((width - int(font.getlength(line))) // 2, top + i * LINE_PX), line, fill=255, font=font)
+    text = np.asarray(tile)
+    return text if like.ndim == 2 else np.repeat(text[..., None], like.shape[-1], axis=-1)
+
+
+LINE_PX, CHAR_PX = 11, 6  # the bitmap font's line height and character width
+
+
+def latent_labels(dims, kl_per_dim=None) -> list[list[str]]:
+    """['z3', 'KL 2.41'] for each latent dimension: its name, and its KL to the prior in nats when known."""
+
+    def kl(v: float) -> str:
+        return f"KL {v:.2f}" if v < 10 else f"KL {v:.1f}" if v < 100 else f"KL {v:.0f}"
+
+    return [[f"z{d}"] + ([kl(kl_per_dim[d])] if kl_per_dim is not None else []) for d in dims]
+
+
+def _label_width(labels: list[list[str]]) -> int:
+    return CHAR_PX * max(len(line) for lines in labels for line in lines) + 2 * CHAR_PX
+
+
+def label_rows(grid: np.ndarray, labels: list[list[str]], tile_height: int, padding: int = 2) -> np.ndarray:
+    """A make_grid image with one row per entry of `labels`, the label drawn to the left of its row."""
+    column = np.zeros((grid.shape[0], _label_width(labels), *grid.shape[2:]), np.uint8)
+    for r, lines in enumerate(labels):
+        y = padding + r * (tile_height + padding)
+        column[y : y + tile_height] = text_tile(lines, column.shape[1], tile_height, grid)
+    return np.concatenate([column, grid], axis=1)
+
+
+def labelled_grid(images: np.ndarray, labels: list[list[str]], ncol: int, padding: int = 2) -> np.ndarray:
+    """uint8 (N, H, W[, 3]) -> one image of `ncol` columns, each tile with its label beneath it."""
+    n, h, w = images.shape[:3]
+    cell_w, text_h = max(w, _label_width(labels) - CHAR_PX), LINE_PX * max(len(lines) for lines in labels)
+    cells = np.zeros((n, h + text_h, cell_w, *images.shape[3:]), np.uint8)
+    x = (cell_w - w) // 2
+    for i, (image, lines) in enumerate(zip(images, labels)):
+        cells[i, :h, x : x + w] = image
+        cells[i, h:] = text_tile(lines, cell_w, text_h, image)
+    return make_grid(cells, nrow=ncol, padding=padding)
+
+
+def animation_frames(
+    rows: np.ndarray, forth_and_back: bool = False, scale: int = 1, labels: list[list[str]] | None = None
+) -> list[np.ndarray]:
+    """uint8 (R, S, H, W[, 3]): R rows of S steps -> S frames, frame k the k-th image of every row (a grid of
+    R images, about square, border included; with `labels`, each row's label under its image);
+    forth_and_back appends steps S-2 .. 1, so a looping GIF sweeps back without showing an endpoint twice."""
     order = list(range(rows.shape[1]))
     if forth_and_back:
         order += order[-2:0:-1]
-    first = upscale(make_grid(rows[:, 0], nrow=len(rows)), scale)
+    ncol = math.ceil(math.sqrt(len(rows)))
+
+    def frame(k: int) -> np.ndarray:
+        images = rows[:, k]
+        return upscale(make_grid(images, nrow=ncol) if labels is None else labelled_grid(images, labels, ncol), scale)
+
+    first = frame(0)
     if first.size * len(order) > MAX_ANIMATION_PIXELS:
         raise UserInputError(
             f"{len(order)} frames of {first.shape[1]}x{first.shape[0]} pixels is more than "
-            f"{MAX_ANIMATION_PIXELS:,} pixels in all; use fewer --steps or a smaller --scale"
+            f"{MAX_ANIMATION_PIXELS:,} pixels in all; use fewer {arg('steps')} or a smaller {arg('scale')}"
         )
-    return [first] + [upscale(make_grid(rows[:, k], nrow=len(rows)), scale) for k in order[1:]]
+    return [first] + [frame(k) for k in order[1:]]
 
 
 def frame_duration_ms(fps: float) -> int:

@@ -19,7 +19,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..errors import UserInputError
+from ..errors import UserInputError, arg
 
 # protobuf's own limit on one message; a bigger "model" is not something we should read into memory
 MAX_MODEL_BYTES = 2 * 1024**3 - 1
@@ -144,6 +144,11 @@ def check_model_bytes(data: bytes, source: str) -> None:
         raise UserInputError(f"{source}: empty file, not an ONNX model")
     if data[4:8] == b"ORTM":  # ORT's flatbuffer format: not something vaectl exports
         raise UserInputError(f"{source}: an ORT-format model; vaectl reads only .onnx files it exported")
+    if data[:4] == b"PK\x03\x04":  # a zip archive: what torch.save (and so `vaectl train`) writes
+        raise UserInputError(
+            f"{source}: a PyTorch checkpoint, not an ONNX graph; export it first (vaectl export {source} --out DIR) "
+            "and give the graphs it writes in DIR"
+        )
     try:
         external = find_external_tensors(data)
     except _Malformed as e:
@@ -161,7 +166,7 @@ def create_session(data: bytes, source: str, threads: int | None = None):
     import onnxruntime as ort
 
     if threads is not None and threads < 1:
-        raise UserInputError(f"--threads must be at least 1, got {threads}")
+        raise UserInputError(f"{arg('threads')} must be at least 1, got {threads}")
     opts = ort.SessionOptions()
     opts.log_severity_level = 3  # warnings about unused initializers etc. are not the user's concern
     if threads is not None:

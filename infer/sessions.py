@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import contract
 from ..contract import GraphInfo, parse_metadata
-from ..errors import UserInputError
+from ..errors import UserInputError, arg, note, plural
 from ..files import to_uint8_images
 from ..models.config import VAEConfig, check_guidance, class_index
 from .inputs import prepare_images
@@ -24,6 +24,38 @@ ALL_LABELS = "all"
 NO_LABEL = "none"  # the unconditional class (index num_classes) of a model trained with label dropout
 
 
+RUN_CHECKPOINTS = ("best.pt", "last.pt")
+
+
+def graph_path(path, role: str) -> Path:
+    """The `role` graph ("encoder" or "decoder") that `path` names: the file itself, or in a directory what
+    `vaectl export --out` wrote there (ROLE.onnx), directly or in its one subfolder holding an export (a run
+    directory exported into RUN/onnx)."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    name = f"{role}.onnx"
+    if (path / name).is_file():
+        return path / name
+    found = sorted(p.parent for p in path.glob(f"*/{name}"))
+    if len(found) == 1:
+        return found[0] / name
+    if found:
+        raise UserInputError(
+            f"{path}: several subfolders hold a {name} ({', '.join(p.name + '/' for p in found)}): give one of them"
+        )
+    if any((path / ckpt).is_file() for ckpt in RUN_CHECKPOINTS):
+        raise UserInputError(
+            f"{path}: a training run with no export in it; export it first: vaectl export {path} --out {path / 'onnx'}"
+        )
+    raise UserInputError(f"{path}: no {name} in this directory (give {an(role)} file or what `vaectl export` wrote)")
+
+
+def an(noun: str) -> str:
+    """'an encoder', 'a decoder'."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
 class _Session:
     """One exported graph in onnxruntime: checked bytes -> session -> metadata -> signature checked."""
 
@@ -32,7 +64,7 @@ class _Session:
     def __init__(self, path, threads: int | None = None, *, session=None):
         """`session`: instead of loading `path`, an object with the onnxruntime.InferenceSession methods used here
         (run, get_inputs, get_outputs, get_modelmeta); vaectl.pytorch.checkpoint_pair passes a PyTorch model so."""
-        self.path = Path(path)
+        self.path = graph_path(path, self.role)
         source = str(self.path)
         if session is None:
             session = create_session(read_model_bytes(self.path, self.role), source, threads)
@@ -40,10 +72,19 @@ class _Session:
         self.info: GraphInfo = parse_metadata(self.session.get_modelmeta().custom_metadata_map, source)
         if self.info.role != self.role:
             raise UserInputError(
-                f"{source} is an exported {self.info.role}, but a {self.role} is expected here "
-                f"(check the order of the --encoder/--decoder/--onnx arguments)"
+                f"{source} is an exported {self.info.role}, but {an(self.role)} is expected here "
+                f"(check the order of the {arg('encoder')} and {arg('decoder')} arguments)"
             )
         self._check_signature()
+
+    @property
+    def name(self) -> str:
+        """How messages name this graph: its path, or "the demo model" for the one shipped with vaectl."""
+        try:
+            from ..demo import DEMO_DIR
+        except ImportError:  # an install without the demo model
+            return str(self.path)
+        return "the demo model" if self.path.resolve().parent == DEMO_DIR.resolve() else str(self.path)
 
     def _check_signature(self) -> None:
         have_in = {i.name for i in self.session.get_inputs()}
@@ -53,7 +94,7 @@ class _Session:
         if have_in != want_in or not set(want_out) <= have_out:
             raise UserInputError(
                 f"{self.path}: its metadata says {self.role}, but its inputs {sorted(have_in)} and outputs "
-                f"{sorted(have_out)} are not a vaectl {self.role}'s ({sorted(want_in)} -> {want_out})"
+                f"{sorted(have_out)} are not those of a vaectl {self.role} ({sorted(want_in)} -> {want_out})"
             )
 
     def _run(
@@ -103,7 +144,7 @@ class _Session:
         with label dropout also takes "none" (or index num_classes), its unconditional class."""
         if not self.conditional:
             raise UserInputError(
-                f"--label given, but {self.path} is an unconditional {self.role} (trained without --conditional)"
+                f"{arg('label')} given, but {self.name} is an unconditional {self.role} (trained without --conditional)"
             )
         if self.config.no_label_class and (
             label == NO_LABEL or (not isinstance(label, (str, bool)) and label == self.num_classes)
@@ -111,17 +152,22 @@ class _Session:
             return self.num_classes
         if label == NO_LABEL and NO_LABEL not in self.class_names:
             raise UserInputError(
-                f"--label none needs a model trained with --label-dropout; {self.path} has no unconditional class"
+                f"{arg('label', NO_LABEL)} needs a model trained with --label-dropout; {self.name} has no "
+                "unconditional class"
             )
         return class_index(label, self.class_names)
+
+    def label_choices(self) -> str:
+        """'a label (one of 0, 1, ..., 9; or none: unconditional)', naming the argument as the caller knows it."""
+        names = ", ".join(self.class_names)
+        extra = f"; or {NO_LABEL}: unconditional" if self.config.no_label_class else ""
+        return f"a {arg('label')} (one of {names}{extra})"
 
     def labels_for(self, label, n: int) -> np.ndarray | None:
         """int64 (n,) labels for the graph's `label` input, or None for an unconditional graph."""
         if label is None:
             if self.conditional:
-                raise UserInputError(
-                    f"{self.path} is a conditional {self.role}: give a --label (one of {', '.join(self.class_names)})"
-                )
+                raise UserInputError(f"{self.name} is a conditional {self.role}: give {self.label_choices()}")
             return None
         if isinstance(label, np.ndarray) and np.issubdtype(label.dtype, np.integer):
             if not self.conditional:
@@ -137,7 +183,7 @@ class _Session:
         else:
             return np.full(n, self.label_index(label), dtype=np.int64)
         if len(labels) != n:
-            raise UserInputError(f"got {len(labels)} labels for {n} images")
+            raise UserInputError(f"got {plural(len(labels), 'label')} for {plural(n, 'image')}")
         return labels
 
 
@@ -152,7 +198,7 @@ class Decoder(_Session):
             return {contract.GUIDANCE: np.array([self.config.guidance], np.float32)} if self.config.guided else {}
         if not self.config.guided:
             raise UserInputError(
-                f"--guidance given, but {self.path} takes no guidance weight "
+                f"{arg('guidance')} given, but {self.name} takes no guidance weight "
                 "(an unconditional model, or a conditional one trained with --guidance 1 and no label dropout)"
             )
         return {contract.GUIDANCE: np.array([check_guidance(guidance)], np.float32)}
@@ -165,7 +211,7 @@ class Decoder(_Session):
         if z.ndim == 1:
             z = z[None]
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
-            raise UserInputError(f"expected latents of shape (N, {self.latent_dim}), got {z.shape}")
+            raise UserInputError(f"{arg('z')}: expected latents of shape (N, {self.latent_dim}), got {z.shape}")
         if not np.isfinite(z).all():
             raise UserInputError("latents contain NaN or inf")
         if len(z) == 0:
@@ -217,14 +263,21 @@ class Decoder(_Session):
         _check_count(n)
         _check_temperature(temperature)
         if batch_size < 1:
-            raise UserInputError(f"batch size must be at least 1, got {batch_size}")
+            raise UserInputError(f"{arg('batch_size')} must be at least 1, got {batch_size}")
         self.guidance_feed(guidance)  # a bad weight fails before the first batch
         every_class = _is_all(label)
         if every_class and not self.conditional:
             self.label_index(0)  # raises the "unconditional decoder" error
         if same_z and not every_class:
-            raise UserInputError("--same-z goes with --label all (the same latents drawn for every class)")
+            raise UserInputError(
+                f"{arg('same_z', True)} goes with {arg('label', ALL_LABELS)} (the same latents drawn for every class)"
+            )
         fixed = None if every_class or label is None else self.label_index(label)
+        if self.conditional and label is None:
+            note(
+                f"{self.name} is conditional and no {arg('label')} was given: image i is of class i mod "
+                f"{self.num_classes} ({', '.join(self.class_names[:3])}, ...); give {arg('label')} for one class"
+            )
         total = self.sample_count(n, label)
         rng = _rng(seed)
         z_shared = rng.standard_normal((n, self.latent_dim)) if same_z else np.zeros(0)
@@ -239,7 +292,7 @@ class Decoder(_Session):
             elif fixed is not None:
                 labels = np.full(len(idx), fixed)
             else:
-                labels = idx % self.num_classes  # no label asked for: cycle through the classes
+                labels = idx % self.num_classes  # no label asked for: cycle through the classes (noted below)
             yield self.decode(z, None if labels is None else labels.astype(np.int64), batch_size, guidance)
 
     def sample(
@@ -269,7 +322,7 @@ class Decoder(_Session):
             z0 = np.zeros(self.latent_dim, np.float32) if seed is None else self.latents(1, seed)[0]
         z0 = np.asarray(z0, dtype=np.float32).reshape(-1)
         if z0.shape[0] != self.latent_dim:
-            raise UserInputError(f"z0 has {z0.shape[0]} components, the decoder takes {self.latent_dim}")
+            raise UserInputError(f"z0 has {plural(z0.shape[0], 'component')}, the decoder takes {self.latent_dim}")
         return self.decode(traverse_latents(z0, dims, span, steps), label)
 
 
@@ -297,6 +350,8 @@ class Encoder(_Session):
         return mu, logvar, context
 
     def _encode(self, images, label, names: list[str], batch_size: int) -> list[np.ndarray]:
+        if label is None and self.conditional:
+            self.labels_for(None, 0)  # the missing label is the error, before any image is read (or noted)
         x = self.prepare(images)
         outputs = self._run(x, self.labels_for(label, len(x)), names, batch_size)
         mu = outputs[0]
@@ -350,23 +405,23 @@ class VAEPair:
 
 def _require_context(graph: _Session) -> None:
     if not graph.config.row_context:
-        raise UserInputError(f"{graph.path}: this model has no row context (trained without --context-channels)")
+        raise UserInputError(f"{graph.name}: this model has no row context (trained without --context-channels)")
 
 
 def _rng(seed) -> np.random.Generator:
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-        raise UserInputError(f"a seed is a non-negative integer, got {seed!r}")
+        raise UserInputError(f"{arg('seed')} must be a non-negative integer, got {seed!r}")
     return np.random.default_rng(seed)
 
 
 def _check_count(n) -> None:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise UserInputError(f"-n must be a positive number of images, got {n}")
+        raise UserInputError(f"{arg('n')} must be a positive number of images, got {n}")
 
 
 def _check_temperature(t) -> None:
     if not np.isfinite(t) or t < 0:
-        raise UserInputError(f"--temperature must be a finite number >= 0, got {t}")
+        raise UserInputError(f"{arg('temperature')} must be a finite number >= 0, got {t}")
 
 
 def _is_all(label) -> bool:

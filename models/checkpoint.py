@@ -114,6 +114,11 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         raise UserInputError(f"{path}: cannot read checkpoint ({e.strerror or e})") from None
     if magic != b"PK\x03\x04":
         raise UserInputError(f"{path}: not a vaectl checkpoint (not a PyTorch zip archive)")
+    if not zipfile.is_zipfile(path):  # a zip archive whose directory, written last, is missing: cut short
+        raise UserInputError(
+            f"{path}: checkpoint is truncated ({path.stat().st_size:,} bytes, its end is missing: a copy or a save "
+            "was cut short); use a complete copy or an earlier checkpoint"
+        )
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:

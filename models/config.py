@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import UserInputError
+from ..errors import UserInputError, arg
 
 ARCHITECTURES = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -90,10 +90,12 @@ class VAEConfig:
         if not 0 <= self.label_dropout < 1:
             raise UserInputError(f"label dropout must be in [0, 1), got {self.label_dropout}")
         if self.label_dropout and not self.num_classes:
-            raise UserInputError("label dropout (guidance) needs a conditional model (--conditional)")
+            raise UserInputError(
+                f"{arg('label_dropout')} (guidance) needs a conditional model ({arg('conditional', True)})"
+            )
         check_guidance(self.guidance)
         if self.guidance != 1 and not self.num_classes:
-            raise UserInputError("guidance needs a conditional model (--conditional)")
+            raise UserInputError(f"{arg('guidance')} needs a conditional model ({arg('conditional', True)})")
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -166,7 +168,7 @@ def check_guidance(weight) -> float:
         or not np.isfinite(weight)
         or weight < 0
     ):
-        raise UserInputError(f"--guidance must be a finite number >= 0, got {weight!r}")
+        raise UserInputError(f"{arg('guidance')} must be a finite number >= 0, got {weight!r}")
     return float(weight)
 
 

@@ -237,6 +237,17 @@ def grid_cells(grid, rows: int, cols: int, side: int = 28):
     )
 
 
+def snapshot(directory: Path) -> dict[str, str]:
+    """Every file under `directory` (hidden ones too) -> SHA-256 of its bytes."""
+    import hashlib
+
+    return {
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+
+
 def expect_usage_error(result, fragment: str) -> None:
     """Exit code 2, exactly one 'error: ...' line on stderr containing `fragment`, no traceback."""
     assert result.exit_code == 2, (result.exit_code, result.stderr)

@@ -137,6 +137,7 @@ def test_cli_traverse_one_dim_and_all(mlp_graphs, tmp_path, dec):
             9,
             "--seed",
             0,
+            "--no-labels",
             "--out",
             one,
         ).exit_code
@@ -145,7 +146,8 @@ def test_cli_traverse_one_dim_and_all(mlp_graphs, tmp_path, dec):
     assert read_png(one).shape == grid_shape(1, 9)
     expected = dec.traverse(None, [3], 3.0, 9, seed=0)
     assert np.array_equal(cell(read_png(one), 0, 8), expected[8])
-    assert cli("traverse", "--onnx", mlp_graphs / "decoder.onnx", "--all", "--steps", 5, "--out", every).exit_code == 0
+    args = ["traverse", "--onnx", mlp_graphs / "decoder.onnx", "--all", "--steps", 5, "--no-labels"]
+    assert cli(*args, "--out", every).exit_code == 0
     assert read_png(every).shape == grid_shape(4, 5)
 
 
@@ -161,11 +163,13 @@ def test_cli_traverse_shows_the_informative_dims_by_default_and_every_dim_with_a
     onnx.save(model, str(tmp_path / "decoder.onnx"))
     dec = Decoder(tmp_path / "decoder.onnx")
     default, every = tmp_path / "default.png", tmp_path / "all.png"
-    r = cli("traverse", "--onnx", tmp_path / "decoder.onnx", "--steps", 5, "--out", default)
-    assert r.exit_code == 0 and "latent dimensions 1, 3" in r.output
+    r = cli("traverse", "--onnx", tmp_path / "decoder.onnx", "--steps", 5, "--no-labels", "--out", default)
+    assert r.exit_code == 0 and "wrote 2 rows of 5 (z1, z3)" in r.stderr
+    assert "note: rows: the 2 informative latent dimensions of 4 (mean KL to N(0, 1) above 0.05 nats" in r.stderr
     assert np.array_equal(grid_cells(read_png(default), 2, 5), dec.traverse(None, [1, 3], 3.0, 5))
-    assert cli("traverse", "--onnx", tmp_path / "decoder.onnx", "--all", "--steps", 5, "--out", every).exit_code == 0
-    assert np.array_equal(grid_cells(read_png(every), 4, 5), dec.traverse(None, None, 3.0, 5))
+    r = cli("traverse", "--onnx", tmp_path / "decoder.onnx", "--all", "--steps", 5, "--no-labels", "--out", every)
+    assert r.exit_code == 0 and "wrote 4 rows of 5 (z1, z3, z2, z0)" in r.stderr  # every dimension, by KL
+    assert np.array_equal(grid_cells(read_png(every), 4, 5), dec.traverse(None, [1, 3, 2, 0], 3.0, 5))
 
 
 def test_cli_info(mlp_graphs, conditional_graphs):
@@ -230,6 +234,7 @@ def test_cli_conditional_generate(conditional_graphs, tmp_path, cdec):
             0,
             "--steps",
             3,
+            "--no-labels",
             "--out",
             trav,
         ).exit_code

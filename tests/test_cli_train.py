@@ -62,7 +62,7 @@ def bad_inputs(tmp_path, tiny_mlp_run):
         ("empty data dir", ["--data", d / "empty", *out], "empty"),
         ("zero-byte checkpoint", ["--resume", zero], "empty (0 bytes)"),
         ("zero-byte checkpoint file", ["--resume", zero / "last.pt"], "empty (0 bytes)"),
-        ("truncated checkpoint", ["--resume", half], "truncated or corrupt"),
+        ("truncated checkpoint", ["--resume", half], "checkpoint is truncated"),
         ("not an image", ["--data", imgs, *out], "notes.png: not an image"),
         ("truncated IDX", ["--data", trunc, *out], "truncated"),
         ("wrong IDX magic", ["--data", magic, *out], "wrong magic number"),
@@ -131,9 +131,25 @@ def test_mixed_image_sizes_train_with_a_note(tmp_path):
     code, stderr = run_vaectl_in_process("train", *FAST, "--data", imgs, "--out", tmp_path / "run")
     assert code == 0, stderr
     notes = [line for line in stderr.splitlines() if line.startswith("note:")]
-    assert notes == ["note: resized 2 of 10 images of 2 different sizes to 12x12"]
+    assert notes == ["note: resized 2 of 10 images (2 sizes in the folder) to 12x12"]  # same aspect ratio
     assert "error" not in stderr.lower()
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["config"]["height"] == 12
+
+
+def test_training_from_a_folder_says_when_the_aspect_ratio_changes(tmp_path):
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        shape = (12, 12) if i < 7 else (10, 20)  # 3 landscape images among squares
+        Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8)).save(imgs / f"{i}.png")
+    code, stderr = run_vaectl_in_process("train", *FAST, "--data", imgs, "--out", tmp_path / "run")
+    assert code == 0, stderr
+    notes = [line for line in stderr.splitlines() if line.startswith("note:")]
+    assert notes == [
+        "note: resized 3 of 10 images (2 sizes in the folder) to 12x12; "
+        "3 of them with their aspect ratio changed (stretched, not cropped)"
+    ]
 
 
 def test_raw_and_gz_idx_folders_train(tmp_path):

@@ -127,7 +127,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_old_output(mlp_graphs, conditio
         (["--encoder", enc, *digit_files, "--label", 3, "--out", out], "unconditional"),
         (["--encoder", conditional_graphs / "encoder.onnx", "--label", 3, "--out", out], "labels each image"),
         (["--encoder", conditional_graphs / "encoder.onnx", *digit_files, "--label", 12, "--out", out], "out of range"),
-        (["--encoder", enc, *digit_files, "--batch-size", 0, "--out", out], "batch size"),
+        (["--encoder", enc, *digit_files, "--batch-size", 0, "--out", out], "--batch-size must be at least 1"),
         (["--encoder", enc, *digit_files, "--out", tmp_path / "nope" / "z.npy"], "does not exist"),
         ([*digit_files, "--out", out], "--encoder"),
         (["--encoder", enc, "--demo", "--out", out], "not both"),

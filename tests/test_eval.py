@@ -198,3 +198,37 @@ def test_eval_cli_refuses_a_pair_from_different_exports(tiny_mlp_onnx, tiny_conv
     assert result.returncode == 2
     assert "different" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_eval_says_what_it_scored_and_warns_under_100_images(tiny_mlp_onnx, tmp_path):
+    """An image folder of 4 files is scored on its 10 % hold-out: 1 image. The report says so, and warns."""
+    from conftest import cli
+    from PIL import Image
+
+    folder = tmp_path / "four"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((28, 28), i * 60, np.uint8)).save(folder / f"{i}.png")
+    encoder, decoder = tiny_mlp_onnx
+    text = cli("eval", "--encoder", encoder, "--decoder", decoder, "--data", folder, "--k", 2)
+    assert text.exit_code == 0, text.stderr
+    assert "data: four, validation hold-out (the data has no test split), 1 image\n" in text.stdout
+    assert "warning: only 1 image scored: figures from fewer than 100 images" in text.stdout
+    as_json = cli("eval", "--encoder", encoder, "--decoder", decoder, "--data", folder, "--k", 2, "--json")
+    report = json.loads(as_json.stdout)
+    assert (report["dataset"], report["split"], report["n"], report["split_size"]) == ("four", "hold-out", 1, 1)
+    assert report["warnings"] == [as_json.stderr.strip().removeprefix("warning: ")] and "1 image" in as_json.stderr
+
+    enough = cli("eval", "--encoder", encoder, "--decoder", decoder, "--n", 100, "--k", 2)
+    assert "data: mnist-sample, test split, the first 100 of 1,000 images\n" in enough.stdout
+    assert "warning" not in enough.stdout
+    report = json.loads(cli("eval", "--encoder", encoder, "--decoder", decoder, "--n", 100, "--k", 2, "--json").stdout)
+    assert (report["dataset"], report["split"], report["n"], report["warnings"]) == ("mnist-sample", "test", 100, [])
+
+
+def test_eval_of_a_checkpoint_says_what_it_scored(tiny_mlp_run):
+    from vaectl.training.eval_checkpoint import evaluate_checkpoint
+
+    report = evaluate_checkpoint(tiny_mlp_run, k=2, n=30)
+    assert report.data() == "mnist-sample, test split, the first 30 of 1,000 images"
+    assert report.warnings() and "only 30 images scored" in report.warnings()[0]

@@ -722,7 +722,18 @@ def test_interpolation_and_traversal_are_vaectls(pages, tmp_path):
     dim = page.js("window.vaectl.lastTraversal.dim")
     assert (
         cli(
-            "traverse", "--onnx", decoder, "--dim", dim, "--span", 3, "--steps", 9, "--out", tmp_path / "t.png"
+            "traverse",
+            "--onnx",
+            decoder,
+            "--dim",
+            dim,
+            "--span",
+            3,
+            "--steps",
+            9,
+            "--no-labels",
+            "--out",
+            tmp_path / "t.png",
         ).exit_code
         == 0
     )

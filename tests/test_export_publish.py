@@ -206,7 +206,7 @@ def _bad_input(tmp_path: Path, case: str) -> tuple[list[str], str]:
     if case == "truncated checkpoint":
         data = save_tiny_checkpoint(good, arch="mlp").read_bytes()
         (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
-        return ["export", str(tmp_path / "cut.pt"), "--out", out], "truncated or corrupt"
+        return ["export", str(tmp_path / "cut.pt"), "--out", out], "checkpoint is truncated"
     if case == "non-finite weights":
 
         def poison(state):

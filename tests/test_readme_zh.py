@@ -8,7 +8,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 README, README_ZH = REPO / "README.md", REPO / "README.zh-CN.md"
-FENCE = re.compile(r"^```(?:bash|sh|shell|console)\n(.*?)^```", re.S | re.M)
+FENCE = re.compile(r"^```(?:bash|sh|shell|console)(?:[ \t][^\n]*)?\n(.*?)^```", re.S | re.M)  # also ```bash test
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 
 
@@ -45,3 +45,4 @@ def test_every_link_of_the_chinese_readme_resolves():
 def test_the_command_extraction_sees_what_a_reader_runs():
     text = "x\n```bash\nvaectl a  # note\n# only a comment\nvaectl b \\\n    --flag\n```\n```\nnot shell\n```\n"
     assert shell_commands(text) == ["vaectl a", "vaectl b --flag"]
+    assert shell_commands("```bash test\nvaectl c\n```\n```bashful\nno\n```\n") == ["vaectl c"]

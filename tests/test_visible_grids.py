@@ -66,7 +66,16 @@ def test_scale_1_is_byte_identical_to_the_unscaled_writer(mlp_graphs, dec, tmp_p
     assert (tmp_path / "d.png").read_bytes() == png_bytes(make_grid(picked, nrow=8))
     assert (
         cli(
-            "traverse", "--onnx", mlp_graphs / "decoder.onnx", "--dim", 1, "--steps", 5, "--out", tmp_path / "t.png"
+            "traverse",
+            "--onnx",
+            mlp_graphs / "decoder.onnx",
+            "--dim",
+            1,
+            "--steps",
+            5,
+            "--no-labels",
+            "--out",
+            tmp_path / "t.png",
         ).exit_code
         == 0
     )
@@ -157,18 +166,18 @@ def test_interpolate_gif_between_images_with_scale(mlp_graphs, digit_files, tmp_
         np.testing.assert_array_equal(frame, upscaled(make_grid(image[None], nrow=1), 2))
 
 
-def test_traverse_gif_runs_forth_and_back_with_every_dim_side_by_side(mlp_graphs, dec, tmp_path):
+def test_traverse_gif_runs_forth_and_back_with_every_dim_in_a_grid(mlp_graphs, dec, tmp_path):
     out = tmp_path / "t.gif"
-    r = cli(
-        "traverse", "--onnx", mlp_graphs / "decoder.onnx", "--all", "--steps", 5, "--seed", 0, "--fps", 4, "--out", out
-    )
+    args = ["traverse", "--onnx", mlp_graphs / "decoder.onnx", "--all", "--steps", 5, "--seed", 0, "--fps", 4]
+    r = cli(*args, "--no-labels", "--out", out)
     assert r.exit_code == 0, r.stderr
-    rows = dec.traverse(None, [0, 1, 2, 3], 3.0, 5, seed=0).reshape(4, 5, 28, 28)
+    by_kl = sorted(range(4), key=lambda d: -dec.info.kl_per_dim[d])  # rows: most informative first
+    rows = dec.traverse(None, by_kl, 3.0, 5, seed=0).reshape(4, 5, 28, 28)
     frames, durations, _ = gif_frames(out)
     order = [0, 1, 2, 3, 4, 3, 2, 1]  # forth, then back without repeating the endpoints
     assert len(frames) == len(order) and durations == [250] * len(order)
     for frame, k in zip(frames, order):
-        np.testing.assert_array_equal(frame, make_grid(rows[:, k], nrow=4))
+        np.testing.assert_array_equal(frame, make_grid(rows[:, k], nrow=2))  # 4 dimensions: a 2 x 2 grid
 
 
 def test_bad_scale_fps_and_gif_targets_are_one_line_exit_2(mlp_graphs, digit_files, tmp_path):
@@ -191,3 +200,86 @@ def test_bad_scale_fps_and_gif_targets_are_one_line_exit_2(mlp_graphs, digit_fil
     for args, fragment in cases:
         expect_usage_error(cli(*args), fragment)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- labelled traversals
+
+
+@pytest.fixture(scope="module")
+def kl_graphs(mlp_graphs, tmp_path_factory):
+    """The tiny MLP's decoder with a known KL per dimension recorded: z1 2.5, z3 1.25 nats (informative),
+    z2 0.001 and z0 0.0 (not)."""
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(str(mlp_graphs / "decoder.onnx"))
+    props = {p.key: p.value for p in model.metadata_props}
+    props["vaectl.kl_per_dim"] = "[0.0, 2.5, 0.001, 1.25]"
+    onnx.helper.set_model_props(model, props)
+    out = tmp_path_factory.mktemp("kl_graphs")
+    onnx.save(model, str(out / "decoder.onnx"))
+    return out
+
+
+def test_traverse_labels_each_row_with_its_component_and_kl_most_informative_first(kl_graphs, tmp_path):
+    from vaectl.infer.output import label_rows, latent_labels
+
+    dec = Decoder(kl_graphs / "decoder.onnx")
+    r = cli("traverse", "--decoder", kl_graphs, "--all", "--steps", 4, "--out", tmp_path / "t.png")
+    assert r.exit_code == 0, r.stderr
+    got = read_png(tmp_path / "t.png")
+    order = [1, 3, 2, 0]  # by KL
+    plain = make_grid(dec.traverse(None, order, 3.0, 4), nrow=4)
+    assert latent_labels(order, dec.info.kl_per_dim) == [
+        ["z1", "KL 2.50"],
+        ["z3", "KL 1.25"],
+        ["z2", "KL 0.00"],
+        ["z0", "KL 0.00"],
+    ]
+    labelled = label_rows(plain, latent_labels(order, dec.info.kl_per_dim), 28)
+    assert np.array_equal(got, labelled)
+    column = got[:, : got.shape[1] - plain.shape[1]]
+    assert np.array_equal(got[:, column.shape[1] :], plain)  # the images themselves are untouched
+    bands = [column[2 + 30 * r : 30 + 30 * r] for r in range(4)]
+    assert all(band.max() == 255 for band in bands)  # every row has its label, and the labels differ
+    assert not np.array_equal(bands[0], bands[1]) and not np.array_equal(bands[1], bands[2])
+
+
+def test_traverse_gif_of_many_dimensions_is_a_grid_not_a_strip():
+    from vaectl.infer.output import animation_frames, latent_labels
+
+    rows = np.random.default_rng(0).integers(0, 255, (128, 3, 28, 28), dtype=np.uint8)  # 128 dimensions, 3 steps
+    plain = animation_frames(rows, True)
+    assert len(plain) == 4 and plain[0].shape == (11 * 30 + 2, 12 * 30 + 2)  # 12 columns of 11 rows, not 1 x 128
+    labelled = animation_frames(rows, True, labels=latent_labels(range(128), np.linspace(5, 0, 128)))
+    h, w = labelled[0].shape
+    assert 0.5 < w / h < 2 and w < 1000, labelled[0].shape
+
+
+def test_info_says_which_dimensions_are_informative_and_by_what_rule(kl_graphs, mlp_graphs):
+    import json
+
+    from vaectl.contract import INFORMATIVE_RULE
+
+    text = cli("info", kl_graphs / "decoder.onnx").stdout
+    assert (
+        "informative 2 of 4 latent dimensions, most informative first: z1 (KL 2.50), z3 (KL 1.25) "
+        f"({INFORMATIVE_RULE})" in text
+    )
+    card = json.loads(cli("info", kl_graphs / "decoder.onnx", "--json").stdout)
+    assert card["informative_dims"] == [1, 3] and card["informative_rule"] == INFORMATIVE_RULE
+    from pathlib import Path
+
+    old = cli(
+        "info", Path(__file__).parent / "fixtures/v010_plain/decoder.onnx"
+    ).stdout  # exported before the KL was recorded
+    assert "informative unknown: this graph records no KL per dimension" in old
+
+
+def test_labels_work_for_colour_models():
+    from vaectl.infer.output import animation_frames, label_rows, latent_labels
+
+    rows = np.random.default_rng(1).integers(0, 255, (3, 4, 32, 32, 3), dtype=np.uint8)  # 3 dimensions, RGB
+    labels = latent_labels([2, 0, 1], [0.5, 0.1, 3.0])
+    png = label_rows(make_grid(rows.reshape(12, 32, 32, 3), nrow=4), labels, 32)
+    assert png.shape[2] == 3 and np.array_equal(png[:, -(4 * 34 + 2) :], make_grid(rows.reshape(12, 32, 32, 3), 4))
+    frames = animation_frames(rows, True, labels=labels)
+    assert len(frames) == 6 and frames[0].ndim == 3 and frames[0].shape[2] == 3

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..data import MNIST_SAMPLE
-from ..errors import UserInputError
+from ..errors import UserInputError, arg
 from ..models.config import VAEConfig
 from ..models.presets import CONDITIONAL, PRESETS
 
@@ -42,21 +42,21 @@ class TrainConfig:
 
     def validate(self) -> None:
         if self.epochs < 1:
-            raise UserInputError(f"--epochs must be at least 1, got {self.epochs}")
+            raise UserInputError(f"{arg('epochs')} must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
-            raise UserInputError(f"--batch-size must be at least 1, got {self.batch_size}")
+            raise UserInputError(f"{arg('batch_size')} must be at least 1, got {self.batch_size}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise UserInputError(f"--lr must be positive, got {self.lr}")
+            raise UserInputError(f"{arg('lr')} must be positive, got {self.lr}")
         if self.kl_warmup < 0:
-            raise UserInputError(f"--kl-warmup must be >= 0, got {self.kl_warmup}")
+            raise UserInputError(f"{arg('kl_warmup')} must be >= 0, got {self.kl_warmup}")
         if self.schedule not in ("onecycle", "constant"):
-            raise UserInputError(f"unknown schedule {self.schedule!r}")
+            raise UserInputError(f"unknown {arg('schedule')} {self.schedule!r}; choose onecycle or constant")
         if self.image_size is not None and self.image_size < 1:
-            raise UserInputError(f"--image-size must be positive, got {self.image_size}")
+            raise UserInputError(f"{arg('image_size')} must be positive, got {self.image_size}")
         if self.grid_every < 0:
-            raise UserInputError(f"--grid-every must be >= 0, got {self.grid_every}")
+            raise UserInputError(f"{arg('grid_every')} must be >= 0, got {self.grid_every}")
         if self.data is not None and self.dataset != MNIST_SAMPLE:
-            raise UserInputError("give either --data or --dataset, not both")
+            raise UserInputError(f"give either {arg('data')} or {arg('dataset')}, not both")
 
 
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import UserInputError
+from ..errors import UserInputError, arg
 from ..models.checkpoint import load_model
 from ..scoring import EvalReport, score
 from .data import load_training_data
@@ -39,9 +39,9 @@ def evaluate_checkpoint(
     progress=None,
 ) -> EvalReport:
     if k < 1:
-        raise UserInputError(f"--k must be at least 1, got {k}")
+        raise UserInputError(f"{arg('k')} must be at least 1, got {k}")
     if n is not None and n < 1:
-        raise UserInputError(f"--n must be at least 1, got {n}")
+        raise UserInputError(f"{arg('n')} must be at least 1, got {n}")
     model, ckpt = load_model(source, last=last)
     cfg = ckpt["config"]
     ds = eval_dataset(ckpt, data_dir, dataset)
@@ -70,7 +70,7 @@ def evaluate_checkpoint(
             model.decoder.base_logits(torch.from_numpy(z), as_label(y)) + torch.from_numpy(context)
         ).numpy()
 
-    return score(
+    report = score(
         encode,
         decode,
         images,
@@ -82,3 +82,5 @@ def evaluate_checkpoint(
         binarize=binarize,
         progress=progress,
     )
+    report.dataset, report.split, report.split_size = ds.name, ds.test_split, len(ds.test)  # what was scored
+    return report

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .. import __version__
-from ..errors import TrainingDivergedError, UserInputError, WriteFailedError
+from ..errors import TrainingDivergedError, UserInputError, WriteFailedError, arg
 from ..models.checkpoint import save_checkpoint
 from ..models.vae import VAE
 from ..scoring import ACTIVE_UNIT_THRESHOLD
@@ -152,7 +152,7 @@ def train(
 def _train(tcfg, model, preset, resume, log, resume_epochs, overwrite, saved, fields) -> dict:
     # --- set up: settings, processes, data, model, optimizer ---
     if resume is not None and overwrite:
-        raise UserInputError("--overwrite starts a new run; it cannot be combined with --resume")
+        raise UserInputError(f"{arg('overwrite', True)} starts a new run; it cannot be combined with {arg('resume')}")
     if resume is not None:
         ckpt, tcfg = load_resume(resume, resume_epochs, fields.get("device", tcfg.device if tcfg else "auto"))
         model_fields = None
@@ -162,7 +162,7 @@ def _train(tcfg, model, preset, resume, log, resume_epochs, overwrite, saved, fi
     procs = start_processes(tcfg.device)
     device, world, rank = procs.device, procs.world, procs.rank
     out = Path(tcfg.out)
-    check_run_dir(out, procs, new_run=ckpt is None, overwrite=overwrite, log=log)
+    check_run_dir(out, procs, new_run=ckpt is None, overwrite=overwrite)
     ds, x_train, y_train, x_val, y_val = load_data_on_device(tcfg, procs)
     cfg = model_config(ds, tcfg, model_fields, ckpt)
     torch.manual_seed(tcfg.seed + rank)
@@ -239,7 +239,7 @@ def _train(tcfg, model, preset, resume, log, resume_epochs, overwrite, saved, fi
                     raise TrainingDivergedError(
                         f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}"
                         + (" (on some process)" if procs.ddp and math.isfinite(loss.item()) else "")
-                        + f"; stopped. The last good checkpoint {out / 'last.pt'} is intact (try a lower --lr)"
+                        + f"; stopped. The last good checkpoint {out / 'last.pt'} is intact (try a lower {arg('lr')})"
                     )
                 optimizer_step(opt, loss, lr)
                 progress.global_step += 1

@@ -1,20 +1,22 @@
 """A run directory's files: config.json, metrics.jsonl, the per-epoch grids (checkpoints: models/checkpoint.py);
-whether a new run may use the directory (an earlier run there is refused, or cleared with --overwrite)."""
+whether a new run may use the directory (files.claim_out_dir: an earlier run there is refused, or cleared with
+overwrite)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
+import re
 from pathlib import Path
 
 import torch
 
-from ..contract import ROLES, VARIANTS
-from ..errors import UserInputError
+from ..contract import GRAPH_FILES
+from ..errors import UserInputError, arg
 from ..files import (
+    Output,
     append_text,
     atomic_write_bytes,
-    os_error_reason,
+    claim_out_dir,
     prepare_out_dir,
     remove_stale_temp_files,
     save_grid,
@@ -24,76 +26,44 @@ from .runtime import any_rank
 
 RUN_FILES = ("last.pt", "best.pt", "config.json", "metrics.jsonl")
 GRID_PATTERNS = ("samples_epoch*.png", "recon_epoch*.png")  # in images/
-# what `vaectl export RUN --out RUN/onnx` writes: a subdirectory holding these belongs to the run
-ROLES_ONNX = tuple(f"{role}.onnx" for role in ROLES)
-GRAPH_FILES = (*ROLES_ONNX, *(f"decoder.{v}.onnx" for v in VARIANTS if v != "fp32"))
+# A run's files; graphs exported into a subdirectory (`vaectl export RUN --out RUN/onnx`) belong to the run too.
+RUN_OUTPUT = Output(
+    "a training run",
+    (
+        *(re.escape(name) for name in RUN_FILES),
+        r"images/(samples|recon)_epoch\d+\.png",
+        *(r"[^/]+/" + re.escape(name) for name in GRAPH_FILES),
+    ),
+)
 
 
-def previous_run(out: Path) -> list[Path]:
-    """The files of an earlier run in `out` that vaectl wrote: checkpoints, config.json, metrics.jsonl, the
-    epoch grids, and graphs exported into a subdirectory. Nothing else counts (and nothing else is removed)."""
-    if not out.is_dir():
-        return []
-    found = [out / name for name in RUN_FILES if (out / name).is_file()]
-    if (out / "images").is_dir():
-        found += sorted(p for pattern in GRID_PATTERNS for p in (out / "images").glob(pattern) if p.is_file())
-    for sub in sorted(p for p in out.iterdir() if p.is_dir() and p.name != "images"):
-        if any((sub / name).is_file() for name in ROLES_ONNX):
-            found += [sub / name for name in GRAPH_FILES if (sub / name).is_file()]
-    return found
-
-
-def _summary(out: Path, files: list[Path]) -> str:
-    """'best.pt, last.pt, config.json, 4 grids in images/, onnx/': the files of a run, briefly."""
-    top = [p.name for p in files if p.parent == out]
-    grids = sum(p.parent == out / "images" for p in files)
-    subdirs = sorted({p.parent.name + "/" for p in files if p.parent not in (out, out / "images")})
-    return ", ".join(top + ([f"{grids} grid{'s' if grids > 1 else ''} in images/"] if grids else []) + subdirs)
-
-
-def clear_previous_run(out: Path, files: list[Path], log) -> None:
-    """--overwrite: delete exactly the run's files (and export subdirectories they leave empty); anything the
-    user put there stays, and the log says so."""
-    for path in files:
-        try:
-            path.unlink(missing_ok=True)
-        except OSError as e:
-            raise UserInputError(f"{path}: cannot remove it for --overwrite ({os_error_reason(e)})") from None
-    for sub in {p.parent for p in files if p.parent != out}:
-        remove_stale_temp_files(sub, ["*"])
-        if sub != out / "images":
-            with contextlib.suppress(OSError):  # rmdir only succeeds when empty: never removes the user's files
-                sub.rmdir()
-    kept = sorted(
-        p.name + ("/" if p.is_dir() else "") for p in out.iterdir() if p.name != "images" and not p.name.startswith(".")
-    )
-    log(
-        f"--overwrite: removed the previous run in {out} ({_summary(out, files)})"
-        + (f"; kept what vaectl did not write: {', '.join(kept)}" if kept else "")
-    )
-
-
-def prepare_run_dir(
-    out: Path, create: bool = True, *, new_run: bool = False, overwrite: bool = False, log=print
-) -> None:
+def prepare_run_dir(out: Path, create: bool = True, *, new_run: bool = False, overwrite: bool = False) -> None:
     """Check `out` (every DDP rank does, so none waits on a rank 0 that failed); create it on the main process.
 
-    A new run refuses a directory that holds an earlier run (nothing is touched); overwrite=True clears
-    that run's files first (on the main process). Touches nothing before every check has passed.
+    A new run claims the directory under the one overwrite rule (files.claim_out_dir): a directory that holds
+    an earlier run is refused (nothing is touched), and overwrite=True clears that run's files first (on the
+    main process). Touches nothing before every check has passed.
     """
-    if out.exists() and not out.is_dir():
-        raise UserInputError(f"{out}: exists and is not a directory")
-    earlier = previous_run(out) if new_run else []
-    if earlier and not overwrite:
-        raise UserInputError(
-            f"{out}: already holds a training run ({_summary(out, earlier)}); continue it with "
-            f"--resume {out}, or start a new one there with --overwrite (deletes those files)"
+    if not new_run:  # --resume: the run's own directory
+        if out.exists() and not out.is_dir():
+            raise UserInputError(f"{out}: exists and is not a directory")
+        claim = None
+    else:
+        claim = claim_out_dir(
+            out,
+            RUN_OUTPUT,
+            overwrite=overwrite,
+            param="out",
+            instead=f"continue it with {arg('resume', out)}",
+            parents=True,
+            create=create,
         )
     if not create:
         return
-    prepare_out_dir(out, parents=True, what="run")
-    if earlier:
-        clear_previous_run(out, earlier, log)
+    if claim is None:
+        prepare_out_dir(out, parents=True, what="run")
+    else:
+        claim.clear()
     prepare_out_dir(out / "images", what="run's images")
     remove_stale_temp_files(out, RUN_FILES)
     remove_stale_temp_files(out / "images", ["*_epoch*.png"])
@@ -118,10 +88,10 @@ class SavedCheckpoint:
         return f"last.pt {self.when} is intact; free space, then: vaectl train --resume {self.out}"
 
 
-def check_run_dir(out: Path, procs, *, new_run: bool, overwrite: bool, log) -> None:
+def check_run_dir(out: Path, procs, *, new_run: bool, overwrite: bool) -> None:
     """prepare_run_dir on every process; with DDP, all stop when any refused (checked before rank 0 writes)."""
     try:
-        prepare_run_dir(out, create=procs.main, new_run=new_run, overwrite=overwrite, log=log)
+        prepare_run_dir(out, create=procs.main, new_run=new_run, overwrite=overwrite)
         refused = None
     except UserInputError as e:
         refused = e

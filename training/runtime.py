@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from ..errors import UserInputError
+from ..errors import UserInputError, arg
 
 
 def pick_device(name: str) -> torch.device:
@@ -22,11 +22,11 @@ def pick_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise UserInputError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+        raise UserInputError(f"unknown {arg('device')} {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserInputError("--device cuda: CUDA is not available on this machine")
+        raise UserInputError(f"{arg('device', name)}: CUDA is not available on this machine")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise UserInputError("--device mps: MPS is not available on this machine")
+        raise UserInputError(f"{arg('device', name)}: MPS is not available on this machine")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return device

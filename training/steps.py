@@ -12,7 +12,7 @@ import torch
 
 from .. import __version__
 from ..data import print_notes
-from ..errors import UserInputError
+from ..errors import UserInputError, arg, plural
 from ..models import VAEConfig
 from ..models.checkpoint import load_checkpoint, resolve_checkpoint
 from ..models.vae import VAE
@@ -50,9 +50,11 @@ def load_resume(resume, resume_epochs: int | None, device: str) -> tuple[dict, T
     tcfg.out, tcfg.device = str(ckpt_path.parent), device
     if resume_epochs is not None:
         if resume_epochs < 1:
-            raise UserInputError(f"--epochs must be at least 1, got {resume_epochs}")
+            raise UserInputError(f"{arg('resume_epochs')} must be at least 1, got {resume_epochs}")
         if resume_epochs < done:
-            raise UserInputError(f"--epochs {resume_epochs}: the run in {tcfg.out} has already trained {done} epochs")
+            raise UserInputError(
+                f"{arg('resume_epochs', resume_epochs)}: the run in {tcfg.out} has already trained {plural(done, 'epoch')}"
+            )
         tcfg.epochs = resume_epochs
     tcfg.validate()
     return ckpt, tcfg
@@ -65,7 +67,7 @@ def load_data_on_device(tcfg: TrainConfig, procs: Processes):
         print_notes(ds)
     if tcfg.conditional and not ds.has_labels:
         raise UserInputError(
-            f"--conditional needs labels, but dataset {ds.name!r} has none "
+            f"{arg('conditional', True)} needs labels, but dataset {ds.name!r} has none "
             "(IDX label files, or image subfolders named after classes)"
         )
     to = procs.device
