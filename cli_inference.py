@@ -308,7 +308,8 @@ def data_images(data_dir, split, label, count, out, out_dir, overwrite, scale):
     "data_dir",
     type=click.Path(),
     default=None,
-    help="IDX folder or image folder to encode (instead of IMAGES) [no IMAGES: the embedded mnist-sample].",
+    help="IDX folder or image folder to encode (instead of IMAGES) [no IMAGES: the data of the encoder's "
+    "training run when it was exported into the run directory, else the embedded mnist-sample].",
 )
 @click.option(
     "--split", type=click.Choice(["train", "test"]), default="test", show_default=True, help="Split of the data."

@@ -61,7 +61,13 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
 @click.option(
     "--out", type=click.Path(), default=None, help=f"Run directory for checkpoints, metrics and grids {_d('out')}."
 )
-@click.option("--resume", type=click.Path(), default=None, help="Continue the run in this directory (its last.pt).")
+@click.option(
+    "--resume",
+    type=click.Path(),
+    default=None,
+    help="Continue the run in this directory (its last.pt) with its own settings; "
+    "--epochs N trains it to N epochs in total.",
+)
 @click.option(
     "--overwrite",
     is_flag=True,
@@ -154,6 +160,13 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
     default=None,
     help=f"Write sample/reconstruction grids every N epochs (0: never) {_d('grid_every')}.",
 )
+@click.option(
+    "--tensorboard",
+    is_flag=True,
+    default=None,
+    help="Also write TensorBoard event files into the run directory (needs: pip install tensorboard); "
+    "view with: tensorboard --logdir runs/",
+)
 @handle_errors
 def train(resume, overwrite, preset, epochs, hidden, conv_channels, channels, **flags):
     """Train a VAE (needs the [train] extra)."""
@@ -184,7 +197,8 @@ def train(resume, overwrite, preset, epochs, hidden, conv_channels, channels, **
     except KeyboardInterrupt:  # a Ctrl-C before the loop, or a second one: nothing new was saved
         click.echo("interrupted", err=True)
         sys.exit(130)
-    click.echo(f"done: best validation loss {summary['best_val']:.2f}; checkpoints in {summary['out']}", err=True)
+    if summary["trained_epochs"]:
+        click.echo(f"done: best validation loss {summary['best_val']:.2f}; checkpoints in {summary['out']}", err=True)
 
 
 # ----------------------------------------------------------------------------- export

@@ -38,8 +38,6 @@ ROLES = ("encoder", "decoder")
 VARIANTS = ("fp32", "fp16", "int8")
 BATCH = "N"  # the dynamic batch dimension, first in every input and output but `guidance`
 
-# the files of an export directory: encoder.onnx, decoder.onnx, decoder.fp16.onnx, decoder.int8.onnx
-GRAPH_FILES = ("encoder.onnx", "decoder.onnx", *(f"decoder.{v}.onnx" for v in VARIANTS if v != "fp32"))
 
 # tensor names
 IMAGE, Z, LABEL, GUIDANCE = "image", "z", "label", "guidance"

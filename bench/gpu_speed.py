@@ -16,6 +16,9 @@ Parts (each trains through vaectl.training.train, the code `vaectl train` runs, 
            as on a CPU-only machine; the export verifies ONNX against PyTorch there.
   ddp      the MLP and conv fp32 runs again under torchrun over --ddp-procs processes (every visible GPU by
            default; needs 2 or more), nccl on CUDA, gloo on the CPU.
+  syncs    how often the host waits for the GPU during 2 epochs of the default MLP (grids on): CUDA's own count
+           of implicit synchronizations (torch.cuda.set_sync_debug_mode) plus vaectl's explicit ones, per epoch
+           and per step (target: no per-step wait; tests/test_training_syncs.py counts the same on the CPU).
   quality  --preset quality trained for each of --quality-epochs on the GPU, wall time and IWAE NLL (k=256, all
            10,000 test images, the scorer of bench/quality.py) against the CPU recipe's 223.01 nats
            (README, 45 epochs, 866 s on 2 CPU cores). Needs real Fashion-MNIST (--data, or Debian's
@@ -28,6 +31,8 @@ Prints figures; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import collections
+import dataclasses
 import gzip
 import json
 import os
@@ -49,7 +54,7 @@ MODES = {
     "compile": (False, True),
     "amp+compile": (True, True),
 }  # (amp, compile)
-PARTS = ("speed", "amp", "export", "ddp", "quality")
+PARTS = ("speed", "amp", "export", "ddp", "syncs", "quality")
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -266,6 +271,50 @@ def part_ddp(work: Path, data: Path, args, single: dict) -> None:
     print_table(rows, ("model", "epoch s", "img/s", "val loss", "vs 1 process"))
 
 
+def part_syncs(work: Path, data: Path, args) -> None:
+    if not args.device.startswith("cuda"):
+        print(
+            "syncs: skipped: CUDA counts its synchronizations; on the CPU, tests/test_training_syncs.py counts them\n"
+        )
+        return
+    import warnings
+
+    import torch
+
+    from vaectl.training import TrainConfig, runtime, train
+
+    explicit = []
+    real_synchronize = runtime.synchronize
+
+    def counting_synchronize(device):
+        explicit.append(device)
+        real_synchronize(device)
+
+    out = work / "syncs"
+    print("training mlp with CUDA's sync debug mode ...", file=sys.stderr, flush=True)
+    runtime.synchronize = counting_synchronize
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            tcfg = TrainConfig(out=str(out), data=str(data), epochs=2, batch_size=args.batch_size, seed=0)
+            train(dataclasses.replace(tcfg, device=args.device, grid_every=1), {"arch": "mlp"}, log=lambda m: None)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+        runtime.synchronize = real_synchronize
+    implicit = [w for w in caught if "synchroniz" in str(w.message).lower()]
+    steps = read_metrics(out)[-1]["step"]
+    total = len(implicit) + len(explicit)
+    print(
+        f"syncs: 2 epochs of the default MLP ({steps} steps, grids on): {len(implicit)} implicit + {len(explicit)} "
+        f"explicit host waits = {total / 2:.1f} an epoch, {total / steps:.3f} a step"
+    )
+    where = collections.Counter(f"{w.filename.split('site-packages/')[-1]}:{w.lineno}" for w in implicit)
+    for place, count in where.most_common(8):
+        print(f"  {count:>5}  {place}")
+    print(flush=True)
+
+
 def part_quality(work: Path, args) -> None:
     directory = args.data or FASHION_DIR
     from vaectl.models.presets import PRESETS
@@ -291,9 +340,9 @@ def part_quality(work: Path, args) -> None:
                 amp=args.quality_amp,
                 grid_every=0,
                 seed=0,
-                **preset["train"],
+                **preset.train,
             ),
-            dict(preset["model"]),
+            dict(preset.model),
             log=lambda m: None,
         )
         wall = time.perf_counter() - t0
@@ -371,6 +420,8 @@ def main(argv=None) -> int:
             part_export(work, args)
         if "ddp" in parts:
             part_ddp(work, data, args, results)
+        if "syncs" in parts:
+            part_syncs(work, data, args)
         if "quality" in parts:
             if real is None:
                 print(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -182,6 +183,20 @@ def load_data(data_dir=None, image_size: int | None = None, channels: int | None
         else:
             return load_image_folder(directory, image_size, channels, seed)
     return resize_dataset(ds, image_size, channels)
+
+
+def recorded_data_dir(train: Mapping, run) -> Path | None:
+    """The data a training run recorded in its settings (config.json's or the checkpoint's "train"), for the
+    commands that use it by default: its --data folder, or None for the embedded sample. UserInputError, saying
+    to give --data, when that data cannot be read from here (a torchvision download, a folder that is gone)."""
+    data, dataset = train.get("data"), train.get("dataset")
+    if isinstance(data, str) and data:
+        if not Path(data).is_dir():
+            raise UserInputError(f"{run} was trained on {data}, which is not there any more: give --data DIR")
+        return Path(data)
+    if dataset in (None, MNIST_SAMPLE):
+        return None
+    raise UserInputError(f"{run} was trained on the {dataset!r} download: give --data DIR with its images")
 
 
 def resize_dataset(ds: ImageDataset, image_size: int | None, channels: int | None) -> ImageDataset:

@@ -14,12 +14,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .. import layout
 from ..errors import VaectlError
 from ..files import file_sha256
 
 DEMO_DIR = Path(__file__).parent
 MANIFEST = "manifest.json"
-FILES = {"encoder": "encoder.onnx", "decoder": "decoder.onnx"}
+FILES = {"encoder": layout.ENCODER, "decoder": layout.DECODER}  # an export directory's float32 names
 
 
 def manifest() -> dict:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
+from .. import __version__, layout
 from .probe import collect_devices, package_version, probe_module, requirement, tiny_onnx_graph
 
 PASS, FAIL, SKIP, NOTE = "pass", "fail", "skip", "note"
@@ -107,7 +107,7 @@ def check_demo() -> Check:
 
     t0 = time.perf_counter()
     try:
-        graphs = sorted(Path(demo_dir()).glob("decoder*.onnx"), key=lambda p: p.name != "decoder.onnx")
+        graphs = sorted(Path(demo_dir()).glob("decoder*.onnx"), key=lambda p: p.name != layout.DECODER)
         decoder = graphs[0] if graphs else None
         if decoder is None:
             return Check("demo model", SKIP, f"no decoder graph in {demo_dir()}")

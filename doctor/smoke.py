@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import layout
 from . import FAIL, PASS, TORCH_INSTALL_HELP, Check
 
 # the embedded 4,000 training digits, one epoch of a small MLP
@@ -52,7 +53,9 @@ def smoke_run(device: str, amp: bool, workdir: Path) -> Check:
         z = decoder.latents(SMOKE_IMAGES, seed=0)  # (16, D)
         onnx_images = decoder.decode_float(z)  # (16, 1, 28, 28) in [0, 1]
         times["generate"] = time.perf_counter() - t0
-        model = _load_model(run / "best.pt")[0].to(device)  # the export's checkpoint, back on the training device
+        model = _load_model(run / layout.BEST_CHECKPOINT)[0].to(
+            device
+        )  # the export's checkpoint, back on the training device
         with torch.no_grad():
             torch_images = torch.sigmoid(model.decoder(torch.from_numpy(z).to(device), None)).float().cpu().numpy()
     except Exception as e:  # the smoke run reports what broke; a traceback would hide the other checks

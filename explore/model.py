@@ -12,17 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__, contract
+from .. import __version__, contract, layout
+from ..data import recorded_data_dir
 from ..errors import UserInputError, arg
 from ..infer import Decoder, Encoder, VAEPair, describe_model
 from ..infer.prior import Prior, priors_of
 from ..infer.sessions import graph_path
 
-# variant -> the file name in an export, and the page's URL models/NAME whatever the file is called
-VARIANTS = (("fp32", "decoder.onnx"), ("fp16", "decoder.fp16.onnx"), ("int8", "decoder.int8.onnx"))
+# the decoder variants' files in an export directory (layout.py), also the page's URLs models/NAME
+VARIANTS = tuple(layout.DECODER_VARIANTS.items())
 MAP_IMAGES = 500  # test images encoded for the latent map (posterior means)
 MAX_DRAWS = 4096  # the most rows one /api/draws.json request returns
-GRID_FILE = re.compile(r"samples_epoch(\d{3,6})\.png")
 
 
 @dataclass
@@ -48,7 +48,9 @@ def find_graphs(source=None, decoder=None, encoder=None) -> tuple[dict[str, Path
     if source is not None and decoder is not None:
         raise UserInputError(f"give an export directory or {arg('decoder')}, not both")
     if source is None and decoder is None:
-        raise UserInputError(f"give an export directory (what `vaectl export` wrote) or {arg('decoder')} decoder.onnx")
+        raise UserInputError(
+            f"give an export directory (what `vaectl export` wrote) or {arg('decoder')} {layout.DECODER}"
+        )
     if decoder is not None:
         decoder = graph_path(decoder, "decoder")
         if not decoder.is_file():
@@ -63,15 +65,21 @@ def find_graphs(source=None, decoder=None, encoder=None) -> tuple[dict[str, Path
     if not source.is_dir():
         raise UserInputError(f"{source}: not a directory (give what `vaectl export --out` wrote, or {arg('decoder')})")
     export_dir = graph_path(source, "decoder").parent
-    run_dir = next((d for d in (source, export_dir, export_dir.parent) if (d / "metrics.jsonl").is_file()), None)
+    run_dir = layout.run_dir_of(source, export_dir, export_dir.parent)
     decoders = {v: export_dir / name for v, name in VARIANTS if (export_dir / name).is_file()}
-    enc = graph_path(encoder, "encoder") if encoder is not None else export_dir / "encoder.onnx"
+    enc = graph_path(encoder, "encoder") if encoder is not None else export_dir / layout.ENCODER
     return decoders, (enc if enc.is_file() else None), run_dir
 
 
 def load_explore_model(source=None, decoder=None, encoder=None, data_dir=None) -> ExploreModel:
     decoders, enc, run_dir = find_graphs(source, decoder, encoder)
     model = ExploreModel(decoders, enc, run_dir, Path(data_dir) if data_dir is not None else None)
+    data_problem = None
+    if data_dir is None and run_dir is not None:  # the data the run trained on (its config.json)
+        try:
+            model.data_dir = recorded_data_dir(layout.run_config(run_dir).get("train", {}), run_dir)
+        except UserInputError as e:
+            data_problem = str(e)
     dec = Decoder(decoders["fp32"])
     for variant, path in decoders.items():  # every variant must be the same model, or the selector lies
         other = Decoder(path) if variant != "fp32" else dec
@@ -83,7 +91,7 @@ def load_explore_model(source=None, decoder=None, encoder=None, data_dir=None) -
             raise UserInputError(f"{path} and {decoders['fp32']} come from different models")
     pair = VAEPair(Encoder(enc), dec) if enc is not None else None
     model.priors = priors_of(dec.info)
-    model.map = build_map(pair, model.data_dir)
+    model.map = build_map(pair, model.data_dir, data_problem)
     model.run, model.run_grids = read_run(run_dir)
     model.info = build_info(model, dec)
     return model
@@ -193,7 +201,7 @@ def start_point(model: ExploreModel, dec: Decoder) -> dict:
     }
 
 
-def build_map(pair: VAEPair | None, data_dir) -> dict:
+def build_map(pair: VAEPair | None, data_dir, data_problem: str | None = None) -> dict:
     """Posterior means of up to MAP_IMAGES test images (the page draws two components of them, in prior units),
     their labels and pixels, and the KL per dimension of their encodings."""
     if pair is None:
@@ -201,6 +209,8 @@ def build_map(pair: VAEPair | None, data_dir) -> dict:
     from ..data import MNIST_SAMPLE, load_data
 
     cfg = pair.decoder.info.config
+    if data_problem is not None:
+        return {"available": False, "reason": data_problem}
     if data_dir is None and cfg.dataset != MNIST_SAMPLE:
         return {"available": False, "reason": f"trained on {cfg.dataset!r}: give --data DIR with its test images"}
     ds = load_data(data_dir)
@@ -233,7 +243,8 @@ def read_run(run_dir: Path | None) -> tuple[dict, dict[str, Path]]:
     if run_dir is None:
         return {}, {}
     metrics = []
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+    metrics_file = run_dir / layout.METRICS
+    for line in (metrics_file.read_text() if metrics_file.is_file() else "").splitlines():
         try:
             metrics.append(json.loads(line))
         except json.JSONDecodeError:
@@ -241,7 +252,11 @@ def read_run(run_dir: Path | None) -> tuple[dict, dict[str, Path]]:
     informative = [
         len(contract.informative_dims(m["kl_per_dim"])) if m.get("kl_per_dim") is not None else None for m in metrics
     ]
-    grids = {p.name: p for p in sorted((run_dir / "images").glob("samples_epoch*.png")) if GRID_FILE.fullmatch(p.name)}
+    grids = {
+        p.name: p
+        for p in sorted((run_dir / layout.IMAGES).glob(layout.GRID_PATTERNS[0]))
+        if (m := layout.GRID_NAME.fullmatch(p.name)) and m.group(1) == "samples"
+    }
     return {"metrics": metrics, "informative": informative, "grids": [f"run/{name}" for name in grids]}, grids
 
 

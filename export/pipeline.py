@@ -19,7 +19,8 @@ from pathlib import Path
 
 import onnx
 
-from ..contract import GRAPH_FILES, ROLES
+from .. import layout
+from ..contract import ROLES
 from ..errors import UserInputError, VerificationError, WriteFailedError, arg
 from ..files import Output, claim_out_dir, file_sha256, fsync_dir, os_error_reason, write_temp_beside
 from ..models.checkpoint import load_model
@@ -27,7 +28,7 @@ from .graphs import check_opset, export_graph
 from .variants import to_fp16, to_int8
 from .verify import VERIFY_BATCH_SIZES, Report, verify_against_torch, verify_variant
 
-EXPORT_OUTPUT = Output("exported graphs", tuple(re.escape(name) for name in GRAPH_FILES))
+EXPORT_OUTPUT = Output("exported graphs", tuple(re.escape(name) for name in layout.GRAPH_FILES))
 
 
 def _same_run(out_dir: Path, ckpt_path: Path, checkpoint_sha256: str) -> Callable[[list[Path]], bool]:
@@ -117,6 +118,22 @@ def _mb(path: Path) -> str:
     return f"{path.stat().st_size / 1e6:.2f} MB"
 
 
+def _log_report(report: Report, out_dir: Path, log: Callable[[str], None]) -> None:
+    """Log each graph's largest difference from its reference; raise VerificationError listing every failure."""
+    for key, diff in report.max_abs_diff.items():
+        against, bound = report.compared_with[key]
+        log(
+            f"  {key:<19} max abs diff vs {against}: {diff:.2e} (tolerance {bound:g}; N = {' and '.join(map(str, VERIFY_BATCH_SIZES))})"
+        )
+    if report.failures:
+        for failure in report.failures:
+            log(f"  FAILED {failure}")
+        raise VerificationError(
+            f"export failed verification ({len(report.failures)} problem{'s' if len(report.failures) > 1 else ''}: "
+            f"{'; '.join(report.failures)}); nothing was written to {out_dir}"
+        )
+
+
 def export_model(
     source,
     out_dir,
@@ -163,9 +180,9 @@ def export_model(
         f"{f', {config.num_classes} classes' if config.num_classes else ''}) with opset {opset}"
     )
 
-    finals = {role: out_dir / f"{role}.onnx" for role in ROLES}
+    finals = {role: out_dir / layout.graph_name(role) for role in ROLES}
     wanted = [v for v, on in (("fp16", fp16), ("int8", int8)) if on]
-    finals.update({f"decoder.{v}": out_dir / f"decoder.{v}.onnx" for v in wanted})
+    finals.update({f"decoder.{v}": out_dir / layout.graph_name("decoder", v) for v in wanted})
     staged: dict[str, Path] = {}
     report = Report()
     published = False
@@ -187,19 +204,7 @@ def export_model(
                 continue
             verify_variant(config, variant, staged[key], staged["decoder"], report)
 
-        for key, diff in report.max_abs_diff.items():
-            against, bound = report.compared_with[key]
-            log(
-                f"  {key:<19} max abs diff vs {against}: {diff:.2e} (tolerance {bound:g}; N = {' and '.join(map(str, VERIFY_BATCH_SIZES))})"
-            )
-        if report.failures:
-            for failure in report.failures:
-                log(f"  FAILED {failure}")
-            raise VerificationError(
-                f"export failed verification ({len(report.failures)} problem{'s' if len(report.failures) > 1 else ''}: "
-                f"{'; '.join(report.failures)}); nothing was written to {out_dir}"
-            )
-
+        _log_report(report, out_dir, log)
         _publish(staged, finals)
         published = True
         claim.clear(keep=finals.values())

@@ -141,7 +141,7 @@ def to_int8(model: onnx.ModelProto) -> onnx.ModelProto:
 
     prepared = _gemm_to_matmul(model)
     with tempfile.TemporaryDirectory(prefix="vaectl-int8-") as tmp:
-        path = Path(tmp) / "decoder.int8.onnx"
+        path = Path(tmp) / "quantized.onnx"
         # reduce_range (7-bit weights): x86 CPUs without VNNI multiply u8 x s8 through int16 sums that
         # saturate; full 8-bit weights gave pixel errors up to 0.18 on a small trained MLP, 7-bit ~0.005.
         quantize_dynamic(

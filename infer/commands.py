@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import layout
 from ..contract import INFORMATIVE_RULE, informative_dims
-from ..data import load_data, pick_images
+from ..data import load_data, pick_images, recorded_data_dir
 from ..errors import UserInputError, WriteFailedError, arg, note, plural
 from ..files import make_grid, save_png, to_uint8_images
 from .output import (
@@ -38,7 +39,7 @@ from .output import (
     upscale,
     write_latents,
 )
-from .sessions import DEFAULT_BATCH_SIZE, Decoder, Encoder, VAEPair
+from .sessions import DEFAULT_BATCH_SIZE, Decoder, Encoder, VAEPair, graph_path
 
 Progress = Callable[[int, int], None]  # (images done now, total)
 DEFAULT_FPS = 8.0
@@ -51,6 +52,15 @@ def _decoder(decoder, threads) -> Decoder:
 
 def _encoder(encoder, threads) -> Encoder:
     return encoder if isinstance(encoder, Encoder) else Encoder(encoder, threads)
+
+
+def _encoder_of_run(encoder) -> tuple[object, Path | None]:
+    """(the encoder graph, the training run it was exported from or None). `encoder` may be an export
+    directory or a run directory holding one; the run is the directory above an export it holds."""
+    if isinstance(encoder, Encoder):
+        return encoder, None
+    graph = graph_path(encoder, "encoder")
+    return graph, layout.run_dir_of(graph.parent, graph.parent.parent) if graph.is_file() else None
 
 
 def _one_target(out, out_dir) -> None:
@@ -152,7 +162,7 @@ def interpolate(
         if len(images) != 2 or seed_a is not None or seed_b is not None:
             raise UserInputError(f"with {arg('encoder')}, give exactly two images A B (and no {arg('seeds')})")
     elif images:
-        raise UserInputError(f"interpolating between images needs {arg('encoder')} encoder.onnx")
+        raise UserInputError(f"interpolating between images needs {arg('encoder')} {layout.ENCODER}")
     elif seed_a is None or seed_b is None:
         raise UserInputError(f"give {arg('encoder')} and two images, or {arg('seeds')} for two random latent points")
     check_output_file(out, GRID_OR_GIF)
@@ -296,9 +306,10 @@ def encode(
 ) -> int:
     """Posterior means (and with `logvar` the log-variances) of images into `out` (.npy or .csv); returns the rows.
 
+    `encoder`: encoder.onnx, an export directory, or a run directory holding one (an Encoder works too).
     The images: `images` (paths, PIL images, arrays, or one batch array as Encoder.encode takes), else the
-    `split` of the dataset in `data_dir` (default: the embedded mnist-sample), brought to the encoder's
-    channels and size. Labels are written when the data
+    `split` of the dataset in `data_dir` (default: the data the encoder's training run recorded, when it was
+    exported into its run directory; else the embedded mnist-sample), brought to the encoder's channels and size. Labels are written when the data
     has them, or when `label` (for a conditional encoder: the class of every image) is given; a conditional
     encoder needs one or the other. Encoded `batch_size` images at a time, streamed to disk (flat memory).
     Layout: output.write_latents.
@@ -308,11 +319,14 @@ def encode(
     check_output_file(out, LATENT_FORMATS)
     if batch_size < 1:
         raise UserInputError(f"{arg('batch_size')} must be at least 1, got {batch_size}")
+    encoder, run_dir = _encoder_of_run(encoder)
     enc = _encoder(encoder, threads)
     if not isinstance(images, np.ndarray):  # a batch array is sliced as it is; anything else becomes a list
         images = [images] if isinstance(images, (str, Path)) else list(images)
     if len(images) and data_dir is not None:
         raise UserInputError(f"give images or {arg('data_dir')} DIR, not both")
+    if not len(images) and data_dir is None and run_dir is not None:  # the data the run trained on
+        data_dir = recorded_data_dir(layout.run_config(run_dir).get("train", {}), run_dir)
     if len(images):
         source, labels = images, None
     else:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import contract
+from .. import contract, layout
 from ..contract import GraphInfo, parse_metadata
 from ..errors import UserInputError, arg, note, plural
 from ..files import to_uint8_images
@@ -24,9 +24,6 @@ ALL_LABELS = "all"
 NO_LABEL = "none"  # the unconditional class (index num_classes) of a model trained with label dropout
 
 
-RUN_CHECKPOINTS = ("best.pt", "last.pt")
-
-
 def graph_path(path, role: str) -> Path:
     """The `role` graph ("encoder" or "decoder") that `path` names: the file itself, or in a directory what
     `vaectl export --out` wrote there (ROLE.onnx), directly or in its one subfolder holding an export (a run
@@ -34,17 +31,15 @@ def graph_path(path, role: str) -> Path:
     path = Path(path)
     if not path.is_dir():
         return path
-    name = f"{role}.onnx"
-    if (path / name).is_file():
-        return path / name
-    found = sorted(p.parent for p in path.glob(f"*/{name}"))
+    name = layout.graph_name(role)
+    found = layout.export_dirs_in(path, name)
     if len(found) == 1:
         return found[0] / name
     if found:
         raise UserInputError(
             f"{path}: several subfolders hold a {name} ({', '.join(p.name + '/' for p in found)}): give one of them"
         )
-    if any((path / ckpt).is_file() for ckpt in RUN_CHECKPOINTS):
+    if any((path / ckpt).is_file() for ckpt in (layout.BEST_CHECKPOINT, layout.LAST_CHECKPOINT)):
         raise UserInputError(
             f"{path}: a training run with no export in it; export it first: vaectl export {path} --out {path / 'onnx'}"
         )

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from .. import layout
 from ..errors import CorruptCheckpointError, UserInputError
 from ..files import atomic_write
 from ..models import VAEConfig
@@ -90,7 +91,7 @@ def resolve_checkpoint(path, last: bool = False) -> Path:
     if not path.exists():
         raise UserInputError(f"{path}: no such file or directory")
     if path.is_dir():
-        order = ("last.pt", "best.pt") if last else ("best.pt", "last.pt")
+        order = (layout.checkpoint_name(last), layout.checkpoint_name(not last))
         for name in order:
             if (path / name).is_file():
                 return path / name

@@ -12,7 +12,16 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
 @pytest.mark.parametrize(
-    "script", ["train_speed.py", "infer_speed.py", "quality.py", "conditional.py", "gpu_speed.py", "explore_speed.py"]
+    "script",
+    [
+        "train_speed.py",
+        "compile_speed.py",
+        "infer_speed.py",
+        "quality.py",
+        "conditional.py",
+        "gpu_speed.py",
+        "explore_speed.py",
+    ],
 )
 def test_bench_script_imports_and_shows_help(script):
     # --help runs every top-level import (vaectl internals the scripts reach into) before argparse exits
@@ -39,7 +48,7 @@ def test_gpu_speed_dry_run_on_cpu(tmp_path):
         "--modes",
         "fp32,amp",
         "--only",
-        "speed,amp,export,ddp",
+        "speed,amp,export,ddp,syncs",
         "--keep",
         str(tmp_path),
     ]
@@ -59,6 +68,7 @@ def test_gpu_speed_dry_run_on_cpu(tmp_path):
         assert float(row[-2].replace(",", "")) > 0  # img/s
     assert "mlp: exit 0" in r.stdout and "decoder.image       max abs diff vs PyTorch" in r.stdout
     assert "ddp: skipped: 1 process(es)" in r.stdout
+    assert "syncs: skipped: CUDA counts" in r.stdout
     assert len((tmp_path / "mlp-amp" / "metrics.jsonl").read_text().splitlines()) == 2
 
 

@@ -110,7 +110,7 @@ def test_each_bad_input_gets_one_line_and_exit_2(tmp_path, tiny_mlp_run):
         # FAST first: a case's own flags (e.g. --epochs 0) come later and win
         code, stderr = run_vaectl_in_process("train", *FAST, *args)
         assert_one_error_line(code, stderr, phrase)
-    assert not (tmp_path / "out" / "last.pt").exists()  # no case got as far as training
+    assert not (tmp_path / "out").exists()  # no case got as far as training, and none left a directory behind
 
 
 def test_bad_inputs_in_a_fresh_process(tmp_path, tiny_mlp_run):
@@ -165,3 +165,12 @@ def test_idx_labels_that_do_not_match_are_refused(tmp_path):
     write_idx(d / "t10k-labels-idx1-ubyte.gz", np.zeros(5, np.uint8))
     code, stderr = run_vaectl_in_process("train", *FAST, "--data", d, "--out", tmp_path / "run")
     assert_one_error_line(code, stderr, "labels of shape")
+
+
+def test_a_failed_train_leaves_no_run_directory_behind(tmp_path):
+    """Bad data found after the settings were checked: neither the run directory nor its missing parents remain."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, stderr = run_vaectl_in_process("train", *FAST, "--data", empty, "--out", tmp_path / "runs" / "new")
+    assert_one_error_line(code, stderr, "empty")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]

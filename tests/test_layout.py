@@ -1,9 +1,14 @@
-"""The layout's rules, read from the import statements (tools/import_graph.py): three siblings over a core."""
+"""The package's layout rules: its parts and their imports (read from the import statements by
+tools/import_graph.py: three siblings over a core), the size of its functions, and layout.py as the one
+place that names the files of a run directory and an export directory."""
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 from pathlib import Path
+
+from vaectl import layout
 
 REPO = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("import_graph", REPO / "tools" / "import_graph.py")
@@ -11,7 +16,8 @@ import_graph = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(import_graph)
 
 SIBLINGS = {"training", "export", "infer"}
-CORE = {"contract", "scoring", "data", "files", "errors"}
+CORE = {"contract", "layout", "scoring", "data", "files", "errors"}
+MAX_FUNCTION_LINES = 100
 
 
 def test_training_export_and_infer_do_not_import_each_other():
@@ -26,7 +32,7 @@ def test_the_core_imports_only_the_core_and_the_torch_free_model_config():
         assert edges.get(part, set()) <= CORE | {"models", "vaectl"}, f"{part} imports {edges[part]}"
     # where the core reaches into models/, it is the torch-free config only
     for path in [
-        *(REPO / p for p in ("contract.py", "scoring.py", "files.py", "errors.py")),
+        *(REPO / p for p in ("contract.py", "layout.py", "scoring.py", "files.py", "errors.py")),
         *(REPO / "data").glob("*.py"),
     ]:
         text = path.read_text()
@@ -48,3 +54,78 @@ def test_cli_imports_run_one_way():
         if module != "cli_common":
             assert "cli_common" in edges[module], module
     assert not edges.get("cli_common", set()) & {"cli", *modules}
+
+
+def package_files() -> list[Path]:
+    """Every .py file of the installed package (what tools/import_graph.py reads: no tests, bench or tools)."""
+    return [
+        p
+        for p in sorted(REPO.rglob("*.py"))
+        if p.relative_to(REPO).parts[0] not in import_graph.SKIP and not p.name.startswith(".")
+    ]
+
+
+def test_package_files_are_found():
+    names = {str(p.relative_to(REPO)) for p in package_files()}
+    assert {"cli.py", "layout.py", "training/loop.py", "infer/commands.py", "explore/model.py"} <= names
+    assert not any(n.startswith(("tests/", "bench/")) for n in names)
+
+
+def test_no_function_in_the_package_is_over_100_lines():
+    """nanoGPT-sized functions: a function's own lines, from `def` to its last line (decorators apart)."""
+    long = [
+        f"{p.relative_to(REPO)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for p in package_files()
+        for node in ast.walk(ast.parse(p.read_text(), str(p)))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert not long, long
+
+
+def _docstrings_and_help(tree: ast.AST) -> set[int]:
+    """ids of the string constants that are documentation: docstrings and click's help= texts."""
+    skip = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                skip.add(id(first.value))
+        if isinstance(node, ast.keyword) and node.arg == "help":
+            skip |= {id(n) for n in ast.walk(node.value)}
+    return skip
+
+
+def restated_names(path: Path) -> list[str]:
+    """Where a file spells out a name layout.py owns: a run or export file name, a grid's name, or a graph's
+    file name built from its role or variant (f"{role}.onnx", f"decoder.{variant}.onnx")."""
+    names = {*layout.RUN_FILES, *layout.GRAPH_FILES, *layout.GRID_PATTERNS, layout.TENSORBOARD_EVENTS}
+    tree = ast.parse(path.read_text(), str(path))
+    docs = _docstrings_and_help(tree)
+    where = path.relative_to(REPO) if path.is_relative_to(REPO) else path.name
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in docs:
+            continue
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if node.value in names or "samples_epoch" in node.value or "recon_epoch" in node.value:
+                found.append(f"{where}:{node.lineno} {node.value!r}")
+        elif isinstance(node, ast.JoinedStr) and any(isinstance(v, ast.FormattedValue) for v in node.values):
+            tail = node.values[-1]
+            if isinstance(tail, ast.Constant) and str(tail.value).endswith((".onnx", ".pt")):
+                found.append(f"{where}:{node.lineno} f-string ending {tail.value!r}")
+    return found
+
+
+def test_layout_names_the_files_and_nothing_else_restates_them():
+    assert layout.graph_name("decoder", "fp16") == "decoder.fp16.onnx"
+    assert layout.grid_name("samples", 3) == "samples_epoch003.png"
+    restated = [hit for p in package_files() if p.name != "layout.py" for hit in restated_names(p)]
+    assert not restated, restated
+
+
+def test_the_restatement_check_finds_a_restatement(tmp_path):
+    """Guards the test above: the forms it looks for are found."""
+    sample = tmp_path / "sample.py"
+    sample.write_text('p = out / "metrics.jsonl"\nq = f"{role}.onnx"\n"""decoder.onnx in a docstring is fine"""\n')
+    assert len(restated_names(sample)) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from conftest import run_vaectl  # noqa: E402
 from conftest import run_vaectl_in_process as cli_in_process
 from PIL import Image  # noqa: E402
 
+from vaectl.contract import informative_dims  # noqa: E402
 from vaectl.errors import TrainingDivergedError, WriteFailedError  # noqa: E402
 from vaectl.files import atomic_write  # noqa: E402
 from vaectl.models import VAEConfig  # noqa: E402
@@ -36,7 +38,10 @@ METRIC_FIELDS = {
     "val_loss",
     "val_recon",
     "val_kl",
+    "train_weighted_kl",
+    "val_weighted_kl",
     "kl_per_dim",
+    "informative_dims",
     "active_units",
     "seconds",
     "images_per_sec",
@@ -86,9 +91,12 @@ def test_metrics_record_every_field_consistently(tiny_mlp_run):
         assert set(r) >= METRIC_FIELDS
         assert len(r["kl_per_dim"]) == cfg["model"]["latent_dim"] == 4
         assert 0 <= r["active_units"] <= 4
-        assert r["val_loss"] == pytest.approx(r["val_recon"] + r["val_kl"], rel=1e-6)
+        assert r["val_loss"] == pytest.approx(r["val_recon"] + r["val_kl"], rel=1e-6)  # beta 1
+        # beta 1: the weighted KL is the KL (train: loss - recon, float32 rounding of the per-batch losses apart)
+        assert r["val_weighted_kl"] == r["val_kl"] and r["train_weighted_kl"] == pytest.approx(r["train_kl"], abs=1e-3)
         assert r["val_kl"] == pytest.approx(sum(r["kl_per_dim"]), abs=1e-3)
         assert r["train_loss"] == pytest.approx(r["train_recon"] + r["train_kl"], rel=1e-6)
+        assert r["informative_dims"] == len(informative_dims(r["kl_per_dim"]))
         assert r["seconds"] > 0 and r["images_per_sec"] > 0
 
 
@@ -124,6 +132,85 @@ def test_best_pt_holds_the_lowest_validation_loss(tmp_path, tiny_idx_dir):
     best = load_checkpoint(tmp_path / "run" / "best.pt")
     assert best["best_val"] == min(r["val_loss"] for r in records)
     assert best["epoch"] == min(records, key=lambda r: r["val_loss"])["epoch"]
+
+
+# ----------------------------------------------------------------------------- schedules
+
+
+@pytest.mark.parametrize(
+    "step, total, schedule, expected",
+    [
+        (0, 100, "constant", 1.0),
+        (99, 100, "constant", 1.0),
+        (0, 100, "onecycle", 0.1),  # linear warm-up over the first 10% of the steps ...
+        (4, 100, "onecycle", 0.5),
+        (9, 100, "onecycle", 1.0),  # ... to the peak
+        (10, 100, "onecycle", 1.0),  # then a cosine from the peak ...
+        (55, 100, "onecycle", 0.01 + 0.99 * 0.5),  # half way
+        (100, 100, "onecycle", 0.01),  # ... down to 1% of it
+        (250, 100, "onecycle", 0.01),  # and no further
+        (0, 5, "onecycle", 1.0),  # fewer than 10 steps: a one-step warm-up
+    ],
+)
+def test_lr_at(step, total, schedule, expected):
+    assert train_module.lr_at(step, total, 2e-3, schedule) == pytest.approx(2e-3 * expected)
+
+
+@pytest.mark.parametrize(
+    "epochs_done, beta, warmup, expected",
+    [
+        (0.0, 3.0, 0.0, 3.0),  # no warm-up: beta from the first step
+        (0.0, 3.0, 2.0, 0.0),  # warm-up: from 0 ...
+        (0.5, 3.0, 2.0, 0.75),
+        (1.0, 3.0, 2.0, 1.5),
+        (2.0, 3.0, 2.0, 3.0),  # ... to beta after the warm-up's epochs
+        (7.25, 3.0, 2.0, 3.0),
+        (0.5, 0.0, 2.0, 0.0),  # beta 0 stays 0
+    ],
+)
+def test_beta_at(epochs_done, beta, warmup, expected):
+    assert train_module.beta_at(epochs_done, beta, warmup) == pytest.approx(expected)
+
+
+def test_kl_warmup_ramps_the_beta_a_run_trains_and_logs(tmp_path, tiny_idx_dir):
+    """--kl-warmup 2 on 4 steps an epoch: beta at each epoch's last step is 2 x (epoch - 1 + 3/4) / 2 x beta."""
+    quick_train(tmp_path / "run", tiny_idx_dir, epochs=3, kl_warmup=2.0, schedule="constant")
+    records = read_metrics(tmp_path / "run")
+    assert [r["beta"] for r in records] == pytest.approx([0.375, 0.875, 1.0])
+    for r, (low, high) in zip(records, [(0.0, 0.375), (0.5, 0.875), (1.0, 1.0)]):
+        # the KL entered the training loss with that epoch's betas: weighted / raw KL lies between them
+        # (train_weighted_kl is loss - recon: float32 rounding of the per-batch losses apart)
+        assert low - 1e-4 <= r["train_weighted_kl"] / r["train_kl"] <= high + 1e-4
+        assert r["train_loss"] == pytest.approx(r["train_recon"] + r["train_weighted_kl"], abs=1e-9)
+        assert r["val_weighted_kl"] == r["val_kl"]  # validation weighs the KL with the run's beta (1)
+
+
+# ----------------------------------------------------------------------------- the epoch line
+
+EPOCH_LINE = re.compile(
+    r"^epoch (\d+)/\d+  train \S+  val (\S+) \(recon (\S+) \+ (\S+) × kl (\S+)\)  informative (\d+)/(\d+)  "
+)
+
+
+@pytest.mark.parametrize("beta", [0, 3])
+def test_the_epoch_line_adds_up_and_counts_informative_dimensions(tmp_path, tiny_idx_dir, beta):
+    """The tutorial's beta experiment: `val 38.36 (recon 29.00 + 3 × kl 3.12)`, `+ 0 × kl 23.27` at beta 0."""
+    run = tmp_path / "run"
+    code, stderr = cli_in_process(
+        "train", "--preset", "tutorial", "--beta", beta, "--data", tiny_idx_dir, "--out", run, "--epochs", 2,
+        "--batch-size", 16, "--grid-every", 0,
+    )  # fmt: skip
+    assert code == 0, stderr
+    lines = [EPOCH_LINE.match(line) for line in stderr.splitlines() if line.startswith("epoch ")]
+    assert len(lines) == 2 and all(lines), stderr
+    for m, record in zip(lines, read_metrics(run)):
+        val, recon, weight, kl = (float(m.group(i)) for i in (2, 3, 4, 5))
+        assert weight == beta
+        assert recon + weight * kl == pytest.approx(val, abs=0.01 + 0.005 * weight)  # rounding of the parts
+        assert record["val_weighted_kl"] == pytest.approx(beta * record["val_kl"])
+        assert int(m.group(6)) == record["informative_dims"] == len(informative_dims(record["kl_per_dim"]))
+        assert int(m.group(7)) == 2  # the tutorial's 2-D latent
+    assert "active units" not in stderr  # Burda's count is in metrics.jsonl, under its own name
 
 
 # ----------------------------------------------------------------------------- reproducibility and resume
@@ -183,11 +270,44 @@ def test_cli_resume_extends_a_finished_run(tmp_path, tiny_idx_dir):
     assert "epoch 2/2" in r.stderr
     assert_same_weights(tmp_path / "straight" / "last.pt", tmp_path / "short" / "last.pt")
     assert without_timing(read_metrics(tmp_path / "straight")) == without_timing(read_metrics(tmp_path / "short"))
-    # without --epochs a finished run has nothing left to do; fewer epochs than it has are refused
-    assert cli_in_process("train", "--resume", tmp_path / "short")[0] == 0
-    assert len(read_metrics(tmp_path / "short")) == 2
+    assert f"resuming {tmp_path / 'short'} after epoch 1 of 2: training epoch 2" in r.stderr
+    # without --epochs a finished run has nothing left to do, says so and how to extend it, and touches nothing
+    before = {p.name: p.read_bytes() for p in (tmp_path / "short").iterdir() if p.is_file()}
+    code, stderr = cli_in_process("train", "--resume", tmp_path / "short")
+    assert code == 0
+    assert stderr.splitlines() == [
+        f"{tmp_path / 'short'} has trained all its 2 epochs: nothing to do. To train it further, give a new "
+        f"total of epochs: vaectl train --resume {tmp_path / 'short'} --epochs N (N > 2)"
+    ]
+    assert {p.name: p.read_bytes() for p in (tmp_path / "short").iterdir() if p.is_file()} == before
     code, stderr = cli_in_process("train", "--resume", tmp_path / "short", "--epochs", 1)
     assert code == 2 and stderr.startswith("error:") and "already trained 2 epochs" in stderr
+
+
+def test_resume_says_where_it_continues_mid_epoch(tmp_path, tiny_idx_dir):
+    run = tmp_path / "run"
+    quick_train(run, tiny_idx_dir, epochs=2)
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    ckpt.update(epoch=1, step_in_epoch=2)  # as a Ctrl-C in epoch 2 leaves it
+    save_checkpoint(
+        run / "last.pt", {k: v for k, v in ckpt.items() if k not in ("format", "format_version", "payload_sha256")}
+    )
+    lines = []
+    quick_train(tmp_path / "ignored", tiny_idx_dir, resume=str(run), log=lines.append)
+    assert f"resuming {run} in epoch 2 of 2, at step 3 (1 epoch done)" in lines
+
+
+def test_resume_refuses_another_out_and_other_settings_in_one_line(tmp_path, tiny_mlp_run):
+    code, stderr = cli_in_process("train", "--resume", tiny_mlp_run, "--out", tmp_path / "elsewhere")
+    assert code == 2 and len(stderr.splitlines()) == 1, stderr
+    assert stderr.startswith(f"error: --out {tmp_path / 'elsewhere'}: a resumed run stays in its own directory")
+    assert not (tmp_path / "elsewhere").exists()
+    code, stderr = cli_in_process("train", "--resume", tiny_mlp_run, "--lr", "0.1", "--batch-size", 8)
+    assert code == 2 and len(stderr.splitlines()) == 1, stderr
+    assert stderr.startswith("error: --batch-size, --lr: a resumed run keeps its own settings")
+    # --out naming the run itself is what --resume does anyway: accepted
+    code, stderr = cli_in_process("train", "--resume", tiny_mlp_run, "--out", tiny_mlp_run)
+    assert code == 0 and "nothing to do" in stderr
 
 
 def test_cli_preset_sets_model_and_training_flags_and_explicit_flags_win(tmp_path, tiny_idx_dir):

@@ -9,6 +9,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..data import MNIST_SAMPLE
 from ..errors import UserInputError, arg
@@ -22,8 +23,8 @@ DATA_FIELDS = ("channels", "height", "width", "num_classes", "class_names", "dat
 @dataclass
 class TrainConfig:
     out: str = "runs/vae"
-    data: str | None = None  # IDX folder or image folder; None: `dataset`
-    dataset: str = MNIST_SAMPLE
+    data: str | None = None  # IDX folder or image folder (stored absolute); None: `dataset`
+    dataset: str | None = MNIST_SAMPLE  # None when `data` is given: a run records one data source
     cache_dir: str | None = None
     image_size: int | None = None
     channels: int | None = None
@@ -39,6 +40,7 @@ class TrainConfig:
     amp: bool = False  # bf16 autocast
     compile: bool = False
     grid_every: int = 1  # write sample/reconstruction PNGs every N epochs (0: never)
+    tensorboard: bool = False  # also write TensorBoard event files into the run directory
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -55,8 +57,14 @@ class TrainConfig:
             raise UserInputError(f"{arg('image_size')} must be positive, got {self.image_size}")
         if self.grid_every < 0:
             raise UserInputError(f"{arg('grid_every')} must be >= 0, got {self.grid_every}")
-        if self.data is not None and self.dataset != MNIST_SAMPLE:
+        if self.data is not None and self.dataset not in (None, MNIST_SAMPLE):
             raise UserInputError(f"give either {arg('data')} or {arg('dataset')}, not both")
+
+    def record_data_source(self) -> None:
+        """One data source, stated so that it still works from another directory: `data` as an absolute
+        path and no `dataset`, or `dataset` alone."""
+        if self.data is not None:
+            self.data, self.dataset = str(Path(self.data).expanduser().resolve()), None
 
 
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
@@ -95,4 +103,5 @@ def resolve(
     if train_cfg.conditional:
         model_fields = {**CONDITIONAL.model, **(recipe.model if recipe else {}), **given_model}
     train_cfg.validate()
+    train_cfg.record_data_source()
     return model_fields, train_cfg

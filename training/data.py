@@ -42,11 +42,11 @@ def load_torchvision(name: str, cache_dir: Path | None = None) -> ImageDataset:
 
 
 def load_training_data(
-    data_dir=None, dataset: str = MNIST_SAMPLE, image_size=None, channels=None, cache_dir=None, seed: int = 0
+    data_dir=None, dataset: str | None = MNIST_SAMPLE, image_size=None, channels=None, cache_dir=None, seed: int = 0
 ) -> ImageDataset:
     if data_dir is not None:
         return load_data(data_dir, image_size, channels, seed)
-    if dataset == MNIST_SAMPLE:
+    if dataset in (None, MNIST_SAMPLE):
         return load_data(None, image_size, channels, seed)
     if dataset not in TORCHVISION_DATASETS:
         raise UserInputError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASET_CHOICES)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..data import MNIST_SAMPLE, recorded_data_dir
 from ..errors import UserInputError, arg
 from ..models.checkpoint import load_model
 from ..scoring import EvalReport, score
@@ -15,10 +16,11 @@ def eval_dataset(ckpt: dict, data_dir=None, dataset: str | None = None):
     """The data to score: what the user named, else what the checkpoint was trained on."""
     cfg, train = ckpt["config"], ckpt.get("train", {})
     if data_dir is None and dataset is None:
-        data_dir, dataset = train.get("data"), train.get("dataset", "mnist-sample")
-    ds = load_training_data(
-        data_dir, dataset or "mnist-sample", None, None, train.get("cache_dir"), train.get("seed", 0)
-    )
+        if train.get("data"):  # a --data run: its folder, recorded as an absolute path
+            data_dir = recorded_data_dir(train, ckpt.get("path", "the checkpoint"))
+        else:
+            dataset = train.get("dataset")
+    ds = load_training_data(data_dir, dataset or MNIST_SAMPLE, None, None, train.get("cache_dir"), train.get("seed", 0))
     if tuple(ds.image_shape) != cfg.image_shape:
         raise UserInputError(
             f"dataset {ds.name!r} has images of shape {tuple(ds.image_shape)}, but the model expects {cfg.image_shape}"

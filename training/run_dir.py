@@ -1,72 +1,77 @@
-"""A run directory's files: config.json, metrics.jsonl, the per-epoch grids (checkpoints: models/checkpoint.py);
-whether a new run may use the directory (files.claim_out_dir: an earlier run there is refused, or cleared with
-overwrite)."""
+"""A run directory's files: config.json, metrics.jsonl, the per-epoch grids (checkpoints: models/checkpoint.py;
+the names: layout.py); whether a new run may use the directory (files.claim_out_dir: an earlier run there is
+refused, or cleared with overwrite), checked before anything is loaded and created only once the run is ready
+to write."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import re
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from ..contract import GRAPH_FILES
+from .. import layout
 from ..errors import UserInputError, arg
 from ..files import (
+    Claim,
     Output,
     append_text,
     atomic_write_bytes,
     claim_out_dir,
+    make_grid,
     prepare_out_dir,
     remove_stale_temp_files,
-    save_grid,
+    save_png,
     to_uint8_images,
 )
 from .runtime import any_rank
 
-RUN_FILES = ("last.pt", "best.pt", "config.json", "metrics.jsonl")
-GRID_PATTERNS = ("samples_epoch*.png", "recon_epoch*.png")  # in images/
-# A run's files; graphs exported into a subdirectory (`vaectl export RUN --out RUN/onnx`) belong to the run too.
-RUN_OUTPUT = Output(
-    "a training run",
-    (
-        *(re.escape(name) for name in RUN_FILES),
-        r"images/(samples|recon)_epoch\d+\.png",
-        *(r"[^/]+/" + re.escape(name) for name in GRAPH_FILES),
-    ),
-)
+# A run's files (layout.py names them); graphs exported into a subdirectory (`vaectl export RUN --out RUN/onnx`)
+# belong to the run too.
+RUN_OUTPUT = Output("a training run", layout.RUN_FILE_PATTERNS)
 
 
-def prepare_run_dir(out: Path, create: bool = True, *, new_run: bool = False, overwrite: bool = False) -> None:
-    """Check `out` (every DDP rank does, so none waits on a rank 0 that failed); create it on the main process.
-
-    A new run claims the directory under the one overwrite rule (files.claim_out_dir): a directory that holds
-    an earlier run is refused (nothing is touched), and overwrite=True clears that run's files first (on the
-    main process). Touches nothing before every check has passed.
-    """
-    if not new_run:  # --resume: the run's own directory
+def check_out_dir(out: Path, *, new_run: bool = False, overwrite: bool = False) -> Claim | None:
+    """Whether a run may write into `out`; touches nothing. A new run claims the directory under the one
+    overwrite rule (files.claim_out_dir): one that holds an earlier run is refused unless overwrite=True, and the
+    claim's clear() removes that run's files later (make_run_dir). --resume (new_run=False) uses its own run."""
+    if not new_run:
         if out.exists() and not out.is_dir():
             raise UserInputError(f"{out}: exists and is not a directory")
-        claim = None
-    else:
-        claim = claim_out_dir(
-            out,
-            RUN_OUTPUT,
-            overwrite=overwrite,
-            param="out",
-            instead=f"continue it with {arg('resume', out)}",
-            parents=True,
-            create=create,
-        )
-    if not create:
-        return
-    if claim is None:
-        prepare_out_dir(out, parents=True, what="run")
-    else:
+        return None
+    return claim_out_dir(
+        out,
+        RUN_OUTPUT,
+        overwrite=overwrite,
+        param="out",
+        instead=f"continue it with {arg('resume', out)}",
+        create=False,
+    )
+
+
+def make_run_dir(out: Path, claim: Claim | None) -> list[Path]:
+    """Create `out` (main process, once the data and the model are ready: a run that fails before leaves no
+    directory behind), clear the earlier run's files (overwrite), sweep temp files a crash left.
+    Returns the directories it created, for remove_if_empty."""
+    created = [p for p in (*reversed(out.parents), out) if not p.exists()]
+    prepare_out_dir(out, parents=True, what="run")
+    if claim is not None:
         claim.clear()
-    prepare_out_dir(out / "images", what="run's images")
-    remove_stale_temp_files(out, RUN_FILES)
-    remove_stale_temp_files(out / "images", ["*_epoch*.png"])
+    images = out / layout.IMAGES
+    created += [images] if not images.exists() else []
+    prepare_out_dir(images, what="run's images")
+    remove_stale_temp_files(out, layout.RUN_FILES)
+    remove_stale_temp_files(images, ["*_epoch*.png"])
+    return created
+
+
+def remove_if_empty(directories: list[Path]) -> None:
+    """Remove the directories a failed run created, deepest first, where they are still empty."""
+    for d in sorted(directories, key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):  # rmdir only succeeds when empty: never removes anything else
+            d.rmdir()
 
 
 class SavedCheckpoint:
@@ -88,27 +93,28 @@ class SavedCheckpoint:
         return f"last.pt {self.when} is intact; free space, then: vaectl train --resume {self.out}"
 
 
-def check_run_dir(out: Path, procs, *, new_run: bool, overwrite: bool) -> None:
-    """prepare_run_dir on every process; with DDP, all stop when any refused (checked before rank 0 writes)."""
+def check_run_dir(out: Path, procs, *, new_run: bool, overwrite: bool) -> Claim | None:
+    """check_out_dir on every process; with DDP, all stop when any refused (checked before rank 0 writes)."""
     try:
-        prepare_run_dir(out, create=procs.main, new_run=new_run, overwrite=overwrite)
+        claim = check_out_dir(out, new_run=new_run, overwrite=overwrite)
         refused = None
     except UserInputError as e:
-        refused = e
+        claim, refused = None, e
     if procs.ddp:
         (any_refused,) = any_rank([refused is not None], procs.device)
         if any_refused and refused is None:
             raise UserInputError(f"{out}: another process refused the run directory")
     if refused is not None:
         raise refused
+    return claim
 
 
 def write_config(out: Path, record: dict) -> None:
-    atomic_write_bytes(out / "config.json", json.dumps(record, indent=2).encode())
+    atomic_write_bytes(out / layout.CONFIG, json.dumps(record, indent=2).encode())
 
 
 def append_metrics(out: Path, record: dict) -> None:
-    append_text(out / "metrics.jsonl", json.dumps(record) + "\n")
+    append_text(out / layout.METRICS, json.dumps(record) + "\n")
 
 
 def trim_metrics(path: Path, epochs_done: int) -> None:
@@ -128,17 +134,25 @@ def trim_metrics(path: Path, epochs_done: int) -> None:
 
 
 @torch.no_grad()
-def write_grids(model, out: Path, epoch: int, x_val: torch.Tensor, y_val, z_fixed: torch.Tensor) -> None:
-    """images/samples_epochNNN.png (64 draws; one row per class for a conditional model) and
-    images/recon_epochNNN.png (8 validation images above their reconstructions)."""
+def grid_images(model, x_val: torch.Tensor, y_val, z_fixed: torch.Tensor) -> dict[str, np.ndarray]:
+    """The per-epoch grids as uint8 images, by kind: "samples" (64 draws from z_fixed; one row per class for a
+    conditional model) and "recon" (8 validation images above their reconstructions). One copy to the host."""
     cfg = model.config
     y_samples = None
     if cfg.conditional:  # one row per class (up to 8 per row)
         y_samples = torch.arange(len(z_fixed), device=z_fixed.device) // 8 % cfg.num_classes
     guidance = torch.tensor([cfg.guidance], device=z_fixed.device) if cfg.guided else None  # the default weight
-    samples = torch.sigmoid(model.decoder(z_fixed, y_samples, guidance=guidance)).float().cpu().numpy()  # (64, C, H, W)
-    save_grid(out / "images" / f"samples_epoch{epoch:03d}.png", to_uint8_images(samples), nrow=8)
+    samples = torch.sigmoid(model.decoder(z_fixed, y_samples, guidance=guidance)).float()  # (64, C, H, W)
     x = x_val[:8].float() / 255
-    recon = model.reconstruct(x, None if y_val is None else y_val[:8]).float()
-    both = torch.cat([x, recon]).cpu().numpy()  # originals above reconstructions
-    save_grid(out / "images" / f"recon_epoch{epoch:03d}.png", to_uint8_images(both), nrow=len(x))
+    recon = model.reconstruct(x, None if y_val is None else y_val[:8]).float()  # (8, C, H, W)
+    both = torch.cat([samples, x, recon]).cpu().numpy()  # (80, C, H, W): samples, originals, reconstructions
+    return {
+        "samples": make_grid(to_uint8_images(both[: len(samples)]), nrow=8),
+        "recon": make_grid(to_uint8_images(both[len(samples) :]), nrow=len(x)),  # originals above reconstructions
+    }
+
+
+def write_grids(out: Path, epoch: int, grids: dict[str, np.ndarray]) -> None:
+    """images/samples_epochNNN.png and images/recon_epochNNN.png."""
+    for kind, image in grids.items():
+        save_png(out / layout.IMAGES / layout.grid_name(kind, epoch), image)

@@ -1,7 +1,9 @@
-"""Where a run executes: the device, the DistributedDataParallel process group, Ctrl-C handling."""
+"""Where a run executes: the device, the DistributedDataParallel process group, Ctrl-C handling, and the few
+places where the host waits for the device (synchronize, to_host, the DDP all-reduces that return values)."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 from dataclasses import dataclass
@@ -67,6 +69,32 @@ def stop_processes(procs: Processes) -> None:
         dist.destroy_process_group()
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait until the device has finished its queued work (a no-op on the CPU, which has no queue)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def to_host(value, device: torch.device):
+    """A copy in host memory of every tensor in `value` (nested dicts, lists, tuples), made with one wait for
+    the device instead of one per tensor: non-blocking copies, then synchronize."""
+
+    def copy(v):
+        if isinstance(v, torch.Tensor):
+            return v.detach().to("cpu", non_blocking=True, copy=True)
+        if isinstance(v, dict):
+            return {k: copy(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return type(v)(copy(x) for x in v)
+        return v
+
+    host = copy(value)
+    synchronize(device)
+    return host
+
+
 def all_reduce_sums(sums: list, device: torch.device) -> list:
     """Sum the running [loss, recon, kl, images] sums over all DDP ranks (on `device`: nccl needs CUDA tensors)."""
     t = torch.tensor(sums, dtype=torch.float64, device=device)
@@ -79,6 +107,17 @@ def any_rank(flags: list[bool], device: torch.device) -> list[bool]:
     t = torch.tensor([float(f) for f in flags], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return [v > 0 for v in t.tolist()]
+
+
+def agree(diverged_at: int | None, stop: bool, device: torch.device) -> tuple[int | None, bool]:
+    """What all ranks decide together, in one all-reduce: the earliest step at which a rank's loss became
+    non-finite (None: none did), and whether any rank was asked to stop (Ctrl-C)."""
+    t = torch.tensor(
+        [-math.inf if diverged_at is None else -diverged_at, float(stop)], dtype=torch.float64, device=device
+    )
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)  # the max of -step is the earliest step
+    earliest, stop_any = t.tolist()
+    return (None if earliest == -math.inf else int(-earliest)), stop_any > 0
 
 
 class CtrlC:

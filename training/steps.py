@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import __version__
+from ..contract import informative_dims
 from ..data import print_notes
 from ..errors import UserInputError, arg, plural
 from ..models import VAEConfig
@@ -18,7 +19,7 @@ from ..models.checkpoint import load_checkpoint, resolve_checkpoint
 from ..models.vae import VAE
 from .config import TrainConfig
 from .data import load_training_data
-from .runtime import Processes
+from .runtime import Processes, to_host
 
 # After a resume, rank r > 0 reseeds from (seed, r, step); the stride is a prime larger than any realistic
 # step count, so no two (rank, step) pairs share a seed.
@@ -121,11 +122,12 @@ def restore(ckpt: dict, model: VAE, opt, tcfg: TrainConfig, procs: Processes) ->
 def checkpoint_state(
     cfg: VAEConfig, tcfg: TrainConfig, model: VAE, opt, progress: Progress, total_steps: int, device: torch.device
 ) -> dict:
-    return {
+    """Everything a checkpoint holds, in host memory (copied from the device with one wait, not one per tensor)."""
+    state = {
         "vaectl_version": __version__,
         "config": cfg.to_dict(),
         "train": dataclasses.asdict(tcfg),
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model": model.state_dict(),
         "optimizer": opt.state_dict(),
         "scheduler": {"name": tcfg.schedule, "step": progress.global_step, "total_steps": total_steps},
         "epoch": progress.epoch,
@@ -139,6 +141,7 @@ def checkpoint_state(
             "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         },
     }
+    return to_host(state, device)
 
 
 def describe_run(cfg: VAEConfig, ds, x_train, x_val, procs: Processes) -> str:
@@ -152,10 +155,33 @@ def describe_run(cfg: VAEConfig, ds, x_train, x_val, procs: Processes) -> str:
     )
 
 
-def epoch_line(epoch: int, epochs: int, record: dict, latent_dim: int, improved: bool) -> str:
+def describe_resume(out, ckpt: dict, epochs: int) -> str:
+    """Where a resumed run continues: 'resuming runs/a after epoch 2 of 5' or '... in epoch 3 of 5, at step 12'."""
+    done, step = int(ckpt["epoch"]), int(ckpt["step_in_epoch"])
+    if step:
+        return f"resuming {out} in epoch {done + 1} of {epochs}, at step {step + 1} ({done} epoch{'s' if done != 1 else ''} done)"
+    to_go = f"epoch {epochs}" if done + 1 == epochs else f"epochs {done + 1}-{epochs}"
+    return f"resuming {out} after epoch {done} of {epochs}: training {to_go}"
+
+
+def finished_message(out, done: int) -> str:
+    return (
+        f"{out} has trained all its {done} epoch{'s' if done != 1 else ''}: nothing to do. To train it further, "
+        f"give a new total of epochs: vaectl train --resume {out} --epochs N (N > {done})"
+    )
+
+
+def epoch_line(epoch: int, epochs: int, record: dict, latent_dim: int, beta: float, improved: bool) -> str:
+    """The per-epoch log line. Its parts add up: val = recon + beta x kl (the validation loss weighs the KL
+    with the run's beta, not the warm-up's); 'informative' counts dimensions by contract.informative_dims."""
     return (
         f"epoch {epoch}/{epochs}  train {record['train_loss']:.2f}  val {record['val_loss']:.2f} "
-        f"(recon {record['val_recon']:.2f} + kl {record['val_kl']:.2f})  active units {record['active_units']}/{latent_dim}  "
+        f"(recon {record['val_recon']:.2f} + {beta:g} × kl {record['val_kl']:.2f})  "
+        f"informative {record['informative_dims']}/{latent_dim}  "
         f"posterior var {record['posterior_var']:.3g}  "
         f"{record['images_per_sec']:.0f} img/s" + ("  *best" if improved else "")
     )
+
+
+def count_informative(kl_per_dim) -> int:
+    return len(informative_dims(kl_per_dim))

@@ -1,0 +1,105 @@
+"""The files of a run directory and of an export directory: the one place that names them.
+
+Torch-free, beside contract.py: the contract says what is inside a graph, this module what the files are
+called and where they sit. Training writes a run directory, export writes an export directory, and the
+explorer, `encode`, `eval` and the demo find things by these names.
+
+  RUN_DIR/                          vaectl train --out RUN_DIR
+    last.pt, best.pt                checkpoints (models/checkpoint.py)
+    config.json                     the model and training settings, the data the run trained on
+    metrics.jsonl                   one record per epoch
+    events.out.tfevents.*           TensorBoard event files (--tensorboard)
+    images/samples_epochNNN.png     64 samples from fixed latents, per epoch
+    images/recon_epochNNN.png       8 validation images above their reconstructions, per epoch
+    onnx/                           an export directory, when exported there
+  EXPORT_DIR/                       vaectl export RUN_DIR --out EXPORT_DIR
+    encoder.onnx, decoder.onnx      the float32 graphs
+    decoder.fp16.onnx               --fp16
+    decoder.int8.onnx               --int8
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from .contract import ROLES, VARIANTS
+
+# ---------------------------------------------------------------------------------------- run directory
+
+LAST_CHECKPOINT = "last.pt"
+BEST_CHECKPOINT = "best.pt"
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+IMAGES = "images"  # the per-epoch grids, in this subdirectory
+TENSORBOARD_EVENTS = "events.out.tfevents.*"  # what torch.utils.tensorboard's event files are called
+RUN_FILES = (LAST_CHECKPOINT, BEST_CHECKPOINT, CONFIG, METRICS)
+GRID_KINDS = ("samples", "recon")
+GRID_PATTERNS = tuple(f"{kind}_epoch*.png" for kind in GRID_KINDS)
+GRID_NAME = re.compile(r"(samples|recon)_epoch(\d{3,6})\.png")
+
+
+def grid_name(kind: str, epoch: int) -> str:
+    """'samples_epoch003.png': a per-epoch grid's file name in images/."""
+    if kind not in GRID_KINDS:
+        raise ValueError(f"grid kind must be one of {GRID_KINDS}, got {kind!r}")
+    return f"{kind}_epoch{epoch:03d}.png"
+
+
+def checkpoint_name(last: bool) -> str:
+    return LAST_CHECKPOINT if last else BEST_CHECKPOINT
+
+
+# ------------------------------------------------------------------------------------- export directory
+
+
+def graph_name(role: str, variant: str = "fp32") -> str:
+    """'decoder.onnx', 'decoder.fp16.onnx', 'encoder.onnx': the file of a graph in an export directory."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    return f"{role}.onnx" if variant == "fp32" else f"{role}.{variant}.onnx"
+
+
+ENCODER = graph_name("encoder")
+DECODER = graph_name("decoder")
+DECODER_VARIANTS = {variant: graph_name("decoder", variant) for variant in VARIANTS}  # fp32 first
+GRAPH_FILES = (ENCODER, *DECODER_VARIANTS.values())  # everything `vaectl export` writes
+
+# Everything `vaectl train` writes into a run directory, as regular expressions over paths relative to it (the
+# overwrite rule, files.Output): what --overwrite may remove and nothing else. Graphs exported into a
+# subdirectory (`vaectl export RUN --out RUN/onnx`) belong to the run too.
+RUN_FILE_PATTERNS = (
+    *(re.escape(name) for name in RUN_FILES),
+    re.escape(TENSORBOARD_EVENTS[:-1]) + r"[^/]+",
+    re.escape(IMAGES) + "/" + GRID_NAME.pattern,
+    *(r"[^/]+/" + re.escape(name) for name in GRAPH_FILES),
+)
+
+
+def export_dirs_in(path, name: str = DECODER) -> list[Path]:
+    """The export directories at `path` holding `name`: [path] itself when it does, else its subdirectories
+    that do (a run directory exported into RUN/onnx), sorted."""
+    path = Path(path)
+    if (path / name).is_file():
+        return [path]
+    return sorted(p.parent for p in path.glob(f"*/{name}"))
+
+
+def run_dir_of(*candidates) -> Path | None:
+    """The first of `candidates` that is a training run directory (it holds metrics.jsonl or config.json)."""
+    for d in map(Path, candidates):
+        if (d / METRICS).is_file() or (d / CONFIG).is_file():
+            return d
+    return None
+
+
+def run_config(run_dir) -> dict:
+    """A run directory's config.json as a dict ({} when missing or unreadable)."""
+    try:
+        config = json.loads((Path(run_dir) / CONFIG).read_text())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
