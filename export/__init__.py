@@ -1,11 +1,9 @@
-"""ONNX export (needs the [train] extra: torch and onnx). Imported only by `vaectl export`.
-
-`export.mixture` (the prior's EM) is numpy only; the rest needs torch and onnx."""
+"""ONNX export (needs the [train] extra: torch and onnx). Imported only by `vaectl export`."""
 
 __all__ = ["ExportResult", "export_model"]
 
 
-def __getattr__(name):  # lazy: vaectl.export.mixture imports without torch
+def __getattr__(name):  # lazy: importing vaectl.export loads neither torch nor onnx
     if name in __all__:
         from . import pipeline
 

@@ -7,19 +7,22 @@
     save_image_grid("grid.png", images, nrow=8)
     pair = VAEPair.load("export/encoder.onnx", "export/decoder.onnx")
     strip = pair.interpolate("a.png", "b.png", steps=10, method="slerp")
+    show(images)                                    # in Jupyter: the grid inline; Animation(strip): a GIF
 The CLI's commands, one function each: vaectl.infer.commands (generate, reconstruct, interpolate, traverse,
 data_images) and vaectl.infer.evaluate.evaluate_onnx.
 """
 
 from ..prior import MixturePrior, NormalPrior, Prior, priors_of
 from .describe import describe_model, format_description
+from .display import Animation, ImageGrid, show
 from .inputs import prepare_images
-from .latent import interpolate_latents, lerp, slerp, traverse_latents
+from .latent import grid_latents, interpolate_latents, lerp, slerp, traverse_latents
 from .output import save_image_batches, save_image_grid
 from .safe_load import check_model_bytes, read_model_bytes
 from .sessions import Decoder, Encoder, VAEPair
 
 __all__ = [
+    "Animation",
     "Decoder",
     "Encoder",
     "VAEPair",
@@ -27,9 +30,12 @@ __all__ = [
     "NormalPrior",
     "MixturePrior",
     "priors_of",
+    "ImageGrid",
+    "show",
     "describe_model",
     "format_description",
     "prepare_images",
+    "grid_latents",
     "interpolate_latents",
     "lerp",
     "slerp",

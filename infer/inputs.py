@@ -13,10 +13,15 @@ from ..errors import UserInputError, note
 
 
 def _array_to_pil(arr: np.ndarray, name: str) -> Image.Image:
-    """One image as an array: (H, W) or (H, W, 3|4); uint8 0..255, or float in [0, 1]."""
+    """One image as an array: (H, W), (H, W, 3|4), or (1|3, H, W) as a dataset holds it; uint8 0..255, or float
+    in [0, 1]."""
     a = np.asarray(arr)
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (3, 4):  # channels first
+        a = a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)) or a.size == 0:
-        raise UserInputError(f"{name}: expected an image array (H, W) or (H, W, 3|4), got shape {arr.shape}")
+        raise UserInputError(
+            f"{name}: expected an image array (H, W), (H, W, 3|4) or (1|3, H, W), got shape {arr.shape}"
+        )
     if a.dtype != np.uint8:
         if not np.issubdtype(a.dtype, np.floating) and not np.issubdtype(a.dtype, np.integer):
             raise UserInputError(f"{name}: image array has unsupported dtype {a.dtype}")
@@ -51,7 +56,7 @@ def note_conversions(modes: list[str], sizes: list[tuple[int, int]], shape: tupl
 def prepare_images(images, shape: tuple[int, int, int]) -> np.ndarray:
     """Images -> float32 (N, C, H, W) in [0, 1] at the model's channels and size.
 
-    `images` is one image (path, PIL image, file object, (H, W) or (H, W, 3|4) array) or a sequence
+    `images` is one image (path, PIL image, file object, (H, W), (H, W, 3|4) or (1|3, H, W) array) or a sequence
     of them, or a batch array: (N, C, H, W) at the model's shape, (N, H, W, 3|4), or (N, H, W) as
     `Decoder.sample` returns them. Arrays are uint8 0..255 or float in [0, 1].
     """

@@ -78,3 +78,19 @@ def traverse_latents(z0, dims, span: float, steps: int, center=None, scale=None)
     for row, i in enumerate(dims):
         out[row * steps : (row + 1) * steps, i] = (center[i] + scale[i] * values).astype(np.float32)
     return out
+
+
+def grid_latents(z0, dims=(0, 1), span: float = 3.0, steps: int = 15) -> np.ndarray:
+    """(steps * steps, D): a steps x steps grid over two latent components, each from -span to +span (in prior
+    standard deviations), the others fixed at z0. Row-major like a plot: dims[0] grows to the right, dims[1]
+    grows upwards (the first row is +span). Decoded and shown with nrow=steps, it is the decoded manifold."""
+    _check_steps(steps)
+    z0 = np.asarray(z0, dtype=np.float32).reshape(-1)
+    dims = [int(i) for i in dims]
+    if len(dims) != 2 or dims[0] == dims[1]:
+        raise UserInputError(f"a latent grid spans two different dimensions, got {dims}")
+    values = traverse_latents(z0, dims, span, steps)[:steps, dims[0]]  # (steps,) -span..span; checks dims and span
+    out = np.repeat(z0[None], steps * steps, axis=0)
+    out[:, dims[0]] = np.tile(values, steps)
+    out[:, dims[1]] = np.repeat(values[::-1], steps)
+    return out

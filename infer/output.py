@@ -185,8 +185,8 @@ def frame_duration_ms(fps: float) -> int:
     return GIF_TICK_MS * max(1, round(1000 / check_fps(fps) / GIF_TICK_MS))
 
 
-def save_gif(path, frames: list[np.ndarray], fps: float = 8.0) -> None:
-    """uint8 frames (H, W) or (H, W, 3) -> a looping GIF, written atomically. Grey frames are exact;
+def gif_bytes(frames: list[np.ndarray], fps: float = 8.0) -> bytes:
+    """uint8 frames (H, W) or (H, W, 3) -> a looping GIF file's bytes. Grey frames are exact;
     colour frames are reduced to GIF's 256-colour palette by Pillow."""
     from PIL import Image
 
@@ -194,7 +194,12 @@ def save_gif(path, frames: list[np.ndarray], fps: float = 8.0) -> None:
     images = [Image.fromarray(frame) for frame in frames]
     buffer = io.BytesIO()
     images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0)
-    atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def save_gif(path, frames: list[np.ndarray], fps: float = 8.0) -> None:
+    """gif_bytes(frames, fps), written atomically."""
+    atomic_write_bytes(path, gif_bytes(frames, fps))
 
 
 def image_names(total: int) -> Callable[[int], str]:

@@ -57,10 +57,14 @@ class _Session:
 
     role = ""  # "encoder" or "decoder"
 
-    def __init__(self, path, threads: int | None = None):
+    def __init__(self, path, threads: int | None = None, *, session=None):
+        """`session`: instead of loading `path`, an object with the onnxruntime.InferenceSession methods used here
+        (run, get_inputs, get_outputs, get_modelmeta); vaectl.pytorch.checkpoint_pair passes a PyTorch model so."""
         self.path = graph_path(path, self.role)
         source = str(self.path)
-        self.session = create_session(read_model_bytes(self.path, self.role), source, threads)
+        if session is None:
+            session = create_session(read_model_bytes(self.path, self.role), source, threads)
+        self.session = session
         self.info: GraphInfo = parse_metadata(model_metadata(self.session, source), source)
         if self.info.role != self.role:
             raise UserInputError(

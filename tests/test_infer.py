@@ -14,6 +14,7 @@ from vaectl.infer import (
     Encoder,
     VAEPair,
     describe_model,
+    grid_latents,
     interpolate_latents,
     lerp,
     prepare_images,
@@ -163,6 +164,38 @@ def test_traverse_varies_only_the_chosen_dimension(dec):
     assert np.array_equal(all_dims, dec.decode(traverse_latents(np.zeros(4), None, 2.0, 3)))
     with pytest.raises(UserInputError, match="out of range"):
         dec.traverse(z0, [4])
+
+
+def test_grid_latents_lay_two_dimensions_out_like_a_plot(dec):
+    z0 = np.array([0.5, -1.0, 0.25, 2.0], np.float32)
+    z = grid_latents(z0, dims=(2, 0), span=2.0, steps=5)
+    assert z.shape == (25, 4) and z.dtype == np.float32
+    grid = z.reshape(5, 5, 4)  # rows top to bottom, columns left to right
+    assert np.allclose(grid[0, :, 2], np.linspace(-2, 2, 5))  # dims[0] grows to the right
+    assert np.allclose(grid[:, 0, 0], np.linspace(2, -2, 5))  # dims[1] grows upwards: the top row is +span
+    assert np.array_equal(np.delete(z, [0, 2], axis=1), np.tile(z0[[1, 3]], (25, 1)))  # the others stay at z0
+    assert np.array_equal(grid[2, 2], [0.0, -1.0, 0.0, 2.0])  # the centre: both at 0
+    assert np.array_equal(dec.decode(z)[7], dec.decode(grid[1, 2])[0])
+    for dims in ((1, 1), (0,), (0, 4)):
+        with pytest.raises(UserInputError, match="two different|out of range"):
+            grid_latents(z0, dims=dims)
+    with pytest.raises(UserInputError, match="span"):
+        grid_latents(z0, span=0)
+    with pytest.raises(UserInputError, match="steps"):
+        grid_latents(z0, steps=1)
+
+
+def test_images_as_datasets_hold_them_channels_first_are_accepted():
+    from vaectl.data import load_mnist_sample
+
+    x = load_mnist_sample().test[:3]  # uint8 (3, 1, 28, 28)
+    one_by_one = prepare_images([x[0], x[1], x[2]], (1, 28, 28))
+    np.testing.assert_array_equal(one_by_one, x.astype(np.float32) / 255)
+    np.testing.assert_array_equal(prepare_images(x[1], (1, 28, 28)), one_by_one[1:2])
+    colour = np.random.default_rng(0).integers(0, 256, (3, 28, 28), dtype=np.uint8)  # (C, H, W)
+    np.testing.assert_array_equal(
+        prepare_images([colour], (3, 28, 28)), prepare_images([colour.transpose(1, 2, 0)], (3, 28, 28))
+    )
 
 
 def test_api_bad_arguments_raise_user_errors(dec, pair):

@@ -261,7 +261,7 @@ class Bar:
     def __init__(self, show: bool, epoch: int, epochs: int, steps: int, first_step: int):
         self.bar, self.next = None, time.monotonic() + BAR_SECONDS
         if show:
-            from tqdm.auto import tqdm
+            from tqdm import tqdm  # a terminal's bar; tqdm.auto would warn in Jupyter where ipywidgets is missing
 
             self.bar = tqdm(
                 total=steps, initial=first_step, desc=f"epoch {epoch + 1}/{epochs}", leave=False, dynamic_ncols=True
