@@ -2,7 +2,8 @@
 
     from vaectl.pytorch import checkpoint_pair
     model = checkpoint_pair("runs/tutorial")     # a vaectl.infer.VAEPair whose two graphs are the PyTorch model
-    model.decoder.sample(64, seed=0)             # the images Decoder("onnx/decoder.onnx").sample(64, seed=0) gives
+    model.decoder.sample(64, seed=0)             # Decoder("onnx/decoder.onnx").sample(64, seed=0, prior="normal")
+    checkpoint_pair("runs/tutorial", prior=None) # also the prior export fits: the same default samples as the export
 Each graph is the module `vaectl export` traces (export.graphs.module_for_export), fed and read under the
 contract's tensor names through the export's own reference (export.verify.torch_outputs), and it carries the
 metadata the export would write. So drawing latents, labels, guidance and the informative dimensions run the
@@ -19,10 +20,13 @@ import numpy as np
 
 from . import contract
 from .contract import ROLES, build_metadata
+from .errors import UserInputError
+from .export.prior import torch_encoder
 from .export.verify import torch_outputs
 from .files import file_sha256
 from .infer import Decoder, Encoder, VAEPair
 from .models.checkpoint import load_model
+from .prior.fit import fit_prior, parse_choice, training_data
 
 
 @dataclass(frozen=True)
@@ -38,9 +42,9 @@ class _ModelMeta:
 class TorchSession:
     """One role ("encoder" or "decoder") of a PyTorch VAE with the onnxruntime.InferenceSession methods vaectl uses."""
 
-    def __init__(self, model, role: str, checkpoint_sha256: str, kl_per_dim=None):
+    def __init__(self, model, role: str, checkpoint_sha256: str, kl_per_dim=None, prior: dict | None = None):
         self.model, self.role = model, role
-        self.metadata = build_metadata(model.config, role, checkpoint_sha256, "fp32", kl_per_dim)
+        self.metadata = build_metadata(model.config, role, checkpoint_sha256, "fp32", kl_per_dim, prior)
         self.input_names = [t.name for t in contract.graph_inputs(model.config, role)]
         self.output_names = [t.name for t in contract.graph_outputs(model.config, role)]
 
@@ -60,11 +64,29 @@ class TorchSession:
         return [outputs[name] for name in (output_names or self.output_names)]
 
 
-def checkpoint_pair(source, last: bool = False) -> VAEPair:
+def checkpoint_pair(source, last: bool = False, prior: str | None = "normal") -> VAEPair:
     """The checkpoint of a run directory (best.pt; last.pt with last=True) or a checkpoint file, as a VAEPair
-    run by PyTorch on the CPU. Its encoder and decoder take and give what the exported graphs do."""
+    run by PyTorch on the CPU. Its encoder and decoder take and give what the exported graphs do.
+
+    prior: "normal", N(0, I) only (nothing to fit: opens at once); or export's --prior (None: gmm when the
+    training data is at hand, "gmm", "gmm:K"), the same fit `vaectl export` makes (seconds), so that the
+    decoder samples by default what the exported one does."""
     model, ckpt = load_model(source, last=last)
     path = Path(ckpt["path"])
     sha, kl = file_sha256(path), ckpt.get("kl_per_dim")
-    sessions = {role: TorchSession(model, role, sha, kl) for role in ROLES}
+    spec = None if prior == "normal" else _fitted_prior(model, ckpt, prior)
+    sessions = {role: TorchSession(model, role, sha, kl, spec if role == "decoder" else None) for role in ROLES}
     return VAEPair(Encoder(path, session=sessions["encoder"]), Decoder(path, session=sessions["decoder"]))
+
+
+def _fitted_prior(model, ckpt: dict, prior: str | None) -> dict | None:
+    """The prior document export would write for `prior` (None when it is not asked for by name and the
+    training data is not at hand, as export does)."""
+    choice = parse_choice(prior)
+    try:
+        data = training_data(ckpt)
+    except UserInputError as e:
+        if choice.explicit:
+            raise UserInputError(f"cannot fit the prior: {e}") from None
+        return None
+    return fit_prior(torch_encoder(model), model.config, data, choice)[0]

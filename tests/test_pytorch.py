@@ -24,13 +24,17 @@ def assert_same_images(a: np.ndarray, b: np.ndarray) -> None:
 
 
 def test_the_checkpoint_samples_encodes_and_describes_itself_as_its_export(tiny_mlp_run, mlp_graphs):
-    torch_pair = checkpoint_pair(tiny_mlp_run)
+    torch_pair = checkpoint_pair(tiny_mlp_run, prior=None)  # with the prior export fits, as the export carries it
     onnx_pair = VAEPair.load(mlp_graphs / "encoder.onnx", mlp_graphs / "decoder.onnx")
     for torch_graph, onnx_graph in ((torch_pair.encoder, onnx_pair.encoder), (torch_pair.decoder, onnx_pair.decoder)):
         assert torch_graph.info == onnx_graph.info  # config, checkpoint digest, KL per dimension, format
         assert torch_graph.path == tiny_mlp_run / "best.pt"
     assert torch_pair.decoder.info.informative_dims() == onnx_pair.decoder.info.informative_dims()
     assert_same_images(torch_pair.decoder.sample(32, seed=0), onnx_pair.decoder.sample(32, seed=0))
+    # by default N(0, I) only (nothing fitted): the export's samples under --prior normal
+    plain = checkpoint_pair(tiny_mlp_run).decoder
+    assert plain.info.prior is None and [p.name for p in plain.priors] == ["normal"]
+    assert_same_images(plain.sample(32, seed=0), onnx_pair.decoder.sample(32, seed=0, prior="normal"))
     z = onnx_pair.decoder.latents(8, seed=1)
     assert np.abs(torch_pair.decoder.decode_float(z) - onnx_pair.decoder.decode_float(z)).max() < 1e-5
     x = load_mnist_sample().test[:20]
@@ -53,7 +57,7 @@ def test_the_pytorch_numbers_are_the_models(tiny_mlp_run):
 
 
 def test_labels_and_guidance_go_through_as_in_the_export(tiny_guided_run, guided_graphs):
-    torch_dec = checkpoint_pair(tiny_guided_run).decoder
+    torch_dec = checkpoint_pair(tiny_guided_run, prior=None).decoder
     onnx_dec = Decoder(guided_graphs / "decoder.onnx")
     assert torch_dec.config.guided and torch_dec.config.no_label_class
     for kwargs in (
@@ -76,7 +80,7 @@ def test_labels_and_guidance_go_through_as_in_the_export(tiny_guided_run, guided
 
 def test_a_row_context_model_generates_row_by_row_and_gives_its_scoring_outputs(tiny_context_run, tmp_path):
     graphs = export_run(tiny_context_run, tmp_path / "onnx")
-    torch_pair = checkpoint_pair(tiny_context_run)
+    torch_pair = checkpoint_pair(tiny_context_run, prior=None)
     onnx_pair = VAEPair.load(graphs / "encoder.onnx", graphs / "decoder.onnx")
     assert_same_images(torch_pair.decoder.sample(8, seed=0), onnx_pair.decoder.sample(8, seed=0))
     x = load_mnist_sample().test[:4]
