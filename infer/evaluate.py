@@ -55,8 +55,8 @@ def evaluate_onnx(
         return pair.encoder.encode(x, label=y)
 
     def decode(z, y, context=None):
-        if context is None:
-            return pair.decoder.decode_float(z, label=y)
+        if context is None:  # a guided decoder at w = 1: the likelihood is the plain conditional model's
+            return pair.decoder.decode_float(z, label=y, guidance=1.0 if cfg.guided else None)
         return sigmoid(pair.decoder.base_logits(z, label=y) + context)
 
     report = score(

@@ -248,7 +248,8 @@ class Decoder(_Session):
         """A row-context decoder's pixel-logit term from z alone, float32 (N, C, H, W) (for scoring)."""
         _require_context(self)
         z = np.asarray(z, dtype=np.float32)
-        return self._run(z, self.labels_for(label, len(z)), [contract.BASE_LOGITS])[0]
+        extra = self.guidance_feed(1.0) if self.config.guided else {}  # scoring: the plain conditional model
+        return self._run(z, self.labels_for(label, len(z)), [contract.BASE_LOGITS], DEFAULT_BATCH_SIZE, extra)[0]
 
     def decode(self, z, label=None, batch_size: int = DEFAULT_BATCH_SIZE, guidance=None) -> np.ndarray:
         """uint8 images (N, H, W) or (N, H, W, 3) decoded from latents z (N, D)."""

@@ -203,6 +203,23 @@ def test_onnx_and_pytorch_paths_agree(tiny_mlp_run, tiny_mlp_onnx):
     assert other.iwae_nll == pytest.approx(torch_report.iwae_nll, abs=2.0)
 
 
+def test_a_guided_conditional_model_is_scored_as_the_plain_conditional_model_on_both_paths(
+    tiny_guided_run, guided_graphs
+):
+    """Guidance sharpens samples at no training cost; the model's likelihood is that of the conditional decoder
+    (w = 1), which the checkpoint path scores. The graphs carry w = 2 as their default: scoring must not use it."""
+    from vaectl.infer.evaluate import evaluate_onnx
+    from vaectl.training.eval_checkpoint import evaluate_checkpoint
+
+    onnx_report = evaluate_onnx(guided_graphs / "encoder.onnx", guided_graphs / "decoder.onnx", k=8, n=100, seed=3)
+    torch_report = evaluate_checkpoint(tiny_guided_run, k=8, n=100, seed=3)
+    assert onnx_report.iwae_nll == pytest.approx(torch_report.iwae_nll, abs=0.05)
+    assert onnx_report.neg_elbo == pytest.approx(torch_report.neg_elbo, abs=0.05)
+    # under the fitted prior too (both paths fit the same mixture)
+    assert onnx_report.prior == torch_report.prior == "gmm"
+    assert onnx_report.iwae_nll_prior == pytest.approx(torch_report.iwae_nll_prior, abs=0.05)
+
+
 def test_row_context_model_onnx_and_pytorch_paths_agree(tiny_context_run, tmp_path):
     """The row context scores each pixel given the real rows above it, on both paths, and it pays off."""
     from vaectl.export import export_model
