@@ -23,7 +23,7 @@ def test_every_command_calls_the_decoder_argument_decoder(command):
     help_text = cli(command, "--help").stdout
     assert re.search(r"^\s+--decoder PATH", help_text, re.M), help_text
     assert "--onnx" not in help_text
-    option = next(p for p in main.commands[command].params if p.name == "decoder")
+    option = next(p for p in main.get_command(None, command).params if p.name == "decoder")
     assert option.opts == ["--decoder", "--onnx"]
 
 
