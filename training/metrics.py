@@ -21,6 +21,11 @@ def read_metrics(run) -> list[dict]:
         path = path / layout.METRICS
     if not path.is_file():
         raise UserInputError(f"{path}: no such file (a training run writes it after its first epoch)")
+    return [record for _, record in epoch_records(path)]
+
+
+def epoch_records(path: Path) -> list[tuple[str, dict]]:
+    """(line, record) of each epoch record in a metrics.jsonl file; a torn or foreign line is skipped."""
     records = []
     for line in path.read_text().splitlines():
         try:
@@ -28,5 +33,5 @@ def read_metrics(run) -> list[dict]:
         except json.JSONDecodeError:
             continue
         if isinstance(record, dict) and isinstance(record.get("epoch"), int):
-            records.append(record)
+            records.append((line, record))
     return records

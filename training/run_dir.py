@@ -26,6 +26,7 @@ from ..files import (
     save_png,
     to_uint8_images,
 )
+from .metrics import epoch_records
 from .runtime import any_rank
 
 # A run's files (layout.py names them); graphs exported into a subdirectory (`vaectl export RUN --out RUN/onnx`)
@@ -122,14 +123,7 @@ def trim_metrics(path: Path, epochs_done: int) -> None:
     redone epoch (a crash between appending the record and saving last.pt)."""
     if not path.is_file():
         return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and isinstance(record.get("epoch"), int) and record["epoch"] <= epochs_done:
-            kept.append(line + "\n")
+    kept = [line + "\n" for line, record in epoch_records(path) if record["epoch"] <= epochs_done]
     atomic_write_bytes(path, "".join(kept).encode())
 
 
