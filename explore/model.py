@@ -127,15 +127,16 @@ def build_info(model: ExploreModel, dec: Decoder) -> dict:
         d for d in np.argsort(-np.asarray(kl or [0.0] * dec.latent_dim), kind="stable").tolist() if d not in informative
     ]
     class_names = list(dec.class_names) if dec.conditional else []
+    # every value the graphs' label input takes, by index: the classes, then "none" for a model trained with
+    # label dropout (its unconditional class)
+    label_names = class_names + (["none"] if cfg.no_label_class else [])
     return {
         "vaectl_version": __version__,
         "latent_dim": dec.latent_dim,
         "image_shape": list(dec.image_shape),
         "num_classes": dec.num_classes,
         "class_names": class_names,
-        # every value the graphs' label input takes, by index: the classes, then "none" for a model trained with
-        # label dropout (its unconditional class)
-        "label_names": class_names + (["none"] if cfg.no_label_class else []),
+        "label_names": label_names,
         "likelihood": cfg.likelihood,
         "beta": cfg.beta,
         "arch": cfg.arch,
@@ -167,7 +168,7 @@ def build_info(model: ExploreModel, dec: Decoder) -> dict:
             "threshold": contract.INFORMATIVE_KL,
             "rule": contract.INFORMATIVE_RULE,
         },
-        "priors": [{"name": p.name, "description": p.description} for p in model.priors],  # the default first
+        "priors": [describe_prior(p, len(label_names)) for p in model.priors],  # the default first
         "start": start_point(model, dec),
         "map": {k: model.map[k] for k in ("available", "reason", "count") if k in model.map},
         "run": {
@@ -177,6 +178,20 @@ def build_info(model: ExploreModel, dec: Decoder) -> dict:
         },
         "upload": True,  # the static site sets False: uploads need the server's image loader
         "seeds": None,  # the static site lists its precomputed seeds here
+    }
+
+
+def describe_prior(prior: Prior, label_slots: int) -> dict:
+    """A prior for the page: its name, its line for users, and the mean and standard deviation of each latent
+    component (Prior.moments: what `vaectl traverse` sweeps a component over, the mean +- span standard
+    deviations). One row of each per label the graphs take when the prior has one mixture per class, else one."""
+    labels = range(label_slots) if prior.by_label else [None]
+    moments = [prior.moments(label) for label in labels]  # float64 (D,) each: JSON keeps them exactly
+    return {
+        "name": prior.name,
+        "description": prior.description,
+        "mean": [mean.tolist() for mean, _ in moments],
+        "std": [std.tolist() for _, std in moments],
     }
 
 

@@ -52,6 +52,7 @@ class Prior:
     description: str = ""  # one line for users
     latent_dim: int = 0
     normals_per_sample: int = 0  # standard normals one latent consumes
+    by_label: bool = False  # one distribution per label: the draws and the moments depend on the label
 
     def parts(self, normals: np.ndarray, labels=None) -> tuple[np.ndarray, np.ndarray]:
         """(center, offset), float64 (n, D), from standard normals (n, normals_per_sample)."""

@@ -26,15 +26,17 @@ import numpy as np
 import pytest
 from conftest import cli, expect_usage_error, make_tiny_idx_dir, sigint_as_in_a_terminal
 from PIL import Image
+from test_prior import random_mixture, spec_of
 from test_untrusted import png_bomb
 
 from vaectl.contract import INFORMATIVE_KL, INFORMATIVE_RULE, informative_dims
 from vaectl.data import load_data
 from vaectl.errors import UserInputError
 from vaectl.explore import load_explore_model, make_server, write_site
-from vaectl.explore.model import MAP_IMAGES, draws
+from vaectl.explore.model import MAP_IMAGES, describe_prior, draws
 from vaectl.explore.server import MAX_UPLOAD_BYTES, STATIC, VENDOR, allowed_hosts, runtime_files
 from vaectl.infer import Decoder, Encoder, describe_model, prepare_images
+from vaectl.prior import MixturePrior
 
 
 @contextmanager
@@ -161,7 +163,22 @@ def test_info_json_describes_the_model_as_vaectl_info_does(mlp_server, mlp_graph
     # the fitted prior the export carries first (the page's default), N(0, I) second
     priors = Decoder(mlp_graphs / "decoder.onnx").priors
     assert [p["name"] for p in info["priors"]] == ["gmm", "normal"]
-    assert info["priors"] == [{"name": p.name, "description": p.description} for p in priors]
+    assert [(p["name"], p["description"]) for p in info["priors"]] == [(p.name, p.description) for p in priors]
+    # each prior's mean and standard deviation per component, exactly what `vaectl traverse` sweeps over
+    for served, prior in zip(info["priors"], priors):
+        mean, std = prior.moments()
+        assert served["mean"] == [mean.tolist()] and served["std"] == [std.tolist()]
+    assert info["priors"][1]["mean"] == [[0.0] * 4] and info["priors"][1]["std"] == [[1.0] * 4]
+
+
+def test_a_prior_per_class_gives_the_page_its_moments_per_label():
+    """A mixture per label: the traversal's centre and step sizes follow the class, as Decoder.traverse's do."""
+    prior = MixturePrior(spec_of([random_mixture(2, 3, seed=k) for k in range(3)], by_label=True))
+    served = describe_prior(prior, 3)
+    assert len(served["mean"]) == len(served["std"]) == 3 and served["mean"][0] != served["mean"][1]
+    for k in range(3):
+        mean, std = prior.moments(k)
+        assert served["mean"][k] == mean.tolist() and served["std"][k] == std.tolist()
 
 
 def test_components_follow_the_one_informative_rule_of_the_contract(mlp_server, mlp_graphs):
