@@ -32,7 +32,7 @@ from test_untrusted import png_bomb
 from vaectl.contract import INFORMATIVE_RULE, informative_dims
 from vaectl.data import load_data
 from vaectl.explore import load_explore_model, write_site
-from vaectl.infer import Decoder, Encoder, prepare_images
+from vaectl.infer import Decoder, Encoder, prepare_images, traverse_latents
 from vaectl.prior import priors_of
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -696,50 +696,89 @@ def test_sample_grid_for_a_seed_is_vaectl_generates_under_each_prior(pages, tmp_
     page.page.select_option("#prior", priors[0])
 
 
-def test_interpolation_and_traversal_are_vaectls(pages, tmp_path):
+def test_interpolation_is_vaectl_interpolates(pages, tmp_path):
+    page, graphs = pages["plain"]
+    page.wait("window.vaectl.lastStrip && window.vaectl.lastStrip.from === 'seeds'")  # seeds 0 and 1, slerp, 10 steps
+    args = ["--decoder", graphs / "decoder.onnx", "--seed-a", 0, "--seed-b", 1, "--steps", 10]
+    assert cli("interpolate", *args, "--out", tmp_path / "i.png").exit_code == 0
+    grid_matches(page.canvas("#strip"), read_png(tmp_path / "i.png"))
+
+
+def page_traversal(page, z, dim: int, span: float, steps: int) -> dict:
+    """Set the page's current z, component, span and steps; the traversal it then draws (window.vaectl)."""
+    page.page.select_option("#trav-dim", str(dim))
+    page.page.fill("#span", str(span))
+    page.page.fill("#trav-steps", str(steps))
+    page.js("z => window.vaectl.setZ(z)", np.asarray(z, np.float32).tolist())
+    page.wait(
+        "([z, d, s, k]) => { const t = window.vaectl.lastTraversal; return t && t.dim === d && t.span === s "
+        "&& t.steps === k && t.z0.every((v, i) => v === z[i]); }",
+        [np.asarray(z, np.float32).tolist(), dim, span, steps],
+    )
+    return page.js("window.vaectl.lastTraversal")
+
+
+def cli_traversal(tmp_path, decoder, dim: int, span: float, steps: int, *flags) -> np.ndarray:
+    out = tmp_path / "t.png"
+    args = ["traverse", "--onnx", decoder, "--dim", dim, "--span", span, "--steps", steps, "--no-labels"]
+    assert cli(*args, *flags, "--out", out).exit_code == 0
+    return read_png(out)
+
+
+@pytest.mark.parametrize("name, label", [("plain", None), ("conditional", "3")])
+def test_traversal_under_the_fitted_prior_is_vaectl_traverses(pages, tmp_path, name, label):
+    """With the fitted prior selected (the default), the page sweeps one component over the prior's mean
+    +- span of its standard deviations, as `vaectl traverse` does; the other components keep the current z. From
+    a seed's draw it is `vaectl traverse --seed`'s row; "start at the prior's mean" gives `vaectl traverse`'s own."""
+    page, graphs = pages[name]
+    decoder = graphs / "decoder.onnx"
+    dec = Decoder(decoder)
+    prior = priors_of(dec.info)[0]
+    assert prior.name == "gmm"
+    page.page.select_option("#prior", "gmm")
+    flags = []
+    if label is not None:
+        page.page.select_option("#class", label)
+        flags = ["--label", label]
+    mean, std = prior.moments(None if label is None else int(label))
+    dim = page.js("Number(document.querySelectorAll('#trav-dim option')[1].value)")
+    span, steps = 2.5, 7
+
+    # from a draw of seed 5: the other components at that draw, the swept one over the prior's mean +- 2.5 std
+    z = dec.latents(1, 5, label=None if label is None else int(label))[0]
+    got = page_traversal(page, z, dim, span, steps)
+    grid_matches(page.canvas("#traversal"), cli_traversal(tmp_path, decoder, dim, span, steps, "--seed", 5, *flags))
+    assert (got["prior"], got["center"], got["scale"]) == ("gmm", mean[dim], std[dim])
+    want = traverse_latents(z, [dim], span, steps, mean, std)  # what Decoder.traverse decodes
+    assert np.array_equal(np.array(got["z"], np.float32).reshape(steps, -1), want)
+    assert "prior std" in page.page.inner_text("#path-card")
+
+    # the prior's mean, as `vaectl traverse` starts without --seed or --image; the page names that command
+    page.page.click("#trav-mean")
+    page.wait("m => window.vaectl.lastTraversal.z0.every((v, i) => v === m[i])", mean.astype(np.float32).tolist())
+    grid_matches(page.canvas("#traversal"), cli_traversal(tmp_path, decoder, dim, span, steps, *flags))
+    command = f"vaectl traverse --dim {dim} --span 2.5 --steps 7" + (f" --label {label}" if label else "")
+    assert command in page.page.inner_text("#trav-cli")
+
+
+def test_traversal_under_n01_sweeps_from_minus_to_plus_span_as_vaectl_traverse_prior_normal(pages, tmp_path):
+    """With N(0, I) selected the page keeps its plain sweep, -span..+span, the others at the current z: from
+    z = 0 that is `vaectl traverse --prior normal`, from a draw of seed 5 `vaectl traverse --prior normal --seed 5`."""
     page, graphs = pages["plain"]
     decoder = graphs / "decoder.onnx"
-    page.wait("window.vaectl.lastStrip && window.vaectl.lastStrip.from === 'seeds'")  # seeds 0 and 1, slerp, 10 steps
-    assert (
-        cli(
-            "interpolate",
-            "--decoder",
-            decoder,
-            "--seed-a",
-            0,
-            "--seed-b",
-            1,
-            "--steps",
-            10,
-            "--out",
-            tmp_path / "i.png",
-        ).exit_code
-        == 0
+    page.page.select_option("#prior", "normal")
+    dim = page.js("Number(document.querySelector('#trav-dim').value)")
+    page_traversal(page, np.zeros(4), dim, 3, 9)
+    grid_matches(page.canvas("#traversal"), cli_traversal(tmp_path, decoder, dim, 3, 9, "--prior", "normal"))
+    assert f"The row of vaectl traverse --dim {dim} --span 3 --steps 9 --prior normal" in page.page.inner_text(
+        "#trav-cli"
     )
-    grid_matches(page.canvas("#strip"), read_png(tmp_path / "i.png"))
-    page.page.click("#zero")
-    page.wait("window.vaectl.lastTraversal && window.vaectl.lastTraversal.z0.every(v => v === 0)")
-    dim = page.js("window.vaectl.lastTraversal.dim")
-    assert (
-        cli(
-            "traverse",
-            "--onnx",
-            decoder,
-            "--dim",
-            dim,
-            "--span",
-            3,
-            "--steps",
-            9,
-            "--prior",
-            "normal",
-            "--no-labels",
-            "--out",
-            tmp_path / "t.png",
-        ).exit_code
-        == 0
+    z = Decoder(decoder).latents(1, 5, prior="normal")[0]
+    page_traversal(page, z, dim, 2, 5)
+    grid_matches(
+        page.canvas("#traversal"), cli_traversal(tmp_path, decoder, dim, 2, 5, "--prior", "normal", "--seed", 5)
     )
-    grid_matches(page.canvas("#traversal"), read_png(tmp_path / "t.png"))
+    page.page.select_option("#prior", "gmm")
 
 
 def test_save_png_is_the_view_scaled_up_without_smoothing(pages, tmp_path):

@@ -29,7 +29,7 @@ async function main() {
     z: Float32Array.from(info.start.z),
     label: info.num_classes ? info.start.label : null,
     mapPicks: [], map: { available: false }, upload: null, axes: null,
-    onZ: [], onLabel: [], onVariant: [], onAxes: [], onUpload: [],
+    onZ: [], onLabel: [], onVariant: [], onAxes: [], onUpload: [], onPrior: [],
     mainJobs: new Latest(), gridJobs: new Latest(), stripJobs: new Latest(), travJobs: new Latest(),
     mapHover: new Latest(), manifoldJobs: new Latest(),
     pathsChanged: () => {}, useUpload: () => {}, prior: () => info.priors[0].name,

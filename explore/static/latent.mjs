@@ -36,12 +36,13 @@ export function slerp(a, b, steps) {  // infer/latent.py slerp: the great-circle
   return out;
 }
 
-// Decoder.traverse: `steps` copies of z0 with component `dim` swept from -span to span
-export function traverse(z0, dim, span, steps) {
+// infer/latent.py traverse_latents: `steps` copies of z0 with component `dim` swept over
+// center - span * scale .. center + span * scale (the prior's mean and standard deviation of that component)
+export function traverse(z0, dim, span, steps, center = 0, scale = 1) {
   const out = new Float32Array(steps * z0.length);
   linspace(-span, span, steps).forEach((v, i) => {
     out.set(z0, i * z0.length);
-    out[i * z0.length + dim] = f32(v);
+    out[i * z0.length + dim] = f32(center + scale * v);
   });
   return out;
 }

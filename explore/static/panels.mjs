@@ -3,6 +3,7 @@
 import { drawImages, savePng } from './draw.mjs';
 import { latentsFromParts, lerp, readParts, sampleLabels, slerp, traverse } from './latent.mjs';
 import { drawRun } from './charts.mjs';
+import { formatTick } from './axes.mjs';
 
 const $ = id => document.getElementById(id);
 const GRID_COLUMNS = 8;  // vaectl generate's --nrow default
@@ -66,7 +67,7 @@ export function setupGrid(app) {
   };
   const run = () => app.gridJobs.run(() => draw().catch(e => app.status(e.message, true)));
   for (const el of [seed, temperature, n, sameZ]) el.addEventListener('input', run);
-  prior.addEventListener('change', () => { describe(); run(); app.pathsChanged(); });
+  prior.addEventListener('change', () => { describe(); run(); app.onPrior.forEach(f => f()); });
   $('save-grid').addEventListener('click', () => savePng($('grid'), 'vaectl-samples.png', 4));
   app.prior = () => prior.value;
   app.onLabel.push(run);
@@ -74,6 +75,14 @@ export function setupGrid(app) {
   app.onZ.push(source => source === 'guidance' && run());
   describe();
   run();
+}
+
+// The selected prior's mean and standard deviation of each component (vaectl.prior's Prior.moments, from
+// info.json): one row, or one per label for a prior fitted per class.
+function priorMoments(app) {
+  const p = app.info.priors.find(q => q.name === app.prior());
+  const row = p.mean.length > 1 ? app.label : 0;
+  return { name: p.name, mean: p.mean[row], std: p.std[row] };
 }
 
 export function setupPaths(app) {
@@ -102,6 +111,8 @@ export function setupPaths(app) {
     drawImages($('strip'), out, k, info.image_shape, k, 2, 2);
     window.vaectl.lastStrip = { from: from.value, method: method.value, steps: k };
   };
+  // The traversal: component d over the selected prior's mean +- span of its standard deviation, the others
+  // at the current z (as `vaectl traverse` with --seed or --image; from the prior's mean, traverse's own row).
   const trav = async () => {
     const note = $('trav-note');
     const k = clamped(tsteps, 2, MAX_STEPS, 9, note, 'steps');
@@ -109,17 +120,38 @@ export function setupPaths(app) {
     const s = clamped(span, 0.1, 10, 3, note, 'span');
     if (stepsSaid) note.textContent = [stepsSaid, note.textContent].filter(Boolean).join('; ');
     note.classList.toggle('warn', note.textContent !== '');
-    const z = traverse(app.z, parseInt(dim.value, 10), s, k);
-    const out = await app.model.decode(z, k, new Array(k).fill(app.label));
+    const d = parseInt(dim.value, 10), z0 = Float32Array.from(app.z), label = app.label;
+    const { name, mean, std } = priorMoments(app);
+    const z = traverse(z0, d, s, k, mean[d], std[d]);
+    const out = await app.model.decode(z, k, new Array(k).fill(label));
     drawImages($('traversal'), out, k, info.image_shape, k, 2, 2);
-    window.vaectl.lastTraversal = { z0: Array.from(app.z), dim: parseInt(dim.value, 10), steps: k, span: s };
+    const [first, last] = [z[d], z[(k - 1) * z0.length + d]], num = v => formatTick(v, 0.01).replace('-', '−');
+    const ends = $('trav-axis').children;
+    ends[0].textContent = `z${d} = ${num(first)} (−${s} prior std)`;
+    ends[1].textContent = `${num(mean[d])} (the ${name} prior's mean; std ${num(std[d])})`;
+    ends[2].textContent = `${num(last)} (+${s} prior std)`;
+    $('trav-axis').style.width = $('traversal').style.width;
+    const flags = [`--dim ${d} --span ${s} --steps ${k}`, name !== info.priors[0].name ? `--prior ${name}` : '',
+      info.num_classes ? `--label ${info.label_names[label]}` : ''];
+    const command = `vaectl traverse ${flags.filter(Boolean).join(' ')}`;
+    $('trav-cli').textContent = z0.every((v, j) => v === Math.fround(mean[j]))
+      ? `The row of ${command}, which starts at the prior's mean.`
+      : `The other components stay at the current z, as vaectl traverse --seed or --image keeps a draw's or an ` +
+        `image's; ${command} starts at the prior's mean.`;
+    window.vaectl.lastTraversal = { z0: Array.from(z0), dim: d, steps: k, span: s, prior: name, center: mean[d], scale: std[d], z: Array.from(z) };
   };
   const runStrip = () => app.stripJobs.run(() => strip().catch(e => app.status(e.message, true)));
   const runTrav = () => app.travJobs.run(() => trav().catch(e => app.status(e.message, true)));
   for (const el of [from, method, steps, $('seed-a'), $('seed-b')]) el.addEventListener('input', runStrip);
   for (const el of [dim, span, tsteps]) el.addEventListener('input', runTrav);
+  $('trav-mean').addEventListener('click', () => {
+    const { name, mean } = priorMoments(app);
+    app.z.set(mean);  // rounded to float32, as `vaectl traverse` rounds the prior's mean
+    app.zChanged('button', `the mean of the ${name} prior`);
+  });
   app.pathsChanged = runStrip;
   app.onZ.push(runTrav);
+  app.onPrior.push(() => { runStrip(); runTrav(); });  // the seeds' draws and the traversal's steps
   app.onLabel.push(() => { runStrip(); runTrav(); });
   app.onVariant.push(() => { runStrip(); runTrav(); });
   runStrip();
