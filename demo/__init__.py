@@ -6,7 +6,8 @@ mnist-sample, so `pip install vaectl` (no torch) has something to look at.
     Decoder(demo_dir() / "decoder.onnx").sample(16, seed=0, label=7)
 `vaectl generate --demo` (and traverse/interpolate/reconstruct/encode --demo) use it; `vaectl explore` opens it
 when given no model. manifest.json holds the recipe (the exact `vaectl train`/`export` arguments), the seed,
-the vaectl version and each file's sha256; tools/make_demo.py re-creates the files from it.
+the vaectl version, the fitted prior's components (the decoder carries the prior export fitted, so --demo and the
+explorer sample from it by default) and each file's sha256; tools/make_demo.py re-creates the files from it.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """Re-create the demo model shipped in vaectl/demo/ from its recipe (needs the [train] extra).
 
-    python tools/make_demo.py [--out demo] [--epochs N]
+    python tools/make_demo.py [--out demo]
 Trains with `vaectl train` and exports with `vaectl export` exactly as RECIPE says (on CPU, one thread:
 the weights come out bit-identical for a given seed and torch build; compare manifest.json's
 weights_sha256, as the files' own sha256 also covers the run's checkpoint hash), converts the encoder to float16 weights as export does
 for the decoder (vaectl.export.variants.to_fp16), checks both float16 graphs against their float32
-originals, and writes encoder.onnx, decoder.onnx and manifest.json (recipe, seed, versions, sha256).
+originals, checks that the shipped decoder carries the fitted prior, and writes encoder.onnx, decoder.onnx and
+manifest.json (recipe, seed, versions, the prior's components, sha256).
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ SEED = 0
 # the same model is also unconditional (label "none") and takes a guidance weight: every control of
 # `vaectl explore` has something to do. The model flags are spelled out (they were the --conditional
 # defaults when the demo was made) so that the recipe does not drift when those defaults change.
+# The export fits the prior `vaectl generate` and the explorer sample from by default (a Gaussian mixture of
+# the encoded training images, docs/sample-quality.md): the run's data, the embedded mnist-sample, is always
+# at hand, and `--prior gmm` says so: were it missing, export would stop rather than fall back to N(0, I).
+# decoder.fp16.onnx carries the prior in its metadata (vaectl.prior) as decoder.onnx does.
 RECIPE = {
     "train": [
         "vaectl",
@@ -51,7 +56,7 @@ RECIPE = {
         "--out",
         "RUN_DIR",
     ],
-    "export": ["vaectl", "export", "RUN_DIR", "--out", "EXPORT_DIR", "--fp16"],
+    "export": ["vaectl", "export", "RUN_DIR", "--out", "EXPORT_DIR", "--fp16", "--prior", "gmm"],
     "decoder.onnx": "EXPORT_DIR/decoder.fp16.onnx (float16 weights, float32 inputs and outputs)",
     "encoder.onnx": "vaectl.export.variants.to_fp16(EXPORT_DIR/encoder.onnx)",
 }
@@ -110,6 +115,20 @@ def max_differences(export_dir: Path, out: Path) -> dict[str, float]:
     return {"encoder_mu": float(np.abs(mu16 - mu32).max()), "decoder_pixel": float(np.abs(px16 - px32).max())}
 
 
+def shipped_prior(out: Path) -> dict:
+    """The fitted prior the shipped decoder carries, in brief; exits if it carries none (it would sample N(0, I))."""
+    from vaectl.infer import Decoder
+
+    spec = Decoder(out / "decoder.onnx").info.prior
+    if spec is None:
+        sys.exit(f"{out / 'decoder.onnx'} carries no fitted prior")
+    return {
+        "kind": spec["kind"],
+        "by_label": spec["by_label"],
+        "components": [len(m["weights"]) for m in spec["mixtures"]],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "demo", help="where to write the files [demo/]")
@@ -131,6 +150,7 @@ def main() -> None:
         shutil.copyfile(export_dir / "decoder.fp16.onnx", args.out / "decoder.onnx")
         fp16_encoder(export_dir / "encoder.onnx", args.out / "encoder.onnx")
         diffs = max_differences(export_dir, args.out)
+        prior = shipped_prior(args.out)
     if diffs["encoder_mu"] > MAX_MU_DIFF or diffs["decoder_pixel"] > MAX_PIXEL_DIFF:
         sys.exit(f"float16 graphs too far from float32: {diffs}")
     names = ("encoder.onnx", "decoder.onnx")
@@ -146,6 +166,7 @@ def main() -> None:
             "numpy": numpy.__version__,
         },
         "fp16_max_abs_difference": {k: round(v, 6) for k, v in diffs.items()},
+        "prior": prior,
         "bytes": {name: (args.out / name).stat().st_size for name in names},
         "sha256": {name: file_sha256(args.out / name) for name in names},
         "weights_sha256": {name: weights_sha256(args.out / name) for name in names},
