@@ -347,10 +347,11 @@ def test_cli_existing_output_is_replaced_whole_or_not_at_all(mlp_graphs, tmp_pat
 # ----------------------------------------------------------------------------- the fitted prior in use
 
 
-def old_normal_images(decoder, n: int, seed: int, temperature: float = 1.0):
-    """What `vaectl generate` drew before the fitted prior: z = N(0, I) * t from numpy's stream, decoded."""
+def old_normal_images(decoder, n: int, seed: int, temperature: float = 1.0, label=None):
+    """What `vaectl generate` drew before the fitted prior: z = N(0, I) * t from numpy's stream, decoded (with
+    `label`, the labels of a conditional decoder)."""
     z = (np.random.default_rng(seed).standard_normal((n, decoder.latent_dim)) * temperature).astype(np.float32)
-    return decoder.decode(z)
+    return decoder.decode(z, label)
 
 
 def test_generate_samples_the_fitted_prior_by_default_and_prior_normal_bit_for_bit_as_before(mlp_graphs, tmp_path, dec):

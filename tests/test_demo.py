@@ -1,5 +1,5 @@
-"""The demo model shipped in vaectl/demo/: its files match the manifest, its metadata the recipe, and the
---demo commands use it."""
+"""The demo model shipped in vaectl/demo/: its files match the manifest, its metadata the recipe, its decoder
+carries the fitted prior, and the --demo commands use it."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import REPO, cli, expect_usage_error, read_png
+from conftest import REPO, cli, expect_usage_error, grid_cells, read_png
+from test_cli_infer import old_normal_images
+from test_prior import read_prior_with_numpy_only
 
 from vaectl import __version__, demo
 from vaectl.data import MNIST_SAMPLE, load_data
 from vaectl.errors import VaectlError
 from vaectl.files import file_sha256
 from vaectl.infer import Decoder, Encoder
+from vaectl.prior import MixturePrior
 
 
 def load_make_demo():
@@ -78,6 +81,45 @@ def test_the_demo_latent_is_used_and_reconstructs_digits():
     assert (np.exp(logvar).mean(axis=0) < 0.2).all()  # informative: posterior much narrower than the prior
     recon = dec.decode_float(mu, y)
     assert np.abs(recon - x / 255.0).mean() < 0.12
+
+
+def test_the_shipped_decoder_carries_one_fitted_mixture_for_all_classes():
+    """Export fitted the prior to the encoded mnist-sample and the float16 decoder kept it: `vaectl info` lists it
+    as the default, one mixture shared by every class (a reader with numpy alone finds exactly one), as the
+    manifest says."""
+    path = demo.demo_path("decoder")
+    doc, log_p, _ = read_prior_with_numpy_only(path)
+    assert (doc["kind"], doc["latent_dim"], doc["by_label"]) == ("gmm", 2, False)
+    k = len(doc["mixtures"][0]["weights"])
+    assert k >= 2  # a mixture, not one Gaussian
+    assert (doc["fitted_to"]["data"], doc["fitted_to"]["images"]) == (MNIST_SAMPLE, len(load_data().train))
+    assert demo.manifest()["prior"] == {"kind": "gmm", "by_label": False, "components": [k]}
+    dec = Decoder(path)
+    assert [p.name for p in dec.priors] == ["gmm", "normal"]
+    text = cli("info", path).stdout
+    assert f"prior       gmm (default): mixture of {k} full-covariance Gaussians fitted to" in text
+    assert "            normal: N(0, I)" in text
+    # fitted to where this encoder puts images: it scores draws of q(z|x, y) of the test images above N(0, I)
+    ds = load_data()
+    mu, logvar = Encoder(demo.demo_path("encoder")).encode(ds.test, ds.test_labels)
+    z = mu + np.exp(0.5 * logvar) * np.random.default_rng(1).standard_normal(mu.shape)
+    assert log_p(z).mean() > dec.prior("normal").log_density(z).mean()
+
+
+def test_generate_with_demo_draws_from_the_fitted_prior_by_default(tmp_path):
+    """`vaectl generate --demo` decodes vaectl.prior's draws of the mixture the metadata holds (the classes in
+    turn, no --label given); `--prior normal` decodes N(0, I) draws of the same seed, other images."""
+    dec = Decoder(demo.demo_path("decoder"))
+    doc, _, _ = read_prior_with_numpy_only(demo.demo_path("decoder"))
+    labels = np.arange(16) % 10
+    images = {}
+    for name, extra in (("gmm", ()), ("normal", ("--prior", "normal"))):
+        r = cli("generate", "--demo", "-n", 16, "--seed", 3, *extra, "--out", tmp_path / f"{name}.png")
+        assert r.exit_code == 0, r.stderr
+        images[name] = grid_cells(read_png(tmp_path / f"{name}.png"), 2, 8)
+    assert np.array_equal(images["gmm"], dec.decode(MixturePrior(doc).latents(16, 3), labels))
+    assert np.array_equal(images["normal"], old_normal_images(dec, 16, 3, label=labels))
+    assert not np.array_equal(images["gmm"], images["normal"])
 
 
 def test_generate_with_demo_equals_generate_with_its_file(tmp_path):

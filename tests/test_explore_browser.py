@@ -494,6 +494,26 @@ def test_the_demo_offers_none_and_starts_on_a_recognisable_image(browser):
         page.close()
 
 
+def test_the_demo_samples_its_fitted_prior_first_as_vaectl_generate_demo(browser, tmp_path):
+    """A first look at the demo's samples: the fitted prior the demo decoder carries is selected, and the grid is
+    `vaectl generate --demo`'s for seed 0 and the class the page opens on."""
+    from vaectl.demo import demo_dir
+
+    label = int(load_data(None).test_labels[0])  # the page opens on the first test image, with its class
+    with serving(load_explore_model(demo_dir())) as port:
+        page = Page(browser, f"http://127.0.0.1:{port}/")
+        assert page.js("Array.from(document.querySelectorAll('#prior option'), o => o.value)") == ["gmm", "normal"]
+        assert page.js("document.querySelector('#prior').value") == "gmm"
+        assert "samples from this prior by default" in page.page.inner_text("#prior-note")
+        page.wait("l => window.vaectl.lastGrid && window.vaectl.lastGrid.label === l", label)
+        assert page.js("window.vaectl.lastGrid.prior") == "gmm" and page.js("window.vaectl.lastGrid.seed") == 0
+        out = tmp_path / "g.png"
+        assert cli("generate", "--demo", "--seed", 0, "-n", 64, "--label", label, "--out", out).exit_code == 0
+        grid_matches(page.canvas("#grid"), read_png(out))
+        assert f"The grid of vaectl generate --seed 0 -n 64 --label {label}." in page.page.inner_text("#grid-note")
+        page.close()
+
+
 def test_the_manifold_is_decoded_behind_the_pad_and_redrawn_when_what_it_shows_changes(browser, conditional_graphs):
     with serving(load_explore_model(conditional_graphs)) as port:
         page = Page(browser, f"http://127.0.0.1:{port}/")
