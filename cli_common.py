@@ -45,6 +45,13 @@ def fail(message: str, code: int):
     sys.exit(code)
 
 
+# The kinds of path the commands take, each made once and shared (a ParamType holds no state): making a
+# click.Path looks its name ("file", "directory", "path") up through gettext, a few file lookups every time.
+ANY_PATH = click.Path()
+FILE_PATH = click.Path(dir_okay=False)
+DIR_PATH = click.Path(file_okay=False)
+
+
 class AliasedOption(click.Option):
     """An option whose later names are accepted but not shown in --help (a name earlier command lines used)."""
 
@@ -58,11 +65,11 @@ class AliasedOption(click.Option):
 
 def decoder_option(help: str = "decoder.onnx (or a .fp16/.int8 variant), or the export directory holding it."):
     """--decoder on every command that runs a decoder graph (--onnx: the same, not shown in --help)."""
-    return click.option("--decoder", "--onnx", "decoder", cls=AliasedOption, type=click.Path(), default=None, help=help)
+    return click.option("--decoder", "--onnx", "decoder", cls=AliasedOption, type=ANY_PATH, default=None, help=help)
 
 
 def encoder_option(help: str = "encoder.onnx, or the export directory holding it."):
-    return click.option("--encoder", "encoder", type=click.Path(), default=None, help=help)
+    return click.option("--encoder", "encoder", type=ANY_PATH, default=None, help=help)
 
 
 @contextlib.contextmanager

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 import click
 
-from .cli_common import TerminalProgress, decoder_option, encoder_option, handle_errors, wrote
+from .cli_common import (
+    ANY_PATH,
+    DIR_PATH,
+    FILE_PATH,
+    TerminalProgress,
+    decoder_option,
+    encoder_option,
+    handle_errors,
+    wrote,
+)
 from .contract import INFORMATIVE_RULE
 from .errors import plural
 
@@ -83,13 +92,13 @@ def _model(path, demo: bool, role: str):
 )
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False),
+    type=FILE_PATH,
     default=None,
     help="Write one PNG grid, or with .npy one uint8 array (N, C, H, W) of the same pixels.",
 )
 @click.option(
     "--out-dir",
-    type=click.Path(file_okay=False),
+    type=DIR_PATH,
     default=None,
     help="Write one PNG per image into this directory (created if missing); memory stays flat for any -n.",
 )
@@ -137,10 +146,8 @@ def generate(
 @encoder_option()
 @decoder_option()
 @_DEMO
-@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option(
-    "--out", required=True, type=click.Path(dir_okay=False), help="PNG grid: originals above reconstructions."
-)
+@click.argument("images", nargs=-1, required=True, type=FILE_PATH)
+@click.option("--out", required=True, type=FILE_PATH, help="PNG grid: originals above reconstructions.")
 @click.option("--label", default=None, help=f"{_LABEL_HELP}: the class of the input images.")
 @click.option("--nrow", type=int, default=8, show_default=True, help="Images per row.")
 @_SCALE
@@ -160,7 +167,7 @@ def reconstruct(encoder, decoder, demo, images, out, label, nrow, scale, threads
 @encoder_option("encoder.onnx (or its export directory), to interpolate between two images.")
 @decoder_option()
 @_DEMO
-@click.argument("images", nargs=-1, type=click.Path(dir_okay=False))
+@click.argument("images", nargs=-1, type=FILE_PATH)
 @click.option("--seed-a", type=int, default=None, help="Without images: the seed of the first random latent point.")
 @click.option("--seed-b", type=int, default=None, help="Without images: the seed of the second random latent point.")
 @click.option("--steps", type=int, default=10, show_default=True, help="Images in the strip, endpoints included.")
@@ -176,7 +183,7 @@ def reconstruct(encoder, decoder, demo, images, out, label, nrow, scale, threads
 @click.option(
     "--out",
     required=True,
-    type=click.Path(dir_okay=False),
+    type=FILE_PATH,
     help="PNG strip, or .gif: an animation, one frame per step.",
 )
 @_SCALE
@@ -238,14 +245,14 @@ informative first. Without --dim or --all: the informative dimensions ({INFORMAT
 @encoder_option("encoder.onnx (or its export directory), with --image: start from that image's posterior mean.")
 @click.option(
     "--image",
-    type=click.Path(dir_okay=False),
+    type=FILE_PATH,
     default=None,
     help="Start from this image's encoding (the tutorial's 8 that morphs into a 3); needs --encoder.",
 )
 @click.option(
     "--out",
     required=True,
-    type=click.Path(dir_okay=False),
+    type=FILE_PATH,
     help="PNG grid, one row per dimension; or .gif: frame k shows step k of every dimension in a grid, "
     "running forth and back.",
 )
@@ -288,17 +295,17 @@ def traverse(
 @click.option(
     "--data",
     "data_dir",
-    type=click.Path(),
+    type=ANY_PATH,
     default=None,
     help="IDX folder or image folder [the embedded mnist-sample].",
 )
 @click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
 @click.option("--label", default=None, help="Only images of this class (index or name).")
 @click.option("-n", "count", type=int, default=8, show_default=True, help="How many images (the first N that match).")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write one PNG grid.")
+@click.option("--out", type=FILE_PATH, default=None, help="Write one PNG grid.")
 @click.option(
     "--out-dir",
-    type=click.Path(file_okay=False),
+    type=DIR_PATH,
     default=None,
     help="Write one PNG per image, named SPLIT_INDEX_LABEL.png (created if missing).",
 )
@@ -326,11 +333,11 @@ def data_images(data_dir, split, label, count, out, out_dir, overwrite, scale):
 @click.command()
 @encoder_option()
 @_DEMO
-@click.argument("images", nargs=-1, type=click.Path(dir_okay=False))
+@click.argument("images", nargs=-1, type=FILE_PATH)
 @click.option(
     "--data",
     "data_dir",
-    type=click.Path(),
+    type=ANY_PATH,
     default=None,
     help="IDX folder or image folder to encode (instead of IMAGES) [no IMAGES: the data of the encoder's "
     "training run when it was exported into the run directory, else the embedded mnist-sample].",
@@ -341,7 +348,7 @@ def data_images(data_dir, split, label, count, out, out_dir, overwrite, scale):
 @click.option(
     "--out",
     default=None,
-    type=click.Path(dir_okay=False),
+    type=FILE_PATH,
     help="latents.npy (structured: np.load(f)['mu']) or latents.csv (with a header).",
 )
 @click.option("--logvar", is_flag=True, help="Also write the posterior log-variances.")
@@ -374,7 +381,7 @@ def encode(encoder, demo, images, data_dir, split, out, logvar, label, batch_siz
 
 
 @click.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=FILE_PATH)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @handle_errors
 def info(model, as_json):

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from .cli_common import decoder_option, encoder_option, handle_errors, wrote
+from .cli_common import ANY_PATH, DIR_PATH, decoder_option, encoder_option, handle_errors, wrote
 
 # ----------------------------------------------------------------------------- doctor
 
@@ -31,13 +31,13 @@ def doctor(as_json, no_smoke):
 
 # ----------------------------------------------------------------------------- explore
 @click.command()
-@click.argument("source", required=False, type=click.Path())
+@click.argument("source", required=False, type=ANY_PATH)
 @decoder_option("decoder.onnx, instead of SOURCE.")
 @encoder_option("encoder.onnx, for the map and your own images [SOURCE's].")
 @click.option(
     "--data",
     "data_dir",
-    type=click.Path(),
+    type=ANY_PATH,
     default=None,
     help="IDX or image folder for the latent map [the embedded mnist-sample].",
 )
@@ -49,7 +49,7 @@ def doctor(as_json, no_smoke):
 @click.option(
     "--site",
     "out_dir",
-    type=click.Path(file_okay=False),
+    type=DIR_PATH,
     default=None,
     help="Write the page as a static folder (for any static host) instead of serving it.",
 )

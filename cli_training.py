@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from .cli_common import TerminalProgress, decoder_option, encoder_option, handle_errors
+from .cli_common import ANY_PATH, TerminalProgress, decoder_option, encoder_option, handle_errors
 from .models.presets import CONDITIONAL, PRESETS  # torch-free
 from .training.config import default  # torch-free: the defaults shown in --help
 
@@ -44,7 +44,7 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
 @click.option(
     "--data",
     "data",
-    type=click.Path(),
+    type=ANY_PATH,
     default=None,
     help="IDX folder (train-images-idx3-ubyte[.gz], ...) or a folder of images (subfolders = labels).",
 )
@@ -54,16 +54,16 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
     help=f"mnist-sample (embedded, offline) or a torchvision dataset: mnist, fashion-mnist, kmnist, cifar10 (downloads) {_d('dataset')}.",
 )
 @click.option(
-    "--cache-dir", type=click.Path(), default=None, help="Download cache for --dataset [~/.cache/vaectl/datasets]."
+    "--cache-dir", type=ANY_PATH, default=None, help="Download cache for --dataset [~/.cache/vaectl/datasets]."
 )
 @click.option("--image-size", type=int, default=None, help="Resize images to this square size.")
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None, help="Convert images to 1 or 3 channels.")
 @click.option(
-    "--out", type=click.Path(), default=None, help=f"Run directory for checkpoints, metrics and grids {_d('out')}."
+    "--out", type=ANY_PATH, default=None, help=f"Run directory for checkpoints, metrics and grids {_d('out')}."
 )
 @click.option(
     "--resume",
-    type=click.Path(),
+    type=ANY_PATH,
     default=None,
     help="Continue the run in this directory (its last.pt) with its own settings; "
     "--epochs N trains it to N epochs in total.",
@@ -205,12 +205,12 @@ def train(resume, overwrite, preset, epochs, hidden, conv_channels, channels, **
 
 
 @click.command()
-@click.argument("source", type=click.Path())
+@click.argument("source", type=ANY_PATH)
 @click.option(
     "--out",
     "out_dir",
     required=True,
-    type=click.Path(),
+    type=ANY_PATH,
     help="Directory for encoder.onnx and decoder.onnx (created if missing).",
 )
 @click.option("--last", is_flag=True, help="From a run directory, export last.pt instead of best.pt.")
@@ -234,7 +234,7 @@ def train(resume, overwrite, preset, epochs, hidden, conv_channels, channels, **
 @click.option(
     "--data",
     "data_dir",
-    type=click.Path(),
+    type=ANY_PATH,
     default=None,
     help="IDX or image folder of the training images to fit the prior to [the run's recorded data].",
 )
@@ -268,12 +268,10 @@ def export(source, out_dir, last, opset, atol, fp16, int8, prior, data_dir, over
 
 # ----------------------------------------------------------------------------- eval
 @click.command("eval")
-@click.argument("source", required=False, type=click.Path())
+@click.argument("source", required=False, type=ANY_PATH)
 @encoder_option("encoder.onnx or its export directory (torch-free path, with --decoder).")
 @decoder_option("decoder.onnx or its export directory (torch-free path, with --encoder).")
-@click.option(
-    "--data", "data_dir", type=click.Path(), default=None, help="IDX or image folder to score (its test split)."
-)
+@click.option("--data", "data_dir", type=ANY_PATH, default=None, help="IDX or image folder to score (its test split).")
 @click.option(
     "--dataset",
     default=None,

@@ -12,14 +12,35 @@ The CLI's commands, one function each: vaectl.infer.commands (generate, reconstr
 data_images) and vaectl.infer.evaluate.evaluate_onnx.
 """
 
-from ..prior import MixturePrior, NormalPrior, Prior, priors_of
-from .describe import describe_model, format_description
-from .display import Animation, ImageGrid, show
-from .inputs import prepare_images
-from .latent import grid_latents, interpolate_latents, lerp, slerp, traverse_latents
-from .output import save_image_batches, save_image_grid
-from .safe_load import check_model_bytes, read_model_bytes
-from .sessions import Decoder, Encoder, VAEPair
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ below imports each on first use
+    from ..prior import MixturePrior, NormalPrior, Prior, priors_of
+    from .describe import describe_model, format_description
+    from .display import Animation, ImageGrid, show
+    from .inputs import prepare_images
+    from .latent import grid_latents, interpolate_latents, lerp, slerp, traverse_latents
+    from .output import save_image_batches, save_image_grid
+    from .safe_load import check_model_bytes, read_model_bytes
+    from .sessions import Decoder, Encoder, VAEPair
+
+# Each name's module, imported when the name is first used (PEP 562): every CLI command imports
+# vaectl.infer.commands, which runs this file, and a command should not pay at start-up for the modules
+# it does not use (`vaectl generate` never reads image files, describes a graph or shows one in Jupyter).
+_NAMES_OF = {
+    "..prior": ("MixturePrior", "NormalPrior", "Prior", "priors_of"),
+    ".describe": ("describe_model", "format_description"),
+    ".display": ("Animation", "ImageGrid", "show"),
+    ".inputs": ("prepare_images",),
+    ".latent": ("grid_latents", "interpolate_latents", "lerp", "slerp", "traverse_latents"),
+    ".output": ("save_image_batches", "save_image_grid"),
+    ".safe_load": ("check_model_bytes", "read_model_bytes"),
+    ".sessions": ("Decoder", "Encoder", "VAEPair"),
+}
+_MODULE_OF = {name: module for module, names in _NAMES_OF.items() for name in names}
 
 __all__ = [
     "Animation",
@@ -45,3 +66,9 @@ __all__ = [
     "check_model_bytes",
     "read_model_bytes",
 ]
+
+
+def __getattr__(name: str):
+    if name in _MODULE_OF:
+        return getattr(importlib.import_module(_MODULE_OF[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,7 +16,6 @@ import numpy as np
 
 from .. import layout
 from ..contract import INFORMATIVE_RULE, informative_dims
-from ..data import load_data, pick_images, recorded_data_dir
 from ..errors import UserInputError, WriteFailedError, arg, note, plural
 from ..files import make_grid, save_png, to_uint8_images
 from .output import (
@@ -296,6 +295,8 @@ def data_images(
         raise UserInputError(f"give {arg('out')} or {arg('out_dir')}")
     if out is not None:
         check_output_file(out)
+    from ..data import load_data, pick_images  # local: only the commands that read datasets load them
+
     _, picked, names = pick_images(load_data(data_dir), split, label, count)
     if out is not None:
         save_image_grid(out, picked, scale=scale)
@@ -347,6 +348,8 @@ def encode(
     if len(images) and data_dir is not None:
         raise UserInputError(f"give images or {arg('data_dir')} DIR, not both")
     if not len(images) and data_dir is None and run_dir is not None:  # the data the run trained on
+        from ..data import recorded_data_dir  # local: only the commands that read datasets load them
+
         data_dir = recorded_data_dir(layout.run_config(run_dir).get("train", {}), run_dir)
     if len(images):
         source, labels = images, None
@@ -384,6 +387,8 @@ def _dataset_split(enc: Encoder, data_dir, split: str) -> tuple[np.ndarray, np.n
     """uint8 (N, C, H, W) images of a dataset split at the encoder's shape, and their labels (or None)."""
     if split not in ("train", "test"):
         raise UserInputError(f"unknown split {split!r}; choose train or test")
+    from ..data import load_data  # local: only the commands that read datasets load them
+
     c, h, w = enc.image_shape
     ds = load_data(data_dir, image_size=h if h == w else None, channels=c)
     if tuple(ds.image_shape) != (c, h, w):

@@ -16,7 +16,6 @@ from ..errors import UserInputError, arg, note, plural
 from ..files import to_uint8_images
 from ..models.config import VAEConfig, check_guidance, class_index
 from ..prior import Prior, compose, prior_named, priors_of
-from .inputs import prepare_images
 from .latent import interpolate_latents, traverse_latents
 from .safe_load import create_session, model_metadata, read_model_bytes
 
@@ -374,6 +373,8 @@ class Encoder(_Session):
 
     def prepare(self, images) -> np.ndarray:
         """Paths, PIL images or arrays of any size and mode -> float32 (N, C, H, W) for this encoder."""
+        from .inputs import prepare_images  # the image readers: a decoder alone never loads them
+
         return prepare_images(images, self.image_shape)
 
     def encode(self, images, label=None, batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[np.ndarray, np.ndarray]:

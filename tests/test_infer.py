@@ -25,6 +25,20 @@ from vaectl.infer import (
 # ----------------------------------------------------------------------------- API
 
 
+def test_every_name_the_infer_package_promises_resolves():
+    """vaectl.infer imports each name from its module on first use; the table must match __all__."""
+    import importlib
+
+    import vaectl.infer as infer
+
+    assert sorted(infer.__all__) == sorted(infer._MODULE_OF)
+    for name in infer.__all__:
+        home = importlib.import_module(infer._MODULE_OF[name], "vaectl.infer")
+        assert getattr(infer, name) is getattr(home, name), name
+    with pytest.raises(AttributeError):
+        infer.load_data  # noqa: B018  (the datasets live in vaectl.data)
+
+
 def test_decoder_and_encoder_read_their_metadata(mlp_graphs):
     d, e = Decoder(mlp_graphs / "decoder.onnx", threads=1), Encoder(mlp_graphs / "encoder.onnx", threads=1)
     assert (d.info.role, e.info.role) == ("decoder", "encoder")

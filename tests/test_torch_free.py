@@ -223,3 +223,55 @@ def test_inference_modules_import_without_the_training_stack():
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+# What `vaectl generate` must not import: it is the command run most often, and every module costs start-up
+# time (bench/generate_overhead.py times the whole process against a bare onnxruntime script). The other
+# commands' modules, the datasets and image-file readers, the Jupyter display, `vaectl info`'s describer, and
+# Pillow's plugins other than PNG's (saving with format="PNG" makes Pillow load five, JPEG's with subprocess).
+NOT_IMPORTED_BY_GENERATE = (
+    "torch",
+    "onnx",
+    "vaectl.cli_training",
+    "vaectl.cli_tools",
+    "vaectl.training",
+    "vaectl.export",
+    "vaectl.explore",
+    "vaectl.data",
+    "vaectl.infer.inputs",
+    "vaectl.infer.display",
+    "vaectl.infer.describe",
+    "vaectl.infer.evaluate",
+    "PIL.JpegImagePlugin",
+    "PIL.GifImagePlugin",
+    "PIL.BmpImagePlugin",
+)
+
+# Runs the CLI, then prints every module the process imported, one a line.
+LIST_MODULES = """
+import sys, runpy
+sys.argv = ["vaectl"] + sys.argv[1:]
+try:
+    runpy.run_module("vaectl.cli", run_name="__main__")
+finally:
+    print(*sorted(sys.modules), sep="\\n")
+"""
+
+
+@pytest.mark.parametrize("model", ["export", "demo"])
+def test_generate_imports_nothing_only_other_commands_use(model, request, tmp_path):
+    """A fitted-prior export (the default path: a mixture draw) and the shipped conditional demo."""
+    source = ["--demo"] if model == "demo" else ["--decoder", request.getfixturevalue("mlp_graphs")]
+    out = tmp_path / "grid.png"
+    r = subprocess.run(
+        [sys.executable, "-c", LIST_MODULES, "generate", *map(str, source), "-n", "64", "--seed", "0", "--out", out],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert out.is_file()
+    loaded = set(r.stdout.split())
+    assert {"vaectl.infer.commands", "vaectl.infer.sessions", "PIL.PngImagePlugin"} <= loaded  # the probe sees them
+    unwanted = sorted(m for m in loaded if any(m == u or m.startswith(u + ".") for u in NOT_IMPORTED_BY_GENERATE))
+    assert not unwanted, f"vaectl generate imported {unwanted}"
