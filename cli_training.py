@@ -26,8 +26,9 @@ def _flag_value(value) -> str:
 
 def _d(name: str) -> str:
     """'[32]', or '[32; 4 with --conditional]' for a field the conditional defaults change."""
-    if name in CONDITIONAL.model:
-        return f"[{_flag_value(default(name))}; {_flag_value(CONDITIONAL.model[name])} with --conditional]"
+    conditional = {**CONDITIONAL.model, **CONDITIONAL.train}
+    if name in conditional:
+        return f"[{_flag_value(default(name))}; {_flag_value(conditional[name])} with --conditional]"
     return f"[{_flag_value(default(name))}]"
 
 
@@ -148,7 +149,10 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
     help=f"Learning-rate schedule {_d('schedule')}.",
 )
 @click.option(
-    "--kl-warmup", type=float, default=None, help=f"Epochs over which beta ramps up from 0 {_d('kl_warmup')}."
+    "--kl-warmup",
+    type=float,
+    default=None,
+    help="Epochs over which beta ramps up from 0 [a quarter of --epochs; 0 with --conditional].",
 )
 @click.option("--seed", type=int, default=None, help=f"Random seed {_d('seed')}.")
 @click.option("--device", default=None, help=f"auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps {_d('device')}.")

@@ -91,13 +91,18 @@ def test_metrics_record_every_field_consistently(tiny_mlp_run):
         assert set(r) >= METRIC_FIELDS
         assert len(r["kl_per_dim"]) == cfg["model"]["latent_dim"] == 4
         assert 0 <= r["active_units"] <= 4
-        beta = cfg["model"]["beta"]  # the default's (no warm-up: every step's)
+        beta = cfg["model"]["beta"]
         assert r["val_loss"] == pytest.approx(r["val_recon"] + beta * r["val_kl"], rel=1e-6)
-        # the weighted KL is beta x the KL (train: loss - recon, float32 rounding of the per-batch losses apart)
+        # validation weighs the KL by the run's beta; training by each step's, which the default warm-up (a
+        # quarter of the epochs: the first half of epoch 1 here) ramps up from 0 (train: loss - recon, float32
+        # rounding of the per-batch losses apart)
         assert r["val_weighted_kl"] == pytest.approx(beta * r["val_kl"], rel=1e-6)
-        assert r["train_weighted_kl"] == pytest.approx(beta * r["train_kl"], abs=1e-3)
+        assert r["train_loss"] == pytest.approx(r["train_recon"] + r["train_weighted_kl"], abs=1e-3)
+        if r["epoch"] - 1 >= cfg["train"]["kl_warmup"] == 0.5:
+            assert r["train_weighted_kl"] == pytest.approx(beta * r["train_kl"], abs=1e-3)
+        else:
+            assert 0 < r["train_weighted_kl"] < beta * r["train_kl"]
         assert r["val_kl"] == pytest.approx(sum(r["kl_per_dim"]), abs=1e-3)
-        assert r["train_loss"] == pytest.approx(r["train_recon"] + beta * r["train_kl"], rel=1e-6)
         assert r["informative_dims"] == len(informative_dims(r["kl_per_dim"]))
         assert r["seconds"] > 0 and r["images_per_sec"] > 0
 
@@ -266,8 +271,9 @@ def test_resume_after_epoch_1_equals_an_uninterrupted_run(tmp_path, tiny_idx_dir
 
 
 def test_cli_resume_extends_a_finished_run(tmp_path, tiny_idx_dir):
-    quick_train(tmp_path / "straight", tiny_idx_dir, epochs=2, schedule="constant")
-    quick_train(tmp_path / "short", tiny_idx_dir, epochs=1, schedule="constant")
+    # a schedule that does not depend on the total of epochs (the default warm-up is a quarter of them)
+    quick_train(tmp_path / "straight", tiny_idx_dir, epochs=2, schedule="constant", kl_warmup=1)
+    quick_train(tmp_path / "short", tiny_idx_dir, epochs=1, schedule="constant", kl_warmup=1)
     r = run_vaectl("train", "--resume", tmp_path / "short", "--epochs", 2)
     assert r.returncode == 0, r.stderr
     assert "epoch 2/2" in r.stderr
