@@ -16,7 +16,6 @@ folder pointed at an empty directory of our own, and only the CPU execution prov
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from ..errors import UserInputError, arg
@@ -24,6 +23,8 @@ from ..errors import UserInputError, arg
 # protobuf's own limit on one message; a bigger "model" is not something we should read into memory
 MAX_MODEL_BYTES = 2 * 1024**3 - 1
 MAX_GRAPH_NESTING = 64
+# Where onnxruntime is told to look for external data: below the null device, where no folder can exist.
+NO_FOLDER = os.path.join(os.devnull, "vaectl-no-external-data")
 
 # Message types and, for each, the fields that hold messages which may (transitively) hold a
 # TensorProto. Field numbers are from onnx.proto (IR version 10); other fields are skipped.
@@ -174,14 +175,13 @@ def create_session(data: bytes, source: str, threads: int | None = None):
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.add_session_config_entry("session.load_model_format", "ONNX")
-    with tempfile.TemporaryDirectory(prefix="vaectl-no-external-data-") as empty:
-        # second layer: should anything still look for external data, it looks here, in an empty dir
-        opts.add_session_config_entry("session.model_external_initializers_file_folder_path", empty)
-        try:
-            return ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own pybind exception types for bad models
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UserInputError(f"{source}: onnxruntime cannot load this model ({first[:300]})") from None
+    # second layer: should anything still look for external data, it looks in NO_FOLDER and finds nothing
+    opts.add_session_config_entry("session.model_external_initializers_file_folder_path", NO_FOLDER)
+    try:
+        return ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own pybind exception types for bad models
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserInputError(f"{source}: onnxruntime cannot load this model ({first[:300]})") from None
 
 
 def model_metadata(session, source: str) -> dict[str, str]:

@@ -84,6 +84,21 @@ def test_external_data_models_are_refused_by_every_command(kind, tmp_path, secre
         check_model_bytes(model.read_bytes(), "bytes")  # decided from the bytes alone
 
 
+@pytest.mark.parametrize("where", ["relative", "absolute"])
+def test_the_session_itself_finds_no_external_data_when_the_byte_check_is_bypassed(
+    where, tmp_path, secret, monkeypatch
+):
+    """Second layer: create_session alone (no check_model_bytes) loads no external file, not even one beside
+    the model or in the working directory."""
+    from vaectl.infer.safe_load import create_session
+
+    (tmp_path / "weights.bin").write_bytes(secret.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    model = external_data_decoder(tmp_path / "decoder.onnx", "weights.bin" if where == "relative" else str(secret))
+    with pytest.raises(UserInputError, match="onnxruntime cannot load this model"):
+        create_session(model.read_bytes(), "decoder.onnx")
+
+
 def test_the_attack_graph_would_leak_if_loaded(tmp_path, secret):
     """Control: the same graph with its weight embedded loads and outputs the weight bytes as pixels,
     so a refused external-data model is refused for its reference, not for a broken graph."""
