@@ -17,7 +17,6 @@ import io
 import os
 import re
 import secrets
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,6 +145,8 @@ def prepare_out_dir(path, *, parents: bool = False, what: str = "output director
         path.mkdir(parents=parents, exist_ok=True)
     except OSError as e:
         raise UserInputError(f"{path}: cannot write the {what} here ({e.strerror or e})") from None
+    import tempfile  # here, not at the top: it loads shutil, bz2 and lzma, which a single-file writer never needs
+
     try:
         fd, probe = tempfile.mkstemp(prefix=".vaectl-write-test-", dir=path)
         os.close(fd)
