@@ -570,7 +570,11 @@ def test_hovering_the_map_shows_the_image_by_the_cursor_and_an_upload_joins_the_
     page.wait("i => window.vaectl.lastHover && window.vaectl.lastHover.index === i", i)
     assert page.page.is_visible("#map-tip")
     tip = page.page.locator("#map-tip").bounding_box()
-    assert abs(tip["x"] - x) < 120 and abs(tip["y"] - y) < 160  # beside the cursor, not in a corner of the page
+    # beside the cursor (on whichever side has room), not over it and not in a corner of the page
+    assert not (tip["x"] <= x <= tip["x"] + tip["width"] and tip["y"] <= y <= tip["y"] + tip["height"])
+    gap_x = max(tip["x"] - x, x - (tip["x"] + tip["width"]), 0)
+    gap_y = max(tip["y"] - y, y - (tip["y"] + tip["height"]), 0)
+    assert gap_x < 40 and gap_y < 40, (tip, x, y)
     originals = np.frombuffer(base64.b64decode(the_map["images"]), np.uint8).reshape(-1, 28, 28)
     assert np.array_equal(page.canvas("#map-original"), originals[i])
     assert page.page.inner_text("#map-tip-text") == f"test image {i + 1} · {the_map['labels'][i]}"

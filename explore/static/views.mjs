@@ -247,8 +247,10 @@ export function setupMap(app, map) {
     if (event) {
       const wrap = canvas.parentElement.getBoundingClientRect();
       tip.hidden = false;
+      // right of and below the cursor; flipped to its left or above it where the box would leave the map
       const left = event.clientX - wrap.left + 14, top = event.clientY - wrap.top + 14;
-      tip.style.left = `${Math.max(0, Math.min(left, wrap.width - tip.offsetWidth))}px`;
+      const flipped = left + tip.offsetWidth > wrap.width ? left - tip.offsetWidth - 28 : left;
+      tip.style.left = `${Math.max(0, flipped)}px`;
       tip.style.top = `${top + tip.offsetHeight > wrap.height ? top - tip.offsetHeight - 24 : top}px`;
     }
     const mu = own ? app.upload.mu : Float32Array.from(map.mu[i]);
