@@ -24,11 +24,14 @@ def _flag_value(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+# What --conditional changes: the model fields and the training schedule of the conditional recipe.
+_CONDITIONAL_DEFAULTS = {**CONDITIONAL.model, **CONDITIONAL.train}
+
+
 def _d(name: str) -> str:
     """'[32]', or '[32; 4 with --conditional]' for a field the conditional defaults change."""
-    conditional = {**CONDITIONAL.model, **CONDITIONAL.train}
-    if name in conditional:
-        return f"[{_flag_value(default(name))}; {_flag_value(conditional[name])} with --conditional]"
+    if name in _CONDITIONAL_DEFAULTS:
+        return f"[{_flag_value(default(name))}; {_flag_value(_CONDITIONAL_DEFAULTS[name])} with --conditional]"
     return f"[{_flag_value(default(name))}]"
 
 
@@ -117,7 +120,7 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
     is_flag=True,
     default=None,
     help="Condition encoder and decoder on the labels (generate a chosen class); defaults then: "
-    + ", ".join(f"--{k.replace('_', '-')} {_flag_value(v)}" for k, v in CONDITIONAL.model.items())
+    + ", ".join(f"--{k.replace('_', '-')} {_flag_value(v)}" for k, v in _CONDITIONAL_DEFAULTS.items())
     + ".",
 )
 @click.option(
@@ -152,7 +155,8 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
     "--kl-warmup",
     type=float,
     default=None,
-    help="Epochs over which beta ramps up from 0 [a quarter of --epochs; 0 with --conditional].",
+    help="Epochs over which beta ramps up from 0 [a quarter of --epochs; "
+    f"{_flag_value(_CONDITIONAL_DEFAULTS['kl_warmup'])} with --conditional].",
 )
 @click.option("--seed", type=int, default=None, help=f"Random seed {_d('seed')}.")
 @click.option("--device", default=None, help=f"auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps {_d('device')}.")

@@ -9,7 +9,7 @@ directory. vaectl exports never use external data, so the rule here is simple: t
 read once into memory, its protobuf is walked (a few dozen lines, no `onnx` package needed) and
 any tensor with an external-data reference, anywhere, refuses the whole file before onnxruntime
 sees it. As a second layer the bytes are given to onnxruntime with its external-initializers
-folder pointed at an empty directory of our own, and only the CPU execution provider is enabled
+folder pointed at a path below the null device, where no folder can exist, and only the CPU execution provider is enabled
 (EP-context nodes, which can name cache files, are not run by it).
 """
 
