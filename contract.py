@@ -23,8 +23,12 @@ keys are derived from it for humans reading `vaectl info` or netron (never parse
 The prior to sample from: a decoder may carry `vaectl.prior`, JSON, the density `vaectl generate` draws z
 from by default (without it: N(0, I)). Its one kind so far, "gmm", a mixture of full-covariance Gaussians:
   {"kind": "gmm", "latent_dim": D, "by_label": false,
-   "mixtures": [{"weights": [K], "means": [K][D], "cholesky": [K][D][D]}],
+   "mixtures": [{"weights": ARRAY (K,), "means": ARRAY (K, D), "cholesky": ARRAY (K, D, D)}],
    "fitted_to": {...}}
+  ARRAY: a base64 string of the values as little-endian float64, row-major (numpy:
+  np.frombuffer(base64.b64decode(s), "<f8").reshape(shape), K = the weights' count), which is what vaectl
+  writes: it reads some 20x faster than JSON numbers (1 ms against 21 for 64 components of a 32-D latent),
+  and `vaectl generate` reads it on every run. A nested JSON list of numbers is read as well.
   p(z) = sum_k weights[k] * N(z; means[k], L_k L_k^T), with L_k = cholesky[k] lower-triangular (positive
   diagonal). Sample: k ~ Categorical(weights), z = means[k] + L_k @ e with e ~ N(0, I). log p(z):
   logsumexp_k(log weights[k] - sum(log diag L_k) - |L_k^-1 (z - means[k])|^2 / 2) - (D / 2) log(2 pi).
@@ -36,6 +40,8 @@ model: so the prior does not change the export format's number.
 
 from __future__ import annotations
 
+import base64
+import functools
 import json
 from dataclasses import dataclass
 
@@ -274,9 +280,7 @@ def check_prior(prior, config: VAEConfig, source: str) -> None:
         raise bad(f"{len(mixtures)} mixtures without by_label")
     for m in mixtures:
         try:
-            w = np.asarray(m["weights"], dtype=np.float64)
-            mu = np.asarray(m["means"], dtype=np.float64)
-            chol = np.asarray(m["cholesky"], dtype=np.float64)
+            w, mu, chol = mixture_arrays(m, d)
         except (KeyError, TypeError, ValueError):
             raise bad("a mixture needs numeric weights, means and cholesky") from None
         k = len(w)
@@ -288,6 +292,38 @@ def check_prior(prior, config: VAEConfig, source: str) -> None:
             raise bad("weights must be positive and sum to 1")
         if (np.diagonal(chol, axis1=1, axis2=2) <= 0).any() or np.triu(chol, 1).any():
             raise bad("cholesky factors must be lower-triangular with a positive diagonal")
+
+
+def encode_floats(values) -> str:
+    """An array as the prior's JSON carries it: base64 of its values as little-endian float64, row-major."""
+    return base64.b64encode(np.ascontiguousarray(values, dtype="<f8").tobytes()).decode("ascii")
+
+
+def mixture_arrays(mixture: dict, latent_dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A mixture entry's weights (K,), means (K, D) and cholesky (K, D, D) as float64 arrays, each given as
+    encode_floats' string or a nested list of numbers. An array of another size keeps its own shape, for the
+    caller's check to report; KeyError, TypeError or ValueError when one is missing or not numbers."""
+    weights = _floats(mixture["weights"], None)
+    k = len(weights) if weights.ndim == 1 else 0
+    means = _floats(mixture["means"], (k, latent_dim))
+    cholesky = _floats(mixture["cholesky"], (k, latent_dim, latent_dim))
+    return weights, means, cholesky
+
+
+def _floats(value, shape: tuple[int, ...] | None) -> np.ndarray:
+    if not isinstance(value, str):
+        return np.asarray(value, dtype=np.float64)
+    flat = _decoded(value)
+    return flat.reshape(shape) if shape is not None and flat.size == np.prod(shape) else flat
+
+
+@functools.lru_cache(maxsize=16)
+def _decoded(text: str) -> np.ndarray:
+    # cached: loading a decoder checks its prior (check_prior) and then samples from it (MixturePrior), and
+    # the two would decode the same strings; read-only, as every reader shares the array
+    flat = np.frombuffer(base64.b64decode(text, validate=True), dtype="<f8").astype(np.float64)
+    flat.flags.writeable = False
+    return flat
 
 
 def _check_role(role: str) -> None:

@@ -114,10 +114,11 @@ class MixturePrior(Prior):
     def __init__(self, spec: dict[str, Any]):
         self.spec = spec
         self.by_label = bool(spec.get("by_label", False))
-        self.weights = [np.asarray(m["weights"], dtype=np.float64) for m in spec["mixtures"]]  # (K,) each
-        self.means = [np.asarray(m["means"], dtype=np.float64) for m in spec["mixtures"]]  # (K, D)
-        self.cholesky = [np.asarray(m["cholesky"], dtype=np.float64) for m in spec["mixtures"]]  # (K, D, D)
         self.latent_dim = int(spec["latent_dim"])
+        arrays = [contract.mixture_arrays(m, self.latent_dim) for m in spec["mixtures"]]
+        self.weights = [w for w, _, _ in arrays]  # (K,) each
+        self.means = [mu for _, mu, _ in arrays]  # (K, D)
+        self.cholesky = [chol for _, _, chol in arrays]  # (K, D, D)
         self.normals_per_sample = self.latent_dim + 1
         self._cumulative = [np.cumsum(w) for w in self.weights]
         self._inverse = [np.linalg.inv(c) for c in self.cholesky]  # L^-1, for the Mahalanobis distances
@@ -125,7 +126,7 @@ class MixturePrior(Prior):
             np.log(w) - np.log(np.diagonal(c, axis1=1, axis2=2)).sum(1) - 0.5 * self.latent_dim * LOG_2PI
             for w, c in zip(self.weights, self.cholesky)
         ]
-        self.description = describe_mixture(spec)
+        self.description = describe_mixture(spec, [len(w) for w in self.weights])
 
     def _mixture_rows(self, labels, n: int) -> np.ndarray:
         """The mixture index of each of n rows: 0 for a shared mixture, the label for one per label."""
@@ -201,9 +202,9 @@ def mixture_moments(weights, means, cholesky) -> tuple[np.ndarray, np.ndarray]:
     return mean, second - np.outer(mean, mean)
 
 
-def describe_mixture(spec: dict) -> str:
-    """One line: what the mixture is and what it was fitted to."""
-    ks = sorted({len(m["weights"]) for m in spec["mixtures"]})
+def describe_mixture(spec: dict, components: list[int]) -> str:
+    """One line: what the mixture is (with `components` in each of its mixtures) and what it was fitted to."""
+    ks = sorted(set(components))
     count = str(ks[0]) if len(ks) == 1 else f"{ks[0]}-{ks[-1]}"
     what = f"mixture of {count} full-covariance Gaussian{'s' if ks[-1] > 1 else ''}"
     if spec.get("by_label"):

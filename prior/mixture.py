@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..contract import encode_floats
 from . import LOG_2PI, component_log_densities, log_sum_exp
 
 MAX_ITER = 100
@@ -58,8 +59,8 @@ class Mixture:
         return log_sum_exp(self.component_log_densities(x))
 
     def as_dict(self) -> dict:
-        """The contract's mixture entry: plain lists (JSON floats round-trip float64 exactly)."""
-        return {"weights": self.weights.tolist(), "means": self.means.tolist(), "cholesky": self.cholesky.tolist()}
+        """The contract's mixture entry: each array as float64 in base64 (contract.encode_floats), exactly."""
+        return {key: encode_floats(getattr(self, key)) for key in ("weights", "means", "cholesky")}
 
 
 def kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:

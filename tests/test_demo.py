@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import REPO, cli, expect_usage_error, grid_cells, read_png
 from test_cli_infer import old_normal_images
-from test_prior import read_prior_with_numpy_only
+from test_prior import components, read_prior_with_numpy_only
 
 from vaectl import __version__, demo
 from vaectl.data import MNIST_SAMPLE, load_data
@@ -90,7 +90,7 @@ def test_the_shipped_decoder_carries_one_fitted_mixture_for_all_classes():
     path = demo.demo_path("decoder")
     doc, log_p, _ = read_prior_with_numpy_only(path)
     assert (doc["kind"], doc["latent_dim"], doc["by_label"]) == ("gmm", 2, False)
-    k = len(doc["mixtures"][0]["weights"])
+    k = components(doc)
     assert k >= 2  # a mixture, not one Gaussian
     assert (doc["fitted_to"]["data"], doc["fitted_to"]["images"]) == (MNIST_SAMPLE, len(load_data().train))
     assert demo.manifest()["prior"] == {"kind": "gmm", "by_label": False, "components": [k]}

@@ -3,6 +3,7 @@ that uses numpy and the ONNX metadata alone, and the prior that `vaectl export` 
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 
@@ -24,6 +25,29 @@ def spec_of(mixtures, by_label: bool = False) -> dict:
     """A prior document (contract.PRIOR_KEY) from Mixture objects."""
     d = mixtures[0].means.shape[1]
     return {"kind": "gmm", "latent_dim": d, "by_label": by_label, "mixtures": [m.as_dict() for m in mixtures]}
+
+
+def numpy_arrays(mixture: dict, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A mixture entry's arrays read as the contract describes them, with numpy alone: base64 of float64 LE."""
+    w = np.frombuffer(base64.b64decode(mixture["weights"]), "<f8")
+    k = len(w)
+    mu = np.frombuffer(base64.b64decode(mixture["means"]), "<f8").reshape(k, d)
+    chol = np.frombuffer(base64.b64decode(mixture["cholesky"]), "<f8").reshape(k, d, d)
+    return w, mu, chol
+
+
+def as_lists(spec: dict) -> dict:
+    """The same prior document with nested JSON lists for arrays (the form a hand-written prior may take)."""
+    d = spec["latent_dim"]
+    mixtures = [
+        dict(zip(("weights", "means", "cholesky"), (a.tolist() for a in numpy_arrays(m, d)))) for m in spec["mixtures"]
+    ]
+    return {**spec, "mixtures": mixtures}
+
+
+def components(doc: dict) -> int:
+    """K of the first mixture of a prior document."""
+    return len(base64.b64decode(doc["mixtures"][0]["weights"])) // 8
 
 
 def random_mixture(k: int, d: int, seed: int) -> Mixture:
@@ -243,11 +267,45 @@ def test_metadata_carries_the_prior_and_derived_graphs_keep_it():
 )
 def test_a_malformed_prior_is_refused_in_one_line(edit, why):
     cfg = VAEConfig(latent_dim=3)
-    spec = json.loads(json.dumps(spec_of([random_mixture(2, 3, seed=0)])))
+    spec = as_lists(spec_of([random_mixture(2, 3, seed=0)]))  # lists, to edit single values
     edit(spec)
     props = {**build_metadata(cfg, "decoder", ""), contract.PRIOR_KEY: json.dumps(spec)}
     with pytest.raises(UserInputError, match=f"malformed vaectl.prior metadata.*{why}"):
         parse_metadata(props, "d.onnx")
+
+
+@pytest.mark.parametrize(
+    "edit, why",
+    [
+        (lambda m: m.update(means=m["means"][:-4]), "numeric weights, means and cholesky"),  # not base64
+        (lambda m: m.update(means="!" + m["means"][1:]), "numeric weights, means and cholesky"),
+        (lambda m: m.update(cholesky=contract.encode_floats(np.eye(3))), "shapes"),  # one matrix for 2 components
+        (lambda m: m.update(weights=contract.encode_floats([0.5, 0.25, 0.25])), "shapes"),
+    ],
+)
+def test_a_prior_whose_base64_arrays_are_damaged_is_refused_in_one_line(edit, why):
+    cfg = VAEConfig(latent_dim=3)
+    spec = spec_of([random_mixture(2, 3, seed=0)])
+    edit(spec["mixtures"][0])
+    props = {**build_metadata(cfg, "decoder", ""), contract.PRIOR_KEY: json.dumps(spec)}
+    with pytest.raises(UserInputError, match=f"malformed vaectl.prior metadata.*{why}"):
+        parse_metadata(props, "d.onnx")
+
+
+def test_the_base64_arrays_hold_the_fitted_float64_values_exactly_and_lists_read_the_same():
+    mixture = random_mixture(3, 4, seed=5)
+    spec = spec_of([mixture])
+    assert all(isinstance(v, str) for v in spec["mixtures"][0].values())
+    for got, want in zip(numpy_arrays(spec["mixtures"][0], 4), (mixture.weights, mixture.means, mixture.cholesky)):
+        assert got.dtype == np.float64 and np.array_equal(got, want)
+    cfg = VAEConfig(latent_dim=4)
+    z = np.random.default_rng(0).standard_normal((50, 4))
+    priors = [
+        prior_named(parse_metadata({**build_metadata(cfg, "decoder", ""), contract.PRIOR_KEY: json.dumps(doc)}))
+        for doc in (spec, as_lists(spec))
+    ]
+    assert np.array_equal(priors[0].log_density(z), priors[1].log_density(z))
+    assert np.array_equal(priors[0].latents(20, seed_or_rng=1), priors[1].latents(20, seed_or_rng=1))
 
 
 def test_a_prior_kind_this_vaectl_does_not_know_leaves_n01():
@@ -270,7 +328,7 @@ def read_prior_with_numpy_only(path):
     props = onnxruntime.InferenceSession(str(path)).get_modelmeta().custom_metadata_map
     doc = json.loads(props["vaectl.prior"])
     (mixture,) = doc["mixtures"]
-    w, mu, chol = (np.array(mixture[key]) for key in ("weights", "means", "cholesky"))
+    w, mu, chol = numpy_arrays(mixture, doc["latent_dim"])
 
     def log_p(z):
         terms = []
@@ -302,7 +360,7 @@ def test_another_tool_samples_and_scores_the_exported_prior_with_numpy_alone(mlp
     assert np.allclose(log_p(z[:500]), ours.log_density(z[:500]), rtol=1e-9)
     # vaectl's draws and the other tool's come from one distribution: the mixture's mean and covariance
     (m,) = doc["mixtures"]
-    w, mu, chol = np.array(m["weights"]), np.array(m["means"]), np.array(m["cholesky"])
+    w, mu, chol = numpy_arrays(m, 4)
     mean = w @ mu
     cov = np.einsum("k,kij->ij", w, chol @ np.swapaxes(chol, 1, 2) + mu[:, :, None] * mu[:, None]) - np.outer(
         mean, mean
@@ -334,7 +392,7 @@ def test_export_fits_a_prior_to_draws_of_the_posterior_and_every_variant_carries
     doc = json.loads(props["vaectl.prior"])
     fitted = doc["fitted_to"]
     assert (fitted["data"], fitted["images"], fitted["draws_per_image"]) == ("mnist-sample", 4000, 5)
-    k = len(doc["mixtures"][0]["weights"])
+    k = components(doc)
     assert k == max(map(int, fitted["held_out_log_density"]), key=lambda c: fitted["held_out_log_density"][str(c)])
     # the same fit again, from the checkpoint: deterministic
     model, _ = load_model(tiny_mlp_run)
@@ -368,7 +426,7 @@ def test_export_prior_flags_and_missing_data(tiny_mlp_run, tmp_path):
     assert r.exit_code == 0 and prior_of(tmp_path / "normal") is None
     assert "prior: none fitted (--prior normal): samples come from N(0, I)" in r.stderr
     r = cli("export", tiny_mlp_run, "--out", tmp_path / "three", "--prior", "gmm:3")
-    assert r.exit_code == 0 and len(prior_of(tmp_path / "three")["mixtures"][0]["weights"]) == 3
+    assert r.exit_code == 0 and components(prior_of(tmp_path / "three")) == 3
     assert "a mixture of 3 full-covariance Gaussians fitted to 20,000 draws" in r.stderr
     for bad in ("gmm:0", "gmm:x", "flow", "normal:3"):
         expect_usage_error(cli("export", tiny_mlp_run, "--out", tmp_path / "bad", "--prior", bad), "--prior takes")

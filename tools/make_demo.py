@@ -119,13 +119,14 @@ def shipped_prior(out: Path) -> dict:
     """The fitted prior the shipped decoder carries, in brief; exits if it carries none (it would sample N(0, I))."""
     from vaectl.infer import Decoder
 
-    spec = Decoder(out / "decoder.onnx").info.prior
+    decoder = Decoder(out / "decoder.onnx")
+    spec = decoder.info.prior
     if spec is None:
         sys.exit(f"{out / 'decoder.onnx'} carries no fitted prior")
     return {
         "kind": spec["kind"],
         "by_label": spec["by_label"],
-        "components": [len(m["weights"]) for m in spec["mixtures"]],
+        "components": [len(w) for w in decoder.prior(spec["kind"]).weights],
     }
 
 
