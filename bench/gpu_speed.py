@@ -20,8 +20,8 @@ Parts (each trains through vaectl.training.train, the code `vaectl train` runs, 
            of implicit synchronizations (torch.cuda.set_sync_debug_mode) plus vaectl's explicit ones, per epoch
            and per step (target: no per-step wait; tests/test_training_syncs.py counts the same on the CPU).
   quality  --preset quality trained for each of --quality-epochs on the GPU, wall time and IWAE NLL (k=256, all
-           10,000 test images, the scorer of bench/quality.py) against the CPU recipe's 223.01 nats
-           (README, 45 epochs, 866 s on 2 CPU cores). Needs real Fashion-MNIST (--data, or Debian's
+           10,000 test images, the scorer of bench/quality.py) against the CPU recipe's 225.99 nats
+           (docs/benchmarks.md, 48 epochs, 837 s on 2 CPU cores). Needs real Fashion-MNIST (--data, or Debian's
            dataset-fashion-mnist); skipped on synthetic data.
 Data: Fashion-MNIST from --data or /usr/share/datasets/fashion-mnist when present, else synthetic uint8 images
 (throughput does not depend on the pixels). Without CUDA and without --device cpu: prints why and exits 0.
@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-CPU_RECIPE_NLL = 223.01  # README, bench/quality.py (c): --preset quality, 45 epochs, 866 s on 2 CPU cores
+CPU_RECIPE_NLL = 225.99  # docs/benchmarks.md, bench/quality.py (c): --preset quality, 48 epochs, 837 s on 2 CPU cores
 MODES = {
     "fp32": (False, False),
     "amp": (True, False),
@@ -324,7 +324,7 @@ def part_quality(work: Path, args) -> None:
     preset = PRESETS["quality"]
     print(
         f"quality: --preset quality on {args.device}, full Fashion-MNIST ({directory}); IWAE k={args.k} on all "
-        f"test images, last.pt; the CPU recipe reached {CPU_RECIPE_NLL} in 45 epochs, 866 s on 2 CPU cores"
+        f"test images, last.pt; the CPU recipe reached {CPU_RECIPE_NLL} in 48 epochs, 837 s on 2 CPU cores"
     )
     rows = []
     for epochs in args.quality_epochs:
@@ -370,7 +370,7 @@ def main(argv=None) -> int:
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)} [all]")
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts, of {', '.join(PARTS)} [all]")
     parser.add_argument("--ddp-procs", type=int, default=None, help="processes for ddp [every visible GPU]")
-    parser.add_argument("--quality-epochs", default="45", help="comma-separated epoch counts for quality [45]")
+    parser.add_argument("--quality-epochs", default="48", help="comma-separated epoch counts for quality [48]")
     parser.add_argument("--quality-amp", action="store_true", help="train the quality runs with --amp")
     parser.add_argument("--k", type=int, default=256, help="IWAE samples for quality [256]")
     parser.add_argument("--keep", type=Path, default=None, help="keep the run directories here [a temp dir]")
