@@ -25,6 +25,11 @@ from by default (without it: N(0, I)). Its one kind so far, "gmm", a mixture of 
   {"kind": "gmm", "latent_dim": D, "by_label": false,
    "mixtures": [{"weights": ARRAY (K,), "means": ARRAY (K, D), "cholesky": ARRAY (K, D, D)}],
    "fitted_to": {...}}
+  A mixture may cover some coordinates only: with "dims": [d_1 < ... < d_A] (A of the D latent indices) its
+  "means" are (K, A) and its "cholesky" (K, A, A), for z[dims], and every other coordinate is N(0, 1) and
+  independent of the rest. vaectl writes it so for a model that leaves dimensions unused (a decoder that
+  carries one says export format 3); it is the same density as the mixture over all D coordinates whose
+  means are 0 and whose factors are the identity on the others, which is how vaectl reads it.
   ARRAY: a base64 string of the values as little-endian float64, row-major (numpy:
   np.frombuffer(base64.b64decode(s), "<f8").reshape(shape), K = the weights' count), which is what vaectl
   writes: it reads some 20x faster than JSON numbers (1 ms against 21 for 64 components of a 32-D latent),
@@ -35,7 +40,8 @@ from by default (without it: N(0, I)). Its one kind so far, "gmm", a mixture of 
   "by_label": true (conditional models) gives one mixture per label: mixtures[y] is the prior of label y.
   "fitted_to" records what it was fitted to (data, images, draws, seed, the rule that chose K); not parsed.
 A reader that does not know the prior (or its kind) samples N(0, I), which is still a valid sampler of the
-model: so the prior does not change the export format's number.
+model: so a prior over all D coordinates does not change the export format's number. "dims" does: a format-2
+reader would refuse its arrays as malformed, and format 3 makes it say "upgrade vaectl" instead.
 """
 
 from __future__ import annotations
@@ -53,8 +59,9 @@ from .models.config import VAEConfig
 
 # The newest export format this vaectl reads. 2: a decoder guided against the average label (a conditional
 # model with guidance != 1 and no label dropout), which a format-1 reader would run without its guidance
-# feed; every other graph is still written as format 1, so older vaectl versions keep reading them.
-FORMAT_VERSION = 2
+# feed. 3: a decoder whose prior has a mixture over some coordinates only ("dims"). Every other graph is
+# still written as format 1, so older vaectl versions keep reading them.
+FORMAT_VERSION = 3
 ROLES = ("encoder", "decoder")
 VARIANTS = ("fp32", "fp16", "int8")
 BATCH = "N"  # the dynamic batch dimension, first in every input and output but `guidance`
@@ -159,8 +166,10 @@ class GraphInfo:
         return None if self.kl_per_dim is None else informative_dims(self.kl_per_dim)
 
 
-def format_version(config: VAEConfig) -> int:
-    """The oldest export format that describes graphs of this config (see FORMAT_VERSION)."""
+def format_version(config: VAEConfig, prior: dict | None = None) -> int:
+    """The oldest export format that describes graphs of this config and prior (see FORMAT_VERSION)."""
+    if prior is not None and any("dims" in m for m in prior.get("mixtures") or () if isinstance(m, dict)):
+        return 3
     return 2 if config.guided and not config.no_label_class else 1
 
 
@@ -175,7 +184,7 @@ def build_metadata(
         f"vaectl.{key}": fields[key] if isinstance(fields[key], str) else json.dumps(fields[key]) for key in _LOOSE_KEYS
     }
     props = {
-        "vaectl.format_version": str(format_version(config)),
+        "vaectl.format_version": str(format_version(config, prior)),
         "vaectl.role": role,
         "vaectl.variant": variant,
         **loose,
@@ -279,13 +288,18 @@ def check_prior(prior, config: VAEConfig, source: str) -> None:
     elif len(mixtures) != 1:
         raise bad(f"{len(mixtures)} mixtures without by_label")
     for m in mixtures:
-        try:
-            w, mu, chol = mixture_arrays(m, d)
+        if isinstance(m, dict) and "dims" in m:
+            try:
+                _dims(m["dims"], d)
+            except (TypeError, ValueError) as e:
+                raise bad(str(e)) from None
+        try:  # as written: a mixture over some dims is checked there (what fills the others is well-formed)
+            w, mu, chol = mixture_arrays(m, d, full=False)
         except (KeyError, TypeError, ValueError):
             raise bad("a mixture needs numeric weights, means and cholesky") from None
-        k = len(w)
-        if w.shape != (k,) or k < 1 or mu.shape != (k, d) or chol.shape != (k, d, d):
-            raise bad(f"shapes {w.shape}, {mu.shape}, {chol.shape}; expected (K,), (K, {d}), (K, {d}, {d})")
+        k, a = len(w), len(m["dims"]) if "dims" in m else d
+        if w.shape != (k,) or k < 1 or mu.shape != (k, a) or chol.shape != (k, a, a):
+            raise bad(f"shapes {w.shape}, {mu.shape}, {chol.shape}; expected (K,), (K, {a}), (K, {a}, {a})")
         if not (np.isfinite(w).all() and np.isfinite(mu).all() and np.isfinite(chol).all()):
             raise bad("NaN or inf values")
         if (w <= 0).any() or abs(w.sum() - 1) > 1e-6:
@@ -299,15 +313,37 @@ def encode_floats(values) -> str:
     return base64.b64encode(np.ascontiguousarray(values, dtype="<f8").tobytes()).decode("ascii")
 
 
-def mixture_arrays(mixture: dict, latent_dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def mixture_arrays(mixture: dict, latent_dim: int, full: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A mixture entry's weights (K,), means (K, D) and cholesky (K, D, D) as float64 arrays, each given as
-    encode_floats' string or a nested list of numbers. An array of another size keeps its own shape, for the
-    caller's check to report; KeyError, TypeError or ValueError when one is missing or not numbers."""
+    encode_floats' string or a nested list of numbers; a mixture over "dims" only comes back over all D
+    coordinates (means 0 and identity factors on the others). An array of another size keeps its own shape,
+    for the caller's check to report; KeyError, TypeError or ValueError when one is missing or not numbers,
+    or when "dims" is not an ascending list of distinct coordinates. full=False: a mixture over "dims" as it
+    is written, (K, A) and (K, A, A)."""
     weights = _floats(mixture["weights"], None)
     k = len(weights) if weights.ndim == 1 else 0
-    means = _floats(mixture["means"], (k, latent_dim))
-    cholesky = _floats(mixture["cholesky"], (k, latent_dim, latent_dim))
-    return weights, means, cholesky
+    dims = _dims(mixture["dims"], latent_dim) if "dims" in mixture else None
+    a = latent_dim if dims is None else len(dims)
+    means = _floats(mixture["means"], (k, a))
+    cholesky = _floats(mixture["cholesky"], (k, a, a))
+    if dims is None or not full or means.shape != (k, a) or cholesky.shape != (k, a, a):
+        return weights, means, cholesky
+    full_means = np.zeros((k, latent_dim))
+    full_means[:, dims] = means
+    full_cholesky = np.tile(np.eye(latent_dim), (k, 1, 1))  # ascending dims keep it lower-triangular
+    full_cholesky[:, dims[:, None], dims[None, :]] = cholesky
+    return weights, full_means, full_cholesky
+
+
+def _dims(value, latent_dim: int) -> np.ndarray:
+    """A mixture's "dims" as an index array; TypeError or ValueError (saying why) unless it is a non-empty list
+    of distinct ascending coordinates of the latent."""
+    if not isinstance(value, list) or not value or not all(type(d) is int for d in value):
+        raise TypeError("dims must be a non-empty list of integers")
+    dims = np.asarray(value, dtype=np.int64)
+    if dims[0] < 0 or dims[-1] >= latent_dim or (np.diff(dims) <= 0).any():
+        raise ValueError(f"dims must be distinct coordinates 0 .. {latent_dim - 1} in ascending order")
+    return dims
 
 
 def _floats(value, shape: tuple[int, ...] | None) -> np.ndarray:

@@ -29,8 +29,8 @@ PRESETS: dict[str, Recipe] = {
     # The recommended recipe for the best test likelihood on a CPU budget (docs/benchmarks.md, "Quality"): a
     # wider MLP with a larger latent and a row-autoregressive decoder (16-channel context over the 3 rows
     # above), larger in-memory batches under the one-cycle schedule, and KL warm-up. beta 0.3, as the default:
-    # on Fashion-MNIST (20 epochs) its samples' FD drops from 84.7 at beta 1 to 35.9 for 2 nats of likelihood
-    # (docs/sample-quality.md); `--beta 1` buys those nats back.
+    # on Fashion-MNIST (20 epochs) its samples' FD drops from 58.2 at beta 1 to 28.0 for under 2 nats of
+    # likelihood (docs/sample-quality.md); `--beta 1` buys those nats back.
     "quality": Recipe(
         model={
             "arch": "mlp",

@@ -14,6 +14,7 @@ per latent taken in rows from one numpy Generator, so the images of a seed do no
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -121,12 +122,19 @@ class MixturePrior(Prior):
         self.cholesky = [chol for _, _, chol in arrays]  # (K, D, D)
         self.normals_per_sample = self.latent_dim + 1
         self._cumulative = [np.cumsum(w) for w in self.weights]
-        self._inverse = [np.linalg.inv(c) for c in self.cholesky]  # L^-1, for the Mahalanobis distances
-        self._log_norm = [  # log w_k - log |L_k| - D/2 log(2 pi)
+        self.description = describe_mixture(spec, [len(w) for w in self.weights])
+
+    # the density's parts, made on first use: sampling (every `vaectl generate`) needs neither
+    @functools.cached_property
+    def _inverse(self) -> list[np.ndarray]:
+        return [np.linalg.inv(c) for c in self.cholesky]  # L^-1, for the Mahalanobis distances
+
+    @functools.cached_property
+    def _log_norm(self) -> list[np.ndarray]:
+        return [  # log w_k - log |L_k| - D/2 log(2 pi)
             np.log(w) - np.log(np.diagonal(c, axis1=1, axis2=2)).sum(1) - 0.5 * self.latent_dim * LOG_2PI
             for w, c in zip(self.weights, self.cholesky)
         ]
-        self.description = describe_mixture(spec, [len(w) for w in self.weights])
 
     def _mixture_rows(self, labels, n: int) -> np.ndarray:
         """The mixture index of each of n rows: 0 for a shared mixture, the label for one per label."""
@@ -209,6 +217,9 @@ def describe_mixture(spec: dict, components: list[int]) -> str:
     what = f"mixture of {count} full-covariance Gaussian{'s' if ks[-1] > 1 else ''}"
     if spec.get("by_label"):
         what += " per class"
+    widths = sorted({len(m["dims"]) for m in spec.get("mixtures", ()) if isinstance(m, dict) and "dims" in m})
+    if widths:
+        what += f" over {'-'.join(map(str, dict.fromkeys((widths[0], widths[-1]))))} of the {spec.get('latent_dim')} dimensions"
     fitted = spec.get("fitted_to") or {}
     images = fitted.get("images")
     data = fitted.get("data")

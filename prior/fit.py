@@ -3,13 +3,18 @@
 The aggregate posterior is where the encoder puts the training images: one draw z ~ q(z | x) per image (several
 per image for small datasets), not the posterior means. Means leave out q's spread, so a mixture fitted to them
 collapses onto the dimensions a model does not use (their means are all ~0) and its log density is useless for
-scoring. The mixture (export/mixture.py) has K full-covariance components; K is chosen by held-out likelihood:
-candidate mixtures (K = 1, 2, 4, ... while the score improves, a capped number of EM iterations each) are fitted
-to the draws of 90 % of the images and scored on the draws of the other 10 %; the best candidate's EM then
-continues on all of them. The fit is bounded: at most FIT_DRAWS draws (a larger dataset is subsampled, its
-images in a seeded order), so it takes seconds on the embedded sample and well under a minute on 60,000 images.
-Everything is deterministic for a seed. numpy only: the model's encoder comes in as a callable
-(export and `vaectl eval` of a checkpoint pass their torch encoder), so export and training share this fit.
+scoring. The mixture (prior/mixture.py) has K full-covariance components over the latent dimensions the encoder
+uses (mean KL of q(z_d | x) to N(0, 1) of UNUSED_KL or more): on the others q is N(0, 1) for every image, so
+they stay N(0, 1), an identity block in every component. Left in, those dimensions cost the mixture
+D (D + 3) / 2 numbers a component for nothing, and held-out likelihood then stops K early (a 64-D model using 12
+dimensions: 16 components over all 64, 128 over the 12, a better held-out score and sharper samples).
+K is chosen by held-out likelihood: candidate mixtures (K = 1, 2, 4, ... while the score improves, a capped
+number of EM iterations each) are fitted to the draws of 90 % of the images and scored on the draws of the
+other 10 %; the best candidate's EM then continues on all of them. The fit is bounded: at most FIT_DRAWS draws
+(a larger dataset is subsampled, its images in a seeded order), so it takes seconds on the embedded sample and
+well under a minute on 60,000 images. Everything is deterministic for a seed. numpy only: the model's encoder
+comes in as a callable (export and `vaectl eval` of a checkpoint pass their torch encoder), so export and
+training share this fit.
 """
 
 from __future__ import annotations
@@ -26,20 +31,26 @@ from .. import contract
 from ..data import ImageDataset
 from ..errors import UserInputError, arg
 from ..models.config import VAEConfig
+from . import LOG_2PI
 from .mixture import TOL, Mixture, fit_mixture
 
 # encode(images float32 (B, C, H, W) in [0, 1], labels int64 (B,) or None) -> (mu, logvar, ...) arrays (B, D)
 Encode = Callable[[np.ndarray, "np.ndarray | None"], tuple]
 
 SEED = 0
-CANDIDATES = (1, 2, 4, 8, 16, 32, 64)  # K tried, in order, while held-out likelihood improves
-IMAGES_PER_COMPONENT_PER_DIM = 10  # K at most images / (10 D): a full covariance has D (D + 3) / 2 numbers
+CANDIDATES = (1, 2, 4, 8, 16, 32, 64, 128)  # K tried, in order, while held-out likelihood improves
+# K at most images / (10 A), A the dimensions mixed: a full covariance over them has A (A + 3) / 2 numbers
+IMAGES_PER_COMPONENT_PER_DIM = 10
 MIN_DRAWS = 20_000  # draws of q(z | x) to fit to: several per image below this many images
 FIT_DRAWS = 50_000  # draws fitted at most (the images of a larger dataset are subsampled): bounds the fit's time
 HOLDOUT_DRAWS = 5_000  # draws of the images held out while choosing K, at most 10 % of the images
 HOLDOUT_FRACTION = 0.1
 SELECT_MAX_ITER = 30  # EM iterations of a candidate K at most: enough to rank them (the chosen one runs on)
 ENCODE_BATCH = 1_000
+# A dimension whose posteriors' mean KL to N(0, 1) is under this is left to N(0, 1): that costs the prior at most
+# this much log density per draw, as the aggregate posterior's KL to N(0, 1) is at most its posteriors' mean KL
+# (convexity). Unused dimensions of trained models sit near 1e-4 nats; 0.01 keeps the barely used ones in.
+UNUSED_KL = 0.01
 
 
 @dataclass(frozen=True)
@@ -93,19 +104,39 @@ def training_data(ckpt: dict, data_dir=None) -> ImageDataset:
 
 def posterior_draws(encode: Encode, images: np.ndarray, labels: np.ndarray | None, draws: int, seed: int) -> np.ndarray:
     """z ~ q(z | x), float64 (N, draws, D): `draws` per image of uint8 images (N, C, H, W)."""
+    return draws_and_kl(encode, images, labels, draws, seed)[0]
+
+
+def draws_and_kl(
+    encode: Encode, images: np.ndarray, labels: np.ndarray | None, draws: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(posterior_draws, the mean KL of q(z_d | x) to N(0, 1) of each dimension d over the images, (D,))."""
     rng = np.random.default_rng(seed)
-    out = []
+    out, kl_sum = [], 0.0
     for start in range(0, len(images), ENCODE_BATCH):
         x = images[start : start + ENCODE_BATCH].astype(np.float32) / 255
         y = None if labels is None else labels[start : start + ENCODE_BATCH]
         mu, logvar = (np.asarray(t, dtype=np.float64) for t in encode(x, y)[:2])  # (B, D) each
         eps = rng.standard_normal((len(mu), draws, mu.shape[1]))  # (B, draws, D)
         out.append(mu[:, None] + np.exp(0.5 * logvar)[:, None] * eps)
-    return np.concatenate(out)
+        kl_sum = kl_sum + (0.5 * (mu**2 + np.exp(logvar) - 1 - logvar)).sum(0)  # KL(N(mu, s^2) || N(0, 1)), (D,)
+    return np.concatenate(out), np.asarray(kl_sum) / len(images)
 
 
-def max_components(images: int, latent_dim: int) -> int:
-    return max(1, images // (IMAGES_PER_COMPONENT_PER_DIM * latent_dim))
+def mixed_dims(kl_per_dim: np.ndarray) -> np.ndarray:
+    """The dimensions the mixture covers, ascending: those whose mean KL of q(z_d | x) to N(0, 1) is UNUSED_KL
+    or more, or all of them when none is (nothing then to tell apart)."""
+    used = np.flatnonzero(kl_per_dim >= UNUSED_KL)
+    return used if len(used) else np.arange(len(kl_per_dim))
+
+
+def standard_normal_log_density(z: np.ndarray) -> np.ndarray:
+    """log N(z; 0, I) of each row of z (N, D)."""
+    return -0.5 * (z**2).sum(1) - 0.5 * z.shape[1] * LOG_2PI
+
+
+def max_components(images: int, dims: int) -> int:
+    return max(1, images // (IMAGES_PER_COMPONENT_PER_DIM * dims))
 
 
 @dataclass(frozen=True)
@@ -127,11 +158,17 @@ class Subsets:
 
 
 def choose_k(
-    z: np.ndarray, held: int, limit: int, seed: int, log: Callable[[str], None] | None = None
+    z: np.ndarray,
+    held: int,
+    limit: int,
+    seed: int,
+    log: Callable[[str], None] | None = None,
+    offset: float = 0.0,
 ) -> tuple[Mixture, dict[int, float]]:
     """K by held-out likelihood: fit CANDIDATES (up to `limit`) in turn to the draws of all images but the
     first `held` (SELECT_MAX_ITER EM iterations at most), score the mean log density of the held-out images'
-    draws, stop when it no longer improves. z: (images, draws, D).
+    draws, stop when it no longer improves. z: (images, draws, D). `offset` is added to every score (the
+    held-out draws' log density in the dimensions left out of z).
     Returns (the best candidate, {K: held-out mean log density})."""
     d = z.shape[2]
     held_z, fit_z = z[:held].reshape(-1, d), z[held:].reshape(-1, d)
@@ -141,7 +178,7 @@ def choose_k(
         if k > min(limit, len(fit_z)) and best is not None:
             break
         candidate = fit_mixture(fit_z, k, seed, max_iter=SELECT_MAX_ITER)
-        scores[k] = float(candidate.log_density(held_z).mean())
+        scores[k] = float(candidate.log_density(held_z).mean()) + offset
         if log is not None:
             log(f"    K = {k:<3d} held-out log density {scores[k]:.3f} nats per draw")
         if best is not None and scores[k] <= scores[best.k]:
@@ -184,10 +221,15 @@ def fit_rule(choice: PriorChoice) -> str:
         f"draws of q(z|x) of the training images ({MIN_DRAWS:,} at least, one per image above that, of "
         f"{FIT_DRAWS:,} images at most: a seeded subsample of a larger dataset)"
     )
+    dims = (
+        f"over the latent dimensions whose mean KL of q(z|x) to N(0, 1) is {UNUSED_KL:g} nats or more "
+        "(mixed_dims; all of them when none is), each other dimension N(0, 1)"
+    )
     if choice.k is not None:
-        return f"K = {choice.k} (asked for), EM to a gain under {TOL} nats per draw on {draws}"
+        return f"K = {choice.k} (asked for) {dims}, EM to a gain under {TOL} nats per draw on {draws}"
     return (
-        f"K by held-out log density on {draws}: K = {', '.join(map(str, CANDIDATES))} (at most images / (10 D)) "
+        f"K {dims}, by held-out log density on {draws}: K = {', '.join(map(str, CANDIDATES))} "
+        "(at most images / (10 A), A the dimensions mixed) "
         f"in turn, each fitted ({SELECT_MAX_ITER} EM iterations at most) to the draws of all images but "
         f"{HOLDOUT_FRACTION:.0%} of them ({HOLDOUT_DRAWS:,} draws at most), scored on the held-out images' draws, "
         f"until the score stops improving; the best one's EM continued on all the draws to a gain under {TOL} nats"
@@ -206,26 +248,40 @@ def _fit_prior(
     mixtures: list[Mixture] = []
     scores: dict[int, float] = {}
     used, draws = 0, 1
+    mixed: list[list[int]] = []  # each group's mixed dimensions
+    left_out_kl = 0.0  # the most any group's left-out dimensions can cost its mixture, nats per draw
     for group in groups:
         subsets = Subsets.of(len(group), seed)
         images = group[subsets.order]
-        z = posterior_draws(encode, ds.train[images], None if labels is None else labels[images], subsets.draws, seed)
+        z, kl = draws_and_kl(encode, ds.train[images], None if labels is None else labels[images], subsets.draws, seed)
+        dims = mixed_dims(kl)  # (A,): the mixture's; the others stay N(0, 1)
+        rest = np.setdiff1d(np.arange(d), dims)
+        z_mixed = z[:, :, dims]  # (images, draws, A)
         if choice.k is not None:
-            mixture = fit_mixture(z.reshape(-1, d), min(choice.k, z.shape[0] * z.shape[1]), seed)
+            mixture = fit_mixture(z_mixed.reshape(-1, len(dims)), min(choice.k, z.shape[0] * z.shape[1]), seed)
         else:
-            start, scores = choose_k(z, subsets.held, max_components(subsets.used, d), seed, log)
-            mixture = fit_mixture(z.reshape(-1, d), start.k, seed, start=start)
+            held = z[: subsets.held, :, rest]  # (held images, draws, D - A): N(0, 1) there, the same for every K
+            held_rest = float(standard_normal_log_density(held.reshape(-1, len(rest))).mean()) if len(rest) else 0.0
+            start, scores = choose_k(
+                z_mixed, subsets.held, max_components(subsets.used, len(dims)), seed, log, offset=held_rest
+            )
+            mixture = fit_mixture(z_mixed.reshape(-1, len(dims)), start.k, seed, start=start)
         mixtures.append(mixture)
+        mixed.append(dims.tolist())
+        left_out_kl = max(left_out_kl, float(kl[rest].sum()))
         used, draws = used + subsets.used, max(draws, subsets.draws)
     chosen = [m.k for m in mixtures]
-    if by_label and config.no_label_class:  # the "no label" class samples from all of them
-        mixtures.append(_pooled(mixtures, [len(g) for g in groups]))
+    # each mixture over its dims ("dims" in the document when it leaves some out)
+    entries = [m.as_dict(dims if len(dims) < d else None) for m, dims in zip(mixtures, mixed)]
+    if by_label and config.no_label_class:  # the "no label" class samples from all of them, over all D
+        full = [m.embedded(np.asarray(dims), d) for m, dims in zip(mixtures, mixed)]
+        entries.append(_pooled(full, [len(g) for g in groups]).as_dict())
     n = len(ds.train)
     spec = {
         "kind": contract.PRIOR_GMM,
         "latent_dim": d,
         "by_label": by_label,
-        "mixtures": [m.as_dict() for m in mixtures],
+        "mixtures": entries,
         "fitted_to": {
             "data": ds.name,
             "images": used,
@@ -233,6 +289,8 @@ def _fit_prior(
             "draws_per_image": draws,
             "what": "draws of q(z|x), the encoder's posterior, of the training images",
             "seed": seed,
+            "mixed_dims": mixed[0] if len(mixed) == 1 else mixed,
+            "left_out_kl": round(left_out_kl, 6),
             "rule": fit_rule(choice),
             **({"held_out_log_density": {str(k): round(v, 4) for k, v in scores.items()}} if scores else {}),
         },
@@ -240,9 +298,16 @@ def _fit_prior(
     ks = sorted(set(chosen))
     count = str(ks[0]) if len(ks) == 1 else f"{ks[0]}-{ks[-1]}"
     of = f"{used:,} of the {n:,}" if used < n else f"the {n:,}"
+    widths = sorted({len(m) for m in mixed})
+    over = (
+        f" over {'-'.join(map(str, (widths[0], widths[-1]) if len(widths) > 1 else widths))} of the {d} latent "
+        f"dimensions (those the encoder uses; N(0, 1) on the others)"
+        if widths[-1] < d
+        else ""
+    )
     line = (
         f"prior: a mixture of {count} full-covariance Gaussian{'s' if ks[-1] > 1 else ''}{' per class' if by_label else ''}"
-        f" fitted to {used * draws:,} draws of q(z|x) of {of} {ds.name} training images "
+        f"{over} fitted to {used * draws:,} draws of q(z|x) of {of} {ds.name} training images "
         f"({'K asked for' if choice.k is not None else 'K by held-out likelihood'}; "
         f"{time.perf_counter() - t0:.1f} s); `--prior normal` samples N(0, I)"
     )

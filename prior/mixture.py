@@ -58,9 +58,23 @@ class Mixture:
     def log_density(self, x: np.ndarray) -> np.ndarray:
         return log_sum_exp(self.component_log_densities(x))
 
-    def as_dict(self) -> dict:
-        """The contract's mixture entry: each array as float64 in base64 (contract.encode_floats), exactly."""
-        return {key: encode_floats(getattr(self, key)) for key in ("weights", "means", "cholesky")}
+    def embedded(self, dims: np.ndarray, latent_dim: int) -> Mixture:
+        """This mixture of the coordinates `dims` (ascending) as one of all `latent_dim` of them, each other
+        coordinate N(0, 1) and independent: mean 0 and an identity block in every component (what
+        contract.mixture_arrays reads a mixture with "dims" as). The padded factor is still lower-triangular:
+        ascending dims keep each entry below the diagonal."""
+        k, dims = self.k, np.asarray(dims)
+        means = np.zeros((k, latent_dim))
+        means[:, dims] = self.means
+        cholesky = np.tile(np.eye(latent_dim), (k, 1, 1))  # (K, D, D)
+        cholesky[:, dims[:, None], dims[None, :]] = self.cholesky
+        return Mixture(self.weights, means, cholesky, self.iterations, self.converged)
+
+    def as_dict(self, dims=None) -> dict:
+        """The contract's mixture entry: each array as float64 in base64 (contract.encode_floats), exactly;
+        with `dims`, this mixture is over those coordinates of the latent (the contract's "dims")."""
+        arrays = {key: encode_floats(getattr(self, key)) for key in ("weights", "means", "cholesky")}
+        return arrays if dims is None else {"dims": [int(d) for d in dims], **arrays}
 
 
 def kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:

@@ -66,7 +66,7 @@ def test_only_graphs_a_format_1_reader_would_misread_are_written_as_format_2():
         name: parse_metadata(build_metadata(cfg, "decoder", "ab" * 32)).format_version for name, cfg in versions.items()
     }
     assert got == {"plain": 1, "conditional": 1, "label dropout": 1, "average label": 2}
-    assert contract.FORMAT_VERSION == 2
+    assert contract.FORMAT_VERSION == 3  # 3: a prior over some coordinates (tests/test_prior.py)
 
 
 @pytest.mark.parametrize(

@@ -28,11 +28,14 @@ def spec_of(mixtures, by_label: bool = False) -> dict:
 
 
 def numpy_arrays(mixture: dict, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A mixture entry's arrays read as the contract describes them, with numpy alone: base64 of float64 LE."""
+    """A mixture entry's arrays read as the contract describes them, with numpy alone: base64 of float64 LE,
+    a mixture over "dims" put in the full D coordinates (mean 0, identity factor on the others)."""
     w = np.frombuffer(base64.b64decode(mixture["weights"]), "<f8")
-    k = len(w)
-    mu = np.frombuffer(base64.b64decode(mixture["means"]), "<f8").reshape(k, d)
-    chol = np.frombuffer(base64.b64decode(mixture["cholesky"]), "<f8").reshape(k, d, d)
+    k, dims = len(w), mixture.get("dims", list(range(d)))
+    a = len(dims)
+    mu, chol = np.zeros((k, d)), np.tile(np.eye(d), (k, 1, 1))
+    mu[:, dims] = np.frombuffer(base64.b64decode(mixture["means"]), "<f8").reshape(k, a)
+    chol[np.ix_(range(k), dims, dims)] = np.frombuffer(base64.b64decode(mixture["cholesky"]), "<f8").reshape(k, a, a)
     return w, mu, chol
 
 
@@ -158,6 +161,87 @@ def test_kmeans_plus_plus_starts_in_every_separate_cluster():
     x = np.concatenate([np.random.default_rng(3).normal(size=(100, 2)) * 0.1 + c for c in ([0, 0], [50, 0], [0, 50])])
     centers = kmeans_plus_plus(x, 3, np.random.default_rng(0))
     assert sorted(np.round(centers / 50).astype(int).tolist()) == [[0, 0], [0, 1], [1, 0]]
+
+
+def clustered_encoder(active: tuple[int, ...], latent_dim: int):
+    """An encoder for images (N, 1, 2, 2): on the `active` dimensions q(z|x) is narrow around a point set by
+    the image's pixels (three clusters of images, three clusters of z), on every other dimension it is N(0, 1)
+    for every image, as on a dimension a trained VAE leaves unused."""
+
+    def encode(x, y=None):
+        mu, logvar = np.zeros((len(x), latent_dim)), np.zeros((len(x), latent_dim))
+        for i, d in enumerate(active):
+            mu[:, d] = 8 * x[:, 0, 0, i] - 4  # pixel 0, 127 or 255 -> z near -4, 0 or 4
+            logvar[:, d] = math.log(0.3**2)
+        return mu, logvar
+
+    return encode
+
+
+def clustered_images(n: int) -> np.ndarray:
+    """uint8 (n, 1, 2, 2) images in three clusters (their first two pixels 0, 127 or 255 together)."""
+    cluster = np.arange(n) % 3
+    images = np.zeros((n, 1, 2, 2), dtype=np.uint8)
+    images[:, 0, 0, 0] = np.array([0, 127, 255], dtype=np.uint8)[cluster]
+    images[:, 0, 0, 1] = np.array([255, 0, 127], dtype=np.uint8)[cluster]
+    return images
+
+
+def test_the_mixture_covers_the_dimensions_the_encoder_uses_and_leaves_the_others_n01():
+    from vaectl.data import ImageDataset
+    from vaectl.prior.fit import fit_prior, parse_choice
+
+    config = VAEConfig(latent_dim=4, channels=1, height=2, width=2)
+    ds = ImageDataset("clusters", clustered_images(2_000), clustered_images(30))
+    doc, line = fit_prior(clustered_encoder((0, 2), 4), config, ds, parse_choice(None))
+    fitted = doc["fitted_to"]
+    assert fitted["mixed_dims"] == doc["mixtures"][0]["dims"] == [0, 2]  # the mixture is written over those two
+    assert "over 2 of the 4 latent dimensions" in line and "mixed_dims" in fitted["rule"]
+    scores = {int(k): v for k, v in fitted["held_out_log_density"].items()}
+    w, mu, chol = numpy_arrays(doc["mixtures"][0], 4)
+    assert len(w) == max(scores, key=scores.get) >= 3  # the three clusters, chosen by held-out density
+    # the unused dimensions: mean 0 and an identity block in every component, exactly
+    assert (mu[:, [1, 3]] == 0).all()
+    assert np.array_equal(chol[:, [1, 3]][:, :, [1, 3]], np.tile(np.eye(2), (len(w), 1, 1)))
+    assert (chol[:, [1, 3]][:, :, [0, 2]] == 0).all() and (chol[:, [0, 2]][:, :, [1, 3]] == 0).all()
+    contract.check_prior(doc, config, "test")  # still lower-triangular: any reader's Cholesky factor
+    # so the density factorizes: the 2-D mixture of the used dimensions times N(0, I) of the others
+    z = np.random.default_rng(5).normal(size=(200, 4)) * 3
+    used = np.log(
+        sum(
+            wk * np.exp(gaussian_log_density(z[:, [0, 2]], mk[[0, 2]], (ck @ ck.T)[np.ix_([0, 2], [0, 2])]))
+            for wk, mk, ck in zip(w, mu, chol)
+        )
+    )
+    unused = -0.5 * (z[:, [1, 3]] ** 2).sum(1) - math.log(2 * math.pi)
+    assert np.allclose(MixturePrior(doc).log_density(z), used + unused, atol=1e-9)
+    # and the held-out scores are densities of all four dimensions: the best one is what the fitted
+    # prior gives the draws of fresh images, within the noise of 200 held-out images
+    fresh = clustered_encoder((0, 2), 4)(clustered_images(3_000).astype(np.float32) / 255)
+    draws = fresh[0] + np.exp(0.5 * fresh[1]) * np.random.default_rng(6).standard_normal(fresh[0].shape)
+    assert abs(MixturePrior(doc).log_density(draws).mean() - max(scores.values())) < 0.1
+
+
+def test_a_model_that_uses_no_dimension_gets_its_mixture_over_all_of_them():
+    from vaectl.data import ImageDataset
+    from vaectl.prior.fit import fit_prior, parse_choice
+
+    config = VAEConfig(latent_dim=3, channels=1, height=2, width=2)
+    ds = ImageDataset("clusters", clustered_images(1_000), clustered_images(30))
+    doc, line = fit_prior(clustered_encoder((), 3), config, ds, parse_choice("gmm:2"))
+    assert doc["fitted_to"]["mixed_dims"] == [0, 1, 2] and "latent dimensions" not in line
+    mixture = MixturePrior(doc)
+    assert np.allclose(mixture.moments()[0], 0, atol=0.05) and np.allclose(mixture.moments()[1], 1, atol=0.05)
+
+
+def test_an_embedded_mixture_is_the_mixture_times_n01_on_the_other_coordinates():
+    small = random_mixture(3, 2, seed=4)
+    big = small.embedded(np.array([1, 3]), 5)
+    z = np.random.default_rng(2).normal(size=(50, 5)) * 2
+    expected = small.log_density(z[:, [1, 3]]) - 0.5 * (z[:, [0, 2, 4]] ** 2).sum(1) - 1.5 * math.log(2 * math.pi)
+    assert np.allclose(big.log_density(z), expected, atol=1e-10)
+    assert np.array_equal(np.triu(big.cholesky, 1), np.zeros_like(big.cholesky))
+    assert np.array_equal(big.weights, small.weights)
 
 
 # ----------------------------------------------------------------------------- the sampler and density
@@ -306,6 +390,41 @@ def test_the_base64_arrays_hold_the_fitted_float64_values_exactly_and_lists_read
     ]
     assert np.array_equal(priors[0].log_density(z), priors[1].log_density(z))
     assert np.array_equal(priors[0].latents(20, seed_or_rng=1), priors[1].latents(20, seed_or_rng=1))
+
+
+def test_a_mixture_over_some_dims_reads_as_the_full_mixture_and_says_export_format_3():
+    small = random_mixture(3, 2, seed=6)
+    compact = {"kind": "gmm", "latent_dim": 4, "by_label": False, "mixtures": [small.as_dict(dims=[1, 3])]}
+    full = spec_of([small.embedded(np.array([1, 3]), 4)])
+    assert len(json.dumps(compact)) < 0.5 * len(json.dumps(full))  # what "dims" is for: 2 of 4 coordinates
+    cfg = VAEConfig(latent_dim=4)
+    read = [parse_metadata(build_metadata(cfg, "decoder", "", prior=doc)) for doc in (compact, full)]
+    assert [info.format_version for info in read] == [3, 1]  # a format-2 reader says "upgrade" to the first
+    z = np.random.default_rng(0).standard_normal((50, 4)) * 2
+    priors = [prior_named(info) for info in read]
+    assert np.array_equal(priors[0].log_density(z), priors[1].log_density(z))
+    assert np.array_equal(priors[0].latents(20, seed_or_rng=1), priors[1].latents(20, seed_or_rng=1))
+    # a reader with numpy alone (the helper above, as docs/sample-quality.md shows) gets the same arrays
+    w, mu, chol = numpy_arrays(compact["mixtures"][0], 4)
+    assert np.array_equal(mu, priors[1].means[0]) and np.array_equal(chol, priors[1].cholesky[0])
+
+
+@pytest.mark.parametrize(
+    "dims, why",
+    [
+        ([2, 1], "ascending"),
+        ([0, 4], "ascending"),
+        ([1, 1], "ascending"),
+        ([], "non-empty list"),
+        ("1,3", "non-empty list"),
+        ([0, 1, 2], "shapes .*expected \\(K,\\), \\(K, 3\\)"),  # arrays for 2 coordinates, 3 named
+    ],
+)
+def test_a_mixtures_malformed_dims_are_refused_in_one_line(dims, why):
+    spec = {"kind": "gmm", "latent_dim": 4, "mixtures": [{**random_mixture(2, 2, seed=0).as_dict(), "dims": dims}]}
+    props = {**build_metadata(VAEConfig(latent_dim=4), "decoder", ""), contract.PRIOR_KEY: json.dumps(spec)}
+    with pytest.raises(UserInputError, match=f"malformed vaectl.prior metadata.*{why}"):
+        parse_metadata(props, "d.onnx")
 
 
 def test_a_prior_kind_this_vaectl_does_not_know_leaves_n01():
