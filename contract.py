@@ -328,11 +328,19 @@ def mixture_arrays(mixture: dict, latent_dim: int, full: bool = True) -> tuple[n
     cholesky = _floats(mixture["cholesky"], (k, a, a))
     if dims is None or not full or means.shape != (k, a) or cholesky.shape != (k, a, a):
         return weights, means, cholesky
+    return (weights, *over_all_dims(means, cholesky, dims, latent_dim))
+
+
+def over_all_dims(means: np.ndarray, cholesky: np.ndarray, dims, latent_dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """A mixture's means (K, A) and cholesky (K, A, A) over the ascending coordinates `dims`, as the same density
+    over all `latent_dim` of them: (K, D) means 0 and (K, D, D) factors the identity on the others (still
+    lower-triangular, as ascending dims keep each entry below the diagonal)."""
+    k, dims = len(means), np.asarray(dims)
     full_means = np.zeros((k, latent_dim))
     full_means[:, dims] = means
-    full_cholesky = np.tile(np.eye(latent_dim), (k, 1, 1))  # ascending dims keep it lower-triangular
+    full_cholesky = np.tile(np.eye(latent_dim), (k, 1, 1))
     full_cholesky[:, dims[:, None], dims[None, :]] = cholesky
-    return weights, full_means, full_cholesky
+    return full_means, full_cholesky
 
 
 def _dims(value, latent_dim: int) -> np.ndarray:

@@ -35,7 +35,7 @@ def main() -> None:
     args = ap.parse_args()
     from vaectl.data import load_data
     from vaectl.infer import Decoder, Encoder
-    from vaectl.prior import MixturePrior
+    from vaectl.prior import MixturePrior, NormalPrior
     from vaectl.prior import fit as F
     from vaectl.prior.mixture import fit_mixture
 
@@ -54,7 +54,7 @@ def main() -> None:
     judge_ks = {int(k) for k in args.judge_ks.split(",")}
     for name, dims in (("all", np.arange(d)), ("used", used)):
         rest = np.setdiff1d(np.arange(d), dims)
-        offset = float(F.standard_normal_log_density(held[:, rest]).mean()) if len(rest) else 0.0
+        offset = float(NormalPrior(len(rest)).log_density(held[:, rest]).mean()) if len(rest) else 0.0
         for k in map(int, args.ks.split(",")):
             t0 = time.perf_counter()
             candidate = fit_mixture(fit[:, dims], k, F.SEED, max_iter=F.SELECT_MAX_ITER)

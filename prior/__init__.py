@@ -210,16 +210,20 @@ def mixture_moments(weights, means, cholesky) -> tuple[np.ndarray, np.ndarray]:
     return mean, second - np.outer(mean, mean)
 
 
+def span(values) -> str:
+    """'8' when all values are 8, '8-16' when they range from 8 to 16 (a mixture per class each has its own)."""
+    low, high = min(values), max(values)
+    return str(low) if low == high else f"{low}-{high}"
+
+
 def describe_mixture(spec: dict, components: list[int]) -> str:
     """One line: what the mixture is (with `components` in each of its mixtures) and what it was fitted to."""
-    ks = sorted(set(components))
-    count = str(ks[0]) if len(ks) == 1 else f"{ks[0]}-{ks[-1]}"
-    what = f"mixture of {count} full-covariance Gaussian{'s' if ks[-1] > 1 else ''}"
+    what = f"mixture of {span(components)} full-covariance Gaussian{'s' if max(components) > 1 else ''}"
     if spec.get("by_label"):
         what += " per class"
-    widths = sorted({len(m["dims"]) for m in spec.get("mixtures", ()) if isinstance(m, dict) and "dims" in m})
+    widths = [len(m["dims"]) for m in spec.get("mixtures", ()) if isinstance(m, dict) and "dims" in m]
     if widths:
-        what += f" over {'-'.join(map(str, dict.fromkeys((widths[0], widths[-1]))))} of the {spec.get('latent_dim')} dimensions"
+        what += f" over {span(widths)} of the {spec.get('latent_dim')} dimensions"
     fitted = spec.get("fitted_to") or {}
     images = fitted.get("images")
     data = fitted.get("data")

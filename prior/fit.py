@@ -31,7 +31,7 @@ from .. import contract
 from ..data import ImageDataset
 from ..errors import UserInputError, arg
 from ..models.config import VAEConfig
-from . import LOG_2PI
+from . import NormalPrior, span
 from .mixture import TOL, Mixture, fit_mixture
 
 # encode(images float32 (B, C, H, W) in [0, 1], labels int64 (B,) or None) -> (mu, logvar, ...) arrays (B, D)
@@ -128,11 +128,6 @@ def mixed_dims(kl_per_dim: np.ndarray) -> np.ndarray:
     or more, or all of them when none is (nothing then to tell apart)."""
     used = np.flatnonzero(kl_per_dim >= UNUSED_KL)
     return used if len(used) else np.arange(len(kl_per_dim))
-
-
-def standard_normal_log_density(z: np.ndarray) -> np.ndarray:
-    """log N(z; 0, I) of each row of z (N, D)."""
-    return -0.5 * (z**2).sum(1) - 0.5 * z.shape[1] * LOG_2PI
 
 
 def max_components(images: int, dims: int) -> int:
@@ -261,7 +256,9 @@ def _fit_prior(
             mixture = fit_mixture(z_mixed.reshape(-1, len(dims)), min(choice.k, z.shape[0] * z.shape[1]), seed)
         else:
             held = z[: subsets.held, :, rest]  # (held images, draws, D - A): N(0, 1) there, the same for every K
-            held_rest = float(standard_normal_log_density(held.reshape(-1, len(rest))).mean()) if len(rest) else 0.0
+            held_rest = (
+                float(NormalPrior(len(rest)).log_density(held.reshape(-1, len(rest))).mean()) if len(rest) else 0.0
+            )
             start, scores = choose_k(
                 z_mixed, subsets.held, max_components(subsets.used, len(dims)), seed, log, offset=held_rest
             )
@@ -295,18 +292,17 @@ def _fit_prior(
             **({"held_out_log_density": {str(k): round(v, 4) for k, v in scores.items()}} if scores else {}),
         },
     }
-    ks = sorted(set(chosen))
-    count = str(ks[0]) if len(ks) == 1 else f"{ks[0]}-{ks[-1]}"
+
     of = f"{used:,} of the {n:,}" if used < n else f"the {n:,}"
-    widths = sorted({len(m) for m in mixed})
+    widths = [len(m) for m in mixed]
     over = (
-        f" over {'-'.join(map(str, (widths[0], widths[-1]) if len(widths) > 1 else widths))} of the {d} latent "
-        f"dimensions (those the encoder uses; N(0, 1) on the others)"
-        if widths[-1] < d
+        f" over {span(widths)} of the {d} latent dimensions (those the encoder uses; N(0, 1) on the others)"
+        if max(widths) < d
         else ""
     )
     line = (
-        f"prior: a mixture of {count} full-covariance Gaussian{'s' if ks[-1] > 1 else ''}{' per class' if by_label else ''}"
+        f"prior: a mixture of {span(chosen)} full-covariance Gaussian{'s' if max(chosen) > 1 else ''}"
+        f"{' per class' if by_label else ''}"
         f"{over} fitted to {used * draws:,} draws of q(z|x) of {of} {ds.name} training images "
         f"({'K asked for' if choice.k is not None else 'K by held-out likelihood'}; "
         f"{time.perf_counter() - t0:.1f} s); `--prior normal` samples N(0, I)"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..contract import encode_floats
+from ..contract import encode_floats, over_all_dims
 from . import LOG_2PI, component_log_densities, log_sum_exp
 
 MAX_ITER = 100
@@ -61,13 +61,8 @@ class Mixture:
     def embedded(self, dims: np.ndarray, latent_dim: int) -> Mixture:
         """This mixture of the coordinates `dims` (ascending) as one of all `latent_dim` of them, each other
         coordinate N(0, 1) and independent: mean 0 and an identity block in every component (what
-        contract.mixture_arrays reads a mixture with "dims" as). The padded factor is still lower-triangular:
-        ascending dims keep each entry below the diagonal."""
-        k, dims = self.k, np.asarray(dims)
-        means = np.zeros((k, latent_dim))
-        means[:, dims] = self.means
-        cholesky = np.tile(np.eye(latent_dim), (k, 1, 1))  # (K, D, D)
-        cholesky[:, dims[:, None], dims[None, :]] = self.cholesky
+        contract.mixture_arrays reads a mixture with "dims" as)."""
+        means, cholesky = over_all_dims(self.means, self.cholesky, dims, latent_dim)
         return Mixture(self.weights, means, cholesky, self.iterations, self.converged)
 
     def as_dict(self, dims=None) -> dict:
