@@ -52,24 +52,113 @@ FILE_PATH = click.Path(dir_okay=False)
 DIR_PATH = click.Path(file_okay=False)
 
 
-class AliasedOption(click.Option):
-    """An option whose later names are accepted but not shown in --help (a name earlier command lines used)."""
-
-    def get_help_record(self, ctx):
-        shown, self.opts = self.opts, self.opts[:1]
-        try:
-            return super().get_help_record(ctx)
-        finally:
-            self.opts = shown
-
-
 def decoder_option(help: str = "decoder.onnx (or a .fp16/.int8 variant), or the export directory holding it."):
-    """--decoder on every command that runs a decoder graph (--onnx: the same, not shown in --help)."""
-    return click.option("--decoder", "--onnx", "decoder", cls=AliasedOption, type=ANY_PATH, default=None, help=help)
+    """--decoder on every command that runs a decoder graph; --onnx is the same option."""
+    return click.option("--decoder", "--onnx", "decoder", type=ANY_PATH, default=None, help=help)
 
 
 def encoder_option(help: str = "encoder.onnx, or the export directory holding it."):
     return click.option("--encoder", "encoder", type=ANY_PATH, default=None, help=help)
+
+
+# Every command that takes a model takes it as MODEL, the same way.
+MODEL_HELP = (
+    "MODEL is a run directory (its export, else its checkpoint), an export directory, or a .onnx or .pt file; "
+    "--encoder/--decoder name graphs that live apart, --demo the model shipped with vaectl."
+)
+MODEL_SUFFIXES = (".onnx", ".pt")
+
+
+def model_argument(metavar: str = "[MODEL]"):
+    return click.argument("model", required=False, type=ANY_PATH, metavar=metavar)
+
+
+def model_and_images(paths: tuple, named: bool) -> tuple[str | None, tuple]:
+    """Split `[MODEL] IMAGES...`: the first path is the model when no graph was named by option (`named`) and it
+    is a directory or a .onnx/.pt file; the rest are images."""
+    from pathlib import Path
+
+    if paths and not named and (Path(paths[0]).is_dir() or Path(paths[0]).suffix.lower() in MODEL_SUFFIXES):
+        return paths[0], paths[1:]
+    return None, paths
+
+
+def model_graphs(model, roles: tuple[str, ...], *, encoder=None, decoder=None, demo: bool = False, optional=()):
+    """What each of `roles` ("encoder", "decoder") of a command runs: the graph named by --encoder/--decoder,
+    else MODEL's, else the demo's with --demo. A checkpoint (a .pt file, or a run directory not exported yet)
+    runs through PyTorch (vaectl.pytorch, the [train] extra). Roles in `optional` may stay None."""
+    from pathlib import Path
+
+    from .errors import UserInputError
+
+    named = {"encoder": encoder, "decoder": decoder}
+    if demo and (model is not None or any(named[r] is not None for r in roles)):
+        raise UserInputError("give a model or --demo, not both")
+    if demo:
+        from .demo import demo_path
+
+        return {role: demo_path(role) for role in roles}
+    graphs: dict = {}
+    for role in roles:
+        graphs[role] = named[role] if named[role] is not None else _graph_of(model, role)
+        if graphs[role] is None and role not in optional:
+            raise UserInputError(
+                f"give a MODEL (a run or export directory, or a .onnx file), --{role}, or --demo for the demo model"
+            )
+    checkpoints = {role: g for role, g in graphs.items() if g is not None and _is_checkpoint(Path(g))}
+    if checkpoints:
+        source = next(iter(checkpoints.values()))
+        require_torch_for(source)
+        from .pytorch import checkpoint_pair
+
+        pair = checkpoint_pair(source, prior=None)  # the prior export would fit, so samples match the export's
+        from .errors import note
+
+        note(f"{source} is a checkpoint: running it with PyTorch (vaectl export makes the ONNX graphs)")
+        graphs.update({role: getattr(pair, role) for role in checkpoints})
+    return graphs
+
+
+def require_torch_for(checkpoint) -> None:
+    """UserInputError naming the way on when a checkpoint is given to an install without torch."""
+    import importlib.util
+    from pathlib import Path
+
+    from .errors import UserInputError
+
+    if importlib.util.find_spec("torch") is None:
+        run = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
+        raise UserInputError(
+            f"{checkpoint} is a PyTorch checkpoint, which needs the [train] extra (pip install 'vaectl[train]'); "
+            f"or export it where torch is installed (vaectl export {run} --out {run / 'onnx'}) and give the export"
+        )
+
+
+def _graph_of(model, role: str):
+    """MODEL's graph of `role`: a directory as it is (vaectl.infer finds the graph in it), a .onnx file, or the
+    other role's graph beside it (encoder.onnx for a decoder.onnx MODEL)."""
+    from pathlib import Path
+
+    from . import layout
+
+    if model is None:
+        return None
+    path = Path(model)
+    if path.suffix.lower() != ".onnx" or path.name.startswith(role):
+        return model
+    beside = path.parent / layout.graph_name(role)
+    return beside if beside.is_file() else model
+
+
+def _is_checkpoint(path) -> bool:
+    """A .pt file, or a run directory with a checkpoint and no export in it."""
+    from . import layout
+
+    if path.is_file():
+        return path.suffix.lower() == ".pt"
+    if not path.is_dir() or layout.export_dirs_in(path):
+        return False
+    return any((path / name).is_file() for name in (layout.BEST_CHECKPOINT, layout.LAST_CHECKPOINT))
 
 
 @contextlib.contextmanager

@@ -12,10 +12,14 @@ from .cli_common import (
     ANY_PATH,
     DIR_PATH,
     FILE_PATH,
+    MODEL_HELP,
     TerminalProgress,
     decoder_option,
     encoder_option,
     handle_errors,
+    model_and_images,
+    model_argument,
+    model_graphs,
     wrote,
 )
 from .contract import INFORMATIVE_RULE
@@ -44,24 +48,8 @@ _DEMO = click.option(
 )
 
 
-def _model(path, demo: bool, role: str):
-    """The graph a command runs: the path given with --decoder/--encoder, or the shipped demo's with --demo."""
-    from .errors import UserInputError
-
-    if demo and path is not None:
-        raise UserInputError(f"give --{role} or --demo, not both")
-    if demo:
-        from .demo import demo_path
-
-        return demo_path(role)
-    if path is None:
-        raise UserInputError(
-            f"give --{role} {role}.onnx or an export directory (or --demo for the demo model shipped with vaectl)"
-        )
-    return path
-
-
-@click.command()
+@click.command(epilog=MODEL_HELP)
+@model_argument()
 @decoder_option()
 @_DEMO
 @click.option("-n", "n", type=int, default=64, show_default=True, help="Images to draw (per class with --label all).")
@@ -112,12 +100,27 @@ def _model(path, demo: bool, role: str):
 @_THREADS
 @handle_errors
 def generate(
-    decoder, demo, n, seed, temperature, prior, label, same_z, guidance, out, out_dir, nrow, overwrite, scale, threads
+    model,
+    decoder,
+    demo,
+    n,
+    seed,
+    temperature,
+    prior,
+    label,
+    same_z,
+    guidance,
+    out,
+    out_dir,
+    nrow,
+    overwrite,
+    scale,
+    threads,
 ):
     """Draw new images from a decoder (no torch needed)."""
     from .infer import commands
 
-    decoder = _model(decoder, demo, "decoder")
+    decoder = model_graphs(model, ("decoder",), decoder=decoder, demo=demo)["decoder"]
     bar = TerminalProgress("generating")
     try:
         total = commands.generate(
@@ -142,32 +145,33 @@ def generate(
     wrote(plural(total, "image"), out or out_dir)
 
 
-@click.command()
+@click.command(epilog=MODEL_HELP)
 @encoder_option()
 @decoder_option()
 @_DEMO
-@click.argument("images", nargs=-1, required=True, type=FILE_PATH)
+@click.argument("paths", nargs=-1, required=True, type=ANY_PATH, metavar="[MODEL] IMAGES...")
 @click.option("--out", required=True, type=FILE_PATH, help="PNG grid: originals above reconstructions.")
 @click.option("--label", default=None, help=f"{_LABEL_HELP}: the class of the input images.")
 @click.option("--nrow", type=int, default=8, show_default=True, help="Images per row.")
 @_SCALE
 @_THREADS
 @handle_errors
-def reconstruct(encoder, decoder, demo, images, out, label, nrow, scale, threads):
+def reconstruct(encoder, decoder, demo, paths, out, label, nrow, scale, threads):
     """Encode images and decode their posterior means; originals above reconstructions."""
     from .infer import commands
 
-    encoder = _model(encoder, demo, "encoder")
-    decoder = _model(decoder, demo, "decoder")
+    model, images = model_and_images(paths, encoder is not None or decoder is not None or demo)
+    graphs = model_graphs(model, ("encoder", "decoder"), encoder=encoder, decoder=decoder, demo=demo)
+    encoder, decoder = graphs["encoder"], graphs["decoder"]
     count = commands.reconstruct(encoder, decoder, images, out, label=label, nrow=nrow, threads=threads, scale=scale)
     wrote(plural(count, "reconstruction"), out)
 
 
-@click.command()
+@click.command(epilog=MODEL_HELP)
 @encoder_option("encoder.onnx (or its export directory), to interpolate between two images.")
 @decoder_option()
 @_DEMO
-@click.argument("images", nargs=-1, type=FILE_PATH)
+@click.argument("paths", nargs=-1, type=ANY_PATH, metavar="[MODEL] [A B]")
 @click.option("--seed-a", type=int, default=None, help="Without images: the seed of the first random latent point.")
 @click.option("--seed-b", type=int, default=None, help="Without images: the seed of the second random latent point.")
 @click.option("--steps", type=int, default=10, show_default=True, help="Images in the strip, endpoints included.")
@@ -190,13 +194,14 @@ def reconstruct(encoder, decoder, demo, images, out, label, nrow, scale, threads
 @_FPS
 @_THREADS
 @handle_errors
-def interpolate(encoder, decoder, demo, images, seed_a, seed_b, steps, method, label, prior, out, scale, fps, threads):
+def interpolate(encoder, decoder, demo, paths, seed_a, seed_b, steps, method, label, prior, out, scale, fps, threads):
     """Decode a path between two images (A.png B.png) or two random latent points (--seed-a/--seed-b)."""
     from .infer import commands
 
-    if demo and images and encoder is None:
-        encoder = _model(None, demo, "encoder")
-    decoder = _model(decoder, demo, "decoder")
+    model, images = model_and_images(paths, encoder is not None or decoder is not None or demo)
+    roles = ("encoder", "decoder") if images else ("decoder",)
+    graphs = model_graphs(model, roles, encoder=encoder, decoder=decoder, demo=demo)
+    encoder, decoder = graphs.get("encoder", encoder), graphs["decoder"]
     count = commands.interpolate(
         decoder,
         out,
@@ -222,7 +227,8 @@ informative first. Without --dim or --all: the informative dimensions ({INFORMAT
 """
 
 
-@click.command(help=TRAVERSE_HELP)
+@click.command(help=TRAVERSE_HELP, epilog=MODEL_HELP)
+@model_argument()
 @decoder_option()
 @_DEMO
 @click.option(
@@ -262,14 +268,30 @@ informative first. Without --dim or --all: the informative dimensions ({INFORMAT
 @_THREADS
 @handle_errors
 def traverse(
-    decoder, demo, dims, all_dims, span, steps, seed, label, prior, encoder, image, out, no_labels, scale, fps, threads
+    model,
+    decoder,
+    demo,
+    dims,
+    all_dims,
+    span,
+    steps,
+    seed,
+    label,
+    prior,
+    encoder,
+    image,
+    out,
+    no_labels,
+    scale,
+    fps,
+    threads,
 ):
     """Vary one latent component at a time while the others stay fixed (TRAVERSE_HELP)."""
     from .infer import commands
 
-    if demo and image is not None and encoder is None:
-        encoder = _model(None, demo, "encoder")
-    decoder = _model(decoder, demo, "decoder")
+    roles = ("encoder", "decoder") if image is not None else ("decoder",)
+    graphs = model_graphs(model, roles, encoder=encoder, decoder=decoder, demo=demo)
+    encoder, decoder = graphs.get("encoder", encoder), graphs["decoder"]
     chosen = commands.traverse(
         decoder,
         out,
@@ -333,7 +355,7 @@ def data_images(data_dir, split, label, count, out, out_dir, overwrite, scale):
 @click.command()
 @encoder_option()
 @_DEMO
-@click.argument("images", nargs=-1, type=FILE_PATH)
+@click.argument("paths", nargs=-1, type=ANY_PATH, metavar="[MODEL] [IMAGES...]")
 @click.option(
     "--data",
     "data_dir",
@@ -356,11 +378,12 @@ def data_images(data_dir, split, label, count, out, out_dir, overwrite, scale):
 @click.option("--batch-size", type=int, default=256, show_default=True, help="Images encoded at a time.")
 @_THREADS
 @handle_errors
-def encode(encoder, demo, images, data_dir, split, out, logvar, label, batch_size, threads):
+def encode(encoder, demo, paths, data_dir, split, out, logvar, label, batch_size, threads):
     """Write the posterior means (deterministic embeddings) of images or a dataset as .npy or .csv."""
     from .infer import commands
 
-    encoder = _model(encoder, demo, "encoder")
+    model, images = model_and_images(paths, encoder is not None or demo)
+    encoder = model_graphs(model, ("encoder",), encoder=encoder, demo=demo)["encoder"]
     bar = TerminalProgress("encoding")
     try:
         rows = commands.encode(
@@ -380,18 +403,36 @@ def encode(encoder, demo, images, data_dir, split, out, logvar, label, batch_siz
     wrote(plural(rows, "latent row"), out)
 
 
-@click.command()
-@click.argument("model", type=FILE_PATH)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.command(epilog=MODEL_HELP)
+@click.argument("model", type=ANY_PATH)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list with a directory's graphs).")
 @handle_errors
 def info(model, as_json):
-    """Print an ONNX graph's role, vaectl metadata, and input/output names and shapes."""
+    """Print an ONNX graph's role, vaectl metadata, and input/output names and shapes (of each graph of a run or
+    export directory)."""
     import json
+    from pathlib import Path
 
+    from . import layout
+    from .cli_common import require_torch_for
+    from .errors import UserInputError
     from .infer import describe_model, format_description
+    from .infer.sessions import graph_path
 
-    d = describe_model(model)
-    click.echo(json.dumps(d, indent=2) if as_json else format_description(d))
+    path = Path(model)
+    if path.suffix.lower() == ".pt":
+        require_torch_for(path)
+        raise UserInputError(f"{path} is a checkpoint; info describes exported graphs: vaectl export {path.parent}")
+    graphs = [path]
+    if path.is_dir():
+        graphs = [graph_path(path, "decoder")]  # a directory without a decoder: its error says what to do
+        encoder = graphs[0].parent / layout.graph_name("encoder")
+        graphs = [encoder, *graphs] if encoder.is_file() else graphs
+    found = [describe_model(g) for g in graphs]
+    if as_json:
+        click.echo(json.dumps(found if path.is_dir() else found[0], indent=2))
+    else:
+        click.echo("\n\n".join(format_description(d) for d in found))
 
 
 COMMANDS = (generate, reconstruct, interpolate, traverse, data_images, encode, info)

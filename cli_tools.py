@@ -8,7 +8,16 @@ import sys
 
 import click
 
-from .cli_common import ANY_PATH, DIR_PATH, decoder_option, encoder_option, handle_errors, wrote
+from .cli_common import (
+    ANY_PATH,
+    DIR_PATH,
+    MODEL_HELP,
+    decoder_option,
+    encoder_option,
+    handle_errors,
+    model_argument,
+    wrote,
+)
 
 # ----------------------------------------------------------------------------- doctor
 
@@ -30,10 +39,10 @@ def doctor(as_json, no_smoke):
 
 
 # ----------------------------------------------------------------------------- explore
-@click.command()
-@click.argument("source", required=False, type=ANY_PATH)
-@decoder_option("decoder.onnx, instead of SOURCE.")
-@encoder_option("encoder.onnx, for the map and your own images [SOURCE's].")
+@click.command(epilog=MODEL_HELP)
+@model_argument()
+@decoder_option("decoder.onnx, instead of MODEL.")
+@encoder_option("encoder.onnx, for the map and your own images [MODEL's].")
 @click.option(
     "--data",
     "data_dir",
@@ -59,31 +68,31 @@ def doctor(as_json, no_smoke):
     help="With --site: replace the static site already in that folder (deletes its files, nothing else).",
 )
 @handle_errors
-def explore(source, decoder, encoder, data_dir, host, port, no_browser, out_dir, overwrite):
+def explore(model, decoder, encoder, data_dir, host, port, no_browser, out_dir, overwrite):
     """Explore a model's latent space in the browser: sliders, a 2-D pad, the latent map, samples, paths.
 
-    SOURCE is what `vaectl export` wrote (or a run directory holding an export). The graphs run in the
-    page (onnxruntime-web); this process only serves files and small JSON. No SOURCE: the demo model.
+    MODEL is what `vaectl export` wrote (or a run directory holding an export). The graphs run in the
+    page (onnxruntime-web); this process only serves files and small JSON. No MODEL: the demo model.
     """
     from .errors import UserInputError
     from .explore import load_explore_model, make_server, server_url, write_site
 
-    if source is None and decoder is None:
+    if model is None and decoder is None:
         try:
             from .demo import demo_dir
         except ImportError:
             raise UserInputError("no demo model in this install: give an export directory or --decoder") from None
-        source = demo_dir()
+        model = demo_dir()
     if overwrite and out_dir is None:
         raise UserInputError("--overwrite goes with --site (the server writes no files)")
     if not 0 <= port <= 65535:
         raise UserInputError(f"--port must be 0..65535, got {port}")
-    model = load_explore_model(source, decoder, encoder, data_dir)
+    explored = load_explore_model(model, decoder, encoder, data_dir)
     if out_dir is not None:
-        written = write_site(model, out_dir, overwrite=overwrite)
+        written = write_site(explored, out_dir, overwrite=overwrite)
         wrote(f"a static site ({len(written)} files; serve it over http, .mjs as text/javascript)", out_dir)
         return
-    server = make_server(model, host, port)
+    server = make_server(explored, host, port)
     url = server_url(server)
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: listening on {host}: other machines on the network can open this page", err=True)

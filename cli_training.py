@@ -10,7 +10,16 @@ import sys
 
 import click
 
-from .cli_common import ANY_PATH, TerminalProgress, decoder_option, encoder_option, handle_errors
+from .cli_common import (
+    ANY_PATH,
+    MODEL_HELP,
+    TerminalProgress,
+    decoder_option,
+    encoder_option,
+    handle_errors,
+    model_argument,
+    model_graphs,
+)
 from .models.presets import CONDITIONAL, PRESETS  # torch-free
 from .training.config import default  # torch-free: the defaults shown in --help
 
@@ -213,7 +222,7 @@ def train(resume, overwrite, preset, epochs, hidden, conv_channels, channels, **
 
 
 @click.command()
-@click.argument("source", type=ANY_PATH)
+@click.argument("model", type=ANY_PATH, metavar="MODEL")
 @click.option(
     "--out",
     "out_dir",
@@ -253,12 +262,13 @@ def train(resume, overwrite, preset, epochs, hidden, conv_channels, channels, **
     "Re-exporting a run into a folder inside it needs no flag.",
 )
 @handle_errors
-def export(source, out_dir, last, opset, atol, fp16, int8, prior, data_dir, overwrite):
-    """Export RUN_DIR or CHECKPOINT to verified ONNX encoder/decoder graphs (needs the [train] extra)."""
+def export(model, out_dir, last, opset, atol, fp16, int8, prior, data_dir, overwrite):
+    """Export MODEL, a run directory or a .pt checkpoint, to verified ONNX encoder/decoder graphs (needs the
+    [train] extra)."""
     from .export import export_model  # imports torch and onnx
 
     result = export_model(
-        source,
+        model,
         out_dir,
         last=last,
         opset=opset,
@@ -266,7 +276,7 @@ def export(source, out_dir, last, opset, atol, fp16, int8, prior, data_dir, over
         fp16=fp16,
         int8=int8,
         prior=prior,
-        data=data_dir,
+        data_dir=data_dir,
         overwrite=overwrite,
         log=lambda m: click.echo(m, err=True),
     )
@@ -275,8 +285,8 @@ def export(source, out_dir, last, opset, atol, fp16, int8, prior, data_dir, over
 
 
 # ----------------------------------------------------------------------------- eval
-@click.command("eval")
-@click.argument("source", required=False, type=ANY_PATH)
+@click.command("eval", epilog=MODEL_HELP)
+@model_argument()
 @encoder_option("encoder.onnx or its export directory (torch-free path, with --decoder).")
 @decoder_option("decoder.onnx or its export directory (torch-free path, with --encoder).")
 @click.option("--data", "data_dir", type=ANY_PATH, default=None, help="IDX or image folder to score (its test split).")
@@ -286,7 +296,7 @@ def export(source, out_dir, last, opset, atol, fp16, int8, prior, data_dir, over
     help="mnist-sample or a torchvision dataset (checkpoint path only) [what the model was trained on].",
 )
 @click.option("--k", type=int, default=1000, show_default=True, help="Importance samples per image for the IWAE bound.")
-@click.option("--n", "n", type=int, default=None, help="Score only the first N test images [all].")
+@click.option("-n", "n", type=int, default=None, help="Score only the first N test images [all].")
 @click.option(
     "--binarize", is_flag=True, help="Score a fixed stochastic binarization of the pixels (exact NLL for bernoulli)."
 )
@@ -301,26 +311,21 @@ def export(source, out_dir, last, opset, atol, fp16, int8, prior, data_dir, over
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @handle_errors
-def eval_(source, encoder, decoder, data_dir, dataset, k, n, binarize, seed, last, threads, prior, as_json):
+def eval_(model, encoder, decoder, data_dir, dataset, k, n, binarize, seed, last, threads, prior, as_json):
     """Score a model on test data: negative ELBO, IWAE NLL bound, bits/dim, active units, KL per dimension.
 
-    SOURCE is a run directory or checkpoint (needs the [train] extra); or give --encoder and --decoder
-    to score exported ONNX graphs on the base install. The bounds are given under N(0, I) and under the
+    A run directory or checkpoint is scored with PyTorch (the [train] extra; without it, the run's export);
+    exported graphs with onnxruntime (the base install). The bounds are given under N(0, I) and under the
     prior `vaectl generate` samples from (the mixture `vaectl export` fits), when that is another.
     """
     import json
 
-    from .errors import UserInputError
     from .scoring import format_report
 
-    onnx_path = encoder is not None or decoder is not None
-    if onnx_path == (source is not None):
-        raise UserInputError("give either a run directory/checkpoint, or --encoder and --decoder")
+    source, encoder, decoder = _eval_source(model, encoder, decoder)
     progress = TerminalProgress("scoring")
     try:
-        if onnx_path:
-            if encoder is None or decoder is None:
-                raise UserInputError("the ONNX path needs both --encoder and --decoder")
+        if source is None:
             from .infer.evaluate import evaluate_onnx
 
             report = evaluate_onnx(
@@ -358,6 +363,30 @@ def eval_(source, encoder, decoder, data_dir, dataset, k, n, binarize, seed, las
         for warning in report.warnings():
             click.echo(f"warning: {warning}", err=True)
     click.echo(json.dumps(report.to_dict()) if as_json else format_report(report))
+
+
+def _eval_source(model, encoder, decoder):
+    """(checkpoint or run directory to score with PyTorch, or None; encoder and decoder graphs otherwise)."""
+    import importlib.util
+    from pathlib import Path
+
+    from . import layout
+    from .errors import UserInputError, note
+
+    if model is None and encoder is None and decoder is None:
+        raise UserInputError("give a MODEL (a run directory, checkpoint, export directory or .onnx file)")
+    path = Path(model) if model is not None else None
+    checkpoint = path is not None and (
+        path.suffix.lower() == ".pt"
+        or (path.is_dir() and any((path / c).is_file() for c in (layout.BEST_CHECKPOINT, layout.LAST_CHECKPOINT)))
+    )
+    if checkpoint and encoder is None and decoder is None:
+        exported = path.is_dir() and layout.export_dirs_in(path)
+        if importlib.util.find_spec("torch") is not None or not exported:
+            return model, None, None
+        note(f"scoring the export in {path} with onnxruntime: this install has no torch to score its checkpoint")
+    graphs = model_graphs(model, ("encoder", "decoder"), encoder=encoder, decoder=decoder)
+    return None, graphs["encoder"], graphs["decoder"]
 
 
 COMMANDS = (train, export, eval_)

@@ -72,6 +72,14 @@ IMAGE, Z, LABEL, GUIDANCE = "image", "z", "label", "guidance"
 MU, LOGVAR = "mu", "logvar"
 CONTEXT_LOGITS, BASE_LOGITS = "context_logits", "base_logits"
 
+# metadata keys that are read back (the loose "vaectl.<field>" keys are for humans only)
+ROLE_KEY, CONFIG_KEY, FORMAT_KEY, VARIANT_KEY = (
+    "vaectl.role",
+    "vaectl.config",
+    "vaectl.format_version",
+    "vaectl.variant",
+)
+VERSION_KEY, CHECKPOINT_KEY, KL_KEY = "vaectl.version", "vaectl.checkpoint_sha256", "vaectl.kl_per_dim"
 # the fitted prior in a decoder's metadata, and its kinds
 PRIOR_KEY = "vaectl.prior"
 PRIOR_GMM = "gmm"
@@ -184,16 +192,16 @@ def build_metadata(
         f"vaectl.{key}": fields[key] if isinstance(fields[key], str) else json.dumps(fields[key]) for key in _LOOSE_KEYS
     }
     props = {
-        "vaectl.format_version": str(format_version(config, prior)),
-        "vaectl.role": role,
-        "vaectl.variant": variant,
+        FORMAT_KEY: str(format_version(config, prior)),
+        ROLE_KEY: role,
+        VARIANT_KEY: variant,
         **loose,
-        "vaectl.version": __version__,
-        "vaectl.checkpoint_sha256": checkpoint_sha256,
-        "vaectl.config": json.dumps(fields, sort_keys=True),
+        VERSION_KEY: __version__,
+        CHECKPOINT_KEY: checkpoint_sha256,
+        CONFIG_KEY: json.dumps(fields, sort_keys=True),
     }
     if kl_per_dim is not None:
-        props["vaectl.kl_per_dim"] = json.dumps([round(float(v), 5) for v in kl_per_dim])
+        props[KL_KEY] = json.dumps([round(float(v), 5) for v in kl_per_dim])
     if prior is not None:
         if role != "decoder":
             raise ValueError("only a decoder carries a prior")
@@ -211,31 +219,31 @@ def metadata_of(info: GraphInfo, variant: str | None = None) -> dict[str, str]:
 
 def parse_metadata(props: dict[str, str], source: str = "model") -> GraphInfo:
     """Metadata dict (e.g. onnxruntime's `custom_metadata_map`) -> GraphInfo, or UserInputError."""
-    if "vaectl.role" not in props or "vaectl.config" not in props:
+    if ROLE_KEY not in props or CONFIG_KEY not in props:
         raise UserInputError(f"{source}: not a vaectl export (no vaectl metadata); export it with `vaectl export`")
     try:
-        version = int(props.get("vaectl.format_version", "0"))
+        version = int(props.get(FORMAT_KEY, "0"))
     except ValueError:
         raise UserInputError(f"{source}: malformed vaectl.format_version") from None
     if version > FORMAT_VERSION:
         raise UserInputError(
             f"{source}: export format {version} is newer than this vaectl reads ({FORMAT_VERSION}); upgrade vaectl"
         )
-    role = props["vaectl.role"]
+    role = props[ROLE_KEY]
     if role not in ROLES:
         raise UserInputError(f"{source}: unknown role {role!r}")
     try:
-        config = VAEConfig.from_dict(json.loads(props["vaectl.config"]))
+        config = VAEConfig.from_dict(json.loads(props[CONFIG_KEY]))
     except json.JSONDecodeError:
         raise UserInputError(f"{source}: malformed vaectl.config metadata") from None
     return GraphInfo(
         role=role,
         config=config,
-        checkpoint_sha256=props.get("vaectl.checkpoint_sha256", ""),
-        variant=props.get("vaectl.variant", "fp32"),
-        vaectl_version=props.get("vaectl.version", ""),
+        checkpoint_sha256=props.get(CHECKPOINT_KEY, ""),
+        variant=props.get(VARIANT_KEY, "fp32"),
+        vaectl_version=props.get(VERSION_KEY, ""),
         format_version=version,
-        kl_per_dim=_parse_kl(props.get("vaectl.kl_per_dim"), config.latent_dim, source),
+        kl_per_dim=_parse_kl(props.get(KL_KEY), config.latent_dim, source),
         prior=_parse_prior(props.get(PRIOR_KEY), config, role, source),
     )
 

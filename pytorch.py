@@ -14,19 +14,15 @@ Like doctor/, this joins siblings (export/ and infer/), which do not import each
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from . import contract
 from .contract import ROLES, build_metadata
-from .errors import UserInputError
-from .export.prior import torch_encoder
 from .export.verify import torch_outputs
 from .files import file_sha256
 from .infer import Decoder, Encoder, VAEPair
-from .models.checkpoint import load_model
-from .prior.fit import fit_prior, parse_choice, training_data
+from .models.checkpoint import Checkpoint
 
 
 @dataclass(frozen=True)
@@ -71,22 +67,9 @@ def checkpoint_pair(source, last: bool = False, prior: str | None = "normal") ->
     prior: "normal", N(0, I) only (nothing to fit: opens at once); or export's --prior (None: gmm when the
     training data is at hand, "gmm", "gmm:K"), the same fit `vaectl export` makes (seconds), so that the
     decoder samples by default what the exported one does."""
-    model, ckpt = load_model(source, last=last)
-    path = Path(ckpt["path"])
-    sha, kl = file_sha256(path), ckpt.get("kl_per_dim")
-    spec = None if prior == "normal" else _fitted_prior(model, ckpt, prior)
+    ckpt = Checkpoint.load(source, last=last)
+    model, path = ckpt.model(), ckpt.path
+    sha, kl = file_sha256(path), ckpt.kl_per_dim
+    spec = None if prior == "normal" else ckpt.prior_plan(prior).fit()[0]
     sessions = {role: TorchSession(model, role, sha, kl, spec if role == "decoder" else None) for role in ROLES}
     return VAEPair(Encoder(path, session=sessions["encoder"]), Decoder(path, session=sessions["decoder"]))
-
-
-def _fitted_prior(model, ckpt: dict, prior: str | None) -> dict | None:
-    """The prior document export would write for `prior` (None when it is not asked for by name and the
-    training data is not at hand, as export does)."""
-    choice = parse_choice(prior)
-    try:
-        data = training_data(ckpt)
-    except UserInputError as e:
-        if choice.explicit:
-            raise UserInputError(f"cannot fit the prior: {e}") from None
-        return None
-    return fit_prior(torch_encoder(model), model.config, data, choice)[0]

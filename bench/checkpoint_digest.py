@@ -6,9 +6,9 @@ Builds the quality preset's model for 28x28 grayscale images (Fashion-MNIST's sh
 one step, as training saves it every epoch, then times (median of --repeats):
   digest        vaectl.models.checkpoint.payload_digest over the whole payload (what save and load add)
   torch.save    serializing the same payload into memory
-  save          save_checkpoint to a file in --dir: digest + serialize + write + fsync + os.replace
+  save          save_state to a file in --dir: digest + serialize + write + fsync + os.replace
   torch.load    loading that file with weights_only=True
-  load          load_checkpoint: torch.load + the magic/format checks + verifying the digest
+  load          read_state: torch.load + the magic/format checks + verifying the digest
 Prints figures; asserts nothing.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from vaectl.models import VAEConfig
-from vaectl.models.checkpoint import load_checkpoint, payload_digest, save_checkpoint
+from vaectl.models.checkpoint import payload_digest, read_state, save_state
 from vaectl.models.presets import PRESETS
 from vaectl.models.vae import VAE
 
@@ -68,14 +68,14 @@ def main() -> None:
     state = {k: v for k, v in payload.items() if k not in ("format", "format_version")}
     with tempfile.TemporaryDirectory(dir=args.dir) as d:
         path = Path(d) / "last.pt"
-        save_checkpoint(path, state)
+        save_state(path, state)
         size = path.stat().st_size
         timings = {
             "digest": median_seconds(lambda: payload_digest(payload), args.repeats),
             "torch.save": median_seconds(lambda: torch.save(payload, io.BytesIO()), args.repeats),
-            "save": median_seconds(lambda: save_checkpoint(path, state), args.repeats),
+            "save": median_seconds(lambda: save_state(path, state), args.repeats),
             "torch.load": median_seconds(lambda: torch.load(path, weights_only=True), args.repeats),
-            "load": median_seconds(lambda: load_checkpoint(path), args.repeats),
+            "load": median_seconds(lambda: read_state(path), args.repeats),
         }
     print(
         f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads; "

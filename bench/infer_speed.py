@@ -36,9 +36,9 @@ import numpy as np
 
 TORCH_SCRIPT = """
 import sys, torch
-from vaectl.models.checkpoint import load_model
+from vaectl.models.checkpoint import Checkpoint
 from vaectl.files import save_grid, to_uint8_images
-model, _ = load_model(sys.argv[1])
+model = Checkpoint.load(sys.argv[1]).model()
 z = torch.randn(64, model.config.latent_dim, generator=torch.Generator().manual_seed(0))
 with torch.no_grad():
     images = torch.sigmoid(model.decoder(z)).numpy()
@@ -78,12 +78,12 @@ def decoder_speed(graphs: dict[str, Path], run_dir: Path, latent_dim: int, secon
     import torch
 
     from vaectl.infer import Decoder
-    from vaectl.models.checkpoint import load_model
+    from vaectl.models.checkpoint import Checkpoint
 
     rng = np.random.default_rng(0)
     z1, z256 = rng.standard_normal((1, latent_dim), np.float32), rng.standard_normal((256, latent_dim), np.float32)
     results = {}
-    model, _ = load_model(run_dir)
+    model = Checkpoint.load(run_dir).model()
     t1, t256 = torch.from_numpy(z1), torch.from_numpy(z256)
 
     def eager(z, decoder=model.decoder):

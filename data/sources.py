@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserInputError
-from . import MNIST_SAMPLE, ImageDataset, load_data, resize_dataset
+from ..errors import UserInputError, arg
+from . import MNIST_SAMPLE, ImageDataset, load_data, recorded_data_dir, resize_dataset
 
 TORCHVISION_DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST", "cifar10": "CIFAR10"}
 DATASET_CHOICES = (MNIST_SAMPLE, *TORCHVISION_DATASETS)
@@ -51,3 +52,29 @@ def load_training_data(
     if dataset not in TORCHVISION_DATASETS:
         raise UserInputError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASET_CHOICES)}")
     return resize_dataset(load_torchvision(dataset, cache_dir), image_size, channels)
+
+
+def load_run_data(train: Mapping, config, run, data_dir=None, dataset: str | None = None) -> ImageDataset:
+    """The images a run trained on, as its settings record them (`train`: a checkpoint's or config.json's), or
+    `data_dir` / `dataset` in their place, read with the run's recipe (its image_size and channels), so that
+    every command reading a run's data reads the images it trained on. They must then have the model's image
+    shape (`config`: its VAEConfig). UserInputError naming data_dir otherwise."""
+    if data_dir is None and dataset is None:
+        if not train:
+            raise UserInputError(f"{run} does not record the data it was trained on: give {arg('data_dir')}")
+        data_dir = recorded_data_dir(train, run) if train.get("data") else None
+        dataset = None if data_dir is not None else train.get("dataset") or MNIST_SAMPLE
+    size, channels, seed = train.get("image_size"), train.get("channels"), train.get("seed", 0)
+    try:
+        ds = load_training_data(data_dir, dataset, size, channels, train.get("cache_dir"), seed)
+    except UserInputError as e:
+        if dataset in TORCHVISION_DATASETS and data_dir is None:
+            raise UserInputError(f"{e}; give {arg('data_dir')} with its images") from None
+        raise
+    if tuple(ds.image_shape) != config.image_shape:
+        raise UserInputError(
+            f"dataset {ds.name!r} has images of shape {tuple(ds.image_shape)}, but the model takes {config.image_shape}"
+        )
+    if config.conditional and (ds.train_labels is None or ds.test_labels is None):
+        raise UserInputError(f"dataset {ds.name!r} has no labels; the conditional model needs them")
+    return ds

@@ -21,18 +21,12 @@ SMOKE_IMAGES = 16
 SMOKE_PIXEL_TOL = 1e-3  # ONNX on the CPU vs PyTorch on the training device, pixels in [0, 1]
 
 
-def _load_model(path):
-    """(VAE on the CPU, checkpoint dict)."""
-    from ..models.checkpoint import load_model
-
-    return load_model(path, map_location="cpu")
-
-
 def smoke_run(device: str, amp: bool, workdir: Path) -> Check:
     """Train one epoch of a small MLP on `device`, export it on the CPU (which verifies ONNX vs PyTorch), generate
     through onnxruntime, and compare those images with the trained model's own on `device`."""
     from ..export import export_model
     from ..infer import Decoder
+    from ..models.checkpoint import Checkpoint
     from ..training import TrainConfig, train
 
     name = f"smoke {device}" + (" (bf16 amp)" if amp else "")
@@ -53,9 +47,7 @@ def smoke_run(device: str, amp: bool, workdir: Path) -> Check:
         z = decoder.latents(SMOKE_IMAGES, seed=0)  # (16, D)
         onnx_images = decoder.decode_float(z)  # (16, 1, 28, 28) in [0, 1]
         times["generate"] = time.perf_counter() - t0
-        model = _load_model(run / layout.BEST_CHECKPOINT)[0].to(
-            device
-        )  # the export's checkpoint, back on the training device
+        model = Checkpoint.load(run / layout.BEST_CHECKPOINT).model().to(device)  # back on the training device
         with torch.no_grad():
             torch_images = torch.sigmoid(model.decoder(torch.from_numpy(z).to(device), None)).float().cpu().numpy()
     except Exception as e:  # the smoke run reports what broke; a traceback would hide the other checks

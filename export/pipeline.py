@@ -20,14 +20,12 @@ from pathlib import Path
 import onnx
 
 from .. import layout
-from ..contract import ROLES, parse_metadata
-from ..data import ImageDataset
+from ..contract import CHECKPOINT_KEY, ROLES, parse_metadata
 from ..errors import UserInputError, VerificationError, WriteFailedError, arg
 from ..files import Output, claim_out_dir, file_sha256, fsync_dir, os_error_reason, write_temp_beside
-from ..models.checkpoint import load_model
-from ..prior.fit import PriorChoice, fit_prior, parse_choice, training_data
+from ..models.checkpoint import Checkpoint
 from .graphs import check_opset, export_graph
-from .prior import torch_encoder, verify_prior
+from .prior import verify_prior
 from .variants import to_fp16, to_int8
 from .verify import VERIFY_BATCH_SIZES, Report, verify_against_torch, verify_variant
 
@@ -54,7 +52,7 @@ def _exported_from(path: Path) -> str | None:
         model = onnx.load(str(path), load_external_data=False)
     except Exception:  # not a graph we can read: not ours to replace without overwrite
         return None
-    return next((p.value for p in model.metadata_props if p.key == "vaectl.checkpoint_sha256"), None)
+    return next((p.value for p in model.metadata_props if p.key == CHECKPOINT_KEY), None)
 
 
 @dataclass
@@ -117,50 +115,6 @@ def _sample_images(config):
     return load_mnist_sample().test[: max(VERIFY_BATCH_SIZES)]
 
 
-@dataclass
-class _PriorPlan:
-    """What export does about the prior: the data to fit it to (read before anything is logged or created, so
-    bad --data is one error line), or the line saying why none is fitted; then the fit and its verification."""
-
-    choice: PriorChoice
-    data: ImageDataset | None
-    none_fitted: str = ""
-    spec: dict | None = None
-
-    @classmethod
-    def of(cls, ckpt: dict, prior: str | None, data) -> _PriorPlan:
-        choice = parse_choice(prior)
-        if choice.kind == "normal":
-            if data is not None:
-                raise UserInputError(
-                    f"{arg('data')} is the data to fit the prior to; {arg('prior', 'normal')} fits none"
-                )
-            return cls(choice, None, "prior: none fitted (--prior normal): samples come from N(0, I)")
-        try:
-            return cls(choice, training_data(ckpt, data))
-        except UserInputError as e:
-            if choice.explicit or data is not None:
-                raise UserInputError(f"cannot fit the prior: {e}") from None
-            return cls(
-                choice,
-                None,
-                f"prior: none fitted, the training data is not at hand ({e}); samples come from "
-                "N(0, I) (--data DIR fits one)",
-            )
-
-    def fit(self, model, log) -> dict | None:
-        if self.data is None:
-            log(self.none_fitted)
-        else:
-            self.spec, line = fit_prior(torch_encoder(model), model.config, self.data, self.choice)
-            log(line)
-        return self.spec
-
-    def verify(self, staged_decoder: Path, config, failures: list[str]) -> None:
-        if self.spec is not None:  # the prior as the published decoder carries it
-            verify_prior(_staged_info(staged_decoder).prior, config, failures)
-
-
 def _staged_info(path: Path):
     graph = onnx.load(str(path), load_external_data=False)
     return parse_metadata({p.key: p.value for p in graph.metadata_props}, str(path))
@@ -196,14 +150,14 @@ def export_model(
     fp16: bool = False,
     int8: bool = False,
     prior: str | None = None,
-    data=None,
+    data_dir=None,
     overwrite: bool = False,
     log: Callable[[str], None] = print,
 ) -> ExportResult:
     """Export a checkpoint (or run directory) to verified ONNX graphs in `out_dir`.
 
     prior: "normal" (none fitted: N(0, I)), "gmm" or "gmm:K" (a mixture of K Gaussians fitted to the encoded
-    training images, vaectl.prior.fit) [None: gmm when the training data, the run's own or `data`, is at hand].
+    training images, vaectl.prior.fit) [None: gmm when the training data, the run's own or `data_dir`, is at hand].
     Raises UserInputError for bad input (nothing written) and VerificationError when a graph fails a
     check (every failure listed; nothing written, existing files untouched). An out_dir holding graphs of
     another run is refused unless overwrite=True (files.claim_out_dir); once the new graphs are published,
@@ -212,8 +166,8 @@ def export_model(
     opset = check_opset(opset)
     if not isinstance(atol, (int, float)) or not math.isfinite(atol) or atol < 0:
         raise UserInputError(f"{arg('atol')} must be a finite number >= 0, got {atol}")
-    model, ckpt = load_model(source, last=last)
-    config, ckpt_path = model.config, Path(ckpt["path"])
+    ckpt = Checkpoint.load(source, last=last)
+    model, config, ckpt_path = ckpt.model(), ckpt.config, ckpt.path
     if int8 and config.row_context:
         # the generated rows feed back into the next, so the per-batch activation quantization compounds:
         # the --preset quality model measured 0.25 max pixel error against float32 (bound 0.1)
@@ -221,7 +175,7 @@ def export_model(
             f"{arg('int8', True)} is not available for a row-autoregressive model (--context-channels): its "
             f"quantization error compounds row by row; use {arg('fp16', True)}"
         )
-    fitted = _PriorPlan.of(ckpt, prior, data)
+    prior_plan = ckpt.prior_plan(prior, data_dir)  # reads the data now: bad input fails before anything is written
     out_dir = Path(out_dir)
     checkpoint_sha256 = file_sha256(ckpt_path)
     claim = claim_out_dir(
@@ -244,15 +198,15 @@ def export_model(
     report = Report()
     published = False
     try:
-        spec = fitted.fit(model, log)
-        graphs = {
-            role: export_graph(model, role, opset, checkpoint_sha256, ckpt.get("kl_per_dim"), spec) for role in ROLES
-        }
+        spec, prior_line = prior_plan.fit()
+        log(prior_line if spec is not None else f"{prior_line}: samples come from N(0, I)")
+        graphs = {role: export_graph(model, role, opset, checkpoint_sha256, ckpt.kl_per_dim, spec) for role in ROLES}
         real_images = _sample_images(config)
         for role in ROLES:
             staged[role] = _stage(graphs[role], finals[role])
             verify_against_torch(model, role, staged[role], atol, real_images, report)
-        fitted.verify(staged["decoder"], config, report.failures)
+        if spec is not None:  # the prior as the published decoder carries it
+            verify_prior(_staged_info(staged["decoder"]).prior, config, report.failures)
         decoder_ok = not any(f.startswith("decoder") for f in report.failures)
         if wanted and not decoder_ok:
             log(f"  skipping {' and '.join(wanted)}: the float32 decoder they derive from failed verification")

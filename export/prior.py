@@ -1,12 +1,10 @@
-"""The prior's torch side at export: the model's encoder as the fit's callable, and the prior's verification
-(vaectl.prior.fit fits it; vaectl.prior reads it)."""
+"""The prior's verification at export (vaectl.prior.fit fits it; vaectl.prior reads it)."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-import torch
 
 from .. import contract
 from ..errors import UserInputError
@@ -15,17 +13,6 @@ from ..prior import LOG_2PI, MixturePrior, mixture_moments
 from ..prior.fit import SEED
 
 VERIFY_SAMPLES = 20_000
-
-
-def torch_encoder(model):
-    """The fit's encode callable (vaectl.prior.fit.Encode) of a torch VAE: posterior mean and log-variance."""
-
-    @torch.no_grad()
-    def encode(x: np.ndarray, y: np.ndarray | None):
-        mu, logvar = model.encoder(torch.from_numpy(x), None if y is None else torch.from_numpy(y))
-        return mu.numpy(), logvar.numpy()
-
-    return encode
 
 
 # ----------------------------------------------------------------------------- verification

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import contract
-from ..contract import GraphInfo, parse_metadata
+from ..contract import ROLE_KEY, GraphInfo, parse_metadata
 from ..errors import plural
 from ..prior import priors_of
 from .safe_load import create_session, model_metadata, read_model_bytes
@@ -21,7 +21,7 @@ def describe_model(path) -> dict:
     session = create_session(data, str(path))
     meta = session.get_modelmeta()
     props = model_metadata(session, str(path))
-    info = parse_metadata(props, str(path)) if "vaectl.role" in props else None
+    info = parse_metadata(props, str(path)) if ROLE_KEY in props else None
 
     def tensors(args):
         return [

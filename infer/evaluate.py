@@ -38,7 +38,9 @@ def evaluate_onnx(
                 f"the model was trained on {wanted!r}: point {arg('data_dir')} at a folder with its IDX files or "
                 "images (downloading torchvision datasets needs the [train] extra)"
             )
-    ds = load_data(data_dir)
+    c, h, w = cfg.image_shape
+    # the model's own data (the embedded sample) at the size it trained at (train --image-size); named data as it is
+    ds = load_data(None, image_size=h if h == w else None, channels=c) if data_dir is None else load_data(data_dir)
     if tuple(ds.image_shape) != cfg.image_shape:
         raise UserInputError(
             f"dataset {ds.name!r} has images of shape {tuple(ds.image_shape)}, but the model expects {cfg.image_shape}"

@@ -15,16 +15,18 @@ import math
 import pickle
 import re
 import struct
-import sys
 import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from .. import layout
-from ..errors import CorruptCheckpointError, UserInputError
+from .. import __version__, layout
+from ..errors import CorruptCheckpointError, UserInputError, arg, note
 from ..files import atomic_write
-from ..models import VAEConfig
+from .config import VAEConfig
 
 FORMAT = "vaectl.checkpoint"
 FORMAT_VERSION = 1  # payload_sha256 is an addition older readers ignore, so the format keeps its number
@@ -73,7 +75,7 @@ def payload_digest(payload: dict) -> str:
     return h.hexdigest()
 
 
-def save_checkpoint(path, state: dict) -> None:
+def save_state(path, state: dict) -> None:
     """Atomic: temp file, fsync, os.replace. A crash mid-save leaves the previous file intact.
 
     Serialized in memory first, so a full disk surfaces as the writer's OSError (files.py maps it), never
@@ -99,14 +101,15 @@ def resolve_checkpoint(path, last: bool = False) -> Path:
     return path
 
 
-def load_checkpoint(path, map_location="cpu") -> dict:
-    """Load and check a vaectl checkpoint. Never falls back to weights_only=False."""
+def read_state(path, map_location="cpu") -> dict:
+    """A checkpoint file's payload, checked: torch's zip format, weights only, a known format, its digest.
+    Never falls back to weights_only=False."""
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"{path}: no such checkpoint file")
     if path.stat().st_size == 0:
         raise UserInputError(f"{path}: checkpoint file is empty (0 bytes)")
-    # save_checkpoint always writes torch's zip format. Anything else (text, images, raw pickles) is
+    # save_state always writes torch's zip format. Anything else (text, images, raw pickles) is
     # refused before unpickling: torch's weights-only unpickler raises KeyError/IndexError on junk.
     try:
         with open(path, "rb") as f:
@@ -121,7 +124,7 @@ def load_checkpoint(path, map_location="cpu") -> dict:
             "was cut short); use a complete copy or an earlier checkpoint"
         )
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         # torch's message goes on to suggest weights_only=False: exactly wrong advice here, so keep only what it found
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
@@ -132,26 +135,21 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserInputError(f"{path}: not a readable checkpoint (truncated or corrupt?): {msg}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UserInputError(f"{path}: not a vaectl checkpoint")
-    if not isinstance(ckpt.get("format_version", 0), int):
-        raise UserInputError(f"{path}: not a vaectl checkpoint (format_version {ckpt['format_version']!r})")
-    if ckpt.get("format_version", 0) > FORMAT_VERSION:
-        raise UserInputError(f"{path}: checkpoint format {ckpt['format_version']} is newer than this vaectl supports")
-    check_digest(path, ckpt)
-    ckpt["config"] = VAEConfig.from_dict(ckpt.get("config", {}))
-    return ckpt
+    if not isinstance(state.get("format_version", 0), int):
+        raise UserInputError(f"{path}: not a vaectl checkpoint (format_version {state['format_version']!r})")
+    if state.get("format_version", 0) > FORMAT_VERSION:
+        raise UserInputError(f"{path}: checkpoint format {state['format_version']} is newer than this vaectl supports")
+    check_digest(path, state)
+    return state
 
 
 def check_digest(path: Path, ckpt: dict) -> None:
     """Raise CorruptCheckpointError unless the stored digest matches what was loaded (no digest: a note)."""
     stored = ckpt.pop(DIGEST_KEY, None)
     if stored is None:
-        print(
-            f"note: {path} has no content digest (written by an earlier vaectl), so it cannot be checked "
-            "for corruption",
-            file=sys.stderr,
-        )
+        note(f"{path} has no content digest (written by an earlier vaectl), so it cannot be checked for corruption")
         return
     try:
         actual = payload_digest(ckpt)
@@ -164,19 +162,213 @@ def check_digest(path: Path, ckpt: dict) -> None:
         )
 
 
-def load_model(path, map_location="cpu", last: bool = False):
-    """(VAE in eval mode, checkpoint dict) from a run directory or checkpoint file."""
-    from ..models.vae import VAE
+# ----------------------------------------------------------------------------------------- the object
 
-    ckpt_path = resolve_checkpoint(path, last=last)
-    ckpt = load_checkpoint(ckpt_path, map_location)
-    model = VAE(ckpt["config"])
-    try:
-        model.load_state_dict(ckpt["model"])
-    except (RuntimeError, KeyError, TypeError) as e:
-        raise UserInputError(f"{ckpt_path}: weights do not match the stored config: {str(e).splitlines()[0]}") from None
-    for name, t in ckpt["model"].items():
-        if torch.is_floating_point(t) and not torch.isfinite(t).all():
-            raise UserInputError(f"{ckpt_path}: weight {name} contains NaN or inf")
-    ckpt["path"] = str(ckpt_path)
-    return model.eval(), ckpt
+
+@dataclass
+class TrainingState:
+    """Where a run stands; saved in every checkpoint, so a resumed run continues bit for bit."""
+
+    epoch: int = 0  # epochs finished
+    step_in_epoch: int = 0
+    global_step: int = 0
+    best_val: float = math.inf
+    sums: list = field(default_factory=lambda: [0.0, 0.0, 0.0, 0])  # this epoch's loss, recon, kl sums; images
+    kl_per_dim: list | None = None  # the last validation's, exported into the graphs' metadata
+
+
+Encode = Callable[
+    [np.ndarray, "np.ndarray | None"], tuple
+]  # images (N, C, H, W) in [0, 1], labels -> mu, logvar[, ctx]
+Decode = Callable[..., np.ndarray]  # z (N, D), labels[, context logits] -> pixel means (N, C, H, W)
+
+
+@dataclass
+class Checkpoint:
+    """A vaectl checkpoint: the model (config and weights), the run's settings, and where its training stands.
+
+    The torch side's one view of a run: training writes and resumes it, export, eval, vaectl.pytorch and doctor
+    read it. On disk it is a dict of tensors and plain data (to_state / from_state), loaded weights-only."""
+
+    config: VAEConfig
+    weights: dict  # the VAE's state_dict
+    train: dict = field(default_factory=dict)  # the run's TrainConfig as plain data ({} when not recorded)
+    state: TrainingState = field(default_factory=TrainingState)
+    optimizer: dict | None = None  # the optimizer's state_dict (None in a weights-only checkpoint)
+    scheduler: dict | None = None  # {"name", "step", "total_steps"}: for the record, the loop recomputes it
+    rng: dict | None = None  # {"torch": ByteTensor, "cuda": ByteTensor or None}
+    vaectl_version: str = __version__
+    path: Path | None = None  # where it was read from (None until saved or loaded)
+    _model: object = field(default=None, repr=False, compare=False)
+
+    # --------------------------------------------------------------------------- disk
+
+    @classmethod
+    def load(cls, source, *, last: bool = False, map_location="cpu") -> Checkpoint:
+        """From a run directory (best.pt; last.pt with last=True, each falling back to the other) or a file."""
+        path = resolve_checkpoint(source, last=last)
+        return cls.from_state(read_state(path, map_location), path)
+
+    def save(self, path) -> None:
+        save_state(path, self.to_state())
+
+    def to_state(self) -> dict:
+        """The payload on disk: tensors and plain data only."""
+        s = self.state
+        return {
+            "vaectl_version": self.vaectl_version,
+            "config": self.config.to_dict(),
+            "train": dict(self.train),
+            "model": self.weights,
+            "optimizer": self.optimizer,
+            "scheduler": self.scheduler,
+            "epoch": s.epoch,
+            "step_in_epoch": s.step_in_epoch,
+            "global_step": s.global_step,
+            "epoch_sums": list(s.sums),
+            "best_val": s.best_val,
+            "kl_per_dim": s.kl_per_dim,
+            "rng": self.rng,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict, path=None) -> Checkpoint:
+        where = path or "checkpoint"
+        weights = state.get("model")
+        if not isinstance(weights, dict):
+            raise UserInputError(f"{where}: checkpoint holds no model weights")
+        train = state.get("train") or {}
+        try:
+            progress = TrainingState(
+                int(state.get("epoch", 0)),
+                int(state.get("step_in_epoch", 0)),
+                int(state.get("global_step", 0)),
+                float(state.get("best_val", math.inf)),
+                list(state.get("epoch_sums") or [0.0, 0.0, 0.0, 0]),
+                state.get("kl_per_dim"),
+            )
+        except (TypeError, ValueError):
+            raise UserInputError(f"{where}: checkpoint's training state is malformed") from None
+        return cls(
+            config=VAEConfig.from_dict(state.get("config", {})),
+            weights=weights,
+            train=dict(train) if isinstance(train, dict) else {},
+            state=progress,
+            optimizer=state.get("optimizer"),
+            scheduler=state.get("scheduler"),
+            rng=state.get("rng"),
+            vaectl_version=str(state.get("vaectl_version", "")),
+            path=Path(path) if path is not None else None,
+        )
+
+    @property
+    def run_dir(self) -> Path | None:
+        """The run directory the checkpoint sits in (None when it was not read from a file)."""
+        return None if self.path is None else self.path.parent
+
+    @property
+    def kl_per_dim(self) -> list | None:
+        return self.state.kl_per_dim
+
+    @property
+    def resumable(self) -> bool:
+        return bool(self.train) and self.optimizer is not None and self.rng is not None
+
+    # --------------------------------------------------------------------------- the model
+
+    def model(self):
+        """The VAE with these weights, in eval mode on the CPU (made once); UserInputError for weights that
+        do not fit the config or are not finite."""
+        if self._model is None:
+            from .vae import VAE
+
+            model = VAE(self.config)
+            try:
+                model.load_state_dict(self.weights)
+            except (RuntimeError, KeyError, TypeError) as e:
+                raise UserInputError(
+                    f"{self.path}: weights do not match the stored config: {str(e).splitlines()[0]}"
+                ) from None
+            for name, t in self.weights.items():
+                if torch.is_floating_point(t) and not torch.isfinite(t).all():
+                    raise UserInputError(f"{self.path}: weight {name} contains NaN or inf")
+            self._model = model.eval()
+        return self._model
+
+    def numpy_encode(self) -> Encode:
+        """The encoder as numpy in, numpy out: (images, labels) -> (mu, logvar) [+ context logits of a
+        row-context model], as the scorer and the prior fit take it."""
+        model, row_context = self.model(), self.config.row_context
+
+        @torch.no_grad()
+        def encode(x: np.ndarray, y: np.ndarray | None):
+            mu, logvar = model.encoder(torch.from_numpy(x), _labels(y))  # (N, D), (N, D)
+            if not row_context:
+                return mu.numpy(), logvar.numpy()
+            return mu.numpy(), logvar.numpy(), model.decoder.context(torch.from_numpy(x)).numpy()  # + (N, C, H, W)
+
+        return encode
+
+    def numpy_decode(self) -> Decode:
+        """The decoder as numpy in, numpy out: (z, labels[, context logits]) -> pixel means (N, C, H, W)."""
+        model = self.model()
+
+        @torch.no_grad()
+        def decode(z: np.ndarray, y: np.ndarray | None, context: np.ndarray | None = None) -> np.ndarray:
+            if context is None:
+                return torch.sigmoid(model.decoder(torch.from_numpy(z), _labels(y))).numpy()
+            logits = model.decoder.base_logits(torch.from_numpy(z), _labels(y)) + torch.from_numpy(context)
+            return torch.sigmoid(logits).numpy()
+
+        return decode
+
+    # --------------------------------------------------------------------------- the data and the prior
+
+    def training_data(self, data_dir=None, dataset: str | None = None):
+        """The images the run trained on, as it recorded them, or `data_dir` / `dataset` in their place; brought
+        to the model's image shape. UserInputError naming data_dir when they cannot be read from here."""
+        from ..data.sources import load_run_data
+
+        return load_run_data(self.train, self.config, self.path or "the checkpoint", data_dir=data_dir, dataset=dataset)
+
+    def prior_plan(self, prior: str | None, data_dir=None) -> PriorPlan:
+        """What to do about the fitted prior for export's or eval's `prior` choice: the data to fit it to, or
+        why none is fitted. An explicit choice (or data_dir) that cannot be met is an error; the default (None)
+        fits one when the training data is at hand and otherwise says why not."""
+        from ..prior.fit import parse_choice
+
+        choice = parse_choice(prior)
+        if choice.kind == "normal":
+            if data_dir is not None:
+                raise UserInputError(
+                    f"{arg('data_dir')} is the data to fit the prior to; {arg('prior', 'normal')} fits none"
+                )
+            return PriorPlan(self, choice, None, f"none fitted ({arg('prior', 'normal')})")
+        try:
+            return PriorPlan(self, choice, self.training_data(data_dir))
+        except UserInputError as e:
+            if choice.explicit or data_dir is not None:
+                raise UserInputError(f"cannot fit the prior: {e}") from None
+            return PriorPlan(self, choice, None, f"none fitted, the training data is not at hand ({e})")
+
+
+@dataclass
+class PriorPlan:
+    """The prior a checkpoint's export carries: `data` to fit it to, or `why_none` (a phrase) when none is."""
+
+    checkpoint: Checkpoint
+    choice: object  # prior.fit.PriorChoice
+    data: object | None  # the ImageDataset to fit to
+    why_none: str = ""
+
+    def fit(self) -> tuple[dict | None, str]:
+        """(the prior document or None, the log line saying what was fitted or why nothing was)."""
+        if self.data is None:
+            return None, f"prior: {self.why_none}"
+        from ..prior.fit import fit_prior
+
+        return fit_prior(self.checkpoint.numpy_encode(), self.checkpoint.config, self.data, self.choice)
+
+
+def _labels(y: np.ndarray | None) -> torch.Tensor | None:
+    return None if y is None else torch.from_numpy(np.asarray(y, dtype=np.int64))

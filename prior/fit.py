@@ -77,31 +77,6 @@ def parse_choice(text: str | None) -> PriorChoice:
     raise UserInputError(f"{arg('prior')} takes normal, gmm or gmm:K (K components, K >= 1), got {text!r}")
 
 
-def training_data(ckpt: dict, data_dir=None) -> ImageDataset:
-    """The images the run trained on (as its checkpoint records them), or `data_dir`; UserInputError if absent."""
-    from ..data.sources import load_training_data
-
-    train = ckpt.get("train") or {}
-    config: VAEConfig = ckpt["config"]
-    if not train and data_dir is None:
-        raise UserInputError("the checkpoint does not record the data it was trained on")
-    ds = load_training_data(
-        data_dir if data_dir is not None else train.get("data"),
-        train.get("dataset", "mnist-sample") if data_dir is None else "mnist-sample",
-        train.get("image_size"),
-        train.get("channels"),
-        train.get("cache_dir"),
-        train.get("seed", 0),
-    )
-    if tuple(ds.image_shape) != config.image_shape:
-        raise UserInputError(
-            f"dataset {ds.name!r} has images of shape {tuple(ds.image_shape)}, but the model takes {config.image_shape}"
-        )
-    if config.conditional and ds.train_labels is None:
-        raise UserInputError(f"dataset {ds.name!r} has no labels; the conditional model needs them")
-    return ds
-
-
 def posterior_draws(encode: Encode, images: np.ndarray, labels: np.ndarray | None, draws: int, seed: int) -> np.ndarray:
     """z ~ q(z | x), float64 (N, draws, D): `draws` per image of uint8 images (N, C, H, W)."""
     return draws_and_kl(encode, images, labels, draws, seed)[0]

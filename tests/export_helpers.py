@@ -14,7 +14,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from vaectl import __version__  # noqa: E402
 from vaectl.models import VAEConfig  # noqa: E402
-from vaectl.models.checkpoint import save_checkpoint  # noqa: E402
+from vaectl.models.checkpoint import save_state  # noqa: E402
 from vaectl.models.vae import VAE  # noqa: E402
 
 TINY = dict(latent_dim=3, hidden=(16,), conv_channels=(4, 8), conv_hidden=16)
@@ -34,14 +34,14 @@ def save_tiny_checkpoint(path, seed: int = 0, edit=None, **overrides) -> Path:
     state = VAE(config).state_dict()
     if edit is not None:
         edit(state)
-    save_checkpoint(path, {"vaectl_version": __version__, "config": config.to_dict(), "model": state})
+    save_state(path, {"vaectl_version": __version__, "config": config.to_dict(), "model": state})
     return Path(path)
 
 
 def load_torch_model(path):
-    from vaectl.models.checkpoint import load_model
+    from vaectl.models.checkpoint import Checkpoint
 
-    return load_model(path)[0]
+    return Checkpoint.load(path).model()
 
 
 def metadata(path) -> dict[str, str]:

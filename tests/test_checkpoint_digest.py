@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 from conftest import expect_usage_error  # noqa: E402
 
 from vaectl.errors import CorruptCheckpointError  # noqa: E402
-from vaectl.models.checkpoint import DIGEST_KEY, load_checkpoint, payload_digest, save_checkpoint  # noqa: E402
+from vaectl.models.checkpoint import DIGEST_KEY, payload_digest, read_state, save_state  # noqa: E402
 
 CORRUPT = "checkpoint is corrupt"
 
@@ -52,7 +52,7 @@ def flip_bit_in_entry(src: Path, dst: Path, info: zipfile.ZipInfo, rng: random.R
 def test_saved_checkpoints_carry_a_digest_of_what_loads(tiny_mlp_run):
     raw = torch.load(tiny_mlp_run / "last.pt", weights_only=True)
     assert raw[DIGEST_KEY] == payload_digest(raw) and len(raw[DIGEST_KEY]) == 64
-    load_checkpoint(tiny_mlp_run / "last.pt")  # verifies, no exception
+    read_state(tiny_mlp_run / "last.pt")  # verifies, no exception
 
 
 def test_a_flipped_bit_in_any_tensor_is_caught(tiny_mlp_run, tmp_path):
@@ -67,7 +67,7 @@ def test_a_flipped_bit_in_any_tensor_is_caught(tiny_mlp_run, tmp_path):
         flip_bit_in_entry(src, bad, info, rng)
         torch.load(bad, weights_only=True)  # the silent load the digest exists for
         with pytest.raises(CorruptCheckpointError, match=CORRUPT):
-            load_checkpoint(bad)
+            read_state(bad)
 
 
 def test_the_digest_changes_with_every_kind_of_value(tiny_mlp_run):
@@ -134,6 +134,6 @@ def test_a_checkpoint_written_before_the_digest_loads_with_a_note(tiny_mlp_run, 
 
 def test_saving_again_round_trips_the_digest(tiny_mlp_run, tmp_path):
     ckpt = torch.load(tiny_mlp_run / "last.pt", weights_only=True)
-    save_checkpoint(tmp_path / "again.pt", {k: v for k, v in ckpt.items() if k not in ("format", "format_version")})
+    save_state(tmp_path / "again.pt", {k: v for k, v in ckpt.items() if k not in ("format", "format_version")})
     again = torch.load(tmp_path / "again.pt", weights_only=True)
     assert again[DIGEST_KEY] == ckpt[DIGEST_KEY]  # the digest depends on the contents alone

@@ -92,9 +92,9 @@ def test_exported_encoder_and_decoder_take_an_int64_label(conditional_graphs, ml
 
 
 def test_image_folder_subfolders_become_the_class_names(named_run, named_graphs):
-    from vaectl.models.checkpoint import load_model
+    from vaectl.models.checkpoint import Checkpoint
 
-    config = load_model(named_run)[0].config
+    config = Checkpoint.load(named_run).model().config
     assert config.num_classes == 3 and config.class_names == CLASS_NAMES
     for role, cls in (("encoder", Encoder), ("decoder", Decoder)):
         graph = cls(named_graphs / f"{role}.onnx")

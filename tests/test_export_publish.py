@@ -33,7 +33,7 @@ from vaectl.errors import VerificationError  # noqa: E402
 from vaectl.export import export_model  # noqa: E402
 from vaectl.files import file_sha256
 from vaectl.models import VAEConfig  # noqa: E402
-from vaectl.models.checkpoint import save_checkpoint  # noqa: E402
+from vaectl.models.checkpoint import save_state  # noqa: E402
 from vaectl.models.vae import VAE  # noqa: E402
 
 # ----------------------------------------------------------------------------- variants, opset, --last
@@ -216,7 +216,7 @@ def _bad_input(tmp_path: Path, case: str) -> tuple[list[str], str]:
         return ["export", str(tmp_path / "nan.pt"), "--out", out], "NaN or inf"
     if case == "config from a newer version":
         config = VAEConfig(**TINY, arch="mlp")
-        save_checkpoint(
+        save_state(
             tmp_path / "newer.pt",
             {"config": {**config.to_dict(), "attention_heads": 4}, "model": VAE(config).state_dict()},
         )

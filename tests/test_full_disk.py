@@ -22,7 +22,7 @@ if not Path("/proc/self/fd").is_dir():
 from conftest import read_png  # noqa: E402
 from conftest import run_vaectl_in_process as cli_in_process
 
-from vaectl.models.checkpoint import load_checkpoint  # noqa: E402
+from vaectl.models.checkpoint import read_state  # noqa: E402
 
 TRAIN = ["--batch-size", "16", "--arch", "mlp", "--latent-dim", "4", "--hidden", "32"]
 TEMP = re.compile(r"^\.(.+)\.[0-9a-f]{12}\.tmp$")  # files.temp_path_beside: .NAME.XXXXXXXXXXXX.tmp
@@ -121,7 +121,7 @@ def test_training_stops_with_one_line_and_resumes_after_space_is_freed(
             assert [rec[:11] for rec in (run / "metrics.jsonl").read_text().splitlines()] == ['{"epoch": 1']
         code, stderr = cli_in_process("train", "--resume", run)
     assert code == 0, stderr
-    assert load_checkpoint(run / "last.pt")["epoch"] == 3
+    assert read_state(run / "last.pt")["epoch"] == 3
     assert [line[:11] for line in (run / "metrics.jsonl").read_text().splitlines()] == [
         '{"epoch": 1',
         '{"epoch": 2',
@@ -252,11 +252,11 @@ def test_training_on_a_real_full_filesystem(small_tmpfs, tiny_idx_dir):
         code == 2 and "No space left on device" in line and "is intact; free space, then: vaectl train --resume" in line
     )
     assert no_temp_files(run)
-    intact = load_checkpoint(run / "last.pt")  # the digest checks it really is intact
+    intact = read_state(run / "last.pt")  # the digest checks it really is intact
     ballast.unlink()
     code, stderr = cli_in_process("train", "--resume", run)
     assert code == 0, stderr
-    assert load_checkpoint(run / "last.pt")["epoch"] == 5 > intact["epoch"]
+    assert read_state(run / "last.pt")["epoch"] == 5 > intact["epoch"]
 
 
 def test_generate_and_export_on_a_real_full_filesystem(small_tmpfs, tiny_mlp_run, mlp_graphs):

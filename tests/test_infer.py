@@ -76,9 +76,9 @@ def test_large_runs_stream_in_batches(dec, tmp_path):
 
 def test_decode_matches_pytorch(dec, tiny_mlp_run):
     torch = pytest.importorskip("torch")
-    from vaectl.models.checkpoint import load_model
+    from vaectl.models.checkpoint import Checkpoint
 
-    model, _ = load_model(tiny_mlp_run)
+    model = Checkpoint.load(tiny_mlp_run).model()
     z = dec.latents(16, seed=3)
     with torch.no_grad():
         want = torch.sigmoid(model.decoder(torch.from_numpy(z))).numpy()

@@ -499,9 +499,8 @@ def test_export_fits_a_prior_to_draws_of_the_posterior_and_every_variant_carries
     import onnx
 
     from vaectl.data import load_mnist_sample
-    from vaectl.export.prior import torch_encoder
     from vaectl.infer import Decoder, Encoder
-    from vaectl.models.checkpoint import load_model
+    from vaectl.models.checkpoint import Checkpoint
     from vaectl.prior.fit import fit_prior, parse_choice, posterior_draws
 
     props = {p.key: p.value for p in onnx.load(str(mlp_graphs / "decoder.onnx")).metadata_props}
@@ -514,14 +513,14 @@ def test_export_fits_a_prior_to_draws_of_the_posterior_and_every_variant_carries
     k = components(doc)
     assert k == max(map(int, fitted["held_out_log_density"]), key=lambda c: fitted["held_out_log_density"][str(c)])
     # the same fit again, from the checkpoint: deterministic
-    model, _ = load_model(tiny_mlp_run)
-    again, line = fit_prior(torch_encoder(model), model.config, load_mnist_sample(), parse_choice(None))
+    ckpt = Checkpoint.load(tiny_mlp_run)
+    again, line = fit_prior(ckpt.numpy_encode(), ckpt.config, load_mnist_sample(), parse_choice(None))
     assert json.loads(json.dumps(again)) == doc
     assert f"mixture of {k} full-covariance Gaussian" in line and "4,000 mnist-sample training images" in line
     # it was fitted to draws of q(z|x), not to the means: it scores fresh draws of the test images better than
     # N(0, I) does, and their means (no spread) would make a much narrower mixture
     ds = load_mnist_sample()
-    draws = posterior_draws(torch_encoder(model), ds.test, None, 1, seed=9)[:, 0]
+    draws = posterior_draws(ckpt.numpy_encode(), ds.test, None, 1, seed=9)[:, 0]
     prior = Decoder(mlp_graphs / "decoder.onnx").prior()
     assert (
         prior.log_density(draws).mean() > Decoder(mlp_graphs / "decoder.onnx").prior("normal").log_density(draws).mean()

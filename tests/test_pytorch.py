@@ -12,7 +12,7 @@ from conftest import export_run
 from vaectl.data import load_mnist_sample
 from vaectl.errors import UserInputError
 from vaectl.infer import Decoder, Encoder, VAEPair
-from vaectl.models.checkpoint import load_model
+from vaectl.models.checkpoint import Checkpoint
 from vaectl.pytorch import TorchSession, checkpoint_pair
 
 
@@ -48,7 +48,7 @@ def test_the_checkpoint_samples_encodes_and_describes_itself_as_its_export(tiny_
 
 def test_the_pytorch_numbers_are_the_models(tiny_mlp_run):
     torch = pytest.importorskip("torch")
-    model, _ = load_model(tiny_mlp_run)
+    model = Checkpoint.load(tiny_mlp_run).model()
     dec = checkpoint_pair(tiny_mlp_run).decoder
     z = dec.latents(4, seed=0)
     with torch.no_grad():
@@ -102,7 +102,7 @@ def test_which_checkpoint_and_what_a_bad_source_says(tiny_mlp_run, tmp_path):
 def test_the_session_runs_every_output_like_onnxruntime(tiny_mlp_run, mlp_graphs):
     import onnxruntime as ort
 
-    model, _ = load_model(tiny_mlp_run)
+    model = Checkpoint.load(tiny_mlp_run).model()
     ours = TorchSession(model, "encoder", "digest")
     theirs = ort.InferenceSession(str(mlp_graphs / "encoder.onnx"), providers=["CPUExecutionProvider"])
     assert [v.name for v in ours.get_inputs()] == [v.name for v in theirs.get_inputs()]

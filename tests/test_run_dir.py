@@ -11,7 +11,7 @@ pytest.importorskip("torch")
 from conftest import expect_usage_error, snapshot  # noqa: E402
 from conftest import run_vaectl_in_process as cli_in_process
 
-from vaectl.models.checkpoint import load_checkpoint  # noqa: E402
+from vaectl.models.checkpoint import read_state  # noqa: E402
 from vaectl.training import TrainConfig, train  # noqa: E402
 
 MODEL_FLAGS = ["--arch", "mlp", "--latent-dim", "4", "--hidden", "32", "--batch-size", "16"]
@@ -103,8 +103,8 @@ def test_overwrite_removes_the_runs_files_and_nothing_else(finished_run, tiny_id
     assert code == 0, stderr
     assert f"--overwrite: removed a training run from {finished_run}" in stderr
     assert "kept what vaectl did not write: notes.txt, onnx/" in stderr
-    assert load_checkpoint(finished_run / "last.pt")["epoch"] == 1  # the new run's
-    assert not (finished_run / "best.pt").exists() or load_checkpoint(finished_run / "best.pt")["epoch"] == 1
+    assert read_state(finished_run / "last.pt")["epoch"] == 1  # the new run's
+    assert not (finished_run / "best.pt").exists() or read_state(finished_run / "best.pt")["epoch"] == 1
     assert [r for r in (finished_run / "metrics.jsonl").read_text().splitlines()][0].startswith('{"epoch": 1,')
     assert len((finished_run / "metrics.jsonl").read_text().splitlines()) == 1
     assert list((finished_run / "images").iterdir()) == []  # the old run's grids are gone (this run writes none)
@@ -141,7 +141,7 @@ def test_overwrite_cannot_be_combined_with_resume(finished_run):
 def test_resume_is_not_refused(finished_run):
     code, stderr = cli_in_process("train", "--resume", finished_run, "--epochs", 3)
     assert code == 0, stderr
-    assert load_checkpoint(finished_run / "last.pt")["epoch"] == 3
+    assert read_state(finished_run / "last.pt")["epoch"] == 3
 
 
 def test_library_train_refuses_too_and_overwrite_is_an_argument(finished_run, tiny_idx_dir):
@@ -151,4 +151,4 @@ def test_library_train_refuses_too_and_overwrite_is_an_argument(finished_run, ti
     with pytest.raises(UserInputError, match="already holds a training run"):
         train(tcfg, dict(arch="mlp", latent_dim=4, hidden=(32,)), log=lambda m: None)
     train(tcfg, dict(arch="mlp", latent_dim=4, hidden=(32,)), log=lambda m: None, overwrite=True)
-    assert load_checkpoint(finished_run / "last.pt")["epoch"] == 1
+    assert read_state(finished_run / "last.pt")["epoch"] == 1

@@ -19,7 +19,7 @@ from vaectl.contract import informative_dims  # noqa: E402
 from vaectl.errors import TrainingDivergedError, WriteFailedError  # noqa: E402
 from vaectl.files import atomic_write  # noqa: E402
 from vaectl.models import VAEConfig  # noqa: E402
-from vaectl.models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from vaectl.models.checkpoint import Checkpoint, read_state, save_state  # noqa: E402
 from vaectl.models.vae import VAE  # noqa: E402
 from vaectl.training import TrainConfig, train  # noqa: E402
 
@@ -114,7 +114,7 @@ def test_run_directory_holds_checkpoints_config_and_grids(tmp_path, tiny_idx_dir
     for name in ("last.pt", "best.pt", "config.json", "metrics.jsonl"):
         assert (out / name).is_file(), name
     cfg = json.loads((out / "config.json").read_text())
-    assert VAEConfig.from_dict(cfg["model"]) == load_checkpoint(out / "last.pt")["config"]
+    assert VAEConfig.from_dict(cfg["model"]) == Checkpoint.load(out / "last.pt").config
     assert cfg["train"]["epochs"] == 2
     for epoch in (1, 2):
         samples = Image.open(out / "images" / f"samples_epoch{epoch:03d}.png")
@@ -136,7 +136,7 @@ def test_checkpoints_load_with_weights_only(tiny_mlp_run):
 def test_best_pt_holds_the_lowest_validation_loss(tmp_path, tiny_idx_dir):
     quick_train(tmp_path / "run", tiny_idx_dir, epochs=3)
     records = read_metrics(tmp_path / "run")
-    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    best = read_state(tmp_path / "run" / "best.pt")
     assert best["best_val"] == min(r["val_loss"] for r in records)
     assert best["epoch"] == min(records, key=lambda r: r["val_loss"])["epoch"]
 
@@ -263,7 +263,7 @@ def test_resume_after_epoch_1_equals_an_uninterrupted_run(tmp_path, tiny_idx_dir
 
     with pytest.raises(_StopAfterEpoch):
         quick_train(tmp_path / "stopped", tiny_idx_dir, epochs=2, log=stop_after_epoch_1)
-    assert load_checkpoint(tmp_path / "stopped" / "last.pt")["epoch"] == 1
+    assert read_state(tmp_path / "stopped" / "last.pt")["epoch"] == 1
     quick_train(tmp_path / "ignored", tiny_idx_dir, resume=str(tmp_path / "stopped"))
     assert not (tmp_path / "ignored").exists()  # a resumed run writes into its own directory
     assert_same_weights(tmp_path / "straight" / "last.pt", tmp_path / "stopped" / "last.pt")
@@ -298,7 +298,7 @@ def test_resume_says_where_it_continues_mid_epoch(tmp_path, tiny_idx_dir):
     quick_train(run, tiny_idx_dir, epochs=2)
     ckpt = torch.load(run / "last.pt", weights_only=True)
     ckpt.update(epoch=1, step_in_epoch=2)  # as a Ctrl-C in epoch 2 leaves it
-    save_checkpoint(
+    save_state(
         run / "last.pt", {k: v for k, v in ckpt.items() if k not in ("format", "format_version", "payload_sha256")}
     )
     lines = []
@@ -378,7 +378,7 @@ def test_failing_save_leaves_the_old_checkpoint_byte_identical(tmp_path, tiny_ml
     before = target.read_bytes()
     # a value no checkpoint may hold (a function) fails the save before a byte reaches the file
     with pytest.raises(TypeError, match="cannot hold a function"):
-        save_checkpoint(target, {"model": weights(target), "oops": lambda: None})
+        save_state(target, {"model": weights(target), "oops": lambda: None})
     assert target.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
 
@@ -421,7 +421,7 @@ def test_nan_loss_stops_naming_epoch_and_step_and_keeps_last_pt(tmp_path, tiny_i
     monkeypatch.setattr(train_module, "batch_loss", batch_loss_nan_at_epoch_2_step_3)
     with pytest.raises(TrainingDivergedError, match=r"loss became nan at epoch 2, step 3;.*last good checkpoint"):
         quick_train(tmp_path / "run", tiny_idx_dir, epochs=3)
-    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    ckpt = read_state(tmp_path / "run" / "last.pt")
     assert (ckpt["epoch"], ckpt["step_in_epoch"]) == (1, 0)
     assert all(torch.isfinite(t).all() for t in ckpt["model"].values())
     assert len(read_metrics(tmp_path / "run")) == 1

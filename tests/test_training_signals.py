@@ -20,7 +20,7 @@ from conftest import make_tiny_idx_dir, sigint_as_in_a_terminal  # noqa: E402
 from conftest import run_vaectl_in_process as cli_in_process
 from test_training import MODEL_FLAGS, assert_same_weights, read_metrics, without_timing  # noqa: E402
 
-from vaectl.models.checkpoint import load_checkpoint  # noqa: E402
+from vaectl.models.checkpoint import read_state  # noqa: E402
 
 
 class TrainingProcess:
@@ -147,7 +147,7 @@ def _crash_safety(tmp_path, kills: int):
         ckpt = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
         assert ckpt["global_step"] >= last_step  # never goes back
         last_step = ckpt["global_step"]
-        load_checkpoint(run / "last.pt")
+        read_state(run / "last.pt")
     assert left_temp_files > 0  # some kills really landed mid-save
     done = torch.load(run / "last.pt", weights_only=True)["epoch"]
     code, stderr = cli_in_process("train", "--resume", run, "--epochs", done + 1)

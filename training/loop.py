@@ -29,7 +29,7 @@ import torch
 from .. import __version__, layout
 from ..errors import TrainingDivergedError, UserInputError, WriteFailedError, arg
 from ..files import Claim
-from ..models.checkpoint import save_checkpoint
+from ..models.checkpoint import Checkpoint, TrainingState, save_state
 from ..models.config import VAEConfig
 from ..models.vae import VAE
 from ..scoring import ACTIVE_UNIT_THRESHOLD
@@ -48,8 +48,7 @@ from .run_dir import (
 )
 from .runtime import CtrlC, Interrupted, Processes, agree, all_reduce_sums, any_rank, start_processes, stop_processes
 from .steps import (
-    Progress,
-    checkpoint_state,
+    checkpoint_of,
     count_informative,
     describe_resume,
     describe_run,
@@ -288,10 +287,11 @@ class Saver:
         self.out, self.cfg, self.tcfg, self.model, self.opt = out, cfg, tcfg, raw_model, opt
         self.total_steps, self.device, self.saved = total_steps, device, saved
 
-    def save(self, progress: Progress, *names: str) -> None:
-        state = checkpoint_state(self.cfg, self.tcfg, self.model, self.opt, progress, self.total_steps, self.device)
+    def save(self, progress: TrainingState, *names: str) -> None:
+        ckpt = checkpoint_of(self.cfg, self.tcfg, self.model, self.opt, progress, self.total_steps, self.device)
+        state = ckpt.to_state()
         for name in names:  # best.pt before last.pt: a crash between them redoes this epoch and rewrites both
-            save_checkpoint(self.out / name, state)
+            save_state(self.out / name, state)
         if layout.LAST_CHECKPOINT in names:
             self.saved.last_pt(self.out, progress)
 
@@ -333,9 +333,9 @@ def train(
 
 def _train(tcfg, model, preset, resume, log, resume_epochs, overwrite, saved, created, fields) -> dict:
     ckpt, tcfg, model_fields = settings(tcfg, model, preset, resume, resume_epochs, overwrite, fields)
-    if ckpt is not None and ckpt["epoch"] >= tcfg.epochs:  # a finished run, and no new total of epochs
-        log(finished_message(tcfg.out, ckpt["epoch"]))
-        return {"out": tcfg.out, "epochs": tcfg.epochs, "best_val": ckpt["best_val"], "trained_epochs": 0}
+    if ckpt is not None and ckpt.state.epoch >= tcfg.epochs:  # a finished run, and no new total of epochs
+        log(finished_message(tcfg.out, ckpt.state.epoch))
+        return {"out": tcfg.out, "epochs": tcfg.epochs, "best_val": ckpt.state.best_val, "trained_epochs": 0}
     run = set_up(tcfg, model_fields, ckpt, overwrite)
     cfg, procs, progress, out = run.cfg, run.procs, run.progress, run.out
     saver = Saver(out, cfg, tcfg, run.raw_model, run.opt, run.schedule.total_steps, procs.device, saved)
@@ -349,24 +349,15 @@ def _train(tcfg, model, preset, resume, log, resume_epochs, overwrite, saved, cr
             trim_metrics(out / layout.METRICS, progress.epoch)
         log(describe_run(cfg, run.ds, run.batches.x, run.x_val, procs))
         if ckpt is not None:
-            log(describe_resume(out, ckpt, tcfg.epochs))
+            log(describe_resume(out, ckpt.state, tcfg.epochs))
 
     first_epoch = progress.epoch
-    with CtrlC() as ctrl_c, TensorBoard(out, tcfg.tensorboard and procs.main, first_epoch + 1, ckpt is not None) as tb:
+    with (
+        CtrlC() as run.ctrl_c,
+        TensorBoard(out, tcfg.tensorboard and procs.main, first_epoch + 1, ckpt is not None) as tb,
+    ):
         for epoch in range(first_epoch, tcfg.epochs):
-            result = train_one_epoch(
-                run.model,
-                run.opt,
-                run.batches,
-                run.schedule,
-                cfg.likelihood,
-                run.amp,
-                epoch,
-                progress,
-                ctrl_c,
-                procs,
-                out,
-            )
+            result = train_one_epoch(run, epoch)
             if result.stopped:  # Ctrl-C: save where we are and stop
                 if procs.main:
                     saver.save(progress, layout.LAST_CHECKPOINT)
@@ -399,7 +390,7 @@ RESUME_FIELDS = ("device", "tensorboard")  # what a resumed run may change (besi
 
 def settings(
     tcfg, model, preset, resume, resume_epochs, overwrite, fields
-) -> tuple[dict | None, TrainConfig, dict | None]:
+) -> tuple[Checkpoint | None, TrainConfig, dict | None]:
     """(checkpoint to continue or None, the run's TrainConfig, the model fields of a new run or None)."""
     if resume is None:
         model_fields, tcfg = resolve(preset, model, tcfg, **fields)
@@ -442,11 +433,12 @@ class Run:
     opt: torch.optim.Optimizer
     amp: torch.autocast
     schedule: Schedule
-    progress: Progress
+    progress: TrainingState
     z_fixed: torch.Tensor  # (64, D): the latents of every epoch's sample grid
+    ctrl_c: CtrlC | None = None  # set while the epochs run: a Ctrl-C stops the epoch at the next step
 
 
-def set_up(tcfg: TrainConfig, model_fields: dict | None, ckpt: dict | None, overwrite: bool) -> Run:
+def set_up(tcfg: TrainConfig, model_fields: dict | None, ckpt: Checkpoint | None, overwrite: bool) -> Run:
     """Processes, the run directory's check, data on the device, model, optimizer; weights and state on resume.
     Writes nothing: every input is checked (and a missing tensorboard named) before the directory is made."""
     if tcfg.tensorboard:
@@ -461,7 +453,7 @@ def set_up(tcfg: TrainConfig, model_fields: dict | None, ckpt: dict | None, over
     opt = make_optimizer(raw_model, tcfg.lr, tcfg.weight_decay, procs.device)
     batches = Batches(x_train, y_train, tcfg.seed, procs.world, procs.rank, max(1, tcfg.batch_size // procs.world))
     schedule = Schedule(tcfg.lr, tcfg.schedule, cfg.beta, tcfg.kl_warmup, tcfg.epochs, batches.steps)
-    progress = restore(ckpt, raw_model, opt, tcfg, procs) if ckpt is not None else Progress()
+    progress = restore(ckpt, raw_model, opt, tcfg, procs) if ckpt is not None else TrainingState()
     model = torch.compile(raw_model) if tcfg.compile else raw_model
     if procs.ddp:
         device = procs.device
@@ -473,22 +465,22 @@ def set_up(tcfg: TrainConfig, model_fields: dict | None, ckpt: dict | None, over
     amp = torch.autocast(procs.device.type, dtype=torch.bfloat16, enabled=tcfg.amp)
     z_fixed = torch.randn(64, cfg.latent_dim, generator=torch.Generator().manual_seed(tcfg.seed)).to(procs.device)
     return Run(
-        tcfg,
-        cfg,
-        procs,
-        out,
-        claim,
-        ds,
-        batches,
-        x_val,
-        y_val,
-        raw_model,
-        model,
-        opt,
-        amp,
-        schedule,
-        progress,
-        z_fixed,
+        tcfg=tcfg,
+        cfg=cfg,
+        procs=procs,
+        out=out,
+        claim=claim,
+        ds=ds,
+        batches=batches,
+        x_val=x_val,
+        y_val=y_val,
+        raw_model=raw_model,
+        model=model,
+        opt=opt,
+        amp=amp,
+        schedule=schedule,
+        progress=progress,
+        z_fixed=z_fixed,
     )
 
 
@@ -503,22 +495,19 @@ class EpochResult:
     stopped: bool  # Ctrl-C: progress holds the step reached
 
 
-def train_one_epoch(
-    model,
-    opt,
-    batches: Batches,
-    schedule: Schedule,
-    likelihood: str,
-    amp,
-    epoch: int,
-    progress: Progress,
-    ctrl_c,
-    procs: Processes,
-    out: Path,
-) -> EpochResult:
-    """The epoch's optimizer steps, from progress.step_in_epoch on, without the host waiting on the device
+def train_one_epoch(run: Run, epoch: int) -> EpochResult:
+    """The epoch's optimizer steps, from run.progress.step_in_epoch on, without the host waiting on the device
     except every CHECK_EVERY steps and at the end. Stops the run on a non-finite loss (TrainingDivergedError);
     stops early after a Ctrl-C (stopped=True; all processes stop at the same step)."""
+    model, opt, batches, schedule, progress, procs = (
+        run.model,
+        run.opt,
+        run.batches,
+        run.schedule,
+        run.progress,
+        run.procs,
+    )
+    ctrl_c = run.ctrl_c if run.ctrl_c is not None else CtrlC()
     model.train()
     t0 = time.perf_counter()
     order = batches.order(epoch)  # (shard_len,) image indices
@@ -527,7 +516,9 @@ def train_one_epoch(
     step, stopped = progress.step_in_epoch - 1, False
     for step in range(progress.step_in_epoch, batches.steps):
         x, y = batches.batch(order, step)  # (B, C, H, W) in [0, 1], (B,)
-        loss, recon, kl = batch_loss(model, x, y, likelihood, schedule.beta_at(epoch, step), amp)  # (), (B,), (B, D)
+        loss, recon, kl = batch_loss(
+            model, x, y, run.cfg.likelihood, schedule.beta_at(epoch, step), run.amp
+        )  # (), (B,), (B, D)
         optimizer_step(opt, loss, schedule.lr_at(progress.global_step))
         losses.record(step, loss, recon, kl)
         progress.global_step += 1
@@ -539,7 +530,7 @@ def train_one_epoch(
             diverged_at, stopped = decide(losses, ctrl_c, procs)
             if diverged_at is not None:
                 bar.close()
-                raise diverged_error(losses, diverged_at, epoch, procs, out)
+                raise diverged_error(losses, diverged_at, epoch, procs, run.out)
             if stopped:
                 break
     bar.close()
@@ -587,7 +578,7 @@ def validate(raw_model: VAE, x_val, y_val, beta: float, procs: Processes, epoch:
 
 
 def epoch_record(
-    epoch: int, progress: Progress, schedule: Schedule, result: EpochResult, val: dict, beta: float
+    epoch: int, progress: TrainingState, schedule: Schedule, result: EpochResult, val: dict, beta: float
 ) -> dict:
     """The epoch's line of metrics.jsonl (docs/training.md describes each field)."""
     seen = result.sums[3]
@@ -619,7 +610,15 @@ def grids_due(tcfg: TrainConfig, epoch: int) -> bool:
 
 
 def save_and_log(
-    out: Path, record: dict, grids, progress: Progress, saver: Saver, tb: TensorBoard, log, epochs: int, cfg: VAEConfig
+    out: Path,
+    record: dict,
+    grids,
+    progress: TrainingState,
+    saver: Saver,
+    tb: TensorBoard,
+    log,
+    epochs: int,
+    cfg: VAEConfig,
 ) -> None:
     """The main process, after validation: metrics.jsonl, the grids, TensorBoard, the checkpoints, the log line.
     Checkpoints last: a crash before them redoes the epoch, and the resumed run rewrites what came before."""

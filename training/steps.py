@@ -4,19 +4,16 @@ device, the model's config, restoring state, what a checkpoint holds, the log li
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 import torch
 
-from .. import __version__
 from ..contract import informative_dims
 from ..data import print_notes
 from ..data.sources import load_training_data
 from ..errors import UserInputError, arg, plural
 from ..models import VAEConfig
-from ..models.checkpoint import load_checkpoint, resolve_checkpoint
+from ..models.checkpoint import Checkpoint, TrainingState
 from ..models.vae import VAE
 from .config import TrainConfig
 from .runtime import Processes, to_host
@@ -26,29 +23,18 @@ from .runtime import Processes, to_host
 RANK_SEED_STRIDE = 1_000_003
 
 
-@dataclass
-class Progress:
-    """Where a run stands; saved in every checkpoint, so a resumed run continues bit for bit."""
-
-    epoch: int = 0  # epochs finished
-    step_in_epoch: int = 0
-    global_step: int = 0
-    best_val: float = math.inf
-    sums: list = field(default_factory=lambda: [0.0, 0.0, 0.0, 0])  # this epoch's loss, recon, kl sums; images
-    kl_per_dim: list | None = None  # the last validation's, exported into the graphs' metadata
-
-
-def load_resume(resume, resume_epochs: int | None, device: str) -> tuple[dict, TrainConfig]:
+def load_resume(resume, resume_epochs: int | None, device: str) -> tuple[Checkpoint, TrainConfig]:
     """The checkpoint to continue and its run's own settings (only the device may change)."""
-    ckpt_path = resolve_checkpoint(resume, last=True)
-    ckpt = load_checkpoint(ckpt_path)
+    ckpt = Checkpoint.load(resume, last=True)
     known = {f.name for f in dataclasses.fields(TrainConfig)}
+    if not ckpt.resumable:
+        raise UserInputError(f"{ckpt.path}: checkpoint has no resumable training state")
     try:
-        tcfg = TrainConfig(**{k: v for k, v in ckpt["train"].items() if k in known})
-        done = int(ckpt["epoch"])
-    except (KeyError, TypeError, ValueError):
-        raise UserInputError(f"{ckpt_path}: checkpoint has no resumable training state") from None
-    tcfg.out, tcfg.device = str(ckpt_path.parent), device
+        tcfg = TrainConfig(**{k: v for k, v in ckpt.train.items() if k in known})
+    except (TypeError, ValueError):
+        raise UserInputError(f"{ckpt.path}: checkpoint has no resumable training state") from None
+    done = ckpt.state.epoch
+    tcfg.out, tcfg.device = str(ckpt.run_dir), device
     if resume_epochs is not None:
         if resume_epochs < 1:
             raise UserInputError(f"{arg('resume_epochs')} must be at least 1, got {resume_epochs}")
@@ -78,10 +64,10 @@ def load_data_on_device(tcfg: TrainConfig, procs: Processes):
     return ds, x_train, y_train, x_val, y_val
 
 
-def model_config(ds, tcfg: TrainConfig, model_fields: Mapping | None, ckpt: dict | None) -> VAEConfig:
+def model_config(ds, tcfg: TrainConfig, model_fields: Mapping | None, ckpt: Checkpoint | None) -> VAEConfig:
     """The checkpoint's config on resume, else the resolved fields completed by what the data says."""
     if ckpt is not None:
-        cfg = ckpt["config"]
+        cfg = ckpt.config
         if tuple(ds.image_shape) != cfg.image_shape:
             raise UserInputError(
                 f"data images are {ds.image_shape} but the checkpoint's model expects {cfg.image_shape}"
@@ -94,22 +80,15 @@ def model_config(ds, tcfg: TrainConfig, model_fields: Mapping | None, ckpt: dict
     return VAEConfig(**{**dict(model_fields or {}), **data_fields})
 
 
-def restore(ckpt: dict, model: VAE, opt, tcfg: TrainConfig, procs: Processes) -> Progress:
+def restore(ckpt: Checkpoint, model: VAE, opt, tcfg: TrainConfig, procs: Processes) -> TrainingState:
     """Weights, optimizer, progress and RNG state from the checkpoint."""
-    model.load_state_dict(ckpt["model"])
-    opt.load_state_dict(ckpt["optimizer"])
-    progress = Progress(
-        ckpt["epoch"],
-        ckpt["step_in_epoch"],
-        ckpt["global_step"],
-        ckpt["best_val"],
-        list(ckpt["epoch_sums"]),
-        ckpt.get("kl_per_dim"),
-    )
-    torch.set_rng_state(ckpt["rng"]["torch"])
+    model.load_state_dict(ckpt.weights)
+    opt.load_state_dict(ckpt.optimizer)
+    progress = dataclasses.replace(ckpt.state, sums=list(ckpt.state.sums))
+    torch.set_rng_state(ckpt.rng["torch"])
     device = procs.device
-    if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
-        torch.cuda.set_rng_state(ckpt["rng"]["cuda"], device)
+    if device.type == "cuda" and ckpt.rng.get("cuda") is not None:
+        torch.cuda.set_rng_state(ckpt.rng["cuda"], device)
     if procs.rank > 0:  # the checkpoint holds rank 0's state; other ranks keep drawing different noise
         progress.sums = [0.0, 0.0, 0.0, 0]  # rank 0's saved sums already cover all ranks
         seed = tcfg.seed + RANK_SEED_STRIDE * procs.rank + progress.global_step
@@ -119,29 +98,30 @@ def restore(ckpt: dict, model: VAE, opt, tcfg: TrainConfig, procs: Processes) ->
     return progress
 
 
-def checkpoint_state(
-    cfg: VAEConfig, tcfg: TrainConfig, model: VAE, opt, progress: Progress, total_steps: int, device: torch.device
-) -> dict:
+def checkpoint_of(
+    cfg: VAEConfig, tcfg: TrainConfig, model: VAE, opt, progress: TrainingState, total_steps: int, device: torch.device
+) -> Checkpoint:
     """Everything a checkpoint holds, in host memory (copied from the device with one wait, not one per tensor)."""
-    state = {
-        "vaectl_version": __version__,
-        "config": cfg.to_dict(),
-        "train": dataclasses.asdict(tcfg),
-        "model": model.state_dict(),
-        "optimizer": opt.state_dict(),
-        "scheduler": {"name": tcfg.schedule, "step": progress.global_step, "total_steps": total_steps},
-        "epoch": progress.epoch,
-        "step_in_epoch": progress.step_in_epoch,
-        "global_step": progress.global_step,
-        "epoch_sums": list(progress.sums),
-        "best_val": progress.best_val,
-        "kl_per_dim": progress.kl_per_dim,
-        "rng": {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        },
-    }
-    return to_host(state, device)
+    weights, optimizer, rng = to_host(
+        (
+            model.state_dict(),
+            opt.state_dict(),
+            {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            },
+        ),
+        device,
+    )
+    return Checkpoint(
+        config=cfg,
+        weights=weights,
+        train=dataclasses.asdict(tcfg),
+        state=dataclasses.replace(progress, sums=list(progress.sums)),
+        optimizer=optimizer,
+        scheduler={"name": tcfg.schedule, "step": progress.global_step, "total_steps": total_steps},
+        rng=rng,
+    )
 
 
 def describe_run(cfg: VAEConfig, ds, x_train, x_val, procs: Processes) -> str:
@@ -155,9 +135,9 @@ def describe_run(cfg: VAEConfig, ds, x_train, x_val, procs: Processes) -> str:
     )
 
 
-def describe_resume(out, ckpt: dict, epochs: int) -> str:
+def describe_resume(out, state: TrainingState, epochs: int) -> str:
     """Where a resumed run continues: 'resuming runs/a after epoch 2 of 5' or '... in epoch 3 of 5, at step 12'."""
-    done, step = int(ckpt["epoch"]), int(ckpt["step_in_epoch"])
+    done, step = state.epoch, state.step_in_epoch
     if step:
         return f"resuming {out} in epoch {done + 1} of {epochs}, at step {step + 1} ({done} epoch{'s' if done != 1 else ''} done)"
     to_go = f"epoch {epochs}" if done + 1 == epochs else f"epochs {done + 1}-{epochs}"
