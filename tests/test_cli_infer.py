@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cell, cli, expect_usage_error, grid_cells, grid_shape, read_png  # noqa: E402
+from conftest import cell, cli, expect_usage_error, grid_cells, grid_shape, read_png, run_vaectl_in_process  # noqa: E402
 
 from vaectl.infer import (
     Decoder,
@@ -507,3 +507,70 @@ def test_prior_flag_errors_and_info_shows_the_priors(mlp_graphs, tmp_path, condi
     card = json.loads(cli("info", "--json", mlp_graphs / "decoder.onnx").output)
     assert [p["name"] for p in card["priors"]] == ["gmm", "normal"]
     assert "prior       normal (default): N(0, I)" in cli("info", old).output
+
+
+# ----------------------------------------------------------------------------- MODEL, the same way everywhere
+
+
+@pytest.fixture(scope="module")
+def exported_run(tiny_mlp_run, mlp_graphs, tmp_path_factory):
+    """A copy of the tiny run with its export inside it (RUN/onnx), and a bare copy (checkpoint only)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("model_arg")
+    run, bare = root / "run", root / "bare"
+    shutil.copytree(tiny_mlp_run, run)
+    shutil.copytree(tiny_mlp_run, bare)
+    shutil.copytree(mlp_graphs, run / "onnx")
+    return run, bare
+
+
+def test_generate_takes_model_as_a_run_export_graph_or_checkpoint(exported_run, tmp_path):
+    pytest.importorskip("torch")
+    run, bare = exported_run
+    outs = {}
+    for name, model in {
+        "run": run,
+        "export": run / "onnx",
+        "graph": run / "onnx" / "decoder.onnx",
+        "checkpoint": bare / "best.pt",
+        "unexported run": bare,
+    }.items():
+        out = tmp_path / f"{name.replace(' ', '_')}.npy"
+        code, err = run_vaectl_in_process("generate", model, "-n", 4, "--seed", 0, "--prior", "normal", "--out", out)
+        assert code == 0, (name, err)
+        outs[name] = np.load(out)
+        assert ("running it with PyTorch" in err) == (name in ("checkpoint", "unexported run")), name
+    # the same model whichever way it was named; PyTorch's arithmetic within a pixel level of onnxruntime's
+    assert all(np.array_equal(outs["run"], outs[k]) for k in ("export", "graph"))
+    assert all(
+        np.abs(outs["run"].astype(int) - outs[k].astype(int)).max() <= 1 for k in ("checkpoint", "unexported run")
+    )
+
+
+def test_model_then_images_for_reconstruct_and_encode(exported_run, digits, tmp_path):
+    run, _ = exported_run
+    code, err = run_vaectl_in_process("reconstruct", run, *digits[:2], "--out", tmp_path / "rec.png")
+    assert code == 0, err
+    code, err = run_vaectl_in_process("encode", run / "onnx" / "decoder.onnx", *digits[:2], "--out", tmp_path / "z.npy")
+    assert code == 0, err  # the encoder beside the named decoder
+    assert len(np.load(tmp_path / "z.npy")) == 2
+
+
+def test_info_and_eval_take_an_export_directory(exported_run):
+    run, _ = exported_run
+    result = cli("info", run / "onnx")
+    assert "role        encoder" in result.output and "role        decoder" in result.output
+    code, err = run_vaectl_in_process("eval", run / "onnx", "--k", 2, "-n", 20)
+    assert code == 0, err
+
+
+def test_onnx_is_a_documented_synonym_of_decoder():
+    for command in ("generate", "traverse", "interpolate", "reconstruct"):
+        assert "--decoder, --onnx" in cli(command, "--help").output
+        assert "MODEL is a run directory" in " ".join(cli(command, "--help").output.split())
+
+
+def test_no_model_names_every_way_to_give_one():
+    code, err = run_vaectl_in_process("generate", "-n", 1, "--out", "x.png")
+    assert code == 2 and "give a MODEL" in err and "--decoder" in err and "--demo" in err
