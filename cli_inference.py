@@ -24,6 +24,7 @@ from .cli_common import (
 )
 from .contract import INFORMATIVE_RULE
 from .errors import plural
+from .infer import defaults
 
 _THREADS = click.option("--threads", type=int, default=None, help="onnxruntime intra-op threads [all cores].")
 _LABEL_HELP = "Conditional models: a class index or name"
@@ -34,7 +35,9 @@ _SCALE = click.option(
     show_default=True,
     help="Upscale the written images N times (nearest neighbour: crisp pixels).",
 )
-_FPS = click.option("--fps", type=float, default=8.0, show_default=True, help="Frames per second of a .gif --out.")
+_FPS = click.option(
+    "--fps", type=float, default=defaults.FPS, show_default=True, help="Frames per second of a .gif --out."
+)
 _PRIOR = click.option(
     "--prior",
     default=None,
@@ -240,11 +243,11 @@ informative first. Without --dim or --all: the informative dimensions ({INFORMAT
 @click.option(
     "--span",
     type=float,
-    default=3.0,
+    default=defaults.TRAVERSE_SPAN,
     show_default=True,
     help="Sweep the component over the prior's mean -span..+span standard deviations.",
 )
-@click.option("--steps", type=int, default=9, show_default=True, help="Images per row.")
+@click.option("--steps", type=int, default=defaults.TRAVERSE_STEPS, show_default=True, help="Images per row.")
 @click.option("--seed", type=int, default=None, help="Fix the other components at a random draw [the prior's mean].")
 @click.option("--label", default=None, help=f"{_LABEL_HELP}, held fixed.")
 @_PRIOR

@@ -20,7 +20,9 @@ from .cli_common import (
     model_argument,
     model_graphs,
 )
+from .contract import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from .models.presets import CONDITIONAL, PRESETS  # torch-free
+from .scoring import IWAE_K
 from .training.config import default  # torch-free: the defaults shown in --help
 
 # ----------------------------------------------------------------------------- train
@@ -35,6 +37,10 @@ def _flag_value(value) -> str:
 
 # What --conditional changes: the model fields and the training schedule of the conditional recipe.
 _CONDITIONAL_DEFAULTS = {**CONDITIONAL.model, **CONDITIONAL.train}
+
+
+def _preset_value(preset: str, name: str) -> str:
+    return _flag_value(PRESETS[preset].model.get(name, PRESETS[preset].train.get(name)))
 
 
 def _d(name: str) -> str:
@@ -109,7 +115,7 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
     "--context-channels",
     type=int,
     default=None,
-    help=f"Row-autoregressive decoder: hidden channels of a convolution over the rows above each row (0: off) {_d('context_channels')}; 16 with --preset quality.",
+    help=f"Row-autoregressive decoder: hidden channels of a convolution over the rows above each row (0: off) {_d('context_channels')}; {_preset_value('quality', 'context_channels')} with --preset quality.",
 )
 @click.option(
     "--context-kernel",
@@ -231,7 +237,7 @@ def train(resume, overwrite, preset, epochs, hidden, conv_channels, channels, **
     help="Directory for encoder.onnx and decoder.onnx (created if missing).",
 )
 @click.option("--last", is_flag=True, help="From a run directory, export last.pt instead of best.pt.")
-@click.option("--opset", type=int, default=None, help="ONNX opset, 13-20 [17].")
+@click.option("--opset", type=int, default=None, help=f"ONNX opset, {MIN_OPSET}-{MAX_OPSET} [{DEFAULT_OPSET}].")
 @click.option(
     "--atol",
     type=float,
@@ -295,7 +301,9 @@ def export(model, out_dir, last, opset, atol, fp16, int8, prior, data_dir, overw
     default=None,
     help="mnist-sample or a torchvision dataset (checkpoint path only) [what the model was trained on].",
 )
-@click.option("--k", type=int, default=1000, show_default=True, help="Importance samples per image for the IWAE bound.")
+@click.option(
+    "--k", type=int, default=IWAE_K, show_default=True, help="Importance samples per image for the IWAE bound."
+)
 @click.option("-n", "n", type=int, default=None, help="Score only the first N test images [all].")
 @click.option(
     "--binarize", is_flag=True, help="Score a fixed stochastic binarization of the pixels (exact NLL for bernoulli)."

@@ -32,8 +32,8 @@ from by default (without it: N(0, I)). Its one kind so far, "gmm", a mixture of 
   means are 0 and whose factors are the identity on the others, which is how vaectl reads it.
   ARRAY: a base64 string of the values as little-endian float64, row-major (numpy:
   np.frombuffer(base64.b64decode(s), "<f8").reshape(shape), K = the weights' count), which is what vaectl
-  writes: it reads some 20x faster than JSON numbers (1 ms against 21 for 64 components of a 32-D latent),
-  and `vaectl generate` reads it on every run. A nested JSON list of numbers is read as well.
+  writes: `vaectl generate` reads it on every run, and base64 reads far faster than JSON numbers
+  (docs/benchmarks.md). A nested JSON list of numbers is read as well.
   p(z) = sum_k weights[k] * N(z; means[k], L_k L_k^T), with L_k = cholesky[k] lower-triangular (positive
   diagonal). Sample: k ~ Categorical(weights), z = means[k] + L_k @ e with e ~ N(0, I). log p(z):
   logsumexp_k(log weights[k] - sum(log diag L_k) - |L_k^-1 (z - means[k])|^2 / 2) - (D / 2) log(2 pi).
@@ -64,6 +64,9 @@ from .models.config import VAEConfig
 FORMAT_VERSION = 3
 ROLES = ("encoder", "decoder")
 VARIANTS = ("fp32", "fp16", "int8")
+# the ONNX opsets export writes: 13 for Flatten/Reshape/Gemm/Sigmoid in their current forms (dynamic
+# quantization needs >= 11); 20 is the TorchScript exporter's ceiling in torch 2.10-2.14
+DEFAULT_OPSET, MIN_OPSET, MAX_OPSET = 17, 13, 20
 BATCH = "N"  # the dynamic batch dimension, first in every input and output but `guidance`
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from .errors import UserInputError, arg, plural
 
+IWAE_K = 1000  # importance samples per image for the IWAE bound, by default
 FEW_IMAGES = 100  # below this many images the figures move by more than their differences between models
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): active when Cov_x(E_q[z | x]) > 0.01
 PROB_EPS = 1e-7  # decoder outputs are float32 sigmoids: keep log(p) and log(1 - p) finite
@@ -114,7 +115,7 @@ def score(
     *,
     likelihood: str,
     row_context: bool = False,
-    k: int = 1000,
+    k: int = IWAE_K,
     seed: int = 0,
     binarize: bool = False,
     batch_size: int = 64,

@@ -20,7 +20,7 @@ from ..infer.sessions import graph_path
 from ..prior import Prior, priors_of
 
 # the decoder variants' files in an export directory (layout.py), also the page's URLs models/NAME
-VARIANTS = tuple(layout.DECODER_VARIANTS.items())
+DECODER_FILES = tuple(layout.DECODER_VARIANTS.items())
 MAP_IMAGES = 500  # test images encoded for the latent map (posterior means)
 MAX_DRAWS = 4096  # the most rows one /api/draws.json request returns
 
@@ -66,7 +66,7 @@ def find_graphs(source=None, decoder=None, encoder=None) -> tuple[dict[str, Path
         raise UserInputError(f"{source}: not a directory (give what `vaectl export --out` wrote, or {arg('decoder')})")
     export_dir = graph_path(source, "decoder").parent
     run_dir = layout.run_dir_of(source, export_dir, export_dir.parent)
-    decoders = {v: export_dir / name for v, name in VARIANTS if (export_dir / name).is_file()}
+    decoders = {v: export_dir / name for v, name in DECODER_FILES if (export_dir / name).is_file()}
     enc = graph_path(encoder, "encoder") if encoder is not None else export_dir / layout.ENCODER
     return decoders, (enc if enc.is_file() else None), run_dir
 
@@ -155,7 +155,7 @@ def build_info(model: ExploreModel, dec: Decoder) -> dict:
         "decoder": card,
         "encoder": _card(model.encoder) if model.encoder else None,
         "variants": [
-            {"variant": v, "file": f"models/{dict(VARIANTS)[v]}", "bytes": p.stat().st_size}
+            {"variant": v, "file": f"models/{dict(DECODER_FILES)[v]}", "bytes": p.stat().st_size}
             for v, p in model.decoders.items()
         ],
         "encoder_file": "models/encoder.onnx" if model.encoder else None,

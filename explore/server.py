@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import UserInputError
 from ..infer import prepare_images
-from .model import VARIANTS, ExploreModel, draws
+from .model import DECODER_FILES, ExploreModel, draws
 
 STATIC = Path(__file__).parent / "static"
 VENDOR = Path(__file__).parent / "vendor"
@@ -88,7 +88,7 @@ def build_routes(model: ExploreModel) -> dict[str, Route]:
             TYPES[Path(name).suffix], VENDOR / entry["stored_as"], gzipped=entry["stored_as"].endswith(".gz")
         )
     for variant, path in model.decoders.items():  # fixed names: the page starts loading decoder.onnx first thing
-        routes[f"/models/{dict(VARIANTS)[variant]}"] = Route(TYPES[".onnx"], path)
+        routes[f"/models/{dict(DECODER_FILES)[variant]}"] = Route(TYPES[".onnx"], path)
     if model.encoder:
         routes["/models/encoder.onnx"] = Route(TYPES[".onnx"], model.encoder)
     for name, path in model.run_grids.items():

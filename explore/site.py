@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from ..files import Output, atomic_write_bytes, claim_out_dir
-from .model import VARIANTS, ExploreModel, draws
+from .model import DECODER_FILES, ExploreModel, draws
 from .server import PAGE_FILES, STATIC, VENDOR, runtime_files
 
 SITE_SEEDS = tuple(range(8))  # the seeds the static page offers (the server takes any)
@@ -50,7 +50,7 @@ def write_site(model: ExploreModel, out_dir, overwrite: bool = False) -> list[Pa
         data = (VENDOR / entry["stored_as"]).read_bytes()
         put(f"ort/{name}", gzip.decompress(data) if entry["stored_as"].endswith(".gz") else data)
     for variant, path in model.decoders.items():
-        put(f"models/{dict(VARIANTS)[variant]}", path.read_bytes())
+        put(f"models/{dict(DECODER_FILES)[variant]}", path.read_bytes())
     if model.encoder:
         put("models/encoder.onnx", model.encoder.read_bytes())
     for name, path in model.run_grids.items():

@@ -24,15 +24,12 @@ import torch
 from torch import nn
 
 from .. import contract
-from ..contract import build_metadata
+from ..contract import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, build_metadata
 from ..errors import UserInputError, arg
 from ..models import VAEConfig
 
 # Opset 17 is implemented completely by every onnxruntime the base install allows (>= 1.24; ORT has
 # covered opset 17 since 1.13), and it keeps the graphs loadable by older runtimes (web, mobile).
-DEFAULT_OPSET = 17
-MIN_OPSET = 13  # Flatten/Reshape/Gemm/Sigmoid in their current forms; dynamic quantization needs >= 11
-MAX_OPSET = 20  # the TorchScript exporter's ceiling in torch 2.10-2.14
 
 PROTOBUF_LIMIT = 2**31 - 1  # a single-file ONNX model (weights embedded) cannot exceed 2 GB
 RANDOM_OPS = {

@@ -18,6 +18,7 @@ from .. import layout
 from ..contract import INFORMATIVE_RULE, informative_dims
 from ..errors import UserInputError, WriteFailedError, arg, note, plural
 from ..files import make_grid, save_png, to_uint8_images
+from . import defaults
 from .output import (
     DATASET_IMAGES,
     GENERATED_IMAGES,
@@ -42,7 +43,6 @@ from .output import (
 from .sessions import DEFAULT_BATCH_SIZE, Decoder, Encoder, VAEPair, graph_path
 
 Progress = Callable[[int, int], None]  # (images done now, total)
-DEFAULT_FPS = 8.0
 GRID_OR_GIF = (".png", ".gif")
 
 
@@ -160,7 +160,7 @@ def interpolate(
     prior=None,
     threads: int | None = None,
     scale: int = 1,
-    fps: float = DEFAULT_FPS,
+    fps: float = defaults.FPS,
 ) -> int:
     """A strip of `steps` images from image A to image B (with an encoder) or between the latents of two seeds
     (each drawn from the prior: the graph's default, or `prior`).
@@ -202,8 +202,8 @@ def traverse(
     *,
     dims=None,
     all_dims: bool = False,
-    span: float = 3.0,
-    steps: int = 9,
+    span: float = defaults.TRAVERSE_SPAN,
+    steps: int = defaults.TRAVERSE_STEPS,
     seed: int | None = None,
     label=None,
     encoder=None,
@@ -211,7 +211,7 @@ def traverse(
     prior=None,
     threads: int | None = None,
     scale: int = 1,
-    fps: float = DEFAULT_FPS,
+    fps: float = defaults.FPS,
     labels: bool = True,
 ) -> list[int]:
     """One row of `steps` images per latent dimension, that component swept over the prior's mean -span..+span

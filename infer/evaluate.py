@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..data import MNIST_SAMPLE, load_data
 from ..errors import UserInputError, arg
-from ..scoring import EvalReport, score, sigmoid
+from ..scoring import IWAE_K, EvalReport, score, sigmoid
 from .sessions import VAEPair
 
 
@@ -14,7 +14,7 @@ def evaluate_onnx(
     *,
     data_dir=None,
     dataset: str | None = None,
-    k: int = 1000,
+    k: int = IWAE_K,
     n: int | None = None,
     seed: int = 0,
     binarize: bool = False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UserInputError, arg, plural
+from . import defaults
 
 METHODS = ("slerp", "lerp")
 
@@ -80,7 +81,7 @@ def traverse_latents(z0, dims, span: float, steps: int, center=None, scale=None)
     return out
 
 
-def grid_latents(z0, dims=(0, 1), span: float = 3.0, steps: int = 15) -> np.ndarray:
+def grid_latents(z0, dims=(0, 1), span: float = defaults.TRAVERSE_SPAN, steps: int = defaults.GRID_STEPS) -> np.ndarray:
     """(steps * steps, D): a steps x steps grid over two latent components, each from -span to +span (in prior
     standard deviations), the others fixed at z0. Row-major like a plot: dims[0] grows to the right, dims[1]
     grows upwards (the first row is +span). Decoded and shown with nrow=steps, it is the decoded manifold."""

@@ -16,6 +16,7 @@ from ..errors import UserInputError, arg, note, plural
 from ..files import to_uint8_images
 from ..models.config import VAEConfig, check_guidance, class_index
 from ..prior import Prior, compose, prior_named, priors_of
+from . import defaults
 from .latent import interpolate_latents, traverse_latents
 from .safe_load import create_session, model_metadata, read_model_bytes
 
@@ -349,7 +350,14 @@ class Decoder(_Session):
         return self.decode(interpolate_latents(z_a, z_b, steps, method), label)
 
     def traverse(
-        self, z0=None, dims=None, span: float = 3.0, steps: int = 9, label=None, seed: int | None = None, prior=None
+        self,
+        z0=None,
+        dims=None,
+        span: float = defaults.TRAVERSE_SPAN,
+        steps: int = defaults.TRAVERSE_STEPS,
+        label=None,
+        seed: int | None = None,
+        prior=None,
     ) -> np.ndarray:
         """uint8 images, one row of `steps` per dim in `dims` (None: all): that latent component sweeps
         the prior's mean -span..+span of its standard deviations (N(0, I): -span..span), the others stay
@@ -439,7 +447,15 @@ class VAEPair:
         mu, _ = self.encoder.encode([a, b], label)
         return self.decoder.interpolate(mu[0], mu[1], steps, method, label)
 
-    def traverse(self, z0, dims=None, span: float = 3.0, steps: int = 9, label=None, prior=None) -> np.ndarray:
+    def traverse(
+        self,
+        z0,
+        dims=None,
+        span: float = defaults.TRAVERSE_SPAN,
+        steps: int = defaults.TRAVERSE_STEPS,
+        label=None,
+        prior=None,
+    ) -> np.ndarray:
         """Decoder.traverse from z0: a latent vector (D,), or an image whose posterior mean is used."""
         z = np.asarray(z0) if isinstance(z0, np.ndarray) and z0.ndim == 1 else self.encoder.encode(z0, label)[0][0]
         return self.decoder.traverse(z, dims, span, steps, label, prior=prior)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import UserInputError, arg
 from ..models.checkpoint import Checkpoint
-from ..scoring import EvalReport, score
+from ..scoring import IWAE_K, EvalReport, score
 
 
 def evaluate_checkpoint(
@@ -12,7 +12,7 @@ def evaluate_checkpoint(
     *,
     data_dir=None,
     dataset=None,
-    k: int = 1000,
+    k: int = IWAE_K,
     n: int | None = None,
     seed: int = 0,
     binarize: bool = False,
