@@ -29,9 +29,11 @@ from export_helpers import (  # noqa: E402
 from onnx import TensorProto  # noqa: E402
 
 from vaectl import __version__  # noqa: E402
-from vaectl.contract import parse_metadata  # noqa: E402
+from vaectl.contract import (
+    DEFAULT_OPSET,  # noqa: E402
+    parse_metadata,  # noqa: E402
+)
 from vaectl.export import ExportResult, export_model  # noqa: E402
-from vaectl.contract import DEFAULT_OPSET  # noqa: E402
 from vaectl.export.graphs import RANDOM_OPS  # noqa: E402
 from vaectl.files import file_sha256
 
