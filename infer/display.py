@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import UserInputError
 from ..files import make_grid, png_bytes, save_png, to_uint8_images
-from .commands import DEFAULT_FPS
+from . import defaults
 from .output import animation_frames, check_output_file, check_scale, gif_bytes, save_gif, upscale
 
 DEFAULT_SCALE = 3  # 28 px digits at 84 px: every pixel visible, an 8-wide grid under 700 px
@@ -83,7 +83,7 @@ class Animation:
     back to the start without showing an end twice."""
 
     def __init__(
-        self, rows, fps: float = DEFAULT_FPS, scale: int = DEFAULT_SCALE, forth_and_back: bool = False
+        self, rows, fps: float = defaults.FPS, scale: int = DEFAULT_SCALE, forth_and_back: bool = False
     ) -> None:
         a = np.asarray(rows)
         one_strip = a.ndim == 3 or (a.ndim == 4 and a.shape[-1] == 3)
