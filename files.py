@@ -128,7 +128,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], o
         fsync_dir(directory)
 
 
-def prepare_out_dir(path, *, parents: bool = False, what: str = "output directory") -> bool:
+def make_out_dir(path, *, parents: bool = False, what: str = "output directory") -> bool:
     """Create `path` if missing and prove it writable; returns True when it was created here.
 
     claim_out_dir (the overwrite rule) comes through here; parents=True also creates missing parents.
@@ -272,7 +272,7 @@ def claim_out_dir(
             f"{instead or 'choose another ' + arg(param)}, or give {arg('overwrite', True)}: it deletes those "
             "files and nothing else"
         )
-    created = prepare_out_dir(path, parents=parents) if create else False
+    created = make_out_dir(path, parents=parents) if create else False
     return Claim(path, output, earlier, created, overwrite)
 
 

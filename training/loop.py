@@ -38,7 +38,7 @@ from .loss import negative_elbo
 from .run_dir import (
     SavedCheckpoint,
     append_metrics,
-    check_run_dir,
+    claim_run_dir,
     grid_images,
     make_run_dir,
     remove_if_empty,
@@ -445,7 +445,7 @@ def set_up(tcfg: TrainConfig, model_fields: dict | None, ckpt: Checkpoint | None
         require_tensorboard()
     procs = start_processes(tcfg.device)
     out = Path(tcfg.out)
-    claim = check_run_dir(out, procs, new_run=ckpt is None, overwrite=overwrite)
+    claim = claim_run_dir(out, procs, new_run=ckpt is None, overwrite=overwrite)
     ds, x_train, y_train, x_val, y_val = load_data_on_device(tcfg, procs)
     cfg = model_config(ds, tcfg, model_fields, ckpt)
     torch.manual_seed(tcfg.seed + procs.rank)

@@ -21,7 +21,7 @@ from ..files import (
     atomic_write_bytes,
     claim_out_dir,
     make_grid,
-    prepare_out_dir,
+    make_out_dir,
     remove_stale_temp_files,
     save_png,
     to_uint8_images,
@@ -34,35 +34,17 @@ from .runtime import any_rank
 RUN_OUTPUT = Output("a training run", layout.RUN_FILE_PATTERNS)
 
 
-def check_out_dir(out: Path, *, new_run: bool = False, overwrite: bool = False) -> Claim | None:
-    """Whether a run may write into `out`; touches nothing. A new run claims the directory under the one
-    overwrite rule (files.claim_out_dir): one that holds an earlier run is refused unless overwrite=True, and the
-    claim's clear() removes that run's files later (make_run_dir). --resume (new_run=False) uses its own run."""
-    if not new_run:
-        if out.exists() and not out.is_dir():
-            raise UserInputError(f"{out}: exists and is not a directory")
-        return None
-    return claim_out_dir(
-        out,
-        RUN_OUTPUT,
-        overwrite=overwrite,
-        param="out",
-        instead=f"continue it with {arg('resume', out)}",
-        create=False,
-    )
-
-
 def make_run_dir(out: Path, claim: Claim | None) -> list[Path]:
     """Create `out` (main process, once the data and the model are ready: a run that fails before leaves no
     directory behind), clear the earlier run's files (overwrite), sweep temp files a crash left.
     Returns the directories it created, for remove_if_empty."""
     created = [p for p in (*reversed(out.parents), out) if not p.exists()]
-    prepare_out_dir(out, parents=True, what="run")
+    make_out_dir(out, parents=True, what="run")
     if claim is not None:
         claim.clear()
     images = out / layout.IMAGES
     created += [images] if not images.exists() else []
-    prepare_out_dir(images, what="run's images")
+    make_out_dir(images, what="run's images")
     remove_stale_temp_files(out, layout.RUN_FILES)
     remove_stale_temp_files(images, ["*_epoch*.png"])
     return created
@@ -94,10 +76,13 @@ class SavedCheckpoint:
         return f"last.pt {self.when} is intact; free space, then: vaectl train --resume {self.out}"
 
 
-def check_run_dir(out: Path, procs, *, new_run: bool, overwrite: bool) -> Claim | None:
-    """check_out_dir on every process; with DDP, all stop when any refused (checked before rank 0 writes)."""
+def claim_run_dir(out: Path, procs, *, new_run: bool, overwrite: bool) -> Claim | None:
+    """Whether a run may write into `out`, decided on every process before rank 0 writes; touches nothing. A new
+    run claims the directory under the one overwrite rule (files.claim_out_dir): one that holds an earlier run is
+    refused unless overwrite=True, and the claim's clear() removes that run's files later (make_run_dir).
+    --resume (new_run=False) uses its own run. With DDP, all processes stop when any refused."""
     try:
-        claim = check_out_dir(out, new_run=new_run, overwrite=overwrite)
+        claim = _claim(out, new_run, overwrite)
         refused = None
     except UserInputError as e:
         claim, refused = None, e
@@ -110,43 +95,16 @@ def check_run_dir(out: Path, procs, *, new_run: bool, overwrite: bool) -> Claim 
     return claim
 
 
-def write_config(out: Path, record: dict) -> None:
-    atomic_write_bytes(out / layout.CONFIG, json.dumps(record, indent=2).encode())
-
-
-def append_metrics(out: Path, record: dict) -> None:
-    append_text(out / layout.METRICS, json.dumps(record) + "\n")
-
-
-def trim_metrics(path: Path, epochs_done: int) -> None:
-    """On resume: keep the records of the epochs the checkpoint holds, drop a torn last line or records of a
-    redone epoch (a crash between appending the record and saving last.pt)."""
-    if not path.is_file():
-        return
-    kept = [line + "\n" for line, record in epoch_records(path) if record["epoch"] <= epochs_done]
-    atomic_write_bytes(path, "".join(kept).encode())
-
-
-@torch.no_grad()
-def grid_images(model, x_val: torch.Tensor, y_val, z_fixed: torch.Tensor) -> dict[str, np.ndarray]:
-    """The per-epoch grids as uint8 images, by kind: "samples" (64 draws from z_fixed; one row per class for a
-    conditional model) and "recon" (8 validation images above their reconstructions). One copy to the host."""
-    cfg = model.config
-    y_samples = None
-    if cfg.conditional:  # one row per class (up to 8 per row)
-        y_samples = torch.arange(len(z_fixed), device=z_fixed.device) // 8 % cfg.num_classes
-    guidance = torch.tensor([cfg.guidance], device=z_fixed.device) if cfg.guided else None  # the default weight
-    samples = torch.sigmoid(model.decoder(z_fixed, y_samples, guidance=guidance)).float()  # (64, C, H, W)
-    x = x_val[:8].float() / 255
-    recon = model.reconstruct(x, None if y_val is None else y_val[:8]).float()  # (8, C, H, W)
-    both = torch.cat([samples, x, recon]).cpu().numpy()  # (80, C, H, W): samples, originals, reconstructions
-    return {
-        "samples": make_grid(to_uint8_images(both[: len(samples)]), nrow=8),
-        "recon": make_grid(to_uint8_images(both[len(samples) :]), nrow=len(x)),  # originals above reconstructions
-    }
-
-
-def write_grids(out: Path, epoch: int, grids: dict[str, np.ndarray]) -> None:
-    """images/samples_epochNNN.png and images/recon_epochNNN.png."""
-    for kind, image in grids.items():
-        save_png(out / layout.IMAGES / layout.grid_name(kind, epoch), image)
+def _claim(out: Path, new_run: bool, overwrite: bool) -> Claim | None:
+    if not new_run:
+        if out.exists() and not out.is_dir():
+            raise UserInputError(f"{out}: exists and is not a directory")
+        return None
+    return claim_out_dir(
+        out,
+        RUN_OUTPUT,
+        overwrite=overwrite,
+        param="out",
+        instead=f"continue it with {arg('resume', out)}",
+        create=False,
+    )
