@@ -108,3 +108,45 @@ def _claim(out: Path, new_run: bool, overwrite: bool) -> Claim | None:
         instead=f"continue it with {arg('resume', out)}",
         create=False,
     )
+
+
+def write_config(out: Path, record: dict) -> None:
+    atomic_write_bytes(out / layout.CONFIG, json.dumps(record, indent=2).encode())
+
+
+def append_metrics(out: Path, record: dict) -> None:
+    append_text(out / layout.METRICS, json.dumps(record) + "\n")
+
+
+def trim_metrics(path: Path, epochs_done: int) -> None:
+    """On resume: keep the records of the epochs the checkpoint holds, drop a torn last line or records of a
+    redone epoch (a crash between appending the record and saving last.pt)."""
+    if not path.is_file():
+        return
+    kept = [line + "\n" for line, record in epoch_records(path) if record["epoch"] <= epochs_done]
+    atomic_write_bytes(path, "".join(kept).encode())
+
+
+@torch.no_grad()
+def grid_images(model, x_val: torch.Tensor, y_val, z_fixed: torch.Tensor) -> dict[str, np.ndarray]:
+    """The per-epoch grids as uint8 images, by kind: "samples" (64 draws from z_fixed; one row per class for a
+    conditional model) and "recon" (8 validation images above their reconstructions). One copy to the host."""
+    cfg = model.config
+    y_samples = None
+    if cfg.conditional:  # one row per class (up to 8 per row)
+        y_samples = torch.arange(len(z_fixed), device=z_fixed.device) // 8 % cfg.num_classes
+    guidance = torch.tensor([cfg.guidance], device=z_fixed.device) if cfg.guided else None  # the default weight
+    samples = torch.sigmoid(model.decoder(z_fixed, y_samples, guidance=guidance)).float()  # (64, C, H, W)
+    x = x_val[:8].float() / 255
+    recon = model.reconstruct(x, None if y_val is None else y_val[:8]).float()  # (8, C, H, W)
+    both = torch.cat([samples, x, recon]).cpu().numpy()  # (80, C, H, W): samples, originals, reconstructions
+    return {
+        "samples": make_grid(to_uint8_images(both[: len(samples)]), nrow=8),
+        "recon": make_grid(to_uint8_images(both[len(samples) :]), nrow=len(x)),  # originals above reconstructions
+    }
+
+
+def write_grids(out: Path, epoch: int, grids: dict[str, np.ndarray]) -> None:
+    """images/samples_epochNNN.png and images/recon_epochNNN.png."""
+    for kind, image in grids.items():
+        save_png(out / layout.IMAGES / layout.grid_name(kind, epoch), image)
