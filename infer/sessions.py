@@ -140,7 +140,7 @@ class _Session:
         with label dropout also takes "none" (or index num_classes), its unconditional class."""
         if not self.conditional:
             raise UserInputError(
-                f"{arg('label')} given, but {self.name} is an unconditional {self.role} (trained without --conditional)"
+                f"{arg('label')} given, but {self.name} is an unconditional {self.role}"
             )
         if self.config.no_label_class and (
             label == NO_LABEL or (not isinstance(label, (str, bool)) and label == self.num_classes)
@@ -148,7 +148,7 @@ class _Session:
             return self.num_classes
         if label == NO_LABEL and NO_LABEL not in self.class_names:
             raise UserInputError(
-                f"{arg('label', NO_LABEL)} needs a model trained with --label-dropout; {self.name} has no "
+                f"{arg('label', NO_LABEL)} needs a model trained with label dropout; {self.name} has no "
                 "unconditional class"
             )
         return class_index(label, self.class_names)
@@ -217,7 +217,7 @@ class Decoder(_Session):
         if not self.config.guided:
             raise UserInputError(
                 f"{arg('guidance')} given, but {self.name} takes no guidance weight "
-                "(an unconditional model, or a conditional one trained with --guidance 1 and no label dropout)"
+                "(an unconditional model, or a conditional one trained with guidance 1 and no label dropout)"
             )
         return {contract.GUIDANCE: np.array([check_guidance(guidance)], np.float32)}
 
@@ -463,7 +463,7 @@ class VAEPair:
 
 def _require_context(graph: _Session) -> None:
     if not graph.config.row_context:
-        raise UserInputError(f"{graph.name}: this model has no row context (trained without --context-channels)")
+        raise UserInputError(f"{graph.name}: this model has no row context (its decoder sees z alone)")
 
 
 def _rng(seed) -> np.random.Generator:

@@ -357,7 +357,7 @@ def test_guidance_bad_inputs_are_one_line_exit_2(guided_graphs, conditional_grap
     cases = [
         (mlp_graphs, ["--guidance", 2], "takes no guidance weight"),
         (conditional_graphs, ["--label", 3, "--guidance", 2], "takes no guidance weight"),
-        (conditional_graphs, ["--label", "none"], "needs a model trained with --label-dropout"),
+        (conditional_graphs, ["--label", "none"], "needs a model trained with label dropout"),
         (guided_graphs, ["--label", 3, "--guidance", -1], "finite number >= 0"),
         (guided_graphs, ["--label", 3, "--guidance", "nan"], "finite number >= 0"),
         (guided_graphs, ["--label", 3, "--guidance", "inf"], "finite number >= 0"),
@@ -445,5 +445,5 @@ def test_a_default_conditional_run_is_guided_against_the_average_label(tmp_path)
     assert np.array_equal(grid_cells(read_png(out), 1, 4), dec.sample(4, seed=2, label=7))
     expect_usage_error(
         cli("generate", "--onnx", tmp_path / "onnx" / "decoder.onnx", "--label", "none", "--out", out),
-        "needs a model trained with --label-dropout",
+        "needs a model trained with label dropout",
     )
