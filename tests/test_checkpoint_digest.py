@@ -111,7 +111,7 @@ def test_corrupt_checkpoint_gets_one_line_and_exit_2_before_any_work(tiny_mlp_ru
     before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in run.iterdir()}
     args = {
         "export": ["export", run, "--out", tmp_path / "onnx"],
-        "eval": ["eval", run, "--n", 8, "--k", 2],
+        "eval": ["eval", run, "-n", 8, "--k", 2],
         "resume": ["train", "--resume", run, "--epochs", 3],
     }[command]
     r = invoke(*args)
@@ -125,7 +125,7 @@ def test_a_checkpoint_written_before_the_digest_loads_with_a_note(tiny_mlp_run, 
     legacy = torch.load(tiny_mlp_run / "best.pt", weights_only=True)
     del legacy[DIGEST_KEY]
     torch.save(legacy, tmp_path / "old.pt")
-    r = invoke("eval", tmp_path / "old.pt", "--n", 8, "--k", 2, "--json")
+    r = invoke("eval", tmp_path / "old.pt", "-n", 8, "--k", 2, "--json")
     assert r.exit_code == 0, r.stderr
     notes = [line for line in r.stderr.splitlines() if line.strip() and not line.startswith("warning: only 8 images")]
     assert len(notes) == 1 and notes[0].startswith("note: ") and "no content digest" in notes[0], r.stderr

@@ -72,7 +72,7 @@ def tiny(args: list[str]) -> list[str]:
     if command == "train":
         return setting(args, "--epochs", "2" if "--resume" in args else "1")
     if command == "eval":
-        return setting(setting(args, "--k", "4"), "--n", "100")
+        return setting(setting(args, "--k", "4"), "-n", "100")
     if command == "generate" and "-n" in args and int(args[args.index("-n") + 1]) > 64:
         return setting(args, "-n", "64")
     if command == "explore" and "--site" not in args:
@@ -151,7 +151,7 @@ def test_tiny_settings_and_the_dropped_setup_step():
     """What the run changes from the pages: settings, and the first screen's venv step (the page keeps it)."""
     assert tiny(["train", "--out", "r"]) == ["train", "--out", "r", "--epochs", "1"]
     assert tiny(["train", "--resume", "r", "--epochs", "30"]) == ["train", "--resume", "r", "--epochs", "2"]
-    assert tiny(["eval", "r", "--k", "1000"]) == ["eval", "r", "--k", "4", "--n", "100"]
+    assert tiny(["eval", "r", "--k", "1000"]) == ["eval", "r", "--k", "4", "-n", "100"]
     assert tiny(["generate", "-n", "100000", "--out-dir", "s"]) == ["generate", "-n", "64", "--out-dir", "s"]
     assert tiny(["info", "d.onnx"]) == ["info", "d.onnx"]
     first = blocks(REPO / "README.md")[0]

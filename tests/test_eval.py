@@ -147,7 +147,7 @@ def test_iwae_bound_tightens_with_k_on_a_trained_model(tiny_mlp_run):
 
 
 def test_eval_cli_json(tiny_mlp_run):
-    result = run_vaectl("eval", tiny_mlp_run, "--k", "8", "--n", "40", "--json")
+    result = run_vaectl("eval", tiny_mlp_run, "--k", "8", "-n", "40", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["n"] == 40 and report["k"] == 8 and report["likelihood"] == "bernoulli"
@@ -157,7 +157,7 @@ def test_eval_cli_json(tiny_mlp_run):
     assert report["entropy_floor"] < report["iwae_nll"]
 
 
-@pytest.mark.parametrize("args, needle", [(["--k", "0"], "--k"), (["--n", "0"], "--n")])
+@pytest.mark.parametrize("args, needle", [(["--k", "0"], "--k"), (["-n", "0"], "-n")])
 def test_eval_cli_bad_numbers(tiny_mlp_run, args, needle):
     result = run_vaectl("eval", tiny_mlp_run, *args)
     assert result.returncode == 2
@@ -243,14 +243,14 @@ def test_row_context_model_onnx_and_pytorch_paths_agree(tiny_context_run, tmp_pa
 
 def test_eval_cli_onnx_path(tiny_mlp_onnx):
     encoder, decoder = tiny_mlp_onnx
-    result = run_vaectl("eval", "--encoder", encoder, "--decoder", decoder, "--k", "4", "--n", "20", "--json")
+    result = run_vaectl("eval", "--encoder", encoder, "--decoder", decoder, "--k", "4", "-n", "20", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["n"] == 20
-    text = run_vaectl("eval", "--encoder", encoder, "--decoder", decoder, "--k", "4", "--n", "20").stdout
+    text = run_vaectl("eval", "--encoder", encoder, "--decoder", decoder, "--k", "4", "-n", "20").stdout
     assert "under N(0, I), the prior the model was trained against:" in text
     assert "under gmm, the prior generate samples from (mixture of" in text
     normal = run_vaectl(
-        "eval", "--encoder", encoder, "--decoder", decoder, "--k", "4", "--n", "20", "--prior", "normal"
+        "eval", "--encoder", encoder, "--decoder", decoder, "--k", "4", "-n", "20", "--prior", "normal"
     )
     assert normal.returncode == 0 and "under gmm" not in normal.stdout
     bad = run_vaectl("eval", "--encoder", encoder, "--decoder", decoder, "--k", "0")
@@ -286,10 +286,10 @@ def test_eval_says_what_it_scored_and_warns_under_100_images(tiny_mlp_onnx, tmp_
     assert (report["dataset"], report["split"], report["n"], report["split_size"]) == ("four", "hold-out", 1, 1)
     assert report["warnings"] == [as_json.stderr.strip().removeprefix("warning: ")] and "1 image" in as_json.stderr
 
-    enough = cli("eval", "--encoder", encoder, "--decoder", decoder, "--n", 100, "--k", 2)
+    enough = cli("eval", "--encoder", encoder, "--decoder", decoder, "-n", 100, "--k", 2)
     assert "data: mnist-sample, test split, the first 100 of 1,000 images\n" in enough.stdout
     assert "warning" not in enough.stdout
-    report = json.loads(cli("eval", "--encoder", encoder, "--decoder", decoder, "--n", 100, "--k", 2, "--json").stdout)
+    report = json.loads(cli("eval", "--encoder", encoder, "--decoder", decoder, "-n", 100, "--k", 2, "--json").stdout)
     assert (report["dataset"], report["split"], report["n"], report["warnings"]) == ("mnist-sample", "test", 100, [])
 
 

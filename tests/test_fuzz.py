@@ -239,7 +239,7 @@ def test_checkpoint_mutants(tiny_mlp_run, tmp_path):
     for i, (what, data) in enumerate(mutants(source, 120, zip_length_fields(source.read_bytes()))):
         m = tmp_path / "m.pt"
         m.write_bytes(data)
-        code = check_in_process(problems, what, "eval", m, "--n", 8, "--k", 2)
+        code = check_in_process(problems, what, "eval", m, "-n", 8, "--k", 2)
         if code == 0 and not same_contents(torch.load(m, weights_only=True), original):
             problems.append(f"{what}: loaded with changed contents, no error")
         outcomes.append(code)
@@ -282,7 +282,7 @@ def test_a_few_mutants_in_a_fresh_interpreter(mlp_graphs, real_png, tiny_mlp_run
         for what, data in mutants(real_png, 120, png_length_fields(real_png.read_bytes()))[::40]
     ]
     cases += [
-        (what, data, "m.pt", lambda m: ["eval", m, "--n", 8, "--k", 2])
+        (what, data, "m.pt", lambda m: ["eval", m, "-n", 8, "--k", 2])
         for what, data in mutants(checkpoint, 120, zip_length_fields(checkpoint.read_bytes()))[::60]
     ]
     problems = []

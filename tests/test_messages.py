@@ -128,7 +128,7 @@ def test_training_errors_name_parameters_from_python_and_flags_from_the_cli(tmp_
     with pytest.raises(UserInputError, match="^epochs must be at least 1, got 0$"):
         train(out=str(tmp_path / "r"), epochs=0, log=lambda m: None)
     expect_usage_error(cli("train", "--epochs", 0, "--out", tmp_path / "r"), "--epochs must be at least 1, got 0")
-    expect_usage_error(cli("eval", "--encoder", "e", "--decoder", "d", "--n", 0), "--n must be at least 1, got 0")
+    expect_usage_error(cli("eval", "--encoder", "e", "--decoder", "d", "-n", 0), "-n must be at least 1, got 0")
 
 
 # ----------------------------------------------------------------------------- notes
