@@ -175,6 +175,12 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
     help="Also write TensorBoard event files into the run directory (needs: pip install tensorboard); "
     "view with: tensorboard --logdir runs/",
 )
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    help="CPU threads for torch [VAECTL_THREADS, else the free cores: all of them less the load average].",
+)
 @handle_errors
 def train(resume, overwrite, preset, epochs, hidden, conv_channels, channels, **flags):
     """Train a VAE (needs the [train] extra)."""

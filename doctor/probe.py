@@ -3,6 +3,7 @@ hand-encoded ONNX graph for onnxruntime to run (the base install has no `onnx` p
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import os
@@ -45,6 +46,76 @@ def requirement(dist: str) -> str:
     except importlib.metadata.PackageNotFoundError:
         pass
     return dist
+
+
+def canonical(dist: str) -> str:
+    return re.sub(r"[-_.]+", "-", dist).lower()
+
+
+def _parse_requirements(lines) -> dict[str, list[str]]:
+    """{"base": [dist, ...], extra: [dist, ...]} from requirement strings ('torch>=2.10; extra == "train"')."""
+    declared: dict[str, list[str]] = {"base": []}
+    for line in lines:
+        spec, _, marker = line.partition(";")
+        name = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", spec)
+        extra = re.search(r"extra\s*==\s*[\"']([^\"']+)[\"']", marker)
+        if name:
+            declared.setdefault(extra.group(1) if extra else "base", []).append(name.group(1))
+    return declared
+
+
+def declared_packages() -> dict[str, list[str]]:
+    """The packages of the base install and of each extra, as vaectl's metadata declares them (pyproject.toml's
+    dependencies and optional-dependencies); from the source tree's pyproject.toml when vaectl runs without
+    being installed. {} when neither can be read."""
+    try:
+        return _parse_requirements(importlib.metadata.requires("vaectl") or [])
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    try:
+        import tomllib  # Python 3.11+
+
+        project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    except (ImportError, OSError, KeyError, ValueError):
+        return {}
+    lines = list(project.get("dependencies", []))
+    for extra, reqs in project.get("optional-dependencies", {}).items():
+        lines += [f'{r}; extra == "{extra}"' for r in reqs]
+    return _parse_requirements(lines)
+
+
+@functools.cache
+def _modules_by_dist() -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for module, dists in importlib.metadata.packages_distributions().items():
+        for dist in dists:
+            found.setdefault(canonical(dist), []).append(module)
+    return found
+
+
+def module_of(dist: str) -> str | None:
+    """The top-level module an installed distribution provides ("pillow" -> "PIL"); None when not installed."""
+    modules = _modules_by_dist().get(canonical(dist))
+    if not modules:
+        return None
+    same = dist.replace("-", "_").lower()
+    named = [m for m in modules if m.lower() == same]
+    return named[0] if named else sorted(m for m in modules if not m.startswith("_"))[0]
+
+
+def cuda_only_bytes(torch) -> int:
+    """Bytes on disk that only a CUDA build of torch brings: the NVIDIA and CUDA wheels, triton, and torch's own
+    CUDA libraries. The CPU build has none of them."""
+    total = 0
+    for dist in importlib.metadata.distributions():
+        name = canonical(dist.metadata["Name"] or "")
+        if name.startswith(("nvidia-", "cuda-")) or name == "triton":
+            for f in dist.files or []:
+                path = Path(str(f.locate()))
+                if path.is_file():
+                    total += path.stat().st_size
+    lib = Path(torch.__file__).parent / "lib"
+    return total + sum(p.stat().st_size for p in lib.glob("*cuda*") if p.is_file())
 
 
 def cpu_name() -> str:
