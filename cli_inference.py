@@ -21,7 +21,9 @@ from .cli_common import (
 from .contract import INFORMATIVE_RULE
 from .errors import plural
 
-_THREADS = click.option("--threads", type=int, default=None, help="onnxruntime intra-op threads [all cores].")
+_THREADS = click.option(
+    "--threads", type=int, default=None, help="onnxruntime intra-op threads [VAECTL_THREADS, else the free cores]."
+)
 _LABEL_HELP = "Conditional models: a class index or name"
 _SCALE = click.option(
     "--scale",

@@ -298,7 +298,12 @@ def export(source, out_dir, last, opset, atol, fp16, int8, prior, data_dir, over
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--last", is_flag=True, help="With a run directory: use last.pt instead of best.pt.")
-@click.option("--threads", type=int, default=None, help="onnxruntime intra-op threads (ONNX path).")
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    help="onnxruntime intra-op threads (ONNX path) [VAECTL_THREADS, else the free cores].",
+)
 @click.option(
     "--prior",
     default=None,
