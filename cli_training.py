@@ -348,8 +348,7 @@ def eval_(source, encoder, decoder, data_dir, dataset, k, n, binarize, seed, las
                 prior=prior,
             )
         else:
-            from .training.eval_checkpoint import evaluate_checkpoint
-
+            evaluate_checkpoint = _checkpoint_scorer(source)
             report = evaluate_checkpoint(
                 source,
                 data_dir=data_dir,
@@ -369,6 +368,37 @@ def eval_(source, encoder, decoder, data_dir, dataset, k, n, binarize, seed, las
         for warning in report.warnings():
             click.echo(f"warning: {warning}", err=True)
     click.echo(json.dumps(report.to_dict()) if as_json else format_report(report))
+
+
+def _checkpoint_scorer(source):
+    """training.eval_checkpoint's scorer; without torch, an error naming the torch-free way: the graphs
+    exported from that run, scored with --encoder and --decoder (the exact command when the run has them)."""
+    import shlex
+    from pathlib import Path
+
+    from . import layout
+    from .cli_common import TRAIN_EXTRA_MODULES
+    from .errors import UserInputError
+
+    try:
+        from .training.eval_checkpoint import evaluate_checkpoint
+    except ModuleNotFoundError as e:
+        module = (e.name or "").split(".")[0]
+        if module not in TRAIN_EXTRA_MODULES:
+            raise
+        path = Path(source)
+        exports = [
+            d for d in layout.export_dirs_in(path if path.is_dir() else path.parent) if (d / layout.ENCODER).is_file()
+        ]
+        way = "export it where torch is installed (vaectl export RUN --out RUN/onnx), then score the graphs: vaectl eval --encoder RUN/onnx --decoder RUN/onnx"
+        if exports:
+            graphs = shlex.quote(str(exports[0]))
+            way = f"score the graphs exported from it: vaectl eval --encoder {graphs} --decoder {graphs}"
+        raise UserInputError(
+            f"scoring a checkpoint needs {module}, which comes with the [train] extra (pip install 'vaectl[train]'); "
+            f"without it, {way}"
+        ) from None
+    return evaluate_checkpoint
 
 
 COMMANDS = (train, export, eval_)

@@ -166,3 +166,29 @@ def test_a_conditional_generate_without_a_label_says_it_cycles_through_the_class
     assert np.array_equal(cell(read_png(out), 0, 3), cdec.sample(10, seed=0, label=None)[3])
     labelled = cli("generate", "--decoder", conditional_graphs, "--label", 3, "-n", 2, "--out", out)
     assert "note" not in labelled.stderr
+
+
+def test_eval_of_a_run_without_torch_names_the_command_on_its_exported_graphs(tiny_mlp_run, mlp_graphs, tmp_path):
+    import shlex
+    import shutil
+
+    from test_doctor import BASE_INSTALL, run_blocked  # torch and the extras absent, as in `pip install .`
+
+    def run_torch_free(*args):
+        return run_blocked(BASE_INSTALL, *args)
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_mlp_run, run)
+    r = run_torch_free("eval", run, "--n", 8, "--k", 2)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "scoring a checkpoint needs torch, which comes with the [train] extra" in r.stderr
+    assert "export it where torch is installed (vaectl export RUN --out RUN/onnx)" in r.stderr
+
+    shutil.copytree(mlp_graphs, run / "onnx")  # as `vaectl export RUN --out RUN/onnx` leaves it
+    r = run_torch_free("eval", run / "best.pt", "--n", 8, "--k", 2)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    suggested = r.stderr.split("without it, score the graphs exported from it: vaectl ", 1)[1].strip()
+    assert suggested == f"eval --encoder {run / 'onnx'} --decoder {run / 'onnx'}"
+    r = run_torch_free(*shlex.split(suggested), "--n", 8, "--k", 2)  # the way it names works without torch
+    assert r.returncode == 0, r.stderr
+    assert "IWAE" in r.stdout
