@@ -192,3 +192,17 @@ def test_eval_of_a_run_without_torch_names_the_command_on_its_exported_graphs(ti
     r = run_torch_free(*shlex.split(suggested), "--n", 8, "--k", 2)  # the way it names works without torch
     assert r.returncode == 0, r.stderr
     assert "IWAE" in r.stdout
+
+
+def test_a_dataset_that_cannot_download_names_data_and_the_debian_package(tmp_path, monkeypatch):
+    """The download fails (every mirror points at a closed local port, never the network): one line that says
+    why and names --data, with Debian's package for Fashion-MNIST, whose folder --data then reads."""
+    tvd = pytest.importorskip("torchvision.datasets")
+    monkeypatch.setattr(tvd.FashionMNIST, "mirrors", ["http://127.0.0.1:9/a/", "http://127.0.0.1:9/b/"])
+    r = cli("train", "--dataset", "fashion-mnist", "--cache-dir", tmp_path / "cache", "--out", tmp_path / "run")
+    assert r.exit_code == 2
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith(f"error: could not download FashionMNIST into {tmp_path / 'cache'} (<urlopen error")
+    assert "give --data DIR instead of --dataset, DIR holding its IDX files" in line
+    assert "`apt install dataset-fashion-mnist` puts them in /usr/share/datasets/fashion-mnist" in line
+    assert not (tmp_path / "run").exists()
