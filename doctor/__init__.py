@@ -15,6 +15,7 @@ installed [train] or [dev] extra (a playwright some other project brought) is no
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__, layout
+from ..threads import ENV as THREADS_ENV
 from .probe import (
     collect_devices,
     cuda_only_bytes,
@@ -311,7 +313,11 @@ def format_report(report: Report) -> str:
     lines += [
         "devices",
         f"  {'cpu':<{w}}{cpu['name']}: {cpu['usable_cores']} usable of {cpu['logical_cores']} logical cores"
-        + (f", torch uses {cpu['torch_threads']} threads" if cpu["torch_threads"] else ""),
+        + (f", torch's default {cpu['torch_threads']} threads" if cpu["torch_threads"] else ""),
+        f"  {'threads':<{w}}train and inference take {cpu['vaectl_threads'] or '?'} now ("
+        + (f"{THREADS_ENV}={os.environ[THREADS_ENV]}" if os.environ.get(THREADS_ENV, "").strip() else "the free cores")
+        + (f"; load average {cpu['load_average']:.1f}" if cpu["load_average"] is not None else "")
+        + ")",
     ]
     for c in dev["cuda"]:
         lines.append(

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UserInputError
+from ..threads import choose_threads, load_average
+
 NVIDIA_DRIVER_FILE = Path("/proc/driver/nvidia/version")
 
 
@@ -138,6 +141,14 @@ def nvidia_driver() -> str | None:
     return found.group(1) if found else text.strip().splitlines()[0][:80]
 
 
+def _vaectl_threads() -> int | None:
+    """The threads train and the inference commands would take now (None: VAECTL_THREADS is not a number)."""
+    try:
+        return choose_threads()
+    except UserInputError:
+        return None
+
+
 def collect_devices(torch) -> dict:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     devices = {
@@ -146,6 +157,8 @@ def collect_devices(torch) -> dict:
             "logical_cores": os.cpu_count(),
             "usable_cores": usable,
             "torch_threads": torch.get_num_threads() if torch else None,
+            "load_average": load_average(),
+            "vaectl_threads": _vaectl_threads(),
         },
         "nvidia_driver": nvidia_driver(),
         "cuda": [],

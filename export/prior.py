@@ -13,12 +13,15 @@ from ..errors import UserInputError
 from ..models.config import VAEConfig
 from ..prior import LOG_2PI, MixturePrior, mixture_moments
 from ..prior.fit import SEED
+from ..threads import choose_threads
 
 VERIFY_SAMPLES = 20_000
 
 
 def torch_encoder(model):
-    """The fit's encode callable (vaectl.prior.fit.Encode) of a torch VAE: posterior mean and log-variance."""
+    """The fit's encode callable (vaectl.prior.fit.Encode) of a torch VAE: posterior mean and log-variance.
+    Encoding the training images is export's longest torch work: it takes the threads train would (vaectl/threads.py)."""
+    torch.set_num_threads(choose_threads())
 
     @torch.no_grad()
     def encode(x: np.ndarray, y: np.ndarray | None):

@@ -120,8 +120,10 @@ def test_json_report_structure_and_smoke_figures():
     assert len(diffs) == 2 and max(diffs) < 1e-3, smoke["detail"]
 
 
-def test_no_smoke_runs_no_training():
+def test_no_smoke_runs_no_training(monkeypatch):
+    monkeypatch.setenv("VAECTL_THREADS", "3")
     result = cli("doctor", "--no-smoke")
+    assert re.search(r"\n  threads +train and inference take 3 now \(VAECTL_THREADS=3; load average \d", result.stdout)
     assert result.exit_code == 0, result.output
     rows = check_lines(result.stdout)
     assert "smoke cpu" not in rows and rows["[train] extra"][1].startswith("complete: torch")
