@@ -390,7 +390,10 @@ def _checkpoint_scorer(source):
         exports = [
             d for d in layout.export_dirs_in(path if path.is_dir() else path.parent) if (d / layout.ENCODER).is_file()
         ]
-        way = "export it where torch is installed (vaectl export RUN --out RUN/onnx), then score the graphs: vaectl eval --encoder RUN/onnx --decoder RUN/onnx"
+        way = (
+            "export it where torch is installed (vaectl export RUN --out RUN/onnx), then score the graphs: "
+            "vaectl eval --encoder RUN/onnx --decoder RUN/onnx"
+        )
         if exports:
             graphs = shlex.quote(str(exports[0]))
             way = f"score the graphs exported from it: vaectl eval --encoder {graphs} --decoder {graphs}"

@@ -1,7 +1,8 @@
 """CPU threads against a busy machine: the README's first `vaectl train` at 1, 2 and the default threads, with
 the machine as it is and with one busy-looping process per core competing.
 
-    python bench/threads.py [--epochs 5] [--threads 1,2,default] [--settle 60] [--repeats 1] [--first-commands]
+    python bench/threads.py [--epochs 5] [--threads 1,2,default] [--settle 60] [--repeats 1]
+    python bench/threads.py --first-commands [--threads N]
 
 Each row is `python -m vaectl.cli train --out TMP --epochs E --grid-every 0 [--threads N]` (the embedded digits,
 the default model and schedule) in a fresh process, without VAECTL_THREADS in its environment: wall time of the
@@ -13,7 +14,8 @@ before the first busy row so that the load average has seen them, and stopped af
 The last column is the final validation loss: the thread count changes the speed, not the result.
 
 --first-commands instead times the README's first commands once, as they stand after the install (train 40
-epochs, export with the prior's fit, generate 64 images), each step's wall time and the total.
+epochs, export with the prior's fit, generate 64 images), each step's wall time and the total; with the default
+threads, or with `--threads N` as VAECTL_THREADS=N.
 Prints figures; asserts nothing.
 """
 
@@ -37,9 +39,12 @@ def vaectl(*args: str) -> list[str]:
     return [sys.executable, "-m", "vaectl.cli", *args]
 
 
-def child_env() -> dict:
+def child_env(threads: str | None = None) -> dict:
+    """This environment without VAECTL_THREADS, or with it set to `threads` (a count)."""
     env = dict(os.environ)
     env.pop("VAECTL_THREADS", None)
+    if threads is not None:
+        env["VAECTL_THREADS"] = threads
     return env
 
 
@@ -112,7 +117,7 @@ def threads_table(args, tmp: Path) -> None:
             stop_spinners(spinners)
 
 
-def first_commands(tmp: Path) -> None:
+def first_commands(tmp: Path, threads: str | None) -> None:
     run = tmp / "demo"
     steps = [
         ("train", vaectl("train", "--out", str(run))),
@@ -121,10 +126,10 @@ def first_commands(tmp: Path) -> None:
                             "--out", str(tmp / "samples.png"))),
     ]  # fmt: skip
     total = 0.0
-    print(f"load average at start: {load():.1f}")
+    print(f"threads: {threads or 'the default'}; load average at start: {load():.1f}")
     for name, cmd in steps:
         t0 = time.perf_counter()
-        r = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
+        r = subprocess.run(cmd, capture_output=True, text=True, env=child_env(threads))
         seconds = time.perf_counter() - t0
         if r.returncode != 0:
             sys.exit(f"vaectl {name} failed:\n{r.stderr}")
@@ -136,7 +141,11 @@ def first_commands(tmp: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=5, help="epochs per training row [5; the README's command: 40]")
-    p.add_argument("--threads", default="1,2,default", help="comma-separated counts, 'default' for vaectl's choice")
+    p.add_argument(
+        "--threads",
+        default="1,2,default",
+        help="comma-separated counts, 'default' for vaectl's choice; with --first-commands one count (VAECTL_THREADS)",
+    )
     p.add_argument("--settle", type=float, default=60, help="seconds the busy processes run before the busy rows")
     p.add_argument("--repeats", type=int, default=1, help="rows per thread count and machine state")
     p.add_argument("--first-commands", action="store_true", help="time the README's first commands instead")
@@ -152,7 +161,7 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="vaectl-threads-") as tmp:
         if args.first_commands:
-            first_commands(Path(tmp))
+            first_commands(Path(tmp), args.threads if args.threads.isdigit() else None)
         else:
             threads_table(args, Path(tmp))
 
