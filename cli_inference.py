@@ -26,7 +26,9 @@ from .contract import INFORMATIVE_RULE
 from .errors import plural
 from .infer import defaults
 
-_THREADS = click.option("--threads", type=int, default=None, help="onnxruntime intra-op threads [all cores].")
+_THREADS = click.option(
+    "--threads", type=int, default=None, help="onnxruntime intra-op threads [VAECTL_THREADS, else the free cores]."
+)
 _LABEL_HELP = "Conditional models: a class index or name"
 _SCALE = click.option(
     "--scale",

@@ -91,6 +91,13 @@ def explore(model, decoder, encoder, data_dir, host, port, no_browser, out_dir, 
     if out_dir is not None:
         written = write_site(explored, out_dir, overwrite=overwrite)
         wrote(f"a static site ({len(written)} files; serve it over http, .mjs as text/javascript)", out_dir)
+        import shlex
+
+        click.echo(  # opened from disk (file://), the browser refuses its modules: the page stays on "loading"
+            f"next: python3 -m http.server -d {shlex.quote(str(out_dir))}, then open http://localhost:8000/ "
+            "(not the index.html file itself)",
+            err=True,
+        )
         return
     server = make_server(explored, host, port)
     url = server_url(server)

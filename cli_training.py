@@ -190,6 +190,12 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
     help="Also write TensorBoard event files into the run directory (needs: pip install tensorboard); "
     "view with: tensorboard --logdir runs/",
 )
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    help="CPU threads for torch [VAECTL_THREADS, else the free cores: all of them less the load average].",
+)
 @handle_errors
 def train(resume, overwrite, preset, epochs, hidden, conv_channels, channels, **flags):
     """Train a VAE (needs the [train] extra)."""
@@ -310,7 +316,12 @@ def export(model, out_dir, last, opset, atol, fp16, int8, prior, data_dir, overw
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--last", is_flag=True, help="With a run directory: use last.pt instead of best.pt.")
-@click.option("--threads", type=int, default=None, help="onnxruntime intra-op threads (ONNX path).")
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    help="onnxruntime intra-op threads (ONNX path) [VAECTL_THREADS, else the free cores].",
+)
 @click.option(
     "--prior",
     default=None,
@@ -350,8 +361,7 @@ def eval_(model, encoder, decoder, data_dir, dataset, k, n, binarize, seed, last
                 prior=prior,
             )
         else:
-            from .training.eval_checkpoint import evaluate_checkpoint
-
+            evaluate_checkpoint = _checkpoint_scorer(source)
             report = evaluate_checkpoint(
                 source,
                 data_dir=data_dir,
@@ -395,6 +405,40 @@ def _eval_source(model, encoder, decoder):
         note(f"scoring the export in {path} with onnxruntime: this install has no torch to score its checkpoint")
     graphs = model_graphs(model, ("encoder", "decoder"), encoder=encoder, decoder=decoder)
     return None, graphs["encoder"], graphs["decoder"]
+
+
+def _checkpoint_scorer(source):
+    """training.eval_checkpoint's scorer; without torch, an error naming the torch-free way: the graphs
+    exported from that run, scored with --encoder and --decoder (the exact command when the run has them)."""
+    import shlex
+    from pathlib import Path
+
+    from . import layout
+    from .cli_common import TRAIN_EXTRA_MODULES
+    from .errors import UserInputError
+
+    try:
+        from .training.eval_checkpoint import evaluate_checkpoint
+    except ModuleNotFoundError as e:
+        module = (e.name or "").split(".")[0]
+        if module not in TRAIN_EXTRA_MODULES:
+            raise
+        path = Path(source)
+        exports = [
+            d for d in layout.export_dirs_in(path if path.is_dir() else path.parent) if (d / layout.ENCODER).is_file()
+        ]
+        way = (
+            "export it where torch is installed (vaectl export RUN --out RUN/onnx), then score the graphs: "
+            "vaectl eval --encoder RUN/onnx --decoder RUN/onnx"
+        )
+        if exports:
+            graphs = shlex.quote(str(exports[0]))
+            way = f"score the graphs exported from it: vaectl eval --encoder {graphs} --decoder {graphs}"
+        raise UserInputError(
+            f"scoring a checkpoint needs {module}, which comes with the [train] extra (pip install 'vaectl[train]'); "
+            f"without it, {way}"
+        ) from None
+    return evaluate_checkpoint
 
 
 COMMANDS = (train, export, eval_)

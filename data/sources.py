@@ -20,11 +20,30 @@ def default_cache_dir() -> Path:
     return Path(base) / "vaectl" / "datasets"
 
 
+# Where a local copy comes from when the download cannot be made; its IDX files read with --data.
+LOCAL_COPY = {
+    "FashionMNIST": "on Debian, `apt install dataset-fashion-mnist` puts them in /usr/share/datasets/fashion-mnist "
+    "(`dpkg -L dataset-fashion-mnist` shows where)"
+}
+
+
+def _download_failed(cls, root: Path, e: Exception) -> UserInputError:
+    """One line: why (the last line of torchvision's message, which lists every mirror it tried), and --data."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip() and not line.startswith("Tried ")]
+    why = lines[-1] if lines else type(e).__name__
+    files = "a folder of images (subfolders = labels)" if cls.__name__.startswith("CIFAR") else "its IDX files"
+    local = f"; {LOCAL_COPY[cls.__name__]}" if cls.__name__ in LOCAL_COPY else ""
+    return UserInputError(
+        f"could not download {cls.__name__} into {root} ({why}); with a local copy, give {arg('data')} DIR instead of "
+        f"{arg('dataset')}, DIR holding {files}{local}"
+    )
+
+
 def _torchvision_split(cls, root: Path, train: bool):
     try:
         ds = cls(str(root), train=train, download=True)
     except (RuntimeError, OSError) as e:  # URLError is an OSError
-        raise UserInputError(f"could not download {cls.__name__} into {root} (no internet?): {e}") from None
+        raise _download_failed(cls, root, e) from None
     x = ds.data.numpy() if hasattr(ds.data, "numpy") else np.asarray(ds.data)
     x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # -> (N, C, H, W)
     y = np.asarray(ds.targets, dtype=np.int64)

@@ -4,7 +4,8 @@ Torch-free at import, like the rest of the base install: torch, torchvision and 
 inside the functions that need them, and only when they are installed (the smoke run itself, which
 needs torch, is doctor/smoke.py). Checks are what the install promises: the base install, onnxruntime, the
 demo model, and where the [train] extra is complete, what it promises (torch sees the GPU, the smoke runs).
-The optional extras themselves are notes, never a failed check: on an inference-only machine a partly
+The optional extras (every package of every extra, as pyproject.toml lists them: read back from vaectl's
+installed metadata) and the torch build are notes, never a failed check: on an inference-only machine a partly
 installed [train] or [dev] extra (a playwright some other project brought) is not an error.
 
     from vaectl.doctor import run_doctor, format_report
@@ -14,6 +15,7 @@ installed [train] or [dev] extra (a playwright some other project brought) is no
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 import tempfile
@@ -24,16 +26,22 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__, layout
-from .probe import collect_devices, package_version, probe_module, requirement, tiny_onnx_graph
+from ..threads import ENV as THREADS_ENV
+from .probe import (
+    collect_devices,
+    cuda_only_bytes,
+    declared_packages,
+    module_of,
+    package_version,
+    probe_module,
+    requirement,
+    tiny_onnx_graph,
+)
 
 PASS, FAIL, SKIP, NOTE = "pass", "fail", "skip", "note"
 MARKS = {PASS: "✔", FAIL: "✗", SKIP: "–", NOTE: "·"}
-BASE = (("numpy", "numpy"), ("Pillow", "PIL"), ("click", "click"), ("onnxruntime", "onnxruntime"))  # (dist, module)
-EXTRAS = {
-    "train": (("torch", "torch"), ("torchvision", "torchvision"), ("onnx", "onnx"), ("tqdm", "tqdm")),
-    "dev": (("pytest", "pytest"), ("ruff", "ruff"), ("mypy", "mypy"), ("playwright", "playwright")),
-}
 TORCH_INSTALL_HELP = "https://pytorch.org/get-started/locally/"
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"  # PyTorch's own index of CPU-only wheels
 DEMO_IMAGES = 16
 
 
@@ -51,11 +59,11 @@ class Report:
     versions: dict = field(default_factory=dict)  # name -> version string, None when not installed
     python_executable: str = ""
     onnxruntime_providers: list = field(default_factory=list)
-    torch_build: dict | None = None  # {"cuda": "13.0" | None, "cudnn": int | None}
-    extras: dict = field(default_factory=dict)  # base/train/dev -> installed (every module imports)
+    torch_build: dict | None = None  # {"version": "2.14.1+cu130", "cuda": "13.0" | None, "cudnn": int | None}
+    extras: dict = field(default_factory=dict)  # base and each extra -> installed (every package imports)
     devices: dict = field(default_factory=dict)
     checks: list = field(default_factory=list)
-    notes: list = field(default_factory=list)  # Check(status=NOTE) for each optional extra
+    notes: list = field(default_factory=list)  # Check(status=NOTE): each optional extra, the torch build
 
     @property
     def ok(self) -> bool:
@@ -129,15 +137,19 @@ def check_demo() -> Check:
     )
 
 
-EXTRA_USE = {"train": "train and export need it", "dev": "needed only to develop vaectl"}
+EXTRA_USE = {
+    "train": "train and export need it",
+    "tensorboard": "train --tensorboard needs it",
+    "notebook": "the tutorial notebooks need it",
+    "dev": "needed only to develop vaectl",
+}
 
 
-def check_extra(name: str, found: dict, problems: dict) -> Check:
+def check_extra(name: str, mods: list[str], found: dict, problems: dict) -> Check:
     """A note on an optional extra: complete, not installed, partly installed or broken (never a failed check)."""
-    mods = [dist for dist, _ in EXTRAS[name]]
     broken = [f"{d} ({problems[d]})" for d in mods if problems.get(d)]
     missing = [d for d in mods if found.get(d) is None and not problems.get(d)]
-    label, use = f"[{name}] extra", EXTRA_USE[name]
+    label, use = f"[{name}] extra", EXTRA_USE.get(name, "optional")
     if broken:
         advice = f"reinstall: pip install --force-reinstall 'vaectl[{name}]'"
         if problems.get("torch") and name == "train":  # a torch wheel that does not fit the machine
@@ -179,6 +191,28 @@ def check_cuda(driver: str | None, torch_cuda_build: str | None, cuda_devices: i
     )
 
 
+def check_torch_build(torch, devices: dict) -> Check:
+    """Which torch this is (a CUDA, ROCm or CPU build) and whether it has a GPU to use here; on a machine with
+    no GPU and no GPU driver, what the CPU build would save."""
+    version, cuda, hip = torch.__version__, torch.version.cuda, getattr(torch.version, "hip", None)
+    if cuda is None and hip is None:
+        return Check("torch build", NOTE, f"CPU build ({version}): trains on the CPU")
+    build = f"CUDA {cuda}" if cuda else f"ROCm {hip}"
+    if devices["cuda"]:
+        return Check("torch build", NOTE, f"{build} build ({version}): trains on {devices['cuda'][0]['name']}")
+    if devices["nvidia_driver"]:  # a GPU torch cannot use: the CUDA check says why
+        return Check("torch build", NOTE, f"{build} build ({version}): sees no GPU, trains on the CPU")
+    gb = cuda_only_bytes(torch) / 1e9
+    return Check(
+        "torch build",
+        NOTE,
+        f"{build} build ({version}) on a machine with no GPU: trains on the CPU; its GPU libraries take {gb:.1f} GB",
+        f"the CPU build trains the same here in {gb:.1f} GB less; in a new venv: pip install torch torchvision "
+        f"--index-url {TORCH_CPU_INDEX}, then pip install 'vaectl[train]' (uninstalling torch leaves its GPU "
+        "libraries behind)",
+    )
+
+
 # ----------------------------------------------------------------------------- the report
 
 
@@ -190,25 +224,38 @@ def run_doctor(smoke: bool = True, progress=None) -> Report:
     report.versions["python"] = platform.python_version()
     report.python_executable = sys.executable
     report.versions["vaectl"] = __version__
+    declared = declared_packages()  # pyproject's lists, read from vaectl's metadata
+    base = declared.get("base", [])
+    extras = {name: dists for name, dists in declared.items() if name != "base"}
     modules, problems = {}, {}
-    for dist, module in BASE + EXTRAS["train"] + EXTRAS["dev"]:
-        modules[dist], problems[dist] = probe_module(module)
+    for dist in dict.fromkeys(base + [d for dists in extras.values() for d in dists]):  # each once, in order
+        module = module_of(dist)  # None: not installed
+        modules[dist], problems[dist] = probe_module(module) if module else (None, None)
         report.versions[dist] = package_version(dist, modules[dist]) if modules[dist] is not None else None
     found = report.versions
-    ort, torch = modules["onnxruntime"], modules["torch"]
+    ort, torch = modules.get("onnxruntime"), modules.get("torch")
     if ort is not None:
         report.onnxruntime_providers = list(ort.get_available_providers())
     if torch is not None:
         cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
-        report.torch_build = {"cuda": torch.version.cuda, "cudnn": cudnn}
+        report.torch_build = {"version": torch.__version__, "cuda": torch.version.cuda, "cudnn": cudnn}
     report.extras = {
-        "base": all(found[d] for d, _ in BASE),
-        **{name: all(found[d] for d, _ in mods) for name, mods in EXTRAS.items()},
+        "base": bool(base) and all(found[d] for d in base),
+        **{name: all(found[d] for d in dists) for name, dists in extras.items()},
     }
     report.devices = collect_devices(torch)
 
-    base_broken = [d for d, _ in BASE if found[d] is None]
-    if base_broken:
+    base_broken = [d for d in base if found[d] is None]
+    if not base:
+        report.checks.append(
+            Check(
+                "base install",
+                FAIL,
+                "vaectl's requirements cannot be read: it runs from a source tree without being installed",
+                "pip install -e . in that tree",
+            )
+        )
+    elif base_broken:
         why = ", ".join(f"{d} ({problems[d] or 'not installed'})" for d in base_broken)
         report.checks.append(
             Check(
@@ -219,13 +266,14 @@ def run_doctor(smoke: bool = True, progress=None) -> Report:
             )
         )
     else:
-        report.checks.append(Check("base install", PASS, ", ".join(f"{d} {found[d]}" for d, _ in BASE)))
+        report.checks.append(Check("base install", PASS, ", ".join(f"{d} {found[d]}" for d in base)))
     if ort is not None:
         report.checks.append(check_onnxruntime())
-        if smoke:
-            report.checks.append(check_demo())
-    report.notes = [check_extra(name, found, problems) for name in EXTRAS]
-    if not report.extras["train"]:  # what only the [train] extra promises is not checked without it
+        report.checks.append(check_demo())  # torch-free and quick: --no-smoke keeps it
+    report.notes = [check_extra(name, dists, found, problems) for name, dists in extras.items()]
+    if torch is not None:
+        report.notes.append(check_torch_build(torch, report.devices))
+    if not report.extras.get("train"):  # what only the [train] extra promises is not checked without it
         return report
     report.checks.append(check_cuda(report.devices["nvidia_driver"], torch.version.cuda, len(report.devices["cuda"])))
     if not smoke:
@@ -246,6 +294,7 @@ def run_doctor(smoke: bool = True, progress=None) -> Report:
 
 def format_report(report: Report) -> str:
     v, dev = report.versions, report.devices
+    w = max(13, *(len(name) + 2 for name in v))  # the column of the values
     lines = ["versions"]
     for name, version in v.items():
         extra = ""
@@ -258,30 +307,34 @@ def format_report(report: Report) -> str:
             )
         if name == "python":
             extra = f"  ({report.python_executable})"
-        lines.append(f"  {name:<13}{version or 'not installed'}{extra}")
-    lines.append(f"  {'extras':<13}" + "  ".join(f"[{k}] {'✔' if on else '–'}" for k, on in report.extras.items()))
+        lines.append(f"  {name:<{w}}{version or 'not installed'}{extra}")
+    lines.append(f"  {'extras':<{w}}" + "  ".join(f"[{k}] {'✔' if on else '–'}" for k, on in report.extras.items()))
     cpu = dev["cpu"]
     lines += [
         "devices",
-        f"  {'cpu':<13}{cpu['name']}: {cpu['usable_cores']} usable of {cpu['logical_cores']} logical cores"
-        + (f", torch uses {cpu['torch_threads']} threads" if cpu["torch_threads"] else ""),
+        f"  {'cpu':<{w}}{cpu['name']}: {cpu['usable_cores']} usable of {cpu['logical_cores']} logical cores"
+        + (f", torch's default {cpu['torch_threads']} threads" if cpu["torch_threads"] else ""),
+        f"  {'threads':<{w}}train and inference take {cpu['vaectl_threads'] or '?'} now ("
+        + (f"{THREADS_ENV}={os.environ[THREADS_ENV]}" if os.environ.get(THREADS_ENV, "").strip() else "the free cores")
+        + (f"; load average {cpu['load_average']:.1f}" if cpu["load_average"] is not None else "")
+        + ")",
     ]
     for c in dev["cuda"]:
         lines.append(
-            f"  {'cuda:' + str(c['index']):<13}{c['name']}, {c['memory_gib']} GiB, compute capability "
+            f"  {'cuda:' + str(c['index']):<{w}}{c['name']}, {c['memory_gib']} GiB, compute capability "
             f"{c['capability']}, bf16 {'yes' if c['bf16'] else 'no'}"
         )
     if not dev["cuda"]:
         lines.append(
-            f"  {'cuda':<13}"
+            f"  {'cuda':<{w}}"
             + ("none visible to torch" if report.torch_build else "not checked (no torch)")
             + (f"; NVIDIA driver {dev['nvidia_driver']}" if dev["nvidia_driver"] else "")
         )
     lines.append(
-        f"  {'mps':<13}" + {None: "not checked (no torch)", True: "available", False: "not available"}[dev["mps"]]
+        f"  {'mps':<{w}}" + {None: "not checked (no torch)", True: "available", False: "not available"}[dev["mps"]]
     )
     width = max(len(c.name) for c in report.checks + report.notes)
-    for title, rows in (("checks", report.checks), ("optional extras (notes, never a failed check)", report.notes)):
+    for title, rows in (("checks", report.checks), ("notes (never a failed check)", report.notes)):
         lines.append(title)
         for c in rows:
             lines.append(f"  {MARKS[c.status]} {c.name:<{width}}  {c.detail}")

@@ -3,6 +3,7 @@ hand-encoded ONNX graph for onnxruntime to run (the base install has no `onnx` p
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import os
@@ -11,6 +12,9 @@ import re
 from pathlib import Path
 
 import numpy as np
+
+from ..errors import UserInputError
+from ..threads import choose_threads, load_average
 
 NVIDIA_DRIVER_FILE = Path("/proc/driver/nvidia/version")
 
@@ -47,6 +51,76 @@ def requirement(dist: str) -> str:
     return dist
 
 
+def canonical(dist: str) -> str:
+    return re.sub(r"[-_.]+", "-", dist).lower()
+
+
+def _parse_requirements(lines) -> dict[str, list[str]]:
+    """{"base": [dist, ...], extra: [dist, ...]} from requirement strings ('torch>=2.10; extra == "train"')."""
+    declared: dict[str, list[str]] = {"base": []}
+    for line in lines:
+        spec, _, marker = line.partition(";")
+        name = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", spec)
+        extra = re.search(r"extra\s*==\s*[\"']([^\"']+)[\"']", marker)
+        if name:
+            declared.setdefault(extra.group(1) if extra else "base", []).append(name.group(1))
+    return declared
+
+
+def declared_packages() -> dict[str, list[str]]:
+    """The packages of the base install and of each extra, as vaectl's metadata declares them (pyproject.toml's
+    dependencies and optional-dependencies); from the source tree's pyproject.toml when vaectl runs without
+    being installed. {} when neither can be read."""
+    try:
+        return _parse_requirements(importlib.metadata.requires("vaectl") or [])
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    try:
+        import tomllib  # Python 3.11+
+
+        project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    except (ImportError, OSError, KeyError, ValueError):
+        return {}
+    lines = list(project.get("dependencies", []))
+    for extra, reqs in project.get("optional-dependencies", {}).items():
+        lines += [f'{r}; extra == "{extra}"' for r in reqs]
+    return _parse_requirements(lines)
+
+
+@functools.cache
+def _modules_by_dist() -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for module, dists in importlib.metadata.packages_distributions().items():
+        for dist in dists:
+            found.setdefault(canonical(dist), []).append(module)
+    return found
+
+
+def module_of(dist: str) -> str | None:
+    """The top-level module an installed distribution provides ("pillow" -> "PIL"); None when not installed."""
+    modules = _modules_by_dist().get(canonical(dist))
+    if not modules:
+        return None
+    same = dist.replace("-", "_").lower()
+    named = [m for m in modules if m.lower() == same]
+    return named[0] if named else sorted(m for m in modules if not m.startswith("_"))[0]
+
+
+def cuda_only_bytes(torch) -> int:
+    """Bytes on disk that only a CUDA build of torch brings: the NVIDIA and CUDA wheels, triton, and torch's own
+    CUDA libraries. The CPU build has none of them."""
+    total = 0
+    for dist in importlib.metadata.distributions():
+        name = canonical(dist.metadata["Name"] or "")
+        if name.startswith(("nvidia-", "cuda-")) or name == "triton":
+            for f in dist.files or []:
+                path = Path(str(f.locate()))
+                if path.is_file():
+                    total += path.stat().st_size
+    lib = Path(torch.__file__).parent / "lib"
+    return total + sum(p.stat().st_size for p in lib.glob("*cuda*") if p.is_file())
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -67,6 +141,14 @@ def nvidia_driver() -> str | None:
     return found.group(1) if found else text.strip().splitlines()[0][:80]
 
 
+def _vaectl_threads() -> int | None:
+    """The threads train and the inference commands would take now (None: VAECTL_THREADS is not a number)."""
+    try:
+        return choose_threads()
+    except UserInputError:
+        return None
+
+
 def collect_devices(torch) -> dict:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     devices = {
@@ -75,6 +157,8 @@ def collect_devices(torch) -> dict:
             "logical_cores": os.cpu_count(),
             "usable_cores": usable,
             "torch_threads": torch.get_num_threads() if torch else None,
+            "load_average": load_average(),
+            "vaectl_threads": _vaectl_threads(),
         },
         "nvidia_driver": nvidia_driver(),
         "cuda": [],

@@ -16,6 +16,7 @@ import torch
 from .. import contract
 from ..contract import BATCH
 from ..models import VAEConfig
+from ..threads import choose_threads
 from .graphs import RANDOM_OPS, io_spec, module_for_export
 
 VERIFY_BATCH_SIZES = (1, 64)
@@ -96,6 +97,7 @@ def session(path: Path, label: str, report: Report) -> ort.InferenceSession | No
     try:
         opts = ort.SessionOptions()
         opts.log_severity_level = 3  # not the warning that an input (guidance) has an initializer: it is meant to
+        opts.intra_op_num_threads = choose_threads()  # as inference sessions do (vaectl/threads.py)
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own untyped errors (Fail, InvalidGraph, ...)
         report.failures.append(f"{label}: onnxruntime cannot load it: {str(e).strip().splitlines()[0]}")

@@ -18,7 +18,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import UserInputError, arg
+from ..errors import UserInputError
+from ..threads import choose_threads
 
 # protobuf's own limit on one message; a bigger "model" is not something we should read into memory
 MAX_MODEL_BYTES = 2 * 1024**3 - 1
@@ -166,12 +167,11 @@ def create_session(data: bytes, source: str, threads: int | None = None):
     """An onnxruntime InferenceSession on already-checked model bytes, CPU only."""
     import onnxruntime as ort
 
-    if threads is not None and threads < 1:
-        raise UserInputError(f"{arg('threads')} must be at least 1, got {threads}")
     opts = ort.SessionOptions()
     opts.log_severity_level = 3  # warnings about unused initializers etc. are not the user's concern
-    if threads is not None:
-        opts.intra_op_num_threads = threads
+    # threads: given, else VAECTL_THREADS, else the free cores; onnxruntime's own default (every core) makes
+    # its threads wait for each other on a busy machine, as torch's do (vaectl/threads.py)
+    opts.intra_op_num_threads = choose_threads(threads)
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.add_session_config_entry("session.load_model_format", "ONNX")

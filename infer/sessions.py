@@ -139,9 +139,7 @@ class _Session:
         """A class index from an index or a class name (as typed on the command line); a model trained
         with label dropout also takes "none" (or index num_classes), its unconditional class."""
         if not self.conditional:
-            raise UserInputError(
-                f"{arg('label')} given, but {self.name} is an unconditional {self.role}"
-            )
+            raise UserInputError(f"{arg('label')} given, but {self.name} is an unconditional {self.role}")
         if self.config.no_label_class and (
             label == NO_LABEL or (not isinstance(label, (str, bool)) and label == self.num_classes)
         ):

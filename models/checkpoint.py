@@ -299,6 +299,9 @@ class Checkpoint:
         """The encoder as numpy in, numpy out: (images, labels) -> (mu, logvar) [+ context logits of a
         row-context model], as the scorer and the prior fit take it."""
         model, row_context = self.model(), self.config.row_context
+        from ..threads import choose_threads
+
+        torch.set_num_threads(choose_threads())  # encoding a dataset is export's and eval's longest torch work
 
         @torch.no_grad()
         def encode(x: np.ndarray, y: np.ndarray | None):

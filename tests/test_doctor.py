@@ -4,8 +4,11 @@ failing checks that exit 1 with their advice line."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -48,9 +51,12 @@ finally:
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
     assert not loaded, loaded
 """
+# every module of every extra (pyproject.toml's optional-dependencies), hidden: what `pip install .` has
+EXTRA_MODULES = ("torch", "torchvision", "onnx", "tqdm", "threadpoolctl", "tensorboard", "matplotlib", "ipykernel")
 BASE_INSTALL = dict.fromkeys(
-    ("torch", "torchvision", "onnx", "tqdm", "pytest", "ruff", "mypy", "playwright"), "missing"
+    EXTRA_MODULES + ("pytest", "ruff", "mypy", "playwright", "nbclient", "nbformat"), "missing"
 )
+ALL_EXTRAS = ("train", "tensorboard", "notebook", "dev")
 
 
 def run_blocked(blocked: dict, *args) -> subprocess.CompletedProcess:
@@ -63,7 +69,7 @@ def run_blocked(blocked: dict, *args) -> subprocess.CompletedProcess:
 
 
 def check_lines(stdout: str) -> dict:
-    """{check or note name: (mark, detail)} from the report's `checks` and optional extras sections."""
+    """{check or note name: (mark, detail)} from the report's `checks` and `notes` sections."""
     section = stdout.split("\nchecks\n", 1)[1].splitlines()
     rows = {}
     for line in section:
@@ -85,8 +91,9 @@ def test_train_install_report_with_smoke_run():
     import onnxruntime
     import torch
 
-    assert f"onnxruntime  {onnxruntime.__version__}" in r.stdout
-    assert f"torch        {torch.__version__.split('+')[0]}" in r.stdout
+    versions = dict(line.split(None, 1) for line in r.stdout.split("\ndevices\n")[0].splitlines()[1:])
+    assert versions["onnxruntime"].startswith(f"{onnxruntime.__version__}  (providers:")
+    assert versions["torch"].startswith(torch.__version__.split("+")[0])
     assert r.stdout.rstrip().endswith("checks passed: ready")
     assert "smoke run on cpu" in r.stderr  # progress goes to stderr, the report to stdout
     assert "Traceback" not in r.stderr
@@ -96,25 +103,63 @@ def test_json_report_structure_and_smoke_figures():
     result = cli("doctor", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["ok"] is True and report["extras"] == {"base": True, "train": True, "dev": True}
+    assert report["ok"] is True and report["extras"] == dict.fromkeys(("base", *ALL_EXTRAS), True)
     assert report["versions"]["numpy"] == np.__version__
     assert "CPUExecutionProvider" in report["onnxruntime_providers"]
     assert report["devices"]["cpu"]["usable_cores"] >= 1 and report["devices"]["mps"] in (True, False)
     checks = {c["name"]: c for c in report["checks"]}
     assert {c["status"] for c in report["checks"]} <= {"pass", "fail", "skip"}
-    assert [(n["name"], n["status"]) for n in report["notes"]] == [("[train] extra", "note"), ("[dev] extra", "note")]
+    assert [(n["name"], n["status"]) for n in report["notes"]] == [
+        *((f"[{name}] extra", "note") for name in ALL_EXTRAS),
+        ("torch build", "note"),
+    ]
     smoke = checks["smoke cpu"]
     assert smoke["status"] == "pass" and smoke["seconds"] > 0 and smoke["advice"] == ""
     # the figures in the detail are the smoke run's own comparisons: ONNX vs PyTorch, both tiny
-    diffs = [float(v) for v in __import__("re").findall(r"(?:PyTorch|on cpu) (\d\.\de[-+]\d+)", smoke["detail"])]
+    diffs = [float(v) for v in re.findall(r"(?:PyTorch|on cpu) (\d\.\de[-+]\d+)", smoke["detail"])]
     assert len(diffs) == 2 and max(diffs) < 1e-3, smoke["detail"]
 
 
-def test_no_smoke_runs_no_training():
+def test_no_smoke_runs_no_training(monkeypatch):
+    monkeypatch.setenv("VAECTL_THREADS", "3")
     result = cli("doctor", "--no-smoke")
+    assert re.search(r"\n  threads +train and inference take 3 now \(VAECTL_THREADS=3; load average \d", result.stdout)
     assert result.exit_code == 0, result.output
     rows = check_lines(result.stdout)
     assert "smoke cpu" not in rows and rows["[train] extra"][1].startswith("complete: torch")
+    assert rows["demo model"] == ("✔", "16 images generated from decoder.onnx")  # torch-free and quick: kept
+
+
+def test_the_extras_checked_are_pyprojects_lists():
+    """doctor reads the extras from vaectl's metadata: the same packages pyproject.toml lists, none missed."""
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((Path(doctor.__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    name = lambda req: re.match(r"[A-Za-z0-9._-]+", req).group(0)  # noqa: E731
+    expected = {"base": [name(r) for r in project["dependencies"]]}
+    expected |= {extra: [name(r) for r in reqs] for extra, reqs in project["optional-dependencies"].items()}
+    assert probe.declared_packages() == expected
+    assert probe._parse_requirements(['ruff<0.18,>=0.17; extra == "dev"', "numpy>=1.24"]) == {
+        "base": ["numpy"],
+        "dev": ["ruff"],
+    }
+    assert probe.module_of("pillow") == "PIL" and probe.module_of("no-such-dist-here") is None
+
+
+def test_torch_build_note_says_what_the_cpu_build_saves():
+    torch = pytest.importorskip("torch")
+    no_gpu = {"cuda": [], "nvidia_driver": None}
+    fake_cpu = SimpleNamespace(__version__="2.14.1+cpu", version=SimpleNamespace(cuda=None, hip=None))
+    note = doctor.check_torch_build(fake_cpu, no_gpu)
+    assert (note.status, note.detail, note.advice) == ("note", "CPU build (2.14.1+cpu): trains on the CPU", "")
+    if torch.version.cuda is None or torch.cuda.is_available():
+        pytest.skip("needs a CUDA build of torch on a machine without a GPU")
+    note = doctor.check_torch_build(torch, no_gpu)
+    gb = float(re.search(r"take (\d+\.\d) GB", note.detail).group(1))
+    nvidia = Path(torch.__file__).parents[1] / "nvidia"  # the NVIDIA wheels' files, measured on their own
+    on_disk = sum(p.stat().st_size for p in nvidia.rglob("*") if p.is_file()) / 1e9 if nvidia.is_dir() else 0
+    assert note.detail.startswith(f"CUDA {torch.version.cuda} build ({torch.__version__}) on a machine with no GPU")
+    assert gb >= on_disk - 0.05 and gb > 0.3, (gb, on_disk)
+    assert f"{gb:.1f} GB less" in note.advice and "--index-url https://download.pytorch.org/whl/cpu" in note.advice
 
 
 def test_base_install_is_inference_only_not_an_error():
@@ -125,7 +170,10 @@ def test_base_install_is_inference_only_not_an_error():
     assert rows["[train] extra"] == ("·", "not installed (train and export need it)")
     assert "→ pip install 'vaectl[train]'" in r.stdout
     assert not any(name.startswith("smoke") for name in rows) and "CUDA" not in rows
-    assert "torch        not installed" in r.stdout and "mps          not checked (no torch)" in r.stdout
+    assert re.search(r"\n  torch +not installed\n", r.stdout) and re.search(
+        r"\n  mps +not checked \(no torch\)", r.stdout
+    )
+    assert "torch build" not in rows
     assert r.stdout.rstrip().endswith(
         "checks passed: ready for inference (the [train] extra is not installed: no training or export here)"
     )
@@ -134,7 +182,7 @@ def test_base_install_is_inference_only_not_an_error():
     report = json.loads(r.stdout)
     assert r.returncode == 0 and report["ok"] is True
     assert report["versions"]["torch"] is None and report["torch_build"] is None
-    assert report["extras"] == {"base": True, "train": False, "dev": False}
+    assert report["extras"] == {"base": True, **dict.fromkeys(ALL_EXTRAS, False)}
 
 
 def test_partly_installed_extras_are_notes_not_failures():
@@ -144,7 +192,11 @@ def test_partly_installed_extras_are_notes_not_failures():
     r = run_blocked(base_and_playwright, "doctor")
     assert r.returncode == 0, r.stdout + r.stderr
     rows = check_lines(r.stdout)
-    assert rows["[dev] extra"] == ("·", "partly installed (needed only to develop vaectl): pytest, ruff, mypy missing")
+    assert rows["[dev] extra"] == (
+        "·",
+        "partly installed (needed only to develop vaectl): pytest, ruff, mypy, tensorboard, nbclient, nbformat, "
+        "matplotlib, ipykernel missing",
+    )
     assert "✗" not in r.stdout and "ready for inference" in r.stdout
 
     r = run_blocked({"onnx": "missing"}, "doctor")

@@ -249,9 +249,7 @@ def test_eval_cli_onnx_path(tiny_mlp_onnx):
     text = run_vaectl("eval", "--encoder", encoder, "--decoder", decoder, "--k", "4", "-n", "20").stdout
     assert "under N(0, I), the prior the model was trained against:" in text
     assert "under gmm, the prior generate samples from (mixture of" in text
-    normal = run_vaectl(
-        "eval", "--encoder", encoder, "--decoder", decoder, "--k", "4", "-n", "20", "--prior", "normal"
-    )
+    normal = run_vaectl("eval", "--encoder", encoder, "--decoder", decoder, "--k", "4", "-n", "20", "--prior", "normal")
     assert normal.returncode == 0 and "under gmm" not in normal.stdout
     bad = run_vaectl("eval", "--encoder", encoder, "--decoder", decoder, "--k", "0")
     assert bad.returncode == 2 and "--k" in bad.stderr and "Traceback" not in bad.stderr

@@ -968,3 +968,22 @@ def test_a_guided_model_gets_a_guidance_slider_that_decodes_as_python(browser, g
             want = Decoder(guided_graphs / "decoder.onnx").decode_float(z, label=np.array(labels), guidance=w)
             assert np.abs(np.array(got) - want.ravel()).max() <= ATOL, w
         page.close()
+
+
+def test_static_site_opened_from_disk_says_to_serve_it_over_http(browser, mlp_graphs, tmp_path):
+    site = tmp_path / "site"
+    result = cli("explore", mlp_graphs, "--site", site)
+    assert result.exit_code == 0, result.stderr
+    step = f"python3 -m http.server -d {site}"
+    assert f"next: {step}, then open http://localhost:8000/" in result.stderr
+    page = browser.new_page()
+    try:
+        page.goto((site / "index.html").as_uri())  # the browser refuses the page's modules from file://
+        page.wait_for_function("document.getElementById('status').textContent.includes('http.server')", timeout=30_000)
+        status = page.inner_text("#status")
+        assert (
+            status == f"this page needs http, not a file: serve its folder with {step} and open http://localhost:8000/"
+        )
+        assert page.eval_on_selector("#status", "s => s.classList.contains('error')")
+    finally:
+        page.close()

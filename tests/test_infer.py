@@ -299,3 +299,16 @@ def test_conditional_pair_needs_and_uses_the_label(conditional_graphs, digits):
     assert np.array_equal(rec, pair.decoder.decode(mu, label=np.array([7, 2])))
     strip = pair.interpolate(digits[0], digits[1], steps=4, label=3)
     assert strip.shape == (4, 28, 28)
+
+
+def test_session_threads_follow_vaectl_threads_then_the_free_cores(mlp_graphs, monkeypatch):
+    import os
+
+    from vaectl import threads
+
+    monkeypatch.setenv(threads.ENV, "2")
+    assert Decoder(mlp_graphs / "decoder.onnx").session.get_session_options().intra_op_num_threads == 2
+    monkeypatch.delenv(threads.ENV)
+    monkeypatch.setattr(os, "getloadavg", lambda: (1e6, 0.0, 0.0))  # a machine with every core busy: one
+    assert Decoder(mlp_graphs / "decoder.onnx").session.get_session_options().intra_op_num_threads == 1
+    assert Decoder(mlp_graphs / "decoder.onnx", threads=3).session.get_session_options().intra_op_num_threads == 3

@@ -166,3 +166,43 @@ def test_a_conditional_generate_without_a_label_says_it_cycles_through_the_class
     assert np.array_equal(cell(read_png(out), 0, 3), cdec.sample(10, seed=0, label=None)[3])
     labelled = cli("generate", "--decoder", conditional_graphs, "--label", 3, "-n", 2, "--out", out)
     assert "note" not in labelled.stderr
+
+
+def test_eval_of_a_run_without_torch_names_the_command_on_its_exported_graphs(tiny_mlp_run, mlp_graphs, tmp_path):
+    import shlex
+    import shutil
+
+    from test_doctor import BASE_INSTALL, run_blocked  # torch and the extras absent, as in `pip install .`
+
+    def run_torch_free(*args):
+        return run_blocked(BASE_INSTALL, *args)
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_mlp_run, run)
+    r = run_torch_free("eval", run, "--n", 8, "--k", 2)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "scoring a checkpoint needs torch, which comes with the [train] extra" in r.stderr
+    assert "export it where torch is installed (vaectl export RUN --out RUN/onnx)" in r.stderr
+
+    shutil.copytree(mlp_graphs, run / "onnx")  # as `vaectl export RUN --out RUN/onnx` leaves it
+    r = run_torch_free("eval", run / "best.pt", "--n", 8, "--k", 2)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    suggested = r.stderr.split("without it, score the graphs exported from it: vaectl ", 1)[1].strip()
+    assert suggested == f"eval --encoder {run / 'onnx'} --decoder {run / 'onnx'}"
+    r = run_torch_free(*shlex.split(suggested), "--n", 8, "--k", 2)  # the way it names works without torch
+    assert r.returncode == 0, r.stderr
+    assert "IWAE" in r.stdout
+
+
+def test_a_dataset_that_cannot_download_names_data_and_the_debian_package(tmp_path, monkeypatch):
+    """The download fails (every mirror points at a closed local port, never the network): one line that says
+    why and names --data, with Debian's package for Fashion-MNIST, whose folder --data then reads."""
+    tvd = pytest.importorskip("torchvision.datasets")
+    monkeypatch.setattr(tvd.FashionMNIST, "mirrors", ["http://127.0.0.1:9/a/", "http://127.0.0.1:9/b/"])
+    r = cli("train", "--dataset", "fashion-mnist", "--cache-dir", tmp_path / "cache", "--out", tmp_path / "run")
+    assert r.exit_code == 2
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith(f"error: could not download FashionMNIST into {tmp_path / 'cache'} (<urlopen error")
+    assert "give --data DIR instead of --dataset, DIR holding its IDX files" in line
+    assert "`apt install dataset-fashion-mnist` puts them in /usr/share/datasets/fashion-mnist" in line
+    assert not (tmp_path / "run").exists()

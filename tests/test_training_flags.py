@@ -125,3 +125,42 @@ def test_compiled_run_trains_and_its_checkpoint_exports(fp32_run, tmp_path):
     assert_fp32_weights_like(run, fp32_run)
     images = export_and_generate(run, tmp_path / "onnx")
     assert images.shape == (8, 28, 28) and images.std() > 0
+
+
+def test_threads_sets_torchs_threads_and_changes_no_figure(tmp_path, monkeypatch):
+    data = make_tiny_idx_dir(tmp_path / "data", n_train=512, n_test=64)
+    before = torch.get_num_threads()
+    try:
+        result = cli("train", *TINY, "--data", data, "--threads", "2", "--out", tmp_path / "two")
+        assert result.exit_code == 0, result.stderr
+        assert torch.get_num_threads() == 2
+        config = json.loads((tmp_path / "two" / "config.json").read_text())
+        assert config["train"]["threads"] == 2
+        # a resumed run may run on another machine: --threads is the machine's, so resume takes it
+        result = cli("train", "--resume", tmp_path / "two", "--epochs", "3", "--threads", "1")
+        assert result.exit_code == 0, result.stderr
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv("VAECTL_THREADS", "1")
+        result = cli("train", *TINY, "--data", data, "--out", tmp_path / "env")
+        assert result.exit_code == 0, result.stderr
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    two, one = metrics(tmp_path / "two")[:2], metrics(tmp_path / "env")
+    assert len(two) == len(one) == 2
+    for a, b in zip(two, one):
+        for key in ("train_loss", "val_loss", "val_kl"):
+            assert a[key] == pytest.approx(b[key], rel=1e-5), key
+
+
+def test_bad_thread_counts_are_one_line_errors(tmp_path, monkeypatch):
+    result = cli("train", *TINY, "--threads", "0", "--out", tmp_path / "zero")
+    assert result.exit_code == 2 and result.stderr.strip().splitlines() == [
+        "error: --threads must be a whole number of at least 1, got 0"
+    ]
+    monkeypatch.setenv("VAECTL_THREADS", "many")
+    result = cli("train", *TINY, "--out", tmp_path / "env")
+    assert result.exit_code == 2 and result.stderr.strip().splitlines() == [
+        "error: VAECTL_THREADS='many': give a whole number of threads, at least 1"
+    ]
+    assert not (tmp_path / "zero").exists() and not (tmp_path / "env").exists()

@@ -15,6 +15,7 @@ from ..data import MNIST_SAMPLE
 from ..errors import UserInputError, arg
 from ..models.config import VAEConfig
 from ..models.presets import CONDITIONAL, PRESETS
+from ..threads import check_threads
 
 # Fields of VAEConfig that come from the data, never from the user: image shape, classes, dataset name.
 DATA_FIELDS = ("channels", "height", "width", "num_classes", "class_names", "dataset")
@@ -45,6 +46,7 @@ class TrainConfig:
     compile: bool = False
     grid_every: int = 1  # write sample/reconstruction PNGs every N epochs (0: never)
     tensorboard: bool = False  # also write TensorBoard event files into the run directory
+    threads: int | None = None  # torch's CPU threads; None: VAECTL_THREADS, else the free cores (vaectl/threads.py)
 
     def __post_init__(self) -> None:
         if self.kl_warmup is None:  # a number from here on: resuming with more epochs keeps the warm-up it had
@@ -65,6 +67,8 @@ class TrainConfig:
             raise UserInputError(f"{arg('image_size')} must be positive, got {self.image_size}")
         if self.grid_every < 0:
             raise UserInputError(f"{arg('grid_every')} must be >= 0, got {self.grid_every}")
+        if self.threads is not None:
+            check_threads(self.threads)
         if self.data is not None and self.dataset not in (None, MNIST_SAMPLE):
             raise UserInputError(f"give either {arg('data')} or {arg('dataset')}, not both")
 

@@ -46,7 +46,17 @@ from .run_dir import (
     write_config,
     write_grids,
 )
-from .runtime import CtrlC, Interrupted, Processes, agree, all_reduce_sums, any_rank, start_processes, stop_processes
+from .runtime import (
+    CtrlC,
+    Interrupted,
+    Processes,
+    agree,
+    all_reduce_sums,
+    any_rank,
+    set_threads,
+    start_processes,
+    stop_processes,
+)
 from .steps import (
     checkpoint_of,
     count_informative,
@@ -385,7 +395,7 @@ def _train(tcfg, model, preset, resume, log, resume_epochs, overwrite, saved, cr
 # ----------------------------------------------------------------------------- set up
 
 
-RESUME_FIELDS = ("device", "tensorboard")  # what a resumed run may change (besides its number of epochs)
+RESUME_FIELDS = ("device", "tensorboard", "threads")  # what a resumed run may change (besides its number of epochs)
 
 
 def settings(
@@ -408,10 +418,12 @@ def settings(
         flags = ", ".join(arg(name) for name in refused)
         raise UserInputError(
             f"{flags}: a resumed run keeps its own settings (config.json in {tcfg.out}); "
-            f"with {arg('resume')} give only {arg('epochs')}, {arg('device')} or {arg('tensorboard')}"
+            f"with {arg('resume')} give only {arg('epochs')}, {arg('device')}, {arg('tensorboard')} or {arg('threads')}"
         )
     if "tensorboard" in fields:
         tcfg.tensorboard = bool(fields["tensorboard"])
+    if "threads" in fields:  # the machine's, not the run's: a resumed run may run on another
+        tcfg.threads = fields["threads"]
     return ckpt, tcfg, None
 
 
@@ -444,6 +456,7 @@ def set_up(tcfg: TrainConfig, model_fields: dict | None, ckpt: Checkpoint | None
     if tcfg.tensorboard:
         require_tensorboard()
     procs = start_processes(tcfg.device)
+    set_threads(tcfg.threads)
     out = Path(tcfg.out)
     claim = claim_run_dir(out, procs, new_run=ckpt is None, overwrite=overwrite)
     ds, x_train, y_train, x_val, y_val = load_data_on_device(tcfg, procs)

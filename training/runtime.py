@@ -3,6 +3,7 @@ places where the host waits for the device (synchronize, to_host, the DDP all-re
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -12,6 +13,7 @@ import torch
 import torch.distributed as dist
 
 from ..errors import UserInputError, arg
+from ..threads import choose_threads
 
 
 def pick_device(name: str) -> torch.device:
@@ -147,3 +149,14 @@ class CtrlC:
 
 class Interrupted(Exception):
     """Raised after a Ctrl-C once last.pt is saved; the CLI exits 130."""
+
+
+def set_threads(threads: int | None) -> int:
+    """Torch's CPU threads for this run: `threads`, else VAECTL_THREADS, else the free cores (vaectl/threads.py).
+    Returns the count. The inter-op pool, which runs only forked graph parts and the loop has none, gets one
+    thread; torch lets that be set once per process, before any parallel work, so a second run keeps it."""
+    n = choose_threads(threads)
+    torch.set_num_threads(n)
+    with contextlib.suppress(RuntimeError):  # already set, or parallel work has started in this process
+        torch.set_num_interop_threads(1)
+    return n

@@ -15,7 +15,9 @@ function status(text, error = false) {
 }
 
 async function getJson(url) {
-  const response = await fetch(url);
+  const response = await fetch(url).catch(e => {  // no server answered: a file:// page, or a stopped server
+    throw new Error(`${url}: ${e.message}; serve the site's folder over http (python3 -m http.server -d FOLDER)`);
+  });
   if (!response.ok) throw new Error(`${url}: ${response.status} ${(await response.text()).trim()}`);
   return response.json();
 }
