@@ -50,9 +50,10 @@ export function setupSliders(app) {
   };
   shown.forEach(add);
   const wide = shown.filter(d => info.ranges[d] > 3);
-  if (wide.length) {
-    $('order-note').textContent += ` ${wide.map(d => `z${d}`).join(', ')} reach${wide.length === 1 ? 'es' : ''} beyond ±3 here ` +
-      `(up to ±${Math.max(...wide.map(d => info.ranges[d]))}): the encoded test images go that far.`;
+  if (wide.length) {  // where the encoded test images (or the prior) go further than 3 prior standard deviations
+    const which = wide.length <= 3 ? wide.map(d => `z${d}`).join(', ') : `${wide.length} of these sliders`;
+    $('order-note').textContent += ` ${which} reach${wide.length === 1 ? 'es' : ''} beyond ±3 (up to ` +
+      `±${Math.max(...wide.map(d => info.ranges[d]))}): the encoded test images go that far.`;
   }
   const rest = info.order.filter(d => !shown.includes(d));
   const button = $('show-all');
