@@ -397,7 +397,7 @@ def test_beta0_sliders_and_pad_reach_the_codes(beta0_page):
     bounds = page.js("Array.from(document.querySelectorAll('#sliders input'), i => [+i.dataset.dim, +i.min, +i.max])")
     assert bounds and all(lo == -info["ranges"][d] and hi == info["ranges"][d] for d, lo, hi in bounds)
     wide = [hi for _, _, hi in bounds if hi > 3]
-    said = f"beyond ±3 (up to ±{max(wide, default=0)}): the encoded test images go that far."
+    said = f"beyond ±3 (up to ±{max(wide, default=0)}): the encoded test images or the prior go that far."
     assert (said in page.page.inner_text("#order-note")) == bool(wide)
     axes, g = page.js("window.vaectl.app.axes"), page.js("window.vaectl.app.padGeometry()")
     assert g["range"] == max(info["ranges"][axes["x"]], info["ranges"][axes["y"]])

@@ -53,7 +53,7 @@ export function setupSliders(app) {
   if (wide.length) {  // where the encoded test images (or the prior) go further than 3 prior standard deviations
     const which = wide.length <= 3 ? wide.map(d => `z${d}`).join(', ') : `${wide.length} of these sliders`;
     $('order-note').textContent += ` ${which} reach${wide.length === 1 ? 'es' : ''} beyond ±3 (up to ` +
-      `±${Math.max(...wide.map(d => info.ranges[d]))}): the encoded test images go that far.`;
+      `±${Math.max(...wide.map(d => info.ranges[d]))}): the encoded test images or the prior go that far.`;
   }
   const rest = info.order.filter(d => !shown.includes(d));
   const button = $('show-all');
@@ -103,7 +103,7 @@ export function setupPad(app) {
   const fit = () => {  // the square the current axes reach
     g = geometry(pad, padRange(app));
     $('pad-note').textContent = `Behind the pad: ${MANIFOLD} × ${MANIFOLD} images decoded at evenly spaced points ` +
-      `from −${g.range} to ${g.range}` + (g.range > 3 ? ' (wider than ±3: the encoded test images reach that far)' : '') +
+      `from −${g.range} to ${g.range}` + (g.range > 3 ? ' (wider than ±3: the encoded test images or the prior reach that far)' : '') +
       `. The rings hold 39 % (1σ) and 86 % (2σ) of N(0, I)'s draws in these two components.`;
   };
   fit();
