@@ -243,9 +243,8 @@ def format_report(r: EvalReport) -> str:
             )
         figure(f"{indent}{nll}", r.iwae_nll, f"({r.bits_per_dim:.4f} bits/dim)")
 
-    under_prior = r.prior is not None and r.iwae_nll_prior is not None and r.neg_elbo_prior is not None
-    headings = {}
-    if under_prior:
+    headings: dict[int, str] = {}  # row index -> a line above that row
+    if r.prior is not None and r.iwae_nll_prior is not None and r.neg_elbo_prior is not None:
         headings[len(rows)] = "under N(0, I), the standard normal prior of the ELBO (its KL term):"
         n01("  ")
         headings[len(rows)] = f"under {r.prior}, the prior generate samples from ({r.prior_description}):"

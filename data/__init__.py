@@ -227,7 +227,7 @@ def print_notes(ds: ImageDataset) -> None:
 
 def parse_indices(specs) -> list[int]:
     """'14', '10-19' (both ends included), or several of them: the 0-based image indices they name, in order."""
-    picked = []
+    picked: list[int] = []
     for spec in specs:
         m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", str(spec))
         if m is None or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
