@@ -37,6 +37,14 @@ _SCALE = click.option(
     show_default=True,
     help="Upscale the written images N times (nearest neighbour: crisp pixels).",
 )
+_VIEW_SCALE = click.option(
+    "--scale",
+    type=int,
+    default=None,
+    help="Upscale the picture N times (nearest neighbour: crisp pixels); 1: the decoder's exact pixels "
+    "[each image at least 56 px, the picture at least 256 px wide].",
+)
+_NO_LABELS = click.option("--no-labels", is_flag=True, help="Leave out the labels: the bare grid of images.")
 _FPS = click.option(
     "--fps", type=float, default=defaults.FPS, show_default=True, help="Frames per second of a .gif --out."
 )
@@ -158,18 +166,21 @@ def generate(
 @click.option("--out", required=True, type=FILE_PATH, help="PNG grid: originals above reconstructions.")
 @click.option("--label", default=None, help=f"{_LABEL_HELP}: the class of the input images.")
 @click.option("--nrow", type=int, default=8, show_default=True, help="Images per row.")
-@_SCALE
+@_VIEW_SCALE
+@_NO_LABELS
 @_THREADS
 @handle_errors
-def reconstruct(encoder, decoder, demo, paths, out, label, nrow, scale, threads):
+def reconstruct(encoder, decoder, demo, paths, out, label, nrow, scale, no_labels, threads):
     """Encode images and decode their posterior means; originals above reconstructions."""
     from .infer import commands
 
     model, images = model_and_images(paths, encoder is not None or decoder is not None or demo)
     graphs = model_graphs(model, ("encoder", "decoder"), encoder=encoder, decoder=decoder, demo=demo)
     encoder, decoder = graphs["encoder"], graphs["decoder"]
-    count = commands.reconstruct(encoder, decoder, images, out, label=label, nrow=nrow, threads=threads, scale=scale)
-    wrote(plural(count, "reconstruction"), out)
+    count = commands.reconstruct(
+        encoder, decoder, images, out, label=label, nrow=nrow, threads=threads, scale=scale, labels=not no_labels
+    )
+    wrote(f"{plural(count, 'reconstruction')} ({'each ' if count != 1 else ''}below its original)", out)
 
 
 @click.command(epilog=MODEL_HELP)
@@ -195,11 +206,14 @@ def reconstruct(encoder, decoder, demo, paths, out, label, nrow, scale, threads)
     type=FILE_PATH,
     help="PNG strip, or .gif: an animation, one frame per step.",
 )
-@_SCALE
+@_VIEW_SCALE
+@_NO_LABELS
 @_FPS
 @_THREADS
 @handle_errors
-def interpolate(encoder, decoder, demo, paths, seed_a, seed_b, steps, method, label, prior, out, scale, fps, threads):
+def interpolate(
+    encoder, decoder, demo, paths, seed_a, seed_b, steps, method, label, prior, out, scale, no_labels, fps, threads
+):
     """Decode a path between two images (A.png B.png) or two random latent points (--seed-a/--seed-b)."""
     from .infer import commands
 
@@ -220,8 +234,10 @@ def interpolate(encoder, decoder, demo, paths, seed_a, seed_b, steps, method, la
         threads=threads,
         scale=scale,
         fps=fps,
+        labels=not no_labels,
     )
-    wrote(plural(count, "image"), out)
+    order = "one a frame" if str(out).lower().endswith(".gif") else "left to right"
+    wrote(f"{plural(count, 'image')} (A to B, {order})", out)
 
 
 TRAVERSE_HELP = f"""Vary one latent component at a time while the others stay fixed.
@@ -267,8 +283,12 @@ informative first. Without --dim or --all: the informative dimensions ({INFORMAT
     help="PNG grid, one row per dimension; or .gif: frame k shows step k of every dimension in a grid, "
     "running forth and back.",
 )
-@click.option("--no-labels", is_flag=True, help="Leave out the labels (component and KL) beside each row.")
-@_SCALE
+@click.option(
+    "--no-labels",
+    is_flag=True,
+    help="Leave out the labels: each row's component and KL, each column's step in prior sd, a GIF frame's step.",
+)
+@_VIEW_SCALE
 @_FPS
 @_THREADS
 @handle_errors
@@ -314,8 +334,7 @@ def traverse(
         fps=fps,
         labels=not no_labels,
     )
-    shown = ", ".join(f"z{d}" for d in chosen[:12]) + (f", ... ({len(chosen) - 12} more)" if len(chosen) > 12 else "")
-    wrote(f"{plural(len(chosen), 'row')} of {steps} ({shown})", out)
+    wrote(commands.describe_traverse(chosen, steps, out), out)
 
 
 @click.command("data-images")
@@ -329,6 +348,12 @@ def traverse(
 @click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
 @click.option("--label", default=None, help="Only images of this class (index or name).")
 @click.option("-n", "count", type=int, default=8, show_default=True, help="How many images (the first N that match).")
+@click.option(
+    "--index",
+    multiple=True,
+    help="The image at this index (0-based, as the file names and `vaectl explore` number them), or a range "
+    "10-19; repeatable. Instead of -n and --label.",
+)
 @click.option("--out", type=FILE_PATH, default=None, help="Write one PNG grid.")
 @click.option(
     "--out-dir",
@@ -343,12 +368,20 @@ def traverse(
 )
 @_SCALE
 @handle_errors
-def data_images(data_dir, split, label, count, out, out_dir, overwrite, scale):
+def data_images(data_dir, split, label, count, index, out, out_dir, overwrite, scale):
     """Write images from a dataset as PNGs: e.g. an 8 and a 3 to interpolate or traverse from (no torch needed)."""
     from .infer import commands
 
     written, paths = commands.data_images(
-        data_dir, split=split, label=label, count=count, out=out, out_dir=out_dir, scale=scale, overwrite=overwrite
+        data_dir,
+        split=split,
+        label=label,
+        count=count,
+        out=out,
+        out_dir=out_dir,
+        scale=scale,
+        overwrite=overwrite,
+        index=index,
     )
     if out is not None:
         wrote(plural(written, "image"), out)

@@ -7,9 +7,9 @@ and the ONNX graphs are scored by the same code on the same random draws:
 A row-context model (pixels depend on the rows above them, not only on z) gives one more array each way:
     encode(x, y) -> (mu, logvar, context_logits (B, C, H, W)), the term from x's real rows above each pixel
     decode(z, y, context_logits) -> pixel means sigmoid(base_logits(z) + context_logits)
-The bounds are computed under N(0, I), the prior the model was trained against, and, given a `prior` (a
-vaectl.prior.Prior: the mixture `vaectl generate` samples from), under it too, from the same draws.
-All figures are per image, in nats.
+The bounds are computed under N(0, I), the standard normal prior of the ELBO (the one training's KL term uses;
+a beta = 0 model was trained without it), and, given a `prior` (a vaectl.prior.Prior: the mixture `vaectl
+generate` samples from), under it too, from the same draws. All figures are per image, in nats.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ CONVENTIONS = {
     "bernoulli": "bernoulli likelihood: pixels in [0, 1] scored with binary cross-entropy summed over pixels "
     "(exact NLL on binarized data; on continuous data a score bounded below by the pixels' entropy)",
     "gaussian": f"gaussian likelihood with fixed variance {GAUSSIAN_VARIANCE} per pixel "
-    "(log-density: minus summed squared error minus (D/2) log(pi))",
+    "(log-density: minus summed squared error minus (D/2) log(pi); training logs the summed squared error, "
+    "without the constant)",
 }
 
 
@@ -217,32 +218,62 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * logits))  # = 1 / (1 + exp(-logits)), without overflow warnings
 
 
+def training_scale_offset(r: EvalReport) -> float:
+    """What the training log leaves out of the negative log-likelihood: 0 for bernoulli (its loss is the
+    NLL); for gaussian the constant (D/2) log(pi), D pixels (training sums squared errors: CONVENTIONS)."""
+    return 0.5 * r.num_pixels * math.log(math.pi) if r.likelihood == "gaussian" else 0.0
+
+
 def format_report(r: EvalReport) -> str:
+    """The report `vaectl eval` prints: a column of labels, a column of numbers aligned on the point."""
     nll = f"IWAE NLL bound (k={r.k})"
+    rows: list[tuple[str, str, str]] = []  # (label, number, what follows)
+
+    def figure(label: str, value: float, rest: str) -> None:
+        rows.append((label, f"{value:.3f}", f"nats  {rest}"))
+
+    def n01(indent: str) -> None:
+        figure(f"{indent}negative ELBO", r.neg_elbo, f"(reconstruction {r.recon:.3f} + KL {r.kl:.3f})")
+        offset = training_scale_offset(r)
+        if offset:
+            figure(
+                f"{indent}  as training logs it",
+                r.neg_elbo - offset,
+                f"(summed squared error {r.recon - offset:.3f} + KL {r.kl:.3f}: the line above less "
+                f"(D/2) log(pi) = {offset:.3f}; training's val weighs the KL by beta)",
+            )
+        figure(f"{indent}{nll}", r.iwae_nll, f"({r.bits_per_dim:.4f} bits/dim)")
+
+    headings: dict[int, str] = {}  # row index -> a line above that row
+    if r.prior is not None and r.iwae_nll_prior is not None and r.neg_elbo_prior is not None:
+        headings[len(rows)] = "under N(0, I), the standard normal prior of the ELBO (its KL term):"
+        n01("  ")
+        headings[len(rows)] = f"under {r.prior}, the prior generate samples from ({r.prior_description}):"
+        figure(
+            "  negative ELBO",
+            r.neg_elbo_prior,
+            f"(reconstruction {r.recon:.3f} + KL to this prior, estimated from the k draws)",
+        )
+        figure(f"  {nll}", r.iwae_nll_prior, f"({r.iwae_nll_prior / (r.num_pixels * math.log(2)):.4f} bits/dim)")
+    else:
+        n01("")
+    rows.append(
+        ("active units", f"{r.active_units} / {r.latent_dim}", f"      (mean posterior variance {r.posterior_var:.3g})")
+    )
+    if r.entropy_floor is not None and not r.binarized:
+        figure("entropy floor", r.entropy_floor, "(no bernoulli model scores below this on these pixels)")
+    label_width = max(len(label) for label, _, _ in rows) + 2
+    number_width = max(len(number) for _, number, _ in rows)
     lines = [
         f"data: {r.data()}",
         f"k = {r.k} importance samples per image (seed {r.seed}){', binarized' if r.binarized else ''}",
         f"convention: {r.convention}",
-        f"negative ELBO        {r.neg_elbo:10.3f} nats  (reconstruction {r.recon:.3f} + KL {r.kl:.3f})",
-        f"{nll:<20} {r.iwae_nll:10.3f} nats  ({r.bits_per_dim:.4f} bits/dim)",
     ]
-    if r.prior is not None and r.iwae_nll_prior is not None and r.neg_elbo_prior is not None:
-        bits = r.iwae_nll_prior / (r.num_pixels * math.log(2))
-        lines[3:] = [
-            "under N(0, I), the prior the model was trained against:",
-            *("  " + line for line in lines[3:]),
-            f"under {r.prior}, the prior generate samples from ({r.prior_description}):",
-            f"  negative ELBO      {r.neg_elbo_prior:10.3f} nats  (reconstruction {r.recon:.3f} + KL to this prior, "
-            "estimated from the k draws)",
-            f"  {nll:<18} {r.iwae_nll_prior:10.3f} nats  ({bits:.4f} bits/dim)",
-        ]
-    lines += [
-        f"active units         {r.active_units:6d} / {r.latent_dim}   (mean posterior variance {r.posterior_var:.3g})",
-        "KL per dimension     " + " ".join(f"{v:.2f}" for v in r.kl_per_dim) + "  (to N(0, 1))",
-    ]
-    if r.entropy_floor is not None and not r.binarized:
-        lines.append(
-            f"entropy floor        {r.entropy_floor:10.3f} nats  (no bernoulli model scores below this on these pixels)"
-        )
+    for i, (label, number, rest) in enumerate(rows):
+        if i in headings:
+            lines.append(headings[i])
+        lines.append(f"{label:<{label_width}}{number:>{number_width}} {rest}")
+    kl = " ".join(f"{v:.2f}" for v in r.kl_per_dim)
+    lines.append(f"{'KL per dimension':<{label_width}}{kl}  (to N(0, 1))")
     lines += [f"warning: {w}" for w in r.warnings()]
     return "\n".join(lines)

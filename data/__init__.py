@@ -6,6 +6,7 @@ Training (torch) and ONNX evaluation (no torch) both load data through here.
 from __future__ import annotations
 
 import hashlib
+import re
 import sys
 from collections import Counter
 from collections.abc import Mapping
@@ -224,8 +225,23 @@ def print_notes(ds: ImageDataset) -> None:
         print(note, file=sys.stderr)
 
 
-def pick_images(ds: ImageDataset, split: str, label=None, count: int = 8) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """The first `count` images of a split (of one class, given `label`), for `vaectl data-images`.
+def parse_indices(specs) -> list[int]:
+    """'14', '10-19' (both ends included), or several of them: the 0-based image indices they name, in order."""
+    picked: list[int] = []
+    for spec in specs:
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", str(spec))
+        if m is None or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
+            raise UserInputError(f"{arg('index')} takes an image index (14) or a range (10-19), got {spec!r}")
+        first = int(m.group(1))
+        picked += range(first, int(m.group(2) or first) + 1)
+    return picked
+
+
+def pick_images(
+    ds: ImageDataset, split: str, label=None, count: int = 8, indices=None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The first `count` images of a split (of one class, given `label`), or the images at `indices` (0-based,
+    as the file names number them), for `vaectl data-images`.
 
     Returns (indices (n,), uint8 images (n, H, W) or (n, H, W, 3), file names SPLIT_INDEX[_CLASS].png).
     """
@@ -236,6 +252,16 @@ def pick_images(ds: ImageDataset, split: str, label=None, count: int = 8) -> tup
     images = ds.train if split == "train" else ds.test  # (N, C, H, W) uint8
     labels = ds.train_labels if split == "train" else ds.test_labels
     index = np.arange(len(images))
+    if indices is not None:
+        if label is not None:
+            raise UserInputError(f"give {arg('index')} or {arg('label')}, not both")
+        index = np.asarray(indices, dtype=np.int64)
+        if len(index) and index.max() >= len(images):
+            raise UserInputError(
+                f"{arg('index')} {int(index.max())} is out of range: the {split} split of {ds.name!r} has "
+                f"{len(images)} images (0 to {len(images) - 1})"
+            )
+        count = len(index)
     if label is not None:
         if labels is None or not ds.class_names:
             raise UserInputError(f"dataset {ds.name!r} has no labels")

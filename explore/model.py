@@ -22,7 +22,9 @@ from ..prior import Prior, priors_of
 # the decoder variants' files in an export directory (layout.py), also the page's URLs models/NAME
 DECODER_FILES = tuple(layout.DECODER_VARIANTS.items())
 MAP_IMAGES = 500  # test images encoded for the latent map (posterior means)
+MAP_REACH = 0.99  # the sliders and the pad reach this share of the map's codes in each component
 MAX_DRAWS = 4096  # the most rows one /api/draws.json request returns
+AN = re.compile(r"(8|11(?!\d)|18(?!\d)|[aeiou])", re.I)  # names read with "an": an 8, an 11, an eel
 
 
 @dataclass
@@ -126,6 +128,7 @@ def build_info(model: ExploreModel, dec: Decoder) -> dict:
     order = informative + [
         d for d in np.argsort(-np.asarray(kl or [0.0] * dec.latent_dim), kind="stable").tolist() if d not in informative
     ]
+    start = start_point(model, dec)
     class_names = list(dec.class_names) if dec.conditional else []
     # every value the graphs' label input takes, by index: the classes, then "none" for a model trained with
     # label dropout (its unconditional class)
@@ -169,7 +172,8 @@ def build_info(model: ExploreModel, dec: Decoder) -> dict:
             "rule": contract.INFORMATIVE_RULE,
         },
         "priors": [describe_prior(p, len(label_names)) for p in model.priors],  # the default first
-        "start": start_point(model, dec),
+        "start": start,
+        "ranges": view_ranges(model, start["z"]),
         "map": {k: model.map[k] for k in ("available", "reason", "count") if k in model.map},
         "run": {
             "available": bool(model.run),
@@ -195,16 +199,41 @@ def describe_prior(prior: Prior, label_slots: int) -> dict:
     }
 
 
+def view_ranges(model: ExploreModel, start_z: list[float]) -> list[int]:
+    """How far the sliders and the pad reach in each component, in prior units: +-3 prior standard deviations,
+    widened (to a whole number) to 99 % of the encoded test images of the map (a few far-out codes do not shrink
+    everyone else's view), the default prior's mean +- 3 of its standard deviations and the start point. A model
+    whose codes sit far from N(0, I) (beta = 0) stays reachable."""
+    reach = np.maximum(3.0, np.abs(np.asarray(start_z, np.float64)))  # (D,)
+    if model.map.get("available"):
+        codes = np.abs(np.asarray(model.map["mu"], np.float64))  # (N, D)
+        reach = np.maximum(reach, np.quantile(codes, MAP_REACH, axis=0))
+    prior = model.priors[0]
+    for label in range(len(getattr(prior, "weights", ()))) if prior.by_label else [None]:
+        mean, std = prior.moments(label)
+        reach = np.maximum(reach, np.abs(mean) + 3 * std)
+    return [int(np.ceil(r - 1e-9)) for r in reach]
+
+
+def with_article(name: str) -> str:
+    """'a 3', 'an 8', 'an eel': the article a class name takes (8, 11, 18, 80-89 and vowels read with 'an')."""
+    return ("an " if AN.match(str(name)) else "a ") + str(name)
+
+
 def start_point(model: ExploreModel, dec: Decoder) -> dict:
     """The z the page opens on: a real image's encoding (z = 0 decodes to a grey blob on some models), else
     the default prior's first draw for seed 0."""
     if model.map.get("available"):
         label = model.map["labels"][0] if model.map["labels"] is not None else None
-        name = f" (a {model.map['label_names'][label]})" if label is not None and model.map["label_names"] else ""
+        name = (
+            f" ({with_article(model.map['label_names'][label])})"
+            if label is not None and model.map["label_names"]
+            else ""
+        )
         return {
             "z": model.map["mu"][0],
             "label": label if dec.conditional else None,
-            "what": f"the posterior mean of test image 1{name}",
+            "what": f"the posterior mean of test image 0{name}",  # 0-based, as `vaectl data-images --index`
         }
     prior = model.priors[0]
     labels = np.zeros(1, np.int64) if dec.conditional else None

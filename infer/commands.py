@@ -3,7 +3,10 @@
     from vaectl.infer.commands import generate
     generate("onnx/decoder.onnx", 64, seed=0, out="grid.png")
 Arguments that name graphs take a path or an already loaded Decoder/Encoder. `scale` upscales the
-written images (nearest neighbour); `interpolate` and `traverse` write an animated GIF when `out` ends in .gif.
+written images (nearest neighbour); `reconstruct`, `interpolate` and `traverse` write pictures for a person:
+unless told (scale=None) upscaled to a visible size (output.visible_scale) and labelled (labels=False: the bare
+grid; scale=1: the decoder's exact pixels). `interpolate` and `traverse` write an animated GIF when `out` ends
+in .gif.
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ from .output import (
     GENERATED_IMAGES,
     LATENT_FORMATS,
     MAX_GRID_IMAGES,
+    animation_columns,
     animation_frames,
     check_fps,
     check_output_file,
     check_scale,
+    label_columns,
     label_rows,
     latent_dtype,
     latent_labels,
@@ -37,7 +42,9 @@ from .output import (
     save_image_array,
     save_image_batches,
     save_image_grid,
+    step_values,
     upscale,
+    visible_scale,
     write_latents,
 )
 from .sessions import DEFAULT_BATCH_SIZE, Decoder, Encoder, VAEPair, graph_path
@@ -134,16 +141,37 @@ def generate(
     return total
 
 
+RECONSTRUCT_ROWS = (["original"], ["reconstruction"])
+
+
 def reconstruct(
-    encoder, decoder, images, out, *, label=None, nrow: int = 8, threads: int | None = None, scale: int = 1
+    encoder,
+    decoder,
+    images,
+    out,
+    *,
+    label=None,
+    nrow: int = 8,
+    threads: int | None = None,
+    scale: int | None = None,
+    labels: bool = True,
 ) -> int:
-    """Encode images, decode their posterior means; one PNG with each row of originals above its reconstructions."""
-    check_scale(scale)
+    """Encode images, decode their posterior means; one PNG with each row of originals above its
+    reconstructions, the rows labelled "original" and "reconstruction" (`labels`)."""
+    if scale is not None:
+        check_scale(scale)
     check_output_file(out)
     pair = VAEPair(_encoder(encoder, threads), _decoder(decoder, threads))
     x = pair.encoder.prepare(list(images))
     tiles, columns = originals_above_reconstructions(to_uint8_images(x), pair.reconstruct(x, label), nrow)
-    save_image_grid(out, tiles, nrow=columns, scale=scale)
+    grid = make_grid(tiles, nrow=columns)
+    w = tiles.shape[2]
+    scale = visible_scale(scale, w, grid.shape[1], grid.shape[0])
+    picture = upscale(grid, scale)
+    if labels:
+        row_names = [RECONSTRUCT_ROWS[r % 2] for r in range(len(tiles) // columns)]
+        picture = label_rows(picture, row_names, tiles.shape[1] * scale, 2 * scale)
+    save_png(out, picture)
     return len(x)
 
 
@@ -159,15 +187,18 @@ def interpolate(
     label=None,
     prior=None,
     threads: int | None = None,
-    scale: int = 1,
+    scale: int | None = None,
     fps: float = defaults.FPS,
+    labels: bool = True,
 ) -> int:
     """A strip of `steps` images from image A to image B (with an encoder) or between the latents of two seeds
-    (each drawn from the prior: the graph's default, or `prior`).
+    (each drawn from the prior: the graph's default, or `prior`), A on the left.
 
-    `out` ending in .gif: an animation, one frame per step in order, looping.
+    `out` ending in .gif: an animation, one frame per step in order, looping; each frame titled with its step
+    ("A", "3/10", "B"; `labels`).
     """
-    check_scale(scale)
+    if scale is not None:
+        check_scale(scale)
     check_fps(fps)
     if steps < 2:
         raise UserInputError(f"{arg('steps')} must be at least 2 (the two endpoints), got {steps}")
@@ -190,9 +221,12 @@ def interpolate(
         z_b = dec.latents(1, seed_b, prior=prior, label=label)[0]
         strip = dec.interpolate(z_a, z_b, steps, method, label)
     if _is_gif(out):
-        save_gif(out, animation_frames(strip[None], scale=scale), fps)
+        titles = ["A" if k == 0 else "B" if k == steps - 1 else f"{k + 1}/{steps}" for k in range(steps)]
+        save_gif(out, animation_frames(strip[None], scale=scale, titles=titles if labels else None), fps)
     else:
-        save_image_grid(out, strip, nrow=steps, scale=scale)
+        grid = make_grid(strip, nrow=steps)
+        picture = upscale(grid, visible_scale(scale, strip.shape[2], grid.shape[1], grid.shape[0]))
+        save_png(out, picture)
     return steps
 
 
@@ -210,7 +244,7 @@ def traverse(
     image=None,
     prior=None,
     threads: int | None = None,
-    scale: int = 1,
+    scale: int | None = None,
     fps: float = defaults.FPS,
     labels: bool = True,
 ) -> list[int]:
@@ -218,11 +252,13 @@ def traverse(
     standard deviations (N(0, I): -span..span); returns the dims. The other components: the prior's mean, a
     --seed draw from the prior, or an image's encoding. prior: the graph's default, or "normal", "gmm", a Prior.
 
-    Which dimensions, in row order: traverse_rows. Each row is labelled with its component and KL (`labels`;
-    False: the bare grid). `out` ending in .gif: an animation whose frame k shows step k of every dimension
-    (a grid, each image labelled), running forth and back.
+    Which dimensions, in row order: traverse_rows. Each row is labelled with its component and KL, each column
+    with its step in prior standard deviations from the mean (`labels`; False: the bare grid). `out` ending in
+    .gif: an animation whose frame k shows step k of every dimension (a grid, each image labelled, the frame
+    titled with the step), running forth and back.
     """
-    check_scale(scale)
+    if scale is not None:
+        check_scale(scale)
     check_fps(fps)
     if dims and all_dims:
         raise UserInputError(f"give {arg('dims')} or {arg('all_dims', True)}, not both")
@@ -240,16 +276,40 @@ def traverse(
     else:
         grid = dec.traverse(None, chosen, span, steps, label, seed, prior)
     names = latent_labels(chosen, dec.info.kl_per_dim) if labels else None
+    values = step_values(span, steps)
     if _is_gif(out):
         rows = grid.reshape(len(chosen), steps, *grid.shape[1:])  # (R, S, H, W[, 3])
-        save_gif(out, animation_frames(rows, True, scale, names), fps)
-    elif names is None:
-        save_image_grid(out, grid, nrow=steps, scale=scale)
+        titles = [f"{v} prior sd" if v != "0" else "the prior's mean" for v in values] if labels else None
+        save_gif(out, animation_frames(rows, True, scale, names, titles), fps)
     else:
-        save_png(out, upscale(label_rows(make_grid(grid, nrow=steps), names, grid.shape[1]), scale))
+        tiles = make_grid(grid, nrow=steps)
+        h, w = grid.shape[1:3]
+        scale = visible_scale(scale, w, tiles.shape[1], tiles.shape[0])
+        picture = upscale(tiles, scale)
+        if names is not None:
+            with_rows = label_rows(picture, names, h * scale, 2 * scale)
+            left = with_rows.shape[1] - picture.shape[1]
+            picture = label_columns(with_rows, values, w * scale, 2 * scale, left, corner="prior sd")
+        save_png(out, picture)
     if why:
         note(why)
     return chosen
+
+
+def describe_traverse(chosen: list[int], steps: int, out) -> str:
+    """What traverse wrote, as the picture shows it: '3 rows of 9 steps (z0, z2, z1)' for a PNG grid; for a
+    GIF, its frames and the grid each frame holds ('16 frames, 9 steps forth and back, each 32 components in
+    6 columns (...)')."""
+    shown = ", ".join(f"z{d}" for d in chosen[:12]) + (f", ... ({len(chosen) - 12} more)" if len(chosen) > 12 else "")
+    if not _is_gif(out):
+        return f"{plural(len(chosen), 'row')} of {steps} steps ({shown})"
+    frames = 2 * steps - 2
+    if len(chosen) == 1:
+        return f"{frames} frames, {steps} steps forth and back ({shown})"
+    return (
+        f"{frames} frames, {steps} steps forth and back, each {len(chosen)} components in "
+        f"{plural(animation_columns(len(chosen)), 'column')} ({shown})"
+    )
 
 
 def traverse_rows(decoder: Decoder, dims=None, all_dims: bool = False) -> tuple[list[int], str | None]:
@@ -284,9 +344,11 @@ def data_images(
     out_dir=None,
     scale: int = 1,
     overwrite: bool = False,
+    index=(),
 ) -> tuple[int, list[Path]]:
     """Dataset images as PNGs: one grid `out`, or SPLIT_INDEX_CLASS.png files in `out_dir` (one holding
-    such files already is refused unless overwrite=True, which deletes them first).
+    such files already is refused unless overwrite=True, which deletes them first). `index`: the images at
+    these 0-based indices ('14', '10-19'; data.parse_indices) instead of the first `count`.
 
     Returns (images written, the files written).
     """
@@ -295,9 +357,10 @@ def data_images(
         raise UserInputError(f"give {arg('out')} or {arg('out_dir')}")
     if out is not None:
         check_output_file(out)
-    from ..data import load_data, pick_images  # local: only the commands that read datasets load them
+    from ..data import load_data, parse_indices, pick_images  # local: only the commands that read datasets load them
 
-    _, picked, names = pick_images(load_data(data_dir), split, label, count)
+    indices = parse_indices(index) if index else None
+    _, picked, names = pick_images(load_data(data_dir), split, label, count, indices)
     if out is not None:
         save_image_grid(out, picked, scale=scale)
         return len(picked), [Path(out)]

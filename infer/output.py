@@ -1,5 +1,7 @@
 """Writing results: one PNG grid, a GIF animation, or one PNG per image into a directory (claimed under the
-one overwrite rule, files.claim_out_dir), never half-written; --scale upscales them (nearest neighbour)."""
+one overwrite rule, files.claim_out_dir), never half-written; --scale upscales them (nearest neighbour). The
+pictures meant for a person (reconstruct, interpolate, traverse) are scaled to a visible size unless told
+(visible_scale) and labelled in a margin (text drawn after upscaling, so labels stay small and crisp)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ MAX_GRID_IMAGES = 10_000
 MAX_OUTPUT_PIXELS = 64 * 1024 * 1024
 MAX_ANIMATION_PIXELS = 4 * MAX_OUTPUT_PIXELS  # all frames of a GIF together, before encoding
 MIN_FPS, MAX_FPS = 0.1, 50.0
+# The default (scale=None) size of a picture for a person: each image at least VISIBLE_TILE pixels wide (a 28 px
+# digit drawn at 56 px) and the whole picture at least VISIBLE_WIDTH; scale=1 writes the decoder's exact pixels.
+VISIBLE_TILE, VISIBLE_WIDTH = 56, 256
 GIF_TICK_MS = 10
 
 
@@ -68,6 +73,16 @@ def upscale(image: np.ndarray, scale: int) -> np.ndarray:
             f"{MAX_OUTPUT_PIXELS:,} pixels; use a smaller {arg('scale')}"
         )
     return np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
+
+
+def visible_scale(scale, tile_width: int, width: int, height: int | None = None) -> int:
+    """`scale` checked, or for None the smallest whole scale that makes each image (tile_width pixels wide) at
+    least VISIBLE_TILE and the picture (width pixels) at least VISIBLE_WIDTH wide, within MAX_OUTPUT_PIXELS."""
+    if scale is not None:
+        return check_scale(scale)
+    want = max(1, math.ceil(VISIBLE_TILE / tile_width), math.ceil(VISIBLE_WIDTH / width))
+    fits = math.isqrt(MAX_OUTPUT_PIXELS // max(1, width * (height or width)))
+    return max(1, min(want, fits))
 
 
 # what `generate --out-dir` and `data-images --out-dir` write: 000000.png, ...; test_00014_8.png, ...
@@ -136,12 +151,38 @@ def _label_width(labels: list[list[str]]) -> int:
 
 
 def label_rows(grid: np.ndarray, labels: list[list[str]], tile_height: int, padding: int = 2) -> np.ndarray:
-    """A make_grid image with one row per entry of `labels`, the label drawn to the left of its row."""
+    """A make_grid image (upscaled: tile_height and padding in its pixels) with one row per entry of `labels`,
+    the label drawn to the left of its row."""
     column = np.zeros((grid.shape[0], _label_width(labels), *grid.shape[2:]), np.uint8)
     for r, lines in enumerate(labels):
         y = padding + r * (tile_height + padding)
         column[y : y + tile_height] = text_tile(lines, column.shape[1], tile_height, grid)
     return np.concatenate([column, grid], axis=1)
+
+
+def label_columns(
+    grid: np.ndarray, labels: list[str], tile_width: int, padding: int = 2, left: int = 0, corner: str = ""
+) -> np.ndarray:
+    """A make_grid image (upscaled, perhaps with row labels `left` pixels wide) with a line of text above each
+    column, and `corner` above the row labels."""
+    pitch = tile_width + padding
+    header = np.zeros((LINE_PX + 4, grid.shape[1], *grid.shape[2:]), np.uint8)
+    for c, text in enumerate(labels):
+        x = left + padding // 2 + c * pitch
+        header[:, x : x + pitch] = text_tile([text], pitch, header.shape[0], grid)
+    if corner and left:
+        header[:, :left] = text_tile([corner], left, header.shape[0], grid)
+    return np.concatenate([header, grid], axis=0)
+
+
+def title_above(image: np.ndarray, title: str) -> np.ndarray:
+    """One line of text in a black band above an image (a GIF frame's caption)."""
+    return np.concatenate([text_tile([title], image.shape[1], LINE_PX + 5, image), image], axis=0)
+
+
+def step_values(span: float, steps: int) -> list[str]:
+    """The column labels of a traversal: its steps in prior standard deviations from the mean, -3 .. 0 .. +3."""
+    return ["0" if abs(v) < 1e-12 else f"{v:+.3g}" for v in np.linspace(-span, span, steps)]
 
 
 def labelled_grid(images: np.ndarray, labels: list[list[str]], ncol: int, padding: int = 2) -> np.ndarray:
@@ -156,20 +197,34 @@ def labelled_grid(images: np.ndarray, labels: list[list[str]], ncol: int, paddin
     return make_grid(cells, nrow=ncol, padding=padding)
 
 
+def animation_columns(rows: int) -> int:
+    """How many images a row of an animation's frame holds: R images about square."""
+    return math.ceil(math.sqrt(rows))
+
+
 def animation_frames(
-    rows: np.ndarray, forth_and_back: bool = False, scale: int = 1, labels: list[list[str]] | None = None
+    rows: np.ndarray,
+    forth_and_back: bool = False,
+    scale: int | None = 1,
+    labels: list[list[str]] | None = None,
+    titles: list[str] | None = None,
 ) -> list[np.ndarray]:
     """uint8 (R, S, H, W[, 3]): R rows of S steps -> S frames, frame k the k-th image of every row (a grid of
-    R images, about square, border included; with `labels`, each row's label under its image);
-    forth_and_back appends steps S-2 .. 1, so a looping GIF sweeps back without showing an endpoint twice."""
+    R images, about square, border included; with `labels`, each row's label under its image; with `titles`,
+    frame k's title above it); forth_and_back appends steps S-2 .. 1, so a looping GIF sweeps back without
+    showing an endpoint twice. scale None: visible_scale."""
     order = list(range(rows.shape[1]))
     if forth_and_back:
         order += order[-2:0:-1]
-    ncol = math.ceil(math.sqrt(len(rows)))
+    ncol = animation_columns(len(rows))
+    h, w = rows.shape[2:4]
+    scale = visible_scale(scale, w, ncol * (w + 2) + 2, math.ceil(len(rows) / ncol) * (h + 2) + 2)
 
     def frame(k: int) -> np.ndarray:
-        images = rows[:, k]
-        return upscale(make_grid(images, nrow=ncol) if labels is None else labelled_grid(images, labels, ncol), scale)
+        grid = upscale(make_grid(rows[:, k], nrow=ncol), scale)
+        if labels is not None:
+            grid = labelled_grid(upscale_each(rows[:, k], scale), labels, ncol)
+        return grid if titles is None else title_above(grid, titles[k])
 
     first = frame(0)
     if first.size * len(order) > MAX_ANIMATION_PIXELS:
@@ -178,6 +233,11 @@ def animation_frames(
             f"{MAX_ANIMATION_PIXELS:,} pixels in all; use fewer {arg('steps')} or a smaller {arg('scale')}"
         )
     return [first] + [frame(k) for k in order[1:]]
+
+
+def upscale_each(images: np.ndarray, scale: int) -> np.ndarray:
+    """uint8 (N, H, W[, 3]), each image upscaled `scale` times."""
+    return images if scale == 1 else np.stack([upscale(image, scale) for image in images])
 
 
 def frame_duration_ms(fps: float) -> int:

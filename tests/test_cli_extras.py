@@ -51,6 +51,28 @@ def test_data_images_grid_and_train_split(sample, tmp_path):
     assert not np.array_equal(want, sample.test[sample.test_labels == 3][:4, 0])  # the split matters
 
 
+def test_data_images_index_picks_images_by_their_0_based_index(sample, tmp_path):
+    """--index 14 is test_00014 (the name data-images gives it, and the explorer's "test image 14"); ranges
+    include both ends and repeat in the order given."""
+    out = tmp_path / "picked"
+    r = cli("data-images", "--index", 14, "--index", "3-5", "--out-dir", out)
+    assert r.exit_code == 0, r.stderr
+    names = [Path(line).name for line in r.stdout.split()]
+    labels = sample.test_labels
+    assert names == [f"test_{i:05d}_{labels[i]}.png" for i in (14, 3, 4, 5)]
+    assert np.array_equal(read_png(out / names[0]), sample.test[14, 0])
+    grid = tmp_path / "g.png"
+    assert cli("data-images", "--index", "0-1", "--scale", 1, "--out", grid).exit_code == 0
+    assert np.array_equal(grid_cells(read_png(grid), 1, 2), sample.test[:2, 0])
+    for args, fragment in (
+        (["--index", len(sample.test)], f"has {len(sample.test)} images (0 to {len(sample.test) - 1})"),
+        (["--index", "5-3"], "a range (10-19)"),
+        (["--index", "x"], "--index takes an image index"),
+        (["--index", 1, "--label", 3], "--index or --label"),
+    ):
+        expect_usage_error(cli("data-images", *args, "--out", grid.with_name("bad.png")), fragment)
+
+
 def test_data_images_from_a_labelled_image_folder_by_class_name(tmp_path):
     for name, shade in (("cat", 30), ("dog", 220)):
         (tmp_path / "imgs" / name).mkdir(parents=True)
@@ -123,6 +145,8 @@ def test_traverse_from_an_image_starts_at_its_posterior_mean(mlp_graphs, eight, 
         "--steps",
         5,
         "--no-labels",
+        "--scale",
+        1,
         "--out",
         out,
     )
@@ -152,6 +176,8 @@ def test_traverse_from_an_image_starts_at_its_posterior_mean(mlp_graphs, eight, 
         "--steps",
         3,
         "--no-labels",
+        "--scale",
+        1,
         "--out",
         every,
     )
@@ -183,6 +209,8 @@ def test_traverse_from_an_image_with_a_conditional_pair(conditional_graphs, eigh
         "--steps",
         4,
         "--no-labels",
+        "--scale",
+        1,
         "--out",
         out,
     )

@@ -51,6 +51,9 @@ def test_cli_reconstruct_puts_originals_above_reconstructions(mlp_graphs, digits
         "--decoder",
         mlp_graphs / "decoder.onnx",
         *digits[:3],
+        "--scale",
+        1,
+        "--no-labels",
         "--out",
         out,
     )
@@ -72,6 +75,9 @@ def test_cli_reconstruct_puts_originals_above_reconstructions(mlp_graphs, digits
         *digits[:1],
         "--nrow",
         3,
+        "--scale",
+        1,
+        "--no-labels",
         "--out",
         wrapped,
     )
@@ -93,6 +99,9 @@ def test_cli_interpolate_between_images_and_between_seeds(mlp_graphs, digits, tm
         digits[1],
         "--steps",
         6,
+        "--scale",
+        1,
+        "--no-labels",
         "--out",
         out,
     )
@@ -113,6 +122,9 @@ def test_cli_interpolate_between_images_and_between_seeds(mlp_graphs, digits, tm
         4,
         "--method",
         "lerp",
+        "--scale",
+        1,
+        "--no-labels",
         "--out",
         out2,
     )
@@ -138,6 +150,8 @@ def test_cli_traverse_one_dim_and_all(mlp_graphs, tmp_path, dec):
             "--seed",
             0,
             "--no-labels",
+            "--scale",
+            1,
             "--out",
             one,
         ).exit_code
@@ -146,7 +160,7 @@ def test_cli_traverse_one_dim_and_all(mlp_graphs, tmp_path, dec):
     assert read_png(one).shape == grid_shape(1, 9)
     expected = dec.traverse(None, [3], 3.0, 9, seed=0)
     assert np.array_equal(cell(read_png(one), 0, 8), expected[8])
-    args = ["traverse", "--onnx", mlp_graphs / "decoder.onnx", "--all", "--steps", 5, "--no-labels"]
+    args = ["traverse", "--onnx", mlp_graphs / "decoder.onnx", "--all", "--steps", 5, "--no-labels", "--scale", 1]
     assert cli(*args, "--out", every).exit_code == 0
     assert read_png(every).shape == grid_shape(4, 5)
 
@@ -163,12 +177,26 @@ def test_cli_traverse_shows_the_informative_dims_by_default_and_every_dim_with_a
     onnx.save(model, str(tmp_path / "decoder.onnx"))
     dec = Decoder(tmp_path / "decoder.onnx")
     default, every = tmp_path / "default.png", tmp_path / "all.png"
-    r = cli("traverse", "--onnx", tmp_path / "decoder.onnx", "--steps", 5, "--no-labels", "--out", default)
-    assert r.exit_code == 0 and "wrote 2 rows of 5 (z1, z3)" in r.stderr
+    r = cli(
+        "traverse", "--onnx", tmp_path / "decoder.onnx", "--steps", 5, "--no-labels", "--scale", 1, "--out", default
+    )
+    assert r.exit_code == 0 and "wrote 2 rows of 5 steps (z1, z3)" in r.stderr
     assert "note: rows: the 2 informative latent dimensions of 4 (mean KL to N(0, 1) above 0.05 nats" in r.stderr
     assert np.array_equal(grid_cells(read_png(default), 2, 5), dec.traverse(None, [1, 3], 3.0, 5))
-    r = cli("traverse", "--onnx", tmp_path / "decoder.onnx", "--all", "--steps", 5, "--no-labels", "--out", every)
-    assert r.exit_code == 0 and "wrote 4 rows of 5 (z1, z3, z2, z0)" in r.stderr  # every dimension, by KL
+    r = cli(
+        "traverse",
+        "--onnx",
+        tmp_path / "decoder.onnx",
+        "--all",
+        "--steps",
+        5,
+        "--no-labels",
+        "--scale",
+        1,
+        "--out",
+        every,
+    )
+    assert r.exit_code == 0 and "wrote 4 rows of 5 steps (z1, z3, z2, z0)" in r.stderr  # every dimension, by KL
     assert np.array_equal(grid_cells(read_png(every), 4, 5), dec.traverse(None, [1, 3, 2, 0], 3.0, 5))
 
 
@@ -235,6 +263,8 @@ def test_cli_conditional_generate(conditional_graphs, tmp_path, cdec):
             "--steps",
             3,
             "--no-labels",
+            "--scale",
+            1,
             "--out",
             trav,
         ).exit_code
@@ -427,6 +457,9 @@ def test_interpolate_between_seeds_and_traverse_use_the_fitted_prior(mlp_graphs,
         2,
         "--steps",
         4,
+        "--scale",
+        1,
+        "--no-labels",
         "--out",
         out,
     )
@@ -446,6 +479,9 @@ def test_interpolate_between_seeds_and_traverse_use_the_fitted_prior(mlp_graphs,
         4,
         "--prior",
         "normal",
+        "--scale",
+        1,
+        "--no-labels",
         "--out",
         out,
     )
@@ -462,6 +498,8 @@ def test_interpolate_between_seeds_and_traverse_use_the_fitted_prior(mlp_graphs,
         "--span",
         2,
         "--no-labels",
+        "--scale",
+        1,
         "--out",
         tmp_path / "t.png",
     )
@@ -483,6 +521,8 @@ def test_interpolate_between_seeds_and_traverse_use_the_fitted_prior(mlp_graphs,
         "--prior",
         "normal",
         "--no-labels",
+        "--scale",
+        1,
         "--out",
         tmp_path / "n.png",
     )

@@ -18,6 +18,7 @@ from vaectl.errors import UserInputError
 from vaectl.infer import Decoder, Encoder
 
 CLASS_NAMES = ("cat", "dog", "eel")
+TRAINING_LOG: list[str] = []  # named_run's log lines
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def named_run(tmp_path_factory) -> Path:
             grid_every=0,
         ),
         dict(arch="mlp", latent_dim=3, hidden=(16,)),
-        log=lambda m: None,
+        log=TRAINING_LOG.append,
     )
     return root / "run"
 
@@ -53,6 +54,11 @@ def named_run(tmp_path_factory) -> Path:
 def named_graphs(named_run, tmp_path_factory) -> Path:
     pytest.importorskip("onnx")
     return export_run(named_run, tmp_path_factory.mktemp("named_graphs"))
+
+
+def test_training_header_names_the_classes(named_run):
+    header = next(line for line in TRAINING_LOG if line.startswith("training "))
+    assert "conditional on 3 classes (cat, dog, eel)" in header
 
 
 @pytest.fixture(scope="module")

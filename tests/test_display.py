@@ -49,7 +49,7 @@ def test_a_grid_shown_inline_is_the_png_generate_writes(mlp_graphs, dec, tmp_pat
 
 def test_an_animation_shown_inline_is_the_gif_interpolate_writes(mlp_graphs, dec, tmp_path):
     out = tmp_path / "path.gif"
-    args = ("--seed-a", 1, "--seed-b", 2, "--steps", 6, "--scale", 2, "--fps", 5, "--out", out)
+    args = ("--seed-a", 1, "--seed-b", 2, "--steps", 6, "--scale", 2, "--no-labels", "--fps", 5, "--out", out)
     assert cli("interpolate", "--decoder", mlp_graphs / "decoder.onnx", *args).exit_code == 0
     strip = dec.interpolate(dec.latents(1, 1)[0], dec.latents(1, 2)[0], 6)
     animation = Animation(strip, fps=5, scale=2)

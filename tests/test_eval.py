@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -247,7 +248,7 @@ def test_eval_cli_onnx_path(tiny_mlp_onnx):
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["n"] == 20
     text = run_vaectl("eval", "--encoder", encoder, "--decoder", decoder, "--k", "4", "-n", "20").stdout
-    assert "under N(0, I), the prior the model was trained against:" in text
+    assert "under N(0, I), the standard normal prior of the ELBO (its KL term):" in text
     assert "under gmm, the prior generate samples from (mixture of" in text
     normal = run_vaectl("eval", "--encoder", encoder, "--decoder", decoder, "--k", "4", "-n", "20", "--prior", "normal")
     assert normal.returncode == 0 and "under gmm" not in normal.stdout
@@ -297,3 +298,25 @@ def test_eval_of_a_checkpoint_says_what_it_scored(tiny_mlp_run):
     report = evaluate_checkpoint(tiny_mlp_run, k=2, n=30)
     assert report.data() == "mnist-sample, test split, the first 30 of 1,000 images"
     assert report.warnings() and "only 30 images scored" in report.warnings()[0]
+
+
+def test_report_aligns_its_numbers_and_puts_a_gaussian_elbo_on_the_training_logs_scale():
+    """The numbers share one column (their decimal points aligned, whatever the labels' lengths); a gaussian
+    model's negative ELBO is also printed as training logs it: less the constant (D/2) log(pi)."""
+    from vaectl.scoring import CONVENTIONS, EvalReport, format_report
+
+    report = EvalReport(
+        n=500, k=1000, likelihood="gaussian", convention=CONVENTIONS["gaussian"], latent_dim=2, num_pixels=784,
+        neg_elbo=511.833, recon=480.0, kl=31.833, iwae_nll=505.5, bits_per_dim=0.93, active_units=2,
+        posterior_var=0.01, kl_per_dim=[15.0, 16.833], prior="gmm", prior_description="a mixture",
+        neg_elbo_prior=509.0, iwae_nll_prior=504.0, dataset="mnist-sample", split_size=1000,
+    )  # fmt: skip
+    lines = format_report(report).splitlines()
+    numbers = [line for line in lines if " nats " in line]
+    assert len(numbers) == 5 and len({line.index(".") for line in numbers}) == 1, numbers
+    offset = 392 * math.log(math.pi)
+    training = next(line for line in numbers if "as training logs it" in line)
+    assert f"{511.833 - offset:.3f} nats" in training and f"{480.0 - offset:.3f}" in training
+    assert "without the constant" in next(line for line in lines if line.startswith("convention:"))
+    bernoulli = format_report(dataclasses.replace(report, likelihood="bernoulli", entropy_floor=100.0))
+    assert "as training logs it" not in bernoulli  # binary cross-entropy: the training loss is the NLL itself

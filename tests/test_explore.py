@@ -6,6 +6,7 @@ The page itself runs in a real browser in tests/test_explore_browser.py.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import gzip
 import hashlib
 import http.client
@@ -33,7 +34,7 @@ from vaectl.contract import INFORMATIVE_KL, INFORMATIVE_RULE, informative_dims
 from vaectl.data import load_data
 from vaectl.errors import UserInputError
 from vaectl.explore import load_explore_model, make_server, write_site
-from vaectl.explore.model import MAP_IMAGES, describe_prior, draws
+from vaectl.explore.model import MAP_IMAGES, describe_prior, draws, view_ranges, with_article
 from vaectl.explore.server import MAX_UPLOAD_BYTES, STATIC, VENDOR, allowed_hosts, runtime_files
 from vaectl.infer import Decoder, Encoder, describe_model, prepare_images
 from vaectl.prior import MixturePrior
@@ -240,8 +241,15 @@ def test_the_page_starts_on_the_first_test_images_encoding(mlp_model, guided_gra
     assert mlp_model.info["start"] == {
         "z": mlp_model.map["mu"][0],
         "label": None,
-        "what": f"the posterior mean of test image 1 (a {load_data(None).test_labels[0]})",
+        "what": f"the posterior mean of test image 0 ({with_article(load_data(None).test_labels[0])})",
     }
+    assert [with_article(c) for c in ("8", "3", "11", "eel", "Sneaker")] == [
+        "an 8",
+        "a 3",
+        "an 11",
+        "an eel",
+        "a Sneaker",
+    ]
     guided = load_explore_model(guided_graphs)  # a conditional model starts on that image's own class
     assert guided.info["start"]["label"] == guided.map["labels"][0]
     alone = load_explore_model(decoder=guided_graphs / "decoder.onnx")  # no map: the default prior's first draw
@@ -251,6 +259,21 @@ def test_the_page_starts_on_the_first_test_images_encoding(mlp_model, guided_gra
         "label": 0,
         "what": "a draw from the gmm prior (seed 0)",
     }
+
+
+def test_sliders_and_pad_reach_where_the_codes_are(mlp_model):
+    """info.json's ranges: at least 3 prior standard deviations, widened to whole numbers that hold 99 % of the
+    encoded test images of the map (a beta = 0 model's codes reach far beyond 3), the prior and the start point."""
+    ranges = mlp_model.info["ranges"]
+    mean, std = mlp_model.priors[0].moments()
+    codes = np.abs(np.array(mlp_model.map["mu"]))  # (500, D)
+    start = np.abs(np.array(mlp_model.info["start"]["z"]))
+    reach = np.maximum.reduce([np.full(len(mean), 3.0), np.quantile(codes, 0.99, axis=0), abs(mean) + 3 * std, start])
+    assert ranges == np.ceil(reach).astype(int).tolist() and all(isinstance(r, int) for r in ranges)
+    wide = dict(mlp_model.map, mu=(np.array(mlp_model.map["mu"]) * 20).tolist())  # codes of a model that drifted
+    spread = view_ranges(dataclasses.replace(mlp_model, map=wide), [0.0] * mlp_model.latent_dim)
+    want = np.maximum.reduce([np.full(len(mean), 3.0), np.quantile(codes * 20, 0.99, axis=0), abs(mean) + 3 * std])
+    assert spread == np.ceil(want).astype(int).tolist() and max(spread) > max(ranges)
 
 
 def test_a_label_dropout_model_offers_none_among_its_labels(guided_graphs, conditional_graphs):

@@ -265,12 +265,16 @@ def test_map_has_one_point_per_image_coloured_by_label_and_a_click_decodes_it(pa
     axes = page.js("window.vaectl.app.axes")
     _, (marker,) = expected_screen(np.array([z]), axes, g)
     # each point's centre pixel has its label's colour, where no point of another label touches that pixel
-    # (dots have radius 2.5; the current z's marker has radius 7 and a 4-pixel outline)
+    # (dots have radius 2.5; the current z's marker has radius 7 and a 4-pixel outline; the rings, drawn over
+    # the dots, are 3.5 pixels wide with their white edge)
+    centre = np.array([g["left"] + g["size"] / 2, g["top"] + g["size"] / 2])
+    rings = [r / (2 * g["range"]) * g["size"] for r in (1, 2)]
     checked = 0
     for i, (x, y) in zip(shown, xy):
         px, py = int(x), int(y)
         near = np.hypot(xy[:, 0] - (px + 0.5), xy[:, 1] - (py + 0.5)) < 3.3
-        if (labels[shown[near]] == labels[i]).all() and np.hypot(*(marker - (px + 0.5, py + 0.5))) > 11:
+        off_rings = all(abs(np.hypot(*(centre - (px + 0.5, py + 0.5))) - r) > 3 for r in rings)
+        if (labels[shown[near]] == labels[i]).all() and np.hypot(*(marker - (px + 0.5, py + 0.5))) > 11 and off_rings:
             assert np.abs(pixels[py, px] - rgb[labels[i]]).max() <= 2, (i, pixels[py, px])
             checked += 1
     assert checked >= 10, checked  # a briefly trained model crowds its points: the isolated ones are checked
@@ -281,7 +285,8 @@ def test_map_has_one_point_per_image_coloured_by_label_and_a_click_decodes_it(pa
     page.wait("mu => window.vaectl.last.z.every((v, k) => v === mu[k])", mu_i.tolist())
     last = page.js("window.vaectl.last")
     assert np.abs(np.array(last["image"]) - python_decode(graphs / "decoder.onnx", mu_i[None]).ravel()).max() <= ATOL
-    assert page.page.inner_text("#z-source") == f"z: the posterior mean of test image {i + 1} (a {labels[i]})."
+    article = "an" if labels[i] == 8 else "a"
+    assert page.page.inner_text("#z-source") == f"z: the posterior mean of test image {i} ({article} {labels[i]})."
     originals = np.frombuffer(base64.b64decode(the_map["images"]), np.uint8).reshape(-1, 28, 28)
     page.wait("i => window.vaectl.lastHover && window.vaectl.lastHover.index === i", i)
     assert np.array_equal(page.canvas("#map-original"), originals[i])
@@ -352,19 +357,7 @@ def test_the_map_is_in_prior_units_with_rings_the_current_z_and_a_count_of_point
     screen, g = map_screen(page)
     assert sum(p is None for p in screen["points"]) == outside
     assert page.js("window.vaectl.app.mapTicks") == [-3, -2, -1, 0, 1, 2, 3]
-    assert page.js("window.vaectl.app.padTicks") == [-3, -2, -1, 0, 1, 2, 3]
-    # the 1-sigma ring: its blue over white where no dot lies on it
-    rgba = page.rgba("#map")[..., :3].astype(int)
-    pts = np.array([p for p in screen["points"] if p is not None])
-    ring_pixels = 0
-    for angle in np.linspace(0, 2 * np.pi, 72, endpoint=False):
-        cx = g["left"] + (np.cos(angle) + 3) / 6 * g["size"]
-        cy = g["top"] + (3 - np.sin(angle)) / 6 * g["size"]
-        if len(pts) and np.hypot(pts[:, 0] - cx, pts[:, 1] - cy).min() < 6:
-            continue
-        r, gr, b = rgba[int(cy), int(cx)]
-        ring_pixels += b > r + 40  # a bluish pixel, not white or grey
-    assert ring_pixels > 20, ring_pixels
+    assert rings_visible(page, g) > 0.9
     # the current z's marker: its red centre dot
     page.js("z => window.vaectl.setZ(z)", [0.5, 0.5, 0.5, 0.5])
     page.wait("window.vaectl.last.z[0] === 0.5")
@@ -377,6 +370,45 @@ def test_the_map_is_in_prior_units_with_rings_the_current_z_and_a_count_of_point
     page.wait("r => window.vaectl.app.mapGeometry().range === r", float(options[-1]))
     assert page.page.inner_text("#map-outside") == "all 500 points in view." and reach.max() <= float(options[-1])
     assert is_round(page.js("window.vaectl.app.mapTicks"))
+    assert rings_visible(page, page.js("window.vaectl.app.mapGeometry()")) > 0.9  # over the crowded dots too
+
+
+def rings_visible(page, g) -> float:
+    """The share of points along the map's 1-sigma ring (solid; the 2-sigma one is dashed) that show its blue."""
+    rgba = page.rgba("#map")[..., :3].astype(int)
+    hits = []
+    for radius in (1,):
+        for angle in np.linspace(0, 2 * np.pi, 72, endpoint=False):
+            cx = g["left"] + (radius * np.cos(angle) + g["range"]) / (2 * g["range"]) * g["size"]
+            cy = g["top"] + (g["range"] - radius * np.sin(angle)) / (2 * g["range"]) * g["size"]
+            near = rgba[int(cy) - 1 : int(cy) + 2, int(cx) - 1 : int(cx) + 2].reshape(-1, 3)
+            hits.append(bool(((near[:, 2] > near[:, 0] + 60) & (near[:, 2] > 150)).any()))  # the rings' blue
+    return float(np.mean(hits))
+
+
+def test_beta0_sliders_and_pad_reach_the_codes(beta0_page):
+    """beta = 0: the codes reach far beyond +-3; the sliders and the pad reach them, so the page's first image
+    (test image 0's code) sits inside the pad, not pinned at its edge."""
+    page = beta0_page
+    info = page.js("window.vaectl.app.info")
+    mu = np.array(page.js("window.vaectl.app.map.mu"))
+    assert (np.array(info["ranges"]) >= np.maximum(3, np.quantile(np.abs(mu), 0.99, axis=0))).all()  # test_explore
+    assert max(info["ranges"]) > 3
+    bounds = page.js("Array.from(document.querySelectorAll('#sliders input'), i => [+i.dataset.dim, +i.min, +i.max])")
+    assert bounds and all(lo == -info["ranges"][d] and hi == info["ranges"][d] for d, lo, hi in bounds)
+    wide = [hi for _, _, hi in bounds if hi > 3]
+    said = f"beyond ±3 (up to ±{max(wide, default=0)}): the encoded test images or the prior go that far."
+    assert (said in page.page.inner_text("#order-note")) == bool(wide)
+    axes, g = page.js("window.vaectl.app.axes"), page.js("window.vaectl.app.padGeometry()")
+    assert g["range"] == max(info["ranges"][axes["x"]], info["ranges"][axes["y"]])
+    start = np.array(info["start"]["z"])
+    assert abs(start[axes["x"]]) < g["range"] and abs(start[axes["y"]]) < g["range"]
+    ticks = page.js("window.vaectl.app.padTicks")
+    assert (
+        is_round(ticks)
+        and g["range"] / 2 < ticks[-1] <= g["range"]
+        and f"to {g['range']}" in page.page.inner_text("#pad-note")
+    )
 
 
 def test_charts_have_round_ticks_integer_counts_and_a_loss_whose_parts_add_up(beta0_page, beta0_run):
@@ -471,8 +503,9 @@ def test_the_demo_offers_none_and_starts_on_a_recognisable_image(browser):
         start = np.array(model.map["mu"][0], np.float32)
         last = page.js("window.vaectl.last")
         assert np.array_equal(np.array(last["z"], np.float32), start) and last["label"] == ds.test_labels[0]
+        article = "an" if ds.test_labels[0] == 8 else "a"
         assert page.page.inner_text("#z-source") == (
-            f"z: the posterior mean of test image 1 (a {ds.test_labels[0]}); class {ds.test_labels[0]}."
+            f"z: the posterior mean of test image 0 ({article} {ds.test_labels[0]}); class {ds.test_labels[0]}."
         )
         # it looks like the test image, more than z = 0 (the prior's centre) does
         target = ds.test[0].astype(np.float64).ravel() / 255
@@ -496,21 +529,29 @@ def test_the_demo_offers_none_and_starts_on_a_recognisable_image(browser):
 
 def test_the_demo_samples_its_fitted_prior_first_as_vaectl_generate_demo(browser, tmp_path):
     """A first look at the demo's samples: the fitted prior the demo decoder carries is selected, and the grid is
-    `vaectl generate --demo`'s for seed 0 and the class the page opens on."""
+    `vaectl generate --demo`'s for seed 0: every class in turn, as generate without --label, whatever class the
+    decoded image above shows."""
     from vaectl.demo import demo_dir
 
-    label = int(load_data(None).test_labels[0])  # the page opens on the first test image, with its class
     with serving(load_explore_model(demo_dir())) as port:
         page = Page(browser, f"http://127.0.0.1:{port}/")
         assert page.js("Array.from(document.querySelectorAll('#prior option'), o => o.value)") == ["gmm", "normal"]
         assert page.js("document.querySelector('#prior').value") == "gmm"
         assert "samples from this prior by default" in page.page.inner_text("#prior-note")
-        page.wait("l => window.vaectl.lastGrid && window.vaectl.lastGrid.label === l", label)
+        page.wait("window.vaectl.lastGrid && window.vaectl.lastGrid.label === 'cycle'")
         assert page.js("window.vaectl.lastGrid.prior") == "gmm" and page.js("window.vaectl.lastGrid.seed") == 0
+        assert page.js("window.vaectl.lastGrid.labels") == [i % 10 for i in range(64)]
         out = tmp_path / "g.png"
-        assert cli("generate", "--demo", "--seed", 0, "-n", 64, "--label", label, "--out", out).exit_code == 0
+        assert cli("generate", "--demo", "--seed", 0, "-n", 64, "--out", out).exit_code == 0
         grid_matches(page.canvas("#grid"), read_png(out))
-        assert f"The grid of vaectl generate --seed 0 -n 64 --label {label}." in page.page.inner_text("#grid-note")
+        assert "The grid of vaectl generate --seed 0 -n 64 (no --label: the classes in turn, 0 to 9" in (
+            page.page.inner_text("#grid-note")
+        )
+        page.page.select_option("#grid-class", "8")  # one class: generate --label 8
+        page.wait("window.vaectl.lastGrid.label === 8")
+        assert cli("generate", "--demo", "--seed", 0, "-n", 64, "--label", 8, "--out", out).exit_code == 0
+        grid_matches(page.canvas("#grid"), read_png(out))
+        assert "The grid of vaectl generate --seed 0 -n 64 --label 8." in page.page.inner_text("#grid-note")
         page.close()
 
 
@@ -523,7 +564,8 @@ def test_the_manifold_is_decoded_behind_the_pad_and_redrawn_when_what_it_shows_c
         assert m["grid"] == 16 and axes == page.js("window.vaectl.app.axes")
         z = np.array(m["z"], np.float32).reshape(256, 4)
         current = np.array(page.js("window.vaectl.last.z"), np.float32)
-        centres = np.linspace(-3, 3, 17)[:-1] + 3 / 16  # each cell's centre
+        reach = page.js("window.vaectl.app.padGeometry().range")  # 3, or wider where the codes go further
+        centres = np.linspace(-reach, reach, 17)[:-1] + reach / 16  # each cell's centre
         np.testing.assert_array_equal(z[:, axes["x"]].reshape(16, 16), np.tile(centres.astype(np.float32), (16, 1)))
         np.testing.assert_array_equal(
             z[:, axes["y"]].reshape(16, 16), np.tile(centres[::-1, None].astype(np.float32), (1, 16))
@@ -552,7 +594,8 @@ def test_the_manifold_is_decoded_behind_the_pad_and_redrawn_when_what_it_shows_c
         count = page.js("window.vaectl.manifolds")
         page.js("z => window.vaectl.setZ(z)", [0.25, -0.5, 0.75, 1.0])
         page.wait("n => window.vaectl.manifolds > n", count)
-        assert page.js("window.vaectl.lastManifold.z.slice(0, 4)")[axes["y"]] == pytest.approx(2.8125)
+        reach = page.js("window.vaectl.app.padGeometry().range")
+        assert page.js("window.vaectl.lastManifold.z.slice(0, 4)")[axes["y"]] == pytest.approx(reach * 15 / 16)
         page.page.uncheck("#manifold")  # off: a plain pad, white behind the rings
         page.page.wait_for_timeout(100)
         assert (page.canvas("#pad")[g["top"] + 2 : g["top"] + 26, g["left"] + 2 : g["left"] + 26] == 255).all()
@@ -577,7 +620,7 @@ def test_hovering_the_map_shows_the_image_by_the_cursor_and_an_upload_joins_the_
     assert gap_x < 40 and gap_y < 40, (tip, x, y)
     originals = np.frombuffer(base64.b64decode(the_map["images"]), np.uint8).reshape(-1, 28, 28)
     assert np.array_equal(page.canvas("#map-original"), originals[i])
-    assert page.page.inner_text("#map-tip-text") == f"test image {i + 1} · {the_map['labels'][i]}"
+    assert page.page.inner_text("#map-tip-text") == f"test image {i} · {the_map['labels'][i]}"  # 0-based
     # an uploaded image: a point at its posterior mean; clicking it makes that mean the current z
     image = np.asarray(load_data(None).test[7][0])
     page.upload("seven.png", png_bytes(image))
@@ -659,6 +702,9 @@ def test_upload_on_a_conditional_model_draws_one_reconstruction_per_class(browse
                     tmp_path / "three.png",
                     "--label",
                     k,
+                    "--scale",
+                    1,
+                    "--no-labels",
                     "--out",
                     tmp_path / f"r{k}.png",
                 ).exit_code
@@ -695,7 +741,7 @@ def test_sample_grid_for_a_seed_is_vaectl_generates_under_each_prior(pages, tmp_
     priors = [p.name for p in priors_of(Decoder(graphs / "decoder.onnx").info)]
     assert page.js("Array.from(document.querySelectorAll('#prior option'), o => o.value)") == priors
     if label == "3":
-        page.page.select_option("#class", "3")
+        page.page.select_option("#grid-class", "3")
     if name == "conditional":
         page.page.set_checked("#same-z", same_z)
     for k, prior in enumerate(priors):
@@ -724,7 +770,7 @@ def test_interpolation_is_vaectl_interpolates(pages, tmp_path):
     page, graphs = pages["plain"]
     page.wait("window.vaectl.lastStrip && window.vaectl.lastStrip.from === 'seeds'")  # seeds 0 and 1, slerp, 10 steps
     args = ["--decoder", graphs / "decoder.onnx", "--seed-a", 0, "--seed-b", 1, "--steps", 10]
-    assert cli("interpolate", *args, "--out", tmp_path / "i.png").exit_code == 0
+    assert cli("interpolate", *args, "--scale", 1, "--no-labels", "--out", tmp_path / "i.png").exit_code == 0
     grid_matches(page.canvas("#strip"), read_png(tmp_path / "i.png"))
 
 
@@ -744,7 +790,7 @@ def page_traversal(page, z, dim: int, span: float, steps: int) -> dict:
 
 def cli_traversal(tmp_path, decoder, dim: int, span: float, steps: int, *flags) -> np.ndarray:
     out = tmp_path / "t.png"
-    args = ["traverse", "--onnx", decoder, "--dim", dim, "--span", span, "--steps", steps, "--no-labels"]
+    args = ["traverse", "--onnx", decoder, "--dim", dim, "--span", span, "--steps", steps, "--no-labels", "--scale", 1]
     assert cli(*args, *flags, "--out", out).exit_code == 0
     return read_png(out)
 
@@ -828,6 +874,9 @@ def test_upload_reconstructs_as_vaectl_reconstruct_and_refuses_bad_files(pages, 
             "--decoder",
             graphs / "decoder.onnx",
             tmp_path / "a.png",
+            "--scale",
+            1,
+            "--no-labels",
             "--out",
             tmp_path / "r.png",
         ).exit_code

@@ -80,7 +80,7 @@ def test_grammar_one_image_one_reconstruction_an_encoder(mlp_graphs, digits, tmp
     one = cli("generate", "--decoder", dec, "-n", 1, "--out", tmp_path / "one.png")
     assert one.stderr == f"wrote 1 image to {tmp_path / 'one.png'}\n"
     rec = cli("reconstruct", "--encoder", enc, "--decoder", dec, digits[0], "--out", tmp_path / "r.png")
-    assert rec.stderr.endswith(f"wrote 1 reconstruction to {tmp_path / 'r.png'}\n")
+    assert rec.stderr.endswith(f"wrote 1 reconstruction (below its original) to {tmp_path / 'r.png'}\n")
     swapped = cli("generate", "--decoder", enc, "--out", tmp_path / "x.png")
     expect_usage_error(swapped, "is an exported encoder, but a decoder is expected")
     swapped = cli("reconstruct", "--encoder", dec, "--decoder", dec, digits[0], "--out", tmp_path / "x.png")

@@ -46,3 +46,15 @@ def test_the_command_extraction_sees_what_a_reader_runs():
     text = "x\n```bash\nvaectl a  # note\n# only a comment\nvaectl b \\\n    --flag\n```\n```\nnot shell\n```\n"
     assert shell_commands(text) == ["vaectl a", "vaectl b --flag"]
     assert shell_commands("```bash test\nvaectl c\n```\n```bashful\nno\n```\n") == ["vaectl c"]
+
+
+def test_the_two_readmes_have_the_same_sections_and_links():
+    """The same front door in both languages: as many sections, in the same order of their links (a section one
+    of them lacks, or a page only one of them links, shows here)."""
+    en, zh = README.read_text(), README_ZH.read_text()
+    assert en.count("\n## ") == zh.count("\n## ")
+
+    def links(text: str) -> list[str]:
+        return [t for t in LINK.findall(text) if "://" not in t and not t.startswith("README")]
+
+    assert links(en) == links(zh)

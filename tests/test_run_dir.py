@@ -152,3 +152,26 @@ def test_library_train_refuses_too_and_overwrite_is_an_argument(finished_run, ti
         train(tcfg, dict(arch="mlp", latent_dim=4, hidden=(32,)), log=lambda m: None)
     train(tcfg, dict(arch="mlp", latent_dim=4, hidden=(32,)), log=lambda m: None, overwrite=True)
     assert read_state(finished_run / "last.pt")["epoch"] == 1
+
+
+def test_conditional_sample_grid_shows_every_class_one_row_each():
+    """10 classes: a 10 x 8 grid, row r decoded with class r and the same 8 latents in every row."""
+    import numpy as np
+    import torch
+
+    from vaectl.models import VAE, VAEConfig
+    from vaectl.training.run_dir import grid_images
+
+    torch.manual_seed(0)
+    model = VAE(VAEConfig(arch="mlp", latent_dim=2, hidden=(8,), height=6, width=6, num_classes=10)).eval()
+    z_fixed = torch.randn(64, 2)
+    x_val, y_val = torch.randint(0, 256, (8, 1, 6, 6), dtype=torch.uint8), torch.arange(8)
+    grid = grid_images(model, x_val, y_val, z_fixed)["samples"]
+    assert grid.shape[:2] == (10 * 8 + 2, 8 * 8 + 2)  # 10 rows of 8 images of 6 px, 2 px padding
+    with torch.no_grad():
+        for r in (0, 8, 9):
+            row = torch.sigmoid(model.decoder(z_fixed[:8], torch.full((8,), r)))  # (8, 1, 6, 6)
+            expected = np.clip(np.round(row.numpy() * 255), 0, 255).astype(np.uint8)
+            for c in (0, 7):
+                cell = grid[2 + r * 8 : 8 + r * 8, 2 + c * 8 : 8 + c * 8]
+                assert np.abs(cell.astype(int) - expected[c, 0]).max() <= 1

@@ -43,7 +43,7 @@ def gif_frames(path) -> tuple[list[np.ndarray], list[int], Image.Image]:
 
 
 def test_scale_1_is_byte_identical_to_the_unscaled_writer(mlp_graphs, dec, tmp_path):
-    """The default writes what vaectl wrote before --scale existed: make_grid + PNG, same bytes."""
+    """--scale 1 (generate's and data-images' default) writes the decoder's pixels: make_grid + PNG, same bytes."""
     assert (
         cli(
             "generate",
@@ -74,6 +74,8 @@ def test_scale_1_is_byte_identical_to_the_unscaled_writer(mlp_graphs, dec, tmp_p
             "--steps",
             5,
             "--no-labels",
+            "--scale",
+            1,
             "--out",
             tmp_path / "t.png",
         ).exit_code
@@ -86,9 +88,9 @@ def test_scaled_pixels_are_the_unscaled_grid_repeated(mlp_graphs, digit_files, t
     enc, decp = mlp_graphs / "encoder.onnx", mlp_graphs / "decoder.onnx"
     commands = {
         "generate": ["generate", "--onnx", decp, "-n", 6, "--seed", 1],
-        "reconstruct": ["reconstruct", "--encoder", enc, "--decoder", decp, *digit_files],
-        "interpolate": ["interpolate", "--decoder", decp, "--seed-a", 1, "--seed-b", 2, "--steps", 4],
-        "traverse": ["traverse", "--onnx", decp, "--all", "--steps", 3, "--seed", 0],
+        "reconstruct": ["reconstruct", "--encoder", enc, "--decoder", decp, *digit_files, "--no-labels"],
+        "interpolate": ["interpolate", "--decoder", decp, "--seed-a", 1, "--seed-b", 2, "--steps", 4, "--no-labels"],
+        "traverse": ["traverse", "--onnx", decp, "--all", "--steps", 3, "--seed", 0, "--no-labels"],
         "data-images": ["data-images", "-n", 5],
     }
     for name, args in commands.items():
@@ -127,6 +129,9 @@ def test_interpolate_gif_has_one_frame_per_step_in_order(mlp_graphs, dec, tmp_pa
         6,
         "--fps",
         10,
+        "--scale",
+        1,
+        "--no-labels",
         "--out",
         out,
     )
@@ -153,6 +158,7 @@ def test_interpolate_gif_between_images_with_scale(mlp_graphs, digit_files, tmp_
             4,
             "--scale",
             2,
+            "--no-labels",
             "--out",
             out,
         ).exit_code
@@ -169,7 +175,7 @@ def test_interpolate_gif_between_images_with_scale(mlp_graphs, digit_files, tmp_
 def test_traverse_gif_runs_forth_and_back_with_every_dim_in_a_grid(mlp_graphs, dec, tmp_path):
     out = tmp_path / "t.gif"
     args = ["traverse", "--onnx", mlp_graphs / "decoder.onnx", "--all", "--steps", 5, "--seed", 0, "--fps", 4]
-    r = cli(*args, "--no-labels", "--out", out)
+    r = cli(*args, "--no-labels", "--scale", 1, "--out", out)
     assert r.exit_code == 0, r.stderr
     by_kl = sorted(range(4), key=lambda d: -dec.info.kl_per_dim[d])  # rows: most informative first
     rows = dec.traverse(None, by_kl, 3.0, 5, seed=0).reshape(4, 5, 28, 28)
@@ -223,9 +229,11 @@ def test_traverse_labels_each_row_with_its_component_and_kl_most_informative_fir
     from vaectl.infer.output import label_rows, latent_labels
 
     dec = Decoder(kl_graphs / "decoder.onnx")
-    r = cli("traverse", "--decoder", kl_graphs, "--all", "--steps", 4, "--out", tmp_path / "t.png")
+    r = cli("traverse", "--decoder", kl_graphs, "--all", "--steps", 4, "--scale", 1, "--out", tmp_path / "t.png")
     assert r.exit_code == 0, r.stderr
     got = read_png(tmp_path / "t.png")
+    header, got = got[: got.shape[0] - (4 * 30 + 2)], got[got.shape[0] - (4 * 30 + 2) :]  # the steps' values above
+    assert header.shape[0] == 15 and header.max() == 255
     order = [1, 3, 2, 0]  # by KL
     plain = make_grid(dec.traverse(None, order, 3.0, 4), nrow=4)
     assert latent_labels(order, dec.info.kl_per_dim) == [
@@ -283,3 +291,61 @@ def test_labels_work_for_colour_models():
     assert png.shape[2] == 3 and np.array_equal(png[:, -(4 * 34 + 2) :], make_grid(rows.reshape(12, 32, 32, 3), 4))
     frames = animation_frames(rows, True, labels=labels)
     assert len(frames) == 6 and frames[0].ndim == 3 and frames[0].shape[2] == 3
+
+
+def test_pictures_for_a_person_default_to_a_visible_size_and_say_what_they_show(mlp_graphs, digit_files, dec, tmp_path):
+    """reconstruct, interpolate and traverse at their default flags: each 28 px image drawn at least 56 px wide
+    and the picture at least 256 px; reconstruct's rows and traverse's rows and columns labelled in a margin,
+    the images themselves the exact pixels upscaled (--no-labels: the bare grid, same scale)."""
+    enc, decp = mlp_graphs / "encoder.onnx", mlp_graphs / "decoder.onnx"
+    rec, bare = tmp_path / "rec.png", tmp_path / "bare.png"
+    r = cli("reconstruct", "--encoder", enc, "--decoder", decp, *digit_files[:2], "--out", rec)
+    assert r.exit_code == 0 and "wrote 2 reconstructions (each below its original)" in r.stderr
+    assert cli("reconstruct", "--encoder", enc, "--decoder", decp, *digit_files[:2], "--scale", 1, "--no-labels",
+               "--out", bare).exit_code == 0  # fmt: skip
+    plain, picture = read_png(bare), read_png(rec)
+    scale = 256 // plain.shape[1] + 1  # 62 px wide -> 5
+    grid_width = plain.shape[1] * scale
+    assert picture.shape[0] == plain.shape[0] * scale and picture.shape[1] > grid_width >= 256
+    np.testing.assert_array_equal(picture[:, -grid_width:], upscaled(plain, scale))
+    margin = picture[:, :-grid_width]
+    top, bottom = margin[2 * scale : 30 * scale].astype(bool), margin[32 * scale :].astype(bool)
+    assert top.any() and bottom.any() and not np.array_equal(top[: bottom.shape[0]], bottom)  # two labels
+    r = cli("reconstruct", "--encoder", enc, "--decoder", decp, *digit_files[:2], "--no-labels", "--out", bare)
+    np.testing.assert_array_equal(read_png(bare), upscaled(plain, scale))
+
+    out = tmp_path / "t.png"
+    r = cli("traverse", "--onnx", decp, "--dim", 1, "--steps", 5, "--out", out)
+    assert r.exit_code == 0 and "wrote 1 row of 5 steps (z1)" in r.stderr
+    grid = make_grid(dec.traverse(None, [1], 3.0, 5), nrow=5)  # 152 px wide: drawn twice as large
+    picture = read_png(out)
+    header = picture.shape[0] - 2 * grid.shape[0]
+    np.testing.assert_array_equal(picture[header:, -2 * grid.shape[1] :], upscaled(grid, 2))
+    columns = [picture[:header, -2 * grid.shape[1] + 4 + 60 * c : -2 * grid.shape[1] + 60 * (c + 1)] for c in range(5)]
+    assert all(c.any() for c in columns)  # each column's value, -3 .. +3
+    assert not np.array_equal(columns[0], columns[4]) and not np.array_equal(columns[1], columns[3])
+
+
+def test_gif_frames_say_which_step_they_show(mlp_graphs, dec, tmp_path):
+    """interpolate's frames: A, 2/4, 3/4, B above the image; traverse --all's: the step in prior standard
+    deviations, the same on the way forth and back; both at a visible size by default."""
+    decp = mlp_graphs / "decoder.onnx"
+    out = tmp_path / "i.gif"
+    r = cli("interpolate", "--decoder", decp, "--seed-a", 1, "--seed-b", 2, "--steps", 4, "--out", out)
+    assert r.exit_code == 0 and "wrote 4 images (A to B, one a frame)" in r.stderr
+    frames, _, _ = gif_frames(out)
+    strip = dec.interpolate(dec.latents(1, 1)[0], dec.latents(1, 2)[0], 4)
+    scale = 8  # a 32 px frame, drawn 256 px wide
+    for frame, image in zip(frames, strip):
+        assert frame.shape[1] == 32 * scale
+        np.testing.assert_array_equal(frame[-32 * scale :], upscaled(make_grid(image[None], nrow=1), scale))
+    titles = [frame[: -32 * scale] for frame in frames]
+    assert all(t.any() for t in titles) and len({t.tobytes() for t in titles}) == 4
+
+    out = tmp_path / "t.gif"
+    r = cli("traverse", "--onnx", decp, "--all", "--steps", 5, "--seed", 0, "--out", out)
+    assert r.exit_code == 0 and "wrote 8 frames, 5 steps forth and back, each 4 components in 2 columns" in r.stderr
+    frames, _, _ = gif_frames(out)
+    assert frames[0].shape[1] >= 256
+    titles = [frame[:16].tobytes() for frame in frames]  # the band above the grid
+    assert len(set(titles[:5])) == 5 and titles[5:] == titles[3:0:-1]  # forth, then back: the same titles

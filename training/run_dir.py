@@ -127,21 +127,34 @@ def trim_metrics(path: Path, epochs_done: int) -> None:
     atomic_write_bytes(path, "".join(kept).encode())
 
 
+def sample_grid_labels(num_classes: int, n: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Which latents and classes the sample grid of a conditional model decodes: one row per class, every class
+    shown, the same latents in each column (so a column is one style across the classes). Up to 8 columns, fewer
+    when there are many classes (the grid stays about 256 images). Returns (latent index, class, columns)."""
+    cols = max(1, min(8, n, 256 // num_classes))
+    z_index = np.tile(np.arange(cols), num_classes)  # (classes * cols,)
+    labels = np.repeat(np.arange(num_classes), cols)  # (classes * cols,): row r is class r
+    return z_index, labels, cols
+
+
 @torch.no_grad()
 def grid_images(model, x_val: torch.Tensor, y_val, z_fixed: torch.Tensor) -> dict[str, np.ndarray]:
-    """The per-epoch grids as uint8 images, by kind: "samples" (64 draws from z_fixed; one row per class for a
-    conditional model) and "recon" (8 validation images above their reconstructions). One copy to the host."""
+    """The per-epoch grids as uint8 images, by kind: "samples" (64 draws from z_fixed, 8 a row; for a
+    conditional model one row per class, sample_grid_labels) and "recon" (8 validation images above their
+    reconstructions). One copy to the host."""
     cfg = model.config
-    y_samples = None
-    if cfg.conditional:  # one row per class (up to 8 per row)
-        y_samples = torch.arange(len(z_fixed), device=z_fixed.device) // 8 % cfg.num_classes
+    y_samples, z, cols = None, z_fixed, 8
+    if cfg.conditional:
+        z_index, labels, cols = sample_grid_labels(cfg.num_classes, len(z_fixed))
+        z = z_fixed[torch.from_numpy(z_index).to(z_fixed.device)]  # (classes * cols, D)
+        y_samples = torch.from_numpy(labels).to(z_fixed.device)
     guidance = torch.tensor([cfg.guidance], device=z_fixed.device) if cfg.guided else None  # the default weight
-    samples = torch.sigmoid(model.decoder(z_fixed, y_samples, guidance=guidance)).float()  # (64, C, H, W)
+    samples = torch.sigmoid(model.decoder(z, y_samples, guidance=guidance)).float()  # (N, C, H, W)
     x = x_val[:8].float() / 255
     recon = model.reconstruct(x, None if y_val is None else y_val[:8]).float()  # (8, C, H, W)
-    both = torch.cat([samples, x, recon]).cpu().numpy()  # (80, C, H, W): samples, originals, reconstructions
+    both = torch.cat([samples, x, recon]).cpu().numpy()  # (N + 16, C, H, W): samples, originals, reconstructions
     return {
-        "samples": make_grid(to_uint8_images(both[: len(samples)]), nrow=8),
+        "samples": make_grid(to_uint8_images(both[: len(samples)]), nrow=cols),
         "recon": make_grid(to_uint8_images(both[len(samples) :]), nrow=len(x)),  # originals above reconstructions
     }
 

@@ -129,10 +129,20 @@ def describe_run(cfg: VAEConfig, ds, x_train, x_val, procs: Processes) -> str:
         f", row context of {cfg.context_channels} channels, kernel {cfg.context_kernel}" if cfg.row_context else ""
     )
     return (
-        f"training {cfg.arch} VAE (latent {cfg.latent_dim}, {cfg.likelihood}, beta {cfg.beta}{context}) on {ds.name}: "
+        f"training {cfg.arch} VAE (latent {cfg.latent_dim}, {cfg.likelihood}, beta {cfg.beta}{context}"
+        f"{describe_classes(cfg)}) on {ds.name}: "
         f"{len(x_train)} train / {len(x_val)} validation images {tuple(ds.image_shape)}, device {procs.device}"
         + (f", {procs.world} processes" if procs.ddp else "")
     )
+
+
+def describe_classes(cfg: VAEConfig) -> str:
+    """', conditional on 10 classes (0, 1, ..., 9)' for a conditional model (all names up to 6 classes); ''."""
+    if not cfg.conditional:
+        return ""
+    names = list(cfg.class_names) or [str(i) for i in range(cfg.num_classes)]
+    shown = ", ".join(names) if len(names) <= 6 else f"{names[0]}, {names[1]}, ..., {names[-1]}"
+    return f", conditional on {cfg.num_classes} class{'es' if cfg.num_classes != 1 else ''} ({shown})"
 
 
 def describe_resume(out, state: TrainingState, epochs: int) -> str:

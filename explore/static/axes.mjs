@@ -57,3 +57,8 @@ export function logRange(lo, hi, maxTicks = 7) {
 export function formatLogTick(v) {
   return v >= 1e-4 && v < 1e5 ? String(Number(v.toPrecision(1))) : v.toExponential(0).replace('e+', 'e');
 }
+
+// 'a 3', 'an 8', 'an eel': the article a class name takes in English (8, 11, 18, 80-89 and vowels read with 'an')
+export function withArticle(name) {
+  return `${/^(8|11(?!\d)|18(?!\d)|[aeiou])/i.test(String(name)) ? 'an' : 'a'} ${name}`;
+}

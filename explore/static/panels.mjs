@@ -3,7 +3,7 @@
 import { drawImages, savePng } from './draw.mjs';
 import { latentsFromParts, lerp, readParts, sampleLabels, slerp, traverse } from './latent.mjs';
 import { drawRun } from './charts.mjs';
-import { formatTick } from './axes.mjs';
+import { formatTick, withArticle } from './axes.mjs';
 
 const $ = id => document.getElementById(id);
 const GRID_COLUMNS = 8;  // vaectl generate's --nrow default
@@ -38,7 +38,13 @@ export async function drawsFor(app, prior, seed, n, label) {
 export function setupGrid(app) {
   const { info } = app;
   const seed = $('seed'), temperature = $('temperature'), n = $('grid-n'), sameZ = $('same-z'), prior = $('prior');
-  if (info.num_classes) $('same-z-box').hidden = false;
+  const gridClass = $('grid-class');
+  if (info.num_classes) {  // the grid's own class: by default the classes in turn, as vaectl generate without --label
+    $('same-z-box').hidden = false;
+    $('grid-class-box').hidden = false;
+    gridClass.add(new Option('each in turn', 'cycle'));
+    info.label_names.forEach((name, k) => gridClass.add(new Option(name === 'none' ? 'none (no label)' : name, String(k))));
+  }
   info.priors.forEach((p, k) => prior.add(new Option(p.name + (k === 0 && info.priors.length > 1 ? ' (default)' : ''), p.name)));
   const describe = () => {
     const p = info.priors.find(q => q.name === prior.value), isDefault = p.name === info.priors[0].name;
@@ -52,25 +58,28 @@ export function setupGrid(app) {
     $('temperature-value').textContent = t.toFixed(2);
     if (!(s >= 0)) return;
     const all = info.num_classes && sameZ.checked;
+    gridClass.disabled = Boolean(all);
     const per = all ? SAME_Z_PER_CLASS : parseInt(n.value, 10);
-    const label = !info.num_classes ? '' : all ? 'all-same' : String(app.label);
+    const chosen = !info.num_classes ? null : gridClass.value === 'cycle' ? 'cycle' : parseInt(gridClass.value, 10);
+    const label = !info.num_classes ? '' : all ? 'all-same' : String(chosen);
     const parts = await drawsFor(app, prior.value, s, per, label);
-    const { labels, total } = sampleLabels(per, info.num_classes, all ? 'all' : app.label);
+    const { labels, total } = sampleLabels(per, info.num_classes, all ? 'all' : chosen);
     const z = latentsFromParts(parts, t, total, all ? i => i % per : i => i);
     const out = await app.model.decode(z, total, labels);
     drawImages($('grid'), out, total, info.image_shape, all ? per : GRID_COLUMNS, 2, 2);
     const flags = [`--seed ${s}`, t !== 1 ? `--temperature ${t}` : '', prior.value !== info.priors[0].name ? `--prior ${prior.value}` : '',
-      all ? `-n ${per} --label all --same-z` : `-n ${per}` + (info.num_classes ? ` --label ${info.label_names[app.label]}` : '')];
+      all ? `-n ${per} --label all --same-z` : `-n ${per}` + (chosen !== null && chosen !== 'cycle' ? ` --label ${info.label_names[chosen]}` : '')];
     $('grid-note').textContent = `The grid of vaectl generate ${flags.filter(Boolean).join(' ')}` +
+      (chosen === 'cycle' && !all ? ` (no --label: the classes in turn, ${info.label_names[0]} to ` +
+        `${info.label_names[info.num_classes - 1]}, reading along the rows)` : '') +
       (info.seeds ? ` (this static page ships seeds ${info.seeds[0]} to ${info.seeds.at(-1)}).` : '.');
-    window.vaectl.lastGrid = { seed: s, temperature: t, n: total, labels, label: all ? 'all' : app.label, prior: prior.value };
+    window.vaectl.lastGrid = { seed: s, temperature: t, n: total, labels, label: all ? 'all' : chosen, prior: prior.value };
   };
   const run = () => app.gridJobs.run(() => draw().catch(e => app.status(e.message, true)));
-  for (const el of [seed, temperature, n, sameZ]) el.addEventListener('input', run);
+  for (const el of [seed, temperature, n, sameZ, gridClass]) el.addEventListener('input', run);
   prior.addEventListener('change', () => { describe(); run(); app.onPrior.forEach(f => f()); });
   $('save-grid').addEventListener('click', () => savePng($('grid'), 'vaectl-samples.png', 4));
   app.prior = () => prior.value;
-  app.onLabel.push(run);
   app.onVariant.push(run);
   app.onZ.push(source => source === 'guidance' && run());
   describe();
@@ -228,7 +237,7 @@ export function setupUpload(app) {
       info.num_classes ? info.label_names[k] : 'reconstruction', !info.num_classes || k === as)));
     if (info.num_classes) {
       const guess = info.label_names[current.guess];
-      $('upload-read').textContent = `The model explains your image best as a ${guess}: that class gives the lowest ` +
+      $('upload-read').textContent = `The model explains your image best as ${withArticle(guess)}: that class gives the lowest ` +
         'loss (reconstruction error + KL). Below, your image encoded as the chosen class and decoded under every class: ' +
         'its style, drawn as each class. The framed one is its reconstruction.';
     } else {

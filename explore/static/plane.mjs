@@ -72,7 +72,8 @@ export function drawAxes(ctx, g, xName, yName, paint = null) {
   return values;
 }
 
-// The prior's 1σ and 2σ circles: N(0, I) restricted to two components is N(0, I) in 2-D
+// The prior's 1σ and 2σ circles: N(0, I) restricted to two components is N(0, I) in 2-D. Drawn last on the map,
+// over its dots.
 export function drawRings(ctx, g, onImage = false) {
   ctx.save();
   ctx.beginPath();
@@ -84,11 +85,17 @@ export function drawRings(ctx, g, onImage = false) {
   ctx.textBaseline = 'bottom';
   for (const r of [1, 2]) {
     const px = (r / (2 * g.range)) * g.size;
-    ctx.strokeStyle = onImage ? 'rgba(255, 196, 0, 0.85)' : 'rgba(42, 98, 201, 0.55)';
     ctx.setLineDash(r === 2 ? [5, 4] : []);
+    if (!onImage) {  // a white edge under the line: it stays visible drawn over the map's coloured dots
+      ctx.strokeStyle = 'rgba(255, 255, 255, 0.9)';
+      ctx.lineWidth = 3.5;
+      ctx.beginPath(); ctx.arc(g.x(0), g.y(0), px, 0, 2 * Math.PI); ctx.stroke();
+      ctx.lineWidth = 1.5;
+    }
+    ctx.strokeStyle = onImage ? 'rgba(255, 196, 0, 0.85)' : 'rgb(42, 98, 201)';
     ctx.beginPath(); ctx.arc(g.x(0), g.y(0), px, 0, 2 * Math.PI); ctx.stroke();
     if (px > 14) {
-      ctx.fillStyle = onImage ? 'rgba(255, 196, 0, 0.95)' : 'rgba(42, 98, 201, 0.9)';
+      ctx.fillStyle = onImage ? 'rgba(255, 196, 0, 0.95)' : 'rgb(42, 98, 201)';
       ctx.fillText(`${r}σ`, g.x(0) + px * 0.72 + 2, g.y(0) - px * 0.72 - 1);
     }
   }

@@ -2,9 +2,12 @@
 // The pad and the map show the same two components (app.axes) on the same axes, in prior units.
 import { colour, drawBytes, drawImages } from './draw.mjs';
 import { drawAxes, drawMarker, drawRings, geometry } from './plane.mjs';
+import { withArticle } from './axes.mjs';
 
 const $ = id => document.getElementById(id);
-const RANGE = 3;  // sliders and pad cover -3..3 prior standard deviations
+// How far the sliders and the pad reach: info.ranges, per component (at least 3 prior standard deviations,
+// wider where the encoded test images or the prior go further: explore/model.py view_ranges)
+const padRange = app => Math.max(app.info.ranges[app.axes.x], app.info.ranges[app.axes.y]);
 const MANIFOLD = 16;  // the decoded manifold: a 16 x 16 grid of images behind the pad
 const MANIFOLD_BATCH = 64;  // images per decoder run (a divisor of 16 x 16)
 const MAP_VIEWS = [3, 6, 12, 25, 50, 100, 250, 500, 1000];  // the map's half-widths to choose from
@@ -34,7 +37,7 @@ export function setupSliders(app) {
     const row = document.createElement('div');
     row.className = 'slider';
     row.innerHTML = `<span>z${d}${kl ? ` <small>${kl[d].toFixed(2)}</small>` : ''}</span>` +
-      `<input type="range" min="${-RANGE}" max="${RANGE}" step="0.01" data-dim="${d}" aria-label="z${d}"><span></span>`;
+      `<input type="range" min="${-info.ranges[d]}" max="${info.ranges[d]}" step="0.01" data-dim="${d}" aria-label="z${d}"><span></span>`;
     const input = row.querySelector('input'), value = row.querySelectorAll('span')[1];
     input.value = app.z[d];
     value.textContent = app.z[d].toFixed(2);
@@ -46,6 +49,12 @@ export function setupSliders(app) {
     box.appendChild(row);
   };
   shown.forEach(add);
+  const wide = shown.filter(d => info.ranges[d] > 3);
+  if (wide.length) {  // where the encoded test images (or the prior) go further than 3 prior standard deviations
+    const which = wide.length <= 3 ? wide.map(d => `z${d}`).join(', ') : `${wide.length} of these sliders`;
+    $('order-note').textContent += ` ${which} reach${wide.length === 1 ? 'es' : ''} beyond ±3 (up to ` +
+      `±${Math.max(...wide.map(d => info.ranges[d]))}): the encoded test images or the prior go that far.`;
+  }
   const rest = info.order.filter(d => !shown.includes(d));
   const button = $('show-all');
   if (rest.length) {
@@ -88,11 +97,16 @@ export function setupPad(app) {
   const { info } = app;
   if (info.latent_dim < 2) { $('pad-card').hidden = true; return; }
   const pad = $('pad'), ctx = pad.getContext('2d'), toggle = $('manifold');
-  const g = geometry(pad, RANGE);
+  let g = null;
   const tiles = document.createElement('canvas');  // the decoded manifold, one image per grid cell
   let drawnKey = null, ready = false;
-  $('pad-note').textContent = `Behind the pad: ${MANIFOLD} × ${MANIFOLD} images decoded at evenly spaced points ` +
-    `from −${RANGE} to ${RANGE}. The rings hold 39 % (1σ) and 86 % (2σ) of N(0, I)'s draws in these two components.`;
+  const fit = () => {  // the square the current axes reach
+    g = geometry(pad, padRange(app));
+    $('pad-note').textContent = `Behind the pad: ${MANIFOLD} × ${MANIFOLD} images decoded at evenly spaced points ` +
+      `from −${g.range} to ${g.range}` + (g.range > 3 ? ' (wider than ±3: the encoded test images or the prior reach that far)' : '') +
+      `. The rings hold 39 % (1σ) and 86 % (2σ) of N(0, I)'s draws in these two components.`;
+  };
+  fit();
 
   const draw = () => {
     const showTiles = toggle.checked && ready;
@@ -106,20 +120,20 @@ export function setupPad(app) {
   // what the manifold depends on: the components shown, every other component of z, the class, guidance, decoder
   const key = () => {
     const rest = Array.from(app.z).filter((_, d) => d !== app.axes.x && d !== app.axes.y);
-    return JSON.stringify([app.axes, rest, app.label, app.model.guidance, app.model.variant]);
+    return JSON.stringify([app.axes, g.range, rest, app.label, app.model.guidance, app.model.variant]);
   };
   const decodeTiles = async () => {
     const k = key();
     if (k === drawnKey) return;
     const t0 = performance.now();
-    const { x, y } = app.axes, n = MANIFOLD * MANIFOLD, D = info.latent_dim, step = (2 * RANGE) / MANIFOLD;
+    const { x, y } = app.axes, n = MANIFOLD * MANIFOLD, D = info.latent_dim, range = g.range, step = (2 * range) / MANIFOLD;
     const z = new Float32Array(n * D);
     for (let r = 0; r < MANIFOLD; r++) {
       for (let c = 0; c < MANIFOLD; c++) {  // each cell decoded at its centre; row 0 is the top (y = +range)
         const i = r * MANIFOLD + c;
         z.set(app.z, i * D);
-        z[i * D + x] = f32(-RANGE + (c + 0.5) * step);
-        z[i * D + y] = f32(RANGE - (r + 0.5) * step);
+        z[i * D + x] = f32(-range + (c + 0.5) * step);
+        z[i * D + y] = f32(range - (r + 0.5) * step);
       }
     }
     // in a few batches, so the main image's decode (queued meanwhile) waits for one batch at most, not the grid
@@ -155,7 +169,7 @@ export function setupPad(app) {
   app.onZ.push(refresh);
   app.onLabel.push(refresh);
   app.onVariant.push(refresh);
-  app.onAxes.push(refresh);
+  app.onAxes.push(() => { fit(); refresh(); });
   refresh();
 }
 
@@ -174,7 +188,8 @@ export function setupMap(app, map) {
   const images = Uint8Array.from(atob(map.images), ch => ch.charCodeAt(0));
   const size = info.image_shape.reduce((a, b) => a * b, 1);
   const names = map.label_names.length ? map.label_names : [...new Set(map.labels || [])].map(String);
-  note.textContent = `${map.count} test images` + (map.labels ? ', coloured by label.' : '.') + (info.num_classes
+  note.textContent = `${map.count} test images (numbered 0 to ${map.count - 1}, as vaectl data-images --index numbers them)` +
+    (map.labels ? ', coloured by label.' : '.') + (info.num_classes
     ? ' This model is given the class beside z, so z need not hold it: the classes overlap, and z holds the style.' : '');
   let g = null, hot = null;
   const coords = i => [map.mu[i][app.axes.x], map.mu[i][app.axes.y]];
@@ -183,15 +198,15 @@ export function setupMap(app, map) {
   const fitViews = () => {
     const reach = map.mu.map((_, i) => Math.max(...coords(i).map(Math.abs))).sort((a, b) => a - b);
     const most = reach[Math.floor(0.95 * (reach.length - 1))], all = reach.at(-1);
-    const views = MAP_VIEWS.filter((v, k) => k === 0 || MAP_VIEWS[k - 1] < all);
-    view.innerHTML = views.map(v => `<option value="${v}">±${v}${v === RANGE ? ' (as the pad)' : ''}</option>`).join('');
+    const pad = padRange(app);
+    const views = [...new Set([...MAP_VIEWS, pad])].sort((a, b) => a - b).filter((v, k, all_) => k === 0 || all_[k - 1] < all);
+    view.innerHTML = views.map(v => `<option value="${v}">±${v}${v === pad ? ' (as the pad)' : ''}</option>`).join('');
     view.value = String(views.find(v => v >= most) ?? views.at(-1));
     g = geometry(canvas, parseFloat(view.value));
   };
   const pointAt = i => (i === 'upload' ? [app.upload.mu[app.axes.x], app.upload.mu[app.axes.y]] : coords(i));
   const draw = () => {
     app.mapTicks = drawAxes(ctx, g, `z${app.axes.x}`, `z${app.axes.y}`);
-    drawRings(ctx, g);
     let outside = 0;
     map.mu.forEach((_, i) => {
       const [x, y] = coords(i);
@@ -199,8 +214,9 @@ export function setupMap(app, map) {
       ctx.fillStyle = colour(map.labels ? map.labels[i] : null);
       ctx.beginPath(); ctx.arc(g.x(x), g.y(y), 2.5, 0, 2 * Math.PI); ctx.fill();
     });
+    drawRings(ctx, g);  // above the dots, which would hide them where the points crowd the prior's centre
     $('map-outside').textContent = outside
-      ? `${outside} of ${map.count} points lie outside this view: choose a wider one to see them.`
+      ? `${outside} of ${map.count} points ${outside === 1 ? 'lies' : 'lie'} outside this view: choose a wider one to see them.`
       : `all ${map.count} points in view.`;
     $('map-outside').classList.toggle('warn', outside > 0);
     if (app.upload) {  // your image: a black diamond
@@ -243,7 +259,7 @@ export function setupMap(app, map) {
     if (own) drawImages($('map-original'), app.upload.x, 1, info.image_shape);
     else drawBytes($('map-original'), images.subarray(i * size, (i + 1) * size), info.image_shape);
     $('map-tip-text').textContent = own ? 'your image'
-      : `test image ${i + 1}${map.labels ? ` · ${names[map.labels[i]] ?? map.labels[i]}` : ''}`;
+      : `test image ${i}${map.labels ? ` · ${names[map.labels[i]] ?? map.labels[i]}` : ''}`;
     if (event) {
       const wrap = canvas.parentElement.getBoundingClientRect();
       tip.hidden = false;
@@ -272,7 +288,7 @@ export function setupMap(app, map) {
     app.mapPicks = [...app.mapPicks, i].slice(-2);  // the last two clicks: the interpolation's ends
     if (map.labels && info.num_classes) app.setLabel(map.labels[i]);
     app.z.set(map.mu[i]);
-    app.zChanged('map', `the posterior mean of test image ${i + 1}` + (map.labels ? ` (a ${names[map.labels[i]] ?? map.labels[i]})` : ''));
+    app.zChanged('map', `the posterior mean of test image ${i}` + (map.labels ? ` (${withArticle(names[map.labels[i]] ?? map.labels[i])})` : ''));
     app.mapHover.run(() => show(i, event));
     app.pathsChanged();
   });
