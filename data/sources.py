@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserInputError
 from . import MNIST_SAMPLE, ImageDataset, load_data, resize_dataset
+from .store import cache_root
 
 TORCHVISION_DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST", "cifar10": "CIFAR10"}
 DATASET_CHOICES = (MNIST_SAMPLE, *TORCHVISION_DATASETS)
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "vaectl" / "datasets"
+    return cache_root() / "datasets"
 
 
 def _torchvision_split(cls, root: Path, train: bool):
@@ -42,10 +41,16 @@ def load_torchvision(name: str, cache_dir: Path | None = None) -> ImageDataset:
 
 
 def load_training_data(
-    data_dir=None, dataset: str | None = MNIST_SAMPLE, image_size=None, channels=None, cache_dir=None, seed: int = 0
+    data_dir=None,
+    dataset: str | None = MNIST_SAMPLE,
+    image_size=None,
+    channels=None,
+    cache_dir=None,
+    seed: int = 0,
+    skip_bad: bool = False,
 ) -> ImageDataset:
     if data_dir is not None:
-        return load_data(data_dir, image_size, channels, seed)
+        return load_data(data_dir, image_size, channels, seed, skip_bad)
     if dataset in (None, MNIST_SAMPLE):
         return load_data(None, image_size, channels, seed)
     if dataset not in TORCHVISION_DATASETS:

@@ -92,6 +92,7 @@ def training_data(ckpt: dict, data_dir=None) -> ImageDataset:
         train.get("channels"),
         train.get("cache_dir"),
         train.get("seed", 0),
+        bool(train.get("skip_bad_images")) if data_dir is None else False,
     )
     if tuple(ds.image_shape) != config.image_shape:
         raise UserInputError(

@@ -20,7 +20,15 @@ def eval_dataset(ckpt: dict, data_dir=None, dataset: str | None = None):
             data_dir = recorded_data_dir(train, ckpt.get("path", "the checkpoint"))
         else:
             dataset = train.get("dataset")
-    ds = load_training_data(data_dir, dataset or MNIST_SAMPLE, None, None, train.get("cache_dir"), train.get("seed", 0))
+    ds = load_training_data(
+        data_dir,
+        dataset or MNIST_SAMPLE,
+        None,
+        None,
+        train.get("cache_dir"),
+        train.get("seed", 0),
+        bool(train.get("skip_bad_images")),
+    )
     if tuple(ds.image_shape) != cfg.image_shape:
         raise UserInputError(
             f"dataset {ds.name!r} has images of shape {tuple(ds.image_shape)}, but the model expects {cfg.image_shape}"
