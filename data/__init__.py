@@ -134,13 +134,14 @@ def load_image_folder(
     image_size: int | None,
     channels: int | None,
     seed: int = 0,
-    skip_bad: bool = False,
+    skip_bad_images: bool = False,
     workers: int | None = None,
 ) -> ImageDataset:
     """Every PNG/JPEG/... below `directory`; first-level subfolder names become labels. The images are decoded
     once into the folder's image store (data/store.py); train and test map it."""
     return stored_dataset(
-        directory.name, folder_store(directory, image_size, channels, seed, VALIDATION_FRACTION, skip_bad, workers)
+        directory.name,
+        folder_store(directory, image_size, channels, seed, VALIDATION_FRACTION, skip_bad_images, workers),
     )
 
 
@@ -168,7 +169,11 @@ def stored_dataset(name: str, s: Stored) -> ImageDataset:
 
 
 def load_data(
-    data_dir=None, image_size: int | None = None, channels: int | None = None, seed: int = 0, skip_bad: bool = False
+    data_dir=None,
+    image_size: int | None = None,
+    channels: int | None = None,
+    seed: int = 0,
+    skip_bad_images: bool = False,
 ) -> ImageDataset:
     """The embedded sample (data_dir None), an IDX folder, an image folder, or a .npy / .npz array file."""
     if data_dir is None:
@@ -186,7 +191,7 @@ def load_data(
         if has_idx_files(directory):
             ds = load_idx_dir(directory, seed)
         else:
-            return load_image_folder(directory, image_size, channels, seed, skip_bad)
+            return load_image_folder(directory, image_size, channels, seed, skip_bad_images)
     return resize_dataset(ds, image_size, channels)
 
 

@@ -47,10 +47,10 @@ def load_training_data(
     channels=None,
     cache_dir=None,
     seed: int = 0,
-    skip_bad: bool = False,
+    skip_bad_images: bool = False,
 ) -> ImageDataset:
     if data_dir is not None:
-        return load_data(data_dir, image_size, channels, seed, skip_bad)
+        return load_data(data_dir, image_size, channels, seed, skip_bad_images)
     if dataset in (None, MNIST_SAMPLE):
         return load_data(None, image_size, channels, seed)
     if dataset not in TORCHVISION_DATASETS:

@@ -80,44 +80,42 @@ class StoreFile:
 
 
 class RowReader:
-    """Reads rows of a store with pread: the pages go through the page cache but never count in this
-    process's resident memory, as pages of a mapping it touched would (a 2.4 GB store read through
-    np.memmap ends up 2.4 GB in RSS). Rows are read in file order, into their places in the batch."""
+    """Copies rows out of a store's memory map, and every DROP_BYTES read drops the mapping's pages again
+    (madvise MADV_DONTNEED; they stay in the page cache): pages of a mapping count in the resident memory of
+    the process that touched them, so without this a 2.4 GB store read at random would end up 2.4 GB in RSS."""
+
+    DROP_BYTES = 64 << 20
 
     def __init__(self, store: StoreFile, first_row: int, rows: int):
         self.store, self.first, self.rows = store, first_row, rows
-        self.fd = os.open(store.path, os.O_RDONLY)
+        self.images = store.open()[first_row : first_row + rows]  # (rows, C, H, W) view of the map
+        self.read_bytes = 0
 
     def __len__(self) -> int:
         return self.rows
 
-    def __del__(self):
-        with contextlib.suppress(OSError, AttributeError):
-            os.close(self.fd)
-
-    def read(self, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Rows (B,) of this split -> uint8 (B, C, H, W)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        if out is None:
-            out = np.empty((len(rows), *self.store.shape), dtype=np.uint8)
-        size = self.store.row_bytes
-        flat = out.reshape(len(rows), size)
-        for i in np.argsort(rows, kind="stable"):
-            r = int(rows[i])
-            if not 0 <= r < self.rows:
-                raise IndexError(f"row {r} out of range for {self.rows} images")
-            if os.preadv(self.fd, [flat[i]], (self.first + r) * size) != size:
-                raise OSError(f"{self.store.path}: shorter than its index says; delete it to rebuild")
-        return out
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """Rows (B,) of this split -> uint8 (B, C, H, W), a copy."""
+        return self._counted(self.images[np.asarray(rows, dtype=np.int64)].view(np.ndarray))
 
     def read_range(self, start: int, stop: int) -> np.ndarray:
-        """Rows start..stop-1 of this split in one read -> uint8 (stop - start, C, H, W)."""
-        start, stop = max(0, start), min(self.rows, stop)
-        out = np.empty((max(0, stop - start), *self.store.shape), dtype=np.uint8)
-        want = out.size
-        if want and os.preadv(self.fd, [out.reshape(-1)], (self.first + start) * self.store.row_bytes) != want:
-            raise OSError(f"{self.store.path}: shorter than its index says; delete it to rebuild")
-        return out
+        """Rows start..stop-1 of this split -> uint8 (stop - start, C, H, W), a copy."""
+        return self._counted(np.array(self.images[start:stop]).view(np.ndarray))
+
+    def _counted(self, images: np.ndarray) -> np.ndarray:
+        self.read_bytes += images.nbytes
+        if self.read_bytes >= self.DROP_BYTES:
+            self.read_bytes = 0
+            drop_pages(self.images)
+        return images
+
+
+def drop_pages(images: np.ndarray) -> None:
+    """Release the resident pages of a memory-mapped array (Linux; elsewhere a no-op)."""
+    raw = getattr(images, "_mmap", None)
+    if raw is not None and hasattr(mmap, "MADV_DONTNEED"):
+        with contextlib.suppress(OSError, ValueError):
+            raw.madvise(mmap.MADV_DONTNEED)
 
 
 # ----------------------------------------------------------------------------- progress and the decoding pool
@@ -153,16 +151,17 @@ def default_workers() -> int:
 
 def run_chunks(func: Callable, chunks: Sequence[tuple], workers: int) -> Iterator:
     """func(*chunk) for each chunk, results in chunk order, on `workers` processes, at most 2 per worker in
-    flight, so finished results never pile up in memory. The workers are forked (quick, and a script or
-    notebook needs no `if __name__ == "__main__"`) unless torch is loaded: its threads make fork unsafe, so
-    training spawns them."""
+    flight, so finished results never pile up in memory. On Linux the workers are forked, as torch's
+    DataLoader forks its workers (quick; a script or notebook needs no `if __name__ == "__main__"`; they only
+    run Pillow and numpy, never torch, so torch's threads in a training process do not matter to them);
+    elsewhere they are spawned."""
     if workers <= 1 or len(chunks) <= 1:
         for chunk in chunks:
             yield func(*chunk)
         return
     import multiprocessing
 
-    method = "fork" if "torch" not in sys.modules and sys.platform == "linux" else "spawn"
+    method = "fork" if sys.platform == "linux" else "spawn"
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
         pending: list[Future] = []
         for chunk in chunks:
@@ -460,7 +459,7 @@ def folder_store(
     channels,
     seed: int,
     fraction: float,
-    skip_bad: bool = False,
+    skip_bad_images: bool = False,
     workers: int | None = None,
 ) -> Stored:
     """The store of an image folder at the requested size: reused, or (re)built by decoding the folder once."""
@@ -476,7 +475,7 @@ def folder_store(
         shape, size_notes = choose_shape(directory, names, index["headers"], image_size, channels)
         digest = files_digest(files)
         raw, good = layout_name(shape, seed, False), layout_name(shape, seed, True)
-        found = read_layout(where, good, digest) if skip_bad else None
+        found = read_layout(where, good, digest) if skip_bad_images else None
         found = found or read_layout(where, raw, digest) or read_layout(where, good, digest)
         if found is None:
             name, doc = decode_layout(where, paths, shape, seed, fraction, workers, f"decoding {directory}")
@@ -484,7 +483,7 @@ def folder_store(
             found = doc, save_layout(where, name, doc)
         doc, store = found
         bad = [[names[i], why] for i, why in doc["bad"]]
-        if bad and not skip_bad:
+        if bad and not skip_bad_images:
             raise UserInputError(bad_files_error(directory, bad, len(files)))
         if bad and len(doc["order"]) == len(files):
             doc, store = compact_layout(where, store, doc, seed, fraction)
@@ -577,9 +576,7 @@ def array_blocks(sources: list[np.ndarray], order: np.ndarray) -> Iterator[np.nd
                 parts.append(np.asarray(src[mine]))
         images = np.concatenate(parts)[np.searchsorted(wanted, rows)]  # back in `rows` order
         for src in sources:
-            if isinstance(src, np.memmap) and hasattr(mmap, "MADV_DONTNEED"):
-                with contextlib.suppress(AttributeError, OSError, ValueError):
-                    src._mmap.madvise(mmap.MADV_DONTNEED)
+            drop_pages(src)
         yield images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
 
 
