@@ -371,24 +371,33 @@ class Stored:
     hold_out: bool = True  # the test rows are held out of the data (no test split of its own)
 
 
+def walk_files(directory: str, prefix: str = "") -> Iterator[tuple[str, os.DirEntry]]:
+    """(relative name, entry) of every file below `directory` except hidden ones (os.scandir: one stat per
+    file, no pathlib objects; 20,000 files are listed in a fraction of a second)."""
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                yield from walk_files(entry.path, f"{prefix}{entry.name}/")
+            elif not entry.name.startswith(".") and entry.is_file():
+                yield prefix + entry.name, entry
+
+
 def scan_folder(directory: Path) -> tuple[list[list], list[str]]:
-    """([relative name, bytes, mtime_ns] of each image file, sorted; notes about files that are not images)."""
-    all_files = sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.startswith("."))
+    """([relative name, bytes, mtime_ns] of each image file, in path order; notes about files that are not
+    images by their extension)."""
+    found = sorted(walk_files(str(directory)), key=lambda f: f[0].split("/"))
     files, skipped = [], []
-    for p in all_files:
-        if p.suffix.lower() in IMAGE_EXTENSIONS:
-            st = p.stat()
-            files.append([p.relative_to(directory).as_posix(), st.st_size, st.st_mtime_ns])
+    for name, entry in found:
+        if name[name.rfind(".") :].lower() in IMAGE_EXTENSIONS:
+            st = entry.stat()
+            files.append([name, st.st_size, st.st_mtime_ns])
         else:
-            skipped.append(p)
+            skipped.append(name)
     if not files:
         raise UserInputError(f"{directory}: no images ({', '.join(IMAGE_EXTENSIONS)}) found")
     notes = []
     if skipped:
-        notes.append(
-            f"note: skipped {len(skipped)} files that are not images by their extension, e.g. "
-            f"{skipped[0].relative_to(directory)}"
-        )
+        notes.append(f"note: skipped {len(skipped)} files that are not images by their extension, e.g. {skipped[0]}")
     return files, notes
 
 
@@ -466,7 +475,7 @@ def folder_store(
     workers = default_workers() if workers is None else workers
     files, notes = scan_folder(directory)
     names = [f[0] for f in files]
-    paths = [str(directory / n) for n in names]
+    paths = [f"{directory}{os.sep}{n}" for n in names]
     where = store_dir(directory)
     with locked(where):
         index, changed = source_index(where, directory, files, paths, workers)
@@ -483,7 +492,9 @@ def folder_store(
             found = doc, save_layout(where, name, doc)
         doc, store = found
         bad = [[names[i], why] for i, why in doc["bad"]]
-        if bad and not skip_bad_images:
+        # a store made with skip_bad_images (the bad files left out) stands for the choice: the commands that
+        # read a run's data afterwards (export, eval, encode, explore) have no such flag
+        if bad and not skip_bad_images and len(doc["order"]) == len(files):
             raise UserInputError(bad_files_error(directory, bad, len(files)))
         if bad and len(doc["order"]) == len(files):
             doc, store = compact_layout(where, store, doc, seed, fraction)

@@ -203,6 +203,8 @@ def test_bad_files_are_reported_together_and_can_be_skipped(tmp_path, cache, dec
     ds = load_data(root, skip_bad_images=True)
     assert decodes[0] == 22 and len(ds.train) + len(ds.test) == 20
     assert any(n.startswith("note: skipped 2 files of 22") for n in ds.notes)
+    later = load_data(root)  # the store made with the choice stands for it (export, eval, explore have no flag)
+    assert np.array_equal(later.train, ds.train) and any(n.startswith("note: skipped 2 files") for n in later.notes)
     (root / "cat" / "text.png").unlink()
     (root / "dog" / "cut.png").unlink()
     assert np.array_equal(ds.train, reference(root)[0])  # the same split as a folder without them
