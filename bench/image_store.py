@@ -1,6 +1,7 @@
 """How long a folder of images takes to load and how much memory training on it holds (the image store).
 
     python bench/image_store.py [--n 20000] [--size 64] [--folder DIR] [--baseline CODE_DIR] [--train]
+                                [--train-flags "--arch mlp"] [--replicate R]
 
 Makes --n synthetic colour PNGs of --size px (smooth blobs and texture, so they compress like photographs;
 in a temporary folder under --work, deleted afterwards) or takes --folder, then measures, each in a fresh
@@ -75,13 +76,20 @@ def make_image(args: tuple[int, int, str]) -> None:
     Image.fromarray(np.clip(x, 0, 255).astype(np.uint8)).save(path)
 
 
-def make_folder(folder: Path, n: int, size: int) -> float:
+def make_folder(folder: Path, n: int, size: int, replicate: int) -> float:
+    """n PNGs in 10 class subfolders; with replicate R, n / R distinct images, each hard-linked R times under
+    other names (decoding and training cost the same; making them takes R times less)."""
     t = time.perf_counter()
     for k in range(10):
         (folder / f"class{k}").mkdir(parents=True, exist_ok=True)
-    jobs = [(i, size, str(folder / f"class{i % 10}" / f"{i:07d}.png")) for i in range(n)]
+    unique = -(-n // replicate)
+    jobs = [(i, size, str(folder / f"class{i % 10}" / f"{i:07d}.png")) for i in range(unique)]
     with ProcessPoolExecutor() as pool:
         list(pool.map(make_image, jobs, chunksize=256))
+    for i in range(unique, n):
+        os.link(
+            folder / f"class{i % unique % 10}" / f"{i % unique:07d}.png", folder / f"class{i % 10}" / f"{i:07d}.png"
+        )
     return time.perf_counter() - t
 
 
@@ -98,12 +106,12 @@ def run_measure(body: str, folder: Path, code: Path, cache: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_train(folder: Path, code: Path, cache: Path, work: Path) -> dict:
+def run_train(folder: Path, code: Path, cache: Path, work: Path, flags: list[str]) -> dict:
     """`vaectl train --epochs 1` under /usr/bin/time -v: wall seconds and peak RSS."""
     env = {**os.environ, "PYTHONPATH": str(code), "VAECTL_CACHE": str(cache)}
     run = work / "run"
     cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "vaectl.cli", "train", "--data", str(folder)]
-    cmd += ["--epochs", "1", "--out", str(run), "--overwrite", "--grid-every", "0"]
+    cmd += ["--epochs", "1", "--out", str(run), "--overwrite", "--grid-every", "0", *flags]
     t = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - t
@@ -123,7 +131,7 @@ def code_dir(checkout: Path, work: Path, name: str) -> Path:
     return d
 
 
-def measure(label: str, code: Path, folder: Path, work: Path, train: bool) -> None:
+def measure(label: str, code: Path, folder: Path, work: Path, train: bool, flags: list[str]) -> None:
     cache = work / f"cache-{label}"
     cold = run_measure(LOAD, folder, code, cache)
     print(
@@ -138,8 +146,10 @@ def measure(label: str, code: Path, folder: Path, work: Path, train: bool) -> No
         f"{first['after_imports']:.2f} s (the rest: Python, torch and vaectl imports)"
     )
     if train:
-        t = run_train(folder, code, cache, work)
-        print(f"{label}: vaectl train --epochs 1: {t['seconds']:.0f} s, peak RSS {t['rss_mb']:.0f} MB; {t['epoch']}")
+        t = run_train(folder, code, cache, work, flags)
+        print(
+            f"{label}: vaectl train --epochs 1 {' '.join(flags)}: {t['seconds']:.0f} s, peak RSS {t['rss_mb']:.0f} MB; {t['epoch']}"
+        )
     shutil.rmtree(cache, ignore_errors=True)
 
 
@@ -150,6 +160,8 @@ def main() -> None:
     ap.add_argument("--folder", type=Path, default=None, help="measure this folder instead")
     ap.add_argument("--baseline", type=Path, default=None, help="also measure this vaectl checkout")
     ap.add_argument("--train", action="store_true", help="also measure vaectl train --epochs 1")
+    ap.add_argument("--train-flags", default="", help="more flags for vaectl train, e.g. '--arch mlp'")
+    ap.add_argument("--replicate", type=int, default=1, help="make n / R distinct images, each linked R times")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()))
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="image-store-bench-", dir=args.work))
@@ -157,14 +169,16 @@ def main() -> None:
         folder = args.folder
         if folder is None:
             folder = work / "images"
-            seconds = make_folder(folder, args.n, args.size)
+            seconds = make_folder(folder, args.n, args.size, args.replicate)
             mb = sum(p.stat().st_size for p in folder.rglob("*.png")) / 1e6
-            print(f"made {args.n:,} {args.size}-px colour PNGs ({mb:.0f} MB) in {seconds:.0f} s")
+            distinct = f", {-(-args.n // args.replicate):,} distinct" if args.replicate > 1 else ""
+            print(f"made {args.n:,} {args.size}-px colour PNGs ({mb:.0f} MB{distinct}) in {seconds:.0f} s")
         print(f"machine: {os.cpu_count()} CPU cores; python {sys.version.split()[0]}")
         here = code_dir(Path(__file__).resolve().parents[1], work, "store")
-        measure("image store", here, folder, work, args.train)
+        flags = args.train_flags.split()
+        measure("image store", here, folder, work, args.train, flags)
         if args.baseline is not None:
-            measure("baseline", code_dir(args.baseline, work, "baseline"), folder, work, args.train)
+            measure("baseline", code_dir(args.baseline, work, "baseline"), folder, work, args.train, flags)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -22,6 +22,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         "gpu_speed.py",
         "explore_speed.py",
         "sample_quality.py",
+        "image_store.py",
     ],
 )
 def test_bench_script_imports_and_shows_help(script):
