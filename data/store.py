@@ -106,7 +106,7 @@ class RowReader:
         out = np.empty((len(rows), size), dtype=np.uint8)
         offsets = ((rows + self.first) * size).tolist()
         for i in np.argsort(rows, kind="stable").tolist():
-            if os.preadv(self.fd, [out[i]], offsets[i]) != size:
+            if os.preadv(self.fd, [out[i].data], offsets[i]) != size:
                 raise OSError(f"{self.store.path}: shorter than its index says; delete it to rebuild")
         return out.reshape(len(rows), *self.store.shape)
 
@@ -114,7 +114,8 @@ class RowReader:
         """Rows start..stop-1 of this split (clipped to it), in one read -> uint8 (k, C, H, W)."""
         start, stop = max(0, start), min(self.rows, stop)
         out = np.empty((max(0, stop - start), *self.store.shape), dtype=np.uint8)
-        if out.size and os.preadv(self.fd, [out.reshape(-1)], (self.first + start) * self.store.row_bytes) != out.size:
+        at = (self.first + start) * self.store.row_bytes
+        if out.size and os.preadv(self.fd, [out.reshape(-1).data], at) != out.size:
             raise OSError(f"{self.store.path}: shorter than its index says; delete it to rebuild")
         return out
 
@@ -309,7 +310,7 @@ def write_rows(path: Path, blocks: Iterator[np.ndarray], total: int, label: str)
 
     def write(f) -> None:
         for block in blocks:
-            f.write(memoryview(np.ascontiguousarray(block)).cast("B"))
+            f.write(np.ascontiguousarray(block).data.cast("B"))
             progress.add(len(block))
 
     try:
@@ -656,21 +657,22 @@ def array_store(path: Path, seed: int, fraction: float) -> Stored:
 def build_array_layout(where: Path, path: Path, seed: int, fraction: float, digest: str) -> tuple[dict, StoreFile]:
     arrays = read_arrays(path)
     x, x_test = arrays["x"], arrays.get("x_test")
+    x_test = x_test if x_test is not None and len(x_test) else None  # an empty test split: hold out instead
     shape = image_shape_of(path, x, "images")
-    if x_test is not None and len(x_test) and image_shape_of(path, x_test, "test images") != shape:
+    if x_test is not None and image_shape_of(path, x_test, "test images") != shape:
         raise UserInputError(
             f"{path}: train images are {tuple(x.shape[1:])} but test images are {tuple(x_test.shape[1:])}"
         )
     if len(x) == 0:
         raise UserInputError(f"{path}: the array holds no images")
     y = check_labels(path, arrays.get("y"), len(x), "labels")
-    has_test = x_test is not None and len(x_test) > 0
-    y_test = check_labels(path, arrays.get("y_test"), len(x_test), "test labels") if has_test else None
+    has_test = x_test is not None
+    y_test = None if x_test is None else check_labels(path, arrays.get("y_test"), len(x_test), "test labels")
     notes = []
     if has_test and (y is None) != (y_test is None):
         notes.append(f"note: {path}: only one split has labels; ignoring labels")
         y = y_test = None
-    if has_test:
+    if x_test is not None:
         order = np.concatenate([np.arange(len(x), len(x) + len(x_test)), np.arange(len(x))])
         n_test, sources = len(x_test), [x, x_test]
     else:
