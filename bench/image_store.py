@@ -173,7 +173,8 @@ def main() -> None:
             mb = sum(p.stat().st_size for p in folder.rglob("*.png")) / 1e6
             distinct = f", {-(-args.n // args.replicate):,} distinct" if args.replicate > 1 else ""
             print(f"made {args.n:,} {args.size}-px colour PNGs ({mb:.0f} MB{distinct}) in {seconds:.0f} s")
-        print(f"machine: {os.cpu_count()} CPU cores; python {sys.version.split()[0]}")
+        load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+        print(f"machine: {os.cpu_count()} CPU cores; python {sys.version.split()[0]}; load average {load}")
         here = code_dir(Path(__file__).resolve().parents[1], work, "store")
         flags = args.train_flags.split()
         measure("image store", here, folder, work, args.train, flags)
