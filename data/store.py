@@ -1,15 +1,19 @@
 """The image store (torch-free): a folder of images or a .npy/.npz array, decoded once into a uint8 file.
 
 A store is a raw uint8 (N, C, H, W) file that ImageDataset's train and test arrays map (np.memmap, no copy),
-plus a small JSON index. Its rows are in hold-out order: the validation images first, then the training
+plus small JSON indexes. Its rows are in hold-out order: the validation images first, then the training
 images, so both splits are contiguous slices of one file. Building one decodes the folder in parallel (a
 process pool, chunks of files, each chunk written into the file as it arrives); later loads only list the
-folder and compare names, sizes and modification times with the index.
+folder and compare names, sizes and modification times with the index. Training reads its batches with
+pread (RowReader), so its resident memory holds a batch, not the mapped file.
 
 Where stores live: $VAECTL_CACHE/stores, else $XDG_CACHE_HOME/vaectl/stores, else ~/.cache/vaectl/stores; one
 folder per data source (a hash of its absolute path), holding:
   index.json               the source's files (name, bytes, mtime) and each image's header (size, grey or not)
+  shapes.json              the (C, H, W) chosen for each --image-size/--channels request, for these files
   CxHxW-seedS.u8 / .json   the pixels at one size, in the hold-out order of one seed, and that layout's index
+                           (which file each row holds, the files that cannot be decoded); "-good" in the
+                           name: the same without those files (skip_bad_images)
 Deleting a store's folder (or all of stores/) is always safe: the next load rebuilds it.
 
 The size and channels (most common size; grey unless some image has colour) come from a first pass over
