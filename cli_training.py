@@ -65,7 +65,9 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
     "data",
     type=ANY_PATH,
     default=None,
-    help="IDX folder (train-images-idx3-ubyte[.gz], ...) or a folder of images (subfolders = labels).",
+    help="IDX folder (train-images-idx3-ubyte[.gz], ...), a folder of images (subfolders = labels; decoded once "
+    "into an image store in ~/.cache/vaectl/stores, or $VAECTL_CACHE/stores), or a .npy / .npz file of uint8 "
+    "images (N, H, W[, C]) (npz keys: images or x; labels or y; test_images, test_labels).",
 )
 @click.option(
     "--dataset",
@@ -74,6 +76,12 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
 )
 @click.option(
     "--cache-dir", type=ANY_PATH, default=None, help="Download cache for --dataset [~/.cache/vaectl/datasets]."
+)
+@click.option(
+    "--skip-bad-images",
+    is_flag=True,
+    default=None,
+    help="Leave out images of the --data folder that cannot be decoded (a note names them) instead of stopping.",
 )
 @click.option("--image-size", type=int, default=None, help="Resize images to this square size.")
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None, help="Convert images to 1 or 3 channels.")

@@ -1,4 +1,5 @@
-"""Datasets as in-memory uint8 arrays (torch-free): the embedded MNIST sample, IDX folders, image folders.
+"""Datasets as uint8 arrays (torch-free): the embedded MNIST sample, IDX folders (in memory), image folders
+and .npy/.npz arrays (memory-mapped from their image store, data/store.py).
 
 Training (torch) and ONNX evaluation (no torch) both load data through here.
 """
@@ -8,17 +9,17 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserInputError, arg, plural
+from ..errors import UserInputError, arg
 from ..models.config import class_index
 from .idx import has_idx_files, load_idx_split
-from .images import IMAGE_EXTENSIONS, open_image, to_array
+from .images import to_array
+from .store import ARRAY_SUFFIXES, GREY_MODES, Stored, StoreFile, array_store, folder_store  # noqa: F401
 
 SAMPLE_DIR = Path(__file__).parent / "mnist-5k"
 MNIST_SAMPLE = "mnist-sample"
@@ -52,6 +53,8 @@ class ImageDataset:
     # where `test` comes from: the data's own test split, or HOLDOUT (VALIDATION_FRACTION of the images,
     # held out with a fixed seed because the data has no test split)
     test_split: str = "test"
+    # the image store that `train` and `test` map (rows [0, n_test) test, the rest train), or None in memory
+    stored: StoreFile | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -127,62 +130,69 @@ def load_idx_dir(directory: Path, seed: int = 0) -> ImageDataset:
     return ImageDataset(directory.name, x, xt, y, yt, names, notes, split)
 
 
-GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+def load_image_folder(
+    directory: Path,
+    image_size: int | None,
+    channels: int | None,
+    seed: int = 0,
+    skip_bad_images: bool = False,
+    workers: int | None = None,
+) -> ImageDataset:
+    """Every PNG/JPEG/... below `directory`; first-level subfolder names become labels. The images are decoded
+    once into the folder's image store (data/store.py); train and test map it."""
+    return stored_dataset(
+        directory.name,
+        folder_store(directory, image_size, channels, seed, VALIDATION_FRACTION, skip_bad_images, workers),
+    )
 
 
-def load_image_folder(directory: Path, image_size: int | None, channels: int | None, seed: int = 0) -> ImageDataset:
-    """Every PNG/JPEG/... below `directory`; first-level subfolder names become labels."""
-    all_files = sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.startswith("."))
-    files = [p for p in all_files if p.suffix.lower() in IMAGE_EXTENSIONS]
-    if not files:
-        raise UserInputError(f"{directory}: no images ({', '.join(IMAGE_EXTENSIONS)}) found")
-    notes = []
-    if len(files) < len(all_files):
-        skipped = [p for p in all_files if p.suffix.lower() not in IMAGE_EXTENSIONS]
-        notes.append(
-            f"note: skipped {len(skipped)} files that are not images by their extension, e.g. "
-            f"{skipped[0].relative_to(directory)}"
-        )
-    rel_parts = [p.relative_to(directory).parts for p in files]
-    labelled = all(len(parts) > 1 for parts in rel_parts)
-    class_names = tuple(sorted({parts[0] for parts in rel_parts})) if labelled else ()
-    images = [open_image(p) for p in files]
-    sizes = Counter(im.size for im in images)
-    if image_size is None:
-        (w, h), _ = sizes.most_common(1)[0]
-    else:
-        w = h = image_size
-    if channels is None:  # grey unless some image has colour
-        channels = 1 if all(im.mode in GREY_MODES for im in images) else 3
-    if len(sizes) > 1 or (w, h) not in sizes:
-        odd = sum(c for s, c in sizes.items() if s != (w, h))
-        stretched = sum(c for (a, b), c in sizes.items() if a * h != b * w)
-        notes.append(
-            f"note: resized {odd} of {len(images)} images ({plural(len(sizes), 'size')} in the folder) to {w}x{h}"
-            + (f"; {stretched} of them with their aspect ratio changed (stretched, not cropped)" if stretched else "")
-        )
-    x = np.stack([to_array(im, channels, h, w) for im in images])  # (N, C, H, W)
-    y = np.array([class_names.index(parts[0]) for parts in rel_parts], dtype=np.int64) if labelled else None
-    xtr, ytr, xv, yv = _holdout(x, y, seed)
-    return ImageDataset(directory.name, xtr, xv, ytr, yv, class_names, notes, HOLDOUT)
+def load_array_file(path: Path, seed: int = 0) -> ImageDataset:
+    """A .npy (uint8 images (N, H, W) or (N, H, W, C)) or .npz (images/x, labels/y, test_images/x_test, ...)."""
+    return stored_dataset(path.stem, array_store(path, seed, VALIDATION_FRACTION))
 
 
-def load_data(data_dir=None, image_size: int | None = None, channels: int | None = None, seed: int = 0) -> ImageDataset:
-    """The embedded sample (data_dir None), an IDX folder, or an image folder."""
+def stored_dataset(name: str, s: Stored) -> ImageDataset:
+    """Train and test as views of the store's memory map: no image is copied."""
+    images, k = s.store.open(), s.store.n_test  # (N, C, H, W) uint8
+    labels = s.labels
+    split = HOLDOUT if s.hold_out else "test"
+    return ImageDataset(
+        name,
+        images[k:],
+        images[:k],
+        None if labels is None else labels[k:],
+        None if labels is None else labels[:k],
+        s.class_names,
+        list(s.notes),
+        split,
+        s.store,
+    )
+
+
+def load_data(
+    data_dir=None,
+    image_size: int | None = None,
+    channels: int | None = None,
+    seed: int = 0,
+    skip_bad_images: bool = False,
+) -> ImageDataset:
+    """The embedded sample (data_dir None), an IDX folder, an image folder, or a .npy / .npz array file."""
     if data_dir is None:
         ds = load_mnist_sample()
     else:
         directory = Path(data_dir)
         if not directory.exists():
             raise UserInputError(f"{directory}: no such data directory")
+        if directory.is_file() and directory.suffix.lower() in ARRAY_SUFFIXES:
+            return resize_dataset(load_array_file(directory, seed), image_size, channels)
         if not directory.is_dir():
-            raise UserInputError(f"{directory}: not a directory")
+            raise UserInputError(f"{directory}: not a directory, a .npy or a .npz file")
         if not any(directory.iterdir()):
             raise UserInputError(f"{directory}: data directory is empty")
         if has_idx_files(directory):
             ds = load_idx_dir(directory, seed)
         else:
-            return load_image_folder(directory, image_size, channels, seed)
+            return load_image_folder(directory, image_size, channels, seed, skip_bad_images)
     return resize_dataset(ds, image_size, channels)
 
 
@@ -192,7 +202,7 @@ def recorded_data_dir(train: Mapping, run) -> Path | None:
     to give --data, when that data cannot be read from here (a torchvision download, a folder that is gone)."""
     data, dataset = train.get("data"), train.get("dataset")
     if isinstance(data, str) and data:
-        if not Path(data).is_dir():
+        if not Path(data).exists():
             raise UserInputError(f"{run} was trained on {data}, which is not there any more: give --data DIR")
         return Path(data)
     if dataset in (None, MNIST_SAMPLE):
@@ -217,6 +227,7 @@ def resize_dataset(ds: ImageDataset, image_size: int | None, channels: int | Non
         return np.stack(out)
 
     ds.train, ds.test = convert(ds.train), convert(ds.test)
+    ds.stored = None  # converted in memory
     return ds
 
 

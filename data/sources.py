@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -10,14 +9,14 @@ import numpy as np
 
 from ..errors import UserInputError, arg
 from . import MNIST_SAMPLE, ImageDataset, load_data, recorded_data_dir, resize_dataset
+from .store import cache_root
 
 TORCHVISION_DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST", "cifar10": "CIFAR10"}
 DATASET_CHOICES = (MNIST_SAMPLE, *TORCHVISION_DATASETS)
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "vaectl" / "datasets"
+    return cache_root() / "datasets"
 
 
 # Where a local copy comes from when the download cannot be made; its IDX files read with --data.
@@ -62,10 +61,16 @@ def load_torchvision(name: str, cache_dir: Path | None = None) -> ImageDataset:
 
 
 def load_training_data(
-    data_dir=None, dataset: str | None = MNIST_SAMPLE, image_size=None, channels=None, cache_dir=None, seed: int = 0
+    data_dir=None,
+    dataset: str | None = MNIST_SAMPLE,
+    image_size=None,
+    channels=None,
+    cache_dir=None,
+    seed: int = 0,
+    skip_bad_images: bool = False,
 ) -> ImageDataset:
     if data_dir is not None:
-        return load_data(data_dir, image_size, channels, seed)
+        return load_data(data_dir, image_size, channels, seed, skip_bad_images)
     if dataset in (None, MNIST_SAMPLE):
         return load_data(None, image_size, channels, seed)
     if dataset not in TORCHVISION_DATASETS:
@@ -78,14 +83,16 @@ def load_run_data(train: Mapping, config, run, data_dir=None, dataset: str | Non
     `data_dir` / `dataset` in their place, read with the run's recipe (its image_size and channels), so that
     every command reading a run's data reads the images it trained on. They must then have the model's image
     shape (`config`: its VAEConfig). UserInputError naming data_dir otherwise."""
-    if data_dir is None and dataset is None:
+    own = data_dir is None and dataset is None
+    if own:
         if not train:
             raise UserInputError(f"{run} does not record the data it was trained on: give {arg('data_dir')}")
         data_dir = recorded_data_dir(train, run) if train.get("data") else None
         dataset = None if data_dir is not None else train.get("dataset") or MNIST_SAMPLE
     size, channels, seed = train.get("image_size"), train.get("channels"), train.get("seed", 0)
     try:
-        ds = load_training_data(data_dir, dataset, size, channels, train.get("cache_dir"), seed)
+        skip = bool(train.get("skip_bad_images")) and own  # the run's choice for its own folder, not for others
+        ds = load_training_data(data_dir, dataset, size, channels, train.get("cache_dir"), seed, skip)
     except UserInputError as e:
         if dataset in TORCHVISION_DATASETS and data_dir is None:
             raise UserInputError(f"{e}; give {arg('data_dir')} with its images") from None

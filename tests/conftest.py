@@ -11,6 +11,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def image_store_cache(tmp_path_factory):
+    """Image stores (data/store.py) of the tests' folders go to a temporary cache, never the user's."""
+    import os
+
+    os.environ["VAECTL_CACHE"] = str(tmp_path_factory.mktemp("vaectl-cache"))
+
+
 def sigint_as_in_a_terminal() -> None:
     """preexec_fn for a child the test will Ctrl-C: SIGINT back to its default action. A test run started in
     the background (`pytest &` in a script) inherits SIGINT ignored, and Python then installs no

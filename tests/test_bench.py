@@ -23,6 +23,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         "explore_speed.py",
         "sample_quality.py",
         "threads.py",
+        "image_store.py",
     ],
 )
 def test_bench_script_imports_and_shows_help(script):

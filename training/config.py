@@ -29,6 +29,7 @@ class TrainConfig:
     cache_dir: str | None = None
     image_size: int | None = None
     channels: int | None = None
+    skip_bad_images: bool = False  # leave out images that cannot be decoded (a note), instead of stopping
     conditional: bool = False
     # The default schedule: 40 epochs of batches of 256 (about 1.6x the images per second of batches of 128
     # on a CPU) at peak lr 4e-3, with beta ramped up over the first quarter of the epochs, which keeps more

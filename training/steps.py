@@ -16,6 +16,7 @@ from ..models import VAEConfig
 from ..models.checkpoint import Checkpoint, TrainingState
 from ..models.vae import VAE
 from .config import TrainConfig
+from .host_images import images_for
 from .runtime import Processes, to_host
 
 # After a resume, rank r > 0 reseeds from (seed, r, step); the stride is a prime larger than any realistic
@@ -49,7 +50,9 @@ def load_resume(resume, resume_epochs: int | None, device: str) -> tuple[Checkpo
 
 def load_data_on_device(tcfg: TrainConfig, procs: Processes):
     """(dataset, x_train, y_train, x_val, y_val): uint8 images (N, C, H, W) and int64 labels (N,) on the device."""
-    ds = load_training_data(tcfg.data, tcfg.dataset, tcfg.image_size, tcfg.channels, tcfg.cache_dir, tcfg.seed)
+    ds = load_training_data(
+        tcfg.data, tcfg.dataset, tcfg.image_size, tcfg.channels, tcfg.cache_dir, tcfg.seed, tcfg.skip_bad_images
+    )
     if procs.main:
         print_notes(ds)
     if tcfg.conditional and not ds.has_labels:
@@ -58,7 +61,7 @@ def load_data_on_device(tcfg: TrainConfig, procs: Processes):
             "(IDX label files, or image subfolders named after classes)"
         )
     to = procs.device
-    x_train, x_val = torch.from_numpy(ds.train).to(to), torch.from_numpy(ds.test).to(to)
+    x_train, x_val = images_for(ds, to)  # tensors on the device, or read from the image store per batch
     y_train = torch.from_numpy(ds.train_labels).to(to) if tcfg.conditional else None
     y_val = torch.from_numpy(ds.test_labels).to(to) if tcfg.conditional else None
     return ds, x_train, y_train, x_val, y_val
