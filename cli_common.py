@@ -105,7 +105,8 @@ def model_graphs(model, roles: tuple[str, ...], *, encoder=None, decoder=None, d
             raise UserInputError(
                 f"give a MODEL (a run or export directory, or a .onnx file), --{role}, or --demo for the demo model"
             )
-    checkpoints = {role: g for role, g in graphs.items() if g is not None and _is_checkpoint(Path(g))}
+    # MODEL may be a checkpoint; --encoder and --decoder name graphs
+    checkpoints = {r: g for r, g in graphs.items() if named[r] is None and g is not None and _is_checkpoint(Path(g))}
     if checkpoints:
         source = next(iter(checkpoints.values()))
         require_torch_for(source)
@@ -227,6 +228,11 @@ class TerminalProgress:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
             self.bar = None
+
+
+def log(message: str) -> None:
+    """A library log line on stderr, its arg() markers shown as the running command's flags."""
+    click.echo(render(message, flag_name), err=True)
 
 
 def wrote(what: str, where) -> None:

@@ -17,6 +17,7 @@ from .cli_common import (
     decoder_option,
     encoder_option,
     handle_errors,
+    log,
     model_argument,
     model_graphs,
 )
@@ -225,7 +226,7 @@ def train(resume, overwrite, preset, epochs, hidden, conv_channels, channels, **
             resume=resume,
             resume_epochs=epochs if resume else None,
             overwrite=overwrite,
-            log=lambda m: click.echo(m, err=True),
+            log=log,
             **given,
         )
     except Interrupted as e:
@@ -298,7 +299,7 @@ def export(model, out_dir, last, opset, atol, fp16, int8, prior, data_dir, overw
         prior=prior,
         data_dir=data_dir,
         overwrite=overwrite,
-        log=lambda m: click.echo(m, err=True),
+        log=log,
     )
     for path in (result.encoder, result.decoder, *result.variants.values()):
         click.echo(str(path))
@@ -381,7 +382,7 @@ def eval_(model, encoder, decoder, data_dir, dataset, k, n, binarize, seed, last
                 last=last,
                 progress=progress,
                 prior=prior,
-                log=lambda m: click.echo(m, err=True),
+                log=log,
             )
     finally:
         progress.close()
@@ -437,11 +438,11 @@ def _checkpoint_scorer(source):
         ]
         way = (
             "export it where torch is installed (vaectl export RUN --out RUN/onnx), then score the graphs: "
-            "vaectl eval --encoder RUN/onnx --decoder RUN/onnx"
+            "vaectl eval RUN/onnx"
         )
         if exports:
             graphs = shlex.quote(str(exports[0]))
-            way = f"score the graphs exported from it: vaectl eval --encoder {graphs} --decoder {graphs}"
+            way = f"score the graphs exported from it: vaectl eval {graphs}"
         raise UserInputError(
             f"scoring a checkpoint needs {module}, which comes with the [train] extra (pip install 'vaectl[train]'); "
             f"without it, {way}"

@@ -95,7 +95,7 @@ def load_run_data(train: Mapping, config, run, data_dir=None, dataset: str | Non
         ds = load_training_data(data_dir, dataset, size, channels, train.get("cache_dir"), seed, skip)
     except UserInputError as e:
         if dataset in TORCHVISION_DATASETS and data_dir is None:
-            raise UserInputError(f"{e}; give {arg('data_dir')} with its images") from None
+            raise UserInputError(f"{e.args[0]}; give {arg('data_dir')} with its images") from None
         raise
     if tuple(ds.image_shape) != config.image_shape:
         raise UserInputError(

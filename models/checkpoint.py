@@ -350,9 +350,10 @@ class Checkpoint:
         try:
             return PriorPlan(self, choice, self.training_data(data_dir))
         except UserInputError as e:
+            why = e.args[0]  # with its arg() markers, shown as flags on the command line
             if choice.explicit or data_dir is not None:
-                raise UserInputError(f"cannot fit the prior: {e}") from None
-            return PriorPlan(self, choice, None, f"none fitted, the training data is not at hand ({e})")
+                raise UserInputError(f"cannot fit the prior: {why}") from None
+            return PriorPlan(self, choice, None, f"none fitted, the training data is not at hand ({why})")
 
 
 @dataclass

@@ -19,10 +19,9 @@ DECODER_COMMANDS = ["generate", "reconstruct", "interpolate", "traverse", "eval"
 
 @pytest.mark.parametrize("command", DECODER_COMMANDS)
 def test_every_command_calls_the_decoder_argument_decoder(command):
-    """--decoder everywhere; --onnx, the name some commands used, still works but is not shown."""
+    """--decoder everywhere, and --onnx, its synonym, shown beside it."""
     help_text = cli(command, "--help").stdout
-    assert re.search(r"^\s+--decoder PATH", help_text, re.M), help_text
-    assert "--onnx" not in help_text
+    assert re.search(r"^\s+--decoder, --onnx PATH", help_text, re.M), help_text
     option = next(p for p in main.get_command(None, command).params if p.name == "decoder")
     assert option.opts == ["--decoder", "--onnx"]
 
@@ -50,7 +49,7 @@ def test_an_export_directory_or_a_run_holding_one_is_accepted_for_a_graph(mlp_gr
 
 def test_a_run_without_an_export_or_a_checkpoint_where_a_graph_is_expected_names_vaectl_export(tiny_mlp_run, tmp_path):
     out = tmp_path / "g.png"
-    expect_usage_error(cli("generate", "--decoder", tiny_mlp_run, "--out", out), f"vaectl export {tiny_mlp_run}")
+    expect_usage_error(cli("generate", "--decoder", tiny_mlp_run, "--out", out), f"vaectl export {tiny_mlp_run}")  # --decoder names graphs
     r = cli("generate", "--decoder", tiny_mlp_run / "best.pt", "--out", out)
     expect_usage_error(r, "a PyTorch checkpoint, not an ONNX graph; export it first (vaectl export")
     expect_usage_error(cli("generate", "--decoder", tmp_path, "--out", out), "no decoder.onnx in this directory")
@@ -179,19 +178,21 @@ def test_eval_of_a_run_without_torch_names_the_command_on_its_exported_graphs(ti
 
     run = tmp_path / "run"
     shutil.copytree(tiny_mlp_run, run)
-    r = run_torch_free("eval", run, "--n", 8, "--k", 2)
+    r = run_torch_free("eval", run, "-n", 8, "--k", 2)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "scoring a checkpoint needs torch, which comes with the [train] extra" in r.stderr
     assert "export it where torch is installed (vaectl export RUN --out RUN/onnx)" in r.stderr
 
     shutil.copytree(mlp_graphs, run / "onnx")  # as `vaectl export RUN --out RUN/onnx` leaves it
-    r = run_torch_free("eval", run / "best.pt", "--n", 8, "--k", 2)
+    r = run_torch_free("eval", run / "best.pt", "-n", 8, "--k", 2)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     suggested = r.stderr.split("without it, score the graphs exported from it: vaectl ", 1)[1].strip()
-    assert suggested == f"eval --encoder {run / 'onnx'} --decoder {run / 'onnx'}"
-    r = run_torch_free(*shlex.split(suggested), "--n", 8, "--k", 2)  # the way it names works without torch
+    assert suggested == f"eval {run / 'onnx'}"
+    r = run_torch_free(*shlex.split(suggested), "-n", 8, "--k", 2)  # the way it names works without torch
     assert r.returncode == 0, r.stderr
     assert "IWAE" in r.stdout
+    r = run_torch_free("eval", run, "-n", 8, "--k", 2)  # the run itself: its export, with a note
+    assert r.returncode == 0 and "scoring the export in" in r.stderr, r.stderr
 
 
 def test_a_dataset_that_cannot_download_names_data_and_the_debian_package(tmp_path, monkeypatch):
