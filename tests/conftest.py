@@ -248,13 +248,14 @@ def snapshot(directory: Path) -> dict[str, str]:
     }
 
 
-def expect_usage_error(result, fragment: str) -> None:
-    """Exit code 2, exactly one 'error: ...' line on stderr containing `fragment`, no traceback."""
+def expect_usage_error(result, *fragments: str) -> None:
+    """Exit code 2, exactly one 'error: ...' line on stderr containing each of `fragments`, no traceback."""
     assert result.exit_code == 2, (result.exit_code, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "Traceback" not in result.stderr
-    assert fragment in lines[0], lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="session")
