@@ -160,9 +160,9 @@ def test_tiny_settings_and_the_dropped_setup_step():
 
 
 def test_the_readmes_test_command_is_the_one_ci_runs():
-    """The first screen's second command sets up and runs exactly the test command of .ci/run."""
+    """The first screen's second command sets up and runs exactly the fast tier's test command of .ci/run."""
     ci = (REPO / ".ci" / "run").read_text()
-    ci_test = ci.split('echo "== tests', 1)[1].splitlines()[1].strip()
+    ci_test = ci.split('echo "== fast tier', 1)[1].splitlines()[1].strip()
     readme = REPO.joinpath("README.md").read_text()
     setup = re.search(r"^```bash\n(apt-get update && .*)\n```$", readme, re.M)
     assert setup is not None, "the README's test command"
