@@ -137,6 +137,12 @@ def conv_graphs(tiny_conv_run, tmp_path_factory) -> Path:
     return export_run(tiny_conv_run, tmp_path_factory.mktemp("conv_graphs"))
 
 
+@pytest.fixture(scope="session")
+def context_graphs(tiny_context_run, tmp_path_factory) -> Path:
+    """encoder.onnx, decoder.onnx and decoder.fp16.onnx of the tiny row-context run."""
+    return export_run(tiny_context_run, tmp_path_factory.mktemp("context_graphs"), fp16=True)
+
+
 def _tiny_conditional_run(tmp_path_factory, name: str, **model) -> Path:
     """A run directory from 1 quick epoch of a small conditional MLP VAE (10 digit classes) with `model`'s fields
     over the --conditional defaults."""

@@ -124,11 +124,6 @@ def to_uint8(x):
 
 
 @pytest.fixture(scope="module")
-def context_graphs(tiny_context_run, tmp_path_factory):
-    return export_run(tiny_context_run, tmp_path_factory.mktemp("context_graphs"), fp16=True)
-
-
-@pytest.fixture(scope="module")
 def beta0_run(tmp_path_factory):
     """The tutorial's beta = 0 experiment in small: a plain autoencoder, whose encodings drift away from N(0, I);
     a run directory (metrics.jsonl, per-epoch grids) holding its export."""
