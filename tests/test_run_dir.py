@@ -130,10 +130,21 @@ def test_overwrite_cannot_be_combined_with_resume(finished_run):
     assert snapshot(finished_run) == before
 
 
-def test_resume_is_not_refused(finished_run):
+def test_resume_is_not_refused_and_sweeps_the_temp_files_a_crash_left(finished_run):
+    # what a SIGKILL mid-save leaves (tests/test_training_signals.py kills real runs, in the slow tier), and
+    # hidden files of the same shape that vaectl did not write
+    crashed = [
+        ".last.pt.0123456789ab.tmp",
+        ".metrics.jsonl.0123456789ab.tmp",
+        "images/.recon_epoch002.png.0a1b2c3d4e5f.tmp",
+    ]
+    foreign = [".notes.txt.0123456789ab.tmp", "onnx/.decoder.onnx.0123456789ab.tmp"]
+    for name in crashed + foreign:
+        (finished_run / name).write_bytes(b"half a file")
     code, stderr = cli_in_process("train", "--resume", finished_run, "--epochs", 3)
     assert code == 0, stderr
     assert load_checkpoint(finished_run / "last.pt")["epoch"] == 3
+    assert [name for name in crashed + foreign if (finished_run / name).exists()] == foreign
 
 
 def test_library_train_refuses_too_and_overwrite_is_an_argument(finished_run, tiny_idx_dir):
