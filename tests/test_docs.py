@@ -117,7 +117,20 @@ def script(page: Path) -> str:
     return "set -euo pipefail\nmkdir -p docs\n" + text
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if blocks(p)], ids=lambda p: str(p.relative_to(REPO)))
+# Pages whose blocks train several full-size models (the default, the conditional and the quality recipes, each
+# for its epoch, then exported with the prior fit): minutes, so the slow tier runs them.
+LONG_PAGES = ("docs/tutorial.md", "docs/training.md")
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        pytest.param(p, marks=[pytest.mark.slow] if str(p.relative_to(REPO)) in LONG_PAGES else [])
+        for p in PAGES
+        if blocks(p)
+    ],
+    ids=lambda p: str(p.relative_to(REPO)),
+)
 def test_the_pages_marked_commands_run(page, tmp_path):
     bin_dir, work = tmp_path / "bin", tmp_path / "work"
     bin_dir.mkdir()
