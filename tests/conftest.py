@@ -145,6 +145,12 @@ def conv_graphs(tiny_conv_run, tmp_path_factory) -> Path:
     return export_run(tiny_conv_run, tmp_path_factory.mktemp("conv_graphs"))
 
 
+@pytest.fixture(scope="session")
+def context_graphs(tiny_context_run, tmp_path_factory) -> Path:
+    """encoder.onnx, decoder.onnx and decoder.fp16.onnx of the tiny row-context run."""
+    return export_run(tiny_context_run, tmp_path_factory.mktemp("context_graphs"), fp16=True)
+
+
 def _tiny_conditional_run(tmp_path_factory, name: str, **model) -> Path:
     """A run directory from 1 quick epoch of a small conditional MLP VAE (10 digit classes) with `model`'s fields
     over the --conditional defaults."""
@@ -256,13 +262,14 @@ def snapshot(directory: Path) -> dict[str, str]:
     }
 
 
-def expect_usage_error(result, fragment: str) -> None:
-    """Exit code 2, exactly one 'error: ...' line on stderr containing `fragment`, no traceback."""
+def expect_usage_error(result, *fragments: str) -> None:
+    """Exit code 2, exactly one 'error: ...' line on stderr containing each of `fragments`, no traceback."""
     assert result.exit_code == 2, (result.exit_code, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "Traceback" not in result.stderr
-    assert fragment in lines[0], lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="session")

@@ -12,20 +12,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import expect_usage_error  # noqa: E402
+from conftest import cli, expect_usage_error  # noqa: E402
 
 from vaectl.errors import CorruptCheckpointError  # noqa: E402
 from vaectl.models.checkpoint import DIGEST_KEY, payload_digest, read_state, save_state  # noqa: E402
 
 CORRUPT = "checkpoint is corrupt"
-
-
-def invoke(*args):
-    from click.testing import CliRunner
-
-    from vaectl.cli import main
-
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def tensor_entries(path: Path) -> list[zipfile.ZipInfo]:
@@ -114,7 +106,7 @@ def test_corrupt_checkpoint_gets_one_line_and_exit_2_before_any_work(tiny_mlp_ru
         "eval": ["eval", run, "-n", 8, "--k", 2],
         "resume": ["train", "--resume", run, "--epochs", 3],
     }[command]
-    r = invoke(*args)
+    r = cli(*args)
     expect_usage_error(r, CORRUPT)
     assert str(target) in r.stderr
     assert not (tmp_path / "onnx").exists()
@@ -125,7 +117,7 @@ def test_a_checkpoint_written_before_the_digest_loads_with_a_note(tiny_mlp_run, 
     legacy = torch.load(tiny_mlp_run / "best.pt", weights_only=True)
     del legacy[DIGEST_KEY]
     torch.save(legacy, tmp_path / "old.pt")
-    r = invoke("eval", tmp_path / "old.pt", "-n", 8, "--k", 2, "--json")
+    r = cli("eval", tmp_path / "old.pt", "-n", 8, "--k", 2, "--json")
     assert r.exit_code == 0, r.stderr
     notes = [line for line in r.stderr.splitlines() if line.strip() and not line.startswith("warning: only 8 images")]
     assert len(notes) == 1 and notes[0].startswith("note: ") and "no content digest" in notes[0], r.stderr

@@ -221,15 +221,13 @@ def test_a_guided_conditional_model_is_scored_as_the_plain_conditional_model_on_
     assert onnx_report.iwae_nll_prior == pytest.approx(torch_report.iwae_nll_prior, abs=0.05)
 
 
-def test_row_context_model_onnx_and_pytorch_paths_agree(tiny_context_run, tmp_path):
+def test_row_context_model_onnx_and_pytorch_paths_agree(tiny_context_run, context_graphs, tmp_path):
     """The row context scores each pixel given the real rows above it, on both paths, and it pays off."""
-    from vaectl.export import export_model
     from vaectl.infer.evaluate import evaluate_onnx
     from vaectl.training import TrainConfig, train
     from vaectl.training.eval_checkpoint import evaluate_checkpoint
 
-    result = export_model(tiny_context_run, tmp_path / "onnx", log=lambda m: None)
-    onnx_report = evaluate_onnx(result.encoder, result.decoder, k=16, n=100, seed=3)
+    onnx_report = evaluate_onnx(context_graphs / "encoder.onnx", context_graphs / "decoder.onnx", k=16, n=100, seed=3)
     torch_report = evaluate_checkpoint(tiny_context_run, k=16, n=100, seed=3)
     assert onnx_report.iwae_nll == pytest.approx(torch_report.iwae_nll, abs=0.05)
     assert onnx_report.neg_elbo == pytest.approx(torch_report.neg_elbo, abs=0.05)

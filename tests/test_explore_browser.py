@@ -6,6 +6,8 @@ The views as a learner reads them: one reconstruction per class for an upload on
 map and the pad on the same components and axes in prior units, round chart ticks, a narrow window, the one
 informative rule, the demo's labels and first image, the decoded manifold, thumbnails on the map, and a line
 under every title saying what the view shows.
+The fast tier opens three short pages (the demo, a static site, a decoder alone); the long sessions on trained
+models are marked slow.
 """
 
 from __future__ import annotations
@@ -122,11 +124,6 @@ def to_uint8(x):
 
 
 @pytest.fixture(scope="module")
-def context_graphs(tiny_context_run, tmp_path_factory):
-    return export_run(tiny_context_run, tmp_path_factory.mktemp("context_graphs"), fp16=True)
-
-
-@pytest.fixture(scope="module")
 def beta0_run(tmp_path_factory):
     """The tutorial's beta = 0 experiment in small: a plain autoencoder, whose encodings drift away from N(0, I);
     a run directory (metrics.jsonl, per-epoch grids) holding its export."""
@@ -155,6 +152,7 @@ def pages(browser, mlp_graphs, conditional_graphs, context_graphs):
             page.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["plain", "conditional", "context"])
 def test_page_decodes_as_python_onnxruntime_fp32_and_fp16(pages, name):
     page, graphs = pages[name]
@@ -193,6 +191,7 @@ def plane_point(page, canvas, x, y):
     return box["x"] + px * scale, box["y"] + py * scale
 
 
+@pytest.mark.slow
 def test_slider_and_pad_moves_decode_the_new_z(pages):
     page, graphs = pages["plain"]
     page.page.select_option("#variant", "fp32")
@@ -249,6 +248,7 @@ def expected_screen(mu, axes, g):
     return inside, np.stack([px, py], 1)
 
 
+@pytest.mark.slow
 def test_map_has_one_point_per_image_coloured_by_label_and_a_click_decodes_it(pages):
     page, graphs = pages["plain"]
     the_map = page.js("window.vaectl.app.map")
@@ -292,6 +292,7 @@ def test_map_has_one_point_per_image_coloured_by_label_and_a_click_decodes_it(pa
     assert np.array_equal(page.canvas("#map-original"), originals[i])
 
 
+@pytest.mark.slow
 def test_map_and_pad_show_the_same_two_components_on_the_same_axes(pages):
     """Item: the pad's x and y are the map's x and y, whichever components are chosen."""
     page, _ = pages["plain"]
@@ -341,6 +342,7 @@ def beta0_page(browser, beta0_run):
         page.close()
 
 
+@pytest.mark.slow
 def test_the_map_is_in_prior_units_with_rings_the_current_z_and_a_count_of_points_outside(beta0_page):
     """beta = 0: the encodings drift far from N(0, I); the map says so instead of rescaling it away."""
     page = beta0_page
@@ -411,6 +413,7 @@ def test_beta0_sliders_and_pad_reach_the_codes(beta0_page):
     )
 
 
+@pytest.mark.slow
 def test_charts_have_round_ticks_integer_counts_and_a_loss_whose_parts_add_up(beta0_page, beta0_run):
     page = beta0_page
     charts = page.js("window.vaectl.charts")
@@ -440,6 +443,7 @@ def test_charts_have_round_ticks_integer_counts_and_a_loss_whose_parts_add_up(be
         assert (np.abs(rgb - want).max(2) <= 8).sum() > 30, colour
 
 
+@pytest.mark.slow
 def test_a_narrow_window_does_not_scroll_sideways_and_clamped_inputs_say_so(
     browser, guided_graphs, beta0_run, tmp_path
 ):
@@ -465,6 +469,7 @@ def test_a_narrow_window_does_not_scroll_sideways_and_clamped_inputs_say_so(
             page.close()
 
 
+@pytest.mark.slow
 def test_sliders_show_the_informative_components_by_the_one_rule_and_say_how_many_are_hidden(
     browser, mlp_graphs, tmp_path
 ):
@@ -527,6 +532,7 @@ def test_the_demo_offers_none_and_starts_on_a_recognisable_image(browser):
         page.close()
 
 
+@pytest.mark.slow
 def test_the_demo_samples_its_fitted_prior_first_as_vaectl_generate_demo(browser, tmp_path):
     """A first look at the demo's samples: the fitted prior the demo decoder carries is selected, and the grid is
     `vaectl generate --demo`'s for seed 0: every class in turn, as generate without --label, whatever class the
@@ -555,6 +561,7 @@ def test_the_demo_samples_its_fitted_prior_first_as_vaectl_generate_demo(browser
         page.close()
 
 
+@pytest.mark.slow
 def test_the_manifold_is_decoded_behind_the_pad_and_redrawn_when_what_it_shows_changes(browser, conditional_graphs):
     with serving(load_explore_model(conditional_graphs)) as port:
         page = Page(browser, f"http://127.0.0.1:{port}/")
@@ -602,6 +609,7 @@ def test_the_manifold_is_decoded_behind_the_pad_and_redrawn_when_what_it_shows_c
         page.close()
 
 
+@pytest.mark.slow
 def test_hovering_the_map_shows_the_image_by_the_cursor_and_an_upload_joins_the_map(pages):
     page, graphs = pages["plain"]
     the_map = page.js("window.vaectl.app.map")
@@ -637,6 +645,7 @@ def test_hovering_the_map_shows_the_image_by_the_cursor_and_an_upload_joins_the_
     assert page.page.inner_text("#z-source") == "z: your image's posterior mean."
 
 
+@pytest.mark.slow
 def test_every_view_says_what_it_shows(pages):
     page, _ = pages["conditional"]
     cards = page.js(
@@ -650,6 +659,7 @@ def test_every_view_says_what_it_shows(pages):
     assert "blurrier than reconstructions" in text
 
 
+@pytest.mark.slow
 def test_upload_on_a_conditional_model_draws_one_reconstruction_per_class(browser, guided_graphs, tmp_path):
     """The image is read as the class under which the model explains it best and decoded under every class,
     "none" included; the chosen class is framed; another choice redraws; a failed upload clears the result."""
@@ -731,6 +741,7 @@ def grid_matches(got: np.ndarray, want: np.ndarray) -> None:
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (diff.max(), (diff > 0).sum())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name, label, same_z", [("plain", None, False), ("conditional", "3", False), ("conditional", "all", True)]
 )
@@ -766,6 +777,7 @@ def test_sample_grid_for_a_seed_is_vaectl_generates_under_each_prior(pages, tmp_
     page.page.select_option("#prior", priors[0])
 
 
+@pytest.mark.slow
 def test_interpolation_is_vaectl_interpolates(pages, tmp_path):
     page, graphs = pages["plain"]
     page.wait("window.vaectl.lastStrip && window.vaectl.lastStrip.from === 'seeds'")  # seeds 0 and 1, slerp, 10 steps
@@ -795,6 +807,7 @@ def cli_traversal(tmp_path, decoder, dim: int, span: float, steps: int, *flags) 
     return read_png(out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, label", [("plain", None), ("conditional", "3")])
 def test_traversal_under_the_fitted_prior_is_vaectl_traverses(pages, tmp_path, name, label):
     """With the fitted prior selected (the default), the page sweeps one component over the prior's mean
@@ -831,6 +844,7 @@ def test_traversal_under_the_fitted_prior_is_vaectl_traverses(pages, tmp_path, n
     assert command in page.page.inner_text("#trav-cli")
 
 
+@pytest.mark.slow
 def test_traversal_under_n01_sweeps_from_minus_to_plus_span_as_vaectl_traverse_prior_normal(pages, tmp_path):
     """With N(0, I) selected the page keeps its plain sweep, -span..+span, the others at the current z: from
     z = 0 that is `vaectl traverse --prior normal`, from a draw of seed 5 `vaectl traverse --prior normal --seed 5`."""
@@ -851,6 +865,7 @@ def test_traversal_under_n01_sweeps_from_minus_to_plus_span_as_vaectl_traverse_p
     page.page.select_option("#prior", "gmm")
 
 
+@pytest.mark.slow
 def test_save_png_is_the_view_scaled_up_without_smoothing(pages, tmp_path):
     page, _ = pages["plain"]
     with page.page.expect_download() as download:
@@ -859,6 +874,7 @@ def test_save_png_is_the_view_scaled_up_without_smoothing(pages, tmp_path):
     assert np.array_equal(saved, np.kron(page.canvas("#main-image"), np.ones((8, 8), np.uint8)))
 
 
+@pytest.mark.slow
 def test_upload_reconstructs_as_vaectl_reconstruct_and_refuses_bad_files(pages, tmp_path):
     page, graphs = pages["plain"]
     image = (np.random.default_rng(2).random((36, 30, 3)) * 255).astype(np.uint8)
@@ -899,6 +915,7 @@ def test_upload_reconstructs_as_vaectl_reconstruct_and_refuses_bad_files(pages, 
     page.forget_refusals()
 
 
+@pytest.mark.slow
 def test_route_and_host_guards_seen_from_the_browser(pages):
     page, _ = pages["plain"]
     for path in ("../pyproject.toml", "%2e%2e/%2e%2e/etc/passwd", "models/decoder.int8.onnx", "nothing.html"):
@@ -973,6 +990,7 @@ def test_a_decoder_alone_has_no_map_and_the_page_says_why(browser, mlp_graphs):
         page.close()
 
 
+@pytest.mark.slow
 def test_a_run_directory_draws_its_curves_and_sample_grids(browser, tiny_mlp_run, mlp_graphs, tmp_path):
     run = tmp_path / "run"
     (run / "images").mkdir(parents=True)
@@ -999,6 +1017,7 @@ def test_a_run_directory_draws_its_curves_and_sample_grids(browser, tiny_mlp_run
         page.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("graphs", ["guided_graphs", "average_guided_graphs"])  # label dropout; the default
 def test_a_guided_model_gets_a_guidance_slider_that_decodes_as_python(browser, graphs, request):
     """The decoder's `guidance` input is fed from the slider (starting at the model's own weight, here 2)."""

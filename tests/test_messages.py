@@ -49,7 +49,9 @@ def test_an_export_directory_or_a_run_holding_one_is_accepted_for_a_graph(mlp_gr
 
 def test_a_run_without_an_export_or_a_checkpoint_where_a_graph_is_expected_names_vaectl_export(tiny_mlp_run, tmp_path):
     out = tmp_path / "g.png"
-    expect_usage_error(cli("generate", "--decoder", tiny_mlp_run, "--out", out), f"vaectl export {tiny_mlp_run}")  # --decoder names graphs
+    expect_usage_error(
+        cli("generate", "--decoder", tiny_mlp_run, "--out", out), f"vaectl export {tiny_mlp_run}"
+    )  # --decoder names graphs
     r = cli("generate", "--decoder", tiny_mlp_run / "best.pt", "--out", out)
     expect_usage_error(r, "a PyTorch checkpoint, not an ONNX graph; export it first (vaectl export")
     expect_usage_error(cli("generate", "--decoder", tmp_path, "--out", out), "no decoder.onnx in this directory")

@@ -99,6 +99,48 @@ def test_every_figure_is_on_the_docs_page():
         assert list((REPO / "docs" / "tutorial").glob(f"{name}.*")), name
 
 
+def vaectl_calls(nb) -> list[tuple[object, ast.Call]]:
+    """(the vaectl object, the call) for each call in the notebook of a name it imports from vaectl."""
+    imported = {}
+    calls = []
+    for cell in code_cells(nb):
+        tree = ast.parse(cell.source)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "vaectl":
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    assert hasattr(module, alias.name), f"{node.module} has no {alias.name}"
+                    imported[alias.asname or alias.name] = getattr(module, alias.name)
+        calls += [
+            (imported[node.func.id], node)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in imported
+        ]
+    return calls
+
+
+@pytest.mark.parametrize("lang", NOTEBOOKS)
+def test_every_vaectl_call_matches_its_signature(lang):
+    """What the slow test below runs, checked in a second: each name the notebook imports from vaectl exists,
+    each call of one binds to its signature, and train() gets only known settings and presets."""
+    needed("torch")  # vaectl.training and vaectl.pytorch
+    import inspect
+
+    from vaectl.models.presets import PRESETS
+    from vaectl.training.config import MODEL_FIELDS, TRAIN_FIELDS
+
+    calls = vaectl_calls(read(lang))
+    assert {getattr(f, "__name__", None) for f, _ in calls} >= {"train", "checkpoint_pair", "show", "export_model"}
+    for function, call in calls:
+        keywords = {k.arg: k.value for k in call.keywords}
+        inspect.signature(function).bind(*call.args, **keywords)  # TypeError on an unknown or missing argument
+        if function.__name__ == "train":
+            assert set(keywords) - {"preset", "overwrite"} <= set(TRAIN_FIELDS) | set(MODEL_FIELDS), keywords
+            if "preset" in keywords:
+                assert ast.literal_eval(keywords["preset"]) in PRESETS
+
+
+@pytest.mark.slow  # minutes: it trains the tutorial's models (the test above checks the calls in a second)
 @pytest.mark.parametrize("lang", NOTEBOOKS)
 def test_runs_from_a_clean_kernel_and_shows_every_figure(lang, tmp_path):
     needed("nbclient")

@@ -7,8 +7,6 @@ import pytest
 
 pytest.importorskip("torch")
 
-from conftest import export_run
-
 from vaectl.data import load_mnist_sample
 from vaectl.errors import UserInputError
 from vaectl.infer import Decoder, Encoder, VAEPair
@@ -78,10 +76,9 @@ def test_labels_and_guidance_go_through_as_in_the_export(tiny_guided_run, guided
         torch_enc.encode(x)  # the contract's checks hold before the export too
 
 
-def test_a_row_context_model_generates_row_by_row_and_gives_its_scoring_outputs(tiny_context_run, tmp_path):
-    graphs = export_run(tiny_context_run, tmp_path / "onnx")
+def test_a_row_context_model_generates_row_by_row_and_gives_its_scoring_outputs(tiny_context_run, context_graphs):
     torch_pair = checkpoint_pair(tiny_context_run, prior=None)
-    onnx_pair = VAEPair.load(graphs / "encoder.onnx", graphs / "decoder.onnx")
+    onnx_pair = VAEPair.load(context_graphs / "encoder.onnx", context_graphs / "decoder.onnx")
     assert_same_images(torch_pair.decoder.sample(8, seed=0), onnx_pair.decoder.sample(8, seed=0))
     x = load_mnist_sample().test[:4]
     for got, want in zip(torch_pair.encoder.encode_with_context(x), onnx_pair.encoder.encode_with_context(x)):

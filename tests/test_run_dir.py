@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from conftest import expect_usage_error, snapshot  # noqa: E402
+from conftest import cli, expect_usage_error, snapshot  # noqa: E402
 from conftest import run_vaectl_in_process as cli_in_process
 
 from vaectl.models.checkpoint import read_state  # noqa: E402
@@ -33,17 +33,9 @@ def finished_run(tmp_path, tiny_idx_dir) -> Path:
     return run
 
 
-def result(args):
-    from click.testing import CliRunner
-
-    from vaectl.cli import main
-
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
 def test_training_again_into_a_run_is_refused_and_touches_nothing(finished_run, tiny_idx_dir):
     before = snapshot(finished_run)
-    r = result(["train", "--data", tiny_idx_dir, "--out", finished_run, "--epochs", 1, *MODEL_FLAGS])
+    r = cli("train", "--data", tiny_idx_dir, "--out", finished_run, "--epochs", 1, *MODEL_FLAGS)
     expect_usage_error(r, "already holds a training run")
     line = r.stderr.strip()
     for fragment in (
@@ -66,7 +58,7 @@ def test_any_file_of_a_run_counts(tmp_path, tiny_idx_dir, leftover):
     out = tmp_path / "out"
     (out / leftover).parent.mkdir(parents=True, exist_ok=True)
     (out / leftover).write_bytes(b"from an earlier run")
-    r = result(["train", "--data", tiny_idx_dir, "--out", out, "--epochs", 1, *MODEL_FLAGS])
+    r = cli("train", "--data", tiny_idx_dir, "--out", out, "--epochs", 1, *MODEL_FLAGS)
     expect_usage_error(r, "--overwrite")
     assert (out / leftover).read_bytes() == b"from an earlier run"
 
@@ -134,14 +126,25 @@ def test_overwrite_removes_an_export_directory_it_empties(finished_run, tiny_idx
 
 def test_overwrite_cannot_be_combined_with_resume(finished_run):
     before = snapshot(finished_run)
-    expect_usage_error(result(["train", "--resume", finished_run, "--overwrite"]), "cannot be combined with --resume")
+    expect_usage_error(cli("train", "--resume", finished_run, "--overwrite"), "cannot be combined with --resume")
     assert snapshot(finished_run) == before
 
 
-def test_resume_is_not_refused(finished_run):
+def test_resume_is_not_refused_and_sweeps_the_temp_files_a_crash_left(finished_run):
+    # what a SIGKILL mid-save leaves (tests/test_training_signals.py kills real runs, in the slow tier), and
+    # hidden files of the same shape that vaectl did not write
+    crashed = [
+        ".last.pt.0123456789ab.tmp",
+        ".metrics.jsonl.0123456789ab.tmp",
+        "images/.recon_epoch002.png.0a1b2c3d4e5f.tmp",
+    ]
+    foreign = [".notes.txt.0123456789ab.tmp", "onnx/.decoder.onnx.0123456789ab.tmp"]
+    for name in crashed + foreign:
+        (finished_run / name).write_bytes(b"half a file")
     code, stderr = cli_in_process("train", "--resume", finished_run, "--epochs", 3)
     assert code == 0, stderr
     assert read_state(finished_run / "last.pt")["epoch"] == 3
+    assert [name for name in crashed + foreign if (finished_run / name).exists()] == foreign
 
 
 def test_library_train_refuses_too_and_overwrite_is_an_argument(finished_run, tiny_idx_dir):

@@ -13,13 +13,13 @@ from conftest import cli, make_tiny_idx_dir, run_vaectl
 
 torch = pytest.importorskip("torch")
 
-TINY = [
+TINY = [  # with --data: 400 training images at batch 64, so each epoch ends on a short batch of 16
     "--latent-dim",
     "4",
     "--hidden",
     "64",
     "--batch-size",
-    "256",
+    "64",
     "--epochs",
     "2",
     "--grid-every",
@@ -36,9 +36,14 @@ def metrics(run: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def fp32_run(tmp_path_factory) -> Path:
+def data(tmp_path_factory) -> Path:
+    return make_tiny_idx_dir(tmp_path_factory.mktemp("idx"), n_train=400, n_test=100)
+
+
+@pytest.fixture(scope="module")
+def fp32_run(tmp_path_factory, data) -> Path:
     out = tmp_path_factory.mktemp("fp32")
-    result = cli("train", *TINY, "--out", out)
+    result = cli("train", "--data", data, *TINY, "--out", out)
     assert result.exit_code == 0, result.stderr
     return out
 
@@ -61,9 +66,9 @@ def assert_fp32_weights_like(run: Path, reference: Path) -> None:
     assert all(t.dtype == torch.float32 for t in got.values())
 
 
-def test_amp_trains_two_epochs_in_bf16_and_exports(fp32_run, tmp_path):
+def test_amp_trains_two_epochs_in_bf16_and_exports(data, fp32_run, tmp_path):
     run = tmp_path / "amp"
-    result = cli("train", *TINY, "--amp", "--out", run)
+    result = cli("train", "--data", data, *TINY, "--amp", "--out", run)
     assert result.exit_code == 0, result.stderr
     amp, fp32 = metrics(run), metrics(fp32_run)
     assert [m["epoch"] for m in amp] == [1, 2]
@@ -78,7 +83,7 @@ def test_amp_trains_two_epochs_in_bf16_and_exports(fp32_run, tmp_path):
 
 def test_amp_conv_model_trains_and_exports(tmp_path):
     """bf16 convolutions and transposed convolutions on the CPU (the conv model is the GPU recommendation)."""
-    data = make_tiny_idx_dir(tmp_path / "idx", n_train=256, n_test=64)
+    data = make_tiny_idx_dir(tmp_path / "idx", n_train=128, n_test=32)
     run = tmp_path / "amp-conv"
     result = cli(
         "train",
@@ -107,14 +112,15 @@ def test_amp_conv_model_trains_and_exports(tmp_path):
     assert export_and_generate(run, tmp_path / "onnx").shape == (8, 28, 28)
 
 
-def test_compiled_run_trains_and_its_checkpoint_exports(fp32_run, tmp_path):
+@pytest.mark.slow  # minutes: inductor compiles C++ kernels with the system compiler
+def test_compiled_run_trains_and_its_checkpoint_exports(data, fp32_run, tmp_path):
     # a fresh process, as a user runs it: torch.compile's state stays out of the test process. An empty
     # inductor cache of its own shows that inductor compiled (C++ kernels with the system compiler), not just
     # that a flag was accepted. TORCH_LOGS=recompiles makes dynamo log each recompilation: the epoch's last
-    # batch (4,000 images at batch 256: 160) must not cause one
+    # batch (400 images at batch 64: 16) must not cause one
     run, cache = tmp_path / "compiled", tmp_path / "inductor-cache"
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache), "TORCH_LOGS": "recompiles"}
-    r = run_vaectl("train", *TINY, "--compile", "--out", run, env=env, timeout=600)
+    r = run_vaectl("train", "--data", data, *TINY, "--compile", "--out", run, env=env, timeout=600)
     assert r.returncode == 0, r.stderr
     assert "ecompil" not in r.stderr, r.stderr  # "Recompiling function forward ..."
     assert list(cache.rglob("*.so")) and list(cache.rglob("*.py")), sorted(p.name for p in cache.rglob("*"))

@@ -157,5 +157,6 @@ def _crash_safety(tmp_path, kills: int):
     assert not list(run.rglob(".*.tmp"))  # the resume swept the temp files the kills left
 
 
+@pytest.mark.slow  # 20 fresh interpreters, each importing torch
 def test_sigkill_at_20_random_moments_leaves_a_resumable_last_pt(tmp_path):
     _crash_safety(tmp_path, kills=20)

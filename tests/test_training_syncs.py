@@ -14,6 +14,7 @@ a host tensor, so it follows these rules to count what would stall a GPU:
 from __future__ import annotations
 
 import collections
+import dataclasses
 import math
 import sys
 import time
@@ -22,6 +23,8 @@ import weakref
 import pytest
 
 torch = pytest.importorskip("torch")
+
+from conftest import make_tiny_idx_dir  # noqa: E402
 
 from vaectl.training import TrainConfig, runtime, train  # noqa: E402
 
@@ -83,12 +86,17 @@ class SyncCounter:
         return to
 
 
-STEPS_PER_EPOCH = math.ceil(4000 / TrainConfig().batch_size)  # the embedded sample's training images
+# The default schedule's shape in small: 16 steps an epoch (the embedded sample's 4,000 images in batches of 256)
+# and 4 validation batches (its 1,000 test images), here on 256 + 64 images in batches of 16 and a tiny MLP.
+BATCH = 16
+STEPS_PER_EPOCH = math.ceil(256 / BATCH)
 
 
 def two_epochs(tmp_path, **train_kw):
-    """The default model on the embedded sample (4,000 training images, 16 steps an epoch), grids on."""
-    train(TrainConfig(out=str(tmp_path / "run"), epochs=2, device="cpu", seed=0, **train_kw), log=lambda m: None)
+    """2 epochs of 16 steps and 4 validation batches each, grids on."""
+    data = make_tiny_idx_dir(tmp_path / "idx", n_train=256, n_test=64)
+    tcfg = TrainConfig(out=str(tmp_path / "run"), data=str(data), epochs=2, batch_size=BATCH, device="cpu", seed=0)
+    train(dataclasses.replace(tcfg, **train_kw), dict(arch="mlp", latent_dim=4, hidden=(32,)), log=lambda m: None)
 
 
 def test_a_two_epoch_run_waits_for_the_device_at_most_12_times_an_epoch(tmp_path, monkeypatch):

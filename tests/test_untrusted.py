@@ -11,20 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from conftest import cli
 from onnx_builders import SECRET_BYTES, embedded_decoder, external_data_decoder, external_data_in_subgraph
 from PIL import Image
 
-from vaectl.cli import main
 from vaectl.data.images import MAX_IMAGE_PIXELS, open_image
 from vaectl.errors import UserInputError
 from vaectl.infer import Decoder, check_model_bytes
 
 ATTACKS = ("dotdot", "absolute", "symlink", "hardlink", "ort_memory_address", "subgraph")
-
-
-def cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture
