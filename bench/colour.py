@@ -84,8 +84,13 @@ def run(cmd: list[str], log: Path) -> float:
     return time.perf_counter() - t0
 
 
-def train_and_export(folder: Path, work: Path, train_args: list[str], log: Path) -> tuple[float, Path]:
+def train_and_export(folder: Path, work: Path, train_args: list[str], log: Path, reuse: bool) -> tuple[float, Path]:
     run_dir, export_dir = work / "run", work / "export"
+    if reuse and (export_dir / "decoder.onnx").is_file():
+        # an earlier bench's run: its training time is the sum of its epochs' (start-up not counted)
+        epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+        print(f"{work}: reusing its run and export ({len(epochs)} epochs)")
+        return float(sum(e["seconds"] for e in epochs)), export_dir
     seconds = run([*CLI, "train", "--data", str(folder), "--out", str(run_dir), "--overwrite", *train_args], log)
     run([*CLI, "export", str(run_dir), "--out", str(export_dir), "--overwrite"], log)
     return seconds, export_dir
@@ -118,13 +123,14 @@ def grid(rows: list[np.ndarray], path: Path) -> None:
     Image.fromarray(canvas).save(path)
 
 
-def bench_folder(folder: Path, out: Path, train_args: list[str], label: str, k: int) -> dict:
+def bench_folder(folder: Path, out: Path, train_args: list[str], label: str, k: int, reuse: bool) -> dict:
     work = out / f"{folder.name}-{label}"
     work.mkdir(parents=True, exist_ok=True)
     log = work / "vaectl.log"
-    log.write_text("")
+    if not reuse:
+        log.write_text("")
     train, test = split(folder)
-    seconds, export_dir = train_and_export(folder, work, train_args, log)
+    seconds, export_dir = train_and_export(folder, work, train_args, log, reuse)
     enc, dec = Encoder(export_dir), Decoder(export_dir)
     mu, _ = enc.encode(test)
     recon = dec.decode_float(mu)
@@ -143,6 +149,7 @@ def bench_folder(folder: Path, out: Path, train_args: list[str], label: str, k: 
         "n_test": len(test),
         "latent_dim": d,
         "train_seconds": seconds,
+        "train_seconds_from": "epochs' sum (reused run)" if reuse else "subprocess wall time",
         "vaectl": scores(recon, test),
         f"pca{d}": scores(pca, test),
         "mean": scores(mean, test),
@@ -178,13 +185,14 @@ def main(argv=None) -> None:
     ap.add_argument("--train-args", default="", help='extra flags for vaectl train, e.g. "--arch conv"')
     ap.add_argument("--label", default="default", help="name of this configuration in the table and folders")
     ap.add_argument("--k", type=int, default=100, help="importance samples for eval's bits/dim [100]")
+    ap.add_argument("--reuse", action="store_true", help="score the run and export an earlier bench left in OUT")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     train_args = shlex.split(args.train_args)
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; vaectl train {args.train_args}"
     )
-    results = [bench_folder(f, args.out, train_args, args.label, args.k) for f in args.folders]
+    results = [bench_folder(f, args.out, train_args, args.label, args.k, args.reuse) for f in args.folders]
     print_table(results)
     print("PSNR: mean over held-out images of 10 log10(1/MSE) on [0, 1] pixels; colour err: mean |per-channel mean")
     print("colour difference| in 8-bit levels; bits/dim: vaectl eval's IWAE bound under N(0, I) (exported prior)")
