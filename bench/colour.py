@@ -9,8 +9,8 @@ For each image FOLDER, on vaectl's own hold-out (vaectl.data.load_data: 10% of t
              measured around it), `export`, then the held-out images through the ONNX graphs (vaectl.infer
              Encoder/Decoder): decode(mu(x)), the decoder's float pixels; `eval --json` on the graphs for
              bits/dim (IWAE bound with --k samples, under N(0, I) and under the exported prior);
-  PCA-D      numpy SVD of the training split (pixels in [0, 1]), D = the model's latent dimensions; held-out
-             images projected on the top D components, clipped to [0, 1];
+  PCA-D      the top D principal components of the training split (pixels in [0, 1]; numpy, from the Gram
+             matrix), D = the model's latent dimensions; held-out images projected on them, clipped to [0, 1];
   mean       the training split's mean image for every held-out image.
 Scores, the same for all three, on [0, 1] pixels:
   PSNR               mean over images of 10 log10(1 / MSE_i), MSE_i over the image's pixels and channels;
