@@ -158,7 +158,7 @@ def bench_folder(folder: Path, out: Path, train_args: list[str], label: str, k: 
         "vaectl": scores(recon, test),
         f"pca{d}": scores(pca, test),
         "mean": scores(mean, test),
-        **bits_per_dim(export_dir, folder, k),
+        **(bits_per_dim(export_dir, folder, k) if k > 0 else {"bits_per_dim": None, "bits_per_dim_prior": None}),
         "eval_k": k,
     }
     (work / "result.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -171,7 +171,7 @@ def print_table(results: list[dict]) -> None:
     print(f"{'set':<12} {'model':<22} {'PSNR dB':>8} {'colour err':>10} {'train s':>8} {'bits/dim':>16}")
     for r in results:
         d = r["latent_dim"]
-        bits = f"{r['bits_per_dim']:.3f}"
+        bits = "" if r["bits_per_dim"] is None else f"{r['bits_per_dim']:.3f}"
         if r["bits_per_dim_prior"] is not None:
             bits += f" ({r['bits_per_dim_prior']:.3f})"
         rows = [
@@ -189,7 +189,7 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path, default=Path("colour-bench"), help="runs, grids and results")
     ap.add_argument("--train-args", default="", help='extra flags for vaectl train, e.g. "--arch conv"')
     ap.add_argument("--label", default="default", help="name of this configuration in the table and folders")
-    ap.add_argument("--k", type=int, default=100, help="importance samples for eval's bits/dim [100]")
+    ap.add_argument("--k", type=int, default=100, help="importance samples for eval's bits/dim; 0: no eval [100]")
     ap.add_argument("--reuse", action="store_true", help="score the run and export an earlier bench left in OUT")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
