@@ -49,7 +49,11 @@ def open_image(source, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
 
 
 def to_array(img: Image.Image, channels: int, height: int, width: int) -> np.ndarray:
-    """PIL image of any mode and size -> uint8 (C, H, W) with the model's channels and size."""
+    """PIL image of any mode and size -> uint8 (C, H, W) with the model's channels and size. Transparent pixels
+    are composited onto white (icons, emoji, sprites), not left as whatever colour is stored under them."""
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", img.size, (255, 255, 255, 255)), img)
     img = img.convert("L" if channels == 1 else "RGB")
     if img.size != (width, height):
         img = img.resize((width, height), Image.Resampling.BILINEAR)

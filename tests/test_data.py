@@ -135,3 +135,19 @@ def test_missing_and_empty_data_directories(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserInputError, match="empty"):
         load_data(tmp_path / "empty")
+
+
+def test_transparent_pixels_become_white_not_the_colour_stored_under_them():
+    from PIL import Image
+
+    from vaectl.data.images import to_array
+
+    rgba = np.zeros((4, 4, 4), np.uint8)  # black, fully transparent...
+    rgba[:2, :, :] = (200, 0, 0, 255)  # ...but the top half opaque red
+    rgba[2, 0] = (0, 0, 255, 128)  # and one half-transparent blue pixel
+    out = to_array(Image.fromarray(rgba, "RGBA"), 3, 4, 4)  # (3, 4, 4)
+    assert out[:, 0, 0].tolist() == [200, 0, 0]
+    assert out[:, 3, 3].tolist() == [255, 255, 255]
+    assert out[:, 2, 0].tolist() == [127, 127, 255]  # blue over white at alpha 128/255
+    grey = to_array(Image.fromarray(rgba, "RGBA"), 1, 4, 4)
+    assert grey[0, 3, 3] == 255
