@@ -165,7 +165,7 @@ def export_graph(
 ) -> onnx.ModelProto:
     """One ONNX graph (role 'encoder' or 'decoder') from a VAE, with interface and metadata set (a decoder's
     may include the fitted prior, contract.PRIOR_KEY)."""
-    config = model.config
+    config = model.trained_config()  # with a learned likelihood sigma: the graphs' metadata carries it
     module = module_for_export(model, role)
     module.eval()
     param_bytes = sum(p.numel() * p.element_size() for p in module.parameters())

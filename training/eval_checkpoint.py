@@ -93,6 +93,7 @@ def evaluate_checkpoint(
         binarize=binarize,
         progress=progress,
         prior=fitted,
+        log_sigma=model.trained_config().log_sigma,
     )
     report.dataset, report.split, report.split_size = ds.name, ds.test_split, len(ds.test)  # what was scored
     return report
