@@ -129,6 +129,11 @@ def _torch_to_onnx(
                 "ignore", message=r"You are using the legacy TorchScript-based ONNX export", category=DeprecationWarning
             )
             warnings.filterwarnings("ignore", message=r"The feature will be removed", category=DeprecationWarning)
+            # GroupNorm's batch-size check (F.group_norm) compares a traced size with 1 in Python: a TracerWarning
+            # about a boolean, for a check that adds nothing to the graph. Other TracerWarnings still show.
+            warnings.filterwarnings(
+                "ignore", message=r"Converting a tensor to a Python boolean", module=r"torch\.nn\.functional"
+            )
             torch.onnx.export(
                 module,
                 args,

@@ -59,7 +59,7 @@ CONDITIONAL = Recipe(
 # ----------------------------------------------------------------------------- the default, picked from the data
 
 # Colour images, or grey ones of 32 px and up: the resnet (models/vae.py) with a learned-variance Gaussian.
-# Widths per stride-2 stage; stages until the smallest side is 4 px (32 px: 3 stages, 64 px: 4).
+# Widths per stride-2 stage; stages until the smaller side is halved to 4 px or less (32 px: 3, 64 px: 4).
 # Measured on the emoji and Oxygen icon folders (docs/benchmarks.md, "Colour images").
 RESNET_WIDTHS = (16, 32, 64, 128, 128, 128)
 IMAGE_RECIPE = Recipe(
@@ -70,7 +70,7 @@ SMALLEST_MAP = 4  # px: the resnet's last feature map
 
 
 def resnet_widths(height: int, width: int) -> tuple[int, ...]:
-    """One width per stride-2 stage, stages until the smaller side is SMALLEST_MAP px (at least one)."""
+    """One width per stride-2 stage: as many stages as halve the smaller side to SMALLEST_MAP px or less."""
     side, stages = min(height, width), 1
     while (side + 1) // 2 > SMALLEST_MAP and stages < len(RESNET_WIDTHS):
         side, stages = (side + 1) // 2, stages + 1
