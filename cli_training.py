@@ -22,6 +22,7 @@ from .cli_common import (
     model_graphs,
 )
 from .contract import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+from .models.config import ARCHITECTURES, LIKELIHOODS  # torch-free
 from .models.presets import CONDITIONAL, PRESETS  # torch-free
 from .scoring import IWAE_K
 from .training.config import default  # torch-free: the defaults shown in --help
@@ -109,7 +110,13 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
     default=None,
     help="A named recipe: tutorial (MLP, MSE, beta 3, 2-D latent) or quality (the recommended recipe); explicit flags win.",
 )
-@click.option("--arch", type=click.Choice(["mlp", "conv"]), default=None, help=f"Model architecture {_d('arch')}.")
+@click.option(
+    "--arch",
+    type=click.Choice(ARCHITECTURES),
+    default=None,
+    help="Model architecture: mlp, conv, or resnet (diffusers-style blocks) [picked from the data: mlp for "
+    "small grey images, resnet for colour or 32 px and up].",
+)
 @click.option(
     "--latent-dim",
     type=int,
@@ -134,9 +141,11 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
 )
 @click.option(
     "--likelihood",
-    type=click.Choice(["bernoulli", "gaussian"]),
+    type=click.Choice(LIKELIHOODS),
     default=None,
-    help=f"bernoulli: BCE; gaussian: summed squared error (the tutorial's MSE) {_d('likelihood')}.",
+    help="bernoulli: BCE; gaussian: summed squared error (the tutorial's MSE); gaussian-learned: a Gaussian "
+    "with one learned sigma per channel [picked from the data: bernoulli for small grey images, "
+    "gaussian-learned for colour or 32 px and up].",
 )
 @click.option("--beta", type=float, default=None, help=f"Weight on the KL term; 0 is a plain autoencoder {_d('beta')}.")
 @click.option(

@@ -29,13 +29,29 @@ PROB_EPS = 1e-7  # decoder outputs are float32 sigmoids: keep log(p) and log(1 -
 GAUSSIAN_VARIANCE = 0.5  # summed squared error == -log N(x; mean, 1/2) - (D/2) log(pi)
 LOG_2PI = math.log(2 * math.pi)
 
+LOG_256 = math.log(256)  # an 8-bit value's bin is 1/256 wide on [0, 1]: log p(bin) ~ log density - log 256
+
 CONVENTIONS = {
     "bernoulli": "bernoulli likelihood: pixels in [0, 1] scored with binary cross-entropy summed over pixels "
-    "(exact NLL on binarized data; on continuous data a score bounded below by the pixels' entropy)",
+    "(exact NLL on binarized data; on continuous data a score bounded below by the pixels' entropy); "
+    "bits/dim = NLL / (D ln 2), D = channels x height x width",
     "gaussian": f"gaussian likelihood with fixed variance {GAUSSIAN_VARIANCE} per pixel "
     "(log-density: minus summed squared error minus (D/2) log(pi); training logs the summed squared error, "
-    "without the constant)",
+    "without the constant); {bpd}",
+    "gaussian-learned": "gaussian likelihood with the model's learned sigma per channel (log-density of the "
+    "pixels in [0, 1]); {bpd}",
 }
+# A density on [0, 1]-scaled pixels, in the discrete-data convention of colour-image papers: bits per 8-bit
+# value, the density's NLL plus log(256) per dimension for the change of scale.
+_DENSITY_BPD = "bits/dim = (NLL + D ln 256) / (D ln 2), D = channels x height x width: bits per 8-bit value"
+CONVENTIONS = {name: text.replace("{bpd}", _DENSITY_BPD) for name, text in CONVENTIONS.items()}
+DENSITIES = ("gaussian", "gaussian-learned")  # likelihoods that are densities on [0, 1], not probabilities
+
+
+def bits_per_dim(nll: float, num_pixels: int, likelihood: str) -> float:
+    """Bits per dimension of an NLL in nats per image (CONVENTIONS): a density's gets log(256) per dimension
+    for the change of scale from [0, 1] to the 256 values of 8-bit data."""
+    return (nll + (num_pixels * LOG_256 if likelihood in DENSITIES else 0.0)) / (num_pixels * math.log(2))
 
 
 @dataclass
@@ -50,7 +66,7 @@ class EvalReport:
     recon: float  # E_q[-log p(x | z)], Monte Carlo over the k draws
     kl: float  # KL(q(z | x) || N(0, I)), closed form
     iwae_nll: float  # -log (1/k sum_k p(x, z_k) / q(z_k | x)), an upper bound on -log p(x)
-    bits_per_dim: float  # iwae_nll / (num_pixels * ln 2)
+    bits_per_dim: float  # iwae_nll per dimension in bits (bits_per_dim(): the CONVENTIONS of the likelihood)
     active_units: int
     posterior_var: float  # mean sigma^2 of q(z | x); near 0 means the posterior collapsed to a point (beta = 0)
     kl_per_dim: list[float] = field(default_factory=list)
@@ -87,8 +103,10 @@ class EvalReport:
         return {**asdict(self), "warnings": self.warnings()}
 
 
-def log_likelihood(x: np.ndarray, mean: np.ndarray, likelihood: str) -> np.ndarray:
-    """log p(x | z) summed over pixels: x (B, P), mean (..., B, P) -> (..., B), float64."""
+def log_likelihood(x: np.ndarray, mean: np.ndarray, likelihood: str, log_sigma=()) -> np.ndarray:
+    """log p(x | z) summed over pixels: x (B, P), mean (..., B, P) -> (..., B), float64.
+
+    gaussian-learned: log_sigma has one value per channel; P is channel-major (C, H, W) flattened."""
     mean = mean.astype(np.float64)
     if likelihood == "bernoulli":
         p = np.clip(mean, PROB_EPS, 1 - PROB_EPS)
@@ -97,6 +115,11 @@ def log_likelihood(x: np.ndarray, mean: np.ndarray, likelihood: str) -> np.ndarr
         return -((x - mean) ** 2).sum(-1) / (2 * GAUSSIAN_VARIANCE) - 0.5 * x.shape[-1] * math.log(
             2 * math.pi * GAUSSIAN_VARIANCE
         )
+    if likelihood == "gaussian-learned":
+        if len(log_sigma) == 0:
+            raise UserInputError("this gaussian-learned model carries no log_sigma in its config; re-export it")
+        log_s = np.repeat(np.asarray(log_sigma, dtype=np.float64), x.shape[-1] // len(log_sigma))  # (P,)
+        return (-0.5 * ((x - mean) * np.exp(-log_s)) ** 2 - log_s - 0.5 * LOG_2PI).sum(-1)
     raise UserInputError(f"unknown likelihood {likelihood!r}")
 
 
@@ -123,8 +146,10 @@ def score(
     max_rows: int = 8192,
     progress: Callable[[int, int], None] | None = None,
     prior=None,
+    log_sigma=(),
 ) -> EvalReport:
     """Score uint8 images (N, C, H, W). `max_rows` bounds the decoder batch (images x draws).
+    log_sigma: the gaussian-learned likelihood's per-channel log sigma (the trained config's).
 
     prior: a Prior (log_density(z, labels)) to score under beside N(0, I); None or N(0, I) itself: only N(0, I)."""
     if k < 1:
@@ -163,7 +188,7 @@ def score(
             else:  # draw j of image i sits at row j * b + i, like z_rows
                 mean = decode(z_rows, y_rep, np.tile(context, (kc, 1, 1, 1)))
             mean = np.asarray(mean).reshape(kc, b, -1)
-            lp = log_likelihood(x_flat, mean, likelihood)  # (kc, B)
+            lp = log_likelihood(x_flat, mean, likelihood, log_sigma)  # (kc, B)
             log_pz = -0.5 * (z**2 + LOG_2PI).sum(-1)  # (kc, B)
             log_qz = -0.5 * (eps**2 + logvar + LOG_2PI).sum(-1)  # (kc, B)
             log_px[k0 : k0 + kc] = lp
@@ -194,7 +219,7 @@ def score(
         recon=recon,
         kl=kl,
         iwae_nll=iwae,
-        bits_per_dim=iwae / (num_pixels * math.log(2)),
+        bits_per_dim=bits_per_dim(iwae, num_pixels, likelihood),
         active_units=active,
         posterior_var=posterior_var,
         kl_per_dim=[round(float(v), 5) for v in kl_dims / n],
@@ -254,7 +279,8 @@ def format_report(r: EvalReport) -> str:
             r.neg_elbo_prior,
             f"(reconstruction {r.recon:.3f} + KL to this prior, estimated from the k draws)",
         )
-        figure(f"  {nll}", r.iwae_nll_prior, f"({r.iwae_nll_prior / (r.num_pixels * math.log(2)):.4f} bits/dim)")
+        bits = bits_per_dim(r.iwae_nll_prior, r.num_pixels, r.likelihood)
+        figure(f"  {nll}", r.iwae_nll_prior, f"({bits:.4f} bits/dim)")
     else:
         n01("")
     rows.append(

@@ -126,6 +126,11 @@ def _torch_to_onnx(
                 "ignore", message=r"You are using the legacy TorchScript-based ONNX export", category=DeprecationWarning
             )
             warnings.filterwarnings("ignore", message=r"The feature will be removed", category=DeprecationWarning)
+            # GroupNorm's batch-size check (F.group_norm) compares a traced size with 1 in Python: a TracerWarning
+            # about a boolean, for a check that adds nothing to the graph. Other TracerWarnings still show.
+            warnings.filterwarnings(
+                "ignore", message=r"Converting a tensor to a Python boolean", module=r"torch\.nn\.functional"
+            )
             torch.onnx.export(
                 module,
                 args,
@@ -162,7 +167,7 @@ def export_graph(
 ) -> onnx.ModelProto:
     """One ONNX graph (role 'encoder' or 'decoder') from a VAE, with interface and metadata set (a decoder's
     may include the fitted prior, contract.PRIOR_KEY)."""
-    config = model.config
+    config = model.trained_config()  # with a learned likelihood sigma: the graphs' metadata carries it
     module = module_for_export(model, role)
     module.eval()
     param_bytes = sum(p.numel() * p.element_size() for p in module.parameters())

@@ -73,6 +73,7 @@ def evaluate_onnx(
         binarize=binarize,
         progress=progress,
         prior=chosen,
+        log_sigma=cfg.log_sigma,
     )
     report.dataset, report.split, report.split_size = ds.name, ds.test_split, len(ds.test)  # what was scored
     return report

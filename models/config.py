@@ -9,26 +9,32 @@ import numpy as np
 
 from ..errors import UserInputError, arg
 
-ARCHITECTURES = ("mlp", "conv")
-LIKELIHOODS = ("bernoulli", "gaussian")
+ARCHITECTURES = ("mlp", "conv", "resnet")
+LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-learned")
 
 
 @dataclass
 class VAEConfig:
-    # Default: the MLP. On CPUs it trains ~5x more images per second than the conv model, which wins at
-    # equal wall time (README, "Quality"); use --arch conv on a GPU or for larger/colour images.
-    arch: str = "mlp"  # "mlp" (the tutorial's) or "conv"
+    # The MLP for small grey images (on CPUs it trains ~5x more images per second than a conv model, which wins
+    # at equal wall time: README, "Quality"). `vaectl train` picks the resnet for colour or larger images
+    # (models/presets.py, for_images); "conv" is a plain strided-conv model, kept for its checkpoints.
+    arch: str = "mlp"  # "mlp" (the tutorial's), "conv" or "resnet" (models/vae.py)
     latent_dim: int = 32
     channels: int = 1
     height: int = 28
     width: int = 28
     hidden: tuple[int, ...] = (512, 256)  # mlp: hidden widths, encoder order (decoder mirrors)
-    conv_channels: tuple[int, ...] = (32, 64, 128)  # conv: one stride-2 stage per entry
+    conv_channels: tuple[int, ...] = (32, 64, 128)  # conv, resnet: the width of each stride-2 stage
     conv_hidden: int = 512  # conv: width of the dense layer between feature map and latent
     # > 0: row-autoregressive decoder; hidden channels of the convolution over the rows above each row
     context_channels: int = 0
     context_kernel: int = 7  # row context: sees kernel // 2 rows above, kernel // 2 columns either side
-    likelihood: str = "bernoulli"  # "bernoulli" (BCE) or "gaussian" (summed squared error)
+    # "bernoulli" (BCE), "gaussian" (summed squared error: variance 1/2) or "gaussian-learned" (N(mean, sigma^2)
+    # with one sigma per channel learned with the model, as in sigma-VAE; training/loss.py)
+    likelihood: str = "bernoulli"
+    # gaussian-learned: log sigma per channel. The decoder learns it (a parameter, starting here: () is 0);
+    # an exported graph's config carries the learned values, which scoring reads.
+    log_sigma: tuple[float, ...] = ()
     # Weight on the KL term; 0 gives a plain autoencoder. 0.3, not the ELBO's 1: with the prior fitted at
     # export (export/prior.py) samples come from where the encoder puts data, and a smaller beta makes the
     # decoder sharper there. Fashion-MNIST, with the default schedule (TrainConfig): samples' Frechet distance
@@ -52,6 +58,7 @@ class VAEConfig:
         self.hidden = tuple(int(h) for h in self.hidden)
         self.conv_channels = tuple(int(c) for c in self.conv_channels)
         self.class_names = tuple(str(c) for c in self.class_names)
+        self.log_sigma = tuple(float(v) for v in self.log_sigma)
         self.validate()
 
     def validate(self) -> None:
@@ -68,17 +75,23 @@ class VAEConfig:
             raise UserInputError(f"beta must be >= 0, got {self.beta}")
         if any(h < 1 for h in self.hidden) or any(c < 1 for c in self.conv_channels):
             raise UserInputError("layer widths must be positive")
-        if self.arch == "conv":
+        if self.arch in ("conv", "resnet"):
             if not self.conv_channels:
-                raise UserInputError("the conv model needs at least one conv stage (conv_channels)")
+                raise UserInputError(f"the {self.arch} model needs at least one conv stage (conv_channels)")
             min_side = 2 ** len(self.conv_channels)
             if min(self.height, self.width) < min_side:
                 raise UserInputError(
-                    f"the conv model with {len(self.conv_channels)} stages needs images of at least "
+                    f"the {self.arch} model with {len(self.conv_channels)} stages needs images of at least "
                     f"{min_side}x{min_side} px, got {self.height}x{self.width}"
                 )
         elif min(self.height, self.width) < 1:
             raise UserInputError(f"image size must be positive, got {self.height}x{self.width}")
+        if self.log_sigma and not self.learned_sigma:
+            raise UserInputError(f"log_sigma belongs to the gaussian-learned likelihood, not {self.likelihood}")
+        if self.log_sigma and (len(self.log_sigma) != self.channels or not np.all(np.isfinite(self.log_sigma))):
+            raise UserInputError(
+                f"log_sigma needs one finite value per channel ({self.channels}), got {self.log_sigma}"
+            )
         if self.context_channels < 0:
             raise UserInputError(f"context channels must be >= 0, got {self.context_channels}")
         if self.context_kernel < 3 or self.context_kernel % 2 == 0:
@@ -105,6 +118,11 @@ class VAEConfig:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return (self.channels, self.height, self.width)
+
+    @property
+    def learned_sigma(self) -> bool:
+        """The likelihood's variance is a model parameter (decoder.log_sigma)."""
+        return self.likelihood == "gaussian-learned"
 
     @property
     def row_context(self) -> bool:
@@ -137,11 +155,13 @@ class VAEConfig:
     def to_dict(self) -> dict:
         """Plain JSON-able data (lists, not tuples) for checkpoints and metadata.
 
-        The guidance fields are left out of an unguided model's: its checkpoints and graphs stay as they were
-        before guidance existed, and older vaectl versions still read them."""
+        The guidance fields are left out of an unguided model's, log_sigma out of a config without it: other
+        models' checkpoints and graphs keep the keys older vaectl versions read."""
         d = dataclasses.asdict(self)
         if not self.guided:
             del d["label_dropout"], d["guidance"]
+        if not self.log_sigma:  # only a learned-variance model's trained config has it
+            del d["log_sigma"]
         for k, v in d.items():
             if isinstance(v, tuple):
                 d[k] = list(v)

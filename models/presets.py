@@ -54,3 +54,44 @@ PRESETS: dict[str, Recipe] = {
 CONDITIONAL = Recipe(
     model={"latent_dim": 4, "hidden": (1024, 512), "beta": 3.0, "guidance": 2.0}, train=dict(SMALL_BATCH_SCHEDULE)
 )
+
+
+# ----------------------------------------------------------------------------- the default, picked from the data
+
+# Colour images, or grey ones of 32 px and up: the resnet (models/vae.py) with a learned-variance Gaussian.
+# Widths per stride-2 stage; stages until the smaller side is halved to 4 px or less (32 px: 3, 64 px: 4).
+# Measured on the emoji and Oxygen icon folders (docs/benchmarks.md, "Colour images").
+RESNET_WIDTHS = (16, 32, 64, 128, 128, 128)
+IMAGE_RECIPE = Recipe(
+    model={"arch": "resnet", "likelihood": "gaussian-learned", "latent_dim": 32, "beta": 1.0},
+    train={"epochs": 20, "batch_size": 32, "lr": 2e-3},
+)
+SMALLEST_MAP = 4  # px: the resnet's last feature map
+
+
+def resnet_widths(height: int, width: int) -> tuple[int, ...]:
+    """One width per stride-2 stage: as many stages as halve the smaller side to SMALLEST_MAP px or less."""
+    side, stages = min(height, width), 1
+    while (side + 1) // 2 > SMALLEST_MAP and stages < len(RESNET_WIDTHS):
+        side, stages = (side + 1) // 2, stages + 1
+    return RESNET_WIDTHS[:stages]
+
+
+def for_images(channels: int, height: int, width: int) -> tuple[Recipe | None, str]:
+    """The recipe `vaectl train` uses when no --preset or --arch says otherwise, and a line saying why.
+
+    None for grey images under 32 px: the MLP and the default schedule (VAEConfig, TrainConfig) stay."""
+    kind = "RGB" if channels == 3 else "grey"
+    if channels == 1 and min(height, width) < 32:
+        return None, f"model: mlp VAE for {width}x{height} grey images (small and grey; --arch resnet for the resnet)"
+    why = "colour" if channels == 3 else "32 px and up"
+    return resnet_recipe(
+        height, width
+    ), f"model: resnet VAE for {width}x{height} {kind} images ({why}; --arch mlp for the MLP)"
+
+
+def resnet_recipe(height: int, width: int) -> Recipe:
+    """IMAGE_RECIPE with the widths for this image size."""
+    return Recipe(
+        model={**IMAGE_RECIPE.model, "conv_channels": resnet_widths(height, width)}, train=dict(IMAGE_RECIPE.train)
+    )

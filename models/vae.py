@@ -1,7 +1,16 @@
-"""The VAE: separate Encoder (image -> mu, logvar) and Decoder (z -> pixel logits) modules.
+"""The VAE: an Encoder (image -> mu, logvar) and a Decoder (z -> pixel logits), one pair per architecture.
 
-No I/O here. Both modules take an optional integer label `y` when `config.num_classes > 0`
-(a conditional VAE): the label enters as a one-hot vector concatenated to the features.
+No I/O here. The architectures differ only in how an image becomes a feature vector and a latent becomes
+pixel logits; what they share lives in the Encoder and Decoder base classes, and `config.arch` picks the pair
+(ENCODERS, DECODERS):
+    mlp     the tutorial's: fully connected layers over the flattened pixels
+    conv    a plain strided-conv encoder and transposed-conv decoder around one dense layer
+    resnet  diffusers' AutoencoderKL blocks, small: ResnetBlock (GroupNorm, SiLU, 3x3 conv, 1x1 skip when the
+            width changes), strided-conv Downsample, nearest Upsample + 3x3 conv; one dense layer between the
+            last feature map and the latent vector
+
+Both modules take an optional integer label `y` when `config.num_classes > 0` (a conditional VAE): the label
+enters as a one-hot vector concatenated to the features.
 A guided model (`config.guided`) samples with weight w from l_r + w * (l_c - l_r), the conditional pixel logits
 l_c pushed away from a reference's l_r (w = 1 is the plain conditional decoder). The reference is label K:
 with `config.label_dropout > 0` a learned "no label" class, given in training to a random fraction of the
@@ -11,9 +20,15 @@ With `config.row_context` (context_channels > 0) the decoder is row-autoregressi
 logits are the z part plus a small convolution of the rows just above it, so pixels are no longer
 independent given z. Scoring uses the real rows above (teacher forcing); generating runs row by row,
 feeding back the generated pixel means.
+
+With the learned-variance likelihood (`config.learned_sigma`) the decoder also holds log_sigma, one per
+channel: the pixels are N(sigmoid(logits), sigma^2). The image it outputs stays the mean.
 """
 
 from __future__ import annotations
+
+import dataclasses
+import math
 
 import torch
 import torch.nn.functional as F
@@ -21,13 +36,17 @@ from torch import nn
 
 from .config import VAEConfig
 
+# sigma 0.1 (PSNR 20 dB): near where trained models end up on 8-bit images. Adam moves a parameter by about
+# the learning rate per step, so from sigma 1 the few hundred steps of a CPU run would not get there.
+LOG_SIGMA_START = math.log(0.1)
+
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     # z = mu + sigma * eps, eps ~ N(0, I): the sample stays differentiable in mu and logvar
     return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
 
 
-def _conv_sizes(side: int, stages: int) -> list[int]:
+def conv_sizes(side: int, stages: int) -> list[int]:
     """Feature-map side after each stride-2, padding-1, 3x3 conv: [side, ceil(side/2), ...]."""
     sizes = [side]
     for _ in range(stages):
@@ -60,35 +79,125 @@ class _OneHot(nn.Module):
         return self.eye[y]  # (N,) int64 -> (N, K)
 
 
+# ----------------------------------------------------------------------------- diffusers-style blocks
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    # diffusers uses 32 groups on 128+ channels; these models are narrower, so groups of at least 4 channels
+    return nn.GroupNorm(math.gcd(channels, 8), channels, eps=1e-6)
+
+
+class ResnetBlock(nn.Module):
+    """x + conv(silu(norm(conv(silu(norm(x)))))), the skip through a 1x1 conv when the width changes."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.norm1, self.conv1 = _norm(cin), nn.Conv2d(cin, cout, 3, padding=1)
+        self.norm2, self.conv2 = _norm(cout), nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))  # (N, cout, H, W)
+        h = self.conv2(F.silu(self.norm2(h)))
+        return self.skip(x) + h
+
+
+class Downsample(nn.Module):
+    """A stride-2 3x3 conv: side s -> ceil(s / 2)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    """Nearest-neighbour resize to a fixed size, then a 3x3 conv (no transposed conv: no checkerboard)."""
+
+    def __init__(self, channels: int, size: tuple[int, int], out_channels: int | None = None):
+        super().__init__()
+        self.size = size
+        self.conv = nn.Conv2d(channels, out_channels or channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, size=self.size, mode="nearest"))  # (N, C, *size)
+
+
+# ----------------------------------------------------------------------------- encoders
+
+
 class Encoder(nn.Module):
+    """Shared part: the label's one-hot joins the features, then two linear heads give mu and logvar.
+
+    Subclasses set `features` (image -> (N, F)), `body` ((N, F + K) -> (N, width)) and call `_heads(width)`."""
+
+    features: nn.Module
+    body: nn.Module
+
     def __init__(self, config: VAEConfig):
         super().__init__()
-        self.config = c = config
-        k = c.label_slots
-        self.onehot = _OneHot(k) if k else None
-        if c.arch == "mlp":
-            self.features = nn.Identity()
-            self.body = nn.Sequential(*_relu_mlp(c.num_pixels + k, c.hidden))
-            width = c.hidden[-1] if c.hidden else c.num_pixels + k
-        else:
-            convs, cin = [], c.channels
-            for cout in c.conv_channels:
-                convs += [nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.ReLU()]
-                cin = cout
-            self.features = nn.Sequential(*convs)
-            hs, ws = _conv_sizes(c.height, len(c.conv_channels)), _conv_sizes(c.width, len(c.conv_channels))
-            flat = cin * hs[-1] * ws[-1]
-            self.body = nn.Sequential(nn.Linear(flat + k, c.conv_hidden), nn.ReLU())
-            width = c.conv_hidden
-        self.mu = nn.Linear(width, c.latent_dim)
-        self.logvar = nn.Linear(width, c.latent_dim)
+        self.config = config
+        self.onehot = _OneHot(config.label_slots) if config.label_slots else None
+
+    def _heads(self, width: int) -> None:
+        self.mu = nn.Linear(width, self.config.latent_dim)
+        self.logvar = nn.Linear(width, self.config.latent_dim)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.features(x).flatten(1)  # (N, C, H, W) -> (N, F)
         if self.onehot is not None:
             h = torch.cat([h, self.onehot(y)], dim=1)  # (N, F + K)
-        h = self.body(h)  # (N, hidden)
+        h = self.body(h)  # (N, width)
         return self.mu(h), self.logvar(h)  # (N, D), (N, D)
+
+
+class MLPEncoder(Encoder):
+    def __init__(self, config: VAEConfig):
+        super().__init__(config)
+        c, k = config, config.label_slots
+        self.features = nn.Identity()
+        self.body = nn.Sequential(*_relu_mlp(c.num_pixels + k, c.hidden))
+        self._heads(c.hidden[-1] if c.hidden else c.num_pixels + k)
+
+
+class ConvEncoder(Encoder):
+    def __init__(self, config: VAEConfig):
+        super().__init__(config)
+        c = config
+        convs, cin = [], c.channels
+        for cout in c.conv_channels:
+            convs += [nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.ReLU()]
+            cin = cout
+        self.features = nn.Sequential(*convs)
+        n = len(c.conv_channels)
+        flat = cin * conv_sizes(c.height, n)[-1] * conv_sizes(c.width, n)[-1]
+        self.body = nn.Sequential(nn.Linear(flat + c.label_slots, c.conv_hidden), nn.ReLU())
+        self._heads(c.conv_hidden)
+
+
+class ResnetEncoder(Encoder):
+    """conv_in at full size; per width: a Downsample, then a ResnetBlock to that width; norm + SiLU; the heads
+    read the flattened last map. Blocks run from half size down: at full size they would cost 4x as much."""
+
+    def __init__(self, config: VAEConfig):
+        super().__init__(config)
+        c = config
+        cin = c.conv_channels[0]
+        layers = [nn.Conv2d(c.channels, cin, 3, padding=1)]
+        for cout in c.conv_channels:
+            layers += [Downsample(cin), ResnetBlock(cin, cout)]
+            cin = cout
+        layers += [_norm(cin), nn.SiLU()]
+        self.features = nn.Sequential(*layers)  # (N, C, H, W) -> (N, widths[-1], H / 2^n, W / 2^n)
+        n = len(c.conv_channels)
+        flat = cin * conv_sizes(c.height, n)[-1] * conv_sizes(c.width, n)[-1]
+        self.body = nn.Identity()
+        self._heads(flat + c.label_slots)
+
+
+# ----------------------------------------------------------------------------- decoders
 
 
 class RowContext(nn.Module):
@@ -123,38 +232,21 @@ class RowContext(nn.Module):
 
 
 class Decoder(nn.Module):
+    """Shared part: label one-hot, guidance, row context, learned sigma. Subclasses set `body`
+    ((N, D + K) -> (N, prod(start_shape))), `start_shape` and `upsample` ((N, *start_shape) -> pixel logits)."""
+
+    body: nn.Module
+    upsample: nn.Module
+    start_shape: tuple[int, int, int]
+
     def __init__(self, config: VAEConfig):
         super().__init__()
         self.config = c = config
         k = c.label_slots
         self.onehot = _OneHot(k, average_row=c.guided and not c.no_label_class) if k else None
         self.context = RowContext(c.channels, c.context_channels, c.context_kernel) if c.row_context else None
-        if c.arch == "mlp":
-            hidden = tuple(reversed(c.hidden))
-            width = hidden[-1] if hidden else c.latent_dim + k
-            self.body = nn.Sequential(*_relu_mlp(c.latent_dim + k, hidden), nn.Linear(width, c.num_pixels))
-            self.upsample = None
-        else:
-            n = len(c.conv_channels)
-            hs, ws = _conv_sizes(c.height, n), _conv_sizes(c.width, n)
-            self.start_shape = (c.conv_channels[-1], hs[-1], ws[-1])
-            self.body = nn.Sequential(
-                nn.Linear(c.latent_dim + k, c.conv_hidden),
-                nn.ReLU(),
-                nn.Linear(c.conv_hidden, c.conv_channels[-1] * hs[-1] * ws[-1]),
-                nn.ReLU(),
-            )
-            ups = []
-            outs = list(reversed(c.conv_channels[:-1])) + [c.channels]
-            cin = c.conv_channels[-1]
-            for i, cout in enumerate(outs):
-                stage = n - i  # upsample from sizes[stage] to sizes[stage - 1]
-                pad = (hs[stage - 1] - (2 * hs[stage] - 1), ws[stage - 1] - (2 * ws[stage] - 1))
-                ups.append(nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=pad))
-                if i < n - 1:
-                    ups.append(nn.ReLU())
-                cin = cout
-            self.upsample = nn.Sequential(*ups)
+        if c.learned_sigma:  # per channel; starts where the config says, else at LOG_SIGMA_START
+            self.log_sigma = nn.Parameter(torch.tensor(c.log_sigma or (LOG_SIGMA_START,) * c.channels))  # (C,)
 
     def forward(
         self,
@@ -195,18 +287,79 @@ class Decoder(nn.Module):
         """The part of the pixel logits that depends on z (and y) alone: all of them without a row context."""
         if self.onehot is not None:
             z = torch.cat([z, self.onehot(y)], dim=1)  # (N, D + K)
-        h = self.body(z)
-        if self.upsample is None:
-            return h.view(-1, *self.config.image_shape)  # (N, C*H*W) -> (N, C, H, W)
-        return self.upsample(h.view(-1, *self.start_shape))  # (N, C, H, W)
+        h = self.body(z).view(-1, *self.start_shape)  # (N, C', H', W')
+        return self.upsample(h)  # (N, C, H, W)
+
+
+class MLPDecoder(Decoder):
+    def __init__(self, config: VAEConfig):
+        super().__init__(config)
+        c, k = config, config.label_slots
+        hidden = tuple(reversed(c.hidden))
+        width = hidden[-1] if hidden else c.latent_dim + k
+        self.body = nn.Sequential(*_relu_mlp(c.latent_dim + k, hidden), nn.Linear(width, c.num_pixels))
+        self.start_shape = c.image_shape  # the body's output is the flat image
+        self.upsample = nn.Identity()
+
+
+class ConvDecoder(Decoder):
+    def __init__(self, config: VAEConfig):
+        super().__init__(config)
+        c = config
+        n = len(c.conv_channels)
+        hs, ws = conv_sizes(c.height, n), conv_sizes(c.width, n)
+        self.start_shape = start = (c.conv_channels[-1], hs[-1], ws[-1])
+        self.body = nn.Sequential(
+            nn.Linear(c.latent_dim + c.label_slots, c.conv_hidden),
+            nn.ReLU(),
+            nn.Linear(c.conv_hidden, math.prod(start)),
+            nn.ReLU(),
+        )
+        ups = []
+        outs = list(reversed(c.conv_channels[:-1])) + [c.channels]
+        cin = c.conv_channels[-1]
+        for i, cout in enumerate(outs):
+            stage = n - i  # upsample from sizes[stage] to sizes[stage - 1]
+            pad = (hs[stage - 1] - (2 * hs[stage] - 1), ws[stage - 1] - (2 * ws[stage] - 1))
+            ups.append(nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=pad))
+            if i < n - 1:
+                ups.append(nn.ReLU())
+            cin = cout
+        self.upsample = nn.Sequential(*ups)
+
+
+class ResnetDecoder(Decoder):
+    """A dense layer to the smallest feature map; per width, deepest first: a ResnetBlock to it, then an
+    Upsample to the next size; the last Upsample's conv is conv_out, to the image's channels (after norm + SiLU)."""
+
+    def __init__(self, config: VAEConfig):
+        super().__init__(config)
+        c = config
+        n = len(c.conv_channels)
+        hs, ws = conv_sizes(c.height, n), conv_sizes(c.width, n)
+        widths = tuple(reversed(c.conv_channels))
+        self.start_shape = (widths[0], hs[-1], ws[-1])
+        self.body = nn.Linear(c.latent_dim + c.label_slots, math.prod(self.start_shape))
+        layers, cin = [], widths[0]
+        for i, cout in enumerate(widths):
+            layers.append(ResnetBlock(cin, cout))  # at size n - i
+            if i < n - 1:
+                layers.append(Upsample(cout, (hs[n - 1 - i], ws[n - 1 - i])))
+            cin = cout
+        layers += [_norm(cin), nn.SiLU(), Upsample(cin, (c.height, c.width), out_channels=c.channels)]
+        self.upsample = nn.Sequential(*layers)  # (N, *start_shape) -> (N, C, H, W)
+
+
+ENCODERS = {"mlp": MLPEncoder, "conv": ConvEncoder, "resnet": ResnetEncoder}
+DECODERS = {"mlp": MLPDecoder, "conv": ConvDecoder, "resnet": ResnetDecoder}
 
 
 class VAE(nn.Module):
     def __init__(self, config: VAEConfig):
         super().__init__()
         self.config = config
-        self.encoder = Encoder(config)
-        self.decoder = Decoder(config)
+        self.encoder = ENCODERS[config.arch](config)
+        self.decoder = DECODERS[config.arch](config)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
         """One stochastic pass: (pixel logits, mu, logvar) for the negative ELBO."""
@@ -216,6 +369,17 @@ class VAE(nn.Module):
         mu, logvar = self.encoder(x, y)  # (N, D), (N, D)
         z = reparameterize(mu, logvar)  # (N, D)
         return self.decoder(z, y, x), mu, logvar  # (N, C, H, W), (N, D), (N, D)
+
+    @property
+    def log_sigma(self) -> torch.Tensor | None:
+        """The learned per-channel log sigma (C,) of the learned-variance likelihood; None for the others."""
+        return self.decoder.log_sigma if self.config.learned_sigma else None
+
+    def trained_config(self) -> VAEConfig:
+        """The config with what training learned that scoring needs (the likelihood's sigma), for export."""
+        if not self.config.learned_sigma:
+            return self.config
+        return dataclasses.replace(self.config, log_sigma=tuple(self.decoder.log_sigma.detach().cpu().tolist()))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

@@ -329,3 +329,54 @@ def test_a_plain_conditional_decoder_is_unchanged_by_the_guidance_fields(tmp_pat
     assert "guidance" not in {t.name for t in graph.initializer}
     # nor in the metadata: a vaectl that predates guidance still reads it
     assert not {"label_dropout", "guidance"} & set(json.loads(metadata(result.decoder)["vaectl.config"]))
+
+
+# ----------------------------------------------------------------------------- the resnet on colour images
+
+
+def test_a_tiny_colour_resnet_exports_and_runs_in_the_torch_free_commands(tmp_path):
+    """GroupNorm and nearest Resize in plain opset-17 ops (InstanceNormalization, Resize: onnxruntime and
+    onnxruntime-web run both); ORT against PyTorch; the learned sigma in the metadata; generate, reconstruct
+    and eval on the graphs."""
+    from PIL import Image
+
+    ckpt = save_tiny_checkpoint(tmp_path / "resnet.pt", **BUILT["resnet-3ch-16"])
+    out = tmp_path / "onnx"
+    export_model(ckpt, out, **QUIET)
+    model = load_torch_model(ckpt)
+    ops = set()
+    for role in ("encoder", "decoder"):
+        graph = onnx.load(out / f"{role}.onnx")
+        ops |= {node.op_type for node in graph.graph.node}
+        feeds = random_feeds(model.config, role, 5, seed=1)
+        got = session(out / f"{role}.onnx").run(None, feeds)
+        for name, expected in torch_reference(model, role, feeds).items():
+            np.testing.assert_allclose(got[[o.name for o in graph.graph.output].index(name)], expected, atol=1e-5)
+    assert {"InstanceNormalization", "Resize", "Conv"} <= ops and not ops & {"GroupNormalization", *RANDOM_OPS}
+    config = parse_metadata(metadata(out / "decoder.onnx")).config
+    assert config.likelihood == "gaussian-learned" and config.log_sigma == (-2.0, -1.5, -1.0)
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    r = run_vaectl("generate", "--decoder", out, "-n", "4", "--out", tmp_path / "samples.png")
+    assert r.returncode == 0, r.stderr
+    assert Image.open(tmp_path / "samples.png").mode == "RGB"
+    r = run_vaectl(
+        "reconstruct",
+        images / "0.png",
+        images / "1.png",
+        "--encoder",
+        out,
+        "--decoder",
+        out,
+        "--out",
+        tmp_path / "r.png",
+    )
+    assert r.returncode == 0, r.stderr
+    r = run_vaectl("eval", "--encoder", out, "--decoder", out, "--data", images, "--k", "4", "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["likelihood"] == "gaussian-learned"
+    assert report["bits_per_dim"] == pytest.approx(report["iwae_nll"] / (3 * 16 * 16 * np.log(2)) + 8)

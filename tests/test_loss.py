@@ -83,3 +83,58 @@ def test_negative_elbo_combines_recon_and_beta_weighted_kl(likelihood):
     assert kl0.shape == (4, 2)
     loss3, _, kl3 = negative_elbo(logits, x, mu, logvar, likelihood, beta=3.0)
     assert torch.allclose(loss3, recon + 3.0 * kl_divergence(mu, logvar).sum(1))
+
+
+# ----------------------------------------------------------------------------- gaussian with a learned sigma
+
+
+def test_learned_gaussian_is_the_exact_normal_nll_with_a_sigma_per_channel():
+    torch.manual_seed(0)
+    logits = torch.randn(4, 3, 5, 6, dtype=torch.float64)
+    x = torch.rand(4, 3, 5, 6, dtype=torch.float64)
+    log_sigma = torch.tensor([-2.0, -1.0, 0.5], dtype=torch.float64)
+    got = reconstruction_loss(logits, x, "gaussian-learned", log_sigma)
+    normal = torch.distributions.Normal(torch.sigmoid(logits), log_sigma.exp().view(1, 3, 1, 1))
+    assert torch.allclose(got, -normal.log_prob(x).flatten(1).sum(1), rtol=1e-12)
+    # by hand for one pixel of channel 2: 0.5 ((x - m) / s)^2 + log s + 0.5 log(2 pi)
+    one = reconstruction_loss(logits[:1, 2:, :1, :1], x[:1, 2:, :1, :1], "gaussian-learned", log_sigma[2:])
+    m, s = torch.sigmoid(logits[0, 2, 0, 0]).item(), math.exp(0.5)
+    assert one.item() == pytest.approx(0.5 * ((x[0, 2, 0, 0].item() - m) / s) ** 2 + 0.5 + 0.5 * math.log(2 * math.pi))
+    # the gradient reaches sigma, and at the optimum sigma^2 is the mean squared error of its channel
+    ls = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([ls], max_iter=100)
+
+    def closure():
+        opt.zero_grad()
+        loss = reconstruction_loss(logits, x, "gaussian-learned", ls).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    mse = (torch.sigmoid(logits) - x).pow(2).mean((0, 2, 3))
+    assert torch.allclose((2 * ls).exp().detach(), mse, rtol=1e-5)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian-learned"])
+def test_numpy_scoring_matches_the_training_loss(likelihood):
+    """vaectl eval (scoring.log_likelihood, numpy) and training (reconstruction_loss, torch) agree: the
+    same number, not only up to a constant, for the likelihoods whose loss is the exact NLL."""
+    from vaectl.scoring import log_likelihood
+
+    torch.manual_seed(1)
+    logits, x = torch.randn(3, 3, 4, 4, dtype=torch.float64), torch.rand(3, 3, 4, 4, dtype=torch.float64)
+    log_sigma = (-1.5, -2.0, -0.5)
+    nll = reconstruction_loss(logits, x, likelihood, torch.tensor(log_sigma, dtype=torch.float64))
+    lp = log_likelihood(x.flatten(1).numpy(), torch.sigmoid(logits).flatten(1).numpy(), likelihood, log_sigma)
+    assert lp == pytest.approx(-nll.numpy(), rel=1e-6)
+
+
+def test_bits_per_dim_follows_the_discrete_data_convention():
+    from vaectl.scoring import CONVENTIONS, bits_per_dim
+
+    # a uniform density on [0, 1] (NLL 0) is 8 bits per 8-bit value; a Bernoulli NLL is converted as it is
+    assert bits_per_dim(0.0, 3 * 32 * 32, "gaussian-learned") == pytest.approx(8.0)
+    assert bits_per_dim(0.0, 10, "gaussian") == pytest.approx(8.0)
+    assert bits_per_dim(10 * math.log(2), 10, "bernoulli") == pytest.approx(1.0)
+    assert bits_per_dim(-10 * math.log(2), 10, "gaussian-learned") == pytest.approx(7.0)
+    assert "ln 256" in CONVENTIONS["gaussian-learned"] and "ln 256" not in CONVENTIONS["bernoulli"]

@@ -13,6 +13,7 @@ from vaectl.models import VAEConfig  # noqa: E402
 from vaectl.models.vae import VAE, reparameterize  # noqa: E402
 
 SMALL = dict(latent_dim=3, hidden=(16,), conv_channels=(4, 8, 8), conv_hidden=16)
+ARCHS = ["mlp", "conv", "resnet"]
 
 
 def _check_shapes(cfg: VAEConfig, n: int = 2, y=None):
@@ -34,14 +35,14 @@ def _check_shapes(cfg: VAEConfig, n: int = 2, y=None):
     assert all(p.grad is not None for p in model.parameters())
 
 
-@pytest.mark.parametrize("arch", ["mlp", "conv"])
+@pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("size", [28, 32, 64])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_shapes_for_each_architecture_and_size(arch, size, channels):
     _check_shapes(VAEConfig(arch=arch, channels=channels, height=size, width=size, **SMALL))
 
 
-@pytest.mark.parametrize("arch", ["mlp", "conv"])
+@pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("height,width", [(30, 30), (45, 45), (45, 30), (17, 64)])
 def test_odd_and_non_square_sizes_work(arch, height, width):
     _check_shapes(VAEConfig(arch=arch, height=height, width=width, **SMALL))
@@ -54,7 +55,7 @@ def test_conv_refuses_images_smaller_than_its_stages_clearly():
         VAEConfig(arch="conv", conv_channels=())
 
 
-@pytest.mark.parametrize("arch", ["mlp", "conv"])
+@pytest.mark.parametrize("arch", ARCHS)
 def test_conditional_model_uses_the_label(arch):
     cfg = VAEConfig(arch=arch, num_classes=4, class_names=("a", "b", "c", "d"), **SMALL)
     y = torch.tensor([0, 3])
@@ -152,7 +153,7 @@ def test_row_context_sees_only_the_rows_above():
     torch.testing.assert_close(ctx(changed)[:, :, 3:], base[:, :, 3:], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("arch", ["mlp", "conv"])
+@pytest.mark.parametrize("arch", ARCHS)
 def test_generated_image_is_the_fixed_point_of_teacher_forcing(arch):
     """decoder(z) builds the image row by row; scoring that image with its own rows above gives the same logits."""
     model = _context_model(arch=arch, channels=3, height=20, width=17)
@@ -198,7 +199,7 @@ def _guided(arch: str = "mlp", seed: int = 0, **overrides) -> VAE:
     return VAE(cfg).eval()
 
 
-@pytest.mark.parametrize("arch", ["mlp", "conv"])
+@pytest.mark.parametrize("arch", ARCHS)
 def test_guided_logits_are_the_classifier_free_mix(arch):
     model = _guided(arch)
     assert model.decoder.onehot.eye.shape == (4, 4)  # K classes + the "no label" class
@@ -214,7 +215,7 @@ def test_guided_logits_are_the_classifier_free_mix(arch):
     assert not torch.allclose(conditional, unconditional)
 
 
-@pytest.mark.parametrize("arch", ["mlp", "conv"])
+@pytest.mark.parametrize("arch", ARCHS)
 def test_guidance_without_label_dropout_pushes_away_from_the_average_label(arch):
     """No "no label" class to learn: the reference is the decoder fed a one-hot of 1/K everywhere."""
     model = _guided(arch, label_dropout=0.0, guidance=2.0)
@@ -227,9 +228,10 @@ def test_guidance_without_label_dropout_pushes_away_from_the_average_label(arch)
     with torch.no_grad():
         conditional = model.decoder.base_logits(z, y)
         # the average label by hand: the first layer sees [z, 1/3, 1/3, 1/3]
-        first = model.decoder.body[0]
+        body = model.decoder.body  # a Sequential whose first layer sees the one-hot, or that layer alone
+        first, rest = (body[0], body[1:]) if isinstance(body, torch.nn.Sequential) else (body, torch.nn.Identity())
         average_input = torch.cat([z, torch.full((5, 3), 1 / 3)], dim=1)
-        h = model.decoder.body[1:](first(average_input))
+        h = rest(first(average_input))
         average = (
             h.view(-1, 1, 28, 28) if arch == "mlp" else model.decoder.upsample(h.view(-1, *model.decoder.start_shape))
         )
@@ -300,3 +302,92 @@ def test_guidance_config_is_checked():
     average_reference = VAEConfig(num_classes=2, guidance=1.5)
     assert average_reference.guided and not average_reference.no_label_class and average_reference.label_slots == 2
     assert average_reference.to_dict()["guidance"] == 1.5  # stored, so the exported decoder takes the weight
+
+
+# ----------------------------------------------------------------------------- resnet, learned sigma, the default
+
+
+def test_resnet_is_made_of_diffusers_style_blocks():
+    from vaectl.models.vae import Downsample, ResnetBlock, ResnetDecoder, ResnetEncoder, Upsample
+
+    cfg = VAEConfig(arch="resnet", channels=3, height=16, width=16, latent_dim=3, conv_channels=(2, 4))
+    model = VAE(cfg)
+    assert isinstance(model.encoder, ResnetEncoder) and isinstance(model.decoder, ResnetDecoder)
+    blocks = [m for m in model.encoder.features if isinstance(m, ResnetBlock)]
+    downs = [m for m in model.encoder.features if isinstance(m, Downsample)]
+    assert len(blocks) == len(downs) == 2
+    assert isinstance(blocks[0].skip, torch.nn.Identity) and isinstance(blocks[1].skip, torch.nn.Conv2d)  # 2 -> 4
+    assert blocks[1].skip.kernel_size == (1, 1)
+    assert [m.norm1.num_groups for m in blocks] == [2, 2]  # groups divide the narrow widths
+    ups = [m for m in model.decoder.upsample if isinstance(m, Upsample)]
+    assert [u.size for u in ups] == [(8, 8), (16, 16)]  # 4 -> 8 -> 16: nearest resize to exact sizes
+    assert ups[-1].conv.out_channels == 3  # the last one is conv_out
+    # a block is the residual sum: with its second conv zeroed it is the identity
+    block = ResnetBlock(4, 4)
+    torch.nn.init.zeros_(block.conv2.weight), torch.nn.init.zeros_(block.conv2.bias)
+    x = torch.randn(2, 4, 5, 5)
+    assert torch.equal(block(x), x)
+
+
+def test_mlp_and_conv_checkpoints_keep_their_parameter_names():
+    """Checkpoints written before the architectures became classes of their own still load."""
+    mlp = VAE(VAEConfig(arch="mlp", latent_dim=2, hidden=(8,), height=4, width=4))
+    assert sorted(mlp.state_dict()) == sorted(
+        f"{part}.{name}"
+        for part, names in {
+            "encoder": ["body.0", "mu", "logvar"],
+            "decoder": ["body.0", "body.2"],
+        }.items()
+        for layer in names
+        for name in (f"{layer}.weight", f"{layer}.bias")
+    )
+    conv = VAE(VAEConfig(arch="conv", latent_dim=2, conv_channels=(2, 4), conv_hidden=8, height=8, width=8))
+    layers = {
+        "encoder": ["features.0", "features.2", "body.0", "mu", "logvar"],
+        "decoder": ["body.0", "body.2", "upsample.0", "upsample.2"],
+    }
+    expected = [f"{p}.{layer}.{w}" for p, ls in layers.items() for layer in ls for w in ("weight", "bias")]
+    assert sorted(conv.state_dict()) == sorted(expected)
+
+
+def test_learned_sigma_is_a_decoder_parameter_that_the_trained_config_carries():
+    cfg = VAEConfig(
+        arch="resnet", channels=3, height=8, width=8, latent_dim=2, conv_channels=(2,), likelihood="gaussian-learned"
+    )
+    model = VAE(cfg)
+    assert model.log_sigma.shape == (3,) and model.log_sigma.requires_grad
+    assert "decoder.log_sigma" in model.state_dict()
+    with torch.no_grad():
+        model.decoder.log_sigma.copy_(torch.tensor([-1.0, -2.0, -3.0]))
+    trained = model.trained_config()
+    assert trained.log_sigma == (-1.0, -2.0, -3.0) and cfg.log_sigma == ()  # the run's own config is untouched
+    assert VAEConfig.from_dict(json.loads(json.dumps(trained.to_dict()))) == trained
+    assert torch.equal(VAE(trained).log_sigma, model.log_sigma)  # a model built from it starts there
+    assert "log_sigma" not in cfg.to_dict() and VAE(VAEConfig()).log_sigma is None
+    with pytest.raises(UserInputError, match="one finite value per channel"):
+        VAEConfig(channels=3, likelihood="gaussian-learned", log_sigma=(0.0,))
+    with pytest.raises(UserInputError, match="belongs to the gaussian-learned"):
+        VAEConfig(likelihood="bernoulli", log_sigma=(0.0,))
+
+
+@pytest.mark.parametrize(
+    "shape,picked",
+    [
+        ((1, 28, 28), None),  # the tutorial's images keep the MLP default
+        ((3, 28, 28), (16, 32, 64)),  # colour: 28 -> 14 -> 7 -> 4
+        ((1, 32, 32), (16, 32, 64)),  # 32 px: down to 4 x 4
+        ((3, 64, 64), (16, 32, 64, 128)),
+        ((3, 64, 48), (16, 32, 64, 128)),  # the smaller side decides: 48 -> 24 -> 12 -> 6 -> 3
+    ],
+)
+def test_the_default_recipe_follows_the_images(shape, picked):
+    from vaectl.models.presets import for_images
+
+    recipe, note = for_images(*shape)
+    if picked is None:
+        assert recipe is None and note.startswith("model: mlp VAE for 28x28 grey images")
+        return
+    assert recipe.model["arch"] == "resnet" and recipe.model["conv_channels"] == picked
+    assert note.startswith(f"model: resnet VAE for {shape[2]}x{shape[1]} ") and "--arch mlp" in note
+    cfg = VAEConfig(channels=shape[0], height=shape[1], width=shape[2], **recipe.model)
+    assert VAE(cfg)(torch.rand(2, *shape))[0].shape == (2, *shape)

@@ -40,6 +40,7 @@ METRIC_FIELDS = {
     "val_kl",
     "train_weighted_kl",
     "val_weighted_kl",
+    "val_bits_per_dim",
     "kl_per_dim",
     "informative_dims",
     "active_units",

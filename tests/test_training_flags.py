@@ -170,3 +170,31 @@ def test_bad_thread_counts_are_one_line_errors(tmp_path, monkeypatch):
         "error: VAECTL_THREADS='many': give a whole number of threads, at least 1"
     ]
     assert not (tmp_path / "zero").exists() and not (tmp_path / "env").exists()
+
+
+def test_a_new_runs_recipe_is_picked_from_its_images_and_explicit_values_win():
+    from vaectl.training.config import TrainConfig, data_recipe, resolve
+
+    assert resolve(image_shape=(1, 28, 28)) == ({}, TrainConfig())  # the tutorial's images: the MLP default as it is
+    model, tcfg = resolve(image_shape=(3, 64, 64))
+    assert model["arch"] == "resnet" and model["likelihood"] == "gaussian-learned"
+    assert model["conv_channels"] == (16, 32, 64, 128)
+    assert (tcfg.epochs, tcfg.batch_size, tcfg.kl_warmup) == (20, 32, 5.0)  # the warm-up follows its epochs
+    model, tcfg = resolve(image_shape=(3, 64, 64), epochs=4, beta=0.5, latent_dim=8)  # explicit values win
+    assert (model["arch"], model["beta"], model["latent_dim"], tcfg.epochs, tcfg.kl_warmup) == (
+        "resnet",
+        0.5,
+        8,
+        4,
+        1.0,
+    )
+    assert resolve(image_shape=(3, 64, 64), arch="mlp") == ({"arch": "mlp"}, TrainConfig())  # --arch mlp: as before
+    assert resolve(image_shape=(1, 28, 28), arch="resnet")[0]["conv_channels"] == (
+        16,
+        32,
+        64,
+    )  # asked for: sized for them
+    assert resolve("quality", image_shape=(3, 64, 64))[0]["arch"] == "mlp"  # a preset is a whole recipe
+    assert "arch" not in resolve(image_shape=(3, 64, 64), conditional=True)[0]  # the conditional recipe stays
+    assert data_recipe((3, 32, 32))[1] == "model: resnet VAE for 32x32 RGB images (colour; --arch mlp for the MLP)"
+    assert data_recipe((3, 32, 32), arch="conv") == (None, None)

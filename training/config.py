@@ -14,7 +14,7 @@ from pathlib import Path
 from ..data import MNIST_SAMPLE
 from ..errors import UserInputError, arg
 from ..models.config import VAEConfig
-from ..models.presets import CONDITIONAL, PRESETS
+from ..models.presets import CONDITIONAL, PRESETS, for_images, resnet_recipe
 from ..threads import check_threads
 
 # Fields of VAEConfig that come from the data, never from the user: image shape, classes, dataset name.
@@ -93,14 +93,37 @@ def default(name: str):
     raise KeyError(name)
 
 
+def data_recipe(
+    image_shape, preset: str | None = None, model: Mapping | None = None, tcfg: TrainConfig | None = None, **fields
+):
+    """(the recipe picked for images of this (C, H, W), its log line), or (None, None) when the request
+    settles it: a preset, a conditional run, a given TrainConfig, or an --arch other than the pick."""
+    given_model = {**dict(model or {}), **fields}
+    if preset is not None or tcfg is not None or fields.get("conditional"):
+        return None, None
+    recipe, note = for_images(*image_shape)
+    picked = recipe.model["arch"] if recipe else "mlp"
+    arch = given_model.get("arch", picked)
+    if arch == "resnet" and recipe is None:  # asked for on small grey images: its recipe, sized for them
+        return resnet_recipe(*image_shape[1:]), None
+    if arch != picked:
+        return None, None
+    return recipe, note
+
+
 def resolve(
-    preset: str | None = None, model: Mapping | None = None, tcfg: TrainConfig | None = None, **fields
+    preset: str | None = None,
+    model: Mapping | None = None,
+    tcfg: TrainConfig | None = None,
+    image_shape: tuple[int, int, int] | None = None,
+    **fields,
 ) -> tuple[dict, TrainConfig]:
     """(model fields, TrainConfig) for a new run: the conditional defaults, under the preset, under what is given.
 
     `fields` are TrainConfig or VAEConfig field names (the CLI passes only the flags a user typed);
     `tcfg`, when given, replaces the preset's training fields. The model stays a field mapping until the
-    data is loaded, because the data decides the image shape and the classes.
+    data is loaded, because the data decides the image shape and the classes. Given the data's image_shape
+    (C, H, W), the recipe picked for it (data_recipe) goes under everything else.
     """
     if preset is not None and preset not in PRESETS:
         raise UserInputError(f"unknown preset {preset!r}; choose one of {', '.join(sorted(PRESETS))}")
@@ -108,6 +131,9 @@ def resolve(
     if unknown:
         raise UserInputError(f"unknown training or model setting(s): {', '.join(unknown)}")
     recipe = PRESETS[preset] if preset else None
+    picked = data_recipe(image_shape, preset, model, tcfg, **fields)[0] if image_shape else None
+    if picked is not None:  # a preset and the pick never both apply
+        recipe = picked
     given_model = {**dict(model or {}), **{k: v for k, v in fields.items() if k in MODEL_FIELDS}}
     given_train = {k: v for k, v in fields.items() if k in TRAIN_FIELDS}
     if tcfg is not None:

@@ -52,6 +52,7 @@ def evaluate_checkpoint(
         binarize=binarize,
         progress=progress,
         prior=None if fitted is None else MixturePrior(fitted),
+        log_sigma=ckpt.model().trained_config().log_sigma,
     )
     report.dataset, report.split, report.split_size = ds.name, ds.test_split, len(ds.test)  # what was scored
     return report

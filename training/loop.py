@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import sys
 import time
@@ -32,8 +33,8 @@ from ..files import Claim
 from ..models.checkpoint import Checkpoint, TrainingState, save_state
 from ..models.config import VAEConfig
 from ..models.vae import VAE
-from ..scoring import ACTIVE_UNIT_THRESHOLD
-from .config import TrainConfig, resolve
+from ..scoring import ACTIVE_UNIT_THRESHOLD, bits_per_dim
+from .config import TrainConfig, data_recipe, resolve
 from .loss import negative_elbo
 from .run_dir import (
     SavedCheckpoint,
@@ -103,11 +104,12 @@ def gather_batch(x_u8: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return x_u8[idx].float().div_(255)
 
 
-def batch_loss(model, x: torch.Tensor, y: torch.Tensor | None, likelihood: str, beta: float, amp=None):
-    """(mean negative ELBO, reconstruction (B,), KL (B, D)) of one batch; `model` may be DDP-wrapped."""
+def batch_loss(model, x: torch.Tensor, y: torch.Tensor | None, likelihood: str, beta: float, amp=None, log_sigma=None):
+    """(mean negative ELBO, reconstruction (B,), KL (B, D)) of one batch; `model` may be DDP-wrapped.
+    log_sigma: the raw model's VAE.log_sigma (the learned-variance likelihood's parameter)."""
     with amp if amp is not None else contextlib.nullcontext():
         logits, mu, logvar = model(x, y)  # (B, C, H, W), (B, D), (B, D)
-    loss_i, recon, kl = negative_elbo(logits.float(), x, mu.float(), logvar.float(), likelihood, beta)
+    loss_i, recon, kl = negative_elbo(logits.float(), x, mu.float(), logvar.float(), likelihood, beta, log_sigma)
     return loss_i.mean(), recon, kl
 
 
@@ -138,7 +140,9 @@ def validation_metrics(
         x = x_u8[i : i + batch_size].float().div_(255)  # (B, C, H, W) in [0, 1]
         yb = None if y is None else y[i : i + batch_size]
         logits, mu, logvar = model(x, yb)  # (B, C, H, W), (B, D), (B, D)
-        loss, recon, kl = negative_elbo(logits.float(), x, mu.float(), logvar.float(), cfg.likelihood, beta)
+        loss, recon, kl = negative_elbo(
+            logits.float(), x, mu.float(), logvar.float(), cfg.likelihood, beta, model.log_sigma
+        )
         sums += torch.stack([loss.sum(), recon.sum(), kl.sum(), logvar.float().exp().mean(1).sum()]).double()
         kl_dims += kl.sum(0).double()
         mus.append(mu.float())
@@ -153,6 +157,7 @@ def validation_metrics(
         "loss": loss,
         "recon": recon,
         "kl": kl,
+        "bits_per_dim": bits_per_dim(recon + kl, cfg.num_pixels, cfg.likelihood),  # of the -ELBO (beta 1)
         "posterior_var": posterior_var,  # mean sigma^2 of q(z|x): collapses towards 0 when beta = 0
         "kl_per_dim": [round(v, 5) for v in kl_per_dim],
         "active_units": int(active_units),
@@ -342,12 +347,15 @@ def train(
 
 
 def _train(tcfg, model, preset, resume, log, resume_epochs, overwrite, saved, created, fields) -> dict:
+    given_tcfg = tcfg
     ckpt, tcfg, model_fields = settings(tcfg, model, preset, resume, resume_epochs, overwrite, fields)
     if ckpt is not None and ckpt.state.epoch >= tcfg.epochs:  # a finished run, and no new total of epochs
         log(finished_message(tcfg.out, ckpt.state.epoch))
         return {"out": tcfg.out, "epochs": tcfg.epochs, "best_val": ckpt.state.best_val, "trained_epochs": 0}
-    run = set_up(tcfg, model_fields, ckpt, overwrite)
-    cfg, procs, progress, out = run.cfg, run.procs, run.progress, run.out
+    # a new run's recipe may depend on the images (training/config.py, data_recipe): resolved again once loaded
+    for_data = None if ckpt is not None else functools.partial(resolve, preset, model, given_tcfg, **fields)
+    run = set_up(tcfg, model_fields, ckpt, overwrite, for_data)
+    tcfg, cfg, procs, progress, out = run.tcfg, run.cfg, run.procs, run.progress, run.out
     saver = Saver(out, cfg, tcfg, run.raw_model, run.opt, run.schedule.total_steps, procs.device, saved)
     if procs.main:  # the run directory is made only now, when nothing that a bad input can fail is left
         created += make_run_dir(out, run.claim)
@@ -357,6 +365,9 @@ def _train(tcfg, model, preset, resume, log, resume_epochs, overwrite, saved, cr
         else:
             saved.last_pt(out, progress)
             trim_metrics(out / layout.METRICS, progress.epoch)
+        note = None if ckpt is not None else data_recipe(run.ds.image_shape, preset, model, given_tcfg, **fields)[1]
+        if note:
+            log(note)
         log(describe_run(cfg, run.ds, run.batches.x, run.x_val, procs))
         if ckpt is not None:
             log(describe_resume(out, ckpt.state, tcfg.epochs))
@@ -450,9 +461,12 @@ class Run:
     ctrl_c: CtrlC | None = None  # set while the epochs run: a Ctrl-C stops the epoch at the next step
 
 
-def set_up(tcfg: TrainConfig, model_fields: dict | None, ckpt: Checkpoint | None, overwrite: bool) -> Run:
+def set_up(
+    tcfg: TrainConfig, model_fields: dict | None, ckpt: Checkpoint | None, overwrite: bool, for_data=None
+) -> Run:
     """Processes, the run directory's check, data on the device, model, optimizer; weights and state on resume.
-    Writes nothing: every input is checked (and a missing tensorboard named) before the directory is made."""
+    Writes nothing: every input is checked (and a missing tensorboard named) before the directory is made.
+    for_data(image_shape=...) -> (model fields, TrainConfig): a new run's settings once the images are known."""
     if tcfg.tensorboard:
         require_tensorboard()
     procs = start_processes(tcfg.device)
@@ -460,6 +474,8 @@ def set_up(tcfg: TrainConfig, model_fields: dict | None, ckpt: Checkpoint | None
     out = Path(tcfg.out)
     claim = claim_run_dir(out, procs, new_run=ckpt is None, overwrite=overwrite)
     ds, x_train, y_train, x_val, y_val = load_data_on_device(tcfg, procs)
+    if for_data is not None:
+        model_fields, tcfg = for_data(image_shape=tuple(ds.image_shape))
     cfg = model_config(ds, tcfg, model_fields, ckpt)
     torch.manual_seed(tcfg.seed + procs.rank)
     raw_model = VAE(cfg).to(procs.device)
@@ -530,7 +546,7 @@ def train_one_epoch(run: Run, epoch: int) -> EpochResult:
     for step in range(progress.step_in_epoch, batches.steps):
         x, y = batches.batch(order, step)  # (B, C, H, W) in [0, 1], (B,)
         loss, recon, kl = batch_loss(
-            model, x, y, run.cfg.likelihood, schedule.beta_at(epoch, step), run.amp
+            model, x, y, run.cfg.likelihood, schedule.beta_at(epoch, step), run.amp, run.raw_model.log_sigma
         )  # (), (B,), (B, D)
         optimizer_step(opt, loss, schedule.lr_at(progress.global_step))
         losses.record(step, loss, recon, kl)
@@ -609,6 +625,7 @@ def epoch_record(
         "val_recon": val["recon"],
         "val_kl": val["kl"],
         "val_weighted_kl": beta * val["kl"],  # the run's beta, not the warm-up's
+        "val_bits_per_dim": val["bits_per_dim"],
         "kl_per_dim": val["kl_per_dim"],
         "informative_dims": count_informative(val["kl_per_dim"]),
         "active_units": val["active_units"],
@@ -643,4 +660,4 @@ def save_and_log(
     progress.best_val = min(progress.best_val, record["val_loss"])
     progress.epoch, progress.kl_per_dim = record["epoch"], record["kl_per_dim"]
     saver.save(progress, *([layout.BEST_CHECKPOINT] if improved else []), layout.LAST_CHECKPOINT)
-    log(epoch_line(record["epoch"], epochs, record, cfg.latent_dim, cfg.beta, improved))
+    log(epoch_line(record["epoch"], epochs, record, cfg, improved))

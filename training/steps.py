@@ -15,6 +15,7 @@ from ..errors import UserInputError, arg, plural
 from ..models import VAEConfig
 from ..models.checkpoint import Checkpoint, TrainingState
 from ..models.vae import VAE
+from ..scoring import DENSITIES
 from .config import TrainConfig
 from .host_images import images_for
 from .runtime import Processes, to_host
@@ -164,13 +165,15 @@ def finished_message(out, done: int) -> str:
     )
 
 
-def epoch_line(epoch: int, epochs: int, record: dict, latent_dim: int, beta: float, improved: bool) -> str:
+def epoch_line(epoch: int, epochs: int, record: dict, cfg: VAEConfig, improved: bool) -> str:
     """The per-epoch log line. Its parts add up: val = recon + beta x kl (the validation loss weighs the KL
-    with the run's beta, not the warm-up's); 'informative' counts dimensions by contract.informative_dims."""
+    with the run's beta, not the warm-up's); 'informative' counts dimensions by contract.informative_dims.
+    A density likelihood's line also gives the -ELBO (beta 1) in bits/dim (scoring.bits_per_dim)."""
+    bits = f"  -elbo {record['val_bits_per_dim']:.3f} bits/dim" if cfg.likelihood in DENSITIES else ""
     return (
         f"epoch {epoch}/{epochs}  train {record['train_loss']:.2f}  val {record['val_loss']:.2f} "
-        f"(recon {record['val_recon']:.2f} + {beta:g} × kl {record['val_kl']:.2f})  "
-        f"informative {record['informative_dims']}/{latent_dim}  "
+        f"(recon {record['val_recon']:.2f} + {cfg.beta:g} × kl {record['val_kl']:.2f}){bits}  "
+        f"informative {record['informative_dims']}/{cfg.latent_dim}  "
         f"posterior var {record['posterior_var']:.3g}  "
         f"{record['images_per_sec']:.0f} img/s" + ("  *best" if improved else "")
     )
