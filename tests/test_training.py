@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import re
 from pathlib import Path
 
@@ -197,7 +198,8 @@ def test_kl_warmup_ramps_the_beta_a_run_trains_and_logs(tmp_path, tiny_idx_dir):
 # ----------------------------------------------------------------------------- the epoch line
 
 EPOCH_LINE = re.compile(
-    r"^epoch (\d+)/\d+  train \S+  val (\S+) \(recon (\S+) \+ (\S+) × kl (\S+)\)  informative (\d+)/(\d+)  "
+    r"^epoch (\d+)/\d+  train \S+  val (\S+) \(recon (\S+) \+ (\S+) × kl (\S+)\)(?:  -elbo (\S+) bits/dim)?  "
+    r"informative (\d+)/(\d+)  "
 )
 
 
@@ -217,8 +219,11 @@ def test_the_epoch_line_adds_up_and_counts_informative_dimensions(tmp_path, tiny
         assert weight == beta
         assert recon + weight * kl == pytest.approx(val, abs=0.01 + 0.005 * weight)  # rounding of the parts
         assert record["val_weighted_kl"] == pytest.approx(beta * record["val_kl"])
-        assert int(m.group(6)) == record["informative_dims"] == len(informative_dims(record["kl_per_dim"]))
-        assert int(m.group(7)) == 2  # the tutorial's 2-D latent
+        assert int(m.group(7)) == record["informative_dims"] == len(informative_dims(record["kl_per_dim"]))
+        assert int(m.group(8)) == 2  # the tutorial's 2-D latent
+        # the gaussian's bits/dim: the -ELBO at beta 1 with the constant its loss leaves out, per 8-bit value
+        nll = record["val_recon"] + record["val_kl"] + 0.5 * 784 * math.log(math.pi)
+        assert float(m.group(6)) == pytest.approx((nll + 784 * math.log(256)) / (784 * math.log(2)), abs=1e-3)
     assert "active units" not in stderr  # Burda's count is in metrics.jsonl, under its own name
 
 

@@ -157,11 +157,17 @@ def validation_metrics(
         "loss": loss,
         "recon": recon,
         "kl": kl,
-        "bits_per_dim": bits_per_dim(recon + kl, cfg.num_pixels, cfg.likelihood),  # of the -ELBO (beta 1)
+        # of the -ELBO (beta 1); the fixed-variance gaussian's loss leaves out its constant, (D/2) log(pi)
+        "bits_per_dim": bits_per_dim(recon + kl + gaussian_constant(cfg), cfg.num_pixels, cfg.likelihood),
         "posterior_var": posterior_var,  # mean sigma^2 of q(z|x): collapses towards 0 when beta = 0
         "kl_per_dim": [round(v, 5) for v in kl_per_dim],
         "active_units": int(active_units),
     }
+
+
+def gaussian_constant(cfg: VAEConfig) -> float:
+    """What the fixed-variance gaussian's summed squared error leaves out of -log p(x | z): (D/2) log(pi)."""
+    return 0.5 * cfg.num_pixels * math.log(math.pi) if cfg.likelihood == "gaussian" else 0.0
 
 
 class PadLastBatch(torch.nn.Module):

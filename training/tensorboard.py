@@ -31,6 +31,7 @@ TAGS = {
     "val_kl": "loss/val_kl",
     "train_weighted_kl": "loss/train_weighted_kl",
     "val_weighted_kl": "loss/val_weighted_kl",
+    "val_bits_per_dim": "loss/val_bits_per_dim",
     "informative_dims": "latent/informative_dims",
     "active_units": "latent/active_units",
     "posterior_var": "latent/posterior_var",
@@ -51,6 +52,7 @@ metrics.jsonl (docs/training.md describes each field).
 | loss/*_recon | reconstruction term, -log p(x given z) |
 | loss/*_kl | KL(q(z given x) to N(0, I)), unweighted |
 | loss/*_weighted_kl | beta x KL, the KL term as it enters the loss (train: the warm-up's beta of each step) |
+| loss/val_bits_per_dim | the validation negative ELBO (beta 1) in bits per dimension (docs/evaluation.md) |
 | latent/informative_dims | informative latent dimensions: {INFORMATIVE_RULE} |
 | latent/active_units | Burda et al.'s active units: dimensions whose posterior mean varies over the validation images (variance above {ACTIVE_UNIT_THRESHOLD:g}) |
 | latent/posterior_var | mean variance of q(z given x): collapses towards 0 when beta = 0 |
