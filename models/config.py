@@ -16,7 +16,7 @@ LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-learned")
 @dataclass
 class VAEConfig:
     # The MLP for small grey images (on CPUs it trains ~5x more images per second than a conv model, which wins
-    # at equal wall time: README, "Quality"). `vaectl train` picks the resnet for colour or larger images
+    # at equal wall time: docs/benchmarks.md). `vaectl train` picks the resnet for colour or larger images
     # (models/presets.py, for_images); "conv" is a plain strided-conv model, kept for its checkpoints.
     arch: str = "mlp"  # "mlp" (the tutorial's), "conv" or "resnet" (models/vae.py)
     latent_dim: int = 32

@@ -1,4 +1,4 @@
-"""Print which of vaectl's parts import which: the layout's picture (README, "Development").
+"""Print which of vaectl's parts import which: the layout's picture (docs/development.md).
 
     python tools/import_graph.py [REPO_DIR]
 Reads the sources with `ast` (nothing is imported). A part is a subpackage (training, export, infer,
