@@ -100,7 +100,9 @@ class EvalReport:
         ]
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "warnings": self.warnings()}
+        prior = self.iwae_nll_prior
+        bits_prior = None if prior is None else bits_per_dim(prior, self.num_pixels, self.likelihood)
+        return {**asdict(self), "bits_per_dim_prior": bits_prior, "warnings": self.warnings()}
 
 
 def log_likelihood(x: np.ndarray, mean: np.ndarray, likelihood: str, log_sigma=()) -> np.ndarray:

@@ -107,11 +107,9 @@ def bits_per_dim(export_dir: Path, folder: Path, k: int) -> dict[str, float | No
     if r.returncode != 0:
         sys.exit(f"colour: vaectl eval failed: {r.stderr.strip().splitlines()[-1:]}")
     report = json.loads(r.stdout)
-    prior_nll = report.get("iwae_nll_prior")
-    prior_bits = None if prior_nll is None else prior_nll / (report["num_pixels"] * np.log(2))
     return {
         "bits_per_dim": report["bits_per_dim"],
-        "bits_per_dim_prior": prior_bits,
+        "bits_per_dim_prior": report.get("bits_per_dim_prior"),
         "likelihood": report["likelihood"],
     }
 

@@ -154,6 +154,7 @@ def test_eval_cli_json(tiny_mlp_run):
     assert report["n"] == 40 and report["k"] == 8 and report["likelihood"] == "bernoulli"
     assert report["iwae_nll"] <= report["neg_elbo"] + 1.0
     assert report["bits_per_dim"] == pytest.approx(report["iwae_nll"] / (784 * math.log(2)))
+    assert report["bits_per_dim_prior"] == pytest.approx(report["iwae_nll_prior"] / (784 * math.log(2)))
     assert len(report["kl_per_dim"]) == 4
     assert report["entropy_floor"] < report["iwae_nll"]
 
