@@ -107,16 +107,18 @@ def python_decode(path, z, labels=None):
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["image"], feed)[0]
 
 
-def assert_decoded_alike(got, want, variant):
+def assert_decoded_alike(got, want, variant, share: float = 0.01):
     """|browser - Python| <= 1e-5. A float16 graph also computes in float16 (export/variants.py), so a kernel
     that sums in another order can move an intermediate by one float16 step (2^-11 relative) and the output
-    by its own float16 step: there the bound is one float16 spacing of the output, and at most 1% of the pixels."""
+    by its own float16 step: there the bound is one float16 spacing of the output, and at most `share` of the
+    pixels (1%; a row-context decoder feeds each generated row back into the next, so such a step in one row
+    moves pixels in the rows below it too)."""
     diff = np.abs(np.asarray(got, np.float64) - want)
     if variant != "fp16":
         assert diff.max() <= ATOL, diff.max()
         return
     step = np.spacing(np.abs(want).astype(np.float16)).astype(np.float64)
-    assert (diff <= np.maximum(ATOL, step)).all() and (diff > ATOL).mean() < 0.01, (diff.max(), (diff > ATOL).mean())
+    assert (diff <= np.maximum(ATOL, step)).all() and (diff > ATOL).mean() < share, (diff.max(), (diff > ATOL).mean())
 
 
 def to_uint8(x):
@@ -160,6 +162,7 @@ def test_page_decodes_as_python_onnxruntime_fp32_and_fp16(pages, name):
     d = info["latent_dim"]
     z = np.random.default_rng(1).standard_normal((5, d)).astype(np.float32)
     labels = [0, 3, 9, 1, 7] if info["num_classes"] else None
+    share = 0.05 if name == "context" else 0.01  # assert_decoded_alike: float16 steps carried down the rows
     for variant in [v["variant"] for v in info["variants"]]:
         if variant != page.js("window.vaectl.app.model.variant"):
             page.page.select_option("#variant", variant)
@@ -169,14 +172,14 @@ def test_page_decodes_as_python_onnxruntime_fp32_and_fp16(pages, name):
             page.js("([z, labels]) => window.vaectl.decode(z, 5, labels)", [z.ravel().tolist(), labels or [0] * 5])
         )
         want = python_decode(path, z, labels)
-        assert_decoded_alike(got.reshape(want.shape), want, variant)
+        assert_decoded_alike(got.reshape(want.shape), want, variant, share)
         # the big canvas shows round(255 x) of what the page decoded, pixel for pixel
         page.js("z => window.vaectl.setZ(z)", z[2].tolist())
         page.wait("z => window.vaectl.last.z.every((v, i) => v === z[i])", z[2].tolist())
         last = page.js("window.vaectl.last")
         assert np.array_equal(page.canvas("#main-image"), to_uint8(last["image"]).reshape(28, 28))
         label = [last["label"]] if info["num_classes"] else None
-        assert_decoded_alike(np.array(last["image"]), python_decode(path, z[2:3], label).ravel(), variant)
+        assert_decoded_alike(np.array(last["image"]), python_decode(path, z[2:3], label).ravel(), variant, share)
     assert {"plain": 2, "conditional": 1, "context": 2}[name] == len(info["variants"])
 
 
