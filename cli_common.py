@@ -120,19 +120,32 @@ def model_graphs(model, roles: tuple[str, ...], *, encoder=None, decoder=None, d
     return graphs
 
 
-def require_torch_for(checkpoint) -> None:
-    """UserInputError naming the way on when a checkpoint is given to an install without torch."""
+def require_torch_for(checkpoint, doing: str = "running") -> None:
+    """UserInputError naming the way on when a checkpoint is given to an install without torch: the [train]
+    extra, or the graphs exported from its run (the exact path when the run has an export)."""
     import importlib.util
+    import shlex
     from pathlib import Path
 
+    from . import layout
     from .errors import UserInputError
 
-    if importlib.util.find_spec("torch") is None:
-        run = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
-        raise UserInputError(
-            f"{checkpoint} is a PyTorch checkpoint, which needs the [train] extra (pip install 'vaectl[train]'); "
-            f"or export it where torch is installed (vaectl export {run} --out {run / 'onnx'}) and give the export"
-        )
+    if importlib.util.find_spec("torch") is not None:
+        return
+    path = Path(checkpoint)
+    run = path if path.is_dir() else path.parent
+    exports = [d for d in layout.export_dirs_in(run) if (d / layout.DECODER).is_file()]
+    context = click.get_current_context(silent=True)
+    command = f"vaectl {context.info_name if context else 'generate'}"
+    if exports:
+        way = f"without it, give the graphs exported from it: {command} {shlex.quote(str(exports[0]))}"
+    else:
+        onnx = shlex.quote(str(run / "onnx"))
+        way = f"without it, export it where torch is installed (vaectl export {shlex.quote(str(run))} --out {onnx}), then: {command} {onnx}"
+    raise UserInputError(
+        f"{doing} the PyTorch checkpoint {checkpoint} needs torch, which comes with the [train] extra "
+        f"(pip install 'vaectl[train]'); {way}"
+    )
 
 
 def _graph_of(model, role: str):
@@ -151,15 +164,23 @@ def _graph_of(model, role: str):
     return beside if beside.is_file() else model
 
 
-def _is_checkpoint(path) -> bool:
-    """A .pt file, or a run directory with a checkpoint and no export in it."""
+def holds_checkpoint(path) -> bool:
+    """A .pt file, or a directory with a best.pt or last.pt in it."""
+    from pathlib import Path
+
     from . import layout
 
+    path = Path(path)
     if path.is_file():
         return path.suffix.lower() == ".pt"
-    if not path.is_dir() or layout.export_dirs_in(path):
-        return False
-    return any((path / name).is_file() for name in (layout.BEST_CHECKPOINT, layout.LAST_CHECKPOINT))
+    return path.is_dir() and any((path / name).is_file() for name in (layout.BEST_CHECKPOINT, layout.LAST_CHECKPOINT))
+
+
+def _is_checkpoint(path) -> bool:
+    """What the inference commands run with PyTorch: a checkpoint, unless its run directory has an export."""
+    from . import layout
+
+    return holds_checkpoint(path) and not (path.is_dir() and layout.export_dirs_in(path))
 
 
 @contextlib.contextmanager

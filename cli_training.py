@@ -379,7 +379,8 @@ def eval_(model, encoder, decoder, data_dir, dataset, k, n, binarize, seed, last
                 prior=prior,
             )
         else:
-            evaluate_checkpoint = _checkpoint_scorer(source)
+            from .training.eval_checkpoint import evaluate_checkpoint
+
             report = evaluate_checkpoint(
                 source,
                 data_dir=data_dir,
@@ -402,61 +403,27 @@ def eval_(model, encoder, decoder, data_dir, dataset, k, n, binarize, seed, last
 
 
 def _eval_source(model, encoder, decoder):
-    """(checkpoint or run directory to score with PyTorch, or None; encoder and decoder graphs otherwise)."""
+    """(checkpoint or run directory to score with PyTorch, or None; encoder and decoder graphs otherwise).
+
+    A run directory is scored through its checkpoint, the exact model, where torch is installed; without
+    torch, through the run's export when it has one."""
     import importlib.util
     from pathlib import Path
 
     from . import layout
+    from .cli_common import holds_checkpoint, require_torch_for
     from .errors import UserInputError, note
 
     if model is None and encoder is None and decoder is None:
         raise UserInputError("give a MODEL (a run directory, checkpoint, export directory or .onnx file)")
-    path = Path(model) if model is not None else None
-    checkpoint = path is not None and (
-        path.suffix.lower() == ".pt"
-        or (path.is_dir() and any((path / c).is_file() for c in (layout.BEST_CHECKPOINT, layout.LAST_CHECKPOINT)))
-    )
-    if checkpoint and encoder is None and decoder is None:
-        exported = path.is_dir() and layout.export_dirs_in(path)
-        if importlib.util.find_spec("torch") is not None or not exported:
+    if model is not None and holds_checkpoint(model) and encoder is None and decoder is None:
+        path = Path(model)
+        if importlib.util.find_spec("torch") is not None or not (path.is_dir() and layout.export_dirs_in(path)):
+            require_torch_for(model, "scoring")
             return model, None, None
         note(f"scoring the export in {path} with onnxruntime: this install has no torch to score its checkpoint")
     graphs = model_graphs(model, ("encoder", "decoder"), encoder=encoder, decoder=decoder)
     return None, graphs["encoder"], graphs["decoder"]
-
-
-def _checkpoint_scorer(source):
-    """training.eval_checkpoint's scorer; without torch, an error naming the torch-free way: the graphs
-    exported from that run, scored with --encoder and --decoder (the exact command when the run has them)."""
-    import shlex
-    from pathlib import Path
-
-    from . import layout
-    from .cli_common import TRAIN_EXTRA_MODULES
-    from .errors import UserInputError
-
-    try:
-        from .training.eval_checkpoint import evaluate_checkpoint
-    except ModuleNotFoundError as e:
-        module = (e.name or "").split(".")[0]
-        if module not in TRAIN_EXTRA_MODULES:
-            raise
-        path = Path(source)
-        exports = [
-            d for d in layout.export_dirs_in(path if path.is_dir() else path.parent) if (d / layout.ENCODER).is_file()
-        ]
-        way = (
-            "export it where torch is installed (vaectl export RUN --out RUN/onnx), then score the graphs: "
-            "vaectl eval RUN/onnx"
-        )
-        if exports:
-            graphs = shlex.quote(str(exports[0]))
-            way = f"score the graphs exported from it: vaectl eval {graphs}"
-        raise UserInputError(
-            f"scoring a checkpoint needs {module}, which comes with the [train] extra (pip install 'vaectl[train]'); "
-            f"without it, {way}"
-        ) from None
-    return evaluate_checkpoint
 
 
 COMMANDS = (train, export, eval_)

@@ -182,13 +182,15 @@ def test_eval_of_a_run_without_torch_names_the_command_on_its_exported_graphs(ti
     shutil.copytree(tiny_mlp_run, run)
     r = run_torch_free("eval", run, "-n", 8, "--k", 2)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert "scoring a checkpoint needs torch, which comes with the [train] extra" in r.stderr
-    assert "export it where torch is installed (vaectl export RUN --out RUN/onnx)" in r.stderr
+    assert f"scoring the PyTorch checkpoint {run} needs torch, which comes with the [train] extra" in r.stderr
+    assert (
+        f"export it where torch is installed (vaectl export {run} --out {run / 'onnx'}), then: vaectl eval" in r.stderr
+    )
 
     shutil.copytree(mlp_graphs, run / "onnx")  # as `vaectl export RUN --out RUN/onnx` leaves it
     r = run_torch_free("eval", run / "best.pt", "-n", 8, "--k", 2)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    suggested = r.stderr.split("without it, score the graphs exported from it: vaectl ", 1)[1].strip()
+    suggested = r.stderr.split("without it, give the graphs exported from it: vaectl ", 1)[1].strip()
     assert suggested == f"eval {run / 'onnx'}"
     r = run_torch_free(*shlex.split(suggested), "-n", 8, "--k", 2)  # the way it names works without torch
     assert r.returncode == 0, r.stderr
