@@ -413,10 +413,16 @@ def data_images(data_dir, split, label, count, index, out, out_dir, overwrite, s
 )
 @click.option("--logvar", is_flag=True, help="Also write the posterior log-variances.")
 @click.option("--label", default=None, help=f"{_LABEL_HELP}: the class of unlabelled input images.")
-@click.option("--batch-size", type=int, default=256, show_default=True, help="Images encoded at a time.")
+@click.option(
+    "--chunk-size",
+    type=int,
+    default=256,
+    show_default=True,
+    help="Images encoded per onnxruntime call and written at a time (memory, not results).",
+)
 @_THREADS
 @handle_errors
-def encode(encoder, demo, paths, data_dir, split, out, logvar, label, batch_size, threads):
+def encode(encoder, demo, paths, data_dir, split, out, logvar, label, chunk_size, threads):
     """Write the posterior means (deterministic embeddings) of images or a dataset as .npy or .csv."""
     from .infer import commands
 
@@ -432,7 +438,7 @@ def encode(encoder, demo, paths, data_dir, split, out, logvar, label, batch_size
             split=split,
             logvar=logvar,
             label=label,
-            batch_size=batch_size,
+            chunk_size=chunk_size,
             threads=threads,
             progress=bar,
         )

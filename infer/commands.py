@@ -385,7 +385,7 @@ def encode(
     split: str = "test",
     logvar: bool = False,
     label=None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    chunk_size: int = DEFAULT_BATCH_SIZE,
     threads: int | None = None,
     progress: Progress | None = None,
 ) -> int:
@@ -396,28 +396,24 @@ def encode(
     `split` of the dataset in `data_dir` (default: the data the encoder's training run recorded, when it was
     exported into its run directory; else the embedded mnist-sample), brought to the encoder's channels and size. Labels are written when the data
     has them, or when `label` (for a conditional encoder: the class of every image) is given; a conditional
-    encoder needs one or the other. Encoded `batch_size` images at a time, streamed to disk (flat memory).
+    encoder needs one or the other. Encoded `chunk_size` images at a time, streamed to disk (flat memory).
     Layout: output.write_latents.
     """
     if out is None:
         raise UserInputError(f"give {arg('out')} latents.npy or latents.csv")
     check_output_file(out, LATENT_FORMATS)
-    if batch_size < 1:
-        raise UserInputError(f"{arg('batch_size')} must be at least 1, got {batch_size}")
+    if chunk_size < 1:
+        raise UserInputError(f"{arg('chunk_size')} must be at least 1, got {chunk_size}")
     encoder, run_dir = _encoder_of_run(encoder)
     enc = _encoder(encoder, threads)
     if not isinstance(images, np.ndarray):  # a batch array is sliced as it is; anything else becomes a list
         images = [images] if isinstance(images, (str, Path)) else list(images)
     if len(images) and data_dir is not None:
         raise UserInputError(f"give images or {arg('data_dir')} DIR, not both")
-    if not len(images) and data_dir is None and run_dir is not None:  # the data the run trained on
-        from ..data import recorded_data_dir  # local: only the commands that read datasets load them
-
-        data_dir = recorded_data_dir(layout.run_config(run_dir).get("train", {}), run_dir)
     if len(images):
         source, labels = images, None
     else:
-        source, labels = _dataset_split(enc, data_dir, split)
+        source, labels = _dataset_split(enc, data_dir, split, run_dir)
         if labels is not None and label is not None:
             raise UserInputError(f"{arg('label')} is for unlabelled images; this data labels each image itself")
     if label is not None:
@@ -427,10 +423,10 @@ def encode(
     dtype = latent_dtype(enc.latent_dim, logvar, labels is not None)
 
     def records():
-        for start in range(0, len(source), batch_size):
-            batch_labels = None if labels is None else labels[start : start + batch_size]
+        for start in range(0, len(source), chunk_size):
+            batch_labels = None if labels is None else labels[start : start + chunk_size]
             mu, lv = enc.encode(
-                source[start : start + batch_size], batch_labels if enc.conditional else None, batch_size
+                source[start : start + chunk_size], batch_labels if enc.conditional else None, chunk_size
             )
             rows = np.empty(len(mu), dtype)
             rows["mu"] = mu
@@ -446,14 +442,22 @@ def encode(
     return len(source)
 
 
-def _dataset_split(enc: Encoder, data_dir, split: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """uint8 (N, C, H, W) images of a dataset split at the encoder's shape, and their labels (or None)."""
+def _dataset_split(enc: Encoder, data_dir, split: str, run_dir=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """uint8 (N, C, H, W) images of a dataset split at the encoder's shape, and their labels (or None).
+
+    Without data_dir, for an encoder exported into its run directory: the data that run trained on, read
+    with its recipe (data.sources.load_run_data), so that its test split is the run's own hold-out."""
     if split not in ("train", "test"):
         raise UserInputError(f"unknown split {split!r}; choose train or test")
     from ..data import load_data  # local: only the commands that read datasets load them
 
     c, h, w = enc.image_shape
-    ds = load_data(data_dir, image_size=h if h == w else None, channels=c)
+    if data_dir is None and run_dir is not None:
+        from ..data.sources import load_run_data
+
+        ds = load_run_data(layout.run_config(run_dir).get("train", {}), enc.info.config, run_dir)
+    else:
+        ds = load_data(data_dir, image_size=h if h == w else None, channels=c)
     if tuple(ds.image_shape) != (c, h, w):
         raise UserInputError(
             f"dataset {ds.name!r} has images of shape {tuple(ds.image_shape)}, but the encoder expects {(c, h, w)}"

@@ -174,3 +174,16 @@ def test_a_failed_train_leaves_no_run_directory_behind(tmp_path):
     code, stderr = run_vaectl_in_process("train", *FAST, "--data", empty, "--out", tmp_path / "runs" / "new")
     assert_one_error_line(code, stderr, "empty")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+def test_the_log_says_which_model_was_picked_only_when_it_was_picked(tmp_path):
+    d = make_tiny_idx_dir(tmp_path / "idx", n_train=16, n_test=8)
+    without_arch = [a for a in FAST if a not in ("--arch", "mlp")]
+    code, stderr = run_vaectl_in_process("train", *without_arch, "--data", d, "--out", tmp_path / "picked")
+    assert code == 0, stderr
+    assert [s for s in stderr.splitlines() if s.startswith("model: ")] == [
+        "model: mlp VAE for 28x28 grey images (small and grey; --arch resnet for the resnet)"
+    ]
+    code, stderr = run_vaectl_in_process("train", *FAST, "--data", d, "--out", tmp_path / "chosen")  # --arch mlp
+    assert code == 0, stderr
+    assert not [s for s in stderr.splitlines() if s.startswith("model: ")]

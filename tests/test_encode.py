@@ -65,7 +65,7 @@ def test_data_folder_in_batches_with_its_labels(mlp_graphs, tiny_idx_dir, tmp_pa
         out=out,
         data_dir=tiny_idx_dir,
         logvar=True,
-        batch_size=10,
+        chunk_size=10,
         progress=lambda done, total: progress.append((done, total)),
     )
     ds = load_data(tiny_idx_dir)
@@ -127,7 +127,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_old_output(mlp_graphs, conditio
         (["--encoder", enc, *digit_files, "--label", 3, "--out", out], "unconditional"),
         (["--encoder", conditional_graphs / "encoder.onnx", "--label", 3, "--out", out], "labels each image"),
         (["--encoder", conditional_graphs / "encoder.onnx", *digit_files, "--label", 12, "--out", out], "out of range"),
-        (["--encoder", enc, *digit_files, "--batch-size", 0, "--out", out], "--batch-size must be at least 1"),
+        (["--encoder", enc, *digit_files, "--chunk-size", 0, "--out", out], "--chunk-size must be at least 1"),
         (["--encoder", enc, *digit_files, "--out", tmp_path / "nope" / "z.npy"], "does not exist"),
         ([*digit_files, "--out", out], "--encoder"),
         (["--encoder", enc, "--demo", "--out", out], "not both"),
@@ -141,7 +141,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_old_output(mlp_graphs, conditio
 def test_python_api_takes_a_batch_array(mlp_graphs, tmp_path):
     x = load_data().test[:7]  # uint8 (7, 1, 28, 28)
     enc = Encoder(mlp_graphs / "encoder.onnx")
-    assert encode(enc, x, tmp_path / "z.npy", logvar=True, batch_size=3) == 7
+    assert encode(enc, x, tmp_path / "z.npy", logvar=True, chunk_size=3) == 7
     latents = np.load(tmp_path / "z.npy")
     mu, logvar = enc.encode(x)
     np.testing.assert_allclose(latents["mu"], mu, atol=1e-6)

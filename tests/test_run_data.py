@@ -97,3 +97,35 @@ def test_a_moved_data_folder_is_named_with_what_to_do(data_run, tmp_path):
     assert not model.map["available"] and "not there any more" in model.map["reason"]
     # --data still works
     assert cli_in_process("encode", "--encoder", moved, "--data", data, "--out", tmp_path / "z.npy")[0] == 0
+
+
+def test_encode_and_explore_of_a_folder_run_read_it_with_the_runs_own_recipe(tmp_path):
+    """A run on an image folder, resized (--image-size) and split with its own --seed: encode and explore hold
+    out the images the run held out, read at the run's size, as eval and export do."""
+    from PIL import Image
+
+    from vaectl.data.sources import load_run_data
+    from vaectl.explore import load_explore_model
+    from vaectl.infer import Encoder
+
+    folder = tmp_path / "shapes"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        Image.fromarray(rng.integers(0, 256, (20, 20), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    run = tmp_path / "run"
+    code, stderr = cli_in_process(
+        "train", "--data", folder, "--image-size", 16, "--seed", 3, "--out", run, "--epochs", 1, *FLAGS
+    )
+    assert code == 0, stderr
+    assert cli_in_process("export", run, "--out", run / "onnx")[0] == 0
+    encoder = Encoder(run / "onnx" / layout.ENCODER)
+    held_out = load_run_data(json.loads((run / layout.CONFIG).read_text())["train"], encoder.info.config, run).test
+    assert not np.array_equal(
+        held_out, load_run_data({"data": str(folder), "image_size": 16}, encoder.info.config, run).test
+    )
+
+    code, stderr = cli_in_process("encode", run / "onnx", "--out", tmp_path / "z.npy")
+    assert code == 0, stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "z.npy")["mu"], encoder.encode(held_out)[0])
+    assert load_explore_model(run).map["count"] == len(held_out)

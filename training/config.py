@@ -96,8 +96,9 @@ def default(name: str):
 def data_recipe(
     image_shape, preset: str | None = None, model: Mapping | None = None, tcfg: TrainConfig | None = None, **fields
 ):
-    """(the recipe picked for images of this (C, H, W), its log line), or (None, None) when the request
-    settles it: a preset, a conditional run, a given TrainConfig, or an --arch other than the pick."""
+    """(the recipe for images of this (C, H, W), the log line saying it was picked for them), or (None, None)
+    when the request settles it: a preset, a conditional run, a given TrainConfig, or an --arch other than
+    the pick. An --arch that is the pick keeps the recipe, but nothing was picked: no line."""
     given_model = {**dict(model or {}), **fields}
     if preset is not None or tcfg is not None or fields.get("conditional"):
         return None, None
@@ -108,7 +109,7 @@ def data_recipe(
         return resnet_recipe(*image_shape[1:]), None
     if arch != picked:
         return None, None
-    return recipe, note
+    return recipe, (note if "arch" not in given_model else None)
 
 
 def resolve(
@@ -125,13 +126,25 @@ def resolve(
     data is loaded, because the data decides the image shape and the classes. Given the data's image_shape
     (C, H, W), the recipe picked for it (data_recipe) goes under everything else.
     """
+    picked = data_recipe(image_shape, preset, model, tcfg, **fields)[0] if image_shape else None
+    return _resolve(preset, model, tcfg, picked, fields)
+
+
+def resolve_for_images(
+    image_shape, preset=None, model=None, tcfg=None, **fields
+) -> tuple[dict, TrainConfig, str | None]:
+    """resolve() once the images are known, and the line saying which recipe was picked for them (or None)."""
+    picked, note = data_recipe(image_shape, preset, model, tcfg, **fields)
+    return (*_resolve(preset, model, tcfg, picked, fields), note)
+
+
+def _resolve(preset, model, tcfg, picked, fields) -> tuple[dict, TrainConfig]:
     if preset is not None and preset not in PRESETS:
         raise UserInputError(f"unknown preset {preset!r}; choose one of {', '.join(sorted(PRESETS))}")
     unknown = sorted(set(fields) - set(TRAIN_FIELDS) - set(MODEL_FIELDS))
     if unknown:
         raise UserInputError(f"unknown training or model setting(s): {', '.join(unknown)}")
     recipe = PRESETS[preset] if preset else None
-    picked = data_recipe(image_shape, preset, model, tcfg, **fields)[0] if image_shape else None
     if picked is not None:  # a preset and the pick never both apply
         recipe = picked
     given_model = {**dict(model or {}), **{k: v for k, v in fields.items() if k in MODEL_FIELDS}}

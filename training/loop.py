@@ -34,7 +34,7 @@ from ..models.checkpoint import Checkpoint, TrainingState, save_state
 from ..models.config import VAEConfig
 from ..models.vae import VAE
 from ..scoring import ACTIVE_UNIT_THRESHOLD, bits_per_dim
-from .config import TrainConfig, data_recipe, resolve
+from .config import TrainConfig, resolve, resolve_for_images
 from .loss import negative_elbo
 from .run_dir import (
     SavedCheckpoint,
@@ -358,8 +358,12 @@ def _train(tcfg, model, preset, resume, log, resume_epochs, overwrite, saved, cr
     if ckpt is not None and ckpt.state.epoch >= tcfg.epochs:  # a finished run, and no new total of epochs
         log(finished_message(tcfg.out, ckpt.state.epoch))
         return {"out": tcfg.out, "epochs": tcfg.epochs, "best_val": ckpt.state.best_val, "trained_epochs": 0}
-    # a new run's recipe may depend on the images (training/config.py, data_recipe): resolved again once loaded
-    for_data = None if ckpt is not None else functools.partial(resolve, preset, model, given_tcfg, **fields)
+    # a new run's recipe may depend on the images (training/config.py, data_recipe): settled once they are loaded
+    for_data = (
+        None
+        if ckpt is not None
+        else functools.partial(resolve_for_images, preset=preset, model=model, tcfg=given_tcfg, **fields)
+    )
     run = set_up(tcfg, model_fields, ckpt, overwrite, for_data)
     tcfg, cfg, procs, progress, out = run.tcfg, run.cfg, run.procs, run.progress, run.out
     saver = Saver(out, cfg, tcfg, run.raw_model, run.opt, run.schedule.total_steps, procs.device, saved)
@@ -371,9 +375,8 @@ def _train(tcfg, model, preset, resume, log, resume_epochs, overwrite, saved, cr
         else:
             saved.last_pt(out, progress)
             trim_metrics(out / layout.METRICS, progress.epoch)
-        note = None if ckpt is not None else data_recipe(run.ds.image_shape, preset, model, given_tcfg, **fields)[1]
-        if note:
-            log(note)
+        if run.recipe_note:
+            log(run.recipe_note)
         log(describe_run(cfg, run.ds, run.batches.x, run.x_val, procs))
         if ckpt is not None:
             log(describe_resume(out, ckpt.state, tcfg.epochs))
@@ -464,6 +467,7 @@ class Run:
     schedule: Schedule
     progress: TrainingState
     z_fixed: torch.Tensor  # (64, D): the latents of every epoch's sample grid
+    recipe_note: str | None = None  # the line saying which recipe was picked for a new run's images
     ctrl_c: CtrlC | None = None  # set while the epochs run: a Ctrl-C stops the epoch at the next step
 
 
@@ -472,7 +476,8 @@ def set_up(
 ) -> Run:
     """Processes, the run directory's check, data on the device, model, optimizer; weights and state on resume.
     Writes nothing: every input is checked (and a missing tensorboard named) before the directory is made.
-    for_data(image_shape=...) -> (model fields, TrainConfig): a new run's settings once the images are known."""
+    for_data(image_shape) -> (model fields, TrainConfig, the recipe's log line or None): a new run's settings
+    once the images are known."""
     if tcfg.tensorboard:
         require_tensorboard()
     procs = start_processes(tcfg.device)
@@ -480,8 +485,9 @@ def set_up(
     out = Path(tcfg.out)
     claim = claim_run_dir(out, procs, new_run=ckpt is None, overwrite=overwrite)
     ds, x_train, y_train, x_val, y_val = load_data_on_device(tcfg, procs)
+    recipe_note = None
     if for_data is not None:
-        model_fields, tcfg = for_data(image_shape=tuple(ds.image_shape))
+        model_fields, tcfg, recipe_note = for_data(tuple(ds.image_shape))
     cfg = model_config(ds, tcfg, model_fields, ckpt)
     torch.manual_seed(tcfg.seed + procs.rank)
     raw_model = VAE(cfg).to(procs.device)
@@ -516,6 +522,7 @@ def set_up(
         schedule=schedule,
         progress=progress,
         z_fixed=z_fixed,
+        recipe_note=recipe_note,
     )
 
 
