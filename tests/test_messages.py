@@ -139,7 +139,7 @@ def test_an_image_squeezed_to_the_models_input_is_said_once(mlp_graphs, tmp_path
     colour = tmp_path / "wide.png"
     Image.fromarray((np.random.default_rng(0).random((40, 60, 3)) * 255).astype(np.uint8)).save(colour)
     enc, dec = mlp_graphs / "encoder.onnx", mlp_graphs / "decoder.onnx"
-    r = cli("encode", "--encoder", enc, colour, colour, colour, "--batch-size", 1, "--out", tmp_path / "z.npy")
+    r = cli("encode", "--encoder", enc, colour, colour, colour, "--chunk-size", 1, "--out", tmp_path / "z.npy")
     assert r.exit_code == 0, r.stderr
     notes = [line for line in r.stderr.splitlines() if line.startswith("note:")]
     assert notes == [
