@@ -31,6 +31,12 @@ def render(message: str, flag_name=None) -> str:
     return _ARG.sub(one, message)
 
 
+def say(message: str) -> None:
+    """A library log line printed from Python (the default `log` of train and export_model): arg() markers as
+    Python parameters. The CLI passes its own log, which shows them as flags."""
+    print(render(message))
+
+
 def plural(count: int, noun: str, nouns: str | None = None) -> str:
     """'1 image', '3 images' (`nouns`: an irregular plural)."""
     return f"{count:,} {noun if count == 1 else nouns or noun + 's'}"

@@ -203,11 +203,13 @@ def recorded_data_dir(train: Mapping, run) -> Path | None:
     data, dataset = train.get("data"), train.get("dataset")
     if isinstance(data, str) and data:
         if not Path(data).exists():
-            raise UserInputError(f"{run} was trained on {data}, which is not there any more: give --data DIR")
+            raise UserInputError(
+                f"{run} was trained on {data}, which is not there any more: give {arg('data_dir')} DIR"
+            )
         return Path(data)
     if dataset in (None, MNIST_SAMPLE):
         return None
-    raise UserInputError(f"{run} was trained on the {dataset!r} download: give --data DIR with its images")
+    raise UserInputError(f"{run} was trained on the {dataset!r} download: give {arg('data_dir')} DIR with its images")
 
 
 def resize_dataset(ds: ImageDataset, image_size: int | None, channels: int | None) -> ImageDataset:

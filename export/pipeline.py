@@ -21,7 +21,7 @@ import onnx
 
 from .. import layout
 from ..contract import CHECKPOINT_KEY, ROLES, parse_metadata
-from ..errors import UserInputError, VerificationError, WriteFailedError, arg
+from ..errors import UserInputError, VerificationError, WriteFailedError, arg, say
 from ..files import Output, claim_out_dir, file_sha256, fsync_dir, os_error_reason, write_temp_beside
 from ..models.checkpoint import Checkpoint
 from .graphs import check_opset, export_graph
@@ -152,7 +152,7 @@ def export_model(
     prior: str | None = None,
     data_dir=None,
     overwrite: bool = False,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = say,
 ) -> ExportResult:
     """Export a checkpoint (or run directory) to verified ONNX graphs in `out_dir`.
 
@@ -172,7 +172,7 @@ def export_model(
         # the generated rows feed back into the next, so the per-batch activation quantization compounds:
         # the --preset quality model measured 0.25 max pixel error against float32 (bound 0.1)
         raise UserInputError(
-            f"{arg('int8', True)} is not available for a row-autoregressive model (--context-channels): its "
+            f"{arg('int8', True)} is not available for a row-autoregressive model (trained with a row context): its "
             f"quantization error compounds row by row; use {arg('fp16', True)}"
         )
     prior_plan = ckpt.prior_plan(prior, data_dir)  # reads the data now: bad input fails before anything is written

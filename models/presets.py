@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import arg
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -83,11 +85,14 @@ def for_images(channels: int, height: int, width: int) -> tuple[Recipe | None, s
     None for grey images under 32 px: the MLP and the default schedule (VAEConfig, TrainConfig) stay."""
     kind = "RGB" if channels == 3 else "grey"
     if channels == 1 and min(height, width) < 32:
-        return None, f"model: mlp VAE for {width}x{height} grey images (small and grey; --arch resnet for the resnet)"
+        return (
+            None,
+            f"model: mlp VAE for {width}x{height} grey images (small and grey; {arg('arch', 'resnet')} for the resnet)",
+        )
     why = "colour" if channels == 3 else "32 px and up"
     return resnet_recipe(
         height, width
-    ), f"model: resnet VAE for {width}x{height} {kind} images ({why}; --arch mlp for the MLP)"
+    ), f"model: resnet VAE for {width}x{height} {kind} images ({why}; {arg('arch', 'mlp')} for the MLP)"
 
 
 def resnet_recipe(height: int, width: int) -> Recipe:

@@ -265,7 +265,7 @@ def prior_named(info: GraphInfo, name: str | None = None, source: str = "the dec
     names = ", ".join(p.name for p in priors)
     if name == MIXTURE:
         raise UserInputError(
-            f"{arg('prior', name)}: {source} carries no fitted prior (exported with --prior normal, or by an "
+            f"{arg('prior', name)}: {source} carries no fitted prior (exported with {arg('prior', 'normal')}, or by an "
             f"older vaectl); its priors: {names}"
         )
     raise UserInputError(f"unknown prior {name!r}; {source} has: {names}")

@@ -280,7 +280,7 @@ def _fit_prior(
         f"{' per class' if by_label else ''}"
         f"{over} fitted to {used * draws:,} draws of q(z|x) of {of} {ds.name} training images "
         f"({'K asked for' if choice.k is not None else 'K by held-out likelihood'}; "
-        f"{time.perf_counter() - t0:.1f} s); `--prior normal` samples N(0, I)"
+        f"{time.perf_counter() - t0:.1f} s); {arg('prior', 'normal')} samples N(0, I)"
     )
     return spec, line
 

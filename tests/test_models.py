@@ -381,6 +381,7 @@ def test_learned_sigma_is_a_decoder_parameter_that_the_trained_config_carries():
     ],
 )
 def test_the_default_recipe_follows_the_images(shape, picked):
+    from vaectl.errors import arg
     from vaectl.models.presets import for_images
 
     recipe, note = for_images(*shape)
@@ -388,6 +389,6 @@ def test_the_default_recipe_follows_the_images(shape, picked):
         assert recipe is None and note.startswith("model: mlp VAE for 28x28 grey images")
         return
     assert recipe.model["arch"] == "resnet" and recipe.model["conv_channels"] == picked
-    assert note.startswith(f"model: resnet VAE for {shape[2]}x{shape[1]} ") and "--arch mlp" in note
+    assert note.startswith(f"model: resnet VAE for {shape[2]}x{shape[1]} ") and arg("arch", "mlp") in note
     cfg = VAEConfig(channels=shape[0], height=shape[1], width=shape[2], **recipe.model)
     assert VAE(cfg)(torch.rand(2, *shape))[0].shape == (2, *shape)

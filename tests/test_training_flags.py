@@ -173,6 +173,7 @@ def test_bad_thread_counts_are_one_line_errors(tmp_path, monkeypatch):
 
 
 def test_a_new_runs_recipe_is_picked_from_its_images_and_explicit_values_win():
+    from vaectl.errors import render
     from vaectl.training.config import TrainConfig, data_recipe, resolve, resolve_for_images
 
     assert resolve(image_shape=(1, 28, 28)) == ({}, TrainConfig())  # the tutorial's images: the MLP default as it is
@@ -196,7 +197,9 @@ def test_a_new_runs_recipe_is_picked_from_its_images_and_explicit_values_win():
     )  # asked for: sized for them
     assert resolve("quality", image_shape=(3, 64, 64))[0]["arch"] == "mlp"  # a preset is a whole recipe
     assert "arch" not in resolve(image_shape=(3, 64, 64), conditional=True)[0]  # the conditional recipe stays
-    assert data_recipe((3, 32, 32))[1] == "model: resnet VAE for 32x32 RGB images (colour; --arch mlp for the MLP)"
+    assert (
+        render(data_recipe((3, 32, 32))[1]) == "model: resnet VAE for 32x32 RGB images (colour; arch=mlp for the MLP)"
+    )
     assert data_recipe((3, 32, 32), arch="conv") == (None, None)
     assert data_recipe((3, 32, 32), arch="resnet")[1] is None  # the user's choice: nothing picked to explain
     assert data_recipe((1, 28, 28), arch="mlp") == (None, None)

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from .. import __version__, layout
-from ..errors import TrainingDivergedError, UserInputError, WriteFailedError, arg
+from ..errors import TrainingDivergedError, UserInputError, WriteFailedError, arg, say
 from ..files import Claim
 from ..models.checkpoint import Checkpoint, TrainingState, save_state
 from ..models.config import VAEConfig
@@ -326,7 +326,7 @@ def train(
     *,
     preset: str | None = None,
     resume=None,
-    log=print,
+    log=say,
     resume_epochs: int | None = None,
     overwrite: bool = False,
     **fields,

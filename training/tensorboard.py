@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import layout
 from ..contract import INFORMATIVE_RULE
-from ..errors import UserInputError
+from ..errors import UserInputError, arg
 from ..scoring import ACTIVE_UNIT_THRESHOLD
 
 INSTALL = "pip install tensorboard"
@@ -70,7 +70,7 @@ def require_tensorboard() -> None:
         from torch.utils.tensorboard import SummaryWriter  # noqa: F401
     except ImportError:
         raise UserInputError(
-            f"--tensorboard needs the tensorboard package: {INSTALL} (or pip install 'vaectl[tensorboard]')"
+            f"{arg('tensorboard', True)} needs the tensorboard package: {INSTALL} (or pip install 'vaectl[tensorboard]')"
         ) from None
 
 
