@@ -324,6 +324,54 @@ def encode_floats(values) -> str:
     return base64.b64encode(np.ascontiguousarray(values, dtype="<f8").tobytes()).decode("ascii")
 
 
+# The prior document's keys are spelled here only: the fit writes it through prior_document and
+# mixture_document, vaectl.prior reads it through the readers below (and mixture_arrays).
+
+
+def prior_document(latent_dim: int, by_label: bool, mixtures: list[dict], fitted_to: dict | None = None) -> dict:
+    """A "gmm" PRIOR_KEY document: `mixtures` are mixture_document's entries (one per label with by_label),
+    `fitted_to` what it was fitted to (for people: never parsed)."""
+    doc = {"kind": PRIOR_GMM, "latent_dim": latent_dim, "by_label": by_label, "mixtures": mixtures}
+    return doc if fitted_to is None else {**doc, "fitted_to": fitted_to}
+
+
+def mixture_document(weights, means, cholesky, dims=None) -> dict:
+    """One mixture of a prior document, each array as encode_floats' base64 (float64, exactly); with `dims`,
+    a mixture over those coordinates of the latent only (means (K, A), cholesky (K, A, A))."""
+    arrays = {"weights": encode_floats(weights), "means": encode_floats(means), "cholesky": encode_floats(cholesky)}
+    return arrays if dims is None else {"dims": [int(d) for d in dims], **arrays}
+
+
+def prior_kind(prior: dict | None) -> str | None:
+    """A prior document's kind (PRIOR_GMM, or another a newer vaectl writes); None without a document."""
+    return None if prior is None else prior.get("kind")
+
+
+def prior_latent_dim(prior: dict) -> int:
+    """A prior document's latent_dim, as written."""
+    return prior["latent_dim"]
+
+
+def prior_by_label(prior: dict) -> bool:
+    """Whether a prior document has one mixture per label (absent: one for every label)."""
+    return bool(prior.get("by_label", False))
+
+
+def prior_mixtures(prior: dict) -> list:
+    """A prior document's mixture entries (mixture_arrays reads each)."""
+    return prior["mixtures"]
+
+
+def mixture_dims(mixture: dict) -> list[int] | None:
+    """The coordinates a mixture entry covers, or None when it covers all of them."""
+    return mixture.get("dims")
+
+
+def prior_fitted_to(prior: dict) -> dict:
+    """What a prior document says it was fitted to ({} when it does not say)."""
+    return prior.get("fitted_to") or {}
+
+
 def mixture_arrays(mixture: dict, latent_dim: int, full: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A mixture entry's weights (K,), means (K, D) and cholesky (K, D, D) as float64 arrays, each given as
     encode_floats' string or a nested list of numbers; a mixture over "dims" only comes back over all D

@@ -1,8 +1,10 @@
-"""The files of a run directory and of an export directory: the one place that names them.
+"""The files of a run directory, an export directory and the explorer's site: the one place that names them.
 
 Torch-free, beside contract.py: the contract says what is inside a graph, this module what the files are
 called and where they sit. Training writes a run directory, export writes an export directory, and the
-explorer, `encode`, `eval` and the demo find things by these names.
+explorer, `encode`, `eval` and the demo find things by these names. The explorer's server answers the
+site's paths as URLs and `vaectl explore --site` writes them as files, so the page finds the same things
+under either (its JavaScript, explore/static/*.mjs, spells them too: tests/test_explore.py checks they agree).
 
   RUN_DIR/                          vaectl train --out RUN_DIR
     last.pt, best.pt                checkpoints (models/checkpoint.py)
@@ -16,6 +18,15 @@ explorer, `encode`, `eval` and the demo find things by these names.
     encoder.onnx, decoder.onnx      the float32 graphs
     decoder.fp16.onnx               --fp16
     decoder.int8.onnx               --int8
+  SITE_DIR/                         vaectl explore --site SITE_DIR; the server's URLs are the same paths
+    index.html, style.css, *.mjs    the page (explore/static)
+    ort/                            onnxruntime-web (explore/vendor)
+    models/decoder.onnx, ...        the export's graphs, under their names in the export directory
+    api/info.json, map.json         the model, the latent map
+    api/run.json                    the training run's curves
+    run/samples_epochNNN.png        its sample grids
+    api/draws/PRIOR-SEED.json       a prior's draws for a seed (the server answers api/draws.json?prior=&seed=...)
+    api/upload                      the server's only: an image file POSTed, returned as the model's input
 """
 
 from __future__ import annotations
@@ -103,3 +114,61 @@ def run_config(run_dir) -> dict:
     except (OSError, ValueError):
         return {}
     return config if isinstance(config, dict) else {}
+
+
+# ---------------------------------------------------------------------------------- the explorer's site
+
+INDEX = "index.html"
+PAGE_FILES = (  # the page itself (explore/static), at the top of the site
+    INDEX,
+    "style.css",
+    "app.mjs",
+    "runtime.mjs",
+    "latent.mjs",
+    "draw.mjs",
+    "views.mjs",
+    "panels.mjs",
+    "charts.mjs",
+    "axes.mjs",
+    "plane.mjs",
+)
+RUNTIME_DIR = "ort"  # onnxruntime-web's files
+MODELS_DIR = "models"  # the graphs
+API_DIR = "api"  # what the page reads from Python
+DRAWS_DIR = f"{API_DIR}/draws"  # the static site's draws, per prior and seed
+GRIDS_DIR = "run"  # the training run's sample grids
+SITE_DIRS = (RUNTIME_DIR, MODELS_DIR, API_DIR, DRAWS_DIR, GRIDS_DIR)
+INFO_JSON = f"{API_DIR}/info.json"
+MAP_JSON = f"{API_DIR}/map.json"
+RUN_JSON = f"{API_DIR}/run.json"
+DRAWS_JSON = f"{API_DIR}/draws.json"  # the server's draws for any seed: ?prior=&seed=&n=&label=
+UPLOAD = f"{API_DIR}/upload"  # the server's one POST: an image file in, the model's input out
+
+
+def site_model_file(role: str, variant: str = "fp32") -> str:
+    """'models/decoder.fp16.onnx': where the page finds a graph (its name in the export directory)."""
+    return f"{MODELS_DIR}/{graph_name(role, variant)}"
+
+
+def runtime_file(name: str) -> str:
+    """'ort/ort.wasm.min.mjs': where the page finds one of onnxruntime-web's files."""
+    return f"{RUNTIME_DIR}/{name}"
+
+
+def site_grid_file(name: str) -> str:
+    """'run/samples_epoch003.png': where the page finds one of the run's sample grids."""
+    return f"{GRIDS_DIR}/{name}"
+
+
+def draws_file(prior: str, seed) -> str:
+    """'api/draws/gmm-3.json': the static site's draws of a prior for a seed (explore.site.site_draws)."""
+    return f"{DRAWS_DIR}/{prior}-{seed}.json"
+
+
+# Everything `vaectl explore --site` writes, as regular expressions over paths relative to the site (the overwrite
+# rule, files.Output)
+SITE_FILE_PATTERNS = (
+    *(re.escape(name) for name in PAGE_FILES),
+    "(" + "|".join(re.escape(d) for d in (RUNTIME_DIR, MODELS_DIR, API_DIR, GRIDS_DIR)) + ")/[^/]+",
+    re.escape(DRAWS_DIR) + "/[^/]+",
+)

@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--ks", default="8,16,32,64,128", help="K fitted and scored on held-out draws")
     ap.add_argument("--judge-ks", default="16,64,128", help="K whose samples are judged")
     args = ap.parse_args()
+    from vaectl import contract
     from vaectl.data import load_data
     from vaectl.infer import Decoder, Encoder
     from vaectl.prior import MixturePrior, NormalPrior
@@ -62,7 +63,7 @@ def main() -> None:
             row = f"| {name} | {k} | {score:.3f} | {time.perf_counter() - t0:.1f} |"
             if k in judge_ks:
                 final = fit_mixture(z.reshape(-1, d)[:, dims], k, F.SEED, start=candidate)
-                spec = {"kind": "gmm", "latent_dim": d, "mixtures": [final.embedded(dims, d).as_dict()]}
+                spec = contract.prior_document(d, False, [final.embedded(dims, d).as_dict()])
                 images = decoder.sample(len(ds.test), seed=0, prior=MixturePrior(spec))
                 feats = features(judge, images[:, None] if images.ndim == 3 else images)
                 precision, recall = precision_recall(real, feats)

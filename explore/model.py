@@ -19,8 +19,6 @@ from ..infer import Decoder, Encoder, VAEPair, describe_model
 from ..infer.sessions import graph_path
 from ..prior import Prior, priors_of
 
-# the decoder variants' files in an export directory (layout.py), also the page's URLs models/NAME
-DECODER_FILES = tuple(layout.DECODER_VARIANTS.items())
 MAP_IMAGES = 500  # test images encoded for the latent map (posterior means)
 MAP_REACH = 0.99  # the sliders and the pad reach this share of the map's codes in each component
 MAX_DRAWS = 4096  # the most rows one /api/draws.json request returns
@@ -68,7 +66,7 @@ def find_graphs(source=None, decoder=None, encoder=None) -> tuple[dict[str, Path
         raise UserInputError(f"{source}: not a directory (give what `vaectl export --out` wrote, or {arg('decoder')})")
     export_dir = graph_path(source, "decoder").parent
     run_dir = layout.run_dir_of(source, export_dir, export_dir.parent)
-    decoders = {v: export_dir / name for v, name in DECODER_FILES if (export_dir / name).is_file()}
+    decoders = {v: export_dir / name for v, name in layout.DECODER_VARIANTS.items() if (export_dir / name).is_file()}
     enc = graph_path(encoder, "encoder") if encoder is not None else export_dir / layout.ENCODER
     return decoders, (enc if enc.is_file() else None), run_dir
 
@@ -158,10 +156,10 @@ def build_info(model: ExploreModel, dec: Decoder) -> dict:
         "decoder": card,
         "encoder": _card(model.encoder) if model.encoder else None,
         "variants": [
-            {"variant": v, "file": f"models/{dict(DECODER_FILES)[v]}", "bytes": p.stat().st_size}
+            {"variant": v, "file": layout.site_model_file("decoder", v), "bytes": p.stat().st_size}
             for v, p in model.decoders.items()
         ],
-        "encoder_file": "models/encoder.onnx" if model.encoder else None,
+        "encoder_file": layout.site_model_file("encoder") if model.encoder else None,
         "order": order,
         "order_by": order_by,
         "kl_per_dim": kl,
@@ -178,7 +176,7 @@ def build_info(model: ExploreModel, dec: Decoder) -> dict:
         "run": {
             "available": bool(model.run),
             "epochs": len(model.run.get("metrics", [])),
-            "grids": [f"run/{name}" for name in model.run_grids],
+            "grids": [layout.site_grid_file(name) for name in model.run_grids],
         },
         "upload": True,  # the static site sets False: uploads need the server's image loader
         "seeds": None,  # the static site lists its precomputed seeds here
@@ -301,7 +299,7 @@ def read_run(run_dir: Path | None) -> tuple[dict, dict[str, Path]]:
         for p in sorted((run_dir / layout.IMAGES).glob(layout.GRID_PATTERNS[0]))
         if (m := layout.GRID_NAME.fullmatch(p.name)) and m.group(1) == "samples"
     }
-    return {"metrics": metrics, "informative": informative, "grids": [f"run/{name}" for name in grids]}, grids
+    return {"metrics": metrics, "informative": informative, "grids": list(map(layout.site_grid_file, grids))}, grids
 
 
 def draw_labels(spec: str, n: int, num_classes: int, label_slots: int) -> tuple[np.ndarray | None, int]:

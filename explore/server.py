@@ -22,25 +22,13 @@ from urllib.parse import parse_qs
 
 import numpy as np
 
+from .. import layout
 from ..errors import UserInputError
 from ..infer import prepare_images
-from .model import DECODER_FILES, ExploreModel, draws
+from .model import ExploreModel, draws
 
 STATIC = Path(__file__).parent / "static"
 VENDOR = Path(__file__).parent / "vendor"
-PAGE_FILES = (
-    "index.html",
-    "style.css",
-    "app.mjs",
-    "runtime.mjs",
-    "latent.mjs",
-    "draw.mjs",
-    "views.mjs",
-    "panels.mjs",
-    "charts.mjs",
-    "axes.mjs",
-    "plane.mjs",
-)
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
 TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -80,24 +68,24 @@ def _json(obj) -> bytes:
 
 
 def build_routes(model: ExploreModel) -> dict[str, Route]:
-    routes = {"/": Route(TYPES[".html"], STATIC / "index.html")}
-    for name in PAGE_FILES:
+    routes = {"/": Route(TYPES[".html"], STATIC / layout.INDEX)}
+    for name in layout.PAGE_FILES:
         routes[f"/{name}"] = Route(TYPES[Path(name).suffix], STATIC / name)
     for name, entry in runtime_files().items():
-        routes[f"/ort/{name}"] = Route(
+        routes[f"/{layout.runtime_file(name)}"] = Route(
             TYPES[Path(name).suffix], VENDOR / entry["stored_as"], gzipped=entry["stored_as"].endswith(".gz")
         )
     for variant, path in model.decoders.items():  # fixed names: the page starts loading decoder.onnx first thing
-        routes[f"/models/{dict(DECODER_FILES)[variant]}"] = Route(TYPES[".onnx"], path)
+        routes[f"/{layout.site_model_file('decoder', variant)}"] = Route(TYPES[".onnx"], path)
     if model.encoder:
-        routes["/models/encoder.onnx"] = Route(TYPES[".onnx"], model.encoder)
+        routes[f"/{layout.site_model_file('encoder')}"] = Route(TYPES[".onnx"], model.encoder)
     for name, path in model.run_grids.items():
-        routes[f"/run/{name}"] = Route(TYPES[".png"], path)
+        routes[f"/{layout.site_grid_file(name)}"] = Route(TYPES[".png"], path)
     info, the_map, run = _json(model.info), _json(model.map), _json(model.run)
-    routes["/api/info.json"] = Route(TYPES[".json"], make=lambda q: info)
-    routes["/api/map.json"] = Route(TYPES[".json"], make=lambda q: the_map)
-    routes["/api/run.json"] = Route(TYPES[".json"], make=lambda q: run)
-    routes["/api/draws.json"] = Route(
+    routes[f"/{layout.INFO_JSON}"] = Route(TYPES[".json"], make=lambda q: info)
+    routes[f"/{layout.MAP_JSON}"] = Route(TYPES[".json"], make=lambda q: the_map)
+    routes[f"/{layout.RUN_JSON}"] = Route(TYPES[".json"], make=lambda q: run)
+    routes[f"/{layout.DRAWS_JSON}"] = Route(
         TYPES[".json"],
         make=lambda q: _json(
             draws(model, _str_param(q, "prior"), _int_param(q, "seed"), _int_param(q, "n"), _str_param(q, "label"))
@@ -224,7 +212,7 @@ class ExploreHandler(BaseHTTPRequestHandler):
     def do_POST(self):
         if not self._guard():
             return
-        if self.path != "/api/upload":
+        if self.path != f"/{layout.UPLOAD}":
             self.close_connection = True
             self._error(HTTPStatus.NOT_FOUND, "404: not found")
             return

@@ -12,23 +12,20 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
-import re
 from pathlib import Path
 
+from .. import layout
 from ..files import Output, atomic_write_bytes, claim_out_dir
-from .model import DECODER_FILES, ExploreModel, draws
-from .server import PAGE_FILES, STATIC, VENDOR, runtime_files
+from .model import ExploreModel, draws
+from .server import STATIC, VENDOR, runtime_files
 
 SITE_SEEDS = tuple(range(8))  # the seeds the static page offers (the server takes any)
 SITE_COUNTS = (1, 16, 64)  # the page's grid sizes, and 1 for an interpolation's end or "random z"
 SITE_PER_CLASS = 8  # "all classes" grids: images per class
 
 
-# the site's files: the page, and the folders mirroring the server's routes
-SITE_OUTPUT = Output(
-    "a static site",
-    (*(re.escape(name) for name in PAGE_FILES), r"(ort|models|api|run)/[^/]+", r"api/draws/[^/]+"),
-)
+# what the site writes, which --overwrite may remove: the page and the folders mirroring the server's routes
+SITE_OUTPUT = Output("a static site", layout.SITE_FILE_PATTERNS)
 
 
 def write_site(model: ExploreModel, out_dir, overwrite: bool = False) -> list[Path]:
@@ -36,7 +33,7 @@ def write_site(model: ExploreModel, out_dir, overwrite: bool = False) -> list[Pa
     unless overwrite=True, which deletes that site's files first (files.claim_out_dir). Returns the files written."""
     out = Path(out_dir)
     claim_out_dir(out, SITE_OUTPUT, overwrite=overwrite, parents=True).clear()
-    for sub in ("ort", "models", "api", "api/draws", "run"):
+    for sub in layout.SITE_DIRS:
         (out / sub).mkdir(parents=True, exist_ok=True)
     written = []
 
@@ -44,26 +41,26 @@ def write_site(model: ExploreModel, out_dir, overwrite: bool = False) -> list[Pa
         atomic_write_bytes(out / rel, data, fsync=False)
         written.append(out / rel)
 
-    for name in PAGE_FILES:
+    for name in layout.PAGE_FILES:
         put(name, (STATIC / name).read_bytes())
     for name, entry in runtime_files().items():
         data = (VENDOR / entry["stored_as"]).read_bytes()
-        put(f"ort/{name}", gzip.decompress(data) if entry["stored_as"].endswith(".gz") else data)
+        put(layout.runtime_file(name), gzip.decompress(data) if entry["stored_as"].endswith(".gz") else data)
     for variant, path in model.decoders.items():
-        put(f"models/{dict(DECODER_FILES)[variant]}", path.read_bytes())
+        put(layout.site_model_file("decoder", variant), path.read_bytes())
     if model.encoder:
-        put("models/encoder.onnx", model.encoder.read_bytes())
+        put(layout.site_model_file("encoder"), model.encoder.read_bytes())
     for name, path in model.run_grids.items():
-        put(f"run/{name}", path.read_bytes())
+        put(layout.site_grid_file(name), path.read_bytes())
     for prior in model.priors:
         for seed in SITE_SEEDS:
-            put(f"api/draws/{prior.name}-{seed}.json", _json(site_draws(model, prior.name, seed)))
+            put(layout.draws_file(prior.name, seed), _json(site_draws(model, prior.name, seed)))
     info = dict(model.info, upload=False, seeds=list(SITE_SEEDS))
-    for name, obj in (("info", info), ("map", model.map), ("run", model.run)):
-        put(f"api/{name}.json", _json(obj))
+    for rel, obj in ((layout.INFO_JSON, info), (layout.MAP_JSON, model.map), (layout.RUN_JSON, model.run)):
+        put(rel, _json(obj))
     if not model.run_grids:
         with contextlib.suppress(OSError):  # only when empty: a file of the user's there stays
-            (out / "run").rmdir()
+            (out / layout.GRIDS_DIR).rmdir()
     return written
 
 

@@ -92,8 +92,8 @@ def _priors(info: GraphInfo | None) -> list[dict] | None:
     if info is None or info.role != "decoder":
         return None
     priors = [{"name": p.name, "description": p.description} for p in priors_of(info)]
-    kind = (info.prior or {}).get("kind", contract.PRIOR_GMM)
-    if kind != contract.PRIOR_GMM:  # written by a newer vaectl: say why it is not used
+    kind = contract.prior_kind(info.prior)
+    if kind not in (None, contract.PRIOR_GMM):  # written by a newer vaectl: say why it is not used
         priors[0]["description"] += f" (the graph's prior of kind {kind!r} needs a newer vaectl)"
     return priors
 

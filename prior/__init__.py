@@ -114,9 +114,9 @@ class MixturePrior(Prior):
 
     def __init__(self, spec: dict[str, Any]):
         self.spec = spec
-        self.by_label = bool(spec.get("by_label", False))
-        self.latent_dim = int(spec["latent_dim"])
-        arrays = [contract.mixture_arrays(m, self.latent_dim) for m in spec["mixtures"]]
+        self.by_label = contract.prior_by_label(spec)
+        self.latent_dim = int(contract.prior_latent_dim(spec))
+        arrays = [contract.mixture_arrays(m, self.latent_dim) for m in contract.prior_mixtures(spec)]
         self.weights = [w for w, _, _ in arrays]  # (K,) each
         self.means = [mu for _, mu, _ in arrays]  # (K, D)
         self.cholesky = [chol for _, _, chol in arrays]  # (K, D, D)
@@ -219,12 +219,12 @@ def span(values) -> str:
 def describe_mixture(spec: dict, components: list[int]) -> str:
     """One line: what the mixture is (with `components` in each of its mixtures) and what it was fitted to."""
     what = f"mixture of {span(components)} full-covariance Gaussian{'s' if max(components) > 1 else ''}"
-    if spec.get("by_label"):
+    if contract.prior_by_label(spec):
         what += " per class"
-    widths = [len(m["dims"]) for m in spec.get("mixtures", ()) if isinstance(m, dict) and "dims" in m]
+    widths = [len(dims) for dims in map(contract.mixture_dims, contract.prior_mixtures(spec)) if dims is not None]
     if widths:
-        what += f" over {span(widths)} of the {spec.get('latent_dim')} dimensions"
-    fitted = spec.get("fitted_to") or {}
+        what += f" over {span(widths)} of the {contract.prior_latent_dim(spec)} dimensions"
+    fitted = contract.prior_fitted_to(spec)
     images = fitted.get("images")
     data = fitted.get("data")
     of = fitted.get("of_images")
@@ -249,7 +249,7 @@ def priors_of(info: GraphInfo) -> list[Prior]:
     """The priors a decoder can sample from, its default first: the export's fitted prior when it carries one
     this vaectl reads, then N(0, I) (always there)."""
     normal = NormalPrior(info.config.latent_dim)
-    if info.prior is not None and info.prior.get("kind") == contract.PRIOR_GMM:
+    if contract.prior_kind(info.prior) == contract.PRIOR_GMM:
         return [MixturePrior(info.prior), normal]
     return [normal]
 

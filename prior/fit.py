@@ -249,24 +249,19 @@ def _fit_prior(
         full = [m.embedded(np.asarray(dims), d) for m, dims in zip(mixtures, mixed)]
         entries.append(_pooled(full, [len(g) for g in groups]).as_dict())
     n = len(ds.train)
-    spec = {
-        "kind": contract.PRIOR_GMM,
-        "latent_dim": d,
-        "by_label": by_label,
-        "mixtures": entries,
-        "fitted_to": {
-            "data": ds.name,
-            "images": used,
-            "of_images": n,
-            "draws_per_image": draws,
-            "what": "draws of q(z|x), the encoder's posterior, of the training images",
-            "seed": seed,
-            "mixed_dims": mixed[0] if len(mixed) == 1 else mixed,
-            "left_out_kl": round(left_out_kl, 6),
-            "rule": fit_rule(choice),
-            **({"held_out_log_density": {str(k): round(v, 4) for k, v in scores.items()}} if scores else {}),
-        },
+    fitted_to = {
+        "data": ds.name,
+        "images": used,
+        "of_images": n,
+        "draws_per_image": draws,
+        "what": "draws of q(z|x), the encoder's posterior, of the training images",
+        "seed": seed,
+        "mixed_dims": mixed[0] if len(mixed) == 1 else mixed,
+        "left_out_kl": round(left_out_kl, 6),
+        "rule": fit_rule(choice),
+        **({"held_out_log_density": {str(k): round(v, 4) for k, v in scores.items()}} if scores else {}),
     }
+    spec = contract.prior_document(d, by_label, entries, fitted_to)
 
     of = f"{used:,} of the {n:,}" if used < n else f"the {n:,}"
     widths = [len(m) for m in mixed]

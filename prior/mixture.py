@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..contract import encode_floats, over_all_dims
+from ..contract import mixture_document, over_all_dims
 from . import LOG_2PI, component_log_densities, log_sum_exp
 
 MAX_ITER = 100
@@ -66,10 +66,9 @@ class Mixture:
         return Mixture(self.weights, means, cholesky, self.iterations, self.converged)
 
     def as_dict(self, dims=None) -> dict:
-        """The contract's mixture entry: each array as float64 in base64 (contract.encode_floats), exactly;
-        with `dims`, this mixture is over those coordinates of the latent (the contract's "dims")."""
-        arrays = {key: encode_floats(getattr(self, key)) for key in ("weights", "means", "cholesky")}
-        return arrays if dims is None else {"dims": [int(d) for d in dims], **arrays}
+        """The contract's mixture entry (contract.mixture_document): each array as float64 in base64, exactly;
+        with `dims`, this mixture is over those coordinates of the latent."""
+        return mixture_document(self.weights, self.means, self.cholesky, dims)
 
 
 def kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:

@@ -30,6 +30,7 @@ from PIL import Image
 from test_prior import random_mixture, spec_of
 from test_untrusted import png_bomb
 
+from vaectl import layout
 from vaectl.contract import INFORMATIVE_KL, INFORMATIVE_RULE, informative_dims
 from vaectl.data import load_data
 from vaectl.errors import UserInputError
@@ -102,6 +103,42 @@ def test_routes_serve_the_page_the_runtime_and_the_graphs(mlp_server, mlp_graphs
     for name in ("decoder.onnx", "decoder.fp16.onnx", "encoder.onnx"):
         status, headers, body = request(mlp_server, f"/models/{name}")
         assert status == 200 and body == (mlp_graphs / name).read_bytes()
+
+
+# how the page's JavaScript spells a URL it requests (it cannot import layout.py): quoted, relative, api/ or models/
+PAGE_URL = re.compile(r"""['"`]((?:api|models)/[^'"`?]*)""")
+
+
+def urls_the_page_requests() -> set[str]:
+    """The api/ and models/ URLs in the page's JavaScript, with {} for each ${...} and no query."""
+    return {
+        re.sub(r"\$\{[^}]*\}", "{}", url)
+        for path in sorted(STATIC.glob("*.mjs"))
+        for url in PAGE_URL.findall(path.read_text())
+    }
+
+
+def test_the_page_requests_only_urls_that_layout_names():
+    requested = urls_the_page_requests()
+    named = {
+        *(layout.INFO_JSON, layout.MAP_JSON, layout.RUN_JSON, layout.DRAWS_JSON, layout.UPLOAD),
+        layout.draws_file("{}", "{}"),
+        layout.site_model_file("encoder"),
+        *(layout.site_model_file("decoder", variant) for variant in layout.DECODER_VARIANTS),
+    }
+    # guards the pattern: it finds the page's first request, its fp32 decoder and a static site's draws
+    assert {layout.INFO_JSON, layout.site_model_file("decoder"), layout.draws_file("{}", "{}")} <= requested
+    assert requested <= named, sorted(requested - named)
+
+
+def test_the_server_answers_every_url_the_page_requests(mlp_server):
+    """GET (api/draws.json wants its query: 400), the upload a POST (an empty one: 422); a seed's draws file is
+    the static site's alone (the server answers api/draws.json instead)."""
+    for url in urls_the_page_requests() - {layout.draws_file("{}", "{}")}:
+        if url == layout.UPLOAD:
+            assert request(mlp_server, f"/{url}", "POST", b"")[0] == 422
+        else:
+            assert request(mlp_server, f"/{url}")[0] in (200, 400), url
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """The package's layout rules: its parts and their imports (read from the import statements by
 tools/import_graph.py: three siblings over a core), the size of its functions, and layout.py as the one
-place that names the files of a run directory and an export directory."""
+place that names the files of a run directory and an export directory, and the explorer's URLs."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ spec.loader.exec_module(import_graph)
 SIBLINGS = {"training", "export", "infer"}
 CORE = {"contract", "layout", "scoring", "data", "files", "errors", "prior", "threads"}
 MAX_FUNCTION_LINES = 100
+# the explorer's URL folders: a path in one of them is spelled in layout.py only
+SITE_PREFIXES = tuple(f"{d}/" for d in (layout.RUNTIME_DIR, layout.MODELS_DIR, layout.API_DIR, layout.GRIDS_DIR))
 
 
 def test_training_export_and_infer_do_not_import_each_other():
@@ -108,8 +110,9 @@ def _docstrings_and_help(tree: ast.AST) -> set[int]:
 
 
 def restated_names(path: Path) -> list[str]:
-    """Where a file spells out a name layout.py owns: a run or export file name, a grid's name, or a graph's
-    file name built from its role or variant (f"{role}.onnx", f"decoder.{variant}.onnx")."""
+    """Where a file spells out a name layout.py owns: a run or export file name, a grid's name, a graph's
+    file name built from its role or variant (f"{role}.onnx", f"decoder.{variant}.onnx"), or an explorer URL
+    ("api/info.json", f"/models/{name}": an f-string's text parts are constants too)."""
     names = {*layout.RUN_FILES, *layout.GRAPH_FILES, *layout.GRID_PATTERNS, layout.TENSORBOARD_EVENTS}
     tree = ast.parse(path.read_text(), str(path))
     docs = _docstrings_and_help(tree)
@@ -119,7 +122,8 @@ def restated_names(path: Path) -> list[str]:
         if id(node) in docs:
             continue
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            if node.value in names or "samples_epoch" in node.value or "recon_epoch" in node.value:
+            site = node.value.lstrip("/").startswith(SITE_PREFIXES)
+            if node.value in names or "samples_epoch" in node.value or "recon_epoch" in node.value or site:
                 found.append(f"{where}:{node.lineno} {node.value!r}")
         elif isinstance(node, ast.JoinedStr) and any(isinstance(v, ast.FormattedValue) for v in node.values):
             tail = node.values[-1]
@@ -138,5 +142,8 @@ def test_layout_names_the_files_and_nothing_else_restates_them():
 def test_the_restatement_check_finds_a_restatement(tmp_path):
     """Guards the test above: the forms it looks for are found."""
     sample = tmp_path / "sample.py"
-    sample.write_text('p = out / "metrics.jsonl"\nq = f"{role}.onnx"\n"""decoder.onnx in a docstring is fine"""\n')
-    assert len(restated_names(sample)) == 2
+    sample.write_text(
+        'p = out / "metrics.jsonl"\nq = f"{role}.onnx"\n"""decoder.onnx in a docstring is fine"""\n'
+        'r = "api/info.json"\ns = f"/models/{name}"\n'
+    )
+    assert len(restated_names(sample)) == 4

@@ -336,6 +336,42 @@ def test_metadata_carries_the_prior_and_derived_graphs_keep_it():
         prior_named(info, "flow")
 
 
+def test_the_contract_writes_the_prior_document_it_describes_and_reads_it_back():
+    """contract.prior_document and mixture_document give the JSON of the contract's docstring (spelled out here,
+    the arrays base64 of little-endian float64), and the contract's readers give back what was written."""
+    some, every = random_mixture(2, 3, seed=1), random_mixture(1, 4, seed=2)
+
+    def b64(a):
+        return base64.b64encode(np.asarray(a, "<f8").tobytes()).decode("ascii")
+
+    doc = contract.prior_document(
+        4,
+        True,
+        [
+            contract.mixture_document(some.weights, some.means, some.cholesky, dims=np.array([0, 2, 3])),
+            contract.mixture_document(every.weights, every.means, every.cholesky),
+        ],
+        {"data": "clusters"},
+    )
+    assert doc == {
+        "kind": "gmm",
+        "latent_dim": 4,
+        "by_label": True,
+        "mixtures": [
+            {"dims": [0, 2, 3], "weights": b64(some.weights), "means": b64(some.means), "cholesky": b64(some.cholesky)},
+            {"weights": b64(every.weights), "means": b64(every.means), "cholesky": b64(every.cholesky)},
+        ],
+        "fitted_to": {"data": "clusters"},
+    }
+    contract.check_prior(json.loads(json.dumps(doc)), VAEConfig(latent_dim=4, num_classes=2), "test")
+    assert (contract.prior_kind(doc), contract.prior_latent_dim(doc), contract.prior_by_label(doc)) == ("gmm", 4, True)
+    assert [contract.mixture_dims(m) for m in contract.prior_mixtures(doc)] == [[0, 2, 3], None]
+    assert contract.prior_fitted_to(doc) == {"data": "clusters"}
+    bare = contract.prior_document(4, False, doc["mixtures"][1:])
+    assert "fitted_to" not in bare and contract.prior_fitted_to(bare) == {} and not contract.prior_by_label(bare)
+    assert contract.prior_kind(None) is None
+
+
 @pytest.mark.parametrize(
     "edit, why",
     [

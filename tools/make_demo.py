@@ -117,16 +117,18 @@ def max_differences(export_dir: Path, out: Path) -> dict[str, float]:
 
 def shipped_prior(out: Path) -> dict:
     """The fitted prior the shipped decoder carries, in brief; exits if it carries none (it would sample N(0, I))."""
+    from vaectl import contract
     from vaectl.infer import Decoder
 
     decoder = Decoder(out / "decoder.onnx")
     spec = decoder.info.prior
     if spec is None:
         sys.exit(f"{out / 'decoder.onnx'} carries no fitted prior")
+    kind = contract.prior_kind(spec)
     return {
-        "kind": spec["kind"],
-        "by_label": spec["by_label"],
-        "components": [len(w) for w in decoder.prior(spec["kind"]).weights],
+        "kind": kind,
+        "by_label": contract.prior_by_label(spec),
+        "components": [len(w) for w in decoder.prior(kind).weights],
     }
 
 
