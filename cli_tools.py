@@ -14,6 +14,7 @@ from .cli_common import (
     MODEL_HELP,
     decoder_option,
     encoder_option,
+    flag_name,
     handle_errors,
     model_argument,
     wrote,
@@ -87,7 +88,7 @@ def explore(model, decoder, encoder, data_dir, host, port, no_browser, out_dir, 
         raise UserInputError("--overwrite goes with --site (the server writes no files)")
     if not 0 <= port <= 65535:
         raise UserInputError(f"--port must be 0..65535, got {port}")
-    explored = load_explore_model(model, decoder, encoder, data_dir)
+    explored = load_explore_model(model, decoder, encoder, data_dir, flag_name)
     if out_dir is not None:
         written = write_site(explored, out_dir, overwrite=overwrite)
         wrote(f"a static site ({len(written)} files; serve it over http, .mjs as text/javascript)", out_dir)

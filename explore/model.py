@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__, contract, layout
-from ..data import recorded_data_dir
-from ..errors import UserInputError, arg
+from ..errors import UserInputError, arg, render
 from ..infer import Decoder, Encoder, VAEPair, describe_model
 from ..infer.sessions import graph_path
 from ..prior import Prior, priors_of
@@ -30,7 +29,6 @@ class ExploreModel:
     decoders: dict[str, Path]  # variant -> decoder path; "fp32" always present
     encoder: Path | None
     run_dir: Path | None  # a training run directory (metrics.jsonl, images/samples_epoch*.png), if any
-    data_dir: Path | None = None
     info: dict = field(default_factory=dict)
     map: dict = field(default_factory=dict)
     run: dict = field(default_factory=dict)
@@ -71,15 +69,12 @@ def find_graphs(source=None, decoder=None, encoder=None) -> tuple[dict[str, Path
     return decoders, (enc if enc.is_file() else None), run_dir
 
 
-def load_explore_model(source=None, decoder=None, encoder=None, data_dir=None) -> ExploreModel:
+def load_explore_model(source=None, decoder=None, encoder=None, data_dir=None, flag_name=None) -> ExploreModel:
+    """The graphs, the map of test images (`data_dir`'s, else the data a run directory's run trained on, read
+    as it read them, else the embedded sample for a model trained on it), the run's curves, info.json.
+    flag_name(parameter) -> flag: how the page's messages name parameters (the CLI's flags; else Python's)."""
     decoders, enc, run_dir = find_graphs(source, decoder, encoder)
-    model = ExploreModel(decoders, enc, run_dir, Path(data_dir) if data_dir is not None else None)
-    data_problem = None
-    if data_dir is None and run_dir is not None:  # the data the run trained on (its config.json)
-        try:
-            model.data_dir = recorded_data_dir(layout.run_config(run_dir).get("train", {}), run_dir)
-        except UserInputError as e:
-            data_problem = str(e)
+    model = ExploreModel(decoders, enc, run_dir)
     dec = Decoder(decoders["fp32"])
     for variant, path in decoders.items():  # every variant must be the same model, or the selector lies
         other = Decoder(path) if variant != "fp32" else dec
@@ -91,10 +86,31 @@ def load_explore_model(source=None, decoder=None, encoder=None, data_dir=None) -
             raise UserInputError(f"{path} and {decoders['fp32']} come from different models")
     pair = VAEPair(Encoder(enc), dec) if enc is not None else None
     model.priors = priors_of(dec.info)
-    model.map = build_map(pair, model.data_dir, data_problem)
+    try:
+        model.map = build_map(pair, map_data(dec, run_dir, data_dir) if pair is not None else None)
+    except UserInputError as e:
+        model.map = {"available": False, "reason": render(e.args[0], flag_name)}
     model.run, model.run_grids = read_run(run_dir)
     model.info = build_info(model, dec)
     return model
+
+
+def map_data(dec: Decoder, run_dir: Path | None, data_dir=None):
+    """The images to map: data_dir's at the model's shape; else the data the run trained on, with its recipe
+    (data.sources.load_run_data: its size, its hold-out); else the embedded sample, for a model trained on it."""
+    from ..data import MNIST_SAMPLE, load_data  # local: only a map reads datasets
+    from ..data.sources import load_run_data
+
+    cfg = dec.info.config
+    if data_dir is None and run_dir is not None:
+        return load_run_data(layout.run_config(run_dir).get("train", {}), cfg, run_dir)
+    if data_dir is None and cfg.dataset != MNIST_SAMPLE:
+        raise UserInputError(f"trained on {cfg.dataset!r}: give {arg('data_dir')} DIR with its test images")
+    c, h, w = cfg.image_shape
+    ds = load_data(data_dir, image_size=h if h == w else None, channels=c)
+    if tuple(ds.image_shape) != cfg.image_shape:
+        raise UserInputError(f"the data's images are {tuple(ds.image_shape)}, the model's {cfg.image_shape}")
+    return ds
 
 
 def _card(path: Path) -> dict:
@@ -243,24 +259,13 @@ def start_point(model: ExploreModel, dec: Decoder) -> dict:
     }
 
 
-def build_map(pair: VAEPair | None, data_dir, data_problem: str | None = None) -> dict:
-    """Posterior means of up to MAP_IMAGES test images (the page draws two components of them, in prior units),
-    their labels and pixels, and the KL per dimension of their encodings."""
+def build_map(pair: VAEPair | None, ds) -> dict:
+    """Posterior means of up to MAP_IMAGES test images of `ds` (an ImageDataset at the model's shape; the page
+    draws two components of them, in prior units), their labels and pixels, and the KL per dimension of their
+    encodings."""
     if pair is None:
         return {"available": False, "reason": "no encoder.onnx: the map needs the encoder to place images"}
-    from ..data import MNIST_SAMPLE, load_data
-
     cfg = pair.decoder.info.config
-    if data_problem is not None:
-        return {"available": False, "reason": data_problem}
-    if data_dir is None and cfg.dataset != MNIST_SAMPLE:
-        return {"available": False, "reason": f"trained on {cfg.dataset!r}: give --data DIR with its test images"}
-    ds = load_data(data_dir)
-    if tuple(ds.image_shape) != cfg.image_shape:
-        return {
-            "available": False,
-            "reason": f"the data's images are {tuple(ds.image_shape)}, the model's {cfg.image_shape}",
-        }
     images = ds.test[:MAP_IMAGES]
     labels = ds.test_labels[:MAP_IMAGES] if ds.test_labels is not None else None
     if cfg.num_classes and labels is None:

@@ -66,7 +66,6 @@ def test_explore_of_the_run_maps_its_own_data(data_run):
 
     run, data = data_run
     model = load_explore_model(run)
-    assert model.data_dir == data.resolve()
     assert model.map["available"] and model.map["count"] == N_TEST
 
 
@@ -94,7 +93,11 @@ def test_a_moved_data_folder_is_named_with_what_to_do(data_run, tmp_path):
     from vaectl.explore import load_explore_model
 
     model = load_explore_model(moved)
-    assert not model.map["available"] and "not there any more" in model.map["reason"]
+    assert not model.map["available"] and "not there any more: give data_dir DIR" in model.map["reason"]
+    code, stderr = cli_in_process("explore", moved, "--site", tmp_path / "site")  # the page names the flag
+    assert code == 0, stderr
+    reason = json.loads((tmp_path / "site" / "api" / "map.json").read_text())["reason"]
+    assert reason.endswith("which is not there any more: give --data DIR"), reason
     # --data still works
     assert cli_in_process("encode", "--encoder", moved, "--data", data, "--out", tmp_path / "z.npy")[0] == 0
 
