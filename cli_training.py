@@ -179,6 +179,12 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
 )
 @click.option("--lr", type=float, default=None, help=f"Peak learning rate (Adam) {_d('lr')}.")
 @click.option(
+    "--hflip/--no-hflip",
+    default=None,
+    help="Mirror a random half of the training images left to right, another half each epoch: for images whose "
+    f"mirror image is as likely (icons, faces, photographs), not digits or text {_d('hflip')}.",
+)
+@click.option(
     "--schedule",
     type=click.Choice(["onecycle", "constant"]),
     default=None,

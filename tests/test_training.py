@@ -276,6 +276,35 @@ def test_resume_after_epoch_1_equals_an_uninterrupted_run(tmp_path, tiny_idx_dir
     assert without_timing(read_metrics(tmp_path / "straight")) == without_timing(read_metrics(tmp_path / "stopped"))
 
 
+def test_hflip_mirrors_the_images_flips_names_the_same_ones_on_every_process_and_resume():
+    x = torch.arange(6 * 4, dtype=torch.uint8).view(6, 1, 1, 4)  # six 1x4 images
+    batches = train_module.Batches(x, None, seed=3, world=1, rank=0, size=6, hflip=True)
+    order, flips = batches.order(0), batches.flips(0)
+    assert torch.equal(flips, train_module.Batches(x, None, 3, 1, 0, 6, True).flips(0))  # seed and epoch alone
+    assert not torch.equal(flips, batches.flips(1)) and 0 < int(flips.sum()) < 6
+    got, _ = batches.batch(order, 0, flips)
+    for row, i in zip(got, order):
+        want = x[i].float() / 255
+        assert torch.equal(row, want.flip(-1) if flips[i] else want)
+    assert train_module.Batches(x, None, 3, 1, 0, 6).flips(0) is None  # off: the images as they are
+
+
+def test_resume_with_hflip_equals_an_uninterrupted_run(tmp_path, tiny_idx_dir):
+    quick_train(tmp_path / "straight", tiny_idx_dir, epochs=2, hflip=True)
+
+    def stop_after_epoch_1(message):
+        if message.startswith("epoch 1/2"):
+            raise _StopAfterEpoch
+
+    with pytest.raises(_StopAfterEpoch):
+        quick_train(tmp_path / "stopped", tiny_idx_dir, epochs=2, hflip=True, log=stop_after_epoch_1)
+    quick_train(tmp_path / "ignored", tiny_idx_dir, resume=str(tmp_path / "stopped"))
+    assert_same_weights(tmp_path / "straight" / "last.pt", tmp_path / "stopped" / "last.pt")
+    quick_train(tmp_path / "plain", tiny_idx_dir, epochs=2)
+    with pytest.raises(AssertionError):  # the mirroring changed what was trained
+        assert_same_weights(tmp_path / "straight" / "last.pt", tmp_path / "plain" / "last.pt")
+
+
 def test_cli_resume_extends_a_finished_run(tmp_path, tiny_idx_dir):
     # a schedule that does not depend on the total of epochs (the default warm-up is a quarter of them)
     quick_train(tmp_path / "straight", tiny_idx_dir, epochs=2, schedule="constant", kl_warmup=1)

@@ -40,6 +40,9 @@ class TrainConfig:
     lr: float = 4e-3
     schedule: str = "onecycle"  # "onecycle": 10% linear warm-up then cosine decay; "constant"
     weight_decay: float = 0.0
+    # mirror a random half of the training images left to right, another half each epoch: for images whose
+    # mirror image is as likely as they are (icons, emoji, faces, photographs), never digits or text
+    hflip: bool = False
     kl_warmup: float | None = None  # epochs over which beta ramps linearly from 0; None: epochs / 4
     seed: int = 0
     device: str = "auto"

@@ -75,6 +75,7 @@ from .tensorboard import TensorBoard, require_tensorboard
 # The shuffle of epoch e depends on (--seed, e) alone, so a resumed run draws the order the uninterrupted run
 # drew; the stride is a prime larger than any realistic epoch count.
 EPOCH_SEED_STRIDE = 100_003
+FLIP_SEED_OFFSET = 2**40  # the mirroring's generator seeds: above every order seed, so the two never share one
 CHECK_EVERY = 50  # steps between reads of the device's losses (a non-finite loss is noticed this late at most)
 BAR_SECONDS = 0.5  # the progress bar is fed at most this often (each feed reads the losses: one wait)
 
@@ -203,6 +204,7 @@ class Batches:
     world: int
     rank: int
     size: int  # images per step on this process: the global batch over the processes
+    hflip: bool = False  # mirror a random half of the images, a new half every epoch (TrainConfig.hflip)
 
     @property
     def shard_len(self) -> int:  # equal shards keep DDP ranks in step
@@ -222,9 +224,21 @@ class Batches:
         )
         return perm[: self.shard_len * self.world][self.rank :: self.world].to(self.x.device, non_blocking=True)
 
-    def batch(self, order: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def flips(self, epoch: int) -> torch.Tensor | None:
+        """Which images `epoch` mirrors, (N,) bool on the device, or None without hflip. Drawn from the seed and
+        the epoch alone, like the order: a resumed run and every DDP process mirror the same images."""
+        if not self.hflip:
+            return None
+        g = torch.Generator().manual_seed(self.seed * EPOCH_SEED_STRIDE + epoch + FLIP_SEED_OFFSET)
+        return (torch.rand(len(self.x), generator=g) < 0.5).to(self.x.device, non_blocking=True)
+
+    def batch(self, order: torch.Tensor, step: int, flips: torch.Tensor | None = None):
+        """(B, C, H, W) in [0, 1], labels (B,) or None: step `step` of `order`, mirrored where `flips` says."""
         idx = order[step * self.size : (step + 1) * self.size]  # (B,)
-        return gather_batch(self.x, idx), None if self.y is None else self.y[idx]  # (B, C, H, W) in [0, 1], (B,)
+        x = gather_batch(self.x, idx)
+        if flips is not None:
+            x = torch.where(flips[idx].view(-1, 1, 1, 1), x.flip(-1), x)
+        return x, None if self.y is None else self.y[idx]
 
 
 @dataclass(frozen=True)
@@ -492,7 +506,9 @@ def set_up(
     torch.manual_seed(tcfg.seed + procs.rank)
     raw_model = VAE(cfg).to(procs.device)
     opt = make_optimizer(raw_model, tcfg.lr, tcfg.weight_decay, procs.device)
-    batches = Batches(x_train, y_train, tcfg.seed, procs.world, procs.rank, max(1, tcfg.batch_size // procs.world))
+    batches = Batches(
+        x_train, y_train, tcfg.seed, procs.world, procs.rank, max(1, tcfg.batch_size // procs.world), tcfg.hflip
+    )
     schedule = Schedule(tcfg.lr, tcfg.schedule, cfg.beta, tcfg.kl_warmup, tcfg.epochs, batches.steps)
     progress = restore(ckpt, raw_model, opt, tcfg, procs) if ckpt is not None else TrainingState()
     model = torch.compile(raw_model) if tcfg.compile else raw_model
@@ -552,12 +568,12 @@ def train_one_epoch(run: Run, epoch: int) -> EpochResult:
     ctrl_c = run.ctrl_c if run.ctrl_c is not None else CtrlC()
     model.train()
     t0 = time.perf_counter()
-    order = batches.order(epoch)  # (shard_len,) image indices
+    order, flips = batches.order(epoch), batches.flips(epoch)  # (shard_len,) image indices, (N,) bool or None
     losses = EpochLosses(batches, progress.step_in_epoch, progress.sums)
     bar = Bar(procs.main and sys.stderr.isatty(), epoch, schedule.epochs, batches.steps, progress.step_in_epoch)
     step, stopped = progress.step_in_epoch - 1, False
     for step in range(progress.step_in_epoch, batches.steps):
-        x, y = batches.batch(order, step)  # (B, C, H, W) in [0, 1], (B,)
+        x, y = batches.batch(order, step, flips)  # (B, C, H, W) in [0, 1], (B,)
         loss, recon, kl = batch_loss(
             model, x, y, run.cfg.likelihood, schedule.beta_at(epoch, step), run.amp, run.raw_model.log_sigma
         )  # (), (B,), (B, D)
