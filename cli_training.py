@@ -23,7 +23,7 @@ from .cli_common import (
 )
 from .contract import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from .models.config import ARCHITECTURES, LIKELIHOODS  # torch-free
-from .models.presets import CONDITIONAL, PRESETS  # torch-free
+from .models.presets import CONDITIONAL, IMAGE_RECIPE, PRESETS  # torch-free
 from .scoring import IWAE_K
 from .training.config import default  # torch-free: the defaults shown in --help
 
@@ -34,11 +34,15 @@ def _flag_value(value) -> str:
     """A default as typed on the command line: 1024,512 for a tuple, 3 for 3.0."""
     if isinstance(value, tuple):
         return ",".join(map(str, value))
+    if isinstance(value, bool):
+        return "on" if value else "off"
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 # What --conditional changes: the model fields and the training schedule of the conditional recipe.
 _CONDITIONAL_DEFAULTS = {**CONDITIONAL.model, **CONDITIONAL.train}
+# What the recipe picked for colour images (or grey ones of 32 px and up) changes (models/presets.py).
+_IMAGE_DEFAULTS = {**IMAGE_RECIPE.model, **IMAGE_RECIPE.train}
 
 
 def _preset_value(preset: str, name: str) -> str:
@@ -46,10 +50,14 @@ def _preset_value(preset: str, name: str) -> str:
 
 
 def _d(name: str) -> str:
-    """'[32]', or '[32; 4 with --conditional]' for a field the conditional defaults change."""
+    """'[32]', with what the recipe picked for colour images and the conditional defaults change:
+    '[40; 30 for colour or 32 px and up; 20 with --conditional]'."""
+    values = [_flag_value(default(name))]
+    if name in _IMAGE_DEFAULTS and _IMAGE_DEFAULTS[name] != default(name):
+        values.append(f"{_flag_value(_IMAGE_DEFAULTS[name])} for colour or 32 px and up")
     if name in _CONDITIONAL_DEFAULTS:
-        return f"[{_flag_value(default(name))}; {_flag_value(_CONDITIONAL_DEFAULTS[name])} with --conditional]"
-    return f"[{_flag_value(default(name))}]"
+        values.append(f"{_flag_value(_CONDITIONAL_DEFAULTS[name])} with --conditional")
+    return f"[{'; '.join(values)}]"
 
 
 def _int_list(flag: str, text: str) -> tuple[int, ...]:

@@ -72,7 +72,7 @@ class SavedCheckpoint:
 
     def survivor(self) -> str:
         if self.out is None:
-            return "no checkpoint was saved yet; free space and start the run again with --overwrite"
+            return f"no checkpoint was saved yet; free space and start the run again with {arg('overwrite', True)}"
         return f"last.pt {self.when} is intact; free space, then: vaectl train --resume {self.out}"
 
 
