@@ -235,6 +235,8 @@ def test_guidance_without_label_dropout_pushes_away_from_the_average_label(arch)
         average = (
             h.view(-1, 1, 28, 28) if arch == "mlp" else model.decoder.upsample(h.view(-1, *model.decoder.start_shape))
         )
+        if model.decoder.colour is not None:  # the resnet's overall colour, from the same input
+            average = average + model.decoder.colour(average_input)
         for w in (0.0, 0.5, 2.0, 7.0):
             got = model.decoder(z, y, guidance=torch.tensor([w]))
             torch.testing.assert_close(got, average + w * (conditional - average), rtol=0, atol=1e-5)
