@@ -17,8 +17,9 @@ Scores, the same for all three, on [0, 1] pixels:
   mean-colour error  mean over images of the mean over channels of |mean_c(recon) - mean_c(original)|, the
                      mean over pixels of channel c; printed in 8-bit levels (times 255).
 Writes OUT/<set>-<label>/: recon.png (rows: original, vaectl, PCA-D, mean; the first 16 held-out images),
-samples.png (`vaectl generate -n 64 --seed 0`), result.json; appends to OUT/results.jsonl. Prints a table;
-not a test.
+samples.png (`vaectl generate -n 64 --seed 0`), traverse.png (`vaectl traverse`, the 6 components with the
+most KL, the others at a --seed 0 draw), result.json; appends to OUT/results.jsonl. Prints a table; not a
+test.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from vaectl.data import HOLDOUT, load_data
 from vaectl.infer import Decoder, Encoder
 
 CLI = [sys.executable, "-m", "vaectl.cli"]
+TRAVERSE_DIMS = 6  # traverse.png: the components with the most KL, one row each
 
 
 def split(folder: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -142,6 +144,12 @@ def bench_folder(folder: Path, out: Path, train_args: list[str], label: str, k: 
     grid([test[:16], recon[:16], pca[:16], mean[:16]], work / "recon.png")
     run(
         [*CLI, "generate", "--decoder", str(export_dir), "-n", "64", "--seed", "0", "--out", str(work / "samples.png")],
+        log,
+    )
+    top = np.argsort(dec.info.kl_per_dim)[::-1][:TRAVERSE_DIMS] if dec.info.kl_per_dim is not None else range(6)
+    run(
+        [*CLI, "traverse", str(export_dir), *(a for i in top for a in ("--dim", str(int(i)))), "--seed", "0"]
+        + ["--out", str(work / "traverse.png")],
         log,
     )
     result = {
