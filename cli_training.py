@@ -190,7 +190,7 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
     "--hflip/--no-hflip",
     default=None,
     help="Mirror a random half of the training images left to right, another half each epoch: for images whose "
-    f"mirror image is as likely (icons, faces, photographs), not digits or text {_d('hflip')}.",
+    "mirror image is as likely (icons, faces, photographs), not digits or text [off; on for colour images].",
 )
 @click.option(
     "--schedule",

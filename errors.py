@@ -26,6 +26,8 @@ def render(message: str, flag_name=None) -> str:
         if flag_name is None:
             return name if value is None else f"{name}={value}"
         flag = flag_name(name)
+        if value == "False" and flag.startswith("--"):  # a switch's off side: --hflip/--no-hflip
+            return "--no-" + flag[2:]
         return flag if value in (None, "True") else f"{flag} {value}"
 
     return _ARG.sub(one, message)

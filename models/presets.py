@@ -60,13 +60,13 @@ CONDITIONAL = Recipe(
 
 # ----------------------------------------------------------------------------- the default, picked from the data
 
-# Colour images, or grey ones of 32 px and up: the resnet (models/vae.py) with a learned-variance Gaussian.
-# Widths per stride-2 stage; stages until the smaller side is halved to 4 px or less (32 px: 3, 64 px: 4).
-# Measured on the emoji and Oxygen icon folders (docs/benchmarks.md, "Colour images").
-RESNET_WIDTHS = (16, 32, 64, 128, 128, 128)
+# Colour images, or grey ones of 32 px and up: the resnet (models/vae.py) with a learned-variance Gaussian,
+# colour images mirrored too (for_images). Widths per stride-2 stage; stages until the smaller side is halved
+# to 4 px or less (32 px: 3, 64 px: 4). Chosen on the emoji and Oxygen icon folders (docs/your-own-images.md).
+RESNET_WIDTHS = (32, 64, 128, 128, 128, 128)
 IMAGE_RECIPE = Recipe(
     model={"arch": "resnet", "likelihood": "gaussian-learned", "latent_dim": 32, "beta": 1.0},
-    train={"epochs": 20, "batch_size": 32, "lr": 2e-3},
+    train={"epochs": 40, "batch_size": 32, "lr": 2e-3},
 )
 SMALLEST_MAP = 4  # px: the resnet's last feature map
 
@@ -89,10 +89,14 @@ def for_images(channels: int, height: int, width: int) -> tuple[Recipe | None, s
             None,
             f"model: mlp VAE for {width}x{height} grey images (small and grey; {arg('arch', 'resnet')} for the resnet)",
         )
-    why = "colour" if channels == 3 else "32 px and up"
-    return resnet_recipe(
-        height, width
-    ), f"model: resnet VAE for {width}x{height} {kind} images ({why}; {arg('arch', 'mlp')} for the MLP)"
+    recipe, why, mirrored = resnet_recipe(height, width), "32 px and up", ""
+    if channels == 3:  # icons, emoji, photographs: a mirror image is as likely (grey ones may be digits or text)
+        recipe, why = Recipe(model=recipe.model, train={**recipe.train, "hflip": True}), "colour"
+        mirrored = f"; mirrored left to right, {arg('hflip', False)} to keep them as they are"
+    return (
+        recipe,
+        f"model: resnet VAE for {width}x{height} {kind} images ({why}; {arg('arch', 'mlp')} for the MLP){mirrored}",
+    )
 
 
 def resnet_recipe(height: int, width: int) -> Recipe:

@@ -373,24 +373,26 @@ def test_learned_sigma_is_a_decoder_parameter_that_the_trained_config_carries():
 
 
 @pytest.mark.parametrize(
-    "shape,picked",
+    "shape,stages",
     [
         ((1, 28, 28), None),  # the tutorial's images keep the MLP default
-        ((3, 28, 28), (16, 32, 64)),  # colour: 28 -> 14 -> 7 -> 4
-        ((1, 32, 32), (16, 32, 64)),  # 32 px: down to 4 x 4
-        ((3, 64, 64), (16, 32, 64, 128)),
-        ((3, 64, 48), (16, 32, 64, 128)),  # the smaller side decides: 48 -> 24 -> 12 -> 6 -> 3
+        ((3, 28, 28), 3),  # colour: 28 -> 14 -> 7 -> 4
+        ((1, 32, 32), 3),  # 32 px: down to 4 x 4
+        ((3, 64, 64), 4),
+        ((3, 64, 48), 4),  # the smaller side decides: 48 -> 24 -> 12 -> 6 -> 3
     ],
 )
-def test_the_default_recipe_follows_the_images(shape, picked):
+def test_the_default_recipe_follows_the_images(shape, stages):
     from vaectl.errors import arg
-    from vaectl.models.presets import for_images
+    from vaectl.models.presets import RESNET_WIDTHS, for_images
 
     recipe, note = for_images(*shape)
-    if picked is None:
+    if stages is None:
         assert recipe is None and note.startswith("model: mlp VAE for 28x28 grey images")
         return
-    assert recipe.model["arch"] == "resnet" and recipe.model["conv_channels"] == picked
+    assert recipe.model["arch"] == "resnet" and recipe.model["conv_channels"] == RESNET_WIDTHS[:stages]
     assert note.startswith(f"model: resnet VAE for {shape[2]}x{shape[1]} ") and arg("arch", "mlp") in note
+    colour = shape[0] == 3  # mirrored; grey images may be digits or text
+    assert recipe.train.get("hflip", False) == colour and (arg("hflip", False) in note) == colour
     cfg = VAEConfig(channels=shape[0], height=shape[1], width=shape[2], **recipe.model)
     assert VAE(cfg)(torch.rand(2, *shape))[0].shape == (2, *shape)

@@ -174,13 +174,16 @@ def test_bad_thread_counts_are_one_line_errors(tmp_path, monkeypatch):
 
 def test_a_new_runs_recipe_is_picked_from_its_images_and_explicit_values_win():
     from vaectl.errors import render
+    from vaectl.models.presets import IMAGE_RECIPE, RESNET_WIDTHS
     from vaectl.training.config import TrainConfig, data_recipe, resolve, resolve_for_images
 
     assert resolve(image_shape=(1, 28, 28)) == ({}, TrainConfig())  # the tutorial's images: the MLP default as it is
     model, tcfg = resolve(image_shape=(3, 64, 64))
     assert model["arch"] == "resnet" and model["likelihood"] == "gaussian-learned"
-    assert model["conv_channels"] == (16, 32, 64, 128)
-    assert (tcfg.epochs, tcfg.batch_size, tcfg.kl_warmup) == (20, 32, 5.0)  # the warm-up follows its epochs
+    assert model["conv_channels"] == RESNET_WIDTHS[:4] and tcfg.hflip
+    recipe = IMAGE_RECIPE.train
+    assert (tcfg.epochs, tcfg.batch_size, tcfg.lr) == (recipe["epochs"], recipe["batch_size"], recipe["lr"])
+    assert tcfg.kl_warmup == recipe["epochs"] / 4  # the warm-up follows its epochs
     model, tcfg = resolve(image_shape=(3, 64, 64), epochs=4, beta=0.5, latent_dim=8)  # explicit values win
     assert (model["arch"], model["beta"], model["latent_dim"], tcfg.epochs, tcfg.kl_warmup) == (
         "resnet",
@@ -190,15 +193,13 @@ def test_a_new_runs_recipe_is_picked_from_its_images_and_explicit_values_win():
         1.0,
     )
     assert resolve(image_shape=(3, 64, 64), arch="mlp") == ({"arch": "mlp"}, TrainConfig())  # --arch mlp: as before
-    assert resolve(image_shape=(1, 28, 28), arch="resnet")[0]["conv_channels"] == (
-        16,
-        32,
-        64,
-    )  # asked for: sized for them
+    grey = resolve(image_shape=(1, 28, 28), arch="resnet")
+    assert grey[0]["conv_channels"] == RESNET_WIDTHS[:3] and not grey[1].hflip  # asked for: sized for them
     assert resolve("quality", image_shape=(3, 64, 64))[0]["arch"] == "mlp"  # a preset is a whole recipe
     assert "arch" not in resolve(image_shape=(3, 64, 64), conditional=True)[0]  # the conditional recipe stays
-    assert (
-        render(data_recipe((3, 32, 32))[1]) == "model: resnet VAE for 32x32 RGB images (colour; arch=mlp for the MLP)"
+    assert render(data_recipe((3, 32, 32))[1]) == (
+        "model: resnet VAE for 32x32 RGB images (colour; arch=mlp for the MLP); "
+        "mirrored left to right, hflip=False to keep them as they are"
     )
     assert data_recipe((3, 32, 32), arch="conv") == (None, None)
     assert data_recipe((3, 32, 32), arch="resnet")[1] is None  # the user's choice: nothing picked to explain
