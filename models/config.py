@@ -15,9 +15,9 @@ LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-learned")
 
 @dataclass
 class VAEConfig:
-    # The MLP for small grey images (on CPUs it trains ~5x more images per second than a conv model, which wins
-    # at equal wall time: docs/benchmarks.md). `vaectl train` picks the resnet for colour or larger images
-    # (models/presets.py, for_images); "conv" is a plain strided-conv model, kept for its checkpoints.
+    # The MLP for small grey images: on CPUs it trains several times more images per second than a conv model,
+    # which makes it the better model at equal wall time (docs/benchmarks.md). `vaectl train` picks the resnet
+    # for colour or larger images (models/presets.py, for_images); "conv" is a plain strided-conv model.
     arch: str = "mlp"  # "mlp" (the tutorial's), "conv" or "resnet" (models/vae.py)
     latent_dim: int = 32
     channels: int = 1
@@ -37,9 +37,8 @@ class VAEConfig:
     log_sigma: tuple[float, ...] = ()
     # Weight on the KL term; 0 gives a plain autoencoder. 0.3, not the ELBO's 1: with the prior fitted at
     # export (export/prior.py) samples come from where the encoder puts data, and a smaller beta makes the
-    # decoder sharper there. Fashion-MNIST, with the default schedule (TrainConfig): samples' Frechet distance
-    # 24.8 against 106.7 for beta 1 under N(0, I), and the IWAE NLL under the fitted prior 234.8 against 236.6
-    # (docs/sample-quality.md).
+    # decoder sharper there, with samples closer to the data and a better likelihood under the fitted prior
+    # (measured on Fashion-MNIST: docs/sample-quality.md).
     beta: float = 0.3
     num_classes: int = 0  # > 0: conditional VAE, both encoder and decoder see the label
     class_names: tuple[str, ...] = ()
