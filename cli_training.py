@@ -23,7 +23,7 @@ from .cli_common import (
 )
 from .contract import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from .models.config import ARCHITECTURES, LIKELIHOODS  # torch-free
-from .models.presets import CONDITIONAL, IMAGE_RECIPE, PRESETS  # torch-free
+from .models.presets import CONDITIONAL, IMAGE_RECIPE, PRESETS, SMALL_IMAGE_EPOCHS  # torch-free
 from .scoring import IWAE_K
 from .training.config import default  # torch-free: the defaults shown in --help
 
@@ -133,7 +133,17 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
 )
 @click.option("--hidden", default=None, help=f"MLP hidden widths, comma-separated {_d('hidden')}.")
 @click.option(
-    "--conv-channels", default=None, help=f"Conv channels per stride-2 stage, comma-separated {_d('conv_channels')}."
+    "--conv-channels",
+    default=None,
+    help=f"Conv channels per stride-2 stage, comma-separated {_d('conv_channels')}; the resnet picked for colour "
+    "or 32 px and up: one stage per halving down to 4 px, 128 wide at the last, half as wide per stage before it "
+    "(32 px: 32,64,128; 64 px: 16,32,64,128).",
+)
+@click.option(
+    "--dropout",
+    type=float,
+    default=None,
+    help=f"Resnet: dropout between the two convolutions of each block, in training only {_d('dropout')}.",
 )
 @click.option(
     "--context-channels",
@@ -180,7 +190,9 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
     "--epochs",
     type=int,
     default=None,
-    help=f"Epochs to train {_d('epochs')}; with --resume, the run's new total [the run's own].",
+    help=f"Epochs to train [{_flag_value(default('epochs'))}; for colour or 32 px and up {SMALL_IMAGE_EPOCHS} up to "
+    f"32 px, {IMAGE_RECIPE.train['epochs']} above; {_CONDITIONAL_DEFAULTS['epochs']} with --conditional]; with "
+    "--resume, the run's new total [the run's own].",
 )
 @click.option(
     "--batch-size", type=int, default=None, help=f"Global batch size (split across processes) {_d('batch_size')}."

@@ -26,6 +26,9 @@ class VAEConfig:
     hidden: tuple[int, ...] = (512, 256)  # mlp: hidden widths, encoder order (decoder mirrors)
     conv_channels: tuple[int, ...] = (32, 64, 128)  # conv, resnet: the width of each stride-2 stage
     conv_hidden: int = 512  # conv: width of the dense layer between feature map and latent
+    # resnet: dropout between the two convolutions of each ResnetBlock (as diffusers' ResnetBlock2D), in
+    # training only; a small folder's model otherwise learns its training images faster than the held-out ones
+    dropout: float = 0.0
     # > 0: row-autoregressive decoder; hidden channels of the convolution over the rows above each row
     context_channels: int = 0
     context_kernel: int = 7  # row context: sees kernel // 2 rows above, kernel // 2 columns either side
@@ -85,6 +88,12 @@ class VAEConfig:
                 )
         elif min(self.height, self.width) < 1:
             raise UserInputError(f"image size must be positive, got {self.height}x{self.width}")
+        if not 0 <= self.dropout < 1:
+            raise UserInputError(f"{arg('dropout')} must be in [0, 1), got {self.dropout}")
+        if self.dropout and self.arch != "resnet":
+            raise UserInputError(
+                f"{arg('dropout')} belongs to the resnet ({arg('arch', 'resnet')}), not the {self.arch}"
+            )
         if self.log_sigma and not self.learned_sigma:
             raise UserInputError(f"log_sigma belongs to the gaussian-learned likelihood, not {self.likelihood}")
         if self.log_sigma and (len(self.log_sigma) != self.channels or not np.all(np.isfinite(self.log_sigma))):
@@ -154,13 +163,16 @@ class VAEConfig:
     def to_dict(self) -> dict:
         """Plain JSON-able data (lists, not tuples) for checkpoints and metadata.
 
-        The guidance fields are left out of an unguided model's, log_sigma out of a config without it: other
+        The guidance fields are left out of an unguided model's, log_sigma and dropout out of a config without
+        them: other
         models' checkpoints and graphs keep the keys older vaectl versions read."""
         d = dataclasses.asdict(self)
         if not self.guided:
             del d["label_dropout"], d["guidance"]
         if not self.log_sigma:  # only a learned-variance model's trained config has it
             del d["log_sigma"]
+        if not self.dropout:
+            del d["dropout"]
         for k, v in d.items():
             if isinstance(v, tuple):
                 d[k] = list(v)

@@ -59,23 +59,29 @@ CONDITIONAL = Recipe(
 
 # ----------------------------------------------------------------------------- the default, picked from the data
 
-# Colour images, or grey ones of 32 px and up: the resnet (models/vae.py) with a learned-variance Gaussian,
-# colour images mirrored too (for_images). Widths per stride-2 stage; stages until the smaller side is halved
-# to 4 px or less (32 px: 3, 64 px: 4). Chosen on the emoji and Oxygen icon folders (docs/your-own-images.md).
-RESNET_WIDTHS = (32, 64, 128, 128, 128, 128)
+# Colour images, or grey ones of 32 px and up: the resnet (models/vae.py) with a learned-variance Gaussian and
+# dropout; colour images mirrored too (for_images). One stride-2 stage per halving of the smaller side until
+# it is 4 px or less; the last stage DEEPEST_WIDTH wide, each stage above it half as wide (at least
+# NARROWEST_WIDTH): the wide layers run on the small maps, so a 64 px model costs about twice a 32 px one
+# (32 px: 32,64,128; 64 px: 16,32,64,128). 60 epochs up to 32 px, 40 above: about 5 and 9 minutes for
+# 2,000 images on one core of the 2-core benchmark machine. Chosen on the emoji and Oxygen icon folders
+# (docs/your-own-images.md).
 IMAGE_RECIPE = Recipe(
-    model={"arch": "resnet", "likelihood": "gaussian-learned", "latent_dim": 32, "beta": 1.0},
+    model={"arch": "resnet", "likelihood": "gaussian-learned", "latent_dim": 32, "beta": 1.0, "dropout": 0.1},
     train={"epochs": 40, "batch_size": 32, "lr": 2e-3},
 )
+SMALL_IMAGE_EPOCHS = 60  # up to 32 px
 SMALLEST_MAP = 4  # px: the resnet's last feature map
+DEEPEST_WIDTH, NARROWEST_WIDTH = 128, 16
 
 
 def resnet_widths(height: int, width: int) -> tuple[int, ...]:
-    """One width per stride-2 stage: as many stages as halve the smaller side to SMALLEST_MAP px or less."""
+    """One width per stride-2 stage, as many stages as halve the smaller side to SMALLEST_MAP px or less:
+    DEEPEST_WIDTH for the last, half as much for each stage before it, at least NARROWEST_WIDTH."""
     side, stages = min(height, width), 1
-    while (side + 1) // 2 > SMALLEST_MAP and stages < len(RESNET_WIDTHS):
+    while (side + 1) // 2 > SMALLEST_MAP:
         side, stages = (side + 1) // 2, stages + 1
-    return RESNET_WIDTHS[:stages]
+    return tuple(max(NARROWEST_WIDTH, DEEPEST_WIDTH >> i) for i in reversed(range(stages)))
 
 
 def for_images(channels: int, height: int, width: int) -> tuple[Recipe | None, str]:
@@ -99,7 +105,8 @@ def for_images(channels: int, height: int, width: int) -> tuple[Recipe | None, s
 
 
 def resnet_recipe(height: int, width: int) -> Recipe:
-    """IMAGE_RECIPE with the widths for this image size."""
-    return Recipe(
-        model={**IMAGE_RECIPE.model, "conv_channels": resnet_widths(height, width)}, train=dict(IMAGE_RECIPE.train)
-    )
+    """IMAGE_RECIPE with the widths and epochs for this image size."""
+    train = dict(IMAGE_RECIPE.train)
+    if max(height, width) <= 32:
+        train["epochs"] = SMALL_IMAGE_EPOCHS
+    return Recipe(model={**IMAGE_RECIPE.model, "conv_channels": resnet_widths(height, width)}, train=train)

@@ -88,17 +88,18 @@ def _norm(channels: int) -> nn.GroupNorm:
 
 
 class ResnetBlock(nn.Module):
-    """x + conv(silu(norm(conv(silu(norm(x)))))), the skip through a 1x1 conv when the width changes."""
+    """x + conv(dropout(silu(norm(conv(silu(norm(x))))))), the skip through a 1x1 conv when the width changes."""
 
-    def __init__(self, cin: int, cout: int):
+    def __init__(self, cin: int, cout: int, dropout: float = 0.0):
         super().__init__()
         self.norm1, self.conv1 = _norm(cin), nn.Conv2d(cin, cout, 3, padding=1)
         self.norm2, self.conv2 = _norm(cout), nn.Conv2d(cout, cout, 3, padding=1)
+        self.dropout = nn.Dropout(dropout)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))  # (N, cout, H, W)
-        h = self.conv2(F.silu(self.norm2(h)))
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
         return self.skip(x) + h
 
 
@@ -187,7 +188,7 @@ class ResnetEncoder(Encoder):
         cin = c.conv_channels[0]
         layers = [nn.Conv2d(c.channels, cin, 3, padding=1)]
         for cout in c.conv_channels:
-            layers += [Downsample(cin), ResnetBlock(cin, cout)]
+            layers += [Downsample(cin), ResnetBlock(cin, cout, c.dropout)]
             cin = cout
         layers += [_norm(cin), nn.SiLU()]
         self.features = nn.Sequential(*layers)  # (N, C, H, W) -> (N, widths[-1], H / 2^n, W / 2^n)
@@ -360,7 +361,7 @@ class ResnetDecoder(Decoder):
         self.body = nn.Linear(c.latent_dim + c.label_slots, math.prod(self.start_shape))
         layers, cin = [], widths[0]
         for i, cout in enumerate(widths):
-            layers.append(ResnetBlock(cin, cout))  # at size n - i
+            layers.append(ResnetBlock(cin, cout, c.dropout))  # at size n - i
             if i < n - 1:
                 layers.append(Upsample(cout, (hs[n - 1 - i], ws[n - 1 - i])))
             cin = cout

@@ -309,6 +309,22 @@ def test_guidance_config_is_checked():
 # ----------------------------------------------------------------------------- resnet, learned sigma, the default
 
 
+def test_resnet_dropout_acts_in_training_only_and_belongs_to_the_resnet():
+    cfg = VAEConfig(arch="resnet", channels=3, height=16, width=16, latent_dim=4, conv_channels=(2, 4), dropout=0.5)
+    model, x = VAE(cfg), torch.rand(2, 3, 16, 16)
+    torch.manual_seed(0)
+    assert not torch.equal(model(x)[1], model(x)[1])  # the encoder's blocks drop activations while training
+    model.eval()
+    assert torch.equal(model.encoder(x)[0], model.encoder(x)[0])
+    assert cfg.to_dict()["dropout"] == 0.5 and "dropout" not in VAEConfig().to_dict()  # older readers: no key
+    for bad, match in [
+        (dict(arch="mlp", dropout=0.1), "dropout belongs to the resnet"),
+        (dict(arch="resnet", height=16, width=16, conv_channels=(2, 4), dropout=1.0), r"\[0, 1\)"),
+    ]:
+        with pytest.raises(UserInputError, match=match):
+            VAEConfig(**bad)
+
+
 def test_resnet_is_made_of_diffusers_style_blocks():
     from vaectl.models.vae import Downsample, ResnetBlock, ResnetDecoder, ResnetEncoder, Upsample
 
@@ -373,26 +389,30 @@ def test_learned_sigma_is_a_decoder_parameter_that_the_trained_config_carries():
 
 
 @pytest.mark.parametrize(
-    "shape,stages",
+    "shape,widths,epochs",
     [
-        ((1, 28, 28), None),  # the tutorial's images keep the MLP default
-        ((3, 28, 28), 3),  # colour: 28 -> 14 -> 7 -> 4
-        ((1, 32, 32), 3),  # 32 px: down to 4 x 4
-        ((3, 64, 64), 4),
-        ((3, 64, 48), 4),  # the smaller side decides: 48 -> 24 -> 12 -> 6 -> 3
+        ((1, 28, 28), None, None),  # the tutorial's images keep the MLP default
+        ((3, 28, 28), (32, 64, 128), 60),  # colour: 28 -> 14 -> 7 -> 4
+        ((1, 32, 32), (32, 64, 128), 60),  # 32 px: down to 4 x 4
+        ((3, 64, 64), (16, 32, 64, 128), 40),  # the 32 x 32 map gets the 32 px model's 16 x 16 width's half
+        ((3, 64, 48), (16, 32, 64, 128), 40),  # the smaller side decides: 48 -> 24 -> 12 -> 6 -> 3
+        ((3, 256, 256), (16, 16, 16, 32, 64, 128), 40),  # never narrower than 16
     ],
 )
-def test_the_default_recipe_follows_the_images(shape, stages):
+def test_the_default_recipe_follows_the_images(shape, widths, epochs):
     from vaectl.errors import arg
-    from vaectl.models.presets import RESNET_WIDTHS, for_images
+    from vaectl.models.presets import for_images
 
     recipe, note = for_images(*shape)
-    if stages is None:
+    if widths is None:
         assert recipe is None and note.startswith("model: mlp VAE for 28x28 grey images")
         return
-    assert recipe.model["arch"] == "resnet" and recipe.model["conv_channels"] == RESNET_WIDTHS[:stages]
+    assert recipe.model["arch"] == "resnet" and recipe.model["conv_channels"] == widths
+    assert recipe.train["epochs"] == epochs and recipe.model["dropout"] > 0
     assert note.startswith(f"model: resnet VAE for {shape[2]}x{shape[1]} ") and arg("arch", "mlp") in note
     colour = shape[0] == 3  # mirrored; grey images may be digits or text
     assert recipe.train.get("hflip", False) == colour and (arg("hflip", False) in note) == colour
+    if shape[1] > 64:
+        return  # the model's forward pass below: the small sizes are enough
     cfg = VAEConfig(channels=shape[0], height=shape[1], width=shape[2], **recipe.model)
     assert VAE(cfg)(torch.rand(2, *shape))[0].shape == (2, *shape)

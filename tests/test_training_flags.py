@@ -174,13 +174,13 @@ def test_bad_thread_counts_are_one_line_errors(tmp_path, monkeypatch):
 
 def test_a_new_runs_recipe_is_picked_from_its_images_and_explicit_values_win():
     from vaectl.errors import render
-    from vaectl.models.presets import IMAGE_RECIPE, RESNET_WIDTHS
+    from vaectl.models.presets import IMAGE_RECIPE
     from vaectl.training.config import TrainConfig, data_recipe, resolve, resolve_for_images
 
     assert resolve(image_shape=(1, 28, 28)) == ({}, TrainConfig())  # the tutorial's images: the MLP default as it is
     model, tcfg = resolve(image_shape=(3, 64, 64))
     assert model["arch"] == "resnet" and model["likelihood"] == "gaussian-learned"
-    assert model["conv_channels"] == RESNET_WIDTHS[:4] and tcfg.hflip
+    assert model["conv_channels"] == (16, 32, 64, 128) and tcfg.hflip
     recipe = IMAGE_RECIPE.train
     assert (tcfg.epochs, tcfg.batch_size, tcfg.lr) == (recipe["epochs"], recipe["batch_size"], recipe["lr"])
     assert tcfg.kl_warmup == recipe["epochs"] / 4  # the warm-up follows its epochs
@@ -194,7 +194,7 @@ def test_a_new_runs_recipe_is_picked_from_its_images_and_explicit_values_win():
     )
     assert resolve(image_shape=(3, 64, 64), arch="mlp") == ({"arch": "mlp"}, TrainConfig())  # --arch mlp: as before
     grey = resolve(image_shape=(1, 28, 28), arch="resnet")
-    assert grey[0]["conv_channels"] == RESNET_WIDTHS[:3] and not grey[1].hflip  # asked for: sized for them
+    assert grey[0]["conv_channels"] == (32, 64, 128) and not grey[1].hflip  # asked for: sized for them
     assert resolve("quality", image_shape=(3, 64, 64))[0]["arch"] == "mlp"  # a preset is a whole recipe
     assert "arch" not in resolve(image_shape=(3, 64, 64), conditional=True)[0]  # the conditional recipe stays
     assert render(data_recipe((3, 32, 32))[1]) == (
