@@ -486,3 +486,18 @@ def test_cli_huge_learning_rate_stops_with_one_line(tmp_path, tiny_idx_dir):
     assert len(errors) == 1 and "at epoch" in errors[0] and ", step " in errors[0], stderr
     assert "Traceback" not in stderr
     torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+
+
+def test_validation_runs_in_chunks_that_bound_the_feature_maps_and_not_the_figures():
+    cfg = VAEConfig(arch="resnet", channels=3, height=16, width=16, latent_dim=4, conv_channels=(2, 4))
+    model = VAE(cfg).eval()
+    x = torch.randint(0, 256, (20, 3, 16, 16), dtype=torch.uint8)
+    torch.manual_seed(0)
+    whole = train_module.validation_metrics(model, x, None, 1.0, batch_size=20)
+    torch.manual_seed(0)
+    chunked = train_module.validation_metrics(model, x, None, 1.0, batch_size=7)
+    for key in ("kl", "posterior_var", "active_units"):  # the parts that do not depend on the z drawn
+        assert math.isclose(whole[key], chunked[key], rel_tol=1e-5), key
+    big = VAEConfig(arch="resnet", channels=3, height=64, width=64, conv_channels=(16, 32, 64, 128))
+    assert train_module.validation_chunk(big) * 16 * 64 * 64 <= train_module.VALIDATION_FLOATS
+    assert train_module.validation_chunk(VAEConfig()) == train_module.VALIDATION_CHUNK  # the MLP: as many as before

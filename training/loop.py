@@ -76,6 +76,10 @@ from .tensorboard import TensorBoard, require_tensorboard
 # drew; the stride is a prime larger than any realistic epoch count.
 EPOCH_SEED_STRIDE = 100_003
 FLIP_SEED_OFFSET = 2**40  # the mirroring's generator seeds: above every order seed, so the two never share one
+# Validation runs in chunks whose full-size feature maps hold at most this many floats (64 MB): a resnet's
+# 16-channel 64 px maps for 1,000 images would take a gigabyte each, and training's memory follows the batch.
+VALIDATION_FLOATS = 2**24
+VALIDATION_CHUNK = 1000
 CHECK_EVERY = 50  # steps between reads of the device's losses (a non-finite loss is noticed this late at most)
 BAR_SECONDS = 0.5  # the progress bar is fed at most this often (each feed reads the losses: one wait)
 
@@ -127,13 +131,21 @@ def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, lr: float) ->
     opt.step()
 
 
+def validation_chunk(cfg: VAEConfig) -> int:
+    """Validation images per forward pass: at most VALIDATION_FLOATS in the model's widest full-size feature
+    map (a conv model's first width; an MLP's widest map is the image), at most VALIDATION_CHUNK images."""
+    widest = max(cfg.channels, cfg.conv_channels[0] if cfg.arch in ("conv", "resnet") else 0)
+    return max(1, min(VALIDATION_CHUNK, VALIDATION_FLOATS // (widest * cfg.height * cfg.width)))
+
+
 @torch.no_grad()
 def validation_metrics(
-    model: VAE, x_u8: torch.Tensor, y: torch.Tensor | None, beta: float, batch_size: int = 1000
+    model: VAE, x_u8: torch.Tensor, y: torch.Tensor | None, beta: float, batch_size: int | None = None
 ) -> dict:
     """Mean negative ELBO (one z sample) on the validation images, its parts, KL per dimension, active units.
     Everything stays on the device until one read at the end."""
     cfg = model.config
+    batch_size = batch_size or validation_chunk(cfg)
     sums = torch.zeros(4, dtype=torch.float64, device=x_u8.device)
     kl_dims = torch.zeros(cfg.latent_dim, dtype=torch.float64, device=x_u8.device)
     mus = []
