@@ -249,7 +249,7 @@ def priors_of(info: GraphInfo) -> list[Prior]:
     """The priors a decoder can sample from, its default first: the export's fitted prior when it carries one
     this vaectl reads, then N(0, I) (always there)."""
     normal = NormalPrior(info.config.latent_dim)
-    if contract.prior_kind(info.prior) == contract.PRIOR_GMM:
+    if info.prior is not None and contract.prior_kind(info.prior) == contract.PRIOR_GMM:
         return [MixturePrior(info.prior), normal]
     return [normal]
 
