@@ -51,7 +51,7 @@ def _preset_value(preset: str, name: str) -> str:
 
 def _d(name: str) -> str:
     """'[32]', with what the recipe picked for colour images and the conditional defaults change:
-    '[40; 30 for colour or 32 px and up; 20 with --conditional]'."""
+    '[0.3; 1 for colour or 32 px and up; 3 with --conditional]'."""
     values = [_flag_value(default(name))]
     if name in _IMAGE_DEFAULTS and _IMAGE_DEFAULTS[name] != default(name):
         values.append(f"{_flag_value(_IMAGE_DEFAULTS[name])} for colour or 32 px and up")

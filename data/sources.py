@@ -104,3 +104,21 @@ def load_run_data(train: Mapping, config, run, data_dir=None, dataset: str | Non
     if config.conditional and (ds.train_labels is None or ds.test_labels is None):
         raise UserInputError(f"dataset {ds.name!r} has no labels; the conditional model needs them")
     return ds
+
+
+def load_model_data(config, data_dir=None, run_dir=None) -> ImageDataset:
+    """The images a torch-free command reads for a model (`config`: its VAEConfig): data_dir's, brought to the
+    model's channels and (square) size; without data_dir, for a model in its run directory, the data that run
+    trained on, read with its recipe (load_run_data: its size, its hold-out); else the embedded sample.
+    UserInputError when they do not have the model's shape."""
+    if data_dir is None and run_dir is not None:
+        from .. import layout
+
+        return load_run_data(layout.run_config(run_dir).get("train", {}), config, run_dir)
+    c, h, w = config.image_shape
+    ds = load_data(data_dir, image_size=h if h == w else None, channels=c)
+    if tuple(ds.image_shape) != config.image_shape:
+        raise UserInputError(
+            f"dataset {ds.name!r} has images of shape {tuple(ds.image_shape)}, but the model takes {config.image_shape}"
+        )
+    return ds

@@ -98,19 +98,13 @@ def load_explore_model(source=None, decoder=None, encoder=None, data_dir=None, f
 def map_data(dec: Decoder, run_dir: Path | None, data_dir=None):
     """The images to map: data_dir's at the model's shape; else the data the run trained on, with its recipe
     (data.sources.load_run_data: its size, its hold-out); else the embedded sample, for a model trained on it."""
-    from ..data import MNIST_SAMPLE, load_data  # local: only a map reads datasets
-    from ..data.sources import load_run_data
+    from ..data import MNIST_SAMPLE  # local: only a map reads datasets
+    from ..data.sources import load_model_data
 
     cfg = dec.info.config
-    if data_dir is None and run_dir is not None:
-        return load_run_data(layout.run_config(run_dir).get("train", {}), cfg, run_dir)
-    if data_dir is None and cfg.dataset != MNIST_SAMPLE:
+    if data_dir is None and run_dir is None and cfg.dataset != MNIST_SAMPLE:
         raise UserInputError(f"trained on {cfg.dataset!r}: give {arg('data_dir')} DIR with its test images")
-    c, h, w = cfg.image_shape
-    ds = load_data(data_dir, image_size=h if h == w else None, channels=c)
-    if tuple(ds.image_shape) != cfg.image_shape:
-        raise UserInputError(f"the data's images are {tuple(ds.image_shape)}, the model's {cfg.image_shape}")
-    return ds
+    return load_model_data(cfg, data_dir, run_dir)
 
 
 def _card(path: Path) -> dict:

@@ -449,19 +449,9 @@ def _dataset_split(enc: Encoder, data_dir, split: str, run_dir=None) -> tuple[np
     with its recipe (data.sources.load_run_data), so that its test split is the run's own hold-out."""
     if split not in ("train", "test"):
         raise UserInputError(f"unknown split {split!r}; choose train or test")
-    from ..data import load_data  # local: only the commands that read datasets load them
+    from ..data.sources import load_model_data  # local: only the commands that read datasets load them
 
-    c, h, w = enc.image_shape
-    if data_dir is None and run_dir is not None:
-        from ..data.sources import load_run_data
-
-        ds = load_run_data(layout.run_config(run_dir).get("train", {}), enc.info.config, run_dir)
-    else:
-        ds = load_data(data_dir, image_size=h if h == w else None, channels=c)
-    if tuple(ds.image_shape) != (c, h, w):
-        raise UserInputError(
-            f"dataset {ds.name!r} has images of shape {tuple(ds.image_shape)}, but the encoder expects {(c, h, w)}"
-        )
+    ds = load_model_data(enc.info.config, data_dir, run_dir)
     if split == "train":
         return ds.train, ds.train_labels
     return ds.test, ds.test_labels
