@@ -63,14 +63,14 @@ CONDITIONAL = Recipe(
 # dropout; colour images mirrored too (for_images). One stride-2 stage per halving of the smaller side until
 # it is 4 px or less; the last stage DEEPEST_WIDTH wide, each stage above it half as wide (at least
 # NARROWEST_WIDTH): the wide layers run on the small maps, so a 64 px model costs about twice a 32 px one
-# (32 px: 32,64,128; 64 px: 16,32,64,128). 60 epochs up to 32 px, 40 above, so that a folder of about 2,000
-# images trains in minutes on a small CPU at either size. Chosen, and timed, on the emoji and Oxygen icon
-# folders (docs/your-own-images.md).
+# (32 px: 32,64,128; 64 px: 16,32,64,128). 100 epochs up to 32 px, 60 above, so that a folder of about 2,000
+# images trains in under 10 minutes on a 2-core CPU at either size. Chosen, and timed, on the emoji and Oxygen
+# icon folders (docs/your-own-images.md).
 IMAGE_RECIPE = Recipe(
     model={"arch": "resnet", "likelihood": "gaussian-learned", "latent_dim": 32, "beta": 1.0, "dropout": 0.1},
-    train={"epochs": 40, "batch_size": 32, "lr": 2e-3},
+    train={"epochs": 60, "batch_size": 32, "lr": 2e-3},
 )
-SMALL_IMAGE_EPOCHS = 60  # up to 32 px
+SMALL_IMAGE_EPOCHS = 100  # up to 32 px
 SMALLEST_MAP = 4  # px: the resnet's last feature map
 DEEPEST_WIDTH, NARROWEST_WIDTH = 128, 16
 

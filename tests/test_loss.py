@@ -8,7 +8,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from vaectl.training.loss import kl_divergence, negative_elbo, reconstruction_loss  # noqa: E402
+from vaectl.training.loss import (  # noqa: E402
+    MIN_LOG_SIGMA,
+    fitted_log_sigma,
+    gaussian_nll_sum,
+    kl_divergence,
+    negative_elbo,
+    reconstruction_loss,
+)
 
 
 def test_kl_matches_the_closed_form_for_diagonal_gaussians():
@@ -113,6 +120,23 @@ def test_learned_gaussian_is_the_exact_normal_nll_with_a_sigma_per_channel():
     opt.step(closure)
     mse = (torch.sigmoid(logits) - x).pow(2).mean((0, 2, 3))
     assert torch.allclose((2 * ls).exp().detach(), mse, rtol=1e-5)
+
+
+def test_the_fitted_sigma_is_the_most_likely_one_and_its_sum_is_the_exact_nll():
+    torch.manual_seed(2)
+    logits = torch.randn(5, 3, 4, 6, dtype=torch.float64)
+    x = torch.rand(5, 3, 4, 6, dtype=torch.float64)
+    squared = (x - torch.sigmoid(logits)).pow(2).sum((0, 2, 3))  # (3,)
+    count = 5 * 4 * 6
+    fitted = fitted_log_sigma(squared, count)
+    assert torch.allclose(fitted, 0.5 * torch.log(squared / count))  # sigma^2 = the channel's mean square
+    best = gaussian_nll_sum(squared, count, fitted)
+    assert best.item() == pytest.approx(reconstruction_loss(logits, x, "gaussian-learned", fitted).sum().item())
+    for shift in (-0.05, 0.05):  # any other sigma is less likely
+        assert gaussian_nll_sum(squared, count, fitted + shift) > best
+    # a perfect reconstruction stops at the 8-bit rounding noise instead of at log 0
+    assert fitted_log_sigma(torch.zeros(3, dtype=torch.float64), count).tolist() == [MIN_LOG_SIGMA] * 3
+    assert math.exp(MIN_LOG_SIGMA) == pytest.approx(1 / 255 / math.sqrt(12))
 
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian-learned"])

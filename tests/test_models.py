@@ -392,11 +392,11 @@ def test_learned_sigma_is_a_decoder_parameter_that_the_trained_config_carries():
     "shape,widths,epochs",
     [
         ((1, 28, 28), None, None),  # the tutorial's images keep the MLP default
-        ((3, 28, 28), (32, 64, 128), 60),  # colour: 28 -> 14 -> 7 -> 4
-        ((1, 32, 32), (32, 64, 128), 60),  # 32 px: down to 4 x 4
-        ((3, 64, 64), (16, 32, 64, 128), 40),  # the 32 x 32 map gets the 32 px model's 16 x 16 width's half
-        ((3, 64, 48), (16, 32, 64, 128), 40),  # the smaller side decides: 48 -> 24 -> 12 -> 6 -> 3
-        ((3, 256, 256), (16, 16, 16, 32, 64, 128), 40),  # never narrower than 16
+        ((3, 28, 28), (32, 64, 128), 100),  # colour: 28 -> 14 -> 7 -> 4
+        ((1, 32, 32), (32, 64, 128), 100),  # 32 px: down to 4 x 4
+        ((3, 64, 64), (16, 32, 64, 128), 60),  # the 32 x 32 map gets the 32 px model's 16 x 16 width's half
+        ((3, 64, 48), (16, 32, 64, 128), 60),  # the smaller side decides: 48 -> 24 -> 12 -> 6 -> 3
+        ((3, 256, 256), (16, 16, 16, 32, 64, 128), 60),  # never narrower than 16
     ],
 )
 def test_the_default_recipe_follows_the_images(shape, widths, epochs):

@@ -8,6 +8,7 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -21,7 +22,7 @@ from vaectl.errors import TrainingDivergedError, WriteFailedError  # noqa: E402
 from vaectl.files import atomic_write  # noqa: E402
 from vaectl.models import VAEConfig  # noqa: E402
 from vaectl.models.checkpoint import Checkpoint, read_state, save_state  # noqa: E402
-from vaectl.models.vae import VAE  # noqa: E402
+from vaectl.models.vae import LOG_SIGMA_START, VAE  # noqa: E402
 from vaectl.training import TrainConfig, train  # noqa: E402
 
 train_module = importlib.import_module("vaectl.training.loop")
@@ -486,6 +487,55 @@ def test_cli_huge_learning_rate_stops_with_one_line(tmp_path, tiny_idx_dir):
     assert len(errors) == 1 and "at epoch" in errors[0] and ", step " in errors[0], stderr
     assert "Traceback" not in stderr
     torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+
+
+def test_a_learned_sigma_model_is_validated_and_trained_on_with_the_sigma_that_fits_the_held_out_images():
+    from vaectl.training.loss import reconstruction_loss
+
+    cfg = VAEConfig(
+        arch="resnet", channels=3, height=8, width=8, latent_dim=2, conv_channels=(2,), likelihood="gaussian-learned"
+    )
+    model = VAE(cfg).eval()
+    x = torch.randint(0, 256, (12, 3, 8, 8), dtype=torch.uint8)
+    torch.manual_seed(0)
+    val = train_module.validation_metrics(model, x, None, 2.0, batch_size=5)
+    torch.manual_seed(0)  # the same z draws, to score by hand
+    xs = x.float() / 255
+    logits = torch.cat([model(xs[i : i + 5])[0] for i in range(0, 12, 5)])
+    mse = (xs - torch.sigmoid(logits)).pow(2).mean((0, 2, 3))  # (3,)
+    assert torch.allclose(val["log_sigma"], 0.5 * mse.log(), atol=1e-5)
+    by_hand = reconstruction_loss(logits.double(), xs.double(), "gaussian-learned", val["log_sigma"].double())
+    assert val["recon"] == pytest.approx(by_hand.mean().item(), rel=1e-5)
+    assert val["loss"] == pytest.approx(val["recon"] + 2.0 * val["kl"], rel=1e-9)
+    # the learned sigma itself is not what scores the held-out images
+    assert not torch.allclose(model.log_sigma.detach(), val["log_sigma"], atol=1e-3)
+
+
+def test_each_epoch_ends_with_the_fitted_sigma_in_the_model_and_its_checkpoints(tmp_path, monkeypatch):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    fitted = []  # each epoch's validation sigma
+    validation_metrics = train_module.validation_metrics
+
+    def recording(*args, **kwargs):
+        val = validation_metrics(*args, **kwargs)
+        fitted.append(val["log_sigma"].clone())
+        return val
+
+    monkeypatch.setattr(train_module, "validation_metrics", recording)
+    run = tmp_path / "run"
+    train(
+        out=str(run), data=str(folder), epochs=3, batch_size=8, arch="resnet", conv_channels=(2,), latent_dim=2,
+        grid_every=0, threads=1,
+    )
+    last, best = Checkpoint.load(run, last=True), Checkpoint.load(run)
+    assert len(fitted) == 3 and not torch.allclose(fitted[0], torch.full((3,), LOG_SIGMA_START), atol=0.1)
+    assert torch.equal(last.weights["decoder.log_sigma"], fitted[-1])
+    assert torch.equal(best.weights["decoder.log_sigma"], fitted[best.state.epoch - 1])
+    assert last.model().trained_config().log_sigma == tuple(fitted[-1].tolist())  # what export writes
 
 
 def test_validation_runs_in_chunks_that_bound_the_feature_maps_and_not_the_figures():

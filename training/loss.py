@@ -8,6 +8,9 @@ import torch
 import torch.nn.functional as F
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+# 8-bit pixels come in steps of 1/255: a sigma under their rounding noise, 1 / (255 sqrt(12)), would score the
+# rounding rather than the model
+MIN_LOG_SIGMA = math.log(1 / (255 * math.sqrt(12)))
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -31,6 +34,17 @@ def reconstruction_loss(
     else:
         raise ValueError(f"unknown likelihood {likelihood!r}")
     return per_pixel.flatten(1).sum(1)
+
+
+def fitted_log_sigma(squared_error: torch.Tensor, count: int) -> torch.Tensor:
+    """The per-channel log sigma under which residuals with these summed squares (C,), `count` per channel, are
+    most likely: log sqrt(mean square), at least MIN_LOG_SIGMA."""
+    return (0.5 * torch.log(squared_error / count)).clamp_min(MIN_LOG_SIGMA)
+
+
+def gaussian_nll_sum(squared_error: torch.Tensor, count: int, log_sigma: torch.Tensor) -> torch.Tensor:
+    # sum over channels of -log N(residual; 0, sigma^2) summed over its `count` residuals, from their summed squares
+    return (0.5 * squared_error * torch.exp(-2 * log_sigma) + count * (log_sigma + HALF_LOG_2PI)).sum()
 
 
 def negative_elbo(logits, x, mu, logvar, likelihood: str, beta: float = 1.0, log_sigma=None):
