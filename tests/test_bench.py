@@ -24,6 +24,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         "sample_quality.py",
         "threads.py",
         "image_store.py",
+        "conv_layout.py",
     ],
 )
 def test_bench_script_imports_and_shows_help(script):
@@ -33,6 +34,20 @@ def test_bench_script_imports_and_shows_help(script):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage:")
+
+
+def test_conv_layout_times_both_layouts_of_the_picked_model():
+    flags = ["--sizes", "8", "--steps", "1", "--repeats", "1", "--threads", "1"]
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "conv_layout.py"), *flags],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    row = result.stdout.strip().splitlines()[-1].split()  # size, widths, two rates, their ratio
+    assert row[:2] == ["8", "128"] and float(row[2]) > 0 and float(row[3]) > 0
+    assert float(row[4]) == pytest.approx(float(row[3]) / float(row[2]), abs=0.01)
 
 
 def test_gpu_speed_dry_run_on_cpu(tmp_path):

@@ -146,6 +146,31 @@ def test_two_cpu_processes_end_with_identical_weights_and_only_rank_0_writes(tmp
     ]
 
 
+def test_the_sigma_fitted_on_rank_0_reaches_every_rank(tmp_path):
+    """Only rank 0 validates; the learned-variance model's sigma it fits there must reach rank 1 too, or the
+    ranks would train on with different weights."""
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    out = tmp_path / "run"
+    flags = ["--arch", "resnet", "--conv-channels", "2", "--latent-dim", 2, "--likelihood", "gaussian-learned"]
+    r = torchrun(
+        tmp_path, ["--data", folder, "--batch-size", 8, "--device", "cpu", *flags, "--out", out, "--epochs", 2]
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    w0 = torch.load(tmp_path / "reports" / "weights0.pt", weights_only=True)
+    w1 = torch.load(tmp_path / "reports" / "weights1.pt", weights_only=True)
+    for k in w0:
+        assert torch.equal(w0[k], w1[k]), k
+    saved = torch.load(out / "last.pt", weights_only=True)["model"]["decoder.log_sigma"]
+    assert torch.equal(w1["decoder.log_sigma"], saved)
+
+
 def test_nan_on_one_rank_stops_both(tmp_path):
     out = tmp_path / "run"
     r = torchrun(

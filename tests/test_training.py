@@ -528,8 +528,15 @@ def test_each_epoch_ends_with_the_fitted_sigma_in_the_model_and_its_checkpoints(
     monkeypatch.setattr(train_module, "validation_metrics", recording)
     run = tmp_path / "run"
     train(
-        out=str(run), data=str(folder), epochs=3, batch_size=8, arch="resnet", conv_channels=(2,), latent_dim=2,
-        grid_every=0, threads=1,
+        out=str(run),
+        data=str(folder),
+        epochs=3,
+        batch_size=8,
+        arch="resnet",
+        conv_channels=(2,),
+        latent_dim=2,
+        grid_every=0,
+        threads=1,
     )
     last, best = Checkpoint.load(run, last=True), Checkpoint.load(run)
     assert len(fitted) == 3 and not torch.allclose(fitted[0], torch.full((3,), LOG_SIGMA_START), atol=0.1)

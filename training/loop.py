@@ -532,8 +532,8 @@ def set_up(
         model_fields, tcfg, recipe_note = for_data(tuple(ds.image_shape))
     cfg = model_config(ds, tcfg, model_fields, ckpt)
     torch.manual_seed(tcfg.seed + procs.rank)
-    # channels-last conv weights: oneDNN's and cuDNN's faster layout (a 64 px resnet steps about 25% faster on a
-    # CPU); it changes the memory layout only, and the checkpoints' tensors load into any layout
+    # channels-last conv weights: oneDNN's and cuDNN's faster layout (bench/conv_layout.py); it changes the
+    # memory layout only, and the checkpoints' tensors load into any layout
     raw_model = VAE(cfg).to(procs.device, memory_format=torch.channels_last)
     opt = make_optimizer(raw_model, tcfg.lr, tcfg.weight_decay, procs.device)
     batches = Batches(
