@@ -121,6 +121,20 @@ def make_tiny_idx_dir(directory, n_train: int = 64, n_test: int = 32, gz: bool =
     return directory
 
 
+def make_colour_folder(root, n=24, size=(12, 12), classes=("cat", "dog"), seed=0) -> Path:
+    """n random colour PNGs (size: width, height), in one subfolder per class (labels), or flat with classes=()."""
+    import numpy as np
+    from PIL import Image
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        d = root / classes[i % len(classes)] if classes else root
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (*size[::-1], 3), dtype=np.uint8)).save(d / f"{i:03d}.png")
+    return root
+
+
 @pytest.fixture
 def tiny_idx_dir(tmp_path) -> Path:
     return make_tiny_idx_dir(tmp_path / "tiny-idx")

@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
     pytest.skip("torch.distributed with gloo is not available", allow_module_level=True)
 
-from conftest import make_tiny_idx_dir  # noqa: E402
+from conftest import make_colour_folder, make_tiny_idx_dir  # noqa: E402
 
 # Run by torchrun in each process: records this rank's file writes (audit hooks see every open/rename/mkdir),
 # then runs `vaectl train` and dumps the rank's final weights for the test to compare.
@@ -149,14 +149,7 @@ def test_two_cpu_processes_end_with_identical_weights_and_only_rank_0_writes(tmp
 def test_the_sigma_fitted_on_rank_0_reaches_every_rank(tmp_path):
     """Only rank 0 validates; the learned-variance model's sigma it fits there must reach rank 1 too, or the
     ranks would train on with different weights."""
-    import numpy as np
-    from PIL import Image
-
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(40):
-        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    folder = make_colour_folder(tmp_path / "imgs", n=40, size=(8, 8), classes=())
     out = tmp_path / "run"
     flags = ["--arch", "resnet", "--conv-channels", "2", "--latent-dim", 2, "--likelihood", "gaussian-learned"]
     r = torchrun(

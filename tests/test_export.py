@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from conftest import run_vaectl  # noqa: E402
+from conftest import make_colour_folder, run_vaectl  # noqa: E402
 from export_helpers import (  # noqa: E402
     BUILT,
     CLASS_NAMES,
@@ -355,18 +355,14 @@ def test_a_tiny_colour_resnet_exports_and_runs_in_the_torch_free_commands(tmp_pa
     assert {"InstanceNormalization", "Resize", "Conv"} <= ops and not ops & {"GroupNormalization", *RANDOM_OPS}
     config = parse_metadata(metadata(out / "decoder.onnx")).config
     assert config.likelihood == "gaussian-learned" and config.log_sigma == (-2.0, -1.5, -1.0)
-    images = tmp_path / "images"
-    images.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(12):
-        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    images = make_colour_folder(tmp_path / "images", n=12, size=(16, 16), classes=())
     r = run_vaectl("generate", "--decoder", out, "-n", "4", "--out", tmp_path / "samples.png")
     assert r.returncode == 0, r.stderr
     assert Image.open(tmp_path / "samples.png").mode == "RGB"
     r = run_vaectl(
         "reconstruct",
-        images / "0.png",
-        images / "1.png",
+        images / "000.png",
+        images / "001.png",
         "--encoder",
         out,
         "--decoder",

@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import make_colour_folder as make_folder
 from conftest import run_vaectl_in_process
 from PIL import Image
 
@@ -15,16 +16,6 @@ from vaectl.data import VALIDATION_FRACTION, load_data, load_image_folder
 from vaectl.data import store as S
 from vaectl.data.images import open_image, to_array
 from vaectl.errors import Note, UserInputError
-
-
-def make_folder(root, n=24, size=(12, 12), classes=("cat", "dog"), seed=0):
-    """n random colour PNGs in one subfolder per class (labels), sorted names."""
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        d = root / classes[i % len(classes)] if classes else root
-        d.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 256, (*size[::-1], 3), dtype=np.uint8)).save(d / f"{i:03d}.png")
-    return root
 
 
 def reference(root, seed=0, shape=None):

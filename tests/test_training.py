@@ -8,12 +8,11 @@ import math
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import run_vaectl  # noqa: E402
+from conftest import make_colour_folder, run_vaectl  # noqa: E402
 from conftest import run_vaectl_in_process as cli_in_process
 from PIL import Image  # noqa: E402
 
@@ -489,7 +488,7 @@ def test_cli_huge_learning_rate_stops_with_one_line(tmp_path, tiny_idx_dir):
     torch.load(tmp_path / "run" / "last.pt", weights_only=True)
 
 
-def test_a_learned_sigma_model_is_validated_and_trained_on_with_the_sigma_that_fits_the_held_out_images():
+def test_a_learned_sigma_model_is_validated_with_the_sigma_that_fits_the_held_out_images():
     from vaectl.training.loss import reconstruction_loss
 
     cfg = VAEConfig(
@@ -512,11 +511,7 @@ def test_a_learned_sigma_model_is_validated_and_trained_on_with_the_sigma_that_f
 
 
 def test_each_epoch_ends_with_the_fitted_sigma_in_the_model_and_its_checkpoints(tmp_path, monkeypatch):
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(40):
-        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    folder = make_colour_folder(tmp_path / "imgs", n=40, size=(8, 8), classes=())
     fitted = []  # each epoch's validation sigma
     validation_metrics = train_module.validation_metrics
 
