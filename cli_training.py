@@ -23,7 +23,7 @@ from .cli_common import (
 )
 from .contract import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from .models.config import ARCHITECTURES, LIKELIHOODS  # torch-free
-from .models.presets import CONDITIONAL, IMAGE_RECIPE, PRESETS, SMALL_IMAGE_EPOCHS  # torch-free
+from .models.presets import CONDITIONAL, IMAGE_RECIPE, PRESETS, SMALL_IMAGE_TRAIN  # torch-free
 from .scoring import IWAE_K
 from .training.config import default  # torch-free: the defaults shown in --help
 
@@ -53,7 +53,10 @@ def _d(name: str) -> str:
     """'[32]', with what the recipe picked for colour images and the conditional defaults change:
     '[0.3; 1 for colour or 32 px and up; 3 with --conditional]'."""
     values = [_flag_value(default(name))]
-    if name in _IMAGE_DEFAULTS and _IMAGE_DEFAULTS[name] != default(name):
+    if name in SMALL_IMAGE_TRAIN:  # the recipe's value depends on the image size
+        small, large = _flag_value(SMALL_IMAGE_TRAIN[name]), _flag_value(_IMAGE_DEFAULTS[name])
+        values.append(f"for colour or 32 px and up {small} up to 32 px, {large} above")
+    elif name in _IMAGE_DEFAULTS and _IMAGE_DEFAULTS[name] != default(name):
         values.append(f"{_flag_value(_IMAGE_DEFAULTS[name])} for colour or 32 px and up")
     if name in _CONDITIONAL_DEFAULTS:
         values.append(f"{_flag_value(_CONDITIONAL_DEFAULTS[name])} with --conditional")
@@ -190,9 +193,7 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
     "--epochs",
     type=int,
     default=None,
-    help=f"Epochs to train [{_flag_value(default('epochs'))}; for colour or 32 px and up {SMALL_IMAGE_EPOCHS} up to "
-    f"32 px, {IMAGE_RECIPE.train['epochs']} above; {_CONDITIONAL_DEFAULTS['epochs']} with --conditional]; with "
-    "--resume, the run's new total [the run's own].",
+    help=f"Epochs to train {_d('epochs')}; with --resume, the run's new total [the run's own].",
 )
 @click.option(
     "--batch-size", type=int, default=None, help=f"Global batch size (split across processes) {_d('batch_size')}."

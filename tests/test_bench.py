@@ -37,7 +37,7 @@ def test_bench_script_imports_and_shows_help(script):
 
 
 def test_conv_layout_times_both_layouts_of_the_picked_model():
-    flags = ["--sizes", "8", "--steps", "1", "--repeats", "1", "--threads", "1"]
+    flags = ["--sizes", "8", "--batch", "4", "--steps", "1", "--repeats", "1", "--threads", "1"]
     result = subprocess.run(
         [sys.executable, str(BENCH / "conv_layout.py"), *flags],
         capture_output=True,
@@ -45,6 +45,7 @@ def test_conv_layout_times_both_layouts_of_the_picked_model():
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
+    assert "1 thread(s), batches of 4" in result.stdout.splitlines()[0]
     row = result.stdout.strip().splitlines()[-1].split()  # size, widths, two rates, their ratio
     assert row[:2] == ["8", "128"] and float(row[2]) > 0 and float(row[3]) > 0
     assert float(row[4]) == pytest.approx(float(row[3]) / float(row[2]), abs=0.01)

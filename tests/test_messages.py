@@ -94,6 +94,11 @@ def test_train_help_shows_real_defaults():
     assert "(0: off) [0]" in text  # --label-dropout
     assert "(1: none) [1; 2 with --conditional]" in text  # --guidance
     assert "Latent dimensions [32; 4 with --conditional]" in text
+    from vaectl.models.presets import IMAGE_RECIPE, SMALL_IMAGE_TRAIN
+
+    for name in ("epochs", "batch_size"):  # the colour recipe's value depends on the image size: both are given
+        small, large = SMALL_IMAGE_TRAIN[name], IMAGE_RECIPE.train[name]
+        assert f"for colour or 32 px and up {small} up to 32 px, {large} above;" in text
 
 
 # ----------------------------------------------------------------------------- parameters and flags

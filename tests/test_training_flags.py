@@ -174,7 +174,7 @@ def test_bad_thread_counts_are_one_line_errors(tmp_path, monkeypatch):
 
 def test_a_new_runs_recipe_is_picked_from_its_images_and_explicit_values_win():
     from vaectl.errors import render
-    from vaectl.models.presets import IMAGE_RECIPE
+    from vaectl.models.presets import IMAGE_RECIPE, SMALL_IMAGE_TRAIN
     from vaectl.training.config import TrainConfig, data_recipe, resolve, resolve_for_images
 
     assert resolve(image_shape=(1, 28, 28)) == ({}, TrainConfig())  # the tutorial's images: the MLP default as it is
@@ -184,6 +184,9 @@ def test_a_new_runs_recipe_is_picked_from_its_images_and_explicit_values_win():
     recipe = IMAGE_RECIPE.train
     assert (tcfg.epochs, tcfg.batch_size, tcfg.lr) == (recipe["epochs"], recipe["batch_size"], recipe["lr"])
     assert tcfg.kl_warmup == recipe["epochs"] / 4  # the warm-up follows its epochs
+    small = resolve(image_shape=(3, 32, 32))[1]  # up to 32 px: its own epochs and batch size
+    assert (small.epochs, small.batch_size) == (SMALL_IMAGE_TRAIN["epochs"], SMALL_IMAGE_TRAIN["batch_size"])
+    assert (small.epochs, small.batch_size) != (tcfg.epochs, tcfg.batch_size)
     model, tcfg = resolve(image_shape=(3, 64, 64), epochs=4, beta=0.5, latent_dim=8)  # explicit values win
     assert (model["arch"], model["beta"], model["latent_dim"], tcfg.epochs, tcfg.kl_warmup) == (
         "resnet",
