@@ -65,8 +65,8 @@ CONDITIONAL = Recipe(
 # NARROWEST_WIDTH): the wide layers run on the small maps, so a 64 px model costs about twice a 32 px one
 # (32 px: 32,64,128; 64 px: 16,32,64,128). Up to 32 px 100 epochs of batches of 32; above, 60 epochs of
 # batches of 16: the larger model is short of steps, not of epochs, and smaller batches give it more of them
-# for little more time. A folder of about 2,000 images trains in under 10 minutes on a 2-core CPU at either
-# size. Chosen, and timed, on the emoji and Oxygen icon folders (docs/your-own-images.md).
+# for little more time. A folder of about 2,000 images trains in about 10 minutes or less on a 2-core CPU at
+# either size. Chosen, and timed, on the emoji and Oxygen icon folders (docs/your-own-images.md).
 IMAGE_RECIPE = Recipe(
     model={"arch": "resnet", "likelihood": "gaussian-learned", "latent_dim": 32, "beta": 1.0, "dropout": 0.1},
     train={"epochs": 60, "batch_size": 16, "lr": 2e-3},
