@@ -203,7 +203,8 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
     "--hflip/--no-hflip",
     default=None,
     help="Mirror a random half of the training images left to right, another half each epoch: for images whose "
-    "mirror image is as likely (icons, faces, photographs), not digits or text [off; on for colour images].",
+    "mirror image is as likely (faces, photographs), not sets drawn one way round (digits, text, many icons) "
+    "[off; on for colour images].",
 )
 @click.option(
     "--schedule",
