@@ -83,6 +83,8 @@ ROLE_KEY, CONFIG_KEY, FORMAT_KEY, VARIANT_KEY = (
     "vaectl.variant",
 )
 VERSION_KEY, CHECKPOINT_KEY, KL_KEY = "vaectl.version", "vaectl.checkpoint_sha256", "vaectl.kl_per_dim"
+# the --seed of the run: for data without a test split, which images it held out (data.load_data)
+HOLD_OUT_KEY = "vaectl.hold_out_seed"
 # the fitted prior in a decoder's metadata, and its kinds
 PRIOR_KEY = "vaectl.prior"
 PRIOR_GMM = "gmm"
@@ -171,6 +173,9 @@ class GraphInfo:
     kl_per_dim: tuple[float, ...] | None = None
     # the fitted prior (PRIOR_KEY's JSON, checked when its kind is known), or None: sample from N(0, I)
     prior: dict | None = None
+    # the seed that chose the training run's hold-out (HOLD_OUT_KEY), or None when not recorded: scoring the
+    # graphs on a folder without a test split holds out the images the run held out, not ones it trained on
+    hold_out_seed: int | None = None
 
     def informative_dims(self) -> list[int] | None:
         """Latent dimensions that carry information (informative_dims), or None when unknown."""
@@ -185,7 +190,13 @@ def format_version(config: VAEConfig, prior: dict | None = None) -> int:
 
 
 def build_metadata(
-    config: VAEConfig, role: str, checkpoint_sha256: str, variant: str = "fp32", kl_per_dim=None, prior=None
+    config: VAEConfig,
+    role: str,
+    checkpoint_sha256: str,
+    variant: str = "fp32",
+    kl_per_dim=None,
+    prior=None,
+    hold_out_seed: int | None = None,
 ) -> dict[str, str]:
     _check_role(role)
     if variant not in VARIANTS:
@@ -210,13 +221,21 @@ def build_metadata(
             raise ValueError("only a decoder carries a prior")
         check_prior(prior, config, "prior")
         props[PRIOR_KEY] = json.dumps(prior, sort_keys=True)
+    if hold_out_seed is not None:
+        props[HOLD_OUT_KEY] = str(int(hold_out_seed))
     return props
 
 
 def metadata_of(info: GraphInfo, variant: str | None = None) -> dict[str, str]:
     """`info` written back as metadata (optionally as another variant): what a derived graph carries."""
     return build_metadata(
-        info.config, info.role, info.checkpoint_sha256, variant or info.variant, info.kl_per_dim, info.prior
+        info.config,
+        info.role,
+        info.checkpoint_sha256,
+        variant or info.variant,
+        info.kl_per_dim,
+        info.prior,
+        info.hold_out_seed,
     )
 
 
@@ -248,7 +267,17 @@ def parse_metadata(props: dict[str, str], source: str = "model") -> GraphInfo:
         format_version=version,
         kl_per_dim=_parse_kl(props.get(KL_KEY), config.latent_dim, source),
         prior=_parse_prior(props.get(PRIOR_KEY), config, role, source),
+        hold_out_seed=_parse_seed(props.get(HOLD_OUT_KEY), source),
     )
+
+
+def _parse_seed(text: str | None, source: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise UserInputError(f"{source}: malformed {HOLD_OUT_KEY} metadata (not an integer)") from None
 
 
 def _parse_kl(text: str | None, latent_dim: int, source: str) -> tuple[float, ...] | None:

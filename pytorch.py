@@ -38,9 +38,17 @@ class _ModelMeta:
 class TorchSession:
     """One role ("encoder" or "decoder") of a PyTorch VAE with the onnxruntime.InferenceSession methods vaectl uses."""
 
-    def __init__(self, model, role: str, checkpoint_sha256: str, kl_per_dim=None, prior: dict | None = None):
+    def __init__(
+        self,
+        model,
+        role: str,
+        checkpoint_sha256: str,
+        kl_per_dim=None,
+        prior: dict | None = None,
+        hold_out_seed: int | None = None,
+    ):
         self.model, self.role = model, role
-        self.metadata = build_metadata(model.config, role, checkpoint_sha256, "fp32", kl_per_dim, prior)
+        self.metadata = build_metadata(model.config, role, checkpoint_sha256, "fp32", kl_per_dim, prior, hold_out_seed)
         self.input_names = [t.name for t in contract.graph_inputs(model.config, role)]
         self.output_names = [t.name for t in contract.graph_outputs(model.config, role)]
 
@@ -71,5 +79,8 @@ def checkpoint_pair(source, last: bool = False, prior: str | None = "normal") ->
     model, path = ckpt.model(), ckpt.path
     sha, kl = file_sha256(path), ckpt.kl_per_dim
     spec = None if prior == "normal" else ckpt.prior_plan(prior).fit()[0]
-    sessions = {role: TorchSession(model, role, sha, kl, spec if role == "decoder" else None) for role in ROLES}
+    sessions = {
+        role: TorchSession(model, role, sha, kl, spec if role == "decoder" else None, ckpt.hold_out_seed)
+        for role in ROLES
+    }
     return VAEPair(Encoder(path, session=sessions["encoder"]), Decoder(path, session=sessions["decoder"]))

@@ -4,7 +4,8 @@
     python bench/colour.py /work/coord/colour/emoji-32 --out /tmp/colour-bench
     python bench/colour.py FOLDER --train-args "--arch conv" --label conv --k 100
 
-For each image FOLDER, on vaectl's own hold-out (vaectl.data.load_data: 10% of the images, seed 0):
+For each image FOLDER, on vaectl's own hold-out (vaectl.data.load_data: 10% of the images, chosen by the run's
+--seed, 0 unless --train-args give another):
   vaectl     `python -m vaectl.cli train --data FOLDER --out RUN [--train-args]` in a subprocess (wall time
              measured around it), `export`, then the held-out images through the ONNX graphs (vaectl.infer
              Encoder/Decoder): decode(mu(x)), the decoder's float pixels; `eval --json` on the graphs for
@@ -44,9 +45,10 @@ CLI = [sys.executable, "-m", "vaectl.cli"]
 TRAVERSE_DIMS = 6  # traverse.png: the components with the most KL, one row each
 
 
-def split(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """vaectl's train and held-out images of an image folder, float32 (N, C, H, W) in [0, 1]."""
-    ds = load_data(folder)
+def split(folder: Path, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """vaectl's train and held-out images of an image folder (the hold-out a run with this --seed makes),
+    float32 (N, C, H, W) in [0, 1]."""
+    ds = load_data(folder, seed=seed)
     if ds.test_split != HOLDOUT:
         sys.exit(f"colour: {folder} has its own test split; this bench is for image folders")
     return ds.train.astype(np.float32) / 255.0, ds.test.astype(np.float32) / 255.0
@@ -134,8 +136,10 @@ def bench_folder(folder: Path, out: Path, train_args: list[str], label: str, k: 
     log = work / "vaectl.log"
     if not reuse:
         log.write_text("")
-    train, test = split(folder)
     seconds, export_dir = train_and_export(folder, work, train_args, log, reuse)
+    # the images the run held out: another --seed holds out others, and seed 0's would include training images
+    seed = json.loads((work / "run" / "config.json").read_text())["train"].get("seed", 0)
+    train, test = split(folder, seed)
     enc, dec = Encoder(export_dir), Decoder(export_dir)
     mu, _ = enc.encode(test)
     recon = dec.decode_float(mu)
@@ -158,6 +162,7 @@ def bench_folder(folder: Path, out: Path, train_args: list[str], label: str, k: 
         "train_args": shlex.join(train_args),
         "n_train": len(train),
         "n_test": len(test),
+        "hold_out_seed": seed,
         "latent_dim": d,
         "train_seconds": seconds,
         "train_seconds_from": "epochs' sum (reused run)" if reuse else "subprocess wall time",

@@ -106,17 +106,18 @@ def load_run_data(train: Mapping, config, run, data_dir=None, dataset: str | Non
     return ds
 
 
-def load_model_data(config, data_dir=None, run_dir=None) -> ImageDataset:
+def load_model_data(config, data_dir=None, run_dir=None, seed: int | None = None) -> ImageDataset:
     """The images a torch-free command reads for a model (`config`: its VAEConfig): data_dir's, brought to the
-    model's channels and (square) size; without data_dir, for a model in its run directory, the data that run
-    trained on, read with its recipe (load_run_data: its size, its hold-out); else the embedded sample.
+    model's channels and (square) size, with the hold-out `seed` chose (the graphs' hold_out_seed; 0 when
+    None) where the data has no test split; without data_dir, for a model in its run directory, the data that
+    run trained on, read with its recipe (load_run_data: its size, its hold-out); else the embedded sample.
     UserInputError when they do not have the model's shape."""
     if data_dir is None and run_dir is not None:
         from .. import layout
 
         return load_run_data(layout.run_config(run_dir).get("train", {}), config, run_dir)
     c, h, w = config.image_shape
-    ds = load_data(data_dir, image_size=h if h == w else None, channels=c)
+    ds = load_data(data_dir, image_size=h if h == w else None, channels=c, seed=seed or 0)
     if tuple(ds.image_shape) != config.image_shape:
         raise UserInputError(
             f"dataset {ds.name!r} has images of shape {tuple(ds.image_shape)}, but the model takes {config.image_shape}"

@@ -104,7 +104,7 @@ def map_data(dec: Decoder, run_dir: Path | None, data_dir=None):
     cfg = dec.info.config
     if data_dir is None and run_dir is None and cfg.dataset != MNIST_SAMPLE:
         raise UserInputError(f"trained on {cfg.dataset!r}: give {arg('data_dir')} DIR with its test images")
-    return load_model_data(cfg, data_dir, run_dir)
+    return load_model_data(cfg, data_dir, run_dir, dec.info.hold_out_seed)
 
 
 def _card(path: Path) -> dict:

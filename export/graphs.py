@@ -163,10 +163,16 @@ def _set_value_info(value: onnx.ValueInfoProto, elem_type: int, shape: tuple) ->
 
 
 def export_graph(
-    model: nn.Module, role: str, opset: int, checkpoint_sha256: str, kl_per_dim=None, prior: dict | None = None
+    model: nn.Module,
+    role: str,
+    opset: int,
+    checkpoint_sha256: str,
+    kl_per_dim=None,
+    prior: dict | None = None,
+    hold_out_seed: int | None = None,
 ) -> onnx.ModelProto:
     """One ONNX graph (role 'encoder' or 'decoder') from a VAE, with interface and metadata set (a decoder's
-    may include the fitted prior, contract.PRIOR_KEY)."""
+    may include the fitted prior, contract.PRIOR_KEY; hold_out_seed: the run's --seed, contract.HOLD_OUT_KEY)."""
     config = model.trained_config()  # with a learned likelihood sigma: the graphs' metadata carries it
     module = module_for_export(model, role)
     module.eval()
@@ -189,6 +195,8 @@ def export_graph(
     graph_model.doc_string = f"vaectl {role}: see the vaectl.* metadata_props"
     onnx.helper.set_model_props(
         graph_model,
-        build_metadata(config, role, checkpoint_sha256, "fp32", kl_per_dim, prior if role == "decoder" else None),
+        build_metadata(
+            config, role, checkpoint_sha256, "fp32", kl_per_dim, prior if role == "decoder" else None, hold_out_seed
+        ),
     )
     return graph_model

@@ -140,6 +140,14 @@ def _log_report(report: Report, out_dir: Path, log: Callable[[str], None]) -> No
         )
 
 
+def _graphs(ckpt: Checkpoint, model, opset: int, checkpoint_sha256: str, prior: dict | None) -> dict:
+    """Both roles' graphs, each with the checkpoint's facts in its metadata (the prior in the decoder's)."""
+    return {
+        role: export_graph(model, role, opset, checkpoint_sha256, ckpt.kl_per_dim, prior, ckpt.hold_out_seed)
+        for role in ROLES
+    }
+
+
 def export_model(
     source,
     out_dir,
@@ -200,7 +208,7 @@ def export_model(
     try:
         spec, prior_line = prior_plan.fit()
         log(prior_line if spec is not None else f"{prior_line}: samples come from N(0, I)")
-        graphs = {role: export_graph(model, role, opset, checkpoint_sha256, ckpt.kl_per_dim, spec) for role in ROLES}
+        graphs = _graphs(ckpt, model, opset, checkpoint_sha256, spec)
         real_images = _sample_images(config)
         for role in ROLES:
             staged[role] = _stage(graphs[role], finals[role])

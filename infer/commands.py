@@ -451,7 +451,7 @@ def _dataset_split(enc: Encoder, data_dir, split: str, run_dir=None) -> tuple[np
         raise UserInputError(f"unknown split {split!r}; choose train or test")
     from ..data.sources import load_model_data  # local: only the commands that read datasets load them
 
-    ds = load_model_data(enc.info.config, data_dir, run_dir)
+    ds = load_model_data(enc.info.config, data_dir, run_dir, enc.info.hold_out_seed)
     if split == "train":
         return ds.train, ds.train_labels
     return ds.test, ds.test_labels

@@ -39,8 +39,12 @@ def evaluate_onnx(
                 "images (downloading torchvision datasets needs the [train] extra)"
             )
     c, h, w = cfg.image_shape
-    # the model's own data (the embedded sample) at the size it trained at (train --image-size); named data as it is
-    ds = load_data(None, image_size=h if h == w else None, channels=c) if data_dir is None else load_data(data_dir)
+    # the model's own data (the embedded sample) at the size it trained at (train --image-size); named data as it
+    # is, holding out what the run held out where it has no test split (GraphInfo.hold_out_seed)
+    if data_dir is None:
+        ds = load_data(None, image_size=h if h == w else None, channels=c)
+    else:
+        ds = load_data(data_dir, seed=pair.decoder.info.hold_out_seed or 0)
     if tuple(ds.image_shape) != cfg.image_shape:
         raise UserInputError(
             f"dataset {ds.name!r} has images of shape {tuple(ds.image_shape)}, but the model expects {cfg.image_shape}"

@@ -271,6 +271,12 @@ class Checkpoint:
         return self.state.kl_per_dim
 
     @property
+    def hold_out_seed(self) -> int | None:
+        """The seed that chose the run's hold-out (its --seed, as load_run_data reads it); None when the
+        checkpoint records no training settings."""
+        return int(self.train.get("seed", 0)) if self.train else None
+
+    @property
     def resumable(self) -> bool:
         return bool(self.train) and self.optimizer is not None and self.rng is not None
 

@@ -53,6 +53,15 @@ def test_metadata_round_trips_the_config_and_derives_the_readable_keys_from_it()
     assert parse_metadata({**props, "vaectl.latent_dim": "99"}).config.latent_dim == 5
 
 
+def test_the_hold_out_seed_round_trips_and_is_absent_when_not_recorded():
+    cfg = VAEConfig(latent_dim=3)
+    props = build_metadata(cfg, "encoder", "", hold_out_seed=7)
+    assert props["vaectl.hold_out_seed"] == "7"
+    info = parse_metadata(props)
+    assert info.hold_out_seed == 7 and contract.metadata_of(info, "int8")["vaectl.hold_out_seed"] == "7"
+    assert parse_metadata(build_metadata(cfg, "encoder", "")).hold_out_seed is None
+
+
 def test_only_graphs_a_format_1_reader_would_misread_are_written_as_format_2():
     """Guidance against the average label needs the reader to feed `guidance` although label_dropout is 0, which
     vaectl before format 2 did not do: such graphs say format 2 (refused by older readers in one line)."""
@@ -76,6 +85,7 @@ def test_only_graphs_a_format_1_reader_would_misread_are_written_as_format_2():
         ({"vaectl.role": "critic"}, "unknown role"),
         ({"vaectl.config": "{not json"}, "malformed vaectl.config"),
         ({"vaectl.kl_per_dim": "[1, 2]"}, "2 values for 3 latent dimensions"),
+        ({"vaectl.hold_out_seed": "three"}, "malformed vaectl.hold_out_seed"),
     ],
 )
 def test_bad_metadata_is_refused_with_one_line(change, message):
