@@ -137,10 +137,10 @@ def bench_folder(folder: Path, out: Path, train_args: list[str], label: str, k: 
     if not reuse:
         log.write_text("")
     seconds, export_dir = train_and_export(folder, work, train_args, log, reuse)
-    # the images the run held out: another --seed holds out others, and seed 0's would include training images
-    seed = json.loads((work / "run" / "config.json").read_text())["train"].get("seed", 0)
-    train, test = split(folder, seed)
     enc, dec = Encoder(export_dir), Decoder(export_dir)
+    # the images the run held out (its --seed, which the graphs record): seed 0's could be training images
+    seed = enc.info.hold_out_seed or 0
+    train, test = split(folder, seed)
     mu, _ = enc.encode(test)
     recon = dec.decode_float(mu)
     d = enc.latent_dim
