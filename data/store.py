@@ -12,8 +12,9 @@ folder per data source (a hash of its absolute path), holding:
   index.json               the source's files (name, bytes, mtime) and each image's header (size, grey or not)
   shapes.json              the (C, H, W) chosen for each --image-size/--channels request, for these files
   CxHxW-seedS.u8 / .json   the pixels at one size, in the hold-out order of one seed, and that layout's index
-                           (which file each row holds, the files that cannot be decoded); "-good" in the
-                           name: the same without those files (skip_bad_images)
+                           (which file each row holds, the files that cannot be decoded, the groups of files
+                           whose pixels are identical at that size); "-good" in the name: the same without
+                           those files (skip_bad_images)
 Deleting a store's folder (or all of stores/) is always safe: the next load rebuilds it.
 
 The size and channels (most common size; grey unless some image has colour) come from a first pass over
@@ -308,13 +309,17 @@ def holdout_order(n: int, seed: int, fraction: float) -> tuple[np.ndarray, int]:
     return np.random.default_rng(seed).permutation(n), max(1, int(round(n * fraction)))
 
 
-def write_rows(path: Path, blocks: Iterator[np.ndarray], total: int, label: str) -> None:
-    """Stream uint8 blocks into `path` (atomically: a temp file, then os.replace), with the progress line."""
+def write_rows(path: Path, blocks: Iterator[np.ndarray], total: int, label: str) -> list[bytes]:
+    """Stream uint8 blocks into `path` (atomically: a temp file, then os.replace), with the progress line.
+    Returns a digest of each row's pixels, in row order (for finding images that are copies of each other)."""
     progress = _Progress(label, total)
+    digests: list[bytes] = []
 
     def write(f) -> None:
         for block in blocks:
-            f.write(np.ascontiguousarray(block).data.cast("B"))
+            block = np.ascontiguousarray(block)
+            f.write(block.data.cast("B"))
+            digests.extend(hashlib.blake2b(row.data, digest_size=16).digest() for row in block.reshape(len(block), -1))
             progress.add(len(block))
 
     try:
@@ -322,6 +327,38 @@ def write_rows(path: Path, blocks: Iterator[np.ndarray], total: int, label: str)
         atomic_write(path, write, fsync=False)
     finally:
         progress.close()
+    return digests
+
+
+def copy_groups(
+    digests: list[bytes], order: Sequence[int] | np.ndarray, leave_out: frozenset[int] | set[int] = frozenset()
+) -> list[list[int]]:
+    """The groups (two or more) of files whose rows have the same digest: file indices, sorted; `order[r]` is
+    the file row r holds. Files in `leave_out` (undecodable ones, stored as blank rows) are in none."""
+    by_digest: dict[bytes, list[int]] = {}
+    for row, d in enumerate(digests):
+        if int(order[row]) not in leave_out:
+            by_digest.setdefault(d, []).append(int(order[row]))
+    return sorted(sorted(g) for g in by_digest.values() if len(g) > 1)
+
+
+def copies_note(source: Path, doc: dict) -> list[str]:
+    """One note when held-out images have an exact copy among the training images (a folder that holds a
+    picture twice, under two names): their held-out scores are not those of unseen images."""
+    groups, n_test = doc.get("copies") or [], doc["n_test"]
+    if not groups:
+        return []
+    row_of = {int(f): r for r, f in enumerate(doc["order"])}
+    rows = [[row_of[f] for f in g if f in row_of] for g in groups]
+    seen = sum(sum(r < n_test for r in g) for g in rows if any(r >= n_test for r in g))
+    if not seen:
+        return []
+    repeats = sum(len(g) - 1 for g in rows if len(g) > 1)
+    return [
+        f"note: {seen:,} of the {n_test:,} held-out images in {source} are exact copies of training images "
+        f"({plural(repeats, 'image')} in all repeat another's pixels), so scores on them are not those of unseen "
+        "images; keep one of each to hold out only new pictures"
+    ]
 
 
 def copy_rows(src: StoreFile, rows: np.ndarray, dst: Path) -> None:
@@ -472,8 +509,16 @@ def decode_layout(directory: Path, paths: list[str], shape, seed: int, fraction:
             yield block
 
     name = layout_name(shape, seed, False)
-    write_rows(directory / f"{name}.u8", blocks(), len(paths), label)
-    return name, {"shape": list(shape), "seed": seed, "order": order.tolist(), "n_test": n_test, "bad": sorted(bad)}
+    digests = write_rows(directory / f"{name}.u8", blocks(), len(paths), label)
+    copies = copy_groups(digests, order, {i for i, _ in bad})
+    return name, {
+        "shape": list(shape),
+        "seed": seed,
+        "order": order.tolist(),
+        "n_test": n_test,
+        "bad": sorted(bad),
+        "copies": copies,
+    }
 
 
 def compact_layout(directory: Path, raw: StoreFile, doc: dict, seed: int, fraction: float) -> tuple[dict, StoreFile]:
@@ -553,7 +598,7 @@ def folder_store(
     if labelled:
         lookup = {name: k for k, name in enumerate(class_names)}
         labels = np.array([lookup[t] for t in tops], dtype=np.int64)[order]
-    notes += size_notes + ([bad_files_note(directory, bad, len(files))] if bad else [])
+    notes += size_notes + ([bad_files_note(directory, bad, len(files))] if bad else []) + copies_note(directory, doc)
     return Stored(store, order, labels, class_names, notes)
 
 
@@ -655,7 +700,8 @@ def array_store(path: Path, seed: int, fraction: float) -> Stored:
     doc, store = found
     labels = None if doc["labels"] is None else np.asarray(doc["labels"], dtype=np.int64)
     order = np.asarray(doc["order"], dtype=np.int64)
-    return Stored(store, order, labels, tuple(doc["class_names"]), doc["notes"], doc["hold_out"])
+    notes = doc["notes"] + copies_note(path, doc)
+    return Stored(store, order, labels, tuple(doc["class_names"]), notes, doc["hold_out"])
 
 
 def build_array_layout(where: Path, path: Path, seed: int, fraction: float, digest: str) -> tuple[dict, StoreFile]:
@@ -686,7 +732,7 @@ def build_array_layout(where: Path, path: Path, seed: int, fraction: float, dige
     if labels is not None and len(names) <= labels.max():
         names = tuple(str(i) for i in range(int(labels.max()) + 1))
     name = layout_name(shape, seed, False)
-    write_rows(where / f"{name}.u8", array_blocks(sources, order), len(order), f"copying {path}")
+    digests = write_rows(where / f"{name}.u8", array_blocks(sources, order), len(order), f"copying {path}")
     doc = {
         "shape": list(shape),
         "seed": seed,
@@ -697,6 +743,7 @@ def build_array_layout(where: Path, path: Path, seed: int, fraction: float, dige
         "class_names": list(names) if labels is not None else [],
         "notes": notes,
         "hold_out": not has_test,
+        "copies": copy_groups(digests, order),
         "files_digest": digest,
     }
     return doc, save_layout(where, name, doc)

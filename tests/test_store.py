@@ -227,3 +227,73 @@ def test_training_batches_read_from_the_store_equal_the_images(tmp_path, cache):
     idx = torch.tensor([5, 0, 35, 5, 17])
     assert torch.equal(x_train[idx], torch.from_numpy(np.array(ds.train[idx.numpy()])))
     assert torch.equal(x_val[1:3], torch.from_numpy(np.array(ds.test[1:3])))
+
+
+def expected_copies(train: np.ndarray, test: np.ndarray) -> tuple[int, int]:
+    """(held-out images with a copy among the training images, images that repeat an earlier one), by brute
+    force over the pixels."""
+    seen = {row.tobytes() for row in train}
+    in_test = sum(row.tobytes() in seen for row in test)
+    rows = [row.tobytes() for row in np.concatenate([test, train])]
+    return in_test, len(rows) - len(set(rows))
+
+
+def copies_line(notes: list[str]) -> list[str]:
+    return [n for n in notes if "exact copies" in n]
+
+
+def test_held_out_images_copied_in_training_are_noted_once_per_load(tmp_path, cache, decodes):
+    root = make_folder(tmp_path / "imgs", n=40, classes=())
+    for i in range(0, 40, 3):  # 14 pictures saved a second time under another name, one of them three times
+        (root / f"copy-{i:03d}.png").write_bytes((root / f"{i:03d}.png").read_bytes())
+    (root / "copy-again-000.png").write_bytes((root / "000.png").read_bytes())
+    seed = next(s for s in range(20) if expected_copies(*reference(root, s)[1::-1])[0])  # a split that has some
+    train, test = reference(root, seed)[:2]
+    in_test, repeats = expected_copies(train, test)
+    ds = load_data(root, seed=seed)
+    assert repeats == 15 and copies_line(ds.notes) == [
+        f"note: {in_test} of the {len(test)} held-out images in {root} are exact copies of training images "
+        f"(15 images in all repeat another's pixels), so scores on them are not those of unseen images; "
+        "keep one of each to hold out only new pictures"
+    ]
+    warm = load_data(root, seed=seed)  # from the store's index: nothing decoded, the same note
+    assert decodes[0] == 55 and copies_line(warm.notes) == copies_line(ds.notes)
+
+
+def test_copies_on_one_side_of_the_split_are_recorded_but_not_noted(tmp_path, cache):
+    root = make_folder(tmp_path / "imgs", n=20, classes=())
+    (root / "copy.png").write_bytes((root / "000.png").read_bytes())
+    # a seed that keeps both on the training side: nothing held out has been seen
+    seed = next(s for s in range(50) if not expected_copies(*reference(root, s)[1::-1])[0])
+    assert copies_line(load_data(root, seed=seed).notes) == []
+    layout = next(S.store_dir(root).glob(f"*-seed{seed}.json"))
+    names = sorted(p.name for p in root.iterdir())
+    assert [[names[i] for i in g] for g in S._json(layout)["copies"]] == [["000.png", "copy.png"]]
+
+
+def test_undecodable_files_are_not_copies_of_each_other(tmp_path, cache):
+    root = bad_folder(tmp_path / "imgs")
+    (root / "dog" / "cut2.png").write_bytes(b"\x89PNG truncated too")
+    with pytest.raises(UserInputError):
+        load_data(root)  # the store that holds their blank rows is built here
+    layout = next(p for p in S.store_dir(root).glob("*-seed0.json"))
+    assert S._json(layout)["copies"] == []  # three blank rows, no copies
+    assert copies_line(load_data(root, skip_bad_images=True).notes) == []
+
+
+def test_copies_in_an_array_are_noted(tmp_path, cache):
+    x = np.random.default_rng(0).integers(0, 256, (30, 8, 8), dtype=np.uint8)
+    x[20:] = x[:10]  # ten images twice
+    np.save(tmp_path / "x.npy", x)
+
+    def split(seed):
+        perm = np.random.default_rng(seed).permutation(30)
+        return x[perm[3:]], x[perm[:3]]
+
+    seed = next(s for s in range(20) if expected_copies(*split(s))[0])
+    in_test, repeats = expected_copies(*split(seed))
+    assert repeats == 10 and copies_line(load_data(tmp_path / "x.npy", seed=seed).notes) == [
+        f"note: {in_test} of the 3 held-out images in {tmp_path / 'x.npy'} are exact copies of training images "
+        "(10 images in all repeat another's pixels), so scores on them are not those of unseen images; "
+        "keep one of each to hold out only new pictures"
+    ]
