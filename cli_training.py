@@ -203,7 +203,7 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
     "--hflip/--no-hflip",
     default=None,
     help="Mirror a random half of the training images left to right, another half each epoch: for images whose "
-    "mirror image is as likely (faces, photographs), not sets drawn one way round (digits, text, many icons) "
+    "mirror image is as likely or merely rarer (faces, photographs, icons), not where it is wrong (digits, text) "
     "[off; on for colour images].",
 )
 @click.option(

@@ -12,7 +12,9 @@ For each image FOLDER, on vaectl's own hold-out (vaectl.data.load_data: 10% of t
              bits/dim (IWAE bound with --k samples, under N(0, I) and under the exported prior);
   PCA-D      the top D principal components of the training split (pixels in [0, 1]; numpy, from the Gram
              matrix), D = the model's latent dimensions; held-out images projected on them, clipped to [0, 1];
-  mean       the training split's mean image for every held-out image.
+  mean       the training split's mean image for every held-out image;
+  nearest    the training image closest to each held-out image (least squared error): what remembering the
+             training set scores, high where the held-out images have near-copies among the training ones.
 Scores, the same for all three, on [0, 1] pixels:
   PSNR               mean over images of 10 log10(1 / MSE_i), MSE_i over the image's pixels and channels;
   mean-colour error  mean over images of the mean over channels of |mean_c(recon) - mean_c(original)|, the
@@ -79,6 +81,17 @@ def pca_reconstruct(train: np.ndarray, test: np.ndarray, k: int) -> np.ndarray:
     else:
         t = np.zeros_like(t)
     return np.clip(t + mean, 0.0, 1.0).reshape(test.shape).astype(np.float32)
+
+
+def nearest_reconstruct(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """For each test image, the training image with the least squared error to it."""
+    a = train.reshape(len(train), -1)
+    norms = (a.astype(np.float64) ** 2).sum(axis=1)
+    best = np.empty(len(test), dtype=np.int64)
+    for s in range(0, len(test), 256):  # (256, N) distances at a time
+        t = test[s : s + 256].reshape(-1, a.shape[1])
+        best[s : s + len(t)] = np.argmin(norms[None, :] - 2.0 * (t @ a.T), axis=1)  # |t|^2 is the same per row
+    return train[best]
 
 
 def run(cmd: list[str], log: Path) -> float:
@@ -169,6 +182,7 @@ def bench_folder(folder: Path, out: Path, train_args: list[str], label: str, k: 
         "vaectl": scores(recon, test),
         f"pca{d}": scores(pca, test),
         "mean": scores(mean, test),
+        "nearest": scores(nearest_reconstruct(train, test), test),
         **(bits_per_dim(export_dir, folder, k) if k > 0 else {"bits_per_dim": None, "bits_per_dim_prior": None}),
         "eval_k": k,
     }
@@ -189,6 +203,7 @@ def print_table(results: list[dict]) -> None:
             (f"vaectl {r['label']}", r["vaectl"], f"{r['train_seconds']:8.0f}", bits),
             (f"PCA-{d}", r[f"pca{d}"], f"{'':8}", ""),
             ("mean image", r["mean"], f"{'':8}", ""),
+            ("nearest training image", r["nearest"], f"{'':8}", ""),
         ]
         for name, s, secs, b in rows:
             print(f"{r['set']:<12} {name:<22} {s['psnr']:8.2f} {s['colour_err']:10.2f} {secs} {b:>16}")

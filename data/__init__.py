@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserInputError, arg
+from ..errors import UserInputError, arg, note
 from ..models.config import class_index
 from .idx import has_idx_files, load_idx_split
 from .images import to_array
@@ -234,8 +234,14 @@ def resize_dataset(ds: ImageDataset, image_size: int | None, channels: int | Non
 
 
 def print_notes(ds: ImageDataset) -> None:
-    for note in ds.notes:
-        print(note, file=sys.stderr)
+    for text in ds.notes:
+        print(text, file=sys.stderr)
+
+
+def warn_notes(ds: ImageDataset) -> None:
+    """The dataset's notes as Note warnings (errors.note): the CLI prints each as one `note:` line."""
+    for text in ds.notes:
+        note(text.removeprefix("note: "))
 
 
 def parse_indices(specs) -> list[int]:

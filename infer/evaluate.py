@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from ..data import MNIST_SAMPLE, load_data
+from pathlib import Path
+
+from .. import layout
+from ..data import MNIST_SAMPLE, load_data, warn_notes
 from ..errors import UserInputError, arg
 from ..scoring import IWAE_K, EvalReport, score, sigmoid
 from .sessions import VAEPair
@@ -31,7 +34,9 @@ def evaluate_onnx(
     pair = VAEPair.load(encoder_path, decoder_path, threads)
     cfg = pair.decoder.config
     chosen = pair.decoder.prior(prior)
-    if data_dir is None:
+    graphs = Path(decoder_path) if Path(decoder_path).is_dir() else Path(decoder_path).parent
+    run_dir = layout.run_dir_of(graphs, graphs.parent) if data_dir is None and dataset is None else None
+    if data_dir is None and run_dir is None:
         wanted = dataset or cfg.dataset
         if wanted != MNIST_SAMPLE:
             raise UserInputError(
@@ -39,12 +44,19 @@ def evaluate_onnx(
                 "images (downloading torchvision datasets needs the [train] extra)"
             )
     c, h, w = cfg.image_shape
-    # the model's own data (the embedded sample) at the size it trained at (train --image-size); named data as it
-    # is, holding out what the run held out where it has no test split (GraphInfo.hold_out_seed)
-    if data_dir is None:
+    # graphs exported into their run directory: the data the run trained on, read as it read them (its size,
+    # its hold-out); otherwise the model's own data (the embedded sample) at the size it trained at (train
+    # --image-size); named data as it is, holding out what the run held out where it has no test split
+    # (GraphInfo.hold_out_seed)
+    if run_dir is not None:
+        from ..data.sources import load_model_data
+
+        ds = load_model_data(cfg, None, run_dir)
+    elif data_dir is None:
         ds = load_data(None, image_size=h if h == w else None, channels=c)
     else:
         ds = load_data(data_dir, seed=pair.decoder.info.hold_out_seed or 0)
+    warn_notes(ds)
     if tuple(ds.image_shape) != cfg.image_shape:
         raise UserInputError(
             f"dataset {ds.name!r} has images of shape {tuple(ds.image_shape)}, but the model expects {cfg.image_shape}"

@@ -25,6 +25,9 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         "threads.py",
         "image_store.py",
         "conv_layout.py",
+        "colour.py",
+        "colour_sets.py",
+        "peer_vanilla_vae.py",
     ],
 )
 def test_bench_script_imports_and_shows_help(script):
@@ -143,3 +146,45 @@ def test_sample_quality_end_to_end_on_tiny_settings(tmp_path):
     assert rows["real training images"][1] < rows["samples, normal"][1]  # real images are closest to real images
     assert "IWAE NLL (k=4, first 20 test images) under gmm" in r.stdout
     assert (tmp_path / "judges" / "judge-mnist-sample-A.pt").is_file()  # cached for the next run
+
+
+def bench_module(name: str):
+    sys.path.insert(0, str(BENCH))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def test_colour_nearest_training_image_is_the_closest_one():
+    import numpy as np
+
+    colour = bench_module("colour")
+    rng = np.random.default_rng(0)
+    train = rng.random((50, 3, 4, 4), dtype=np.float32)
+    test = np.concatenate([train[[7, 3]], train[[11]] + 0.01, rng.random((4, 3, 4, 4), dtype=np.float32)])
+    got = colour.nearest_reconstruct(train, test)
+    err = ((test[:, None] - train[None]) ** 2).reshape(len(test), len(train), -1).sum(axis=2)  # (7, 50)
+    assert np.array_equal(got, train[err.argmin(axis=1)]) and np.array_equal(got[:3], train[[7, 3, 11]])
+    assert colour.scores(got[:2], test[:2])["psnr"] == pytest.approx(120.0)  # exact copies: the 1e-12 floor
+
+
+def test_colour_sets_keeps_each_icon_file_once_under_its_own_name(tmp_path, monkeypatch):
+    colour_sets = bench_module("colour_sets")
+    for size in ("48x48", "256x256"):
+        places = tmp_path / size / "places"
+        places.mkdir(parents=True)
+        (places / "folder-image.png").write_bytes(size.encode())
+        (places / "folder-pictures.png").symlink_to("folder-image.png")  # the theme's aliases
+        (places / "folder-picture.png").symlink_to("folder-pictures.png")
+        (places / "user-home.png").write_bytes(b"home" + size.encode())
+    (tmp_path / "48x48" / "places" / "small-only.png").write_bytes(b"x")
+    (tmp_path / "22x22" / "places").mkdir(parents=True)
+    (tmp_path / "22x22" / "places" / "tiny.png").write_bytes(b"x")  # drawn only below 48 px
+    monkeypatch.setattr(colour_sets, "OXYGEN_DIR", tmp_path)
+    got = {key: str(path.relative_to(tmp_path)) for key, path in colour_sets.oxygen_sources()}
+    assert got == {
+        "places_folder-image": "256x256/places/folder-image.png",
+        "places_small-only": "48x48/places/small-only.png",
+        "places_user-home": "256x256/places/user-home.png",
+    }

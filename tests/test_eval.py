@@ -356,3 +356,40 @@ def test_graphs_scored_on_a_folder_hold_out_what_their_run_held_out(tmp_path):
     encode(graphs.encoder, out=tmp_path / "z.npy", data_dir=folder, split="test")
     mu, _ = Encoder(graphs.encoder).encode(own)
     np.testing.assert_allclose(np.load(tmp_path / "z.npy")["mu"], mu, atol=1e-6)
+
+
+def test_eval_of_graphs_in_their_run_reads_the_runs_data_and_notes_copied_images(tmp_path, monkeypatch):
+    """`vaectl eval RUN/onnx` with no --data scores what `vaectl eval RUN` scores: the folder the run trained on,
+    at the run's --image-size, its own hold-out; both say when held-out images are copies of training images."""
+    import json
+
+    from conftest import cli
+    from PIL import Image
+
+    monkeypatch.setenv("VAECTL_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "blobs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(60):
+        Image.fromarray(rng.integers(0, 256, (20, 20), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    for i in range(0, 60, 2):  # every other picture twice: some of the 6 held out have a copy in training
+        (folder / f"copy-{i:02d}.png").write_bytes((folder / f"{i:02d}.png").read_bytes())
+    run = tmp_path / "run"
+    flags = ["--epochs", "1", "--arch", "mlp", "--latent-dim", "2", "--hidden", "16", "--batch-size", "16"]
+    result = cli(
+        "train", "--data", folder, "--out", run, "--image-size", "16", "--seed", "3", "--grid-every", "0", *flags
+    )
+    assert result.exit_code == 0, result.output
+    assert cli("export", run, "--out", run / "onnx", "--prior", "normal").exit_code == 0
+
+    reports, notes = [], []
+    for model in (run / "onnx", run):
+        result = cli("eval", model, "--k", "4", "--seed", "1", "--json")
+        assert result.exit_code == 0, result.output
+        reports.append(json.loads(result.stdout))
+        notes.append([line for line in result.stderr.splitlines() if "exact copies" in line])
+    on_graphs, on_checkpoint = reports
+    assert (on_graphs["split"], on_graphs["n"]) == (on_checkpoint["split"], on_checkpoint["n"]) == ("hold-out", 9)
+    assert on_graphs["neg_elbo"] == pytest.approx(on_checkpoint["neg_elbo"], abs=0.05)
+    assert len(notes[0]) == 1 and notes[0] == notes[1]
+    assert notes[0][0].startswith("note: ") and f"held-out images in {folder} are exact copies" in notes[0][0]

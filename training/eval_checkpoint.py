@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..data import warn_notes
 from ..errors import UserInputError, arg
 from ..models.checkpoint import Checkpoint
 from ..scoring import IWAE_K, EvalReport, score
@@ -32,6 +33,7 @@ def evaluate_checkpoint(
     cfg = ckpt.config
     plan = ckpt.prior_plan(prior)  # the fit export makes: the run's own training data, the same seed
     ds = ckpt.training_data(data_dir, dataset)
+    warn_notes(ds)  # a resized folder, skipped files, held-out images that are copies of training images
     images = ds.test[:n]
     labels = ds.test_labels[:n] if cfg.num_classes else None
     encode = ckpt.numpy_encode()
