@@ -107,6 +107,12 @@ def run_dir_of(*candidates) -> Path | None:
     return None
 
 
+def run_dir_of_graph(graph) -> Path | None:
+    """The training run an exported graph file was written into (RUN/onnx/ROLE.onnx, or RUN/ROLE.onnx), if any."""
+    graph = Path(graph)
+    return run_dir_of(graph.parent, graph.parent.parent) if graph.is_file() else None
+
+
 def run_config(run_dir) -> dict:
     """A run directory's config.json as a dict ({} when missing or unreadable)."""
     try:

@@ -67,7 +67,7 @@ def _encoder_of_run(encoder) -> tuple[object, Path | None]:
     if isinstance(encoder, Encoder):
         return encoder, None
     graph = graph_path(encoder, "encoder")
-    return graph, layout.run_dir_of(graph.parent, graph.parent.parent) if graph.is_file() else None
+    return graph, layout.run_dir_of_graph(graph)
 
 
 def generate(

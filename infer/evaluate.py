@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from .. import layout
 from ..data import MNIST_SAMPLE, load_data, warn_notes
 from ..errors import UserInputError, arg
 from ..scoring import IWAE_K, EvalReport, score, sigmoid
-from .sessions import VAEPair
+from .sessions import VAEPair, graph_path
 
 
 def evaluate_onnx(
@@ -34,8 +32,9 @@ def evaluate_onnx(
     pair = VAEPair.load(encoder_path, decoder_path, threads)
     cfg = pair.decoder.config
     chosen = pair.decoder.prior(prior)
-    graphs = Path(decoder_path) if Path(decoder_path).is_dir() else Path(decoder_path).parent
-    run_dir = layout.run_dir_of(graphs, graphs.parent) if data_dir is None and dataset is None else None
+    run_dir = None
+    if data_dir is None and dataset is None:
+        run_dir = layout.run_dir_of_graph(graph_path(decoder_path, "decoder"))
     if data_dir is None and run_dir is None:
         wanted = dataset or cfg.dataset
         if wanted != MNIST_SAMPLE:
