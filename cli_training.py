@@ -149,6 +149,13 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
     help=f"Resnet: dropout between the two convolutions of each block, in training only {_d('dropout')}.",
 )
 @click.option(
+    "--refine-steps",
+    type=int,
+    default=None,
+    help=f"Resnet: steps that move the encoder's z toward the one that best explains each image, at inference "
+    f"(about a decoder pass each; 0: off) {_d('refine_steps')}.",
+)
+@click.option(
     "--context-channels",
     type=int,
     default=None,
@@ -300,6 +307,13 @@ def train(resume, overwrite, preset, epochs, hidden, conv_channels, channels, **
 @click.option("--fp16", is_flag=True, help="Also write decoder.fp16.onnx (float16 weights, float32 inputs/outputs).")
 @click.option("--int8", is_flag=True, help="Also write decoder.int8.onnx (dynamically quantized int8 weights).")
 @click.option(
+    "--refine-steps",
+    type=int,
+    default=None,
+    help="Resnet: refinement steps in the encoder graph, each about a decoder pass (0: the encoder's z as it "
+    "is) [the run's own].",
+)
+@click.option(
     "--prior",
     default=None,
     help="The prior generate samples from: gmm (a Gaussian mixture fitted to the encoded training images, K by "
@@ -320,7 +334,7 @@ def train(resume, overwrite, preset, epochs, hidden, conv_channels, channels, **
     "Re-exporting a run into a folder inside it needs no flag.",
 )
 @handle_errors
-def export(model, out_dir, last, opset, atol, fp16, int8, prior, data_dir, overwrite):
+def export(model, out_dir, last, opset, atol, fp16, int8, refine_steps, prior, data_dir, overwrite):
     """Export MODEL, a run directory or a .pt checkpoint, to verified ONNX encoder/decoder graphs (needs the
     [train] extra)."""
     from .export import export_model  # imports torch and onnx
@@ -333,6 +347,7 @@ def export(model, out_dir, last, opset, atol, fp16, int8, prior, data_dir, overw
         atol=atol,
         fp16=fp16,
         int8=int8,
+        refine_steps=refine_steps,
         prior=prior,
         data_dir=data_dir,
         overwrite=overwrite,

@@ -106,15 +106,20 @@ def run(cmd: list[str], log: Path) -> float:
     return time.perf_counter() - t0
 
 
-def train_and_export(folder: Path, work: Path, train_args: list[str], log: Path, reuse: bool) -> tuple[float, Path]:
+def train_and_export(
+    folder: Path, work: Path, train_args: list[str], export_args: list[str], log: Path, reuse: bool
+) -> tuple[float, Path]:
     run_dir, export_dir = work / "run", work / "export"
+    export = [*CLI, "export", str(run_dir), "--out", str(export_dir), "--overwrite", *export_args]
     if reuse and (export_dir / "decoder.onnx").is_file():
         # an earlier bench's run: its training time is the sum of its epochs' (start-up not counted)
         epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
-        print(f"{work}: reusing its run and export ({len(epochs)} epochs)")
+        print(f"{work}: reusing its run{'' if export_args else ' and export'} ({len(epochs)} epochs)")
+        if export_args:
+            run(export, log)
         return float(sum(e["seconds"] for e in epochs)), export_dir
     seconds = run([*CLI, "train", "--data", str(folder), "--out", str(run_dir), "--overwrite", *train_args], log)
-    run([*CLI, "export", str(run_dir), "--out", str(export_dir), "--overwrite"], log)
+    run(export, log)
     return seconds, export_dir
 
 
@@ -143,18 +148,22 @@ def grid(rows: list[np.ndarray], path: Path) -> None:
     Image.fromarray(canvas).save(path)
 
 
-def bench_folder(folder: Path, out: Path, train_args: list[str], label: str, k: int, reuse: bool) -> dict:
+def bench_folder(
+    folder: Path, out: Path, train_args: list[str], export_args: list[str], label: str, k: int, reuse: bool
+) -> dict:
     work = out / f"{folder.name}-{label}"
     work.mkdir(parents=True, exist_ok=True)
     log = work / "vaectl.log"
     if not reuse:
         log.write_text("")
-    seconds, export_dir = train_and_export(folder, work, train_args, log, reuse)
+    seconds, export_dir = train_and_export(folder, work, train_args, export_args, log, reuse)
     enc, dec = Encoder(export_dir), Decoder(export_dir)
     # the images the run held out (its --seed, which the graphs record): seed 0's could be training images
     seed = enc.info.hold_out_seed or 0
     train, test = split(folder, seed)
-    mu, _ = enc.encode(test)
+    t0 = time.perf_counter()
+    mu, _ = enc.encode(test)  # with the encoder graph's refinement steps, if it has them
+    encode_ms = 1000 * (time.perf_counter() - t0) / len(test)
     recon = dec.decode_float(mu)
     d = enc.latent_dim
     pca, mean = pca_reconstruct(train, test, d), pca_reconstruct(train, test, 0)
@@ -173,6 +182,9 @@ def bench_folder(folder: Path, out: Path, train_args: list[str], label: str, k: 
         "set": folder.name,
         "label": label,
         "train_args": shlex.join(train_args),
+        "export_args": shlex.join(export_args),
+        "refine_steps": enc.info.config.refine_steps,
+        "encode_ms_per_image": encode_ms,
         "n_train": len(train),
         "n_test": len(test),
         "hold_out_seed": seed,
@@ -214,6 +226,11 @@ def main(argv=None) -> None:
     ap.add_argument("folders", nargs="+", type=Path, help="image folders (flat or labelled)")
     ap.add_argument("--out", type=Path, default=Path("colour-bench"), help="runs, grids and results")
     ap.add_argument("--train-args", default="", help='extra flags for vaectl train, e.g. "--arch conv"')
+    ap.add_argument(
+        "--export-args",
+        default="",
+        help='extra flags for vaectl export, e.g. "--refine-steps 0"; with --reuse, the run is exported again',
+    )
     ap.add_argument("--label", default="default", help="name of this configuration in the table and folders")
     ap.add_argument("--k", type=int, default=100, help="importance samples for eval's bits/dim; 0: no eval [100]")
     ap.add_argument("--reuse", action="store_true", help="score the run and export an earlier bench left in OUT")
@@ -223,7 +240,8 @@ def main(argv=None) -> None:
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; vaectl train {args.train_args}"
     )
-    results = [bench_folder(f, args.out, train_args, args.label, args.k, args.reuse) for f in args.folders]
+    export_args = shlex.split(args.export_args)
+    results = [bench_folder(f, args.out, train_args, export_args, args.label, args.k, args.reuse) for f in args.folders]
     print_table(results)
     print("PSNR: mean over held-out images of 10 log10(1/MSE) on [0, 1] pixels; colour err: mean |per-channel mean")
     print("colour difference| in 8-bit levels; bits/dim: vaectl eval's IWAE bound under N(0, I) (exported prior)")

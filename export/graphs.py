@@ -44,15 +44,16 @@ RANDOM_OPS = {
 
 
 class EncoderForExport(nn.Module):
-    """image (+ label) -> (mu, logvar) [+ context_logits]. No sampling: drawing z is the runtime's job."""
+    """image (+ label) -> (mu, logvar) [+ context_logits]. No sampling: drawing z is the runtime's job. The
+    refinement steps of a resnet (models/refine.py) are in the graph: they run the decoder's weights."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        self.encoder, self.context = model.encoder, model.decoder.context
+        self.model, self.context = model, model.decoder.context
         self.row_context = model.config.row_context
 
     def forward(self, image: torch.Tensor, label: torch.Tensor | None = None):
-        mu, logvar = self.encoder(image, label)  # (N, D), (N, D)
+        mu, logvar = self.model.encode(image, label)  # (N, D), (N, D): mu refined where the config says
         if not self.row_context:
             return mu, logvar
         return mu, logvar, self.context(image)  # ..., (N, C, H, W)
@@ -146,7 +147,35 @@ def _torch_to_onnx(
         model = onnx.load(str(path), load_external_data=False)
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
         raise RuntimeError("the exporter wrote weights to an external data file; expected them embedded")
+    _share_equal_constants(model.graph)
     return model
+
+
+def _share_equal_constants(graph: onnx.GraphProto) -> None:
+    """One Constant node per distinct value. The exporter folds a constant afresh for every node that reads
+    it: an encoder with refinement steps (models/refine.py) would otherwise hold the same matrices once per
+    step, several megabytes and thousands of nodes."""
+    first: dict[bytes, str] = {}
+    rename: dict[str, str] = {}
+    kept = []
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            node.input[i] = rename.get(name, name)
+        if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
+            value = onnx.TensorProto()
+            value.CopyFrom(node.attribute[0].t)
+            value.name = ""  # the same value under another name is the same constant
+            key = value.SerializeToString(deterministic=True)
+            if key in first:
+                rename[node.output[0]] = first[key]
+                continue
+            first[key] = node.output[0]
+        kept.append(node)
+    for value in graph.output:
+        if value.name in rename:  # an output is never a shared constant's alias: keep that node
+            raise RuntimeError(f"graph output {value.name} is a constant")
+    del graph.node[:]
+    graph.node.extend(kept)
 
 
 def _set_value_info(value: onnx.ValueInfoProto, elem_type: int, shape: tuple) -> None:

@@ -106,13 +106,22 @@ def _make_variant(variant: str, decoder: onnx.ModelProto) -> onnx.ModelProto:
         root.removeFilter(quiet)
 
 
-def _sample_images(config):
-    """Real images from the embedded MNIST sample when the model takes that shape, else None (random)."""
+def _sample_images(config, data):
+    """Real images to verify on, uint8 (N, C, H, W): the run's own (`data`, held-out ones first) when at hand,
+    else the embedded MNIST sample when the model takes that shape, else None (random). Real images matter:
+    a refined encoder (models/refine.py) follows the decoder's gradient, which on noise is not the one it meets."""
+    import numpy as np
+
     from ..data import load_mnist_sample
 
+    n = max(VERIFY_BATCH_SIZES)
+    if data is not None:
+        images = np.concatenate([data.test[:n], data.train[:n]])[:n]
+        if len(images) == n and images.shape[1:] == config.image_shape:
+            return images
     if config.image_shape != (1, 28, 28):
         return None
-    return load_mnist_sample().test[: max(VERIFY_BATCH_SIZES)]
+    return load_mnist_sample().test[:n]
 
 
 def _staged_info(path: Path):
@@ -148,6 +157,13 @@ def _graphs(ckpt: Checkpoint, model, opset: int, checkpoint_sha256: str, prior: 
     }
 
 
+def _export_line(ckpt_path: Path, config, opset: int) -> str:
+    classes = f", {config.num_classes} classes" if config.num_classes else ""
+    refined = f", {config.refine_steps} refinement steps in the encoder" if config.refine_steps else ""
+    shape = "x".join(map(str, config.image_shape))
+    return f"exporting {ckpt_path} ({config.arch}, latent {config.latent_dim}, image {shape}{classes}{refined}) with opset {opset}"
+
+
 def export_model(
     source,
     out_dir,
@@ -157,6 +173,7 @@ def export_model(
     atol: float = 1e-4,
     fp16: bool = False,
     int8: bool = False,
+    refine_steps: int | None = None,
     prior: str | None = None,
     data_dir=None,
     overwrite: bool = False,
@@ -164,6 +181,7 @@ def export_model(
 ) -> ExportResult:
     """Export a checkpoint (or run directory) to verified ONNX graphs in `out_dir`.
 
+    refine_steps: the encoder graph's refinement steps (models/refine.py) [None: the checkpoint's].
     prior: "normal" (none fitted: N(0, I)), "gmm" or "gmm:K" (a mixture of K Gaussians fitted to the encoded
     training images, vaectl.prior.fit) [None: gmm when the training data, the run's own or `data_dir`, is at hand].
     Raises UserInputError for bad input (nothing written) and VerificationError when a graph fails a
@@ -175,7 +193,8 @@ def export_model(
     if not isinstance(atol, (int, float)) or not math.isfinite(atol) or atol < 0:
         raise UserInputError(f"{arg('atol')} must be a finite number >= 0, got {atol}")
     ckpt = Checkpoint.load(source, last=last)
-    model, config, ckpt_path = ckpt.model(), ckpt.config, ckpt.path
+    model = ckpt.model() if refine_steps is None else ckpt.model().with_refine_steps(refine_steps)
+    config, ckpt_path = model.config, ckpt.path
     if int8 and config.row_context:
         # the generated rows feed back into the next, so the per-batch activation quantization compounds:
         # the --preset quality model measured 0.25 max pixel error against float32 (bound 0.1)
@@ -194,10 +213,7 @@ def export_model(
         instead=f"they come from another checkpoint: choose another {arg('out_dir')}",
         parents=True,
     )
-    log(
-        f"exporting {ckpt_path} ({config.arch}, latent {config.latent_dim}, image {'x'.join(map(str, config.image_shape))}"
-        f"{f', {config.num_classes} classes' if config.num_classes else ''}) with opset {opset}"
-    )
+    log(_export_line(ckpt_path, config, opset))
 
     finals = {role: out_dir / layout.graph_name(role) for role in ROLES}
     wanted = [v for v, on in (("fp16", fp16), ("int8", int8)) if on]
@@ -209,7 +225,7 @@ def export_model(
         spec, prior_line = prior_plan.fit()
         log(prior_line if spec is not None else f"{prior_line}: samples come from N(0, I)")
         graphs = _graphs(ckpt, model, opset, checkpoint_sha256, spec)
-        real_images = _sample_images(config)
+        real_images = _sample_images(config, prior_plan.data)
         for role in ROLES:
             staged[role] = _stage(graphs[role], finals[role])
             verify_against_torch(model, role, staged[role], atol, real_images, report)

@@ -65,6 +65,7 @@ def format_description(d: dict) -> str:
             f"latent_dim  {d['latent_dim']}",
             f"image       {'x'.join(map(str, d['image_shape']))} (channels x height x width)",
             f"classes     {', '.join(d['class_names']) or 'none (unconditional)'}",
+            *_refinement(d),
             f"informative {_informative(d)}",
             f"checkpoint  sha256 {d['checkpoint_sha256'] or '?'}",
         ]
@@ -78,6 +79,13 @@ def format_description(d: dict) -> str:
     lines += [f"output      {sig(t)}" for t in d["outputs"]]
     lines += [f"metadata    {k} = {_short(k, v)}" for k, v in d["metadata"].items()]
     return "\n".join(lines)
+
+
+def _refinement(d: dict) -> list[str]:
+    steps = d["config"].get("refine_steps", 0) if d["role"] == "encoder" else 0
+    if not steps:
+        return []
+    return [f"refinement  {steps} steps move mu toward the z that best explains each image (each about a decoder pass)"]
 
 
 def _short(key: str, value: str) -> str:

@@ -301,9 +301,10 @@ class Checkpoint:
             self._model = model.eval()
         return self._model
 
-    def numpy_encode(self) -> Encode:
+    def numpy_encode(self, refine: bool = True) -> Encode:
         """The encoder as numpy in, numpy out: (images, labels) -> (mu, logvar) [+ context logits of a
-        row-context model], as the scorer and the prior fit take it."""
+        row-context model], as the scorer and the prior fit take it; refine=False: mu as the encoder gives it,
+        without the model's refinement steps (VAE.encode)."""
         model, row_context = self.model(), self.config.row_context
         from ..threads import choose_threads
 
@@ -311,7 +312,8 @@ class Checkpoint:
 
         @torch.no_grad()
         def encode(x: np.ndarray, y: np.ndarray | None):
-            mu, logvar = model.encoder(torch.from_numpy(x), _labels(y))  # (N, D), (N, D)
+            x_t, y_t = torch.from_numpy(x), _labels(y)
+            mu, logvar = model.encode(x_t, y_t) if refine else model.encoder(x_t, y_t)  # (N, D), (N, D)
             if not row_context:
                 return mu.numpy(), logvar.numpy()
             return mu.numpy(), logvar.numpy(), model.decoder.context(torch.from_numpy(x)).numpy()  # + (N, C, H, W)
@@ -377,7 +379,9 @@ class PriorPlan:
             return None, f"prior: {self.why_none}"
         from ..prior.fit import fit_prior
 
-        return fit_prior(self.checkpoint.numpy_encode(), self.checkpoint.config, self.data, self.choice)
+        # The prior follows the encoder's own q(z | x), unrefined: the z the decoder was trained on (and refining
+        # every training image would cost export far more than the fit itself).
+        return fit_prior(self.checkpoint.numpy_encode(refine=False), self.checkpoint.config, self.data, self.choice)
 
 
 def _labels(y: np.ndarray | None) -> torch.Tensor | None:

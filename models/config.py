@@ -29,6 +29,9 @@ class VAEConfig:
     # resnet: dropout between the two convolutions of each ResnetBlock (as diffusers' ResnetBlock2D), in
     # training only; a small folder's model otherwise learns its training images faster than the held-out ones
     dropout: float = 0.0
+    # Resnet: Adam steps that move the encoder's mu toward the z that best explains the image, at inference
+    # (models/refine.py; they are part of the exported encoder). 0: the encoder's mu as it is.
+    refine_steps: int = 0
     # > 0: row-autoregressive decoder; hidden channels of the convolution over the rows above each row
     context_channels: int = 0
     context_kernel: int = 7  # row context: sees kernel // 2 rows above, kernel // 2 columns either side
@@ -61,6 +64,7 @@ class VAEConfig:
         self.conv_channels = tuple(int(c) for c in self.conv_channels)
         self.class_names = tuple(str(c) for c in self.class_names)
         self.log_sigma = tuple(float(v) for v in self.log_sigma)
+        self.refine_steps = int(self.refine_steps)
         self.validate()
 
     def validate(self) -> None:
@@ -93,6 +97,12 @@ class VAEConfig:
         if self.dropout and self.arch != "resnet":
             raise UserInputError(
                 f"{arg('dropout')} belongs to the resnet ({arg('arch', 'resnet')}), not the {self.arch}"
+            )
+        if self.refine_steps < 0:
+            raise UserInputError(f"{arg('refine_steps')} must be >= 0, got {self.refine_steps}")
+        if self.refine_steps and (self.arch != "resnet" or self.row_context):
+            raise UserInputError(
+                f"{arg('refine_steps')} belongs to the resnet ({arg('arch', 'resnet')}) without a row context"
             )
         if self.log_sigma and not self.learned_sigma:
             raise UserInputError(f"log_sigma belongs to the gaussian-learned likelihood, not {self.likelihood}")

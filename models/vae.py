@@ -401,10 +401,26 @@ class VAE(nn.Module):
             return self.config
         return dataclasses.replace(self.config, log_sigma=tuple(self.decoder.log_sigma.detach().cpu().tolist()))
 
+    def with_refine_steps(self, steps: int) -> VAE:
+        """This model, inferring with `steps` refinement steps (VAEConfig.refine_steps; validated there)."""
+        config = dataclasses.replace(self.config, refine_steps=steps)
+        self.config = self.encoder.config = self.decoder.config = config
+        return self
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z | x) at inference: the encoder's (mu, logvar), mu refined by config.refine_steps steps."""
+        mu, logvar = self.encoder(x, y)  # (N, D), (N, D)
+        if self.config.refine_steps:
+            from .refine import refine  # refine.py builds on this module's blocks
+
+            mu = refine(self.decoder, x, mu, y, self.config.refine_steps)
+        return mu, logvar
+
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Deterministic reconstruction through the posterior mean, pixels in [0, 1]."""
-        mu, _ = self.encoder(x, y)
+        mu, _ = self.encode(x, y)
         return torch.sigmoid(self.decoder(mu, y))
 
     @torch.no_grad()

@@ -33,6 +33,15 @@ BUILT = {  # name -> config overrides for checkpoints built here (the trained ru
         log_sigma=(-2.0, -1.5, -1.0),
     ),
     "resnet-1ch-20x12": dict(arch="resnet", channels=1, height=20, width=12, conv_channels=(2, 4)),
+    "resnet-3ch-20x12-refined": dict(
+        arch="resnet",
+        channels=3,
+        height=20,
+        width=12,
+        conv_channels=(2, 4),
+        likelihood="gaussian-learned",
+        refine_steps=3,
+    ),
 }
 QUIET = dict(log=lambda message: None)
 
@@ -72,7 +81,7 @@ def torch_reference(model, role: str, feeds: dict) -> dict[str, np.ndarray]:
     tensors = [torch.from_numpy(v) for v in feeds.values()]
     with torch.no_grad():
         if role == "encoder":
-            mu, logvar = model.encoder(*tensors)
+            mu, logvar = model.encode(*tensors)  # with the model's refinement steps, as the graph has them
             return {"mu": mu.numpy(), "logvar": logvar.numpy()}
         return {"image": torch.sigmoid(model.decoder(*tensors)).numpy()}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         "colour.py",
         "colour_sets.py",
         "peer_vanilla_vae.py",
+        "refine_steps.py",
     ],
 )
 def test_bench_script_imports_and_shows_help(script):
@@ -188,3 +190,23 @@ def test_colour_sets_keeps_each_icon_file_once_under_its_own_name(tmp_path, monk
         "places_small-only": "48x48/places/small-only.png",
         "places_user-home": "256x256/places/user-home.png",
     }
+
+
+def test_refine_steps_scores_each_count_and_times_the_exported_encoder(tmp_path):
+    from conftest import make_colour_folder, run_vaectl_in_process
+
+    images = make_colour_folder(tmp_path / "images", n=30, size=(16, 16), classes=())
+    flags = ["--epochs", "1", "--conv-channels", "2,4", "--threads", "1"]
+    code, stderr = run_vaectl_in_process("train", "--data", images, "--out", tmp_path / "run", *flags)
+    assert code == 0, stderr
+    args = [tmp_path / "run", images, "--steps", "0,3", "--timed", "0,3", "--threads", "1"]
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "refine_steps.py"), *map(str, args)], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    scored, timed = report["rows"][:2], report["rows"][2:]
+    assert [r["steps"] for r in scored] == [0, 3] and [r["steps"] for r in timed] == [0, 3]
+    # the 3-step encoder graph holds the steps: larger than the plain one
+    assert timed[1]["mb"] > timed[0]["mb"] and all(r["ms_batch"] > 0 and r["load_s"] > 0 for r in timed)
+    assert scored[0]["held_out"] != scored[1]["held_out"]

@@ -1058,3 +1058,36 @@ def test_static_site_opened_from_disk_says_to_serve_it_over_http(browser, mlp_gr
         assert page.eval_on_selector("#status", "s => s.classList.contains('error')")
     finally:
         page.close()
+
+
+@pytest.mark.slow
+def test_a_colour_resnet_with_refinement_encodes_and_reconstructs_uploads_as_python(browser, tmp_path):
+    """The colour default's graphs in onnxruntime-web: the encoder with its refinement steps (transposed
+    convolutions, matrix products) gives Python onnxruntime's mu, and the reconstruction decodes it alike."""
+    from export_helpers import save_tiny_checkpoint
+
+    from vaectl.export import export_model
+
+    ckpt = save_tiny_checkpoint(
+        tmp_path / "resnet.pt",
+        arch="resnet",
+        channels=3,
+        height=16,
+        width=16,
+        conv_channels=(2, 4),
+        likelihood="gaussian-learned",
+        refine_steps=5,
+    )
+    graphs = export_model(ckpt, tmp_path / "onnx", prior="normal", log=lambda m: None).encoder.parent
+    image = (np.random.default_rng(4).random((20, 18, 3)) * 255).astype(np.uint8)
+    with serving(load_explore_model(graphs)) as port:
+        page = Page(browser, f"http://127.0.0.1:{port}/")
+        page.upload("a.png", png_bytes(image))
+        page.wait("window.vaectl.lastUpload && window.vaectl.lastUpload.recon")
+        got = page.js("window.vaectl.lastUpload")
+        x = np.asarray(got["input"], np.float32).reshape(1, 3, 16, 16)
+        (mu,) = ort.InferenceSession(str(graphs / "encoder.onnx")).run(["mu"], {"image": x})
+        assert np.abs(np.asarray(got["mu"]) - mu.ravel()).max() <= 1e-4
+        assert_decoded_alike(got["recon"], python_decode(graphs / "decoder.onnx", [got["mu"]]).ravel(), "fp32")
+        assert page.rgba("#upload-row canvas").shape[:2] == (16, 16)
+        page.close()  # no console error or failed request

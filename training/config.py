@@ -161,6 +161,8 @@ def _resolve(preset, model, tcfg, picked, fields) -> tuple[dict, TrainConfig]:
     model_fields = {**(recipe.model if recipe else {}), **given_model}
     if train_cfg.conditional:
         model_fields = {**CONDITIONAL.model, **(recipe.model if recipe else {}), **given_model}
+    if model_fields.get("context_channels") and "refine_steps" not in given_model:
+        model_fields.pop("refine_steps", None)  # refinement needs a decoder without a row context
     train_cfg.validate()
     train_cfg.record_data_source()
     return model_fields, train_cfg

@@ -1,0 +1,182 @@
+"""models/refine.py: the written-out decoder gradient against autograd, the Adam steps against torch.optim.Adam,
+and the refinement as the exported encoder carries it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from conftest import make_colour_folder, run_vaectl_in_process  # noqa: E402
+from export_helpers import QUIET, save_tiny_checkpoint, session  # noqa: E402
+
+from vaectl.errors import UserInputError  # noqa: E402
+from vaectl.models import VAEConfig  # noqa: E402
+from vaectl.models.refine import BETAS, EPS, LR, _base_logits, _Constants, _nll_logit_grad, refine  # noqa: E402
+from vaectl.models.vae import VAE  # noqa: E402
+from vaectl.training.loss import reconstruction_loss  # noqa: E402
+
+# Odd sizes on purpose: 20 px maps to 10, 5, 3, so the nearest upsampling from 3 to 5 copies rows unevenly.
+CASES = {
+    "colour-learned-sigma": dict(
+        channels=3, height=20, width=12, likelihood="gaussian-learned", log_sigma=(-2.0, -1.5, -1.0)
+    ),
+    "grey-bernoulli": dict(channels=1, height=20, width=20, conv_channels=(2, 4, 4), likelihood="bernoulli"),
+    "grey-gaussian-conditional": dict(channels=1, height=12, width=16, likelihood="gaussian", num_classes=3),
+}
+
+
+def tiny_model(seed=0, **overrides) -> VAE:
+    config = VAEConfig(**{"arch": "resnet", "latent_dim": 3, "conv_channels": (2, 4), "beta": 0.7, **overrides})
+    torch.manual_seed(seed)
+    model = VAE(config).double().eval()
+    with torch.no_grad():  # away from the initial weights: GroupNorm's affine and the biases matter too
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+def images_and_labels(config: VAEConfig, n: int = 4):
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(n, *config.image_shape, generator=g, dtype=torch.float64)
+    y = torch.arange(n) % config.num_classes if config.num_classes else None
+    return x, y
+
+
+def objective(model: VAE, z, x, y):
+    # -log p(x | z) + beta |z|^2 / 2 per image, with autograd's own modules (Decoder.base_logits)
+    logits = model.decoder.base_logits(z, y)
+    log_sigma = model.decoder.log_sigma if model.config.learned_sigma else None
+    return reconstruction_loss(logits, x, model.config.likelihood, log_sigma) + model.config.beta * 0.5 * z.pow(2).sum(
+        1
+    )
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_written_out_gradient_equals_autograd(case):
+    model = tiny_model(**CASES[case])
+    x, y = images_and_labels(model.config)
+    z = torch.randn(len(x), 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2)).requires_grad_(True)
+    (expected,) = torch.autograd.grad(objective(model, z, x, y).sum(), z)
+    with torch.no_grad():
+        logits, vjp = _base_logits(model.decoder, z, y, _Constants(z))
+        inv_var = torch.exp(-2 * model.decoder.log_sigma).view(-1, 1, 1) if model.config.learned_sigma else None
+        got = vjp(_nll_logit_grad(logits, x, model.config.likelihood, inv_var)) + model.config.beta * z
+        torch.testing.assert_close(logits, model.decoder.base_logits(z, y), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_steps_are_torch_adam_on_the_negative_elbo_and_lower_it(case):
+    model = tiny_model(**CASES[case])
+    x, y = images_and_labels(model.config)
+    with torch.no_grad():
+        mu, _ = model.encoder(x, y)
+        got = refine(model.decoder, x, mu, y, steps=5)
+    z = mu.clone().requires_grad_(True)
+    adam = torch.optim.Adam([z], lr=LR, betas=BETAS, eps=EPS)
+    for _ in range(5):
+        adam.zero_grad()
+        objective(model, z, x, y).sum().backward()
+        adam.step()
+    torch.testing.assert_close(got, z.detach(), rtol=1e-7, atol=1e-9)
+    with torch.no_grad():
+        assert (objective(model, got, x, y) < objective(model, mu, x, y)).all()
+
+
+def test_each_image_is_refined_on_its_own():
+    model = tiny_model(**CASES["colour-learned-sigma"])
+    x, _ = images_and_labels(model.config, n=5)
+    with torch.no_grad():
+        mu, _ = model.encoder(x)
+        together = refine(model.decoder, x, mu, None, steps=4)
+        alone = torch.cat([refine(model.decoder, x[i : i + 1], mu[i : i + 1], None, steps=4) for i in range(5)])
+    torch.testing.assert_close(together, alone, rtol=1e-9, atol=1e-12)
+
+
+def test_encode_and_reconstruct_use_the_configured_steps():
+    model = tiny_model(**CASES["colour-learned-sigma"], refine_steps=3)
+    x, _ = images_and_labels(model.config)
+    plain_mu, plain_logvar = model.encoder(x)
+    mu, logvar = model.encode(x)
+    torch.testing.assert_close(mu, refine(model.decoder, x, plain_mu, None, 3))
+    torch.testing.assert_close(logvar, plain_logvar)  # only the mean moves
+    torch.testing.assert_close(model.reconstruct(x), torch.sigmoid(model.decoder(mu)))
+    assert not torch.allclose(mu, plain_mu)
+    model.with_refine_steps(0)
+    torch.testing.assert_close(model.encode(x)[0], plain_mu)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(arch="mlp", refine_steps=5), "refine_steps belongs to the resnet"),
+        (dict(arch="resnet", height=16, width=16, conv_channels=(2, 4), refine_steps=-1), "must be >= 0"),
+        (
+            dict(arch="resnet", height=16, width=16, conv_channels=(2, 4), context_channels=4, refine_steps=2),
+            "without a row context",
+        ),
+    ],
+)
+def test_refine_steps_belong_to_the_resnet_without_a_row_context(overrides, message):
+    with pytest.raises(UserInputError, match=message):
+        VAEConfig(**overrides)
+
+
+# ----------------------------------------------------------------------------- in the exported encoder
+
+
+def test_the_exported_encoder_carries_the_steps_and_export_can_change_them(tmp_path):
+    from vaectl.export import export_model
+    from vaectl.infer.describe import describe_model, format_description
+
+    ckpt = save_tiny_checkpoint(
+        tmp_path / "r.pt", **CASES["colour-learned-sigma"], arch="resnet", conv_channels=(2, 4), refine_steps=4
+    )
+    model = tiny_model(**CASES["colour-learned-sigma"])  # only for its config's shapes
+    x = np.random.default_rng(0).random((3, *model.config.image_shape), dtype=np.float32)
+    mus = {}
+    for steps in (None, 0, 9):
+        out = tmp_path / f"onnx-{steps}"
+        export_model(ckpt, out, refine_steps=steps, prior="normal", **QUIET)
+        mus[steps] = session(out / "encoder.onnx").run(["mu"], {"image": x})[0]
+        text = format_description(describe_model(out / "encoder.onnx"))
+        assert (f"refinement  {steps if steps is not None else 4} steps" in text) == (steps != 0)
+    from vaectl.models.checkpoint import Checkpoint
+
+    torch_model = Checkpoint.load(ckpt).model()
+    with torch.no_grad():
+        plain = torch_model.encoder(torch.from_numpy(x))[0].numpy()
+        four = torch_model.encode(torch.from_numpy(x))[0].numpy()
+    np.testing.assert_allclose(mus[0], plain, atol=1e-5)
+    np.testing.assert_allclose(mus[None], four, atol=1e-5)
+    assert np.abs(mus[9] - mus[None]).max() > 1e-3 and np.abs(mus[None] - plain).max() > 1e-3
+
+
+def test_export_shares_each_constant_once(tmp_path):
+    import onnx
+
+    from vaectl.export import export_model
+
+    ckpt = save_tiny_checkpoint(
+        tmp_path / "r.pt", **CASES["colour-learned-sigma"], arch="resnet", conv_channels=(2, 4), refine_steps=6
+    )
+    export_model(ckpt, tmp_path / "onnx", prior="normal", **QUIET)
+    graph = onnx.load(tmp_path / "onnx" / "encoder.onnx").graph
+    values = [node.attribute[0].t.SerializeToString() for node in graph.node if node.op_type == "Constant"]
+    assert len(values) == len(set(values))
+
+
+def test_a_colour_folder_trains_with_refinement_unless_told_otherwise(tmp_path):
+    images = make_colour_folder(tmp_path / "images", n=12, size=(16, 16), classes=())
+    common = ["train", "--data", images, "--epochs", "1", "--conv-channels", "2,4", "--threads", "1"]
+    for extra, expected in (([], 20), (["--refine-steps", "3"], 3), (["--context-channels", "2"], 0)):
+        out = tmp_path / f"run{len(extra)}{expected}"
+        code, stderr = run_vaectl_in_process(*common, "--out", out, *extra)
+        assert code == 0, stderr
+        from vaectl.models.checkpoint import Checkpoint
+
+        assert Checkpoint.load(out).config.refine_steps == expected
+    code, stderr = run_vaectl_in_process(*common, "--out", tmp_path / "mlp", "--arch", "mlp", "--refine-steps", "2")
+    assert code == 2 and "--refine-steps belongs to the resnet (--arch resnet)" in stderr
