@@ -420,9 +420,16 @@ def data_images(data_dir, split, label, count, index, out, out_dir, overwrite, s
     show_default=True,
     help="Images encoded per onnxruntime call and written at a time (memory, not results).",
 )
+@click.option(
+    "--refine-steps",
+    type=int,
+    default=None,
+    help="A resnet that refines its latent: steps from the encoder's mu, each about a decoder pass (0: the "
+    "encoder's mu, fastest) [the model's own].",
+)
 @_THREADS
 @handle_errors
-def encode(encoder, demo, paths, data_dir, split, out, logvar, label, chunk_size, threads):
+def encode(encoder, demo, paths, data_dir, split, out, logvar, label, chunk_size, refine_steps, threads):
     """Write the posterior means (deterministic embeddings) of images or a dataset as .npy or .csv."""
     from .infer import commands
 
@@ -439,6 +446,7 @@ def encode(encoder, demo, paths, data_dir, split, out, logvar, label, chunk_size
             logvar=logvar,
             label=label,
             chunk_size=chunk_size,
+            refine_steps=refine_steps,
             threads=threads,
             progress=bar,
         )

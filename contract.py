@@ -11,7 +11,9 @@ where l_r are the logits of label K (= num_classes): "no label" for a model trai
 (config.no_label_class, whose graphs take label K), the average label otherwise. Feed config.guidance (the
 model's own weight, in the metadata) unless you want another. It is a plain graph input, not one backed by
 an initializer: onnxruntime-web (the browser explorer) rejects a feed for an initializer-backed input.
-A row-context model
+A resnet that refines its latent (config.refine_steps > 0, models/refine.py) has an encoder with one more
+input, `refine_steps` int64 [1]: how many refinement steps to take from the encoder's mu (an ONNX Loop); feed
+config.refine_steps unless you want another number (0: the encoder's mu as it is). A row-context model
 (config.row_context) adds one output to each, for scoring:
   encoder: context_logits [N, C, H, W], each pixel's logit term from the real rows above it
   decoder: base_logits [N, C, H, W], the logit term from z alone
@@ -59,19 +61,20 @@ from .models.config import VAEConfig
 
 # The newest export format this vaectl reads. 2: a decoder guided against the average label (a conditional
 # model with guidance != 1 and no label dropout), which a format-1 reader would run without its guidance
-# feed. 3: a decoder whose prior has a mixture over some coordinates only ("dims"). Every other graph is
-# still written as format 1, so older vaectl versions keep reading them.
-FORMAT_VERSION = 3
+# feed. 3: a decoder whose prior has a mixture over some coordinates only ("dims"). 4: an encoder that refines
+# its mu (config.refine_steps), with the refine_steps input. Every other graph is still written as format 1,
+# so older vaectl versions keep reading them.
+FORMAT_VERSION = 4
 ROLES = ("encoder", "decoder")
 VARIANTS = ("fp32", "fp16", "int8")
 # the ONNX opsets export writes: 13 for Flatten/Reshape/Gemm/Sigmoid in their current forms (dynamic
 # quantization needs >= 11); 20 is the TorchScript exporter's ceiling in torch 2.10-2.14
 DEFAULT_OPSET, MIN_OPSET, MAX_OPSET = 17, 13, 20
-BATCH = "N"  # the dynamic batch dimension, first in every input and output but `guidance`
+BATCH = "N"  # the dynamic batch dimension, first in every input and output but `guidance` and `refine_steps`
 
 
 # tensor names
-IMAGE, Z, LABEL, GUIDANCE = "image", "z", "label", "guidance"
+IMAGE, Z, LABEL, GUIDANCE, REFINE_STEPS = "image", "z", "label", "guidance", "refine_steps"
 MU, LOGVAR = "mu", "logvar"
 CONTEXT_LOGITS, BASE_LOGITS = "context_logits", "base_logits"
 
@@ -124,7 +127,7 @@ _LOOSE_KEYS = (
 class TensorSpec:
     name: str
     dtype: str  # "float32" or "int64"
-    shape: tuple  # BATCH first, then fixed sizes (guidance: (1,), no batch)
+    shape: tuple  # BATCH first, then fixed sizes (guidance, refine_steps: (1,), no batch)
     default: float | None = None  # what to feed when the caller has no preference (guidance: the model's weight)
 
 
@@ -140,6 +143,8 @@ def graph_inputs(config: VAEConfig, role: str) -> tuple[TensorSpec, ...]:
         inputs.append(TensorSpec(LABEL, "int64", (BATCH,)))
     if config.guided and role == "decoder":
         inputs.append(TensorSpec(GUIDANCE, "float32", (1,), default=config.guidance))
+    if config.refine_steps and role == "encoder":
+        inputs.append(TensorSpec(REFINE_STEPS, "int64", (1,), default=config.refine_steps))
     return tuple(inputs)
 
 
@@ -182,8 +187,10 @@ class GraphInfo:
         return None if self.kl_per_dim is None else informative_dims(self.kl_per_dim)
 
 
-def format_version(config: VAEConfig, prior: dict | None = None) -> int:
-    """The oldest export format that describes graphs of this config and prior (see FORMAT_VERSION)."""
+def format_version(config: VAEConfig, prior: dict | None = None, role: str = "decoder") -> int:
+    """The oldest export format that describes this role's graph of this config and prior (see FORMAT_VERSION)."""
+    if config.refine_steps and role == "encoder":
+        return 4
     if prior is not None and any("dims" in m for m in prior.get("mixtures") or () if isinstance(m, dict)):
         return 3
     return 2 if config.guided and not config.no_label_class else 1
@@ -206,7 +213,7 @@ def build_metadata(
         f"vaectl.{key}": fields[key] if isinstance(fields[key], str) else json.dumps(fields[key]) for key in _LOOSE_KEYS
     }
     props = {
-        FORMAT_KEY: str(format_version(config, prior)),
+        FORMAT_KEY: str(format_version(config, prior, role)),
         ROLE_KEY: role,
         VARIANT_KEY: variant,
         **loose,

@@ -6,10 +6,10 @@ RUN is a run directory of a resnet trained on the image folder FOLDER (its check
 not matter: every count in --steps is applied to the same weights). For each count K, in PyTorch: the run's
 held-out images (bench/colour.py's split, the run's --seed) encoded, mu refined by K steps, decoded; PSNR and
 mean-colour error as bench/colour.py scores them; and the same PSNR on the first 400 training images. For each
-count in --timed, the run exported with `--refine-steps K --prior normal` into a temporary folder, then, with
-onnxruntime on --threads threads: the encoder's file size, the time to load it into a session (median of 3),
-and its time per image on batches of 64 held-out images and on one image at a time (medians of 5). Prints a
-table; asserts nothing.
+count in --timed, with the run exported once with refinement (`--prior normal`, into a temporary folder; its
+encoder takes the count as its refine_steps input), with onnxruntime on --threads threads: the encoder's file
+size, the time to load it into a session (median of 3), and its time per image on a batch of 64 held-out
+images and on one image (medians of 5). Prints a table; asserts nothing.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def quality(model, images: np.ndarray, steps: int) -> dict[str, float]:
     x = torch.from_numpy(images)
     with torch.no_grad():
         mu, _ = model.encoder(x)  # (N, D)
-        z = refine(model.decoder, x, mu, None, steps)
+        z = refine(model.decoder, x, mu, steps)
         return scores(torch.sigmoid(model.decoder(z)).numpy(), images)
 
 
@@ -54,10 +54,11 @@ def median_seconds(f, repeats: int) -> float:
     return statistics.median(times)
 
 
-def encoder_cost(run: Path, steps: int, images: np.ndarray, threads: int) -> dict[str, float]:
+def encoder_cost(run: Path, counts: list[int], images: np.ndarray, threads: int) -> list[dict[str, float]]:
+    """The run exported with refinement (its encoder takes the count as an input), timed at each count."""
     with tempfile.TemporaryDirectory(prefix="vaectl-refine-") as tmp:
         cmd = [sys.executable, "-m", "vaectl.cli", "export", str(run), "--out", tmp, "--prior", "normal"]
-        subprocess.run([*cmd, "--refine-steps", str(steps)], check=True, capture_output=True)
+        subprocess.run([*cmd, "--refine-steps", str(max(1, *counts))], check=True, capture_output=True)
         path = Path(tmp) / "encoder.onnx"
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -65,15 +66,25 @@ def encoder_cost(run: Path, steps: int, images: np.ndarray, threads: int) -> dic
         def load():
             return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-        session = load()
+        session, load_s = load(), median_seconds(load, 3)
         batch, one = images[:64], images[:1]
-        session.run(["mu"], {"image": batch})  # warm-up
-        return {
-            "mb": path.stat().st_size / 1e6,
-            "load_s": median_seconds(load, 3),
-            "ms_batch": 1000 * median_seconds(lambda: session.run(["mu"], {"image": batch}), 5) / len(batch),
-            "ms_one": 1000 * median_seconds(lambda: session.run(["mu"], {"image": one}), 5),
-        }
+        rows = []
+        for k in counts:
+            feed = {"refine_steps": np.array([k], np.int64)}
+            session.run(["mu"], {"image": batch, **feed})  # warm-up
+            per_batch = median_seconds(lambda f=feed: session.run(["mu"], {"image": batch, **f}), 5)
+            per_one = median_seconds(lambda f=feed: session.run(["mu"], {"image": one, **f}), 5)
+            size = path.stat().st_size / 1e6
+            rows.append(
+                {
+                    "steps": k,
+                    "mb": size,
+                    "load_s": load_s,
+                    "ms_batch": 1000 * per_batch / len(batch),
+                    "ms_one": 1000 * per_one,
+                }
+            )
+        return rows
 
 
 def main(argv=None) -> None:
@@ -96,9 +107,9 @@ def main(argv=None) -> None:
         rows.append({"steps": k, "held_out": held_out, "train_psnr": trained["psnr"]})
         print(f"{k:>5} {held_out['psnr']:8.2f} {held_out['colour_err']:10.2f} {trained['psnr']:10.2f}")
     print(f"{'steps':>5} {'encoder MB':>10} {'load s':>7} {'ms/image (64)':>14} {'ms (1 image)':>13}")
-    for k in (int(s) for s in args.timed.split(",")):
-        cost = encoder_cost(args.run, k, test, args.threads)
-        rows.append({"steps": k, **cost})
+    for cost in encoder_cost(args.run, [int(s) for s in args.timed.split(",")], test, args.threads):
+        rows.append(cost)
+        k = cost["steps"]
         print(f"{k:>5} {cost['mb']:10.2f} {cost['load_s']:7.2f} {cost['ms_batch']:14.1f} {cost['ms_one']:13.1f}")
     print(json.dumps({"set": args.folder.name, "n_test": len(test), "rows": rows}))
 

@@ -130,7 +130,9 @@ def component_order(model: ExploreModel, dec: Decoder) -> tuple[list[float] | No
 def build_info(model: ExploreModel, dec: Decoder) -> dict:
     cfg = dec.info.config
     card = _card(model.decoders["fp32"])
+    encoder_card = _card(model.encoder) if model.encoder else None
     guidance = next((t for t in card["inputs"] if t["name"] == contract.GUIDANCE), None)
+    refine = next((t for t in (encoder_card or {}).get("inputs", ()) if t["name"] == contract.REFINE_STEPS), None)
     kl, order_by = component_order(model, dec)
     informative = contract.informative_dims(kl) if kl is not None else list(range(dec.latent_dim))
     order = informative + [
@@ -154,17 +156,20 @@ def build_info(model: ExploreModel, dec: Decoder) -> dict:
         "dataset": cfg.dataset,
         "row_context": cfg.row_context,
         "guidance": {"shape": guidance["shape"], "default": guidance["default"]} if guidance else None,
+        # a refining encoder's steps: uploads are encoded with the model's own number
+        "refine_steps": {"shape": refine["shape"], "default": refine["default"]} if refine else None,
         # the graphs' tensor names, from the contract: the page feeds and reads these, nothing else
         "tensors": {
             "z": contract.Z,
             "label": contract.LABEL,
             "guidance": contract.GUIDANCE,
+            "refine_steps": contract.REFINE_STEPS,
             "image": contract.IMAGE,
             "mu": contract.MU,
             "logvar": contract.LOGVAR,
         },
         "decoder": card,
-        "encoder": _card(model.encoder) if model.encoder else None,
+        "encoder": encoder_card,
         "variants": [
             {"variant": v, "file": layout.site_model_file("decoder", v), "bytes": p.stat().st_size}
             for v, p in model.decoders.items()
@@ -254,9 +259,9 @@ def start_point(model: ExploreModel, dec: Decoder) -> dict:
 
 
 def build_map(pair: VAEPair | None, ds) -> dict:
-    """Posterior means of up to MAP_IMAGES test images of `ds` (an ImageDataset at the model's shape; the page
-    draws two components of them, in prior units), their labels and pixels, and the KL per dimension of their
-    encodings."""
+    """Posterior means (the encoder's, unrefined) of up to MAP_IMAGES test images of `ds` (an ImageDataset at the
+    model's shape; the page draws two components of them, in prior units), their labels and pixels, and the KL
+    per dimension of their encodings."""
     if pair is None:
         return {"available": False, "reason": "no encoder.onnx: the map needs the encoder to place images"}
     cfg = pair.decoder.info.config
@@ -264,7 +269,10 @@ def build_map(pair: VAEPair | None, ds) -> dict:
     labels = ds.test_labels[:MAP_IMAGES] if ds.test_labels is not None else None
     if cfg.num_classes and labels is None:
         return {"available": False, "reason": "this conditional model needs labelled test images for its map"}
-    mu, logvar = pair.encoder.encode(images, label=labels if cfg.num_classes else None)
+    # where the encoder puts them, unrefined (refine_steps=0), as the KL the export records: refining up to
+    # MAP_IMAGES images would hold up the page's start by about 55 ms an image at 64 px
+    steps = 0 if pair.encoder.config.refine_steps else None
+    mu, logvar = pair.encoder.encode(images, label=labels if cfg.num_classes else None, refine_steps=steps)
     mu64, lv64 = mu.astype(np.float64), logvar.astype(np.float64)
     kl = (0.5 * (mu64**2 + np.exp(lv64) - lv64 - 1.0)).mean(0)
     return {

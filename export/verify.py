@@ -56,6 +56,8 @@ def make_inputs(
         feeds[contract.LABEL] = (np.arange(n) % config.num_classes).astype(np.int64)  # every class once n >= K
     if config.guided and role == "decoder":  # the model's own weight unless another is asked for
         feeds[contract.GUIDANCE] = np.array([config.guidance if guidance is None else guidance], np.float32)
+    if config.refine_steps and role == "encoder":
+        feeds[contract.REFINE_STEPS] = np.array([config.refine_steps], np.int64)
     return feeds
 
 

@@ -386,10 +386,12 @@ def encode(
     logvar: bool = False,
     label=None,
     chunk_size: int = DEFAULT_BATCH_SIZE,
+    refine_steps: int | None = None,
     threads: int | None = None,
     progress: Progress | None = None,
 ) -> int:
     """Posterior means (and with `logvar` the log-variances) of images into `out` (.npy or .csv); returns the rows.
+    refine_steps: a refining encoder's steps (Encoder.encode) [the model's own].
 
     `encoder`: encoder.onnx, an export directory, or a run directory holding one (an Encoder works too).
     The images: `images` (paths, PIL images, arrays, or one batch array as Encoder.encode takes), else the
@@ -421,12 +423,13 @@ def encode(
     elif enc.conditional and labels is None:
         enc.labels_for(None, 1)  # raises "conditional: give a --label"
     dtype = latent_dtype(enc.latent_dim, logvar, labels is not None)
+    enc.refine_feed(refine_steps)  # a bad count fails before any image is read
 
     def records():
         for start in range(0, len(source), chunk_size):
             batch_labels = None if labels is None else labels[start : start + chunk_size]
             mu, lv = enc.encode(
-                source[start : start + chunk_size], batch_labels if enc.conditional else None, chunk_size
+                source[start : start + chunk_size], batch_labels if enc.conditional else None, chunk_size, refine_steps
             )
             rows = np.empty(len(mu), dtype)
             rows["mu"] = mu

@@ -55,7 +55,11 @@ def format_description(d: dict) -> str:
     """`describe_model`'s dict as the lines `vaectl info` prints."""
 
     def sig(t):
-        default = f" (the model's weight: {t['default']:g})" if t.get("default") is not None else ""
+        default = ""
+        if t.get("default") is not None and t["name"] == contract.REFINE_STEPS:
+            default = f" (the model's: {t['default']:g} steps)"
+        elif t.get("default") is not None:
+            default = f" (the model's weight: {t['default']:g})"
         return f"{t['name']}: {t['type']} [{', '.join(map(str, t['shape']))}]{default}"
 
     lines = [f"model       {d['path']} ({d['bytes']:,} bytes; {d['producer'] or 'unknown producer'})"]
@@ -85,7 +89,10 @@ def _refinement(d: dict) -> list[str]:
     steps = d["config"].get("refine_steps", 0) if d["role"] == "encoder" else 0
     if not steps:
         return []
-    return [f"refinement  {steps} steps move mu toward the z that best explains each image (each about a decoder pass)"]
+    return [
+        f"refinement  {steps} steps move mu toward the z that best explains each image (each about a decoder pass; "
+        f"the {contract.REFINE_STEPS} input sets another number)"
+    ]
 
 
 def _short(key: str, value: str) -> str:

@@ -383,10 +383,27 @@ class Encoder(_Session):
 
         return prepare_images(images, self.image_shape)
 
-    def encode(self, images, label=None, batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[np.ndarray, np.ndarray]:
-        """(mu, logvar), each float32 (N, D), for images in any form `prepare` accepts."""
-        mu, logvar = self._encode(images, label, [contract.MU, contract.LOGVAR], batch_size)
+    def encode(
+        self, images, label=None, batch_size: int = DEFAULT_BATCH_SIZE, refine_steps: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(mu, logvar), each float32 (N, D), for images in any form `prepare` accepts. refine_steps: a refining
+        encoder's steps from the encoder's mu (0: none) [the model's own, config.refine_steps]."""
+        mu, logvar = self._encode(images, label, [contract.MU, contract.LOGVAR], batch_size, refine_steps)
         return mu, logvar
+
+    def refine_feed(self, refine_steps: int | None) -> dict[str, np.ndarray]:
+        """The refine_steps input for `refine_steps` (None: the model's own); {} for an encoder without one."""
+        if refine_steps is not None and (not isinstance(refine_steps, int) or refine_steps < 0):
+            raise UserInputError(f"{arg('refine_steps')} must be a whole number >= 0, got {refine_steps}")
+        if not self.config.refine_steps:
+            if refine_steps:
+                raise UserInputError(
+                    f"{arg('refine_steps')} given, but {self.path} does not refine its latent (exported with "
+                    f"{arg('refine_steps', 0)}, or not a resnet)"
+                )
+            return {}
+        steps = self.config.refine_steps if refine_steps is None else refine_steps
+        return {contract.REFINE_STEPS: np.array([steps], np.int64)}
 
     def encode_with_context(self, images, label=None, batch_size: int = DEFAULT_BATCH_SIZE):
         """A row-context model's (mu, logvar, context_logits) in one pass; context_logits (N, C, H, W) is each
@@ -397,11 +414,12 @@ class Encoder(_Session):
         )
         return mu, logvar, context
 
-    def _encode(self, images, label, names: list[str], batch_size: int) -> list[np.ndarray]:
+    def _encode(self, images, label, names: list[str], batch_size: int, refine_steps=None) -> list[np.ndarray]:
         if label is None and self.conditional:
             self.labels_for(None, 0)  # the missing label is the error, before any image is read (or noted)
+        extra = self.refine_feed(refine_steps)
         x = self.prepare(images)
-        outputs = self._run(x, self.labels_for(label, len(x)), names, batch_size)
+        outputs = self._run(x, self.labels_for(label, len(x)), names, batch_size, extra)
         mu = outputs[0]
         if mu.shape[1] != self.latent_dim or not np.isfinite(mu).all():
             raise UserInputError(f"{self.path}: the encoder produced latents of the wrong size or NaN/inf")

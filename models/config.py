@@ -100,9 +100,10 @@ class VAEConfig:
             )
         if self.refine_steps < 0:
             raise UserInputError(f"{arg('refine_steps')} must be >= 0, got {self.refine_steps}")
-        if self.refine_steps and (self.arch != "resnet" or self.row_context):
+        if self.refine_steps and (self.arch != "resnet" or self.row_context or self.num_classes):
             raise UserInputError(
-                f"{arg('refine_steps')} belongs to the resnet ({arg('arch', 'resnet')}) without a row context"
+                f"{arg('refine_steps')} belongs to the unconditional resnet ({arg('arch', 'resnet')}) without a row "
+                "context"
             )
         if self.log_sigma and not self.learned_sigma:
             raise UserInputError(f"log_sigma belongs to the gaussian-learned likelihood, not {self.likelihood}")

@@ -4,14 +4,14 @@ The encoder learns its mu on the training images; on a new image it lands short 
 draw that image from (the amortisation gap). A few steps of
     min_z  -log p(x | z) + beta * |z|^2 / 2        (the negative ELBO at q's mean: reconstruction + prior)
 from z = mu close most of it: measured on held-out colour images, about 1 dB of PSNR and a third of the
-colour error (docs/your-own-images.md). The steps are a fixed small number, so they are part of the encoder's
-graph: every torch-free command and the browser get the refined z.
+colour error (docs/your-own-images.md). The steps are part of the exported encoder (an ONNX Loop over
+`refine_step`, export/graphs.py): every torch-free command and the browser get the refined z.
 
 The decoder's gradient is written out layer by layer (`_forward` returns each module's output and its
 vector-Jacobian product), not taken with autograd: the TorchScript exporter cannot trace autograd, and
 written out it is ordinary convolutions and matrix products (a convolution's input gradient is a transposed
-convolution). It covers the resnet decoder without a row context (VAEConfig.refine_steps says where it
-applies); the tests check it against autograd. No I/O here.
+convolution). It covers the unconditional resnet decoder without a row context (VAEConfig.refine_steps says
+where it applies); the tests check it against autograd. No I/O here.
 """
 
 from __future__ import annotations
@@ -123,11 +123,8 @@ def _forward(module: nn.Module, x: torch.Tensor, size: Size, k: _Constants) -> t
     raise NotImplementedError(f"no gradient for {type(module).__name__}")
 
 
-def _base_logits(decoder: Decoder, z: torch.Tensor, y, k: _Constants) -> tuple[torch.Tensor, Vjp]:
-    """Decoder.base_logits(z, y) and the gradient's map from pixel logits back to z (N, D)."""
-    d = decoder.config.latent_dim
-    if decoder.onehot is not None:
-        z = torch.cat([z, decoder.onehot(y)], dim=1)  # (N, D + K)
+def _base_logits(decoder: Decoder, z: torch.Tensor, k: _Constants) -> tuple[torch.Tensor, Vjp]:
+    """Decoder.base_logits(z) and the gradient's map from pixel logits back to z (N, D)."""
     h, body_vjp, _ = _forward(decoder.body, z, (1, 1), k)  # (N, prod(start_shape))
     start = decoder.start_shape
     logits, up_vjp, _ = _forward(decoder.upsample, h.view(-1, *start), start[1:], k)  # (N, C, H, W)
@@ -137,9 +134,7 @@ def _base_logits(decoder: Decoder, z: torch.Tensor, y, k: _Constants) -> tuple[t
 
     def vjp(g: torch.Tensor) -> torch.Tensor:
         gz = body_vjp(up_vjp(g).flatten(1))
-        if colour is not None:
-            gz = gz + g.sum((2, 3)) @ colour.linear.weight
-        return gz[:, :d]
+        return gz if colour is None else gz + g.sum((2, 3)) @ colour.linear.weight
 
     return logits, vjp
 
@@ -156,17 +151,23 @@ def _nll_logit_grad(logits: torch.Tensor, x: torch.Tensor, likelihood: str, inv_
     return (p - x) * dp * inv_var  # (p - x)^2 / (2 sigma^2)
 
 
-def refine(decoder: Decoder, x: torch.Tensor, mu: torch.Tensor, y: torch.Tensor | None, steps: int) -> torch.Tensor:
-    """mu (N, D) after `steps` Adam steps on -log p(x | z) + beta |z|^2 / 2, each image on its own (the steps
-    of one image do not depend on the others in its batch)."""
-    config, k = decoder.config, _Constants(mu)
+def refine_step(decoder: Decoder, x: torch.Tensor, z, m, v, t):
+    """One Adam step on -log p(x | z) + beta |z|^2 / 2 from z (N, D), with Adam's moments m, v (N, D) and step
+    number t (1, 2, ...; an int, or a 0-d tensor inside the exported loop): (z, m, v) after it."""
+    config, k = decoder.config, _Constants(z)
     inv_var = torch.exp(-2 * decoder.log_sigma).view(-1, 1, 1) if config.learned_sigma else None
+    logits, vjp = _base_logits(decoder, z, k)  # (N, C, H, W)
+    g = vjp(_nll_logit_grad(logits, x, config.likelihood, inv_var)) + config.beta * z  # (N, D)
+    m = BETAS[0] * m + (1 - BETAS[0]) * g
+    v = BETAS[1] * v + (1 - BETAS[1]) * g * g
+    m_hat, v_hat = m / (1 - BETAS[0] ** t), v / (1 - BETAS[1] ** t)
+    return z - LR * m_hat / (torch.sqrt(v_hat) + EPS), m, v
+
+
+def refine(decoder: Decoder, x: torch.Tensor, mu: torch.Tensor, steps: int) -> torch.Tensor:
+    """mu (N, D) after `steps` Adam steps (refine_step), each image on its own (the steps of one image do not
+    depend on the others in its batch)."""
     z, m, v = mu, torch.zeros_like(mu), torch.zeros_like(mu)
     for t in range(1, steps + 1):
-        logits, vjp = _base_logits(decoder, z, y, k)  # (N, C, H, W)
-        g = vjp(_nll_logit_grad(logits, x, config.likelihood, inv_var)) + config.beta * z  # (N, D)
-        m = BETAS[0] * m + (1 - BETAS[0]) * g
-        v = BETAS[1] * v + (1 - BETAS[1]) * g * g
-        m_hat, v_hat = m / (1 - BETAS[0] ** t), v / (1 - BETAS[1] ** t)
-        z = z - LR * m_hat / (torch.sqrt(v_hat) + EPS)
+        z, m, v = refine_step(decoder, x, z, m, v, t)
     return z

@@ -408,13 +408,17 @@ class VAE(nn.Module):
         return self
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """q(z | x) at inference: the encoder's (mu, logvar), mu refined by config.refine_steps steps."""
+    def encode(
+        self, x: torch.Tensor, y: torch.Tensor | None = None, refine_steps: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z | x) at inference: the encoder's (mu, logvar), mu refined by `refine_steps` steps (models/refine.py)
+        [the config's]."""
         mu, logvar = self.encoder(x, y)  # (N, D), (N, D)
-        if self.config.refine_steps:
+        steps = self.config.refine_steps if refine_steps is None else refine_steps
+        if steps:
             from .refine import refine  # refine.py builds on this module's blocks
 
-            mu = refine(self.decoder, x, mu, y, self.config.refine_steps)
+            mu = refine(self.decoder, x, mu, steps)
         return mu, logvar
 
     @torch.no_grad()

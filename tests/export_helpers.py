@@ -81,7 +81,8 @@ def torch_reference(model, role: str, feeds: dict) -> dict[str, np.ndarray]:
     tensors = [torch.from_numpy(v) for v in feeds.values()]
     with torch.no_grad():
         if role == "encoder":
-            mu, logvar = model.encode(*tensors)  # with the model's refinement steps, as the graph has them
+            steps = feeds.get("refine_steps", [None])[0]
+            mu, logvar = model.encode(tensors[0], *tensors[1:2] if model.config.conditional else (), refine_steps=steps)
             return {"mu": mu.numpy(), "logvar": logvar.numpy()}
         return {"image": torch.sigmoid(model.decoder(*tensors)).numpy()}
 
@@ -96,4 +97,6 @@ def random_feeds(config: VAEConfig, role: str, n: int, seed: int = 123) -> dict[
     feeds = {"image" if role == "encoder" else "z": first}
     if config.num_classes:
         feeds["label"] = rng.integers(0, config.num_classes, n).astype(np.int64)
+    if config.refine_steps and role == "encoder":
+        feeds["refine_steps"] = np.array([config.refine_steps], np.int64)
     return feeds

@@ -75,7 +75,11 @@ def test_only_graphs_a_format_1_reader_would_misread_are_written_as_format_2():
         name: parse_metadata(build_metadata(cfg, "decoder", "ab" * 32)).format_version for name, cfg in versions.items()
     }
     assert got == {"plain": 1, "conditional": 1, "label dropout": 1, "average label": 2}
-    assert contract.FORMAT_VERSION == 3  # 3: a prior over some coordinates (tests/test_prior.py)
+    # 3: a prior over some coordinates (tests/test_prior.py); 4: an encoder that refines (the refine_steps input)
+    assert contract.FORMAT_VERSION == 4
+    refining = VAEConfig(arch="resnet", channels=3, height=16, width=16, conv_channels=(2, 4), refine_steps=5)
+    encoder, decoder = (parse_metadata(build_metadata(refining, role, "ab" * 32)) for role in ("encoder", "decoder"))
+    assert (encoder.format_version, decoder.format_version) == (4, 1)
 
 
 @pytest.mark.parametrize(

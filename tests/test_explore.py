@@ -232,10 +232,12 @@ def test_components_follow_the_one_informative_rule_of_the_contract(mlp_server, 
         "rule": INFORMATIVE_RULE,
     }
     assert info["order"][: len(informative_dims(kl))] == informative_dims(kl) and sorted(info["order"]) == [0, 1, 2, 3]
+    assert info["refine_steps"] is None  # an MLP's encoder has no refine_steps input
     assert info["tensors"] == {
         "z": "z",
         "label": "label",
         "guidance": "guidance",
+        "refine_steps": "refine_steps",
         "image": "image",
         "mu": "mu",
         "logvar": "logvar",

@@ -67,7 +67,7 @@ def test_round_trip_matches_pytorch(checkpoint, tmp_path):
     c = model.config
     expected = {
         "encoder": (
-            {"image": ["N", c.channels, c.height, c.width]},
+            {"image": ["N", c.channels, c.height, c.width], **({"refine_steps": [1]} if c.refine_steps else {})},
             {"mu": ["N", c.latent_dim], "logvar": ["N", c.latent_dim]},
         ),
         "decoder": ({"z": ["N", c.latent_dim]}, {"image": ["N", c.channels, c.height, c.width]}),
@@ -78,7 +78,10 @@ def test_round_trip_matches_pytorch(checkpoint, tmp_path):
         graph = onnx.load(str(path))
         assert {v.name: dims(v) for v in graph.graph.input} == inputs
         assert {v.name: dims(v) for v in graph.graph.output} == outputs
-        assert all(v.type.tensor_type.elem_type == TensorProto.FLOAT for v in (*graph.graph.input, *graph.graph.output))
+        assert all(
+            v.type.tensor_type.elem_type == (TensorProto.INT64 if v.name == "refine_steps" else TensorProto.FLOAT)
+            for v in (*graph.graph.input, *graph.graph.output)
+        )
         assert not {n.op_type for n in graph.graph.node} & RANDOM_OPS
         assert graph.opset_import[0].version == DEFAULT_OPSET
         assert all(t.data_location != TensorProto.EXTERNAL for t in graph.graph.initializer)

@@ -70,6 +70,10 @@ export class Model {
     return serialized(async () => {
       const feeds = { [t.image]: new ort.Tensor('float32', x, [n, ...this.shape]) };
       if (this.info.num_classes) feeds[t.label] = this.labelTensor(labels, n);
+      if (this.info.refine_steps) {  // a refining encoder: the model's own number of steps, the contract's int64 [1]
+        const steps = this.info.refine_steps;
+        feeds[t.refine_steps] = new ort.Tensor('int64', BigInt64Array.of(BigInt(steps.default)), steps.shape);
+      }
       const out = await this.encoder.run(feeds, [t.mu, t.logvar]);
       return { mu: out[t.mu].data, logvar: out[t.logvar].data };
     });
