@@ -59,8 +59,9 @@ CONDITIONAL = Recipe(
 
 # ----------------------------------------------------------------------------- the default, picked from the data
 
-# Refinement (models/refine.py): on held-out 64 px emoji, 5 steps gain 0.76 dB, 10 0.92, 20 1.05; each step
-# costs about a decoder pass and its gradient (20 steps: about 55 ms an image at 64 px on 2 cores).
+# Refinement (models/refine.py): on the held-out 64 px emoji, 5 steps gain 0.74 dB, 10 0.91, 20 1.04, 40 1.11;
+# each step costs about a decoder pass and its gradient (20 steps: 40-60 ms an image at 64 px on 2 cores in
+# onnxruntime, bench/refine_steps.py).
 REFINE_STEPS = 20
 
 # Colour images, or grey ones of 32 px and up: the resnet (models/vae.py) with a learned-variance Gaussian and

@@ -106,7 +106,11 @@ def _forward(module: nn.Module, x: torch.Tensor, size: Size, k: _Constants) -> t
     if isinstance(module, nn.Linear):
         return module(x), lambda g: g @ module.weight, size
     if isinstance(module, nn.Conv2d) and module.stride == (1, 1):  # same-size: 3x3 padded 1, or 1x1
-        return module(x), lambda g: F.conv_transpose2d(g, module.weight, padding=module.padding), size
+        # the input gradient of a same-size convolution is the convolution with the kernel flipped and its
+        # in/out channels swapped (a transposed convolution, written as a plain one: runtimes run those faster)
+        reverse = torch.arange(module.kernel_size[0] - 1, -1, -1, device=x.device)  # square kernels
+        flipped = module.weight.transpose(0, 1).index_select(2, reverse).index_select(3, reverse)
+        return module(x), lambda g: F.conv2d(g, flipped, padding=module.padding), size
     if isinstance(module, nn.GroupNorm):
         return (*_group_norm(module, x, size, k), size)
     if isinstance(module, nn.SiLU):

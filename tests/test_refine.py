@@ -221,3 +221,18 @@ def test_the_refining_encoder_loads_without_onnxruntime_warnings(tmp_path, capfd
     session(tmp_path / "onnx" / "encoder.onnx", severity=2).run(None, {"image": x, "refine_steps": np.array([2])})
     err = capfd.readouterr().err
     assert "[W:onnxruntime" not in err and "[E:onnxruntime" not in err, err[-2000:]
+
+
+def test_the_checkpoint_behind_the_infer_interface_refines_as_the_export(tmp_path):
+    from vaectl.export import export_model
+    from vaectl.infer import Encoder
+    from vaectl.pytorch import checkpoint_pair
+
+    overrides = dict(CASES["colour-learned-sigma"], arch="resnet", conv_channels=(2, 4), refine_steps=5)
+    ckpt = save_tiny_checkpoint(tmp_path / "r.pt", **overrides)
+    export_model(ckpt, tmp_path / "onnx", prior="normal", **QUIET)
+    x = np.random.default_rng(0).random((3, 3, 20, 12), dtype=np.float32)
+    pair, graphs = checkpoint_pair(ckpt), Encoder(tmp_path / "onnx")
+    for steps in (None, 0, 2):
+        want = graphs.encode(x, refine_steps=steps)[0]
+        np.testing.assert_allclose(pair.encoder.encode(x, refine_steps=steps)[0], want, atol=1e-5)
