@@ -10,8 +10,8 @@ colour error (docs/your-own-images.md). The steps are part of the exported encod
 The decoder's gradient is written out layer by layer (`_forward` returns each module's output and its
 vector-Jacobian product), not taken with autograd: the TorchScript exporter cannot trace autograd, and
 written out it is ordinary convolutions and matrix products (a convolution's input gradient is a convolution
-with the kernel flipped). It covers the unconditional resnet decoder without a row context (VAEConfig
-.refine_steps says where it applies); the tests check it against autograd. No I/O here.
+with the kernel flipped). It covers the decoder of the unconditional resnet without a row context, the one
+model VAEConfig.refine_steps allows; the tests check it against autograd. No I/O here.
 """
 
 from __future__ import annotations
