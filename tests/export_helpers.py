@@ -19,29 +19,14 @@ from vaectl.models.vae import VAE  # noqa: E402
 
 TINY = dict(latent_dim=3, hidden=(16,), conv_channels=(4, 8), conv_hidden=16)
 CLASS_NAMES = ("cat", "dog", "eel")
+RESNET_COLOUR = dict(arch="resnet", channels=3, conv_channels=(2, 4), likelihood="gaussian-learned")
 BUILT = {  # name -> config overrides for checkpoints built here (the trained runs come from conftest)
     "conv-3ch-32": dict(arch="conv", channels=3, height=32, width=32),
     "mlp-3ch-64-latent1": dict(arch="mlp", channels=3, height=64, width=64, latent_dim=1),
     "conv-1ch-64": dict(arch="conv", channels=1, height=64, width=64, conv_channels=(4, 8, 8)),
-    "resnet-3ch-16": dict(
-        arch="resnet",
-        channels=3,
-        height=16,
-        width=16,
-        conv_channels=(2, 4),
-        likelihood="gaussian-learned",
-        log_sigma=(-2.0, -1.5, -1.0),
-    ),
+    "resnet-3ch-16": dict(RESNET_COLOUR, height=16, width=16, log_sigma=(-2.0, -1.5, -1.0)),
     "resnet-1ch-20x12": dict(arch="resnet", channels=1, height=20, width=12, conv_channels=(2, 4)),
-    "resnet-3ch-20x12-refined": dict(
-        arch="resnet",
-        channels=3,
-        height=20,
-        width=12,
-        conv_channels=(2, 4),
-        likelihood="gaussian-learned",
-        refine_steps=3,
-    ),
+    "resnet-3ch-20x12-refined": dict(RESNET_COLOUR, height=20, width=12, refine_steps=3),
 }
 QUIET = dict(log=lambda message: None)
 

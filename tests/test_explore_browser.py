@@ -1064,20 +1064,11 @@ def test_static_site_opened_from_disk_says_to_serve_it_over_http(browser, mlp_gr
 def test_a_colour_resnet_with_refinement_encodes_and_reconstructs_uploads_as_python(browser, tmp_path):
     """The colour default's graphs in onnxruntime-web: the encoder with its refinement steps (transposed
     convolutions, matrix products) gives Python onnxruntime's mu, and the reconstruction decodes it alike."""
-    from export_helpers import save_tiny_checkpoint
+    from export_helpers import RESNET_COLOUR, save_tiny_checkpoint
 
     from vaectl.export import export_model
 
-    ckpt = save_tiny_checkpoint(
-        tmp_path / "resnet.pt",
-        arch="resnet",
-        channels=3,
-        height=16,
-        width=16,
-        conv_channels=(2, 4),
-        likelihood="gaussian-learned",
-        refine_steps=5,
-    )
+    ckpt = save_tiny_checkpoint(tmp_path / "resnet.pt", **RESNET_COLOUR, height=16, width=16, refine_steps=5)
     graphs = export_model(ckpt, tmp_path / "onnx", prior="normal", log=lambda m: None).encoder.parent
     image = (np.random.default_rng(4).random((20, 18, 3)) * 255).astype(np.uint8)
     with serving(load_explore_model(graphs)) as port:

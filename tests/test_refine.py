@@ -37,6 +37,11 @@ def tiny_model(seed=0, **overrides) -> VAE:
     return model
 
 
+def refined_checkpoint(tmp_path, steps: int):
+    """A checkpoint file of an untrained tiny colour resnet (20x12) that refines with `steps` steps."""
+    return save_tiny_checkpoint(tmp_path / "r.pt", **CASES["colour-learned-sigma"], arch="resnet", refine_steps=steps)
+
+
 def images(config: VAEConfig, n: int = 4):
     return torch.rand(n, *config.image_shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
 
@@ -137,8 +142,7 @@ def test_the_exported_encoder_loops_as_many_steps_as_fed_and_export_sets_the_def
     from vaectl.infer.describe import describe_model, format_description
     from vaectl.models.checkpoint import Checkpoint
 
-    overrides = dict(CASES["colour-learned-sigma"], arch="resnet", conv_channels=(2, 4), refine_steps=4)
-    ckpt = save_tiny_checkpoint(tmp_path / "r.pt", **overrides)
+    ckpt = refined_checkpoint(tmp_path, 4)
     model = Checkpoint.load(ckpt).model()
     x = np.random.default_rng(0).random((3, *model.config.image_shape), dtype=np.float32)
     export_model(ckpt, tmp_path / "onnx", prior="normal", **QUIET)
@@ -183,8 +187,7 @@ def test_a_colour_folder_trains_with_refinement_unless_told_otherwise(tmp_path):
 def test_encode_takes_another_number_of_steps_and_refuses_bad_ones(tmp_path):
     from vaectl.export import export_model
 
-    overrides = dict(CASES["colour-learned-sigma"], arch="resnet", conv_channels=(2, 4), refine_steps=4)
-    ckpt = save_tiny_checkpoint(tmp_path / "r.pt", **overrides)
+    ckpt = refined_checkpoint(tmp_path, 4)
     export_model(ckpt, tmp_path / "onnx", prior="normal", **QUIET)
     images = make_colour_folder(tmp_path / "images", n=6, size=(12, 20), classes=())
     rows = {}
@@ -214,8 +217,7 @@ def test_the_refining_encoder_loads_without_onnxruntime_warnings(tmp_path, capfd
     # which onnxruntime cannot fold where the loop's body reads them (it warns on every load otherwise)
     from vaectl.export import export_model
 
-    overrides = dict(CASES["colour-learned-sigma"], arch="resnet", conv_channels=(2, 4), refine_steps=2)
-    export_model(save_tiny_checkpoint(tmp_path / "r.pt", **overrides), tmp_path / "onnx", prior="normal", **QUIET)
+    export_model(refined_checkpoint(tmp_path, 2), tmp_path / "onnx", prior="normal", **QUIET)
     capfd.readouterr()
     x = np.random.default_rng(0).random((2, 3, 20, 12), dtype=np.float32)
     session(tmp_path / "onnx" / "encoder.onnx", severity=2).run(None, {"image": x, "refine_steps": np.array([2])})
@@ -228,8 +230,7 @@ def test_the_checkpoint_behind_the_infer_interface_refines_as_the_export(tmp_pat
     from vaectl.infer import Encoder
     from vaectl.pytorch import checkpoint_pair
 
-    overrides = dict(CASES["colour-learned-sigma"], arch="resnet", conv_channels=(2, 4), refine_steps=5)
-    ckpt = save_tiny_checkpoint(tmp_path / "r.pt", **overrides)
+    ckpt = refined_checkpoint(tmp_path, 5)
     export_model(ckpt, tmp_path / "onnx", prior="normal", **QUIET)
     x = np.random.default_rng(0).random((3, 3, 20, 12), dtype=np.float32)
     pair, graphs = checkpoint_pair(ckpt), Encoder(tmp_path / "onnx")
