@@ -5,6 +5,7 @@ What each graph takes and gives is the contract's (vaectl/contract.py); these cl
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -393,7 +394,8 @@ class Encoder(_Session):
 
     def refine_feed(self, refine_steps: int | None) -> dict[str, np.ndarray]:
         """The refine_steps input for `refine_steps` (None: the model's own); {} for an encoder without one."""
-        if refine_steps is not None and (not isinstance(refine_steps, int) or refine_steps < 0):
+        whole = isinstance(refine_steps, numbers.Integral) and not isinstance(refine_steps, bool)
+        if refine_steps is not None and (not whole or refine_steps < 0):
             raise UserInputError(f"{arg('refine_steps')} must be a whole number >= 0, got {refine_steps}")
         if not self.config.refine_steps:
             if refine_steps:

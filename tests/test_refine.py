@@ -158,6 +158,10 @@ def test_the_exported_encoder_loops_as_many_steps_as_fed_and_export_sets_the_def
     text = format_description(describe_model(tmp_path / "onnx" / "encoder.onnx"))
     assert "refinement  4 steps" in text and "refine_steps: tensor(int64) [1] (the model's: 4 steps)" in text
     runtime = Encoder(tmp_path / "onnx")
+    np.testing.assert_array_equal(runtime.encode(x, refine_steps=np.int64(2))[0], runtime.encode(x, refine_steps=2)[0])
+    for bad in (-1, 1.5, True):
+        with pytest.raises(UserInputError, match="refine_steps must be a whole number >= 0"):
+            runtime.encode(x, refine_steps=bad)
     np.testing.assert_allclose(runtime.encode(x)[0], model.encode(torch.from_numpy(x))[0].numpy(), atol=1e-5)
     np.testing.assert_allclose(
         runtime.encode(x, refine_steps=0)[0], model.encoder(torch.from_numpy(x))[0].detach().numpy(), atol=1e-5
