@@ -184,6 +184,7 @@ def test_a_colour_folder_trains_with_refinement_unless_told_otherwise(tmp_path):
         from vaectl.models.checkpoint import Checkpoint
 
         assert Checkpoint.load(out).config.refine_steps == expected
+        assert (f"{expected} refinement steps at inference" in stderr) == bool(expected)  # the training line
     code, stderr = run_vaectl_in_process(*common, "--out", tmp_path / "mlp", "--arch", "mlp", "--refine-steps", "2")
     assert code == 2 and "--refine-steps belongs to the unconditional resnet (--arch resnet)" in stderr
 

@@ -132,6 +132,10 @@ def describe_run(cfg: VAEConfig, ds, x_train, x_val, procs: Processes) -> str:
     context = (
         f", row context of {cfg.context_channels} channels, kernel {cfg.context_kernel}" if cfg.row_context else ""
     )
+    if cfg.dropout:
+        context += f", dropout {cfg.dropout:g}"
+    if cfg.refine_steps:
+        context += f", {cfg.refine_steps} refinement steps at inference"
     return (
         f"training {cfg.arch} VAE (latent {cfg.latent_dim}, {cfg.likelihood}, beta {cfg.beta}{context}"
         f"{describe_classes(cfg)}) on {ds.name}: "
