@@ -108,8 +108,8 @@ def _make_variant(variant: str, decoder: onnx.ModelProto) -> onnx.ModelProto:
 
 def _sample_images(config, data):
     """Real images to verify on, uint8 (N, C, H, W): the run's own (`data`, held-out ones first) when at hand,
-    else the embedded MNIST sample when the model takes that shape, else None (random). Real images matter:
-    a refined encoder (models/refine.py) follows the decoder's gradient, which on noise is not the one it meets."""
+    else the embedded MNIST sample when the model takes that shape, else None (random): the graphs are checked
+    on inputs like those they will see."""
     import numpy as np
 
     from ..data import load_mnist_sample
