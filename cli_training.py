@@ -96,7 +96,12 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
     default=None,
     help="Leave out images of the --data folder that cannot be decoded (a note names them) instead of stopping.",
 )
-@click.option("--image-size", type=int, default=None, help="Resize images to this square size.")
+@click.option(
+    "--image-size",
+    type=int,
+    default=None,
+    help="Resize images to this square size [the size most images share; else their median shorter side, at most 64].",
+)
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None, help="Convert images to 1 or 3 channels.")
 @click.option(
     "--out", type=ANY_PATH, default=None, help=f"Run directory for checkpoints, metrics and grids {_d('out')}."

@@ -17,9 +17,9 @@ folder per data source (a hash of its absolute path), holding:
                            those files (skip_bad_images)
 Deleting a store's folder (or all of stores/) is always safe: the next load rebuilds it.
 
-The size and channels (most common size; grey unless some image has colour) come from a first pass over
-the image headers only (PIL reads them without decoding pixels); the headers are kept in index.json, so
-a changed folder re-reads only its new and changed files' headers.
+The size and channels (the size most images share, else a square; grey unless some image has colour) come
+from a first pass over the image headers only (PIL reads them without decoding pixels); the headers are kept in
+index.json, so a changed folder re-reads only its new and changed files' headers.
 """
 
 from __future__ import annotations
@@ -465,21 +465,28 @@ def scan_folder(directory: Path) -> tuple[list[list], list[str]]:
         raise UserInputError(f"{directory}: no images ({', '.join(IMAGE_EXTENSIONS)}) found")
     notes = []
     if skipped:
-        notes.append(f"note: skipped {len(skipped)} files that are not images by their extension, e.g. {skipped[0]}")
+        notes.append(
+            f"note: skipped {plural(len(skipped), 'file')} that {'is' if len(skipped) == 1 else 'are'} not"
+            f" {'an image' if len(skipped) == 1 else 'images'} by {'its' if len(skipped) == 1 else 'their'}"
+            f" extension, e.g. {skipped[0]}"
+        )
     return files, notes
 
 
 def choose_shape(source: Path, names: list[str], headers: list, image_size, channels) -> tuple[tuple, list[str]]:
-    """(C, H, W) from the headers (the most common size; grey unless some image has colour) or the request,
-    and the note on resized images."""
+    """(C, H, W) from the headers or the request, and the note on resized images. The size: the one most images
+    share, else a square of their median shorter side (at most SCATTERED_MAX_SIDE); grey unless some image has
+    colour."""
     good = [h for h in headers if h[0] is not None]
     if not good:
         bad = [[n, h[2]] for n, h in zip(names, headers)]
         raise UserInputError(bad_files_error(source, bad, len(names)).split(": fix")[0] + ": no image can be read")
     sizes = Counter((w, h) for w, h, _ in good)
-    if image_size is None:
-        (w, h), _ = sizes.most_common(1)[0]
-    else:
+    (w, h), count = sizes.most_common(1)[0]
+    scattered = image_size is None and 2 * count <= len(good)
+    if scattered:
+        w = h = scattered_side([min(a, b) for a, b, _ in good])
+    elif image_size is not None:
         w = h = image_size
     if channels is None:
         channels = 1 if all(grey for _, _, grey in good) else 3
@@ -487,11 +494,30 @@ def choose_shape(source: Path, names: list[str], headers: list, image_size, chan
     if len(sizes) > 1 or (w, h) not in sizes:
         odd = sum(c for s, c in sizes.items() if s != (w, h))
         stretched = sum(c for (a, b), c in sizes.items() if a * h != b * w)
+        how = (
+            f", none shared by most of them) to {w}x{h}: their median shorter side, at most {SCATTERED_MAX_SIDE}"
+            " (--image-size N picks another)"
+            if scattered
+            else f") to {w}x{h}"
+        )
         notes.append(
-            f"note: resized {odd} of {len(good)} images ({plural(len(sizes), 'size')} in the folder) to {w}x{h}"
+            f"note: resized {odd} of {len(good)} images ({plural(len(sizes), 'size')} in the folder{how}"
             + (f"; {stretched} of them with their aspect ratio changed (stretched, not cropped)" if stretched else "")
         )
     return (int(channels), int(h), int(w)), notes
+
+
+# Which rule chose the shapes in a store's shapes.json: a choice made by an older rule is made again.
+SHAPE_RULE = 2
+
+# The largest side the default colour recipe was measured at on a CPU (docs/your-own-images.md); a folder whose
+# images share no size gets a square side from their shorter sides, at most this.
+SCATTERED_MAX_SIDE = 64
+
+
+def scattered_side(shorter_sides: list[int]) -> int:
+    """The median shorter side, at most SCATTERED_MAX_SIDE."""
+    return max(1, min(SCATTERED_MAX_SIDE, int(np.median(shorter_sides))))
 
 
 def decode_layout(directory: Path, paths: list[str], shape, seed: int, fraction: float, workers: int, label: str):
@@ -543,15 +569,16 @@ def resolve_shape(where: Path, source: Path, files, paths, digest, image_size, c
     warm load parses no per-file index); otherwise from the headers in index.json, updated first."""
     request = f"{image_size},{channels}"
     known = _json(where / "shapes.json") or {}
-    if known.get("files_digest") == digest and request in known.get("shapes", {}):
+    fresh = known.get("files_digest") == digest and known.get("rule") == SHAPE_RULE
+    if fresh and request in known.get("shapes", {}):
         shape, notes = known["shapes"][request]
         return tuple(shape), notes
     index, changed = source_index(where, source, files, paths, workers)
     if changed:
         note(changed)  # now, before the rebuild's wait
     shape, notes = choose_shape(source, [f[0] for f in files], index["headers"], image_size, channels)
-    if known.get("files_digest") != digest or not (where / "shapes.json").is_file():
-        known = {"files_digest": digest, "shapes": {}}
+    if not fresh or not (where / "shapes.json").is_file():
+        known = {"files_digest": digest, "rule": SHAPE_RULE, "shapes": {}}
     known["shapes"][request] = [list(shape), notes]
     _write_json(where / "shapes.json", known)
     return shape, notes

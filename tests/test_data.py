@@ -123,7 +123,7 @@ def test_image_folder_refuses_a_corrupt_image_and_notes_skipped_files(tmp_path):
         _png(tmp_path / "imgs" / f"{i}.png", (8, 8))
     (tmp_path / "imgs" / "README.txt").write_text("not an image")
     ds = load_data(tmp_path / "imgs")
-    assert any("skipped 1 files" in n for n in ds.notes)
+    assert any("skipped 1 file that is not an image" in n for n in ds.notes)
     (tmp_path / "imgs" / "broken.png").write_bytes(b"this is not a png")
     with pytest.raises(UserInputError, match="broken.png: not an image"):
         load_data(tmp_path / "imgs")

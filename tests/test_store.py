@@ -121,6 +121,44 @@ def test_a_store_cut_short_is_rebuilt(tmp_path, cache, decodes):
     assert np.array_equal(load_data(root).train, reference(root)[0]) and decodes[0] == 48
 
 
+@pytest.mark.parametrize(
+    "sizes, side",
+    [([(20, 30), (40, 24), (50, 50)], 24), ([(100, 120), (90, 200), (150, 80)], S.SCATTERED_MAX_SIDE)],
+)
+def test_a_folder_without_a_common_size_gets_a_square_of_its_median_shorter_side(tmp_path, cache, sizes, side):
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for i, size in enumerate(sizes * 2):  # each size twice: none is shared by most of the images
+        Image.new("RGB", size, (20 * i, 0, 0)).save(root / f"{i}.png")
+    (root / "notes.txt").write_text("not an image")
+    ds = load_data(root)
+    assert ds.train.shape[1:] == (3, side, side)
+    resized = [n for n in ds.notes if n.startswith("note: resized")]
+    stretched = 2 * sum(w != h for w, h in sizes)
+    assert resized == [
+        f"note: resized 6 of 6 images (3 sizes in the folder, none shared by most of them) to {side}x{side}: their"
+        f" median shorter side, at most {S.SCATTERED_MAX_SIDE} (--image-size N picks another); {stretched} of them with"
+        " their aspect ratio changed (stretched, not cropped)"
+    ]
+    assert "note: skipped 1 file that is not an image by its extension, e.g. notes.txt" in ds.notes
+    assert load_data(root, image_size=16).train.shape[1:] == (3, 16, 16)
+
+
+def test_a_shape_chosen_by_an_older_rule_is_chosen_again(tmp_path, cache):
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for i, size in enumerate([(20, 30), (40, 24), (50, 50)]):
+        Image.new("RGB", size, (20 * i, 0, 0)).save(root / f"{i}.png")
+    load_data(root)
+    shapes = S.store_dir(root) / "shapes.json"
+    known = S._json(shapes)
+    known["rule"] = S.SHAPE_RULE - 1
+    for request in known["shapes"]:
+        known["shapes"][request] = [[3, 30, 20], []]  # what the older rule chose
+    S._write_json(shapes, known)
+    assert load_data(root).train.shape[1:] == (3, 24, 24)
+
+
 @pytest.mark.parametrize("shape", [(30, 10, 12), (30, 10, 12, 1), (30, 10, 12, 3)])
 def test_npy_images_any_layout(tmp_path, cache, shape):
     x = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
