@@ -465,11 +465,8 @@ def scan_folder(directory: Path) -> tuple[list[list], list[str]]:
         raise UserInputError(f"{directory}: no images ({', '.join(IMAGE_EXTENSIONS)}) found")
     notes = []
     if skipped:
-        notes.append(
-            f"note: skipped {plural(len(skipped), 'file')} that {'is' if len(skipped) == 1 else 'are'} not"
-            f" {'an image' if len(skipped) == 1 else 'images'} by {'its' if len(skipped) == 1 else 'their'}"
-            f" extension, e.g. {skipped[0]}"
-        )
+        what = "is not an image by its" if len(skipped) == 1 else "are not images by their"
+        notes.append(f"note: skipped {plural(len(skipped), 'file')} that {what} extension, e.g. {skipped[0]}")
     return files, notes
 
 
@@ -577,7 +574,7 @@ def resolve_shape(where: Path, source: Path, files, paths, digest, image_size, c
     if changed:
         note(changed)  # now, before the rebuild's wait
     shape, notes = choose_shape(source, [f[0] for f in files], index["headers"], image_size, channels)
-    if not fresh or not (where / "shapes.json").is_file():
+    if not fresh:  # a fresh shapes.json was read, so it exists
         known = {"files_digest": digest, "rule": SHAPE_RULE, "shapes": {}}
     known["shapes"][request] = [list(shape), notes]
     _write_json(where / "shapes.json", known)
