@@ -1,7 +1,7 @@
 """How well does vaectl reconstruct a folder of colour images, next to PCA with as many components?
 
     python bench/colour_sets.py                                   # the emoji and Oxygen icon folders
-    python bench/colour.py /work/coord/colour/emoji-32 --out /tmp/colour-bench
+    python bench/colour.py colour/emoji-32 --out /tmp/colour-bench
     python bench/colour.py FOLDER --train-args "--arch conv" --label conv --k 100
 
 For each image FOLDER, on vaectl's own hold-out (vaectl.data.load_data: 10% of the images, chosen by the run's

@@ -1,6 +1,6 @@
 """A well-known peer on the same colour images: PyTorch-VAE's VanillaVAE with its CelebA 64-px recipe.
 
-    python bench/peer_vanilla_vae.py /work/coord/colour/emoji-64 --seconds 300 --out /tmp/peer
+    python bench/peer_vanilla_vae.py colour/emoji-64 --seconds 300 --out /tmp/peer
 
 The model below is a minimal copy of `models/vanilla_vae.py` of https://github.com/AntixK/PyTorch-VAE
 (commit a6896b9, Copyright Anand Krishnamoorthy Subramanian 2020, Apache License 2.0): the same layers, loss and

@@ -138,7 +138,7 @@ def _log_report(report: Report, out_dir: Path, log: Callable[[str], None]) -> No
     for key, diff in report.max_abs_diff.items():
         against, bound = report.compared_with[key]
         log(
-            f"  {key:<19} max abs diff vs {against}: {diff:.2e} (tolerance {bound:g}; N = {' and '.join(map(str, VERIFY_BATCH_SIZES))})"
+            f"  {key:<19} max abs diff vs {against}: {diff:.2e} (tolerance {bound:.3g}; N = {' and '.join(map(str, VERIFY_BATCH_SIZES))})"
         )
     if report.failures:
         for failure in report.failures:

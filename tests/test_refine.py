@@ -174,6 +174,28 @@ def test_the_exported_encoder_loops_as_many_steps_as_fed_and_export_sets_the_def
         Encoder(tmp_path / "off").encode(x, refine_steps=2)
 
 
+def test_export_holds_the_refined_encoder_to_float64_pytorch_and_catches_a_wrong_loop(tmp_path):
+    from vaectl.export import export_model
+    from vaectl.export.verify import Report, verify_against_torch
+    from vaectl.models.checkpoint import Checkpoint
+
+    ckpt = refined_checkpoint(tmp_path, 4)
+    result = export_model(ckpt, tmp_path / "onnx", prior="normal", **QUIET)
+    assert result.max_abs_diff["refined encoder.mu"] <= 1e-4
+    model = Checkpoint.load(ckpt).model()
+    report = Report()
+    verify_against_torch(model, "encoder", tmp_path / "onnx" / "encoder.onnx", 1e-4, None, report)
+    assert not report.failures and report.compared_with["refined encoder.mu"][0] == "PyTorch in float64"
+
+    # A graph whose loop steps through another decoder: the encoder alone still matches, its refinement not.
+    with torch.no_grad():
+        model.decoder.body.weight.mul_(1.5)
+    report = Report()
+    verify_against_torch(model, "encoder", tmp_path / "onnx" / "encoder.onnx", 1e-4, None, report)
+    assert report.failures and all(f.startswith("refined encoder.mu at N=") for f in report.failures)
+    assert "vs PyTorch in float64" in report.failures[0]
+
+
 def test_a_colour_folder_trains_with_refinement_unless_told_otherwise(tmp_path):
     images = make_colour_folder(tmp_path / "images", n=12, size=(16, 16), classes=())
     common = ["train", "--data", images, "--epochs", "1", "--conv-channels", "2,4", "--threads", "1"]
