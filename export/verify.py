@@ -5,7 +5,6 @@ Every check appends to a list of failures instead of raising, so one export repo
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,11 +25,11 @@ VERIFY_GUIDANCE = (0.0, 1.0, 3.0)  # a guided decoder is also checked at these w
 # More turns only carry rounding further: on noise images (what export checks with when the run's data is not
 # at hand), 100 turns took ORT's and PyTorch's refined mu 2e-3 apart, 3e-3 in what they decode to.
 VERIFY_REFINE_STEPS = 3
-# Each Adam step divides by the gradient's running scale, so one step's rounding moves the next; how far depends
-# on the model (its decoder's curvature, its sigma). On a 64 px colour model trained on clip art, two steps took
-# PyTorch's own float32 mu 1.7e-4 from float64, ORT's 4e-5. So the refined turns are held to float64 PyTorch:
-# ORT may be off by atol, or by REFINED_ROUNDING times float32 PyTorch's own error where that is larger.
-REFINED_ROUNDING = 2.0
+# Rounding in a step's gradient (a sum over every pixel, of terms that largely cancel) moves Adam's next step,
+# more so on some models than others: after 3 turns on a 64 px colour model trained on clip art, PyTorch's own
+# float32 mu was up to 1.7e-4 from float64, ORT's up to 2.5e-4. A loop that gets its step count or Adam's
+# moments wrong is off by 0.09 or more on the same model. So the refined mu is held to REFINED_ATOL times atol.
+REFINED_ATOL = 10
 # Variants are compared with the float32 graph on [0, 1] pixels. The bounds catch broken graphs
 # (overflow, a wrong cast, saturated int8 kernels), not rounding: measured max fp16 ~1e-4, int8 ~5e-3.
 VARIANT_ATOL = {"fp16": 1e-2, "int8": 1e-1}
@@ -44,8 +43,7 @@ class Report:
 
     def record_diff(self, key: str, value: float, against: str, atol: float) -> None:
         self.max_abs_diff[key] = max(self.max_abs_diff.get(key, 0.0), value)
-        bound = max(self.compared_with.get(key, (against, 0.0))[1], atol)  # the largest of the batch sizes'
-        self.compared_with[key] = (against, bound)
+        self.compared_with[key] = (against, atol)
 
 
 def make_inputs(
@@ -81,11 +79,9 @@ def make_inputs(
 
 
 def torch_outputs(model, role: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The reference: the PyTorch model itself, through the same wrappers that were exported (float32 inputs
-    are cast to the model's dtype: float64 for a model in double)."""
+    """The reference: the PyTorch model itself, float32, through the same wrappers that were exported."""
     _, outputs = io_spec(model.config, role)
-    dtype = next(model.parameters()).dtype
-    args = [torch.from_numpy(v).to(dtype) if v.dtype == np.float32 else torch.from_numpy(v) for v in feeds.values()]
+    args = [torch.from_numpy(v) for v in feeds.values()]
     if model.config.guided and role == "decoder" and contract.GUIDANCE not in feeds:  # the graph's default weight
         args.append(torch.tensor([model.config.guidance]))
     with torch.no_grad():
@@ -182,7 +178,6 @@ def verify_against_torch(model, role: str, path: Path, atol: float, real_images,
     counts = (
         (0, min(VERIFY_REFINE_STEPS, config.refine_steps)) if config.refine_steps and role == "encoder" else (None,)
     )
-    exact = copy.deepcopy(model).double() if counts[-1] else None
     for i, n in enumerate(VERIFY_BATCH_SIZES):
         for guidance in weights:  # None: the graph's default
             for steps in counts:
@@ -191,13 +186,11 @@ def verify_against_torch(model, role: str, path: Path, atol: float, real_images,
                 if got is None:
                     continue
                 want = torch_outputs(model, role, feeds)
-                if not steps:
+                if steps:  # logvar is the encoder's own, the same as with 0 steps
+                    refined = {contract.MU: outputs[contract.MU]}
+                    compare(got, want, refined, REFINED_ATOL * atol, "refined encoder", n, report)
+                else:
                     compare(got, want, outputs, atol, role, n, report)
-                    continue
-                want64 = torch_outputs(exact, role, feeds)
-                tol = max(atol, REFINED_ROUNDING * float(np.abs(want[contract.MU] - want64[contract.MU]).max()))
-                refined = {contract.MU: outputs[contract.MU]}  # logvar is the encoder's own, checked above
-                compare(got, want64, refined, tol, "refined encoder", n, report, against="PyTorch in float64")
 
 
 def _unbatched(config: VAEConfig, role: str) -> tuple[str, ...]:
