@@ -18,8 +18,9 @@ The sets (one kind of picture each, with colour):
           signs, flags, some in grey. Left out: the folders that hold no drawings (shapes/stars and
           special/gradients: polygons and gradients a script generated; special/patterns; unsorted/duplicates).
 Not in the default --sets: noto and clipart, the larger sets (about 2.5 and 3.5 times the images of the
-others), for measuring how the margin over PCA grows with the number of images. --max-images N also writes OUT/<set>-<px>-<N>/, N of
-the set's images drawn at random (seed 0), so that a set can be compared with itself at the size of the others.
+others), for measuring how the margin over PCA grows with the number of images. --max-images N also writes
+OUT/<set>-<px>-<N>/, N of the set's images drawn at random (seed 0), so that a set can be compared with itself
+at the size of the others.
 Each image is composited onto an opaque white background (the sources are transparent), padded to a square
 with white (centred) if it is not one, and resized to PX x PX with Pillow's Lanczos filter; saved as RGB PNG
 in a flat folder OUT/<set>-<px>/. Prints what it did; not a test.
