@@ -111,11 +111,12 @@ def train_and_export(
 ) -> tuple[float, Path]:
     run_dir, export_dir = work / "run", work / "export"
     export = [*CLI, "export", str(run_dir), "--out", str(export_dir), "--overwrite", *export_args]
-    if reuse and (export_dir / "decoder.onnx").is_file():
+    if reuse and (run_dir / "metrics.jsonl").is_file() and any(run_dir.glob("*.pt")):
         # an earlier bench's run: its training time is the sum of its epochs' (start-up not counted)
         epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
-        print(f"{work}: reusing its run{'' if export_args else ' and export'} ({len(epochs)} epochs)")
-        if export_args:
+        exported = (export_dir / "decoder.onnx").is_file() and not export_args
+        print(f"{work}: reusing its run{' and export' if exported else ''} ({len(epochs)} epochs)")
+        if not exported:  # asked for another export, or the earlier one did not get that far
             run(export, log)
         return float(sum(e["seconds"] for e in epochs)), export_dir
     seconds = run([*CLI, "train", "--data", str(folder), "--out", str(run_dir), "--overwrite", *train_args], log)
@@ -233,7 +234,12 @@ def main(argv=None) -> None:
     )
     ap.add_argument("--label", default="default", help="name of this configuration in the table and folders")
     ap.add_argument("--k", type=int, default=100, help="importance samples for eval's bits/dim; 0: no eval [100]")
-    ap.add_argument("--reuse", action="store_true", help="score the run and export an earlier bench left in OUT")
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="score the run an earlier bench left in OUT instead of training again (exported again with "
+        "--export-args, or where it has no export)",
+    )
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     train_args = shlex.split(args.train_args)

@@ -171,6 +171,29 @@ def test_colour_nearest_training_image_is_the_closest_one():
     assert colour.scores(got[:2], test[:2])["psnr"] == pytest.approx(120.0)  # exact copies: the 1e-12 floor
 
 
+def test_colour_reuse_exports_a_run_it_finds_and_never_trains_it_again(tmp_path, monkeypatch):
+    colour = bench_module("colour")
+    calls = []
+    monkeypatch.setattr(colour, "run", lambda cmd, log: calls.append(cmd[3]) or 1.0)  # "train" or "export"
+    work = tmp_path / "set-default"
+    (work / "run").mkdir(parents=True)
+    (work / "run" / "best.pt").write_bytes(b"")
+    (work / "run" / "metrics.jsonl").write_text('{"seconds": 2.0}\n{"seconds": 3.0}\n')
+    args = (tmp_path / "set", work, [], [], work / "vaectl.log")
+    assert colour.train_and_export(*args, reuse=True)[0] == 5.0  # its epochs' time, not a new run's
+    assert calls == ["export"]  # trained, never exported: export it
+    (work / "export").mkdir()
+    (work / "export" / "decoder.onnx").write_bytes(b"")
+    calls.clear()
+    colour.train_and_export(*args, reuse=True)
+    assert calls == []
+    colour.train_and_export(tmp_path / "set", work, [], ["--refine-steps", "0"], work / "vaectl.log", reuse=True)
+    assert calls == ["export"]
+    calls.clear()
+    colour.train_and_export(*args, reuse=False)
+    assert calls == ["train", "export"]
+
+
 def test_colour_sets_keeps_each_icon_file_once_under_its_own_name(tmp_path, monkeypatch):
     colour_sets = bench_module("colour_sets")
     for size in ("48x48", "256x256"):
@@ -190,6 +213,29 @@ def test_colour_sets_keeps_each_icon_file_once_under_its_own_name(tmp_path, monk
         "places_small-only": "48x48/places/small-only.png",
         "places_user-home": "256x256/places/user-home.png",
     }
+
+
+def test_colour_sets_keeps_each_clip_art_drawing_once(tmp_path, monkeypatch):
+    from PIL import Image
+
+    colour_sets = bench_module("colour_sets")
+
+    def drawing(rel: str, size: int, colour) -> Path:
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGBA", (size, size), colour).save(path)
+        return path
+
+    drawing("animals/cat.png", 64, (200, 0, 0, 255))
+    (tmp_path / "animals" / "cat_copy.png").write_bytes((tmp_path / "animals" / "cat.png").read_bytes())
+    drawing("people/red_big.png", 256, (200, 0, 0, 255))  # the same drawing at another size
+    drawing("food/fruit/lime.png", 64, (0, 200, 0, 255))
+    drawing("food/tiny.png", 40, (0, 0, 200, 255))  # under 48 px
+    drawing("shapes/stars/star_5pt.png", 64, (0, 0, 200, 255))  # generated, not drawn
+    (tmp_path / "food" / "lime_link.png").symlink_to("fruit/lime.png")
+    monkeypatch.setattr(colour_sets, "CLIPART_DIR", tmp_path)
+    got = {key: str(path.relative_to(tmp_path)) for key, path in colour_sets.clipart_sources()}
+    assert got == {"animals_cat": "animals/cat.png", "food_fruit_lime": "food/fruit/lime.png"}
 
 
 def test_refine_steps_scores_each_count_and_times_the_exported_encoder(tmp_path):
