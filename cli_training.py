@@ -307,7 +307,8 @@ def train(resume, overwrite, preset, epochs, hidden, conv_channels, channels, **
     type=float,
     default=1e-4,
     show_default=True,
-    help="Largest allowed absolute difference between onnxruntime and PyTorch outputs.",
+    help="Largest allowed absolute difference between onnxruntime and PyTorch outputs "
+    "(10 times this for a refining encoder's refined mu).",
 )
 @click.option("--fp16", is_flag=True, help="Also write decoder.fp16.onnx (float16 weights, float32 inputs/outputs).")
 @click.option("--int8", is_flag=True, help="Also write decoder.int8.onnx (dynamically quantized int8 weights).")
