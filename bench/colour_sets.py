@@ -102,7 +102,8 @@ def noto_sources() -> list[tuple[str, io.BytesIO]]:
 def clipart_sources() -> list[tuple[str, Path]]:
     """Every PNG of openclipart-png once, at least CLIPART_MIN_PX on its longer side."""
     require(CLIPART_DIR, "openclipart-png")
-    seen: set[bytes] = set()
+    seen_files: set[bytes] = set()  # sha1 of each file's bytes
+    seen_renditions: set[bytes] = set()  # sha1 of each drawing's 32 px rendition
     out = []
     for p in sorted(CLIPART_DIR.rglob("*.png")):
         rel = p.relative_to(CLIPART_DIR)
@@ -112,9 +113,9 @@ def clipart_sources() -> list[tuple[str, Path]]:
         # The package holds the same drawing under several names, at times at several sizes: a copy on both
         # sides of the hold-out would score as a held-out image the model has seen.
         digest = hashlib.sha1(data).digest()
-        if digest in seen:
+        if digest in seen_files:
             continue
-        seen.add(digest)
+        seen_files.add(digest)
         try:
             with Image.open(io.BytesIO(data)) as im:
                 if max(im.size) < CLIPART_MIN_PX:
@@ -123,9 +124,9 @@ def clipart_sources() -> list[tuple[str, Path]]:
             continue
         small = flatten(io.BytesIO(data)).resize((32, 32), Image.Resampling.LANCZOS)
         rendition = hashlib.sha1(small.tobytes()).digest()
-        if rendition in seen:
+        if rendition in seen_renditions:
             continue
-        seen.add(rendition)
+        seen_renditions.add(rendition)
         out.append(("_".join(rel.with_suffix("").parts), p))
     return out
 
