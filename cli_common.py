@@ -140,8 +140,11 @@ def require_torch_for(checkpoint, doing: str = "running") -> None:
     if exports:
         way = f"without it, give the graphs exported from it: {command} {shlex.quote(str(exports[0]))}"
     else:
-        onnx = shlex.quote(str(run / "onnx"))
-        way = f"without it, export it where torch is installed (vaectl export {shlex.quote(str(run))} --out {onnx}), then: {command} {onnx}"
+        onnx = run / layout.RUN_EXPORT_DIR
+        export = f"vaectl export {shlex.quote(str(run))}"  # a run directory exports into RUN/onnx by default
+        if layout.default_export_dir(path) != onnx:
+            export = f"vaectl export {shlex.quote(str(path))} --out {shlex.quote(str(onnx))}"
+        way = f"without it, export it where torch is installed ({export}), then: {command} {shlex.quote(str(onnx))}"
     raise UserInputError(
         f"{doing} the PyTorch checkpoint {checkpoint} needs torch, which comes with the [train] extra "
         f"(pip install 'vaectl[train]'); {way}"

@@ -6,6 +6,7 @@ extra); the help texts read their defaults from the torch-free configs. cli.py r
 
 from __future__ import annotations
 
+import shlex
 import sys
 
 import click
@@ -285,7 +286,12 @@ def train(resume, overwrite, preset, epochs, hidden, conv_channels, channels, **
         click.echo("interrupted", err=True)
         sys.exit(130)
     if summary["trained_epochs"]:
-        click.echo(f"done: best validation loss {summary['best_val']:.2f}; checkpoints in {summary['out']}", err=True)
+        out = shlex.quote(str(summary["out"]))
+        click.echo(
+            f"done: best validation loss {summary['best_val']:.2f}; checkpoints in {summary['out']}; "
+            f"next: vaectl export {out}",
+            err=True,
+        )
 
 
 # ----------------------------------------------------------------------------- export
@@ -296,9 +302,10 @@ def train(resume, overwrite, preset, epochs, hidden, conv_channels, channels, **
 @click.option(
     "--out",
     "out_dir",
-    required=True,
     type=ANY_PATH,
-    help="Directory for encoder.onnx and decoder.onnx (created if missing).",
+    default=None,
+    help="Directory for encoder.onnx and decoder.onnx (created if missing) [MODEL/onnx for a run directory, "
+    "RUN/onnx for a checkpoint in one].",
 )
 @click.option("--last", is_flag=True, help="From a run directory, export last.pt instead of best.pt.")
 @click.option("--opset", type=int, default=None, help=f"ONNX opset, {MIN_OPSET}-{MAX_OPSET} [{DEFAULT_OPSET}].")
@@ -361,6 +368,8 @@ def export(model, out_dir, last, opset, atol, fp16, int8, refine_steps, prior, d
     )
     for path in (result.encoder, result.decoder, *result.variants.values()):
         click.echo(str(path))
+    graphs = shlex.quote(str(result.decoder.parent))
+    click.echo(f"next: vaectl generate {graphs} --out samples.png, or vaectl explore {graphs}", err=True)
 
 
 # ----------------------------------------------------------------------------- eval

@@ -13,7 +13,7 @@ under either (its JavaScript, explore/static/*.mjs, spells them too: tests/test_
     events.out.tfevents.*           TensorBoard event files (--tensorboard)
     images/samples_epochNNN.png     64 samples from fixed latents, per epoch
     images/recon_epochNNN.png       8 validation images above their reconstructions, per epoch
-    onnx/                           an export directory, when exported there
+    onnx/                           the export directory `vaectl export RUN_DIR` writes (without --out)
   EXPORT_DIR/                       vaectl export RUN_DIR --out EXPORT_DIR
     encoder.onnx, decoder.onnx      the float32 graphs
     decoder.fp16.onnx               --fp16
@@ -81,7 +81,7 @@ GRAPH_FILES = (ENCODER, *DECODER_VARIANTS.values())  # everything `vaectl export
 
 # Everything `vaectl train` writes into a run directory, as regular expressions over paths relative to it (the
 # overwrite rule, files.Output): what --overwrite may remove and nothing else. Graphs exported into a
-# subdirectory (`vaectl export RUN --out RUN/onnx`) belong to the run too.
+# subdirectory (`vaectl export RUN`) belong to the run too.
 RUN_FILE_PATTERNS = (
     *(re.escape(name) for name in RUN_FILES),
     re.escape(TENSORBOARD_EVENTS[:-1]) + r"[^/]+",
@@ -97,6 +97,17 @@ def export_dirs_in(path, name: str = DECODER) -> list[Path]:
     if (path / name).is_file():
         return [path]
     return sorted(p.parent for p in path.glob(f"*/{name}"))
+
+
+RUN_EXPORT_DIR = "onnx"  # where `vaectl export RUN` writes the graphs when --out does not say
+
+
+def default_export_dir(model) -> Path | None:
+    """Where `vaectl export MODEL` writes without --out: RUN/onnx for a run directory or a checkpoint in one;
+    None for a checkpoint anywhere else (the user names the directory)."""
+    model = Path(model)
+    run = run_dir_of(model) if model.is_dir() else run_dir_of(model.parent)
+    return None if run is None else run / RUN_EXPORT_DIR
 
 
 def run_dir_of(*candidates) -> Path | None:

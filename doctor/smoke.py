@@ -54,7 +54,7 @@ def smoke_run(device: str, amp: bool, workdir: Path) -> Check:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         advice = (
             f"reproduce: vaectl train --device {device}{' --amp' if amp else ''} --epochs 1 --out runs/check && "
-            f"vaectl export runs/check --out runs/check/onnx"
+            f"vaectl export runs/check"
         )
         if (
             "no kernel image" in first or "driver version is insufficient" in first

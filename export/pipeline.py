@@ -164,9 +164,19 @@ def _export_line(ckpt_path: Path, config, opset: int) -> str:
     return f"exporting {ckpt_path} ({config.arch}, latent {config.latent_dim}, image {shape}{classes}{refined}) with opset {opset}"
 
 
+def _run_export_dir(source, ckpt_path: Path | None) -> Path:
+    """Where a checkpoint's graphs go when the caller names no directory: RUN/onnx of the run it is in."""
+    out_dir = None if ckpt_path is None else layout.default_export_dir(ckpt_path)
+    if out_dir is None:
+        raise UserInputError(
+            f"{source}: a checkpoint outside a training run; name the directory for the graphs with {arg('out_dir')}"
+        )
+    return out_dir
+
+
 def export_model(
     source,
-    out_dir,
+    out_dir=None,
     *,
     last: bool = False,
     opset: int | None = None,
@@ -179,7 +189,7 @@ def export_model(
     overwrite: bool = False,
     log: Callable[[str], None] = say,
 ) -> ExportResult:
-    """Export a checkpoint (or run directory) to verified ONNX graphs in `out_dir`.
+    """Export a checkpoint (or run directory) to verified ONNX graphs in `out_dir` [RUN/onnx of its run].
 
     refine_steps: the encoder graph's refinement steps (models/refine.py) [None: the checkpoint's].
     prior: "normal" (none fitted: N(0, I)), "gmm" or "gmm:K" (a mixture of K Gaussians fitted to the encoded
@@ -193,6 +203,7 @@ def export_model(
     if not isinstance(atol, (int, float)) or not math.isfinite(atol) or atol < 0:
         raise UserInputError(f"{arg('atol')} must be a finite number >= 0, got {atol}")
     ckpt = Checkpoint.load(source, last=last)
+    out_dir = _run_export_dir(source, ckpt.path) if out_dir is None else Path(out_dir)
     model = ckpt.model() if refine_steps is None else ckpt.model().with_refine_steps(refine_steps)
     config, ckpt_path = model.config, ckpt.path
     if int8 and config.row_context:
@@ -203,7 +214,6 @@ def export_model(
             f"quantization error compounds row by row; use {arg('fp16', True)}"
         )
     prior_plan = ckpt.prior_plan(prior, data_dir)  # reads the data now: bad input fails before anything is written
-    out_dir = Path(out_dir)
     checkpoint_sha256 = file_sha256(ckpt_path)
     claim = claim_out_dir(
         out_dir,

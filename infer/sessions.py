@@ -42,9 +42,7 @@ def graph_path(path, role: str) -> Path:
             f"{path}: several subfolders hold a {name} ({', '.join(p.name + '/' for p in found)}): give one of them"
         )
     if any((path / ckpt).is_file() for ckpt in (layout.BEST_CHECKPOINT, layout.LAST_CHECKPOINT)):
-        raise UserInputError(
-            f"{path}: a training run with no export in it; export it first: vaectl export {path} --out {path / 'onnx'}"
-        )
+        raise UserInputError(f"{path}: a training run with no export in it; export it first: vaectl export {path}")
     raise UserInputError(f"{path}: no {name} in this directory (give {an(role)} file or what `vaectl export` wrote)")
 
 

@@ -187,3 +187,19 @@ def test_the_log_says_which_model_was_picked_only_when_it_was_picked(tmp_path):
     code, stderr = run_vaectl_in_process("train", *FAST, "--data", d, "--out", tmp_path / "chosen")  # --arch mlp
     assert code == 0, stderr
     assert not [s for s in stderr.splitlines() if s.startswith("model: ")]
+
+
+def test_the_last_line_names_the_export_and_that_command_works(tmp_path):
+    import shlex
+
+    d = make_tiny_idx_dir(tmp_path / "idx", n_train=16, n_test=8)
+    run = tmp_path / "my run"  # a space: the command must come out quoted
+    code, stderr = run_vaectl_in_process("train", *FAST, "--data", d, "--out", run)
+    assert code == 0, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("done: best validation loss ") and last.endswith(
+        f"next: vaectl export {shlex.quote(str(run))}"
+    )
+    code, stderr = run_vaectl_in_process(*shlex.split(last.split("next: vaectl ", 1)[1]))
+    assert code == 0, stderr
+    assert (run / "onnx" / "encoder.onnx").is_file() and (run / "onnx" / "decoder.onnx").is_file()

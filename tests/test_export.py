@@ -380,3 +380,31 @@ def test_a_tiny_colour_resnet_exports_and_runs_in_the_torch_free_commands(tmp_pa
     report = json.loads(r.stdout)
     assert report["likelihood"] == "gaussian-learned"
     assert report["bits_per_dim"] == pytest.approx(report["iwae_nll"] / (3 * 16 * 16 * np.log(2)) + 8)
+
+
+def test_without_out_a_run_exports_into_its_onnx_folder(tiny_mlp_run, tmp_path):
+    import shutil
+
+    from conftest import cli, expect_usage_error
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_mlp_run, run)
+    r = cli("export", run, "--prior", "normal")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.split() == [str(run / "onnx" / "encoder.onnx"), str(run / "onnx" / "decoder.onnx")]
+    last = r.stderr.strip().splitlines()[-1]
+    assert last == f"next: vaectl generate {run / 'onnx'} --out samples.png, or vaectl explore {run / 'onnx'}"
+    samples = tmp_path / "samples.png"
+    assert cli("generate", run / "onnx", "--out", samples).exit_code == 0 and samples.stat().st_size > 0
+    r = cli("export", run / "last.pt", "--prior", "normal")  # a checkpoint inside the run: the same folder
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.split()[-1] == str(run / "onnx" / "decoder.onnx")
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(run / "best.pt", elsewhere / "model.pt")  # a checkpoint outside any run: the user names the folder
+    expect_usage_error(
+        cli("export", elsewhere / "model.pt"),
+        "a checkpoint outside a training run; name the directory for the graphs with --out",
+    )
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["model.pt"]

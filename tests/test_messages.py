@@ -40,7 +40,7 @@ def test_an_export_directory_or_a_run_holding_one_is_accepted_for_a_graph(mlp_gr
     r = cli("reconstruct", "--encoder", mlp_graphs, "--decoder", mlp_graphs, *digits[:2], "--out", by_dir)
     assert r.exit_code == 0, r.stderr
     assert by_file.read_bytes() == by_dir.read_bytes()
-    run = tmp_path / "run"  # a run directory with its export in a subfolder, as `vaectl export RUN --out RUN/onnx`
+    run = tmp_path / "run"  # a run directory with its export in a subfolder, as `vaectl export RUN` leaves it
     (run / "onnx").mkdir(parents=True)
     for name in ("encoder.onnx", "decoder.onnx"):
         (run / "onnx" / name).write_bytes((mlp_graphs / name).read_bytes())
@@ -188,11 +188,9 @@ def test_eval_of_a_run_without_torch_names_the_command_on_its_exported_graphs(ti
     r = run_torch_free("eval", run, "-n", 8, "--k", 2)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert f"scoring the PyTorch checkpoint {run} needs torch, which comes with the [train] extra" in r.stderr
-    assert (
-        f"export it where torch is installed (vaectl export {run} --out {run / 'onnx'}), then: vaectl eval" in r.stderr
-    )
+    assert f"export it where torch is installed (vaectl export {run}), then: vaectl eval {run / 'onnx'}" in r.stderr
 
-    shutil.copytree(mlp_graphs, run / "onnx")  # as `vaectl export RUN --out RUN/onnx` leaves it
+    shutil.copytree(mlp_graphs, run / "onnx")  # as `vaectl export RUN` leaves it
     r = run_torch_free("eval", run / "best.pt", "-n", 8, "--k", 2)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     suggested = r.stderr.split("without it, give the graphs exported from it: vaectl ", 1)[1].strip()

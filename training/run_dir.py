@@ -29,7 +29,7 @@ from ..files import (
 from .metrics import epoch_records
 from .runtime import any_rank
 
-# A run's files (layout.py names them); graphs exported into a subdirectory (`vaectl export RUN --out RUN/onnx`)
+# A run's files (layout.py names them); graphs exported into a subdirectory (`vaectl export RUN`)
 # belong to the run too.
 RUN_OUTPUT = Output("a training run", layout.RUN_FILE_PATTERNS)
 
