@@ -81,7 +81,7 @@ GRAPH_FILES = (ENCODER, *DECODER_VARIANTS.values())  # everything `vaectl export
 
 # Everything `vaectl train` writes into a run directory, as regular expressions over paths relative to it (the
 # overwrite rule, files.Output): what --overwrite may remove and nothing else. Graphs exported into a
-# subdirectory (`vaectl export RUN`) belong to the run too.
+# subdirectory (RUN/onnx, where `vaectl export RUN` writes them) belong to the run too.
 RUN_FILE_PATTERNS = (
     *(re.escape(name) for name in RUN_FILES),
     re.escape(TENSORBOARD_EVENTS[:-1]) + r"[^/]+",

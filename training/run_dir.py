@@ -29,8 +29,8 @@ from ..files import (
 from .metrics import epoch_records
 from .runtime import any_rank
 
-# A run's files (layout.py names them); graphs exported into a subdirectory (`vaectl export RUN`)
-# belong to the run too.
+# A run's files (layout.py names them); graphs exported into a subdirectory of it (RUN/onnx, where
+# `vaectl export RUN` writes them) belong to the run too.
 RUN_OUTPUT = Output("a training run", layout.RUN_FILE_PATTERNS)
 
 
