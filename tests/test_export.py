@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -13,7 +14,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from conftest import make_colour_folder, run_vaectl  # noqa: E402
+from conftest import cli, expect_usage_error, make_colour_folder, run_vaectl  # noqa: E402
 from export_helpers import (  # noqa: E402
     BUILT,
     CLASS_NAMES,
@@ -383,10 +384,6 @@ def test_a_tiny_colour_resnet_exports_and_runs_in_the_torch_free_commands(tmp_pa
 
 
 def test_without_out_a_run_exports_into_its_onnx_folder(tiny_mlp_run, tmp_path):
-    import shutil
-
-    from conftest import cli, expect_usage_error
-
     run = tmp_path / "run"
     shutil.copytree(tiny_mlp_run, run)
     r = cli("export", run, "--prior", "normal")
