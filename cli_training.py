@@ -260,6 +260,7 @@ def train(resume, overwrite, preset, epochs, hidden, conv_channels, channels, **
     """Train a VAE (needs the [train] extra)."""
     from .training import Interrupted
     from .training import train as run_training
+    from .training.steps import wall_time
 
     given = {name: value for name, value in flags.items() if value is not None}  # only what was typed
     if hidden is not None:
@@ -288,7 +289,8 @@ def train(resume, overwrite, preset, epochs, hidden, conv_channels, channels, **
     if summary["trained_epochs"]:
         out = shlex.quote(str(summary["out"]))
         click.echo(
-            f"done: best validation loss {summary['best_val']:.2f}; checkpoints in {summary['out']}; "
+            f"done in {wall_time(summary['seconds'])}: best validation loss {summary['best_val']:.2f}; "
+            f"checkpoints in {summary['out']}; "
             f"next: vaectl export {out}",
             err=True,
         )

@@ -6,6 +6,7 @@ Most cases run through click in this process (a torch import per case would cost
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import numpy as np
@@ -197,7 +198,7 @@ def test_the_last_line_names_the_export_and_that_command_works(tmp_path):
     code, stderr = run_vaectl_in_process("train", *FAST, "--data", d, "--out", run)
     assert code == 0, stderr
     last = stderr.strip().splitlines()[-1]
-    assert last.startswith("done: best validation loss ") and last.endswith(
+    assert re.match(r"done in \d+ s: best validation loss ", last) and last.endswith(
         f"next: vaectl export {shlex.quote(str(run))}"
     )
     code, stderr = run_vaectl_in_process(*shlex.split(last.split("next: vaectl ", 1)[1]))

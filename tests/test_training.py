@@ -23,6 +23,7 @@ from vaectl.models import VAEConfig  # noqa: E402
 from vaectl.models.checkpoint import Checkpoint, read_state, save_state  # noqa: E402
 from vaectl.models.vae import LOG_SIGMA_START, VAE  # noqa: E402
 from vaectl.training import TrainConfig, train  # noqa: E402
+from vaectl.training.steps import time_left, wall_time  # noqa: E402
 
 train_module = importlib.import_module("vaectl.training.loop")
 MODEL = dict(arch="mlp", latent_dim=4, hidden=(32,))
@@ -212,8 +213,11 @@ def test_the_epoch_line_adds_up_and_counts_informative_dimensions(tmp_path, tiny
         "--batch-size", 16, "--grid-every", 0,
     )  # fmt: skip
     assert code == 0, stderr
-    lines = [EPOCH_LINE.match(line) for line in stderr.splitlines() if line.startswith("epoch ")]
+    epoch_lines = [line for line in stderr.splitlines() if line.startswith("epoch ")]
+    lines = [EPOCH_LINE.match(line) for line in epoch_lines]
     assert len(lines) == 2 and all(lines), stderr
+    # the estimate of the epochs to go: on every line but the last
+    assert re.search(r" img/s, \d+ s left", epoch_lines[0]) and " left" not in epoch_lines[1], stderr
     for m, record in zip(lines, read_metrics(run)):
         val, recon, weight, kl = (float(m.group(i)) for i in (2, 3, 4, 5))
         assert weight == beta
@@ -225,6 +229,22 @@ def test_the_epoch_line_adds_up_and_counts_informative_dimensions(tmp_path, tiny
         nll = record["val_recon"] + record["val_kl"] + 0.5 * 784 * math.log(math.pi)
         assert float(m.group(6)) == pytest.approx((nll + 784 * math.log(256)) / (784 * math.log(2)), abs=1e-3)
     assert "active units" not in stderr  # Burda's count is in metrics.jsonl, under its own name
+
+
+@pytest.mark.parametrize(
+    "seconds, left, took",
+    [
+        (0.2, "1 s", "0 s"),
+        (42.4, "42 s", "42 s"),
+        (89.6, "90 s", "1 min 30 s"),
+        (806, "13 min", "13 min 26 s"),
+        (7199, "120 min", "1 h 59 min"),
+        (7500, "2.1 h", "2 h 05 min"),
+    ],
+)
+def test_time_left_is_coarse_and_wall_time_exact(seconds, left, took):
+    assert time_left(seconds) == left
+    assert wall_time(seconds) == took
 
 
 # ----------------------------------------------------------------------------- reproducibility and resume

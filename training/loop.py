@@ -373,7 +373,8 @@ def train(
     overwrite: bool = False,
     **fields,
 ) -> dict:
-    """Train a VAE; returns {"out", "epochs", "best_val", "trained_epochs"}.
+    """Train a VAE; returns {"out", "epochs", "best_val", "trained_epochs", "seconds"} (the last: this call's
+    wall time from the first epoch on).
 
     train(TrainConfig(out="runs/a"), {"latent_dim": 8}); train(preset="quality", out="runs/q", epochs=5);
     `fields` are TrainConfig or VAEConfig field names and win over the preset (training/config.py).
@@ -399,7 +400,13 @@ def _train(tcfg, model, preset, resume, log, resume_epochs, overwrite, saved, cr
     ckpt, tcfg, model_fields = settings(tcfg, model, preset, resume, resume_epochs, overwrite, fields)
     if ckpt is not None and ckpt.state.epoch >= tcfg.epochs:  # a finished run, and no new total of epochs
         log(finished_message(tcfg.out, ckpt.state.epoch))
-        return {"out": tcfg.out, "epochs": tcfg.epochs, "best_val": ckpt.state.best_val, "trained_epochs": 0}
+        return {
+            "out": tcfg.out,
+            "epochs": tcfg.epochs,
+            "best_val": ckpt.state.best_val,
+            "trained_epochs": 0,
+            "seconds": 0.0,
+        }
     # a new run's recipe may depend on the images (training/config.py, data_recipe): settled once they are loaded
     for_data = (
         None
@@ -423,7 +430,7 @@ def _train(tcfg, model, preset, resume, log, resume_epochs, overwrite, saved, cr
         if ckpt is not None:
             log(describe_resume(out, ckpt.state, tcfg.epochs))
 
-    first_epoch = progress.epoch
+    first_epoch, started = progress.epoch, time.monotonic()
     with (
         CtrlC() as run.ctrl_c,
         TensorBoard(out, tcfg.tensorboard and procs.main, first_epoch + 1, ckpt is not None) as tb,
@@ -443,7 +450,10 @@ def _train(tcfg, model, preset, resume, log, resume_epochs, overwrite, saved, cr
                 grids = (
                     grid_images(run.raw_model, run.x_val, run.y_val, run.z_fixed) if grids_due(tcfg, epoch) else None
                 )
-                save_and_log(out, record, grids, progress, saver, tb, log, tcfg.epochs, cfg)
+                # the epochs to go at this session's pace so far (validation and saving included)
+                per_epoch = (time.monotonic() - started) / (epoch + 1 - first_epoch)
+                left = per_epoch * (tcfg.epochs - epoch - 1)
+                save_and_log(out, record, grids, progress, saver, tb, log, tcfg.epochs, cfg, left)
             progress.epoch = epoch + 1
     stop_processes(procs)
     return {
@@ -451,6 +461,7 @@ def _train(tcfg, model, preset, resume, log, resume_epochs, overwrite, saved, cr
         "epochs": tcfg.epochs,
         "best_val": progress.best_val,
         "trained_epochs": tcfg.epochs - first_epoch,
+        "seconds": time.monotonic() - started,
     }
 
 
@@ -718,6 +729,7 @@ def save_and_log(
     log,
     epochs: int,
     cfg: VAEConfig,
+    seconds_left: float | None = None,
 ) -> None:
     """The main process, after validation: metrics.jsonl, the grids, TensorBoard, the checkpoints, the log line.
     Checkpoints last: a crash before them redoes the epoch, and the resumed run rewrites what came before."""
@@ -729,4 +741,4 @@ def save_and_log(
     progress.best_val = min(progress.best_val, record["val_loss"])
     progress.epoch, progress.kl_per_dim = record["epoch"], record["kl_per_dim"]
     saver.save(progress, *([layout.BEST_CHECKPOINT] if improved else []), layout.LAST_CHECKPOINT)
-    log(epoch_line(record["epoch"], epochs, record, cfg, improved))
+    log(epoch_line(record["epoch"], epochs, record, cfg, improved, seconds_left))

@@ -169,18 +169,41 @@ def finished_message(out, done: int) -> str:
     )
 
 
-def epoch_line(epoch: int, epochs: int, record: dict, cfg: VAEConfig, improved: bool) -> str:
+def epoch_line(
+    epoch: int, epochs: int, record: dict, cfg: VAEConfig, improved: bool, seconds_left: float | None = None
+) -> str:
     """The per-epoch log line. Its parts add up: val = recon + beta x kl (the validation loss weighs the KL
     with the run's beta, not the warm-up's); 'informative' counts dimensions by contract.informative_dims.
-    A density likelihood's line also gives the -ELBO (beta 1) in bits/dim (scoring.bits_per_dim)."""
+    A density likelihood's line also gives the -ELBO (beta 1) in bits/dim (scoring.bits_per_dim), and a
+    line with epochs still to go the estimated time they take."""
+    left = f", {time_left(seconds_left)} left" if seconds_left else ""
     bits = f"  -elbo {record['val_bits_per_dim']:.3f} bits/dim" if cfg.likelihood in DENSITIES else ""
     return (
         f"epoch {epoch}/{epochs}  train {record['train_loss']:.2f}  val {record['val_loss']:.2f} "
         f"(recon {record['val_recon']:.2f} + {cfg.beta:g} × kl {record['val_kl']:.2f}){bits}  "
         f"informative {record['informative_dims']}/{cfg.latent_dim}  "
         f"posterior var {record['posterior_var']:.3g}  "
-        f"{record['images_per_sec']:.0f} img/s" + ("  *best" if improved else "")
+        f"{record['images_per_sec']:.0f} img/s{left}" + ("  *best" if improved else "")
     )
+
+
+def time_left(seconds: float) -> str:
+    """An estimate, as coarse as it is: '40 s', '12 min', '2.5 h'."""
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 2 * 3600:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def wall_time(seconds: float) -> str:
+    """A measured wall time: '42 s', '13 min 26 s', '2 h 05 min'."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
 def count_informative(kl_per_dim) -> int:
