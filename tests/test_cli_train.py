@@ -7,6 +7,7 @@ Most cases run through click in this process (a torch import per case would cost
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 
 import numpy as np
@@ -191,8 +192,6 @@ def test_the_log_says_which_model_was_picked_only_when_it_was_picked(tmp_path):
 
 
 def test_the_last_line_names_the_export_and_that_command_works(tmp_path):
-    import shlex
-
     d = make_tiny_idx_dir(tmp_path / "idx", n_train=16, n_test=8)
     run = tmp_path / "my run"  # a space: the command must come out quoted
     code, stderr = run_vaectl_in_process("train", *FAST, "--data", d, "--out", run)
