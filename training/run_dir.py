@@ -144,7 +144,7 @@ def grid_images(model, x_val: torch.Tensor, y_val, z_fixed: torch.Tensor) -> dic
     reconstructions through the encoder's mu). One copy to the host.
 
     The reconstructions skip the refinement that export and `reconstruct` add: it is an inference step, not
-    part of what trains, and its 20 decoder passes with gradients cost 5-8 % of a resnet's epoch."""
+    part of what trains, and its 20 decoder passes with gradients took about 5 % of a 64 px resnet's epoch."""
     cfg = model.config
     y_samples, z, cols = None, z_fixed, 8
     if cfg.conditional:
