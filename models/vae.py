@@ -422,9 +422,11 @@ class VAE(nn.Module):
         return mu, logvar
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Deterministic reconstruction through the posterior mean, pixels in [0, 1]."""
-        mu, _ = self.encode(x, y)
+    def reconstruct(
+        self, x: torch.Tensor, y: torch.Tensor | None = None, refine_steps: int | None = None
+    ) -> torch.Tensor:
+        """Deterministic reconstruction through the posterior mean (refined as in encode), pixels in [0, 1]."""
+        mu, _ = self.encode(x, y, refine_steps)
         return torch.sigmoid(self.decoder(mu, y))
 
     @torch.no_grad()

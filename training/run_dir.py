@@ -154,9 +154,7 @@ def grid_images(model, x_val: torch.Tensor, y_val, z_fixed: torch.Tensor) -> dic
     guidance = torch.tensor([cfg.guidance], device=z_fixed.device) if cfg.guided else None  # the default weight
     samples = torch.sigmoid(model.decoder(z, y_samples, guidance=guidance)).float()  # (N, C, H, W)
     x = x_val[:8].float() / 255
-    y_recon = None if y_val is None else y_val[:8]
-    mu, _ = model.encode(x, y_recon, refine_steps=0)  # (8, D)
-    recon = torch.sigmoid(model.decoder(mu, y_recon)).float()  # (8, C, H, W)
+    recon = model.reconstruct(x, None if y_val is None else y_val[:8], refine_steps=0).float()  # (8, C, H, W)
     both = torch.cat([samples, x, recon]).cpu().numpy()  # (N + 16, C, H, W): samples, originals, reconstructions
     return {
         "samples": make_grid(to_uint8_images(both[: len(samples)]), nrow=cols),
