@@ -97,10 +97,11 @@ def resnet_widths(height: int, width: int) -> tuple[int, ...]:
     return tuple(max(NARROWEST_WIDTH, DEEPEST_WIDTH >> i) for i in reversed(range(stages)))
 
 
-def for_images(channels: int, height: int, width: int) -> tuple[Recipe | None, str]:
+def for_images(channels: int, height: int, width: int, hflip: bool | None = None) -> tuple[Recipe | None, str]:
     """The recipe `vaectl train` uses when no --preset or --arch says otherwise, and a line saying why.
 
-    None for grey images under 32 px: the MLP and the default schedule (VAEConfig, TrainConfig) stay."""
+    None for grey images under 32 px: the MLP and the default schedule (VAEConfig, TrainConfig) stay.
+    hflip: the user's --hflip/--no-hflip, if given (it wins over the recipe's; the line says what will run)."""
     kind = "RGB" if channels == 3 else "grey"
     if channels == 1 and min(height, width) < 32:
         return (
@@ -110,7 +111,8 @@ def for_images(channels: int, height: int, width: int) -> tuple[Recipe | None, s
     recipe, why, mirrored = resnet_recipe(height, width), "32 px and up", ""
     if channels == 3:  # icons, emoji, photographs: a mirror image is as likely (grey ones may be digits or text)
         recipe, why = Recipe(model=recipe.model, train={**recipe.train, "hflip": True}), "colour"
-        mirrored = f"; mirrored left to right, {arg('hflip', False)} to keep them as they are"
+        if hflip is not False:
+            mirrored = f"; mirrored left to right, {arg('hflip', False)} to keep them as they are"
     return (
         recipe,
         f"model: resnet VAE for {width}x{height} {kind} images ({why}; {arg('arch', 'mlp')} for the MLP){mirrored}",

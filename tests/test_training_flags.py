@@ -204,6 +204,9 @@ def test_a_new_runs_recipe_is_picked_from_its_images_and_explicit_values_win():
         "model: resnet VAE for 32x32 RGB images (colour; arch=mlp for the MLP); "
         "mirrored left to right, hflip=False to keep them as they are"
     )
+    assert render(data_recipe((3, 32, 32), hflip=False)[1]) == (  # told not to mirror: the line does not say so
+        "model: resnet VAE for 32x32 RGB images (colour; arch=mlp for the MLP)"
+    )
     assert data_recipe((3, 32, 32), arch="conv") == (None, None)
     assert data_recipe((3, 32, 32), arch="resnet")[1] is None  # the user's choice: nothing picked to explain
     assert data_recipe((1, 28, 28), arch="mlp") == (None, None)

@@ -105,7 +105,7 @@ def data_recipe(
     given_model = {**dict(model or {}), **fields}
     if preset is not None or tcfg is not None or fields.get("conditional"):
         return None, None
-    recipe, note = for_images(*image_shape)
+    recipe, note = for_images(*image_shape, hflip=fields.get("hflip"))
     picked = recipe.model["arch"] if recipe else "mlp"
     arch = given_model.get("arch", picked)
     if arch == "resnet" and recipe is None:  # asked for on small grey images: its recipe, sized for them
